@@ -1,0 +1,1 @@
+//! Dataset readers for `../shared/data`, augmentation, windowing and the preprocessed cache.

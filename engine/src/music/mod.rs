@@ -1,0 +1,14 @@
+//! Music types shared by the models, the plugin and the GUI.
+
+pub mod clip;
+pub mod key;
+pub mod mask;
+pub mod roll;
+
+pub use clip::{
+    Clip, DRUM_CHANNEL, MeterChange, Note, STEPS_PER_BEAT, TempoChange, TimeSignature, Track,
+    TrackRole,
+};
+pub use key::{Key, Scale, parse_pitch, pitch_name};
+pub use mask::{Mask, parse_bar_range, parse_pitch_range};
+pub use roll::{ONSET, PianoRoll, RollFilter, SUSTAIN};
