@@ -1,7 +1,11 @@
-//! Bandmate's engine: music types, MIDI I/O, datasets, metrics and (later) the models.
+//! Bandmate's engine: music types, MIDI I/O, datasets, metrics, models and samplers.
 //! It knows nothing of plugins or GUIs.
 
 pub mod data;
+pub mod diffusion;
 pub mod metrics;
 pub mod midi;
+pub mod models;
 pub mod music;
+pub mod nn;
+pub mod train;

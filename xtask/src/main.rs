@@ -1,1 +1,45 @@
-fn main() {}
+//! `cargo xtask <command>`: the project's tasks around the code.
+
+mod bench;
+mod bundle;
+mod demo;
+mod deps;
+mod install;
+mod shell;
+mod test;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  deps    install the Debian packages the build needs (only the missing ones)
+  demo    deps, then build and run the Bandmate demo on the embedded example
+  test    deps, then every test: fmt check, clippy, cargo test --workspace
+  bundle  build target/bundled/Bandmate.clap, Bandmate.vst3 and the standalone [--debug]
+  install bundle, then copy the plugins into the user's plugin folders [--debug] [--to DIR]
+  bench   bench plugin: process() cost per block and memory per instance";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("deps") => deps::run(),
+        Some("demo") => demo::run(&args[1..]),
+        Some("test") => test::run(&args[1..]),
+        Some("bundle") => bundle::run(&args[1..]),
+        Some("install") => install::run(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
+        Some("-h" | "--help" | "help") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command '{other}'\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,10 +1,12 @@
 //! Music types shared by the models, the plugin and the GUI.
 
 pub mod clip;
+pub mod example;
 pub mod key;
 pub mod mask;
 pub mod roll;
 
+pub use example::example_clip;
 pub use clip::{
     Clip, DRUM_CHANNEL, MeterChange, Note, STEPS_PER_BEAT, TempoChange, TimeSignature, Track,
     TrackRole,

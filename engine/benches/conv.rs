@@ -1,0 +1,135 @@
+//! CPU convolution benchmark: candle's built-in conv2d vs `bandmate::nn::conv2d`, plus a matmul
+//! for reference. Run with `cargo bench -p bandmate-engine --bench conv` (release profile).
+//! `RAYON_NUM_THREADS` sets the thread count; `CONV_BENCH_REPS` the timed repetitions (default 5).
+
+use std::time::Instant;
+
+use bandmate::nn::{ConvGeometry, candle_conv2d, conv2d};
+use candle_core::{Device, Result, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+
+/// The peak the percentages refer to (GFLOP/s, f32).
+const PEAK_GFLOPS: f64 = 190.0;
+
+type ConvFn = fn(&Tensor, &Tensor, Option<&Tensor>, usize, usize) -> Result<Tensor>;
+
+/// Best and median wall time of `reps` runs of `f` after one warm-up run.
+fn time(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<(f64, f64)> {
+    f()?;
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let start = Instant::now();
+        f()?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((times[0], times[times.len() / 2]))
+}
+
+fn report(what: &str, flops: f64, (best, median): (f64, f64)) {
+    let gflops = flops / best / 1e9;
+    println!(
+        "{what:<44} best {:>8.1} ms  median {:>8.1} ms  {gflops:>6.1} GFLOP/s  {:>5.1}% of {PEAK_GFLOPS} peak",
+        best * 1e3,
+        median * 1e3,
+        100.0 * gflops / PEAK_GFLOPS
+    );
+}
+
+/// 2→64→64→2 3×3 convolutions with ReLUs, MSE to a target, one AdamW step.
+struct TrainStep {
+    vars: Vec<Var>,
+    opt: AdamW,
+    input: Tensor,
+    target: Tensor,
+}
+
+impl TrainStep {
+    const CHANNELS: [usize; 4] = [2, 64, 64, 2];
+
+    fn new(batch: usize, h: usize, w: usize) -> Result<Self> {
+        let dev = Device::Cpu;
+        let mut vars = Vec::new();
+        for pair in Self::CHANNELS.windows(2) {
+            let bound = 1.0 / ((pair[0] * 9) as f64).sqrt();
+            vars.push(Var::rand(-bound as f32, bound as f32, (pair[1], pair[0], 3, 3), &dev)?);
+            vars.push(Var::rand(-bound as f32, bound as f32, pair[1], &dev)?);
+        }
+        let opt = AdamW::new(vars.clone(), ParamsAdamW { lr: 1e-3, ..Default::default() })?;
+        let input = Tensor::randn(0f32, 1.0, (batch, 2, h, w), &dev)?;
+        let target = Tensor::randn(0f32, 1.0, (batch, 2, h, w), &dev)?;
+        Ok(Self { vars, opt, input, target })
+    }
+
+    fn step(&mut self, conv: ConvFn) -> Result<f32> {
+        let mut x = self.input.clone();
+        for (layer, pair) in self.vars.chunks(2).enumerate() {
+            x = conv(&x, pair[0].as_tensor(), Some(pair[1].as_tensor()), 1, 1)?;
+            if layer + 1 < self.vars.len() / 2 {
+                x = x.relu()?;
+            }
+        }
+        let loss = (x - &self.target)?.sqr()?.mean_all()?;
+        self.opt.backward_step(&loss)?;
+        loss.to_scalar::<f32>()
+    }
+
+    /// Forward + backward FLOPs of the convolutions (3× forward).
+    fn flops(batch: usize, h: usize, w: usize) -> f64 {
+        Self::CHANNELS
+            .windows(2)
+            .map(|pair| 3.0 * ConvGeometry::new(&[batch, pair[0], h, w], &[pair[1], pair[0], 3, 3], 1, 1).unwrap().flops())
+            .sum()
+    }
+}
+
+fn main() -> Result<()> {
+    let reps: usize = std::env::var("CONV_BENCH_REPS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let dev = Device::Cpu;
+    println!(
+        "threads: rayon {}, candle {}; avx512f {}; {reps} timed reps each",
+        rayon::current_num_threads(),
+        candle_core::utils::get_num_threads(),
+        std::arch::is_x86_feature_detected!("avx512f"),
+    );
+
+    let n = 1024;
+    let a = Tensor::randn(0f32, 1.0, (n, n), &dev)?;
+    let b = Tensor::randn(0f32, 1.0, (n, n), &dev)?;
+    report("matmul 1024³ (candle)", 2.0 * (n * n * n) as f64, time(reps * 4, || a.matmul(&b).map(|_| ()))?);
+
+    let (batch, c, h, w) = (32, 64, 64, 88);
+    let x = Tensor::randn(0f32, 1.0, (batch, c, h, w), &dev)?;
+    let weight = (Tensor::randn(0f32, 1.0, (c, c, 3, 3), &dev)? / 24.0)?;
+    let bias = Tensor::randn(0f32, 1.0, c, &dev)?;
+    let geometry = ConvGeometry::new(x.dims(), weight.dims(), 1, 1)?;
+    let flops = geometry.flops();
+    for (name, conv) in [("candle", candle_conv2d as ConvFn), ("bandmate", conv2d as ConvFn)] {
+        let label = format!("conv fwd 3x3 64->64 64x88 b32 ({name})");
+        report(&label, flops, time(reps, || conv(&x, &weight, Some(&bias), 1, 1).map(|_| ()))?);
+    }
+
+    let xv = Var::from_tensor(&x)?;
+    let wv = Var::from_tensor(&weight)?;
+    let bv = Var::from_tensor(&bias)?;
+    let probe = Tensor::randn(0f32, 1.0, (batch, c, h, w), &dev)?;
+    for (name, conv) in [("candle", candle_conv2d as ConvFn), ("bandmate", conv2d as ConvFn)] {
+        let label = format!("conv fwd+bwd 3x3 64->64 64x88 b32 ({name})");
+        let run = || {
+            let y = conv(xv.as_tensor(), wv.as_tensor(), Some(bv.as_tensor()), 1, 1)?;
+            (y * &probe)?.sum_all()?.backward().map(|_| ())
+        };
+        report(&label, 3.0 * flops, time(reps, run)?);
+    }
+
+    let train_flops = TrainStep::flops(batch, h, w);
+    for (name, conv) in [("candle", candle_conv2d as ConvFn), ("bandmate", conv2d as ConvFn)] {
+        let mut step = TrainStep::new(batch, h, w)?;
+        let first = step.step(conv)?;
+        let label = format!("train step 2-64-64-2 AdamW b32 ({name})");
+        report(&label, train_flops, time(reps, || step.step(conv).map(|_| ()))?);
+        let last = step.step(conv)?;
+        println!("{:<44} loss {first:.4} -> {last:.4} over {} steps", "", reps + 2);
+    }
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! `bandmate info FILE.mid`
+
+use crate::args::Timings;
+use crate::files::read_clip;
+use anyhow::Result;
+use bandmate::music::{Clip, Key, pitch_name};
+use clap::Args;
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct InfoArgs {
+    /// The MIDI file.
+    pub file: PathBuf,
+    /// Print a machine-readable summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: InfoArgs) -> Result<()> {
+    let mut timings = Timings::default();
+    let clip = timings.time("read", || read_clip(&args.file))?;
+    let key = estimate_key(&clip);
+    let tracks: Vec<_> = clip
+        .tracks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let notes: Vec<_> = clip.track_notes(i as u16).collect();
+            let lo = notes.iter().map(|n| n.pitch).min();
+            let hi = notes.iter().map(|n| n.pitch).max();
+            json!({
+                "number": i + 1, "name": t.name, "role": t.role.name(), "channel": t.channel + 1,
+                "notes": notes.len(),
+                "lowest": lo.map(pitch_name), "highest": hi.map(pitch_name),
+            })
+        })
+        .collect();
+    if args.json {
+        let summary = json!({
+            "file": args.file.display().to_string(),
+            "bars": clip.bars, "steps": clip.steps(), "tempo": clip.tempo,
+            "time_signature": clip.time_signature.to_string(),
+            "tempo_changes": clip.tempo_changes.len(), "meter_changes": clip.meter_changes.len(),
+            "notes": clip.notes.len(), "key": key.map(|k| k.to_string()),
+            "tracks": tracks, "timings_ms": timings.to_json(),
+        });
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    println!("{}", args.file.display());
+    println!(
+        "  {} bars of {} at {:.1} BPM ({} tempo changes, {} meter changes), {} notes, key {}",
+        clip.bars,
+        clip.time_signature,
+        clip.tempo,
+        clip.tempo_changes.len(),
+        clip.meter_changes.len(),
+        clip.notes.len(),
+        key.map(|k| k.to_string()).unwrap_or_else(|| "-".into())
+    );
+    for t in &tracks {
+        println!(
+            "  track {:>2}: {:<20} {:<13} channel {:>2}  {:>5} notes  {}–{}",
+            t["number"],
+            t["name"].as_str().unwrap_or_default(),
+            t["role"].as_str().unwrap_or_default(),
+            t["channel"],
+            t["notes"],
+            t["lowest"].as_str().unwrap_or("-"),
+            t["highest"].as_str().unwrap_or("-"),
+        );
+    }
+    Ok(())
+}
+
+/// Key of the pitched notes, weighted by duration.
+pub fn estimate_key(clip: &Clip) -> Option<Key> {
+    let mut weights = [0.0; 12];
+    for n in clip.notes.iter().filter(|n| !clip.tracks.get(n.track as usize).is_some_and(|t| t.is_drums())) {
+        weights[(n.pitch % 12) as usize] += n.length as f64;
+    }
+    Key::estimate(&weights)
+}

@@ -1,0 +1,53 @@
+//! `bandmate`: Bandmate's engine on the command line.
+
+mod args;
+mod demo;
+mod eval;
+mod files;
+mod info;
+mod roundtrip;
+mod train;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "bandmate", version, about = "Generative MIDI co-writer: the engine on the command line")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the tracks, notes, tempo, meter and key of a MIDI file.
+    Info(info::InfoArgs),
+    /// Import a MIDI file, export it again, and check that the notes survive on the grid.
+    Roundtrip(roundtrip::RoundtripArgs),
+    /// Compare a folder of generated MIDI files with a reference folder (Yang & Lerch OA,
+    /// Mittal consistency/variance, rhythm and diatonicity).
+    Eval(eval::EvalArgs),
+    /// Run the demo on the embedded example clip.
+    Demo(demo::DemoArgs),
+    /// Train a model (`roll`: the piano-roll diffusion UNet on POP909).
+    Train(train::TrainArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info(a) => info::run(a),
+        Command::Roundtrip(a) => roundtrip::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Demo(a) => demo::run(a),
+        Command::Train(a) => train::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error and its causes.
+            eprintln!("bandmate: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

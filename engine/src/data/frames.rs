@@ -1,0 +1,144 @@
+//! Frame lists (lists of sounding pitches per time step) to notes on the 16th grid.
+
+use anyhow::{Result, bail};
+
+use crate::music::{Clip, Note, STEPS_PER_BEAT, TimeSignature, Track, TrackRole};
+
+use super::DEFAULT_VELOCITY;
+
+/// Notes of a polyphonic frame sequence: each run of consecutive frames containing a pitch
+/// becomes one note. Frame `i` starts at step `i * steps_per_frame`.
+pub(crate) fn polyphonic_notes(frames: &[Vec<u8>], steps_per_frame: u32, track: u16) -> Vec<Note> {
+    let mut started: [Option<u32>; 128] = [None; 128];
+    let mut notes = Vec::new();
+    let mut sounding = [false; 128];
+    for (i, frame) in frames.iter().enumerate() {
+        let i = i as u32;
+        sounding.fill(false);
+        for &p in frame {
+            sounding[p.min(127) as usize] = true;
+        }
+        for pitch in 0..128 {
+            match (started[pitch], sounding[pitch]) {
+                (None, true) => started[pitch] = Some(i),
+                (Some(first), false) => {
+                    notes.push(frame_note(first, i, pitch as u8, steps_per_frame, track));
+                    started[pitch] = None;
+                }
+                _ => {}
+            }
+        }
+    }
+    let end = frames.len() as u32;
+    for (pitch, first) in started.iter().enumerate() {
+        if let Some(first) = *first {
+            notes.push(frame_note(first, end, pitch as u8, steps_per_frame, track));
+        }
+    }
+    notes
+}
+
+/// Notes of one monophonic voice (`None` = rest): each run of equal pitches becomes one note.
+pub(crate) fn voice_notes(voice: &[Option<u8>], steps_per_frame: u32, track: u16) -> Vec<Note> {
+    let mut notes = Vec::new();
+    let mut run: Option<(u32, u8)> = None;
+    for (i, &pitch) in voice.iter().enumerate() {
+        let i = i as u32;
+        if let Some((first, p)) = run
+            && Some(p) != pitch
+        {
+            notes.push(frame_note(first, i, p, steps_per_frame, track));
+            run = None;
+        }
+        if run.is_none()
+            && let Some(p) = pitch
+        {
+            run = Some((i, p));
+        }
+    }
+    if let Some((first, p)) = run {
+        notes.push(frame_note(
+            first,
+            voice.len() as u32,
+            p,
+            steps_per_frame,
+            track,
+        ));
+    }
+    notes
+}
+
+fn frame_note(first: u32, end: u32, pitch: u8, steps_per_frame: u32, track: u16) -> Note {
+    Note::new(
+        first * steps_per_frame,
+        pitch,
+        (end - first) * steps_per_frame,
+        DEFAULT_VELOCITY,
+        track,
+    )
+}
+
+/// A 4/4, 120 BPM clip of `frames` frames with `tracks`, holding `notes` (sorted).
+pub(crate) fn frame_clip(
+    tracks: Vec<Track>,
+    mut notes: Vec<Note>,
+    frames: usize,
+    steps_per_frame: u32,
+) -> Clip {
+    let mut clip = Clip::new(0);
+    clip.tracks = tracks;
+    let steps = frames as u32 * steps_per_frame;
+    clip.bars = steps
+        .div_ceil(TimeSignature::FOUR_FOUR.steps_per_bar())
+        .max(1);
+    debug_assert_eq!(clip.steps_per_bar(), 4 * STEPS_PER_BEAT);
+    notes.sort_by_key(|n| (n.start, n.pitch, n.track, n.length, n.velocity));
+    clip.notes = notes;
+    clip
+}
+
+/// One polyphonic piano track.
+pub(crate) fn single_track(name: &str) -> Vec<Track> {
+    vec![Track::new(name, TrackRole::Accompaniment, 0)]
+}
+
+/// A MIDI pitch from a JSON number (integers, or floats such as `60.0`), checked to 0–127.
+pub(crate) fn json_pitch(value: f64, what: &dyn Fn() -> String) -> Result<u8> {
+    if value.fract() != 0.0 || !(0.0..=127.0).contains(&value) {
+        bail!("{}: {value} is not a MIDI pitch", what());
+    }
+    Ok(value as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_of_frames_become_single_notes() {
+        let frames = vec![vec![60, 64], vec![60, 64], vec![60, 67], vec![], vec![60]];
+        let mut notes = polyphonic_notes(&frames, 4, 0);
+        notes.sort();
+        let expected = vec![
+            Note::new(0, 60, 12, DEFAULT_VELOCITY, 0),
+            Note::new(0, 64, 8, DEFAULT_VELOCITY, 0),
+            Note::new(8, 67, 4, DEFAULT_VELOCITY, 0),
+            Note::new(16, 60, 4, DEFAULT_VELOCITY, 0),
+        ];
+        assert_eq!(notes, expected);
+    }
+
+    #[test]
+    fn voice_runs_split_on_pitch_change_and_rests() {
+        let voice = [Some(60), Some(60), Some(62), None, Some(62), Some(62)];
+        let notes = voice_notes(&voice, 1, 2);
+        assert_eq!(
+            notes,
+            vec![
+                Note::new(0, 60, 2, DEFAULT_VELOCITY, 2),
+                Note::new(2, 62, 1, DEFAULT_VELOCITY, 2),
+                Note::new(4, 62, 2, DEFAULT_VELOCITY, 2),
+            ]
+        );
+    }
+}

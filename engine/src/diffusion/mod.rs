@@ -1,0 +1,3 @@
+//! Diffusion processes and their samplers (outside the models, seeded).
+
+pub mod binomial;

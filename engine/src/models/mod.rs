@@ -1,0 +1,2 @@
+//! The generative models, one per file (candle; CPU everywhere, GPU with `cuda`/`metal`).
+pub mod roll;

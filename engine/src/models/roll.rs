@@ -1,0 +1,333 @@
+//! UNet that predicts the clean two-channel piano roll x̂_0 from a noisy one x_t (binomial
+//! diffusion, Atassi 2023). Strided-conv downsampling, nearest-neighbour upsampling, skip
+//! connections, a sinusoidal timestep embedding added in every residual block.
+//!
+//! Input and output are `[batch, 2, steps, pitches]` (channel 0 onsets, 1 sustain); the output
+//! is logits of p(x_0 = 1 | x_t).
+
+use candle_core::{DType, Module, Result, Tensor, bail};
+use candle_nn::{GroupNorm, Linear, VarBuilder, group_norm, linear};
+use serde::{Deserialize, Serialize};
+
+use crate::nn::Conv2d;
+
+/// Shapes of the network and the diffusion it was trained for (stored as `config.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// Grid steps in one window (16th notes): 64 = 4 bars of 4/4.
+    pub steps: usize,
+    /// Lowest MIDI pitch of the window.
+    pub pitch_lo: u8,
+    /// Number of pitches in the window.
+    pub pitches: usize,
+    /// Channels of the first level; level `i` has `base_channels * channel_mults[i]`.
+    pub base_channels: usize,
+    pub channel_mults: Vec<usize>,
+    /// Residual blocks per level on the way down (one more on the way up).
+    pub res_blocks: usize,
+    /// Groups of every GroupNorm (divides every channel count).
+    pub groups: usize,
+    /// Diffusion steps T.
+    pub diffusion_steps: usize,
+    /// Prior p of the binomial diffusion per channel (onset, sustain): the training data's mean
+    /// cell density.
+    pub prior: [f32; 2],
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::small()
+    }
+}
+
+impl Config {
+    /// The shipped model's shape. Pitches 32–95 (G#1–B6) hold 99.9% of the notes of POP909's
+    /// train split (0.08% lie below, 0.04% above).
+    pub fn small() -> Self {
+        Self {
+            steps: 64,
+            pitch_lo: 32,
+            pitches: 64,
+            base_channels: 32,
+            channel_mults: vec![1, 2, 2, 4],
+            res_blocks: 1,
+            groups: 8,
+            diffusion_steps: 100,
+            prior: [0.01, 0.05],
+        }
+    }
+
+    /// Half the channels of [`Config::small`].
+    pub fn tiny() -> Self {
+        Self {
+            base_channels: 16,
+            channel_mults: vec![1, 2, 2, 4],
+            groups: 4,
+            ..Self::small()
+        }
+    }
+
+    /// Wider and deeper than [`Config::small`].
+    pub fn base() -> Self {
+        Self {
+            base_channels: 48,
+            channel_mults: vec![1, 2, 3, 4],
+            res_blocks: 2,
+            ..Self::small()
+        }
+    }
+
+    /// A named preset: `tiny`, `small` or `base`.
+    pub fn preset(name: &str) -> Option<Self> {
+        match name {
+            "tiny" => Some(Self::tiny()),
+            "small" => Some(Self::small()),
+            "base" => Some(Self::base()),
+            _ => None,
+        }
+    }
+
+    /// Channels of level `i`.
+    pub fn level_channels(&self, i: usize) -> usize {
+        self.base_channels * self.channel_mults[i]
+    }
+
+    /// Channels of the timestep embedding.
+    pub fn time_channels(&self) -> usize {
+        self.base_channels * 4
+    }
+
+    /// Check that the shapes fit together.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let levels = self.channel_mults.len();
+        if levels == 0 || self.base_channels == 0 || self.groups == 0 {
+            return Err("base_channels, groups and channel_mults must be non-zero".into());
+        }
+        let factor = 1usize << (levels - 1);
+        if self.steps == 0 || self.steps % factor != 0 || self.pitches == 0 || self.pitches % factor != 0 {
+            return Err(format!(
+                "steps ({}) and pitches ({}) must be multiples of 2^(levels-1) = {factor}",
+                self.steps, self.pitches
+            ));
+        }
+        if self.pitch_lo as usize + self.pitches > 128 {
+            return Err(format!("pitch window {}+{} leaves the MIDI range", self.pitch_lo, self.pitches));
+        }
+        for i in 0..levels {
+            if self.level_channels(i) == 0 || self.level_channels(i) % self.groups != 0 {
+                return Err(format!("level {i} has {} channels, not a multiple of {} groups", self.level_channels(i), self.groups));
+            }
+        }
+        if self.diffusion_steps < 2 {
+            return Err("diffusion_steps must be at least 2".into());
+        }
+        if self.prior.iter().any(|p| !(p.is_finite() && *p > 0.0 && *p < 1.0)) {
+            return Err(format!("prior {:?} must lie strictly between 0 and 1", self.prior));
+        }
+        Ok(())
+    }
+}
+
+/// Sinusoidal embedding of (possibly fractional) timesteps. `t: [batch]` -> `[batch, dim]`.
+pub fn timestep_embedding(t: &Tensor, dim: usize) -> Result<Tensor> {
+    let half = dim / 2;
+    let freqs: Vec<f32> = (0..half).map(|i| (-(10_000f32.ln()) * i as f32 / half as f32).exp()).collect();
+    let freqs = Tensor::from_vec(freqs, (1, half), t.device())?;
+    let args = t.to_dtype(DType::F32)?.unsqueeze(1)?.broadcast_mul(&freqs)?; // [batch, half]
+    Tensor::cat(&[args.sin()?, args.cos()?], 1)
+}
+
+/// GroupNorm → SiLU → conv, plus the projected timestep embedding, twice; 1×1 conv on the skip
+/// when the channel count changes.
+#[derive(Clone, Debug)]
+struct ResBlock {
+    norm1: GroupNorm,
+    conv1: Conv2d,
+    time: Linear,
+    norm2: GroupNorm,
+    conv2: Conv2d,
+    skip: Option<Conv2d>,
+}
+
+impl ResBlock {
+    fn new(cin: usize, cout: usize, cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            norm1: group_norm(cfg.groups, cin, 1e-5, vb.pp("norm1"))?,
+            conv1: Conv2d::new(cin, cout, 3, 1, 1, vb.pp("conv1"))?,
+            time: linear(cfg.time_channels(), cout, vb.pp("time"))?,
+            norm2: group_norm(cfg.groups, cout, 1e-5, vb.pp("norm2"))?,
+            conv2: Conv2d::new(cout, cout, 3, 1, 1, vb.pp("conv2"))?,
+            skip: if cin == cout { None } else { Some(Conv2d::new(cin, cout, 1, 1, 0, vb.pp("skip"))?) },
+        })
+    }
+
+    /// `x: [batch, cin, h, w]`, `temb: [batch, time_channels]` (already through SiLU) ->
+    /// `[batch, cout, h, w]`
+    fn forward(&self, x: &Tensor, temb: &Tensor) -> Result<Tensor> {
+        let h = self.conv1.forward(&self.norm1.forward(x)?.silu()?)?;
+        let t = self.time.forward(temb)?.unsqueeze(2)?.unsqueeze(3)?; // [batch, cout, 1, 1]
+        let h = h.broadcast_add(&t)?;
+        let h = self.conv2.forward(&self.norm2.forward(&h)?.silu()?)?;
+        match &self.skip {
+            Some(skip) => skip.forward(x)? + h,
+            None => x + h,
+        }
+    }
+}
+
+/// One level of the UNet's down path.
+#[derive(Clone, Debug)]
+struct DownLevel {
+    blocks: Vec<ResBlock>,
+    /// 3×3 stride-2 conv halving steps and pitches (none on the last level).
+    down: Option<Conv2d>,
+}
+
+/// One level of the up path.
+#[derive(Clone, Debug)]
+struct UpLevel {
+    blocks: Vec<ResBlock>,
+    /// Conv after nearest-neighbour upsampling ×2 (none on the top level).
+    up: Option<Conv2d>,
+}
+
+/// The denoiser: `forward(x_t, t)` gives logits of x̂_0.
+#[derive(Clone, Debug)]
+pub struct RollUnet {
+    cfg: Config,
+    time1: Linear,
+    time2: Linear,
+    conv_in: Conv2d,
+    down: Vec<DownLevel>,
+    mid: [ResBlock; 2],
+    up: Vec<UpLevel>,
+    norm_out: GroupNorm,
+    conv_out: Conv2d,
+}
+
+impl RollUnet {
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        if let Err(e) = cfg.validate() {
+            bail!("roll model config: {e}");
+        }
+        let levels = cfg.channel_mults.len();
+        let tc = cfg.time_channels();
+        let c0 = cfg.level_channels(0);
+        let time1 = linear(cfg.base_channels, tc, vb.pp("time_embed.0"))?;
+        let time2 = linear(tc, tc, vb.pp("time_embed.2"))?;
+        let conv_in = Conv2d::new(2, c0, 3, 1, 1, vb.pp("conv_in"))?;
+
+        // Channels of every skip tensor, in the order they are pushed.
+        let mut skips = vec![c0];
+        let mut ch = c0;
+        let mut down = Vec::with_capacity(levels);
+        for i in 0..levels {
+            let vbl = vb.pp(format!("down.{i}"));
+            let cout = cfg.level_channels(i);
+            let mut blocks = Vec::with_capacity(cfg.res_blocks);
+            for j in 0..cfg.res_blocks {
+                blocks.push(ResBlock::new(ch, cout, cfg, vbl.pp(format!("res.{j}")))?);
+                ch = cout;
+                skips.push(ch);
+            }
+            let down_conv = if i + 1 < levels {
+                skips.push(ch);
+                Some(Conv2d::new(ch, ch, 3, 2, 1, vbl.pp("down"))?)
+            } else {
+                None
+            };
+            down.push(DownLevel { blocks, down: down_conv });
+        }
+        let mid = [ResBlock::new(ch, ch, cfg, vb.pp("mid.0"))?, ResBlock::new(ch, ch, cfg, vb.pp("mid.1"))?];
+        let mut up = Vec::with_capacity(levels);
+        for i in (0..levels).rev() {
+            let vbl = vb.pp(format!("up.{i}"));
+            let cout = cfg.level_channels(i);
+            let mut blocks = Vec::with_capacity(cfg.res_blocks + 1);
+            for j in 0..=cfg.res_blocks {
+                let skip = skips.pop().expect("one skip per up block");
+                blocks.push(ResBlock::new(ch + skip, cout, cfg, vbl.pp(format!("res.{j}")))?);
+                ch = cout;
+            }
+            let up_conv = if i > 0 { Some(Conv2d::new(ch, ch, 3, 1, 1, vbl.pp("up"))?) } else { None };
+            up.push(UpLevel { blocks, up: up_conv });
+        }
+        let norm_out = group_norm(cfg.groups, ch, 1e-5, vb.pp("norm_out"))?;
+        let conv_out = Conv2d::new(ch, 2, 3, 1, 1, vb.pp("conv_out"))?;
+        Ok(Self { cfg: cfg.clone(), time1, time2, conv_in, down, mid, up, norm_out, conv_out })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// `x_t: [batch, 2, steps, pitches]` (0/1 values), `t: [batch]` timesteps (f32, 1..=T) ->
+    /// logits of x̂_0 `[batch, 2, steps, pitches]`.
+    pub fn forward(&self, x_t: &Tensor, t: &Tensor) -> Result<Tensor> {
+        let (_, c, steps, pitches) = x_t.dims4()?;
+        if c != 2 || steps != self.cfg.steps || pitches != self.cfg.pitches {
+            bail!(
+                "roll model expects [batch, 2, {}, {}], got {:?}",
+                self.cfg.steps,
+                self.cfg.pitches,
+                x_t.dims()
+            );
+        }
+        let temb = timestep_embedding(t, self.cfg.base_channels)?; // [batch, base]
+        let temb = self.time2.forward(&self.time1.forward(&temb)?.silu()?)?.silu()?; // [batch, 4·base]
+
+        let mut h = self.conv_in.forward(x_t)?; // [batch, c0, steps, pitches]
+        let mut skips = vec![h.clone()];
+        for level in &self.down {
+            for block in &level.blocks {
+                h = block.forward(&h, &temb)?;
+                skips.push(h.clone());
+            }
+            if let Some(down) = &level.down {
+                h = down.forward(&h)?; // [batch, c, h/2, w/2]
+                skips.push(h.clone());
+            }
+        }
+        for block in &self.mid {
+            h = block.forward(&h, &temb)?;
+        }
+        for level in &self.up {
+            for block in &level.blocks {
+                let skip = skips.pop().expect("one skip per up block");
+                h = block.forward(&Tensor::cat(&[&h, &skip], 1)?, &temb)?;
+            }
+            if let Some(up) = &level.up {
+                let (_, _, hh, ww) = h.dims4()?;
+                h = up.forward(&h.upsample_nearest2d(hh * 2, ww * 2)?)?;
+            }
+        }
+        self.conv_out.forward(&self.norm_out.forward(&h)?.silu()?) // [batch, 2, steps, pitches]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use candle_nn::VarMap;
+
+    #[test]
+    fn output_has_the_input_shape() {
+        let cfg = Config { base_channels: 8, groups: 4, steps: 16, pitches: 24, ..Config::tiny() };
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        let net = RollUnet::new(&cfg, vb).unwrap();
+        let x = Tensor::zeros((3, 2, 16, 24), DType::F32, &Device::Cpu).unwrap();
+        let t = Tensor::new(&[1f32, 50., 100.], &Device::Cpu).unwrap();
+        assert_eq!(net.forward(&x, &t).unwrap().dims(), &[3, 2, 16, 24]);
+        let wrong = Tensor::zeros((1, 2, 16, 20), DType::F32, &Device::Cpu).unwrap();
+        assert!(net.forward(&wrong, &t.narrow(0, 0, 1).unwrap()).is_err());
+    }
+
+    #[test]
+    fn bad_configs_are_rejected() {
+        assert!(Config { pitches: 60, ..Config::small() }.validate().is_err());
+        assert!(Config { prior: [0.0, 0.1], ..Config::small() }.validate().is_err());
+        assert!(Config::small().validate().is_ok() && Config::base().validate().is_ok());
+    }
+}

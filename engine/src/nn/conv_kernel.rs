@@ -1,0 +1,758 @@
+//! Fast f32 CPU 2-D convolution, forward and backward, as a candle custom op.
+//!
+//! Forward: every (image, tile of output positions) unrolls its input patch into a column
+//! buffer small enough to stay in L2 (im2col) and multiplies the `[out, in·k·k]` weight matrix
+//! with it through `gemm`, writing straight into the output, whose tile was pre-filled with the
+//! bias. 1×1 stride-1 unpadded convolutions skip the unrolling and multiply the input directly.
+//!
+//! Backward: `grad_weight = Σ grad_out · colsᵀ` (columns recomputed per tile, one partial sum per
+//! batch chunk, added in a fixed order so results are deterministic for a given thread count),
+//! `grad_bias = Σ grad_out`, and `grad_input` either as a forward convolution of `grad_out` with
+//! the flipped, transposed kernel (stride 1) or as `col2im(Wᵀ · grad_out)` (other strides).
+//!
+//! Work is spread over rayon's global pool (`RAYON_NUM_THREADS`), the pool candle's own CPU
+//! matmul uses; each gemm then runs single-threaded unless there are fewer tasks than threads.
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, bail};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// Column-buffer bytes per tile: with gemm's packed panels this stays inside a core's L2.
+const COLS_BUDGET_BYTES: usize = 512 * 1024;
+
+/// Shapes of one convolution: input `[batch, c_in, h, w]`, weight `[c_out, c_in, kernel, kernel]`,
+/// output `[batch, c_out, h_out, w_out]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub batch: usize,
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+    pub h_out: usize,
+    pub w_out: usize,
+}
+
+impl ConvGeometry {
+    /// Checks that the input and weight dims fit together and computes the output size.
+    pub fn new(input: &[usize], weight: &[usize], stride: usize, padding: usize) -> Result<Self> {
+        let (&[batch, c_in, h, w], &[c_out, c_in_w, kh, kw]) = (input, weight) else {
+            bail!("conv2d: expected a 4-D input and a 4-D weight, got input {input:?} and weight {weight:?}")
+        };
+        if c_in != c_in_w {
+            bail!("conv2d: input has {c_in} channels but the weight {weight:?} expects {c_in_w}")
+        }
+        if kh != kw || kh == 0 {
+            bail!("conv2d: only square, non-empty kernels are supported, got {kh}x{kw}")
+        }
+        if stride == 0 {
+            bail!("conv2d: stride must be at least 1")
+        }
+        if batch == 0 || c_in == 0 || c_out == 0 {
+            bail!("conv2d: empty input {input:?} or weight {weight:?}")
+        }
+        if h + 2 * padding < kh || w + 2 * padding < kw {
+            bail!("conv2d: input {h}x{w} with padding {padding} is smaller than the {kh}x{kw} kernel")
+        }
+        let h_out = (h + 2 * padding - kh) / stride + 1;
+        let w_out = (w + 2 * padding - kw) / stride + 1;
+        Ok(Self { batch, c_in, h, w, c_out, kernel: kh, stride, padding, h_out, w_out })
+    }
+
+    /// Rows of the unrolled input (and columns of the weight matrix): `c_in · k · k`.
+    pub fn k_dim(&self) -> usize {
+        self.c_in * self.kernel * self.kernel
+    }
+
+    /// Output positions per image and channel: `h_out · w_out`.
+    pub fn positions(&self) -> usize {
+        self.h_out * self.w_out
+    }
+
+    /// Multiply-adds ×2 of the forward pass.
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.batch * self.c_out * self.positions()) as f64 * self.k_dim() as f64
+    }
+
+    fn is_pointwise(&self) -> bool {
+        self.kernel == 1 && self.stride == 1 && self.padding == 0
+    }
+
+    /// Output positions per tile: whole output rows when they fit the column budget.
+    fn tile_len(&self) -> usize {
+        let budget = (COLS_BUDGET_BYTES / (4 * self.k_dim())).max(64);
+        let n = if self.w_out <= budget { budget / self.w_out * self.w_out } else { budget / 16 * 16 };
+        n.clamp(1, self.positions())
+    }
+
+    /// Output columns `[lo, hi)` whose input column `ow·stride + kj − padding` lies inside the image.
+    fn valid_cols(&self, kj: usize) -> (usize, usize) {
+        let lo = if kj >= self.padding { 0 } else { (self.padding - kj).div_ceil(self.stride) };
+        let hi = if self.w + self.padding > kj { (self.w - 1 + self.padding - kj) / self.stride + 1 } else { 0 };
+        let hi = hi.min(self.w_out);
+        (lo.min(hi), hi)
+    }
+
+    /// The geometry of `grad_input` computed as a stride-1 convolution of `grad_out`.
+    fn transposed(&self) -> Self {
+        Self {
+            c_in: self.c_out,
+            h: self.h_out,
+            w: self.w_out,
+            c_out: self.c_in,
+            padding: self.kernel - 1 - self.padding,
+            h_out: self.h,
+            w_out: self.w,
+            ..*self
+        }
+    }
+}
+
+/// A read-only 4-D f32 tensor in a flat buffer with element strides.
+#[derive(Clone, Copy, Debug)]
+pub struct Strided4<'a> {
+    pub data: &'a [f32],
+    pub offset: usize,
+    pub strides: [usize; 4],
+}
+
+impl<'a> Strided4<'a> {
+    /// A contiguous `[_, c, h, w]` view.
+    pub fn contiguous(data: &'a [f32], c: usize, h: usize, w: usize) -> Self {
+        Self { data, offset: 0, strides: [c * h * w, h * w, w, 1] }
+    }
+
+    fn from_layout(data: &'a [f32], layout: &Layout) -> Result<Self> {
+        let &[s0, s1, s2, s3] = layout.stride() else { bail!("conv2d: expected a 4-D layout, got {:?}", layout.dims()) };
+        Ok(Self { data, offset: layout.start_offset(), strides: [s0, s1, s2, s3] })
+    }
+
+    /// Whether an image's positions `h·w + x` are evenly spaced, so gemm can read it as `[c, h·w]`.
+    fn rows_flatten(&self, w: usize) -> bool {
+        self.strides[2] == w * self.strides[3]
+    }
+}
+
+/// A raw pointer that tasks writing disjoint regions of one buffer may share.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// The element pointer `offset` past the start (a method, so closures capture the wrapper).
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+/// A gemm operand: element `(i, j)` lives at `ptr + i·rs + j·cs`.
+#[derive(Clone, Copy)]
+struct Mat {
+    ptr: *const f32,
+    rs: usize,
+    cs: usize,
+}
+// SAFETY: a `Mat` only ever points into buffers that outlive the parallel section reading them.
+unsafe impl Send for Mat {}
+unsafe impl Sync for Mat {}
+
+/// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]`, `dst` row-major with row stride `dst_rs`.
+///
+/// # Safety
+/// Every element addressed through `dst`, `lhs` and `rhs` must be valid, and `dst` must not be
+/// written by anyone else during the call.
+unsafe fn sgemm(m: usize, n: usize, k: usize, dst: *mut f32, dst_rs: usize, accumulate: bool, lhs: Mat, rhs: Mat, par: Parallelism) {
+    let alpha = if accumulate { 1.0 } else { 0.0 };
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.ptr,
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.ptr,
+            rhs.cs as isize,
+            rhs.rs as isize,
+            alpha,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+/// Gemm parallelism for `tasks` independent tasks: inside gemm only when tasks can't fill the pool.
+fn gemm_parallelism(tasks: usize) -> Parallelism {
+    let threads = rayon::current_num_threads();
+    if tasks < threads { Parallelism::Rayon(threads) } else { Parallelism::None }
+}
+
+/// Walks the output positions `[p0, p0 + n)` of one kernel offset `(ki, kj)` row by row, calling
+/// `f(segment_start, segment_len, input_row_start_and_first_col)`: `None` for rows that fall
+/// into the padding. Each segment is split into padding `[0, a)`, valid `[a, z)`, padding `[z, len)`.
+fn for_each_segment(g: &ConvGeometry, ki: usize, kj: usize, p0: usize, n: usize, mut f: impl FnMut(usize, usize, usize, usize, Option<(usize, usize)>)) {
+    let (lo, hi) = g.valid_cols(kj);
+    let end = p0 + n;
+    let mut p = p0;
+    while p < end {
+        let (oh, ow0) = (p / g.w_out, p % g.w_out);
+        let ow1 = g.w_out.min(ow0 + (end - p));
+        let len = ow1 - ow0;
+        let ih = (oh * g.stride + ki).wrapping_sub(g.padding);
+        let a = lo.clamp(ow0, ow1);
+        let z = hi.clamp(a, ow1);
+        let valid = (ih < g.h && z > a).then(|| (ih, a * g.stride + kj - g.padding));
+        f(p - p0, len, a - ow0, z - ow0, valid);
+        p += len;
+    }
+}
+
+/// Unrolls output positions `[p0, p0 + n)` of image `b` into `cols` (`[k_dim, n]`, row-major).
+fn im2col(x: &Strided4, g: &ConvGeometry, b: usize, p0: usize, n: usize, cols: &mut [f32]) {
+    let k = g.kernel;
+    let [s0, s1, s2, s3] = x.strides;
+    let contiguous_rows = g.stride == 1 && s3 == 1;
+    for ki in 0..k {
+        for kj in 0..k {
+            for_each_segment(g, ki, kj, p0, n, |start, len, a, z, valid| {
+                for ci in 0..g.c_in {
+                    let row = &mut cols[((ci * k + ki) * k + kj) * n..][..n];
+                    let seg = &mut row[start..start + len];
+                    match valid {
+                        None => seg.fill(0.0),
+                        Some((ih, iw0)) => {
+                            seg[..a].fill(0.0);
+                            seg[z..].fill(0.0);
+                            let src = x.offset + b * s0 + ci * s1 + ih * s2;
+                            let dst = &mut seg[a..z];
+                            if contiguous_rows {
+                                dst.copy_from_slice(&x.data[src + iw0..src + iw0 + dst.len()]);
+                            } else {
+                                for (i, d) in dst.iter_mut().enumerate() {
+                                    *d = x.data[src + (iw0 + i * g.stride) * s3];
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Adds the columns `dcols` (`[k_dim, n]`) of output positions `[p0, p0 + n)` back onto the
+/// contiguous input-gradient image `gx` (`[c_in, h, w]`): the adjoint of [`im2col`].
+fn col2im_add(dcols: &[f32], g: &ConvGeometry, p0: usize, n: usize, gx: &mut [f32]) {
+    let k = g.kernel;
+    let plane = g.h * g.w;
+    for ki in 0..k {
+        for kj in 0..k {
+            for_each_segment(g, ki, kj, p0, n, |start, _len, a, z, valid| {
+                let Some((ih, iw0)) = valid else { return };
+                for ci in 0..g.c_in {
+                    let src = &dcols[((ci * k + ki) * k + kj) * n + start..][a..z];
+                    let row = &mut gx[ci * plane + ih * g.w..][..g.w];
+                    if g.stride == 1 {
+                        for (d, s) in row[iw0..iw0 + src.len()].iter_mut().zip(src) {
+                            *d += s;
+                        }
+                    } else {
+                        for (i, s) in src.iter().enumerate() {
+                            row[iw0 + i * g.stride] += s;
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Forward convolution: `weight` is contiguous `[c_out, k_dim]`, `bias` `[c_out]`; returns the
+/// contiguous output `[batch, c_out, h_out, w_out]`.
+pub fn conv2d_forward(x: &Strided4, weight: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
+    let (p, kd) = (g.positions(), g.k_dim());
+    assert_eq!(weight.len(), g.c_out * kd, "conv2d_forward: weight size");
+    assert!(bias.is_none_or(|b| b.len() == g.c_out), "conv2d_forward: bias size");
+    let mut y = vec![0f32; g.batch * g.c_out * p];
+    let direct = g.is_pointwise() && x.rows_flatten(g.w);
+    let tile = g.tile_len();
+    let tiles = p.div_ceil(tile);
+    let tasks = g.batch * tiles;
+    let par = gemm_parallelism(tasks);
+    let y_ptr = SharedMut(y.as_mut_ptr());
+    let lhs = Mat { ptr: weight.as_ptr(), rs: kd, cs: 1 };
+    (0..tasks).into_par_iter().for_each_init(
+        || if direct { Vec::new() } else { vec![0f32; kd * tile] },
+        |cols, task| {
+            let (b, p0) = (task / tiles, task % tiles * tile);
+            let n = tile.min(p - p0);
+            // SAFETY: task (b, p0) is the only writer of columns [p0, p0 + n) of image b.
+            let dst = y_ptr.at(b * g.c_out * p + p0);
+            if let Some(bias) = bias {
+                for (co, &value) in bias.iter().enumerate() {
+                    unsafe { std::slice::from_raw_parts_mut(dst.add(co * p), n) }.fill(value);
+                }
+            }
+            let rhs = if direct {
+                let [s0, s1, _, s3] = x.strides;
+                Mat { ptr: x.data[x.offset + b * s0 + p0 * s3..].as_ptr(), rs: s1, cs: s3 }
+            } else {
+                im2col(x, g, b, p0, n, cols);
+                Mat { ptr: cols.as_ptr(), rs: n, cs: 1 }
+            };
+            unsafe { sgemm(g.c_out, n, kd, dst, p, bias.is_some(), lhs, rhs, par) };
+        },
+    );
+    y
+}
+
+/// `grad_weight` (`[c_out, k_dim]`) and `grad_bias` (`[c_out]`), each only if asked for.
+/// `grad_out` is contiguous `[batch, c_out, h_out, w_out]`.
+pub fn conv2d_weight_bias_grads(x: &Strided4, grad_out: &[f32], g: &ConvGeometry, want_weight: bool, want_bias: bool) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    let (p, kd, co) = (g.positions(), g.k_dim(), g.c_out);
+    assert_eq!(grad_out.len(), g.batch * co * p, "conv2d_weight_bias_grads: grad_out size");
+    let direct = g.is_pointwise() && x.rows_flatten(g.w);
+    let tile = g.tile_len();
+    let threads = rayon::current_num_threads();
+    let chunk_len = g.batch.div_ceil((4 * threads).min(g.batch));
+    let chunks = g.batch.div_ceil(chunk_len);
+    let par = gemm_parallelism(chunks);
+    let partials: Vec<(Vec<f32>, Vec<f64>)> = (0..chunks)
+        .into_par_iter()
+        .map(|chunk| {
+            let mut gw = if want_weight { vec![0f32; co * kd] } else { Vec::new() };
+            let mut gb = if want_bias { vec![0f64; co] } else { Vec::new() };
+            let mut cols = if want_weight && !direct { vec![0f32; kd * tile] } else { Vec::new() };
+            for b in chunk * chunk_len..((chunk + 1) * chunk_len).min(g.batch) {
+                let gy = &grad_out[b * co * p..(b + 1) * co * p];
+                if want_bias {
+                    for (acc, row) in gb.iter_mut().zip(gy.chunks_exact(p)) {
+                        *acc += row.iter().map(|&v| v as f64).sum::<f64>();
+                    }
+                }
+                if !want_weight {
+                    continue;
+                }
+                for p0 in (0..p).step_by(tile) {
+                    let n = tile.min(p - p0);
+                    // colsᵀ as gemm's rhs `[n, k_dim]`.
+                    let rhs = if direct {
+                        let [s0, s1, _, s3] = x.strides;
+                        Mat { ptr: x.data[x.offset + b * s0 + p0 * s3..].as_ptr(), rs: s3, cs: s1 }
+                    } else {
+                        im2col(x, g, b, p0, n, &mut cols);
+                        Mat { ptr: cols.as_ptr(), rs: 1, cs: n }
+                    };
+                    let lhs = Mat { ptr: gy[p0..].as_ptr(), rs: p, cs: 1 };
+                    unsafe { sgemm(co, kd, n, gw.as_mut_ptr(), kd, true, lhs, rhs, par) };
+                }
+            }
+            (gw, gb)
+        })
+        .collect();
+    let mut partials = partials.into_iter();
+    let (mut gw, mut gb) = partials.next().expect("batch is non-empty");
+    for (w, b) in partials {
+        gw.iter_mut().zip(&w).for_each(|(acc, v)| *acc += v);
+        gb.iter_mut().zip(&b).for_each(|(acc, v)| *acc += v);
+    }
+    (want_weight.then_some(gw), want_bias.then(|| gb.into_iter().map(|v| v as f32).collect()))
+}
+
+/// `grad_input` (contiguous `[batch, c_in, h, w]`); `weight` is contiguous `[c_out, k_dim]`,
+/// `grad_out` contiguous `[batch, c_out, h_out, w_out]`.
+pub fn conv2d_input_grad(weight: &[f32], grad_out: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    let (p, kd, k) = (g.positions(), g.k_dim(), g.kernel);
+    assert_eq!(grad_out.len(), g.batch * g.c_out * p, "conv2d_input_grad: grad_out size");
+    if g.stride == 1 && g.padding < k {
+        // A stride-1 transposed convolution is a convolution with the kernel flipped in space and
+        // its channel axes swapped, padded by `k − 1 − padding`.
+        let kk = k * k;
+        let mut flipped = vec![0f32; weight.len()];
+        for co in 0..g.c_out {
+            for ci in 0..g.c_in {
+                for i in 0..kk {
+                    flipped[(ci * g.c_out + co) * kk + kk - 1 - i] = weight[(co * g.c_in + ci) * kk + i];
+                }
+            }
+        }
+        let gt = g.transposed();
+        let gy = Strided4::contiguous(grad_out, g.c_out, g.h_out, g.w_out);
+        return conv2d_forward(&gy, &flipped, None, &gt);
+    }
+    let plane = g.c_in * g.h * g.w;
+    let mut gx = vec![0f32; g.batch * plane];
+    let tile = g.tile_len();
+    let par = gemm_parallelism(g.batch);
+    let lhs = Mat { ptr: weight.as_ptr(), rs: 1, cs: kd };
+    gx.par_chunks_mut(plane).enumerate().for_each_init(
+        || vec![0f32; kd * tile],
+        |dcols, (b, gx_image)| {
+            for p0 in (0..p).step_by(tile) {
+                let n = tile.min(p - p0);
+                let rhs = Mat { ptr: grad_out[b * g.c_out * p + p0..].as_ptr(), rs: p, cs: 1 };
+                unsafe { sgemm(kd, n, g.c_out, dcols.as_mut_ptr(), n, false, lhs, rhs, par) };
+                col2im_add(&dcols[..kd * n], g, p0, n, gx_image);
+            }
+        },
+    );
+    gx
+}
+
+/// The convolution as a candle op on `(input, weight)` or `(input, weight, bias)`.
+#[derive(Clone, Copy, Debug)]
+struct FastConv2d {
+    stride: usize,
+    padding: usize,
+}
+
+/// The f32 data behind a CPU storage.
+fn cpu_f32(storage: &CpuStorage) -> Result<&[f32]> {
+    match storage {
+        CpuStorage::F32(data) => Ok(data),
+        other => bail!("fast conv2d: expected f32 data, got {:?}", candle_core::backend::BackendStorage::dtype(other)),
+    }
+}
+
+/// A contiguous copy (or borrow) of a strided tensor's elements in row-major order.
+fn contiguous_f32<'a>(data: &'a [f32], layout: &Layout) -> std::borrow::Cow<'a, [f32]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => std::borrow::Cow::Borrowed(&data[start..end]),
+        None => {
+            let (dims, strides) = (layout.dims(), layout.stride());
+            let count: usize = dims.iter().product();
+            let mut index = vec![0usize; dims.len()];
+            let mut out = Vec::with_capacity(count);
+            for _ in 0..count {
+                out.push(data[layout.start_offset() + index.iter().zip(strides).map(|(i, s)| i * s).sum::<usize>()]);
+                for axis in (0..dims.len()).rev() {
+                    index[axis] += 1;
+                    if index[axis] < dims[axis] {
+                        break;
+                    }
+                    index[axis] = 0;
+                }
+            }
+            std::borrow::Cow::Owned(out)
+        }
+    }
+}
+
+impl FastConv2d {
+    fn forward(&self, x: &CpuStorage, x_l: &Layout, w: &CpuStorage, w_l: &Layout, bias: Option<(&CpuStorage, &Layout)>) -> Result<(CpuStorage, Shape)> {
+        let g = ConvGeometry::new(x_l.dims(), w_l.dims(), self.stride, self.padding)?;
+        let x = Strided4::from_layout(cpu_f32(x)?, x_l)?;
+        let weight = contiguous_f32(cpu_f32(w)?, w_l);
+        let bias = match bias {
+            Some((b, b_l)) => {
+                if b_l.dims() != [g.c_out] {
+                    bail!("conv2d: bias has shape {:?}, expected [{}]", b_l.dims(), g.c_out)
+                }
+                Some(contiguous_f32(cpu_f32(b)?, b_l))
+            }
+            None => None,
+        };
+        let y = conv2d_forward(&x, &weight, bias.as_deref(), &g);
+        Ok((CpuStorage::F32(y), Shape::from((g.batch, g.c_out, g.h_out, g.w_out))))
+    }
+
+    /// Gradients for input, weight and (if `bias` is given) bias, each only if it is tracked.
+    fn backward(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, grad_out: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = ConvGeometry::new(x.dims(), w.dims(), self.stride, self.padding)?;
+        let want_input = x.track_op();
+        let want_weight = w.track_op();
+        let want_bias = bias.is_some_and(|b| b.track_op());
+        let grad_out = grad_out.contiguous()?;
+        let (gy_storage, gy_layout) = grad_out.storage_and_layout();
+        let Storage::Cpu(gy_cpu) = &*gy_storage else { bail!("fast conv2d: gradient is not on the CPU") };
+        let gy = contiguous_f32(cpu_f32(gy_cpu)?, gy_layout);
+        let device = x.device();
+
+        let grad_input = if want_input {
+            let (w_storage, w_layout) = w.storage_and_layout();
+            let Storage::Cpu(w_cpu) = &*w_storage else { bail!("fast conv2d: weight is not on the CPU") };
+            let weight = contiguous_f32(cpu_f32(w_cpu)?, w_layout);
+            let gx = conv2d_input_grad(&weight, &gy, &g);
+            Some(Tensor::from_vec(gx, (g.batch, g.c_in, g.h, g.w), device)?)
+        } else {
+            None
+        };
+        let (grad_weight, grad_bias) = if want_weight || want_bias {
+            let (x_storage, x_layout) = x.storage_and_layout();
+            let Storage::Cpu(x_cpu) = &*x_storage else { bail!("fast conv2d: input is not on the CPU") };
+            let xs = Strided4::from_layout(cpu_f32(x_cpu)?, x_layout)?;
+            let (gw, gb) = conv2d_weight_bias_grads(&xs, &gy, &g, want_weight, want_bias);
+            let gw = gw.map(|v| Tensor::from_vec(v, (g.c_out, g.c_in, g.kernel, g.kernel), device)).transpose()?;
+            let gb = gb.map(|v| Tensor::from_vec(v, g.c_out, device)).transpose()?;
+            (gw, gb)
+        } else {
+            (None, None)
+        };
+        Ok((grad_input, grad_weight, grad_bias))
+    }
+}
+
+impl CustomOp2 for FastConv2d {
+    fn name(&self) -> &'static str {
+        "fast-conv2d"
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, x_l: &Layout, w: &CpuStorage, w_l: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.forward(x, x_l, w, w_l, None)
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (gx, gw, _) = self.backward(x, w, None, grad_res)?;
+        Ok((gx, gw))
+    }
+}
+
+impl CustomOp3 for FastConv2d {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-bias"
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, x_l: &Layout, w: &CpuStorage, w_l: &Layout, b: &CpuStorage, b_l: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.forward(x, x_l, w, w_l, Some((b, b_l)))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        self.backward(x, w, Some(b), grad_res)
+    }
+}
+
+/// Whether [`conv2d`] takes the fast path for these tensors: all f32 on the CPU, square kernel.
+pub fn uses_fast_path(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> bool {
+    let on_cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+    let square = matches!(weight.dims(), &[_, _, kh, kw] if kh == kw);
+    on_cpu_f32(x) && on_cpu_f32(weight) && bias.is_none_or(on_cpu_f32) && square
+}
+
+/// `[batch, in, h, w]` ⊛ `weight [out, in, k, k]` (+ `bias [out]`) → `[batch, out, h', w']` with
+/// zero padding, differentiable. f32 on the CPU runs the fast kernel of this module; anything
+/// else (other dtypes, CUDA, Metal, non-square kernels) runs candle's `conv2d`.
+pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
+    if uses_fast_path(x, weight, bias) {
+        let op = FastConv2d { stride, padding };
+        return match bias {
+            Some(bias) => x.apply_op3(weight, bias, op),
+            None => x.apply_op2(weight, op),
+        };
+    }
+    candle_conv2d(x, weight, bias, stride, padding)
+}
+
+/// The same convolution through candle's own `conv2d` op (and a broadcast bias add).
+pub fn candle_conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
+    let y = x.conv2d(weight, padding, stride, 1, 1)?;
+    match bias {
+        Some(bias) => y.broadcast_add(&bias.reshape((1, bias.dims1()?, 1, 1))?),
+        None => Ok(y),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+    use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn random(rng: &mut ChaCha8Rng, shape: &[usize]) -> Tensor {
+        let n = shape.iter().product();
+        let data: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+    }
+
+    /// `max |a − b| / max |b|`: the error relative to the reference's scale.
+    fn relative_error(a: &Tensor, b: &Tensor) -> f32 {
+        assert_eq!(a.dims(), b.dims());
+        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        diff / scale.max(1e-12)
+    }
+
+    /// (batch, c_in, c_out, h, w, kernel, stride, padding) cases, incl. batch 1, odd sizes, stride 2.
+    fn cases(rng: &mut ChaCha8Rng) -> Vec<(usize, usize, usize, usize, usize, usize, usize, usize)> {
+        let mut cases = vec![
+            (1, 1, 1, 1, 1, 1, 1, 0),
+            (1, 3, 5, 7, 9, 3, 1, 1),
+            (2, 4, 6, 9, 11, 3, 2, 1),
+            (3, 5, 4, 8, 10, 4, 2, 1),
+            (2, 6, 3, 7, 5, 1, 1, 0),
+            (2, 6, 3, 7, 5, 1, 2, 0),
+            (1, 2, 64, 16, 22, 3, 1, 1),
+            (2, 8, 8, 5, 6, 3, 1, 0),
+            (1, 3, 2, 4, 4, 3, 1, 2),
+            (2, 16, 8, 64, 88, 3, 1, 1),
+            (2, 3, 4, 5, 6, 1, 1, 1),
+            (1, 4, 3, 9, 8, 4, 1, 1),
+        ];
+        for _ in 0..12 {
+            let kernel = [1, 3, 4][rng.random_range(0..3)];
+            let padding = rng.random_range(0..2);
+            let stride = rng.random_range(1..3);
+            let h = rng.random_range(kernel.max(2)..20);
+            let w = rng.random_range(kernel.max(2)..20);
+            cases.push((rng.random_range(1..4), rng.random_range(1..10), rng.random_range(1..10), h, w, kernel, stride, padding));
+        }
+        cases
+    }
+
+    #[test]
+    fn forward_matches_candle_conv2d() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut worst = 0f32;
+        for (i, (b, ci, co, h, w, k, s, p)) in cases(&mut rng).into_iter().enumerate() {
+            let x = random(&mut rng, &[b, ci, h, w]);
+            let weight = random(&mut rng, &[co, ci, k, k]);
+            let bias = random(&mut rng, &[co]);
+            for bias in [None, Some(&bias)] {
+                assert!(uses_fast_path(&x, &weight, bias));
+                let ours = conv2d(&x, &weight, bias, s, p).unwrap();
+                let reference = candle_conv2d(&x, &weight, bias, s, p).unwrap();
+                let err = relative_error(&ours, &reference);
+                assert!(err < 1e-4, "case {i} {:?}: relative error {err}", (b, ci, co, h, w, k, s, p));
+                worst = worst.max(err);
+            }
+        }
+        eprintln!("forward: worst relative error {worst:e}");
+    }
+
+    #[test]
+    fn forward_reads_strided_inputs_and_weights() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        // Input stored as [b, c, w, h] and viewed transposed; weight viewed through a transpose too.
+        let x = random(&mut rng, &[2, 3, 11, 7]).transpose(2, 3).unwrap();
+        let weight = random(&mut rng, &[3, 5, 3, 3]).transpose(0, 1).unwrap();
+        let bias = random(&mut rng, &[10]).narrow(0, 2, 5).unwrap();
+        assert!(!x.is_contiguous() && !weight.is_contiguous());
+        for (s, p) in [(1, 1), (2, 0), (1, 0)] {
+            let ours = conv2d(&x, &weight, Some(&bias), s, p).unwrap();
+            let reference = candle_conv2d(&x, &weight, Some(&bias), s, p).unwrap();
+            let err = relative_error(&ours, &reference);
+            assert!(err < 1e-4, "stride {s} padding {p}: {err}");
+        }
+        // A 1×1 kernel over a channel slice: the direct (no im2col) path with a channel stride.
+        let x = random(&mut rng, &[2, 8, 6, 5]).narrow(1, 2, 4).unwrap();
+        let weight = random(&mut rng, &[3, 4, 1, 1]);
+        let err = relative_error(&conv2d(&x, &weight, None, 1, 0).unwrap(), &candle_conv2d(&x, &weight, None, 1, 0).unwrap());
+        assert!(err < 1e-4, "pointwise on a channel slice: {err}");
+    }
+
+    /// Candle's conv2d applied to the explicitly zero-padded input cropped to the rows and columns
+    /// the kernel reaches: the same function, but candle 0.11.1's own conv2d backward only works
+    /// when `(h + 2p − k) % stride` is the same for height and width, and this form makes it 0.
+    fn candle_reference(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
+        let g = ConvGeometry::new(x.dims(), weight.dims(), stride, padding)?;
+        let x = x.pad_with_zeros(2, padding, padding)?.pad_with_zeros(3, padding, padding)?;
+        let x = x.narrow(2, 0, (g.h_out - 1) * stride + g.kernel)?.narrow(3, 0, (g.w_out - 1) * stride + g.kernel)?;
+        candle_conv2d(&x, weight, bias, stride, 0)
+    }
+
+    #[test]
+    fn gradients_match_candle_autograd() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut worst = [0f32; 3];
+        for (i, (b, ci, co, h, w, k, s, p)) in cases(&mut rng).into_iter().enumerate() {
+            let x = Var::from_tensor(&random(&mut rng, &[b, ci, h, w])).unwrap();
+            let weight = Var::from_tensor(&random(&mut rng, &[co, ci, k, k])).unwrap();
+            let bias = Var::from_tensor(&random(&mut rng, &[co])).unwrap();
+            let ho = (h + 2 * p - k) / s + 1;
+            let wo = (w + 2 * p - k) / s + 1;
+            // A random linear functional of the output makes every gradient entry distinct.
+            let probe = random(&mut rng, &[b, co, ho, wo]);
+            let grads_of = |f: fn(&Tensor, &Tensor, Option<&Tensor>, usize, usize) -> Result<Tensor>| {
+                let y = f(x.as_tensor(), weight.as_tensor(), Some(bias.as_tensor()), s, p).unwrap();
+                let grads = (y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+                [x.as_tensor(), weight.as_tensor(), bias.as_tensor()].map(|t| grads.get(t).expect("gradient").clone())
+            };
+            let ours = grads_of(conv2d);
+            let reference = grads_of(candle_reference);
+            for (j, name) in ["input", "weight", "bias"].iter().enumerate() {
+                let err = relative_error(&ours[j], &reference[j]);
+                assert!(err < 1e-4, "case {i} {:?}: {name} gradient relative error {err}", (b, ci, co, h, w, k, s, p));
+                worst[j] = worst[j].max(err);
+            }
+        }
+        eprintln!("gradients: worst relative error input {:e}, weight {:e}, bias {:e}", worst[0], worst[1], worst[2]);
+    }
+
+    #[test]
+    fn gradients_are_skipped_for_untracked_inputs_and_work_without_bias() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let x = random(&mut rng, &[2, 3, 8, 9]);
+        let weight = Var::from_tensor(&random(&mut rng, &[4, 3, 3, 3])).unwrap();
+        let y = conv2d(&x, weight.as_tensor(), None, 2, 1).unwrap();
+        let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(grads.get(&x).is_none());
+        let ours = grads.get(weight.as_tensor()).unwrap().clone();
+        let y = candle_reference(&x, weight.as_tensor(), None, 2, 1).unwrap();
+        let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        let err = relative_error(&ours, grads.get(weight.as_tensor()).unwrap());
+        assert!(err < 1e-4, "weight gradient without bias: {err}");
+    }
+
+    #[test]
+    fn bad_shapes_are_errors_and_other_dtypes_fall_back() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let x = random(&mut rng, &[1, 3, 8, 8]);
+        let wrong_channels = random(&mut rng, &[4, 2, 3, 3]);
+        let err = conv2d(&x, &wrong_channels, None, 1, 1).unwrap_err().to_string();
+        assert!(err.contains("channel"), "{err}");
+        let weight = random(&mut rng, &[4, 3, 3, 3]);
+        let wrong_bias = random(&mut rng, &[5]);
+        let err = conv2d(&x, &weight, Some(&wrong_bias), 1, 1).unwrap_err().to_string();
+        assert!(err.contains("bias"), "{err}");
+        let tiny = random(&mut rng, &[1, 3, 2, 2]);
+        assert!(conv2d(&tiny, &weight, None, 1, 0).is_err());
+        assert!(conv2d(&x, &weight, None, 0, 1).is_err());
+
+        let (x64, w64) = (x.to_dtype(DType::F64).unwrap(), weight.to_dtype(DType::F64).unwrap());
+        assert!(!uses_fast_path(&x64, &w64, None));
+        let y64 = conv2d(&x64, &w64, None, 1, 1).unwrap().to_dtype(DType::F32).unwrap();
+        let err = relative_error(&y64, &conv2d(&x, &weight, None, 1, 1).unwrap());
+        assert!(err < 1e-5, "f64 fallback vs f32 fast path: {err}");
+    }
+
+    #[test]
+    fn training_decreases_the_loss_like_candle_conv2d() {
+        type ConvFn = fn(&Tensor, &Tensor, Option<&Tensor>, usize, usize) -> Result<Tensor>;
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        let x = random(&mut rng, &[4, 2, 12, 16]);
+        let target = random(&mut rng, &[4, 2, 12, 16]);
+        let init = [random(&mut rng, &[8, 2, 3, 3]), random(&mut rng, &[8]), random(&mut rng, &[2, 8, 3, 3]), random(&mut rng, &[2])];
+        let train = |conv: ConvFn| -> Vec<f32> {
+            let vars: Vec<Var> = init.iter().map(|t| Var::from_tensor(&t.affine(0.3, 0.0).unwrap()).unwrap()).collect();
+            let mut opt = AdamW::new(vars.clone(), ParamsAdamW { lr: 0.01, ..Default::default() }).unwrap();
+            (0..8)
+                .map(|_| {
+                    let h = conv(&x, vars[0].as_tensor(), Some(vars[1].as_tensor()), 1, 1).unwrap().relu().unwrap();
+                    let y = conv(&h, vars[2].as_tensor(), Some(vars[3].as_tensor()), 1, 1).unwrap();
+                    let loss = (y - &target).unwrap().sqr().unwrap().mean_all().unwrap();
+                    opt.backward_step(&loss).unwrap();
+                    loss.to_scalar::<f32>().unwrap()
+                })
+                .collect()
+        };
+        let ours = train(conv2d);
+        let reference = train(candle_conv2d);
+        eprintln!("losses: ours {ours:?}\n        candle {reference:?}");
+        assert!(ours.last().unwrap() < &(ours[0] * 0.9), "loss did not decrease: {ours:?}");
+        for (step, (a, b)) in ours.iter().zip(&reference).enumerate() {
+            assert!((a - b).abs() <= 1e-4 * b.abs(), "step {step}: loss {a} vs candle {b}");
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! Neural-network building blocks shared by the models, tuned for the CPU.
+
+pub mod conv;
+pub mod conv_kernel;
+
+pub use conv::Conv2d;
+pub use conv_kernel::{ConvGeometry, candle_conv2d, conv2d};

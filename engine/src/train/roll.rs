@@ -1,0 +1,639 @@
+//! Training the piano-roll diffusion UNet ([`crate::models::roll`]) on POP909.
+//!
+//! Noisy rolls are drawn on the fly: every batch takes 4-bar 4/4 windows of the train split,
+//! transposes each by a random shift that keeps its notes in the pitch window, draws a random
+//! step t in 1..=T and x_t ~ q(x_t | x_0), and fits the logits of x̂_0 with binary cross-entropy.
+//! Validation: the same loss on a fixed set of valid-split windows, steps and noise, once per
+//! epoch. Checkpoints (weights, AdamW moments, state) go to the run folder every few minutes;
+//! a run started again with the same folder resumes.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::adamw::AdamW;
+use super::plot::{Series, loss_curve};
+use super::{format_duration, parse_duration};
+use crate::data::{self, Dataset, Song, Split};
+use crate::diffusion::binomial::BinomialSchedule;
+use crate::models::roll::{Config, RollUnet};
+use crate::music::{STEPS_PER_BEAT, TimeSignature, Track};
+
+/// Everything a training run needs.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// Model shape; its `prior` is replaced by the training data's density.
+    pub config: Config,
+    pub batch: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// Steps of linear learning-rate warm-up (then cosine decay to lr/10 over the budget).
+    pub warmup: usize,
+    /// Wall-time budget, counting time spent before a resume.
+    pub budget: Duration,
+    /// Stop after this many epochs (or earlier, at the budget).
+    pub max_epochs: usize,
+    /// Stop after this many optimizer steps (for smoke runs).
+    pub max_steps: Option<usize>,
+    /// Bars between the starts of training windows.
+    pub hop_bars: u32,
+    /// Largest transposition in semitones, up or down.
+    pub max_shift: i32,
+    /// Validation windows (spread evenly over the valid split).
+    pub val_windows: usize,
+    /// Print a progress line every this many steps.
+    pub log_every: usize,
+    /// Save a checkpoint at least this often.
+    pub checkpoint_every: Duration,
+    /// Checkpoints, state, log and loss curve (an ignored folder such as `artifacts/train/roll`).
+    pub run_dir: PathBuf,
+    /// Where the best weights go (`assets/roll`): config.json, model.safetensors, CARD.md,
+    /// loss.png. `None` keeps them in the run folder only.
+    pub assets_dir: Option<PathBuf>,
+    pub data_root: PathBuf,
+    pub cache_dir: PathBuf,
+    pub seed: u64,
+    /// Start over even when the run folder holds a checkpoint.
+    pub fresh: bool,
+}
+
+impl TrainOptions {
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            batch: 16,
+            lr: 2e-3,
+            weight_decay: 0.01,
+            warmup: 200,
+            budget: parse_duration("90m").expect("valid literal"),
+            max_epochs: 1000,
+            max_steps: None,
+            hop_bars: 2,
+            max_shift: 6,
+            val_windows: 512,
+            log_every: 25,
+            checkpoint_every: Duration::from_secs(300),
+            run_dir: PathBuf::from("artifacts/train/roll"),
+            assets_dir: None,
+            data_root: data::default_data_root(),
+            cache_dir: data::default_cache_dir(),
+            seed: 0,
+            fresh: false,
+        }
+    }
+}
+
+/// Notes of one training window as `(start step, MIDI pitch, length)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RollWindow {
+    pub notes: Vec<(u16, u8, u16)>,
+}
+
+impl RollWindow {
+    fn pitch_span(&self) -> Option<(u8, u8)> {
+        let lo = self.notes.iter().map(|n| n.1).min()?;
+        let hi = self.notes.iter().map(|n| n.1).max()?;
+        Some((lo, hi))
+    }
+
+    /// Draw the window transposed by `shift` into `out` (`[2, steps, pitches]`, zeroed first);
+    /// notes leaving the pitch window are dropped.
+    pub fn render(&self, cfg: &Config, shift: i32, out: &mut [f32]) {
+        out.fill(0.0);
+        let plane = cfg.steps * cfg.pitches;
+        for &(start, pitch, len) in &self.notes {
+            let offset = pitch as i32 + shift - cfg.pitch_lo as i32;
+            if offset < 0 || offset >= cfg.pitches as i32 || start as usize >= cfg.steps {
+                continue;
+            }
+            let (o, s0) = (offset as usize, start as usize);
+            out[s0 * cfg.pitches + o] = 1.0;
+            for s in s0..(s0 + len as usize).min(cfg.steps) {
+                out[plane + s * cfg.pitches + o] = 1.0;
+            }
+        }
+    }
+}
+
+/// The 4/4 windows of `cfg.steps` steps (whole bars) of every song, starting every `hop_bars`
+/// bars, with the notes of the non-drum tracks.
+pub fn roll_windows(songs: &[Song], cfg: &Config, hop_bars: u32) -> Result<Vec<RollWindow>> {
+    let spb = TimeSignature::FOUR_FOUR.steps_per_bar() as usize;
+    if cfg.steps % spb != 0 {
+        bail!("roll model windows of {} steps are not whole 4/4 bars of {spb} steps", cfg.steps);
+    }
+    let bars = (cfg.steps / spb) as u32;
+    let mut out = Vec::new();
+    for song in songs {
+        for w in data::windows(&song.clip, bars, hop_bars) {
+            if w.time_signature != TimeSignature::FOUR_FOUR {
+                continue;
+            }
+            let notes: Vec<(u16, u8, u16)> = w
+                .notes
+                .iter()
+                .filter(|n| !w.tracks.get(n.track as usize).is_some_and(Track::is_drums))
+                .map(|n| (n.start as u16, n.pitch, n.length.min(u16::MAX as u32) as u16))
+                .collect();
+            if !notes.is_empty() {
+                out.push(RollWindow { notes });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Mean cell density per channel (onset, sustain) of `windows` in the model's window.
+pub fn density(windows: &[RollWindow], cfg: &Config) -> [f32; 2] {
+    let plane = cfg.steps * cfg.pitches;
+    let mut buf = vec![0.0f32; 2 * plane];
+    let mut on = [0f64; 2];
+    for w in windows {
+        w.render(cfg, 0, &mut buf);
+        on[0] += buf[..plane].iter().map(|&v| v as f64).sum::<f64>();
+        on[1] += buf[plane..].iter().map(|&v| v as f64).sum::<f64>();
+    }
+    let cells = (windows.len().max(1) * plane) as f64;
+    [(on[0] / cells) as f32, (on[1] / cells) as f32]
+}
+
+/// A random transposition in `-max_shift..=max_shift` that keeps every note in the window
+/// (0 when none does).
+fn random_shift(w: &RollWindow, cfg: &Config, max_shift: i32, rng: &mut impl Rng) -> i32 {
+    let Some((lo, hi)) = w.pitch_span() else { return 0 };
+    let lo_ok = cfg.pitch_lo as i32 - lo as i32;
+    let hi_ok = (cfg.pitch_lo as i32 + cfg.pitches as i32 - 1) - hi as i32;
+    let (a, b) = (lo_ok.max(-max_shift), hi_ok.min(max_shift));
+    if a > b { 0 } else { rng.random_range(a..=b) }
+}
+
+/// Numerically stable mean binary cross-entropy of `logits` against 0/1 `target`.
+pub fn bce_with_logits(logits: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
+    // max(x, 0) − x·z + log(1 + e^{−|x|})
+    let softplus = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
+    ((logits.relu()? - (logits * target)?)? + softplus)?.mean_all()
+}
+
+/// One batch: x_0, x_t and t.
+struct Batch {
+    x0: Tensor,
+    xt: Tensor,
+    t: Tensor,
+}
+
+fn make_batch(
+    windows: &[&RollWindow],
+    shifts: &[i32],
+    ts: &[usize],
+    cfg: &Config,
+    schedule: &BinomialSchedule,
+    rng: &mut impl Rng,
+    device: &Device,
+) -> Result<Batch> {
+    let plane = cfg.steps * cfg.pitches;
+    let n = windows.len();
+    let mut x0 = vec![0.0f32; n * 2 * plane];
+    for (i, w) in windows.iter().enumerate() {
+        w.render(cfg, shifts[i], &mut x0[i * 2 * plane..(i + 1) * 2 * plane]);
+    }
+    let xt = schedule.q_sample(&x0, plane, ts, rng);
+    let shape = (n, 2, cfg.steps, cfg.pitches);
+    Ok(Batch {
+        x0: Tensor::from_vec(x0, shape, device)?,
+        xt: Tensor::from_vec(xt, shape, device)?,
+        t: Tensor::from_vec(ts.iter().map(|&t| t as f32).collect::<Vec<_>>(), n, device)?,
+    })
+}
+
+/// What a run has done so far (saved as `state.json` next to the checkpoint).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TrainState {
+    pub config: Option<Config>,
+    pub step: usize,
+    pub epoch: usize,
+    /// Batches of the current epoch already done.
+    pub batch_in_epoch: usize,
+    pub elapsed_secs: f64,
+    /// (step, mean training loss since the previous point).
+    pub train_loss: Vec<(usize, f64)>,
+    /// (step, epoch, validation loss).
+    pub val_loss: Vec<(usize, usize, f64)>,
+    pub best_val: Option<f64>,
+    pub train_windows: usize,
+    pub val_windows: usize,
+    pub batch: usize,
+    pub finished: bool,
+}
+
+/// The outcome of [`train`].
+#[derive(Clone, Debug)]
+pub struct TrainReport {
+    pub state: TrainState,
+    pub run_dir: PathBuf,
+}
+
+/// Validation loss on fixed windows, steps and noise.
+fn validate(
+    net: &RollUnet,
+    windows: &[RollWindow],
+    cfg: &Config,
+    schedule: &BinomialSchedule,
+    batch: usize,
+    device: &Device,
+) -> Result<f64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(0x5EED_0F_u64);
+    let n = windows.len();
+    let t_of = |i: usize| 1 + (i * cfg.diffusion_steps) / n.max(1);
+    let mut total = 0.0;
+    for start in (0..n).step_by(batch.max(1)) {
+        let end = (start + batch).min(n);
+        let ws: Vec<&RollWindow> = windows[start..end].iter().collect();
+        let ts: Vec<usize> = (start..end).map(t_of).collect();
+        let b = make_batch(&ws, &vec![0; ws.len()], &ts, cfg, schedule, &mut rng, device)?;
+        let logits = net.forward(&b.xt, &b.t)?;
+        let loss = bce_with_logits(&logits, &b.x0)?.to_scalar::<f32>()? as f64;
+        total += loss * ws.len() as f64;
+    }
+    Ok(total / n.max(1) as f64)
+}
+
+/// Evenly spaced `count` of `items`.
+fn spread<T: Clone>(items: &[T], count: usize) -> Vec<T> {
+    if items.len() <= count {
+        return items.to_vec();
+    }
+    (0..count).map(|i| items[i * items.len() / count].clone()).collect()
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(value)?).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn save_weights(varmap: &VarMap, path: &Path) -> Result<()> {
+    let tmp = path.with_extension("safetensors.tmp");
+    varmap.save(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn learning_rate(opts: &TrainOptions, step: usize, progress: f64) -> f64 {
+    if step < opts.warmup {
+        return opts.lr * (step + 1) as f64 / opts.warmup as f64;
+    }
+    let p = progress.clamp(0.0, 1.0);
+    opts.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()))
+}
+
+/// Train (or resume) a roll model. Prints progress lines on stderr.
+pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
+    let device = Device::Cpu;
+    std::fs::create_dir_all(&opts.run_dir).with_context(|| format!("cannot create {}", opts.run_dir.display()))?;
+    let state_path = opts.run_dir.join("state.json");
+    let weights_path = opts.run_dir.join("checkpoint.safetensors");
+    let optim_path = opts.run_dir.join("optimizer.safetensors");
+
+    eprintln!("roll: loading POP909 from {}", opts.data_root.display());
+    let train_songs = data::load_cached(Dataset::Pop909, Split::Train, &opts.data_root, &opts.cache_dir)?;
+    let valid_songs = data::load_cached(Dataset::Pop909, Split::Valid, &opts.data_root, &opts.cache_dir)?;
+    let mut cfg = opts.config.clone();
+    let train_windows = roll_windows(&train_songs, &cfg, opts.hop_bars)?;
+    let bars = (cfg.steps / (4 * STEPS_PER_BEAT as usize)) as u32;
+    let val_windows = spread(&roll_windows(&valid_songs, &cfg, bars)?, opts.val_windows);
+    if train_windows.is_empty() || val_windows.is_empty() {
+        bail!("no 4/4 windows of {} steps in POP909 under {}", cfg.steps, opts.data_root.display());
+    }
+    let outside = train_windows.iter().flat_map(|w| &w.notes).filter(|n| n.1 < cfg.pitch_lo || n.1 as usize >= cfg.pitch_lo as usize + cfg.pitches).count();
+    let all_notes: usize = train_windows.iter().map(|w| w.notes.len()).sum();
+    eprintln!(
+        "roll: {} train windows (hop {} bars), {} valid windows; {outside} of {all_notes} train notes outside pitches {}..{}",
+        train_windows.len(),
+        opts.hop_bars,
+        val_windows.len(),
+        cfg.pitch_lo,
+        cfg.pitch_lo as usize + cfg.pitches - 1
+    );
+
+    let mut state = TrainState::default();
+    let resume = !opts.fresh && state_path.exists() && weights_path.exists();
+    if resume {
+        state = serde_json::from_str(&std::fs::read_to_string(&state_path)?).with_context(|| format!("{} is not a training state", state_path.display()))?;
+        let saved = state.config.clone().context("state.json has no config")?;
+        if (Config { prior: saved.prior, ..cfg.clone() }) != saved {
+            bail!("{} holds a run of another model shape; pass --fresh or another run folder", opts.run_dir.display());
+        }
+        cfg = saved;
+        eprintln!("roll: resuming at step {} (epoch {}, {} used)", state.step, state.epoch + 1, format_duration(Duration::from_secs_f64(state.elapsed_secs)));
+    } else {
+        cfg.prior = density(&train_windows, &cfg);
+        state.config = Some(cfg.clone());
+        state.train_windows = train_windows.len();
+        state.val_windows = val_windows.len();
+        state.batch = opts.batch;
+    }
+    eprintln!("roll: prior p = {:?} (onset, sustain density of the train windows)", cfg.prior);
+    let schedule = BinomialSchedule::new(cfg.diffusion_steps, cfg.prior);
+
+    let mut varmap = VarMap::new();
+    let net = RollUnet::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+    let mut opt = AdamW::new(&varmap, opts.lr, opts.weight_decay)?;
+    if resume {
+        varmap.load(&weights_path).with_context(|| format!("cannot load {}", weights_path.display()))?;
+        opt.load(&optim_path)?;
+        opt.step = state.step;
+    }
+    let params: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
+    eprintln!("roll: {params} parameters, config {}", serde_json::to_string(&cfg)?);
+
+    let started = Instant::now();
+    let base_elapsed = state.elapsed_secs;
+    let used = || base_elapsed + started.elapsed().as_secs_f64();
+    let steps_per_epoch = train_windows.len() / opts.batch.max(1);
+    let mut last_checkpoint = Instant::now();
+    let mut window_loss = (0.0, 0usize);
+    let mut step_time = None::<f64>;
+    let budget = opts.budget.as_secs_f64();
+    let mut val_seconds = 0.0f64;
+
+    'epochs: while state.epoch < opts.max_epochs {
+        let mut order: Vec<usize> = (0..train_windows.len()).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(opts.seed.wrapping_add(state.epoch as u64)));
+        while state.batch_in_epoch < steps_per_epoch {
+            let now = used();
+            // Leave time for the last validation and save.
+            if now + val_seconds.max(step_time.unwrap_or(0.0) * 10.0) >= budget
+                || opts.max_steps.is_some_and(|m| state.step >= m)
+            {
+                break 'epochs;
+            }
+            let tick = Instant::now();
+            let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ (state.step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let idx = &order[state.batch_in_epoch * opts.batch..(state.batch_in_epoch + 1) * opts.batch];
+            let ws: Vec<&RollWindow> = idx.iter().map(|&i| &train_windows[i]).collect();
+            let shifts: Vec<i32> = ws.iter().map(|w| random_shift(w, &cfg, opts.max_shift, &mut rng)).collect();
+            let ts: Vec<usize> = ws.iter().map(|_| rng.random_range(1..=cfg.diffusion_steps)).collect();
+            let b = make_batch(&ws, &shifts, &ts, &cfg, &schedule, &mut rng, &device)?;
+            let progress = {
+                let by_time = now / budget.max(1.0);
+                let by_steps = opts.max_steps.map_or(0.0, |m| state.step as f64 / m.max(1) as f64);
+                let by_epochs = (state.epoch as f64 + state.batch_in_epoch as f64 / steps_per_epoch.max(1) as f64) / opts.max_epochs as f64;
+                by_time.max(by_steps).max(by_epochs)
+            };
+            opt.lr = learning_rate(opts, state.step, progress);
+            let logits = net.forward(&b.xt, &b.t)?;
+            let loss = bce_with_logits(&logits, &b.x0)?;
+            opt.backward_step(&loss)?;
+            let loss = loss.to_scalar::<f32>()? as f64;
+            if !loss.is_finite() {
+                bail!("training loss became {loss} at step {}", state.step);
+            }
+            state.step += 1;
+            state.batch_in_epoch += 1;
+            window_loss.0 += loss;
+            window_loss.1 += 1;
+            let dt = tick.elapsed().as_secs_f64();
+            step_time = Some(step_time.map_or(dt, |s| 0.95 * s + 0.05 * dt));
+
+            if state.step % opts.log_every.max(1) == 0 {
+                let mean = window_loss.0 / window_loss.1 as f64;
+                state.train_loss.push((state.step, mean));
+                window_loss = (0.0, 0);
+                let used = used();
+                let left_budget = (budget - used).max(0.0);
+                let left_epochs = ((opts.max_epochs - state.epoch) * steps_per_epoch - state.batch_in_epoch) as f64 * step_time.unwrap_or(0.0);
+                let eta = left_budget.min(left_epochs);
+                let frac = (used / (used + eta).max(1e-9)).clamp(0.0, 1.0);
+                let filled = (frac * 20.0).round() as usize;
+                eprintln!(
+                    "roll: [{}{}] epoch {} batch {}/{} step {} loss {:.5} lr {:.2e} {:.1} samples/s elapsed {} ETA {}",
+                    "#".repeat(filled),
+                    "-".repeat(20 - filled),
+                    state.epoch + 1,
+                    state.batch_in_epoch,
+                    steps_per_epoch,
+                    state.step,
+                    mean,
+                    opt.lr,
+                    opts.batch as f64 / step_time.unwrap_or(1.0).max(1e-9),
+                    format_duration(Duration::from_secs_f64(used)),
+                    format_duration(Duration::from_secs_f64(eta)),
+                );
+            }
+            if last_checkpoint.elapsed() >= opts.checkpoint_every {
+                state.elapsed_secs = used();
+                checkpoint(&varmap, &opt, &state, &weights_path, &optim_path, &state_path)?;
+                last_checkpoint = Instant::now();
+            }
+        }
+        // End of an epoch: validate, keep the best weights.
+        let vt = Instant::now();
+        let val = validate(&net, &val_windows, &cfg, &schedule, opts.batch, &device)?;
+        val_seconds = vt.elapsed().as_secs_f64();
+        state.epoch += 1;
+        state.batch_in_epoch = 0;
+        state.elapsed_secs = used();
+        end_of_epoch(opts, &cfg, &varmap, &mut state, val)?;
+        checkpoint(&varmap, &opt, &state, &weights_path, &optim_path, &state_path)?;
+        last_checkpoint = Instant::now();
+    }
+    // Stopped by the budget or a step limit in the middle of an epoch: validate what we have.
+    if state.batch_in_epoch > 0 {
+        let val = validate(&net, &val_windows, &cfg, &schedule, opts.batch, &device)?;
+        state.elapsed_secs = used();
+        end_of_epoch(opts, &cfg, &varmap, &mut state, val)?;
+    }
+    state.elapsed_secs = used();
+    state.finished = true;
+    checkpoint(&varmap, &opt, &state, &weights_path, &optim_path, &state_path)?;
+    if let Some(dir) = &opts.assets_dir {
+        write_card(dir, &cfg, &state, opts)?;
+    }
+    eprintln!(
+        "roll: done: {} steps, {} epochs, {} wall time, best validation loss {:.5}",
+        state.step,
+        state.epoch,
+        format_duration(Duration::from_secs_f64(state.elapsed_secs)),
+        state.best_val.unwrap_or(f64::NAN)
+    );
+    Ok(TrainReport { state, run_dir: opts.run_dir.clone() })
+}
+
+fn checkpoint(varmap: &VarMap, opt: &AdamW, state: &TrainState, weights: &Path, optim: &Path, state_path: &Path) -> Result<()> {
+    save_weights(varmap, weights)?;
+    let tmp = optim.with_extension("safetensors.tmp");
+    opt.save(&tmp)?;
+    std::fs::rename(&tmp, optim).with_context(|| format!("cannot write {}", optim.display()))?;
+    write_json(state_path, state)
+}
+
+/// Record the validation loss, redraw the loss curve, and export the weights when they are
+/// the best so far.
+fn end_of_epoch(opts: &TrainOptions, cfg: &Config, varmap: &VarMap, state: &mut TrainState, val: f64) -> Result<()> {
+    let elapsed = state.elapsed_secs;
+    state.val_loss.push((state.step, state.epoch, val));
+    let best = state.best_val.is_none_or(|b| val < b);
+    eprintln!(
+        "roll: epoch {} validation loss {val:.5}{} ({} elapsed)",
+        state.epoch,
+        if best { " (best)" } else { "" },
+        format_duration(Duration::from_secs_f64(elapsed))
+    );
+    let train_pts: Vec<(f64, f64)> = state.train_loss.iter().map(|&(s, l)| (s as f64, l)).collect();
+    let val_pts: Vec<(f64, f64)> = state.val_loss.iter().map(|&(s, _, l)| (s as f64, l)).collect();
+    let png = opts.run_dir.join("loss.png");
+    loss_curve(
+        &png,
+        "Roll diffusion: BCE of x̂_0",
+        "optimizer step",
+        &[
+            Series { name: "train (mean per log interval)", points: &train_pts, color: plotters::style::RGBColor(40, 90, 200) },
+            Series { name: "validation (POP909 valid)", points: &val_pts, color: plotters::style::RGBColor(220, 60, 40) },
+        ],
+    )?;
+    if best {
+        state.best_val = Some(val);
+        save_weights(varmap, &opts.run_dir.join("best.safetensors"))?;
+        if let Some(dir) = &opts.assets_dir {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            save_weights(varmap, &dir.join("model.safetensors"))?;
+            write_json(&dir.join("config.json"), cfg)?;
+        }
+    }
+    if let Some(dir) = &opts.assets_dir
+        && dir.is_dir()
+    {
+        std::fs::copy(&png, dir.join("loss.png")).with_context(|| format!("cannot copy the loss curve to {}", dir.display()))?;
+        write_card(dir, cfg, state, opts)?;
+    }
+    Ok(())
+}
+
+/// The model card: data, shape, steps, wall time and losses.
+fn write_card(dir: &Path, cfg: &Config, state: &TrainState, opts: &TrainOptions) -> Result<()> {
+    let val_rows: String = state
+        .val_loss
+        .iter()
+        .map(|(step, epoch, l)| format!("| {epoch} | {step} | {l:.5} |\n"))
+        .collect();
+    let card = format!(
+        "# Roll diffusion model (default weights)\n\n\
+         Binomial diffusion on two-channel (onset, sustain) piano rolls, after Atassi (2023),\n\
+         \"Generating symbolic music using diffusion models\". The network is the UNet of\n\
+         `engine/src/models/roll.rs`; it predicts x̂_0 from x_t. Sampling and tasks are in\n\
+         `engine/src/diffusion/`.\n\n\
+         - Status: {status}\n\
+         - Data: POP909 train split ({train} windows of {bars} bars of 4/4, hop {hop} bars, all\n  \
+           non-drum tracks merged), random transposition within ±{shift} semitones that keeps\n  \
+           the notes in the pitch window; validation on {val} windows of the valid split.\n\
+         - Window: {steps} steps (16th notes) × pitches {lo}–{hi}.\n\
+         - Diffusion: T = {t}, cosine ᾱ_t, prior p = {p0:.5} (onsets), {p1:.5} (sustain): the mean\n  \
+           cell density of the train windows.\n\
+         - Shape: base channels {bc}, channel multipliers {mults:?}, {rb} residual block(s) per level.\n\
+         - Training: AdamW (lr {lr}, weight decay {wd}, warm-up {warm} steps, cosine decay to lr/10\n  \
+           over the {budget} budget), batch {batch}, {steps_done} steps, {epochs} epoch(s),\n  \
+           {wall} wall time on a 2-core CPU, seed {seed}.\n\
+         - Best validation loss (mean BCE per cell over t uniform in 1..T): {best:.5}\n\n\
+         | epoch | step | validation loss |\n|---|---|---|\n{val_rows}\n\
+         Loss curve: `loss.png`. Reproduce: `cargo xtask train roll`.\n",
+        status = if state.finished { "finished" } else { "training in progress (these are the best weights so far)" },
+        train = state.train_windows,
+        bars = cfg.steps / 16,
+        hop = opts.hop_bars,
+        shift = opts.max_shift,
+        val = state.val_windows,
+        steps = cfg.steps,
+        lo = crate::music::pitch_name(cfg.pitch_lo),
+        hi = crate::music::pitch_name(cfg.pitch_lo + cfg.pitches as u8 - 1),
+        t = cfg.diffusion_steps,
+        p0 = cfg.prior[0],
+        p1 = cfg.prior[1],
+        bc = cfg.base_channels,
+        mults = cfg.channel_mults,
+        rb = cfg.res_blocks,
+        lr = opts.lr,
+        wd = opts.weight_decay,
+        warm = opts.warmup,
+        budget = format_duration(opts.budget),
+        batch = state.batch,
+        steps_done = state.step,
+        epochs = state.epoch,
+        wall = format_duration(Duration::from_secs_f64(state.elapsed_secs)),
+        seed = opts.seed,
+        best = state.best_val.unwrap_or(f64::NAN),
+    );
+    std::fs::write(dir.join("CARD.md"), card).with_context(|| format!("cannot write {}", dir.join("CARD.md").display()))
+}
+
+/// Seconds per forward pass and per training step (forward, backward, AdamW) of `cfg` on
+/// random rolls of `batch`, averaged over `iters` after one warm-up step.
+pub fn time_step(cfg: &Config, batch: usize, iters: usize) -> Result<(f64, f64)> {
+    let device = Device::Cpu;
+    let varmap = VarMap::new();
+    let net = RollUnet::new(cfg, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+    let mut opt = AdamW::new(&varmap, 1e-3, 0.01)?;
+    let schedule = BinomialSchedule::new(cfg.diffusion_steps, cfg.prior);
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let plane = cfg.steps * cfg.pitches;
+    let x0: Vec<f32> = (0..batch * 2 * plane).map(|_| if rng.random::<f32>() < 0.05 { 1.0 } else { 0.0 }).collect();
+    let ts: Vec<usize> = (0..batch).map(|_| rng.random_range(1..=cfg.diffusion_steps)).collect();
+    let xt = schedule.q_sample(&x0, plane, &ts, &mut rng);
+    let shape = (batch, 2, cfg.steps, cfg.pitches);
+    let (x0, xt) = (Tensor::from_vec(x0, shape, &device)?, Tensor::from_vec(xt, shape, &device)?);
+    let t = Tensor::from_vec(ts.iter().map(|&t| t as f32).collect::<Vec<_>>(), batch, &device)?;
+    let mut step = || -> Result<()> {
+        let loss = bce_with_logits(&net.forward(&xt, &t)?, &x0)?;
+        opt.backward_step(&loss)
+    };
+    step()?;
+    let tick = Instant::now();
+    for _ in 0..iters {
+        step()?;
+    }
+    let per_step = tick.elapsed().as_secs_f64() / iters.max(1) as f64;
+    let tick = Instant::now();
+    for _ in 0..iters {
+        net.forward(&xt, &t)?.to_vec1::<f32>().ok();
+    }
+    let per_forward = tick.elapsed().as_secs_f64() / iters.max(1) as f64;
+    Ok((per_forward, per_step))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_render_with_transposition() {
+        let cfg = Config { steps: 16, pitches: 24, pitch_lo: 48, ..Config::tiny() };
+        let w = RollWindow { notes: vec![(0, 60, 4), (8, 71, 20)] };
+        let mut buf = vec![0.0; 2 * 16 * 24];
+        w.render(&cfg, 2, &mut buf);
+        let plane = 16 * 24;
+        assert_eq!(buf[14], 1.0); // onset of 62 at step 0
+        assert_eq!(buf[plane + 3 * 24 + 14], 1.0);
+        assert_eq!(buf[plane + 4 * 24 + 14], 0.0);
+        assert_eq!(buf[plane + 15 * 24 + 25 - 2], 0.0); // 73 is outside the 24-pitch window
+        assert_eq!(buf.iter().sum::<f32>(), 1.0 + 4.0);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..50 {
+            let s = random_shift(&w, &cfg, 6, &mut rng);
+            assert!((-6..=0).contains(&s) && 60 + s >= 48 && 71 + s < 72, "{s}");
+        }
+    }
+
+    #[test]
+    fn bce_matches_the_formula() {
+        let x = Tensor::new(&[-30f32, 0.0, 2.0, 30.0], &Device::Cpu).unwrap();
+        let z = Tensor::new(&[0f32, 1.0, 0.0, 1.0], &Device::Cpu).unwrap();
+        let got = bce_with_logits(&x, &z).unwrap().to_scalar::<f32>().unwrap();
+        let want = (0.0 + 2f32.ln() + (1.0 + 2f32.exp()).ln() + 0.0) / 4.0;
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    }
+}

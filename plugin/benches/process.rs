@@ -1,0 +1,209 @@
+//! `cargo xtask bench plugin`: the cost of Bandmate's `process()` as a CLAP host sees it, per
+//! 512-sample block at 48 kHz while playing a 64-note clip, p50/p99/max over 100,000 blocks;
+//! and the memory of one and of sixteen active instances.
+//!
+//! Loads the release library cargo builds for this bench (`target/release/libbandmate_plugin.*`).
+
+use bandmate::music::{Clip, Note};
+use clack_extensions::state::PluginState as StateExtension;
+use clack_host::events::event_types::{TransportEvent, TransportFlags};
+use clack_host::events::{EventFlags, EventHeader};
+use clack_host::prelude::*;
+use clack_host::utils::{BeatTime, SecondsTime};
+use std::ffi::CString;
+use std::path::PathBuf;
+use std::time::Instant;
+
+const RATE: f64 = 48_000.0;
+const BLOCK: u32 = 512;
+const BLOCKS: usize = 100_000;
+const TEMPO: f64 = 120.0;
+
+struct BenchHost;
+struct BenchShared;
+
+impl SharedHandler<'_> for BenchShared {
+    fn request_restart(&self) {}
+    fn request_process(&self) {}
+    fn request_callback(&self) {}
+}
+
+impl HostHandlers for BenchHost {
+    type Shared<'a> = BenchShared;
+    type MainThread<'a> = ();
+    type AudioProcessor<'a> = ();
+}
+
+fn library_path() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or(root.join("target"), PathBuf::from);
+    let name = if cfg!(target_os = "macos") {
+        "libbandmate_plugin.dylib"
+    } else if cfg!(windows) {
+        "bandmate_plugin.dll"
+    } else {
+        "libbandmate_plugin.so"
+    };
+    target.join("release").join(name)
+}
+
+/// 64 notes over 4 bars: a 16th-note line with chords on the downbeats.
+fn clip_64() -> Clip {
+    let mut clip = Clip::new(4);
+    for step in 0..48u32 {
+        clip.notes
+            .push(Note::new(step * 4 / 3, 60 + (step % 12) as u8, 1, 90, 0));
+    }
+    for bar in 0..4u32 {
+        for (i, pitch) in [48u8, 52, 55, 59].into_iter().enumerate() {
+            clip.notes
+                .push(Note::new(bar * 16, pitch + i as u8 % 2, 16, 70, 0));
+        }
+    }
+    assert_eq!(clip.notes.len(), 64);
+    clip
+}
+
+/// nice-plug's CLAP state: a little-endian u64 length, then the JSON.
+fn state_for(clip: &Clip) -> Vec<u8> {
+    let session = serde_json::json!({ "version": 1, "clip": clip, "mask": null });
+    let json = serde_json::json!({ "version": "0.1.0", "params": {}, "fields": { "session": session.to_string() } })
+        .to_string()
+        .into_bytes();
+    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(json);
+    bytes
+}
+
+fn new_instance(entry: &PluginEntry) -> PluginInstance<BenchHost> {
+    let host = HostInfo::new("bandmate-bench", "Bandmate", "https://example.org", "0.1.0").unwrap();
+    let id = CString::new("org.bandmate.bandmate").unwrap();
+    let mut instance = PluginInstance::<BenchHost>::new(|_| BenchShared, |_| (), entry, &id, &host)
+        .expect("an instance");
+    let handle = instance.plugin_handle();
+    let state: StateExtension = handle.get_extension().expect("the state extension");
+    state
+        .load(&handle, &mut &state_for(&clip_64())[..])
+        .expect("loading the clip");
+    instance
+}
+
+fn config() -> PluginAudioConfiguration {
+    PluginAudioConfiguration {
+        sample_rate: RATE,
+        min_frames_count: BLOCK,
+        max_frames_count: BLOCK,
+    }
+}
+
+/// Resident memory of this process in bytes (Linux), if known.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+fn main() {
+    let path = library_path();
+    // SAFETY: Bandmate's own CLAP build.
+    let entry = unsafe { PluginEntry::load(&path) }
+        .unwrap_or_else(|e| panic!("loading {}: {e:?}", path.display()));
+
+    let mut instance = new_instance(&entry);
+    let processor = instance.activate(|_, _| (), config()).expect("activation");
+    let mut processor = processor.start_processing().expect("start");
+    let mut outputs = vec![vec![0.0f32; BLOCK as usize]; 2];
+    let mut output_ports = AudioPorts::with_capacity(2, 1);
+    let input_events = EventBuffer::new();
+    let mut output_events = EventBuffer::with_capacity(4096);
+    let mut times = Vec::with_capacity(BLOCKS);
+    let mut events = 0usize;
+    for block in 0..BLOCKS + 1000 {
+        let samples = block as f64 * BLOCK as f64;
+        let transport = TransportEvent {
+            header: EventHeader::new_core(0, EventFlags::empty()),
+            flags: TransportFlags::HAS_TEMPO
+                | TransportFlags::HAS_BEATS_TIMELINE
+                | TransportFlags::HAS_SECONDS_TIMELINE
+                | TransportFlags::IS_PLAYING,
+            song_pos_beats: BeatTime::from_float(samples / RATE * TEMPO / 60.0),
+            song_pos_seconds: SecondsTime::from_float(samples / RATE),
+            tempo: TEMPO,
+            tempo_inc: 0.0,
+            loop_start_beats: BeatTime::from_int(0),
+            loop_end_beats: BeatTime::from_int(0),
+            loop_start_seconds: SecondsTime::from_int(0),
+            loop_end_seconds: SecondsTime::from_int(0),
+            bar_start: BeatTime::from_int(0),
+            bar_number: 0,
+            time_signature_numerator: 4,
+            time_signature_denominator: 4,
+        };
+        output_events.clear();
+        let input_audio = InputAudioBuffers::empty();
+        let mut output_audio = output_ports.with_output_buffers([AudioPortBuffer {
+            latency: 0,
+            channels: AudioPortBufferType::f32_output_only(
+                outputs.iter_mut().map(|b| b.as_mut_slice()),
+            ),
+        }]);
+        let start = Instant::now();
+        processor
+            .process(
+                &input_audio,
+                &mut output_audio,
+                &input_events.as_input(),
+                &mut output_events.as_output(),
+                None,
+                Some(&transport),
+            )
+            .expect("process");
+        let elapsed = start.elapsed();
+        if block >= 1000 {
+            // The first 1000 blocks warm caches up.
+            times.push(elapsed.as_nanos() as u64);
+            events += output_events.len() as usize;
+        }
+    }
+    let processor = processor.stop_processing();
+    instance.deactivate(processor);
+    times.sort_unstable();
+    let pct = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
+    println!(
+        "process(): {BLOCKS} blocks of {BLOCK} samples at {} kHz, 64-note clip, {events} note events",
+        RATE / 1000.0
+    );
+    println!(
+        "  p50 {:.2} µs   p99 {:.2} µs   max {:.2} µs   (block lasts {:.0} µs)",
+        pct(0.5),
+        pct(0.99),
+        *times.last().unwrap() as f64 / 1000.0,
+        BLOCK as f64 / RATE * 1e6
+    );
+    drop(instance);
+
+    // Memory: resident growth for 1 and for 16 active instances.
+    let before = resident_bytes();
+    let mut one = new_instance(&entry);
+    let p1 = one.activate(|_, _| (), config()).expect("activation");
+    let after_one = resident_bytes();
+    let mut sixteen = Vec::new();
+    for _ in 0..16 {
+        let mut instance = new_instance(&entry);
+        let processor = instance.activate(|_, _| (), config()).expect("activation");
+        sixteen.push((instance, processor));
+    }
+    let after_sixteen = resident_bytes();
+    if let (Some(b), Some(a1), Some(a16)) = (before, after_one, after_sixteen) {
+        println!(
+            "memory: one instance {:.0} KiB, sixteen more {:.0} KiB ({:.0} KiB each)",
+            a1.saturating_sub(b) as f64 / 1024.0,
+            a16.saturating_sub(a1) as f64 / 1024.0,
+            a16.saturating_sub(a1) as f64 / 1024.0 / 16.0
+        );
+    }
+    one.deactivate(p1);
+    for (mut instance, processor) in sixteen {
+        instance.deactivate(processor);
+    }
+}

@@ -1,0 +1,110 @@
+//! The non-audio side of an instance, as the editor drives it: edits the persisted session,
+//! hands new clips to the audio thread and runs jobs on the instance's worker.
+
+use crate::clip_feed::ClipSender;
+use crate::params::BandmateParams;
+use crate::state::Session;
+use crate::worker::{Job, JobId, JobRequest, JobSettings, Worker, WorkerReport, shared_generators};
+use bandmate::music::Clip;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLockReadGuard};
+
+pub struct Controller {
+    params: Arc<BandmateParams>,
+    sender: Mutex<ClipSender>,
+    /// Started on the first job, so that creating an instance stays cheap.
+    worker: Mutex<Option<Worker>>,
+    next_seed: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Controller {
+    pub fn new(params: Arc<BandmateParams>, sender: ClipSender) -> Self {
+        Self {
+            params,
+            sender: Mutex::new(sender),
+            worker: Mutex::new(None),
+            next_seed: AtomicU64::new(0x5eed),
+        }
+    }
+
+    pub fn params(&self) -> &Arc<BandmateParams> {
+        &self.params
+    }
+
+    /// The persisted session (clip, mask, load warning).
+    pub fn session(&self) -> RwLockReadGuard<'_, Session> {
+        self.params
+            .session
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Replace the clip: it is saved with the project and plays from the next block on.
+    pub fn set_clip(&self, clip: Clip) {
+        lock(&self.sender).send(&clip);
+        let mut session = self
+            .params
+            .session
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        session.clip = clip;
+    }
+
+    /// Forget clips still waiting for the audio thread (the session is about to be reloaded).
+    pub(crate) fn discard_pending(&self) {
+        lock(&self.sender).discard_pending();
+    }
+
+    /// The sampling settings as the parameters stand, with a fresh seed.
+    pub fn settings(&self) -> JobSettings {
+        let p = &self.params;
+        JobSettings {
+            density: p.density.value(),
+            strength: p.strength.value(),
+            temperature: p.temperature.value(),
+            key_lock: p.key_lock.value(),
+            seed: self.next_seed.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Start `job` on this instance's worker, cancelling any older one.
+    pub fn submit(&self, job: Job) -> Result<JobId, String> {
+        let request = JobRequest {
+            job,
+            settings: self.settings(),
+        };
+        let mut worker = lock(&self.worker);
+        if worker.is_none() {
+            let spawned = Worker::spawn(shared_generators)
+                .map_err(|e| format!("could not start the worker thread: {e}"))?;
+            *worker = Some(spawned);
+        }
+        Ok(worker
+            .as_mut()
+            .map(|w| w.submit(request))
+            .unwrap_or_default())
+    }
+
+    /// Reports since the last call; a finished job's clip becomes the session's clip. Also
+    /// retries a clip that found the ring to the audio thread full. Call it from the GUI loop.
+    pub fn poll(&self) -> Vec<WorkerReport> {
+        lock(&self.sender).flush();
+        let reports: Vec<_> = {
+            let worker = lock(&self.worker);
+            let Some(worker) = worker.as_ref() else {
+                return Vec::new();
+            };
+            std::iter::from_fn(|| worker.try_report()).collect()
+        };
+        for report in &reports {
+            if let WorkerReport::Done { clip, .. } = report {
+                self.set_clip(clip.clone());
+            }
+        }
+        reports
+    }
+}

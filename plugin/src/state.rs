@@ -1,0 +1,235 @@
+//! The session persisted in the host project: the clip and the mask, versioned.
+//!
+//! Saved as `{"version": 1, "clip": {..}, "mask": {..} | null}`. Version 0 was a bare clip and is
+//! migrated. Anything unreadable (corrupt text, another plugin's state, a newer version, a clip
+//! that breaks its invariants) loads as the default session with a warning for the GUI and log.
+
+use bandmate::music::{Clip, Mask};
+use nice_plug::prelude::PluginState;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+/// The key of the persisted field (see `#[persist]` in [`crate::params`]).
+pub const SESSION_KEY: &str = "session";
+/// The version this build writes.
+pub const SESSION_VERSION: u64 = 1;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Session {
+    pub clip: Clip,
+    /// The cells the next job regenerates; `None` means the job's own default.
+    pub mask: Option<Mask>,
+    /// Why the saved session could not be used, if it could not. Not saved.
+    pub load_warning: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SessionV1 {
+    version: u64,
+    clip: Clip,
+    #[serde(default)]
+    mask: Option<Mask>,
+}
+
+impl Session {
+    pub fn new(clip: Clip) -> Self {
+        Self {
+            clip,
+            mask: None,
+            load_warning: None,
+        }
+    }
+
+    fn rejected(warning: String) -> Self {
+        Self {
+            load_warning: Some(warning),
+            ..Self::default()
+        }
+    }
+
+    /// Read a saved session of any version; never fails (see the module doc).
+    pub fn from_json_value(value: Value) -> Self {
+        let version = value.get("version").and_then(Value::as_u64);
+        let session = match version {
+            Some(SESSION_VERSION) => match serde_json::from_value::<SessionV1>(value) {
+                Ok(v1) => Self {
+                    clip: v1.clip,
+                    mask: v1.mask,
+                    load_warning: None,
+                },
+                Err(e) => return Self::rejected(format!("saved Bandmate session is damaged: {e}")),
+            },
+            Some(v) if v > SESSION_VERSION => {
+                return Self::rejected(format!(
+                    "saved by a newer Bandmate (session version {v}, this build reads up to {SESSION_VERSION})"
+                ));
+            }
+            _ if value.get("notes").is_some() => match serde_json::from_value::<Clip>(value) {
+                Ok(clip) => Self::new(clip),
+                Err(e) => return Self::rejected(format!("saved Bandmate clip is damaged: {e}")),
+            },
+            _ => {
+                let why = value
+                    .get("warning")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                return Self::rejected(
+                    why.unwrap_or_else(|| "saved state is not a Bandmate session".into()),
+                );
+            }
+        };
+        match session.invalid_reason() {
+            Some(why) => Self::rejected(format!("saved Bandmate session is invalid: {why}")),
+            None => session,
+        }
+    }
+
+    /// What breaks the clip's invariants, if anything.
+    fn invalid_reason(&self) -> Option<String> {
+        let clip = &self.clip;
+        if clip.tracks.is_empty() {
+            return Some("the clip has no tracks".into());
+        }
+        if !(clip.tempo.is_finite() && clip.tempo > 0.0) {
+            return Some(format!("tempo {} is not a positive number", clip.tempo));
+        }
+        if clip.bars == 0 || clip.bars > 4096 {
+            return Some(format!("{} bars (1–4096 allowed)", clip.bars));
+        }
+        if let Some(n) = clip
+            .notes
+            .iter()
+            .find(|n| n.track as usize >= clip.tracks.len())
+        {
+            return Some(format!(
+                "a note refers to track {} of {}",
+                n.track,
+                clip.tracks.len()
+            ));
+        }
+        if let Some(n) = clip
+            .notes
+            .iter()
+            .find(|n| n.pitch > 127 || n.length == 0 || n.velocity == 0 || n.velocity > 127)
+        {
+            return Some(format!("note {n:?} is out of range"));
+        }
+        if let Some(mask) = &self.mask
+            && mask.steps != clip.steps()
+        {
+            return Some(format!(
+                "the mask covers {} steps, the clip {}",
+                mask.steps,
+                clip.steps()
+            ));
+        }
+        None
+    }
+}
+
+impl Serialize for Session {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            version: u64,
+            clip: &'a Clip,
+            mask: &'a Option<Mask>,
+        }
+        Out {
+            version: SESSION_VERSION,
+            clip: &self.clip,
+            mask: &self.mask,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Session {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Self::from_json_value(Value::deserialize(deserializer)?))
+    }
+}
+
+/// Called by the framework before a state loads: a missing or unparsable session field becomes
+/// one that loads as the default session with a warning (instead of keeping whatever the
+/// instance held before).
+pub fn filter_state(state: &mut PluginState) {
+    let warning = match state.fields.get(SESSION_KEY) {
+        None => Some("the loaded state has no Bandmate session".to_string()),
+        Some(text) => serde_json::from_str::<Value>(text)
+            .err()
+            .map(|e| format!("saved Bandmate session is not JSON: {e}")),
+    };
+    if let Some(warning) = warning {
+        nice_plug::nice_warn!("{warning}; loading the default session");
+        let replacement = serde_json::json!({ "warning": warning });
+        state
+            .fields
+            .insert(SESSION_KEY.into(), replacement.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bandmate::music::{Note, example_clip};
+    use std::collections::BTreeMap;
+
+    fn state_with(field: Option<&str>) -> PluginState {
+        PluginState {
+            version: "0.1.0".into(),
+            params: BTreeMap::new(),
+            fields: field
+                .map(|f| BTreeMap::from([(SESSION_KEY.to_string(), f.to_string())]))
+                .unwrap_or_default(),
+        }
+    }
+
+    fn load(field: Option<&str>) -> Session {
+        let mut state = state_with(field);
+        filter_state(&mut state);
+        serde_json::from_str(&state.fields[SESSION_KEY]).expect("a filtered field always parses")
+    }
+
+    #[test]
+    fn a_session_round_trips_with_its_mask() {
+        let clip = example_clip();
+        let session = Session {
+            mask: Some(Mask::bars(&clip, 1..=1)),
+            ..Session::new(clip)
+        };
+        let text = serde_json::to_string(&session).unwrap();
+        assert!(text.starts_with("{\"version\":1,"));
+        assert_eq!(load(Some(&text)), session);
+    }
+
+    #[test]
+    fn a_bare_clip_of_version_0_is_migrated() {
+        let clip = example_clip();
+        let text = serde_json::to_string(&clip).unwrap();
+        assert_eq!(load(Some(&text)), Session::new(clip));
+    }
+
+    #[test]
+    fn corrupt_foreign_newer_or_invalid_state_loads_defaults_with_a_warning() {
+        let mut bad_track = Clip::new(1);
+        bad_track.notes.push(Note::new(0, 60, 1, 100, 7));
+        let bad_track = serde_json::to_string(&Session::new(bad_track)).unwrap();
+        let cases = [
+            (None, "no Bandmate session"),
+            (Some("{\"version\":1,\"clip\":{\"notes\":["), "not JSON"),
+            (Some("[1,2,3]"), "not a Bandmate session"),
+            (Some("{\"gain\":0.5}"), "not a Bandmate session"),
+            (Some("{\"version\":9,\"clip\":{}}"), "newer Bandmate"),
+            (Some("{\"version\":1,\"clip\":{\"notes\":7}}"), "damaged"),
+            (Some(bad_track.as_str()), "refers to track 7"),
+        ];
+        for (field, expected) in cases {
+            let session = load(field);
+            let warning = session.load_warning.clone().unwrap_or_default();
+            assert!(warning.contains(expected), "{field:?}: warning {warning:?}");
+            assert_eq!(session.clip, Clip::default());
+            assert_eq!(session.mask, None);
+        }
+    }
+}

@@ -1,0 +1,509 @@
+//! The worker: one dedicated thread per plugin instance that runs the models.
+//!
+//! Jobs arrive over a crossbeam channel. A newer job cancels every older one (queued jobs are
+//! skipped, a running one sees [`JobControl::cancelled`] turn true and its result is discarded).
+//! Progress, results and errors go back over a second channel; a panic inside a job is caught and
+//! reported as an error, so it never reaches the host.
+//!
+//! Models are [`Generator`]s: adding one means implementing the trait and listing it in
+//! [`shared_generators`]; the first generator that can run a job's kind runs it.
+
+use bandmate::music::{Clip, Mask, TimeSignature};
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// What a job asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Job {
+    /// Regenerate the masked cells of `clip`.
+    Fill { clip: Clip, mask: Mask },
+    /// Append `bars` bars to `clip`.
+    Continue { clip: Clip, bars: u32 },
+    /// Write accompaniment under the melody of `clip`.
+    Harmonize { clip: Clip },
+    /// Change the masked cells of `clip` by the settings' strength.
+    Vary { clip: Clip, mask: Mask },
+    /// A new clip of `bars` bars.
+    Generate {
+        bars: u32,
+        time_signature: TimeSignature,
+        tempo: f64,
+    },
+    /// A clip `amount` (0–1) of the way from `from` to `to`.
+    Interpolate { from: Clip, to: Clip, amount: f32 },
+    /// The band player's answer: the bar after `context`'s last bar.
+    BandBar { context: Clip },
+}
+
+/// The kinds of [`Job`], for asking a generator what it can do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    Fill,
+    Continue,
+    Harmonize,
+    Vary,
+    Generate,
+    Interpolate,
+    BandBar,
+}
+
+impl Job {
+    pub fn kind(&self) -> JobKind {
+        match self {
+            Job::Fill { .. } => JobKind::Fill,
+            Job::Continue { .. } => JobKind::Continue,
+            Job::Harmonize { .. } => JobKind::Harmonize,
+            Job::Vary { .. } => JobKind::Vary,
+            Job::Generate { .. } => JobKind::Generate,
+            Job::Interpolate { .. } => JobKind::Interpolate,
+            Job::BandBar { .. } => JobKind::BandBar,
+        }
+    }
+}
+
+impl JobKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            JobKind::Fill => "fill",
+            JobKind::Continue => "continue",
+            JobKind::Harmonize => "harmonize",
+            JobKind::Vary => "vary",
+            JobKind::Generate => "generate",
+            JobKind::Interpolate => "interpolate",
+            JobKind::BandBar => "band-player bar",
+        }
+    }
+}
+
+/// Sampling settings, taken from the parameters when the job is made.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct JobSettings {
+    pub density: f32,
+    pub strength: f32,
+    pub temperature: f32,
+    pub key_lock: bool,
+    pub seed: u64,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self {
+            density: 0.5,
+            strength: 0.5,
+            temperature: 1.0,
+            key_lock: false,
+            seed: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobRequest {
+    pub job: Job,
+    pub settings: JobSettings,
+}
+
+/// Identifies a submitted job in reports.
+pub type JobId = u64;
+
+/// What the worker tells the GUI.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WorkerReport {
+    Started {
+        id: JobId,
+        kind: JobKind,
+        generator: String,
+    },
+    /// Fraction done, 0–1.
+    Progress {
+        id: JobId,
+        fraction: f32,
+    },
+    Done {
+        id: JobId,
+        clip: Clip,
+        elapsed: Duration,
+    },
+    Failed {
+        id: JobId,
+        error: String,
+    },
+    /// Superseded by a newer job (or [`Worker::cancel`]) before it finished.
+    Cancelled {
+        id: JobId,
+    },
+}
+
+/// A job's view of its worker: whether it should stop, and where to report progress.
+pub struct JobControl {
+    id: JobId,
+    latest: Arc<AtomicU64>,
+    reports: Sender<WorkerReport>,
+}
+
+impl JobControl {
+    /// True once a newer job was submitted or the job was cancelled; check between steps.
+    pub fn cancelled(&self) -> bool {
+        self.latest.load(Ordering::Acquire) != self.id
+    }
+
+    /// Report the fraction done (0–1).
+    pub fn progress(&self, fraction: f32) {
+        let _ = self.reports.send(WorkerReport::Progress {
+            id: self.id,
+            fraction: fraction.clamp(0.0, 1.0),
+        });
+    }
+}
+
+/// A model that can run some kinds of jobs.
+pub trait Generator: Send + Sync {
+    fn name(&self) -> &str;
+    fn can_run(&self, kind: JobKind) -> bool;
+    /// Run the job; return early (any result) when `control.cancelled()`.
+    fn run(&self, request: &JobRequest, control: &JobControl) -> Result<Clip, String>;
+}
+
+/// The generators every instance shares, loaded once per process on first use (by a worker
+/// thread, never while a host scans plugins).
+///
+/// The piano-roll diffusion model (engine, issue 3) and the band player (issue 7) join this list
+/// as they land in the engine; until then jobs report that no model can run them.
+pub fn shared_generators() -> Arc<[Arc<dyn Generator>]> {
+    static GENERATORS: OnceLock<Arc<[Arc<dyn Generator>]>> = OnceLock::new();
+    GENERATORS.get_or_init(|| Arc::from(Vec::new())).clone()
+}
+
+/// The handle the plugin keeps; dropping it stops the thread after the current job.
+pub struct Worker {
+    jobs: Option<Sender<(JobId, JobRequest)>>,
+    reports: Receiver<WorkerReport>,
+    latest: Arc<AtomicU64>,
+    next_id: JobId,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Start the thread. `generators` is usually [`shared_generators`]; it is resolved on the
+    /// worker thread, so model loading never blocks the caller.
+    pub fn spawn(
+        generators: impl FnOnce() -> Arc<[Arc<dyn Generator>]> + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let (jobs, job_rx) = unbounded::<(JobId, JobRequest)>();
+        let (report_tx, reports) = unbounded();
+        let latest = Arc::new(AtomicU64::new(0));
+        let thread_latest = latest.clone();
+        let thread = std::thread::Builder::new()
+            .name("bandmate-worker".into())
+            .spawn(move || run_jobs(generators, job_rx, report_tx, thread_latest))?;
+        Ok(Self {
+            jobs: Some(jobs),
+            reports,
+            latest,
+            next_id: 1,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queue a job; every older job is cancelled.
+    pub fn submit(&mut self, request: JobRequest) -> JobId {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.latest.store(id, Ordering::Release);
+        if let Some(jobs) = &self.jobs {
+            // The thread only ends when `jobs` is dropped, so the send cannot fail here.
+            let _ = jobs.send((id, request));
+        }
+        id
+    }
+
+    /// Cancel whatever is queued or running.
+    pub fn cancel(&mut self) {
+        self.latest.store(self.next_id, Ordering::Release);
+        self.next_id += 1;
+    }
+
+    /// The next report, if any (non-blocking).
+    pub fn try_report(&self) -> Option<WorkerReport> {
+        self.reports.try_recv().ok()
+    }
+
+    /// The report channel, for blocking or timed waits.
+    pub fn reports(&self) -> &Receiver<WorkerReport> {
+        &self.reports
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.cancel();
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run_jobs(
+    generators: impl FnOnce() -> Arc<[Arc<dyn Generator>]>,
+    jobs: Receiver<(JobId, JobRequest)>,
+    reports: Sender<WorkerReport>,
+    latest: Arc<AtomicU64>,
+) {
+    let mut generators = Some(generators);
+    let mut loaded: Option<Arc<[Arc<dyn Generator>]>> = None;
+    while let Ok(mut next) = jobs.recv() {
+        // Only the newest queued job runs.
+        while let Ok(newer) = jobs.try_recv() {
+            let _ = reports.send(WorkerReport::Cancelled { id: next.0 });
+            next = newer;
+        }
+        let (id, request) = next;
+        let control = JobControl {
+            id,
+            latest: latest.clone(),
+            reports: reports.clone(),
+        };
+        if control.cancelled() {
+            let _ = reports.send(WorkerReport::Cancelled { id });
+            continue;
+        }
+        let available = match (&loaded, generators.take()) {
+            (Some(list), _) => list.clone(),
+            (None, Some(load)) => match catch_unwind(AssertUnwindSafe(load)) {
+                Ok(list) => loaded.insert(list).clone(),
+                Err(panic) => {
+                    let error = format!("loading the models panicked: {}", panic_message(&*panic));
+                    let _ = reports.send(WorkerReport::Failed { id, error });
+                    loaded = Some(Arc::from(Vec::new()));
+                    continue;
+                }
+            },
+            (None, None) => Arc::from(Vec::new()),
+        };
+        let kind = request.job.kind();
+        let Some(generator) = available.iter().find(|g| g.can_run(kind)) else {
+            let error = format!("no model in this build can {} yet", kind.name());
+            let _ = reports.send(WorkerReport::Failed { id, error });
+            continue;
+        };
+        let _ = reports.send(WorkerReport::Started {
+            id,
+            kind,
+            generator: generator.name().to_string(),
+        });
+        let started = Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| generator.run(&request, &control)));
+        let report = match outcome {
+            _ if control.cancelled() => WorkerReport::Cancelled { id },
+            Ok(Ok(clip)) => WorkerReport::Done {
+                id,
+                clip,
+                elapsed: started.elapsed(),
+            },
+            Ok(Err(error)) => WorkerReport::Failed { id, error },
+            Err(panic) => WorkerReport::Failed {
+                id,
+                error: format!("{} panicked: {}", generator.name(), panic_message(&*panic)),
+            },
+        };
+        let _ = reports.send(report);
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bandmate::music::Note;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Test double with observable behaviour: transposes the clip up an octave in `steps` steps,
+    /// checking for cancellation between them, or panics on `Harmonize`.
+    struct Transposer {
+        steps: usize,
+        step_time: Duration,
+        runs: AtomicUsize,
+    }
+
+    impl Generator for Transposer {
+        fn name(&self) -> &str {
+            "transposer"
+        }
+        fn can_run(&self, kind: JobKind) -> bool {
+            matches!(kind, JobKind::Vary | JobKind::Harmonize)
+        }
+        fn run(&self, request: &JobRequest, control: &JobControl) -> Result<Clip, String> {
+            self.runs.fetch_add(1, Ordering::SeqCst);
+            let (Job::Vary { clip, .. } | Job::Harmonize { clip }) = &request.job else {
+                return Err("unexpected job".into());
+            };
+            if request.job.kind() == JobKind::Harmonize {
+                panic!("harmonizer exploded");
+            }
+            for i in 0..self.steps {
+                if control.cancelled() {
+                    return Err("cancelled".into());
+                }
+                std::thread::sleep(self.step_time);
+                control.progress((i + 1) as f32 / self.steps as f32);
+            }
+            clip.transposed(12).ok_or_else(|| "out of range".into())
+        }
+    }
+
+    fn worker(steps: usize, step_ms: u64) -> (Worker, Arc<Transposer>) {
+        let generator = Arc::new(Transposer {
+            steps,
+            step_time: Duration::from_millis(step_ms),
+            runs: AtomicUsize::new(0),
+        });
+        let list: Arc<[Arc<dyn Generator>]> =
+            Arc::from(vec![generator.clone() as Arc<dyn Generator>]);
+        (Worker::spawn(move || list).unwrap(), generator)
+    }
+
+    fn vary(pitch: u8) -> JobRequest {
+        let mut clip = Clip::new(1);
+        clip.notes.push(Note::new(0, pitch, 4, 100, 0));
+        let mask = Mask::all(clip.steps());
+        JobRequest {
+            job: Job::Vary { clip, mask },
+            settings: JobSettings::default(),
+        }
+    }
+
+    /// Reports until the job `id` ends.
+    fn until_end(worker: &Worker, id: JobId) -> Vec<WorkerReport> {
+        let mut out = Vec::new();
+        loop {
+            let r = worker
+                .reports()
+                .recv_timeout(Duration::from_secs(10))
+                .expect("worker answers");
+            let end = matches!(&r, WorkerReport::Done { id: i, .. } | WorkerReport::Failed { id: i, .. } | WorkerReport::Cancelled { id: i } if *i == id);
+            out.push(r);
+            if end {
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn a_job_reports_progress_and_its_result() {
+        let (mut worker, _) = worker(4, 1);
+        let id = worker.submit(vary(60));
+        let reports = until_end(&worker, id);
+        assert!(
+            matches!(&reports[0], WorkerReport::Started { kind: JobKind::Vary, generator, .. } if generator == "transposer")
+        );
+        let progress: Vec<f32> = reports
+            .iter()
+            .filter_map(|r| match r {
+                WorkerReport::Progress { fraction, .. } => Some(*fraction),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(progress, vec![0.25, 0.5, 0.75, 1.0]);
+        let WorkerReport::Done { clip, .. } = reports.last().unwrap() else {
+            panic!("{reports:?}")
+        };
+        assert_eq!(clip.notes[0].pitch, 72);
+    }
+
+    #[test]
+    fn a_newer_job_cancels_the_running_and_the_queued_ones() {
+        let (mut worker, generator) = worker(200, 5);
+        let first = worker.submit(vary(60));
+        // Wait until the first job runs, then queue two more: only the last one runs.
+        assert!(matches!(
+            worker.reports().recv_timeout(Duration::from_secs(10)),
+            Ok(WorkerReport::Started { .. })
+        ));
+        let second = worker.submit(vary(61));
+        let third = worker.submit(JobRequest {
+            job: Job::Vary {
+                clip: Clip::new(1),
+                mask: Mask::all(16),
+            },
+            settings: JobSettings::default(),
+        });
+        let reports = until_end(&worker, third);
+        let ended: Vec<_> = reports
+            .iter()
+            .filter(|r| {
+                !matches!(
+                    r,
+                    WorkerReport::Progress { .. } | WorkerReport::Started { .. }
+                )
+            })
+            .cloned()
+            .collect();
+        assert_eq!(ended[0], WorkerReport::Cancelled { id: first });
+        assert_eq!(ended[1], WorkerReport::Cancelled { id: second });
+        assert!(
+            matches!(&ended[2], WorkerReport::Done { id, clip, .. } if *id == third && clip.notes.is_empty())
+        );
+        assert_eq!(
+            generator.runs.load(Ordering::SeqCst),
+            2,
+            "the second job never ran"
+        );
+    }
+
+    #[test]
+    fn a_panicking_job_is_reported_and_the_worker_goes_on() {
+        let (mut worker, _) = worker(1, 0);
+        let clip = Clip::new(1);
+        let id = worker.submit(JobRequest {
+            job: Job::Harmonize { clip },
+            settings: JobSettings::default(),
+        });
+        let reports = until_end(&worker, id);
+        assert!(
+            matches!(reports.last(), Some(WorkerReport::Failed { error, .. }) if error.contains("transposer panicked: harmonizer exploded")),
+            "{reports:?}"
+        );
+        let id = worker.submit(vary(50));
+        assert!(matches!(
+            until_end(&worker, id).last(),
+            Some(WorkerReport::Done { .. })
+        ));
+    }
+
+    #[test]
+    fn a_job_no_model_can_run_fails_with_its_name() {
+        let (mut worker, _) = worker(1, 0);
+        let id = worker.submit(JobRequest {
+            job: Job::Continue {
+                clip: Clip::new(1),
+                bars: 2,
+            },
+            settings: JobSettings::default(),
+        });
+        assert_eq!(
+            until_end(&worker, id),
+            vec![WorkerReport::Failed {
+                id,
+                error: "no model in this build can continue yet".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn each_instance_has_its_own_thread_and_dropping_stops_it() {
+        let workers: Vec<_> = (0..16).map(|_| worker(1, 0).0).collect();
+        drop(workers); // joins all 16 threads; a hang here fails the test by timeout
+    }
+}

@@ -1,0 +1,353 @@
+//! Fuzzing `midi::read_bytes`: random bytes, and mutations of real Nottingham files and of
+//! synthetic files. Every input must give `Ok` or a clean `Err`, in bounded time, and every `Ok`
+//! clip must be consistent and survive an export → import round trip.
+//!
+//! A panicking or slow input is saved under `$CARGO_TARGET_TMPDIR/midi-fuzz-failures/`; copy it to
+//! `tests/regressions/midi/` so that `regression_files_import_cleanly` keeps checking it.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use bandmate::midi;
+use midly::num::{u4, u7, u15, u24, u28};
+use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::test_runner::{FileFailurePersistence, TestRunner};
+
+/// Slowest acceptable import of one (≤ 64 KiB) fuzz input; typical imports take microseconds.
+const MAX_CASE_TIME: Duration = Duration::from_secs(2);
+
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
+        ..ProptestConfig::default()
+    }
+}
+
+/// Import `bytes` and check the result; on a panic or a slow import, save the input.
+/// Returns the outcome: "Ok" or the error variant.
+fn check_import(bytes: &[u8]) -> Result<&'static str, TestCaseError> {
+    let started = Instant::now();
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| midi::read_bytes(bytes)));
+    let elapsed = started.elapsed();
+    let Ok(result) = result else {
+        let path = save_failure(bytes, "panic");
+        return Err(TestCaseError::fail(format!("read_bytes panicked; input saved to {}", path.display())));
+    };
+    if elapsed > MAX_CASE_TIME {
+        let path = save_failure(bytes, "slow");
+        return Err(TestCaseError::fail(format!(
+            "read_bytes took {elapsed:?}; input saved to {}",
+            path.display()
+        )));
+    }
+    match result {
+        Err(e) => {
+            let message = e.to_string();
+            prop_assert!(!message.is_empty() && !message.contains('\n'), "{message:?}");
+            return Ok(error_kind(&e));
+        }
+        Ok(clip) => {
+            prop_assert!(clip.bars >= 1 && clip.bars <= midi::MAX_BARS);
+            for note in &clip.notes {
+                prop_assert!(note.length >= 1 && note.end() <= clip.steps(), "{note:?}");
+                prop_assert!((note.track as usize) < clip.tracks.len());
+            }
+            let again = midi::read_bytes(&midi::write_bytes(&clip));
+            prop_assert!(again.is_ok(), "re-import failed: {:?}", again.err());
+            let mut again = again.unwrap();
+            again.sort_notes();
+            prop_assert_eq!(&again.notes, &clip.notes);
+        }
+    }
+    Ok("Ok")
+}
+
+fn error_kind(error: &midi::MidiError) -> &'static str {
+    use midi::MidiError::*;
+    match error {
+        File { .. } => "File",
+        Io(_) => "Io",
+        Empty => "Empty",
+        TooLarge { .. } => "TooLarge",
+        NotMidi => "NotMidi",
+        Truncated(_) => "Truncated",
+        Malformed(_) => "Malformed",
+        NoTracks => "NoTracks",
+        SmpteTiming { .. } => "SmpteTiming",
+        TooLong { .. } => "TooLong",
+        TooManyTracks { .. } => "TooManyTracks",
+        BeatFile { .. } => "BeatFile",
+        Beats(_) => "Beats",
+    }
+}
+
+fn save_failure(bytes: &[u8], kind: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("midi-fuzz-failures");
+    let _ = std::fs::create_dir_all(&dir);
+    let hash = bytes.iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    let path = dir.join(format!("{kind}-{hash:016x}.mid"));
+    let _ = std::fs::write(&path, bytes);
+    path
+}
+
+/// Every Nottingham file, read once.
+fn nottingham() -> &'static [Vec<u8>] {
+    static FILES: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    FILES.get_or_init(|| {
+        let dir = bandmate_tests::data_dir().join("nottingham/MIDI");
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "mid"))
+            .collect();
+        paths.sort();
+        paths.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    })
+}
+
+/// One edit of a file.
+#[derive(Clone, Debug)]
+enum Mutation {
+    FlipBit(Index, u8),
+    SetByte(Index, u8),
+    Truncate(Index),
+    Insert(Index, Vec<u8>),
+    Delete(Index, usize),
+    /// Set the length field of a chunk (chosen among the chunks found) to a nearby or random value.
+    ChunkLength(Index, i64, bool, u32),
+    /// Overwrite header fields: format, track count, division.
+    Header(Option<u16>, Option<u16>, Option<u16>),
+    /// Insert a maximal delta time (0x0FFFFFFF ticks) and a note-on.
+    LongDelta(Index),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        4 => (any::<Index>(), 0u8..8).prop_map(|(i, b)| Mutation::FlipBit(i, b)),
+        3 => (any::<Index>(), any::<u8>()).prop_map(|(i, b)| Mutation::SetByte(i, b)),
+        2 => any::<Index>().prop_map(Mutation::Truncate),
+        2 => (any::<Index>(), prop::collection::vec(any::<u8>(), 1..8)).prop_map(|(i, b)| Mutation::Insert(i, b)),
+        2 => (any::<Index>(), 1usize..16).prop_map(|(i, n)| Mutation::Delete(i, n)),
+        2 => (any::<Index>(), -4i64..=4, any::<bool>(), any::<u32>())
+            .prop_map(|(i, d, random, v)| Mutation::ChunkLength(i, d, random, v)),
+        1 => (
+            prop::option::of(0u16..4),
+            prop::option::of(prop_oneof![Just(0u16), 1u16..4, Just(u16::MAX)]),
+            prop::option::of(prop_oneof![Just(0u16), Just(1), Just(32767), Just(0x8000), Just(0xE728), any::<u16>()]),
+        )
+            .prop_map(|(f, t, d)| Mutation::Header(f, t, d)),
+        1 => any::<Index>().prop_map(Mutation::LongDelta),
+    ]
+}
+
+/// Set every MTrk chunk's length to reach the next "MTrk" tag (or the end of the file), so that
+/// inserted or deleted bytes reach the event parser instead of failing the chunk structure.
+fn repair_chunk_lengths(bytes: &mut [u8]) {
+    let tags: Vec<usize> = (14..bytes.len().saturating_sub(7)).filter(|&p| &bytes[p..p + 4] == b"MTrk").collect();
+    for (i, &tag) in tags.iter().enumerate() {
+        let end = tags.get(i + 1).copied().unwrap_or(bytes.len());
+        let len = (end - tag - 8) as u32;
+        bytes[tag + 4..tag + 8].copy_from_slice(&len.to_be_bytes());
+    }
+}
+
+fn apply(bytes: &mut Vec<u8>, mutation: &Mutation) {
+    let len = bytes.len();
+    let at = |i: &Index| if len == 0 { 0 } else { i.index(len) };
+    match mutation {
+        Mutation::FlipBit(i, bit) if len > 0 => bytes[at(i)] ^= 1 << bit,
+        Mutation::SetByte(i, b) if len > 0 => bytes[at(i)] = *b,
+        Mutation::Truncate(i) => bytes.truncate(at(i)),
+        Mutation::Insert(i, new) => {
+            let pos = at(i);
+            bytes.splice(pos..pos, new.iter().copied());
+        }
+        Mutation::Delete(i, n) if len > 0 => {
+            let pos = at(i);
+            bytes.drain(pos..(pos + n).min(len));
+        }
+        Mutation::ChunkLength(i, delta, random, value) => {
+            let chunks: Vec<usize> = (0..len.saturating_sub(7))
+                .filter(|&p| &bytes[p..p + 4] == b"MTrk" || &bytes[p..p + 4] == b"MThd")
+                .collect();
+            if chunks.is_empty() {
+                return;
+            }
+            let field = chunks[i.index(chunks.len())] + 4;
+            let old = u32::from_be_bytes(bytes[field..field + 4].try_into().unwrap());
+            let new = if *random { *value } else { (old as i64 + delta).clamp(0, u32::MAX as i64) as u32 };
+            bytes[field..field + 4].copy_from_slice(&new.to_be_bytes());
+        }
+        Mutation::Header(format, tracks, division) if len >= 14 => {
+            for (value, at) in [(format, 8), (tracks, 10), (division, 12)] {
+                if let Some(v) = value {
+                    bytes[at..at + 2].copy_from_slice(&v.to_be_bytes());
+                }
+            }
+        }
+        Mutation::LongDelta(i) => {
+            let pos = at(i);
+            bytes.splice(pos..pos, [0xFF, 0xFF, 0xFF, 0x7F, 0x90, 60, 100]);
+        }
+        _ => {}
+    }
+}
+
+/// A random track event of a synthetic file.
+fn event() -> impl Strategy<Value = TrackEventKind<'static>> {
+    let channel = prop_oneof![3 => 0u8..4, 1 => Just(9u8), 1 => 0u8..16];
+    let key = 36u8..96;
+    prop_oneof![
+        6 => (channel.clone(), key.clone(), 0u8..128).prop_map(|(c, k, v)| TrackEventKind::Midi {
+            channel: u4::new(c),
+            message: MidiMessage::NoteOn { key: u7::new(k), vel: u7::new(v) },
+        }),
+        4 => (channel, key).prop_map(|(c, k)| TrackEventKind::Midi {
+            channel: u4::new(c),
+            message: MidiMessage::NoteOff { key: u7::new(k), vel: u7::new(0) },
+        }),
+        1 => (1u32..0xFF_FFFF).prop_map(|us| TrackEventKind::Meta(MetaMessage::Tempo(u24::new(us)))),
+        1 => prop_oneof![9 => (1u8..13, 0u8..5), 1 => (0u8..20, 0u8..9)]
+            .prop_map(|(n, d)| TrackEventKind::Meta(MetaMessage::TimeSignature(n, d, 24, 8))),
+        1 => prop::sample::select(vec!["Melody", "Bass", "Drums", "", "Piano"])
+            .prop_map(|n| TrackEventKind::Meta(MetaMessage::TrackName(n.as_bytes()))),
+        1 => Just(TrackEventKind::SysEx(&[0x7E, 0x7F, 0x09, 0x01, 0xF7])),
+    ]
+}
+
+/// Delta times: mostly small, sometimes huge.
+fn delta() -> impl Strategy<Value = u32> {
+    prop_oneof![8 => 0u32..500, 2 => 0u32..20_000, 1 => 0u32..(1 << 28)]
+}
+
+/// A synthetic SMF: random format, PPQ and tracks of random events.
+fn synthetic_file() -> impl Strategy<Value = Vec<u8>> {
+    let ppq = prop_oneof![Just(1u16), Just(96), Just(480), Just(960), Just(32767), 1u16..32768];
+    let track = prop::collection::vec((delta(), event()), 0..40);
+    (0u8..3, ppq, prop::collection::vec(track, 1..5)).prop_map(|(format, ppq, tracks)| {
+        let format = [Format::SingleTrack, Format::Parallel, Format::Sequential][format as usize];
+        let mut smf = Smf::new(Header::new(format, Timing::Metrical(u15::new(ppq))));
+        for events in tracks {
+            let mut track: Vec<TrackEvent> =
+                events.into_iter().map(|(d, kind)| TrackEvent { delta: u28::new(d), kind }).collect();
+            track.push(TrackEvent { delta: u28::new(0), kind: TrackEventKind::Meta(MetaMessage::EndOfTrack) });
+            smf.tracks.push(track);
+        }
+        let mut bytes = Vec::new();
+        smf.write_std(&mut bytes).expect("writing to a Vec");
+        bytes
+    })
+}
+
+/// Run `cases` cases of `strategy` through `check`, then print the count, outcomes and time.
+fn fuzz<S: Strategy>(
+    name: &str,
+    cases: u32,
+    strategy: S,
+    check: impl Fn(S::Value) -> Result<&'static str, TestCaseError>,
+) {
+    let started = Instant::now();
+    let mut runner = TestRunner::new(config(cases));
+    let outcomes = RefCell::new(BTreeMap::<&str, u32>::new());
+    let result = runner.run(&strategy, |input| {
+        *outcomes.borrow_mut().entry(check(input)?).or_default() += 1;
+        Ok(())
+    });
+    let outcomes = outcomes.into_inner();
+    let run: u32 = outcomes.values().sum();
+    if let Err(e) = result {
+        panic!("{name}: {e}");
+    }
+    println!("{name}: {run} cases in {:.1?}: {outcomes:?}", started.elapsed());
+    assert!(run >= cases);
+}
+
+#[test]
+fn random_bytes() {
+    fuzz("random bytes", 30_000, prop::collection::vec(any::<u8>(), 0..256), |bytes| check_import(&bytes));
+}
+
+#[test]
+fn random_bytes_after_a_valid_header() {
+    let division = prop_oneof![Just(480u16), Just(1), Just(32767), any::<u16>()];
+    let strategy = (division, 0u16..4, prop::collection::vec(any::<u8>(), 0..256));
+    fuzz("random bytes after a header", 20_000, strategy, |(division, tracks, body)| {
+        let mut bytes = b"MThd\0\0\0\x06\0\x01".to_vec();
+        bytes.extend_from_slice(&tracks.to_be_bytes());
+        bytes.extend_from_slice(&division.to_be_bytes());
+        // Mostly a plausible track chunk header, then random events.
+        if body.first().is_some_and(|b| b % 4 != 0) {
+            bytes.extend_from_slice(b"MTrk");
+            bytes.extend_from_slice(&(body.len() as u32 - 1).to_be_bytes());
+            bytes.extend_from_slice(&body[1..]);
+        } else {
+            bytes.extend_from_slice(&body);
+        }
+        check_import(&bytes)
+    });
+}
+
+#[test]
+fn mutated_nottingham_files() {
+    let files = nottingham();
+    let strategy = (any::<Index>(), prop::collection::vec(mutation(), 1..4), any::<bool>());
+    fuzz("mutated Nottingham files", 60_000, strategy, |(file, mutations, repair)| {
+        let mut bytes = files[file.index(files.len())].clone();
+        for m in &mutations {
+            apply(&mut bytes, m);
+        }
+        if repair {
+            repair_chunk_lengths(&mut bytes);
+        }
+        check_import(&bytes)
+    });
+}
+
+#[test]
+fn mutated_synthetic_files() {
+    let strategy = (synthetic_file(), prop::collection::vec(mutation(), 0..3), any::<bool>());
+    fuzz("mutated synthetic files", 50_000, strategy, |(mut bytes, mutations, repair)| {
+        for m in &mutations {
+            apply(&mut bytes, m);
+        }
+        if repair {
+            repair_chunk_lengths(&mut bytes);
+        }
+        check_import(&bytes)
+    });
+}
+
+/// Inputs that once crashed, hung or were otherwise interesting: each gives `Ok` or a clean `Err`.
+#[test]
+fn regression_files_import_cleanly() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("regressions/midi");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "mid"))
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty(), "no regression files in {}", dir.display());
+    for path in &paths {
+        let bytes = std::fs::read(path).unwrap();
+        let started = Instant::now();
+        let result = midi::read_bytes(&bytes);
+        assert!(started.elapsed() < MAX_CASE_TIME, "{}: {:?}", path.display(), started.elapsed());
+        if let Ok(clip) = &result {
+            assert!(clip.bars <= midi::MAX_BARS);
+        }
+        let outcome = result.as_ref().map(|c| format!("{} notes", c.notes.len()));
+        println!("{}: {}", path.file_name().unwrap().to_string_lossy(), match outcome {
+            Ok(ok) => ok,
+            Err(e) => e.to_string(),
+        });
+    }
+    println!("{} regression files imported cleanly", paths.len());
+}

@@ -1,0 +1,479 @@
+//! Bandmate as a host sees it: the CLAP library loaded with clack-host, activated at 44.1, 48 and
+//! 96 kHz with blocks of 1 to 4096 samples, driven by a simulated transport. Every note-on and
+//! note-off must land on the exact sample an exact model of the host timeline puts it on, through
+//! a tempo change, a loop and a stop. Also: state save/restore, corrupt state, 16 instances.
+//!
+//! The library is the debug build of `bandmate-plugin` (a dev-dependency of this crate, so cargo
+//! builds it before this test): its `process()` aborts on any allocation
+//! (nice-plug's `assert_process_allocs`). `BANDMATE_CLAP=path` tests another build instead, such
+//! as `target/bundled/Bandmate.clap` after `cargo xtask bundle`.
+
+use bandmate::music::{Clip, Note, Track, TrackRole};
+use clack_extensions::state::PluginState as StateExtension;
+use clack_host::events::event_types::{NoteOffEvent, NoteOnEvent, TransportEvent, TransportFlags};
+use clack_host::events::{EventFlags, EventHeader};
+use clack_host::prelude::*;
+use clack_host::utils::{BeatTime, SecondsTime};
+use std::ffi::CString;
+use std::path::PathBuf;
+
+struct TestHost;
+struct TestShared;
+
+impl SharedHandler<'_> for TestShared {
+    fn request_restart(&self) {}
+    fn request_process(&self) {}
+    fn request_callback(&self) {}
+}
+
+impl HostHandlers for TestHost {
+    type Shared<'a> = TestShared;
+    type MainThread<'a> = ();
+    type AudioProcessor<'a> = ();
+}
+
+fn library_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("BANDMATE_CLAP") {
+        return PathBuf::from(path);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or(root.join("target"), PathBuf::from);
+    let name = if cfg!(target_os = "macos") {
+        "libbandmate_plugin.dylib"
+    } else if cfg!(windows) {
+        "bandmate_plugin.dll"
+    } else {
+        "libbandmate_plugin.so"
+    };
+    let path = target.join("debug").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build bandmate-plugin first",
+        path.display()
+    );
+    path
+}
+
+fn load_entry() -> PluginEntry {
+    let path = library_path();
+    // SAFETY: the library is Bandmate's own CLAP build.
+    unsafe { PluginEntry::load(&path) }
+        .unwrap_or_else(|e| panic!("loading {}: {e:?}", path.display()))
+}
+
+fn new_instance(entry: &PluginEntry) -> PluginInstance<TestHost> {
+    let host = HostInfo::new("bandmate-tests", "Bandmate", "https://example.org", "0.1.0").unwrap();
+    let factory = entry.get_plugin_factory().expect("a plugin factory");
+    let descriptor = factory
+        .plugin_descriptors()
+        .find(|d| {
+            d.id()
+                .is_some_and(|id| id.to_bytes() == b"org.bandmate.bandmate")
+        })
+        .expect("Bandmate's descriptor");
+    assert_eq!(descriptor.name().unwrap().to_bytes(), b"Bandmate");
+    let id = CString::from(descriptor.id().unwrap());
+    PluginInstance::<TestHost>::new(|_| TestShared, |_| (), entry, &id, &host).expect("an instance")
+}
+
+/// The clip every timing test plays: 2 bars on two channels, with short and long notes, a note
+/// cut at the clip end and a same-key retrigger.
+fn test_clip(transpose: u8) -> Clip {
+    let mut clip = Clip::new(2);
+    clip.add_track(Track::new("Bass", TrackRole::Bass, 3));
+    clip.notes = vec![
+        Note::new(0, 60 + transpose, 16, 100, 0),
+        Note::new(2, 64 + transpose, 1, 90, 0),
+        Note::new(4, 67 + transpose, 8, 80, 0),
+        Note::new(8, 60 + transpose, 2, 70, 0),
+        Note::new(12, 72 + transpose, 3, 110, 0),
+        Note::new(16, 36 + transpose, 12, 127, 1),
+        Note::new(20, 64 + transpose, 2, 60, 0),
+        Note::new(29, 71 + transpose, 10, 50, 0),
+        Note::new(31, 43 + transpose, 1, 40, 1),
+    ];
+    clip
+}
+
+/// nice-plug's CLAP state: the length (u64, little-endian) and the JSON of a `PluginState`
+/// whose `session` field holds a Bandmate session with `clip`.
+fn state_with_clip(clip: &Clip) -> Vec<u8> {
+    let session = serde_json::json!({ "version": 1, "clip": clip, "mask": null });
+    state_with_session_field(&session.to_string())
+}
+
+fn state_with_session_field(field: &str) -> Vec<u8> {
+    let json =
+        serde_json::json!({ "version": "0.1.0", "params": {}, "fields": { "session": field } })
+            .to_string()
+            .into_bytes();
+    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(json);
+    bytes
+}
+
+fn load_state(instance: &mut PluginInstance<TestHost>, bytes: &[u8]) -> Result<(), String> {
+    let handle = instance.plugin_handle();
+    let ext: StateExtension = handle.get_extension().expect("the state extension");
+    ext.load(&handle, &mut &bytes[..])
+        .map_err(|e| format!("{e}"))
+}
+
+fn save_state(instance: &mut PluginInstance<TestHost>) -> Vec<u8> {
+    let handle = instance.plugin_handle();
+    let ext: StateExtension = handle.get_extension().expect("the state extension");
+    let mut out = Vec::new();
+    ext.save(&handle, &mut out).expect("saving state");
+    out
+}
+
+/// A played event: absolute sample, on/off, channel, key, MIDI velocity.
+type Played = (u64, bool, u8, u8, u8);
+
+/// What the simulated host does; changes take effect at the first block boundary at or after
+/// their time (hosts report one tempo per block).
+#[derive(Clone, Copy)]
+struct Scenario {
+    rate: u32,
+    start_bpm: i64,
+    tempo_change: (f64, i64),
+    loop_beats: (i64, i64),
+    stop_at: f64,
+    restart: (f64, i64),
+    seconds: f64,
+}
+
+#[derive(Clone, Copy)]
+struct HostSample {
+    playing: bool,
+    /// Position in units of 1/(60·rate) beat: a sample at `t` BPM is `t` units.
+    units: i64,
+    step: i64,
+    discontinuous: bool,
+}
+
+/// Process `scenario` in blocks of `block` samples; returns the exact host timeline and the
+/// events the plugin sent.
+fn drive(
+    instance: &mut PluginInstance<TestHost>,
+    scenario: Scenario,
+    block: u32,
+) -> (Vec<HostSample>, Vec<Played>) {
+    let rate = scenario.rate as i64;
+    let units_per_beat = 60 * rate;
+    let config = PluginAudioConfiguration {
+        sample_rate: scenario.rate as f64,
+        min_frames_count: 1,
+        max_frames_count: block,
+    };
+    let processor = instance.activate(|_, _| (), config).expect("activation");
+    let mut processor = processor.start_processing().expect("start processing");
+
+    let mut outputs = vec![vec![0.0f32; block as usize]; 2];
+    let mut output_ports = AudioPorts::with_capacity(2, 1);
+    let input_events = EventBuffer::new();
+    let mut output_events = EventBuffer::with_capacity(4096);
+
+    let total = (scenario.seconds * rate as f64) as u64;
+    let at = |seconds: f64| (seconds * rate as f64).round() as u64;
+    let mut timeline = Vec::with_capacity(total as usize);
+    let mut played = Vec::new();
+    let (mut bpm, mut units, mut playing, mut fresh) = (scenario.start_bpm, 0i64, true, true);
+    let (mut tempo_done, mut stop_done, mut restart_done) = (false, false, false);
+    let (loop_start, loop_end) = scenario.loop_beats;
+    let mut sample = 0u64;
+    while sample < total {
+        if !tempo_done && sample >= at(scenario.tempo_change.0) {
+            bpm = scenario.tempo_change.1;
+            tempo_done = true;
+        }
+        if !stop_done && sample >= at(scenario.stop_at) {
+            playing = false;
+            stop_done = true;
+        }
+        if !restart_done && sample >= at(scenario.restart.0) {
+            playing = true;
+            units = scenario.restart.1 * units_per_beat;
+            fresh = true;
+            restart_done = true;
+        }
+        let n = (block as u64).min(total - sample) as u32;
+        let beats = units as f64 / units_per_beat as f64;
+        let mut flags = TransportFlags::HAS_TEMPO
+            | TransportFlags::HAS_BEATS_TIMELINE
+            | TransportFlags::HAS_SECONDS_TIMELINE
+            | TransportFlags::IS_LOOP_ACTIVE;
+        if playing {
+            flags |= TransportFlags::IS_PLAYING;
+        }
+        let transport = TransportEvent {
+            header: EventHeader::new_core(0, EventFlags::empty()),
+            flags,
+            song_pos_beats: BeatTime::from_float(beats),
+            song_pos_seconds: SecondsTime::from_float(sample as f64 / rate as f64),
+            tempo: bpm as f64,
+            tempo_inc: 0.0,
+            loop_start_beats: BeatTime::from_int(loop_start),
+            loop_end_beats: BeatTime::from_int(loop_end),
+            loop_start_seconds: SecondsTime::from_int(0),
+            loop_end_seconds: SecondsTime::from_int(0),
+            bar_start: BeatTime::from_int(0),
+            bar_number: 0,
+            time_signature_numerator: 4,
+            time_signature_denominator: 4,
+        };
+        output_events.clear();
+        {
+            let input_audio = InputAudioBuffers::empty();
+            let mut output_audio = output_ports.with_output_buffers([AudioPortBuffer {
+                latency: 0,
+                channels: AudioPortBufferType::f32_output_only(
+                    outputs.iter_mut().map(|b| &mut b[..n as usize]),
+                ),
+            }]);
+            processor
+                .process(
+                    &input_audio,
+                    &mut output_audio,
+                    &input_events.as_input(),
+                    &mut output_events.as_output(),
+                    None,
+                    Some(&transport),
+                )
+                .expect("process");
+        }
+        assert!(
+            outputs
+                .iter()
+                .all(|c| c[..n as usize].iter().all(|&x| x == 0.0)),
+            "silent output"
+        );
+        let mut last_time = 0;
+        for event in output_events.iter() {
+            let time = event.header().time();
+            assert!(time < n, "event at {time} in a block of {n}");
+            assert!(time >= last_time, "events are sorted");
+            last_time = time;
+            if let Some(on) = event.as_event::<NoteOnEvent>() {
+                let raw = on.as_raw();
+                let velocity = (raw.velocity * 127.0).round() as u8;
+                played.push((
+                    sample + time as u64,
+                    true,
+                    raw.channel as u8,
+                    raw.key as u8,
+                    velocity,
+                ));
+            } else if let Some(off) = event.as_event::<NoteOffEvent>() {
+                let raw = off.as_raw();
+                played.push((
+                    sample + time as u64,
+                    false,
+                    raw.channel as u8,
+                    raw.key as u8,
+                    0,
+                ));
+            }
+        }
+        for _ in 0..n {
+            let mut discontinuous = std::mem::take(&mut fresh);
+            if playing && units >= loop_end * units_per_beat {
+                units = loop_start * units_per_beat + (units - loop_end * units_per_beat);
+                discontinuous = true;
+            }
+            timeline.push(HostSample {
+                playing,
+                units,
+                step: bpm,
+                discontinuous,
+            });
+            if playing {
+                units += bpm;
+            }
+        }
+        sample += n as u64;
+    }
+    let processor = processor.stop_processing();
+    instance.deactivate(processor);
+    (timeline, played)
+}
+
+/// Where every event belongs: a note sounds from the first sample whose exact position reaches
+/// its start; everything sounding stops at a stop, a loop wrap or a jump; the same key again while
+/// it sounds ends the old note on the same sample.
+fn reference(clip: &Clip, rate: u32, timeline: &[HostSample]) -> Vec<Played> {
+    let units_per_step = 15 * rate as i64;
+    let clip_units = clip.steps() as i64 * units_per_step;
+    let mut notes: Vec<&Note> = clip.notes.iter().collect();
+    notes.sort_by_key(|n| (n.start, n.pitch));
+    let mut sounding: Vec<(u8, u8, i64)> = Vec::new();
+    let mut out = Vec::new();
+    let mut was_playing = false;
+    for (s, h) in timeline.iter().enumerate() {
+        let s = s as u64;
+        if !h.playing || h.discontinuous || !was_playing {
+            out.extend(sounding.drain(..).map(|(c, p, _)| (s, false, c, p, 0)));
+        }
+        if !h.playing {
+            was_playing = false;
+            continue;
+        }
+        let prev = if h.discontinuous || !was_playing {
+            h.units - h.step
+        } else {
+            timeline[s as usize - 1].units
+        };
+        was_playing = true;
+        for lap in prev.div_euclid(clip_units)..=h.units.div_euclid(clip_units) {
+            for n in &notes {
+                let start = lap * clip_units + n.start as i64 * units_per_step;
+                if start <= prev || start > h.units {
+                    continue;
+                }
+                let ch = clip.tracks[n.track as usize].channel;
+                if let Some(i) = sounding
+                    .iter()
+                    .position(|&(c, p, _)| (c, p) == (ch, n.pitch))
+                {
+                    sounding.remove(i);
+                    out.push((s, false, ch, n.pitch, 0));
+                }
+                let end = n.end().min(clip.steps()) as i64 * units_per_step;
+                sounding.push((ch, n.pitch, lap * clip_units + end));
+                out.push((s, true, ch, n.pitch, n.velocity));
+            }
+        }
+        let (due, rest): (Vec<_>, Vec<_>) = sounding.drain(..).partition(|&(_, _, o)| o <= h.units);
+        sounding = rest;
+        out.extend(due.into_iter().map(|(c, p, _)| (s, false, c, p, 0)));
+    }
+    sorted(out)
+}
+
+fn sorted(mut events: Vec<Played>) -> Vec<Played> {
+    events.sort_by_key(|&(s, on, c, p, _)| (s, on, c, p));
+    events
+}
+
+fn scenario(rate: u32) -> Scenario {
+    Scenario {
+        rate,
+        start_bpm: 120,
+        tempo_change: (1.3, 90),
+        loop_beats: (2, 7),
+        stop_at: 4.6,
+        restart: (5.0, 3),
+        seconds: 6.0,
+    }
+}
+
+#[test]
+fn every_note_lands_on_its_exact_sample_at_every_rate_and_block_size() {
+    let entry = load_entry();
+    let clip = test_clip(0);
+    for rate in [44_100, 48_000, 96_000] {
+        let mut instance = new_instance(&entry);
+        load_state(&mut instance, &state_with_clip(&clip)).expect("loading the clip");
+        for block in [1, 5, 64, 480, 512, 1023, 4096] {
+            let (timeline, played) = drive(&mut instance, scenario(rate), block);
+            let expected = reference(&clip, rate, &timeline);
+            let got = sorted(played);
+            assert!(expected.len() > 15, "{} events expected", expected.len());
+            if got != expected {
+                let first = got.iter().zip(&expected).position(|(a, b)| a != b);
+                panic!(
+                    "{rate} Hz, block {block}: {} events, expected {}; first difference at {first:?}: {:?} vs {:?}",
+                    got.len(),
+                    expected.len(),
+                    first.map(|i| got[i]),
+                    first.map(|i| expected[i])
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn state_round_trips_and_corrupt_state_loads_as_the_default_session() {
+    let entry = load_entry();
+    let clip = test_clip(2);
+    let mut first = new_instance(&entry);
+    load_state(&mut first, &state_with_clip(&clip)).unwrap();
+    let saved = save_state(&mut first);
+    let mut second = new_instance(&entry);
+    load_state(&mut second, &saved).unwrap();
+    assert_eq!(
+        save_state(&mut second),
+        saved,
+        "save → load → save is stable"
+    );
+    let state: serde_json::Value = serde_json::from_slice(&saved[8..]).unwrap();
+    let session: serde_json::Value =
+        serde_json::from_str(state["fields"]["session"].as_str().unwrap()).unwrap();
+    assert_eq!(session["version"], 1);
+    assert_eq!(
+        serde_json::from_value::<Clip>(session["clip"].clone()).unwrap(),
+        clip
+    );
+
+    // The restored instance plays the clip: its first note at sample 0.
+    let (_, played) = drive(
+        &mut second,
+        Scenario {
+            seconds: 0.5,
+            ..scenario(48_000)
+        },
+        512,
+    );
+    assert_eq!(played[0], (0, true, 0, 62, 100));
+
+    // Unreadable bytes: the host is told the load failed; the instance keeps its clip.
+    assert!(load_state(&mut second, b"\x00\x01garbage").is_err());
+    let (_, played) = drive(
+        &mut second,
+        Scenario {
+            seconds: 0.5,
+            ..scenario(48_000)
+        },
+        512,
+    );
+    assert_eq!(played[0], (0, true, 0, 62, 100));
+
+    // A damaged session inside valid state loads as the default (empty) session.
+    for field in ["{\"version\":1,\"clip\":", "{\"version\":99}", "[]"] {
+        load_state(&mut second, &state_with_session_field(field)).unwrap();
+        let (_, played) = drive(
+            &mut second,
+            Scenario {
+                seconds: 1.0,
+                ..scenario(48_000)
+            },
+            512,
+        );
+        assert!(played.is_empty(), "{field}: {played:?}");
+        load_state(&mut second, &saved).unwrap();
+    }
+}
+
+#[test]
+fn sixteen_instances_play_their_own_clips_side_by_side() {
+    let entry = load_entry();
+    let mut instances: Vec<_> = (0..16u8)
+        .map(|i| {
+            let mut instance = new_instance(&entry);
+            load_state(&mut instance, &state_with_clip(&test_clip(i))).unwrap();
+            instance
+        })
+        .collect();
+    for (i, instance) in instances.iter_mut().enumerate() {
+        let (_, played) = drive(
+            instance,
+            Scenario {
+                seconds: 0.3,
+                ..scenario(44_100)
+            },
+            256,
+        );
+        assert_eq!(played[0], (0, true, 0, 60 + i as u8, 100), "instance {i}");
+    }
+}

@@ -1,0 +1,196 @@
+//! `cargo xtask bundle [--debug]`: build the plugin and lay out `target/bundled/Bandmate.clap`,
+//! `Bandmate.vst3` and the standalone `bandmate-standalone` for this platform.
+//!
+//! Release by default; `--debug` bundles a debug build, whose `process()` aborts on any
+//! allocation (nice-plug's `assert_process_allocs`), for the host-level tests.
+
+use crate::shell::{self, Result};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+pub const PLUGIN_NAME: &str = "Bandmate";
+const PACKAGE: &str = "bandmate-plugin";
+const LIB_NAME: &str = "bandmate_plugin";
+const STANDALONE: &str = "bandmate-standalone";
+
+/// Where the bundles went.
+pub struct Bundles {
+    pub clap: PathBuf,
+    pub vst3: PathBuf,
+    pub standalone: PathBuf,
+}
+
+pub fn run(args: &[String]) -> Result {
+    let debug = match args {
+        [] => false,
+        [flag] if flag == "--debug" => true,
+        _ => {
+            return Err(format!(
+                "usage: cargo xtask bundle [--debug] (got {args:?})"
+            ));
+        }
+    };
+    let bundles = build(debug)?;
+    for path in [&bundles.clap, &bundles.vst3, &bundles.standalone] {
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
+/// Build the plugin and the standalone, then bundle them.
+pub fn build(debug: bool) -> Result<Bundles> {
+    let mut args = vec!["build", "-p", PACKAGE, "--lib", "--bin", STANDALONE];
+    if !debug {
+        args.push("--release");
+    }
+    shell::run(&shell::cargo(), &args)?;
+    let target = target_dir();
+    let profile_dir = target.join(if debug { "debug" } else { "release" });
+    let bundled = target.join("bundled");
+    fs::create_dir_all(&bundled).map_err(|e| format!("creating {}: {e}", bundled.display()))?;
+
+    let library = profile_dir.join(library_file_name());
+    if !library.is_file() {
+        return Err(format!("the build did not produce {}", library.display()));
+    }
+    let clap = bundled.join(format!("{PLUGIN_NAME}.clap"));
+    let vst3 = bundled.join(format!("{PLUGIN_NAME}.vst3"));
+    bundle_clap(&library, &clap)?;
+    bundle_vst3(&library, &vst3)?;
+    let exe = if cfg!(windows) {
+        format!("{STANDALONE}.exe")
+    } else {
+        STANDALONE.to_string()
+    };
+    let standalone = bundled.join(&exe);
+    copy(&profile_dir.join(&exe), &standalone)?;
+    Ok(Bundles {
+        clap,
+        vst3,
+        standalone,
+    })
+}
+
+/// `CARGO_TARGET_DIR` if set, else the workspace's `target/`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                shell::root().join(dir)
+            }
+        }
+        None => shell::root().join("target"),
+    }
+}
+
+fn library_file_name() -> String {
+    if cfg!(target_os = "macos") {
+        format!("lib{LIB_NAME}.dylib")
+    } else if cfg!(windows) {
+        format!("{LIB_NAME}.dll")
+    } else {
+        format!("lib{LIB_NAME}.so")
+    }
+}
+
+/// CLAP: the library itself under the bundle's name (a macOS bundle folder on macOS).
+fn bundle_clap(library: &Path, clap: &Path) -> Result {
+    remove(clap)?;
+    if cfg!(target_os = "macos") {
+        mac_bundle(library, clap, "BNDL")
+    } else {
+        copy(library, clap)
+    }
+}
+
+/// VST3: `Name.vst3/Contents/<arch>-<os>/Name.<ext>` (a macOS bundle on macOS).
+fn bundle_vst3(library: &Path, vst3: &Path) -> Result {
+    remove(vst3)?;
+    if cfg!(target_os = "macos") {
+        return mac_bundle(library, vst3, "BNDL");
+    }
+    let arch = std::env::consts::ARCH;
+    let (folder, ext) = if cfg!(windows) {
+        (format!("{arch}-win"), "vst3")
+    } else {
+        (format!("{arch}-linux"), "so")
+    };
+    let dest = vst3
+        .join("Contents")
+        .join(folder)
+        .join(format!("{PLUGIN_NAME}.{ext}"));
+    copy(library, &dest)
+}
+
+fn mac_bundle(library: &Path, bundle: &Path, package_type: &str) -> Result {
+    let contents = bundle.join("Contents");
+    copy(library, &contents.join("MacOS").join(PLUGIN_NAME))?;
+    let version = env!("CARGO_PKG_VERSION");
+    let plist = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0">
+<dict>
+  <key>CFBundleExecutable</key><string>{PLUGIN_NAME}</string>
+  <key>CFBundleIdentifier</key><string>org.bandmate.bandmate</string>
+  <key>CFBundleName</key><string>{PLUGIN_NAME}</string>
+  <key>CFBundlePackageType</key><string>{package_type}</string>
+  <key>CFBundleShortVersionString</key><string>{version}</string>
+  <key>CFBundleVersion</key><string>{version}</string>
+  <key>NSHighResolutionCapable</key><true/>
+</dict>
+</plist>
+"#
+    );
+    write(&contents.join("Info.plist"), plist.as_bytes())?;
+    write(
+        &contents.join("PkgInfo"),
+        format!("{package_type}????").as_bytes(),
+    )
+}
+
+fn copy(from: &Path, to: &Path) -> Result {
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+    }
+    // Replace rather than overwrite in place: a host may have the old library mapped.
+    remove(to)?;
+    fs::copy(from, to)
+        .map_err(|e| format!("copying {} to {}: {e}", from.display(), to.display()))?;
+    Ok(())
+}
+
+fn write(path: &Path, data: &[u8]) -> Result {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+    }
+    fs::write(path, data).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// Remove a file or folder if it exists.
+pub fn remove(path: &Path) -> Result {
+    let result = match fs::symlink_metadata(path) {
+        Err(_) => return Ok(()),
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+    };
+    result.map_err(|e| format!("removing {}: {e}", path.display()))
+}
+
+/// Copy a file or a folder tree.
+pub fn copy_tree(from: &Path, to: &Path) -> Result {
+    if from.is_dir() {
+        fs::create_dir_all(to).map_err(|e| format!("creating {}: {e}", to.display()))?;
+        let entries = fs::read_dir(from).map_err(|e| format!("reading {}: {e}", from.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("reading {}: {e}", from.display()))?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+        Ok(())
+    } else {
+        copy(from, to)
+    }
+}
