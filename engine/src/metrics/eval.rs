@@ -101,8 +101,9 @@ fn scores_json(s: Option<SimilarityScores>) -> Value {
 fn cell(x: Option<f64>) -> String {
     match x {
         Some(x) if x.is_finite() => format!("{x:.3}"),
-        Some(_) => "inf".to_string(),
-        None => "-".to_string(),
+        Some(x) if x.is_infinite() => "inf".to_string(),
+        // NaN: no value (e.g. no intra-set distances in a set of one clip).
+        _ => "-".to_string(),
     }
 }
 

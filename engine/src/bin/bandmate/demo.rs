@@ -50,11 +50,11 @@ pub fn run(args: DemoArgs) -> Result<()> {
     }
     println!("\nWrote {} and read it back: {} notes, identical on the grid.", path.display(), again.notes.len());
 
-    // The metrics: the second phrase against the first.
-    let first = vec![clip.window(0, 4)];
-    let second = vec![clip.window(4, 4)];
+    // The metrics: the bars of the second phrase against those of the first.
+    let first: Vec<Clip> = (0..4).map(|bar| clip.window(bar, 1)).collect();
+    let second: Vec<Clip> = (4..8).map(|bar| clip.window(bar, 1)).collect();
     let report = timings.time("metrics", || metrics::evaluate(&first, &second, &EvalOptions::default()));
-    println!("\nBars 5-8 measured against bars 1-4:\n{}", report.to_table());
+    println!("\nThe bars of the second phrase (5-8) measured against those of the first (1-4):\n{}", report.to_table());
     println!("timings (ms): {}", timings.to_json());
     Ok(())
 }

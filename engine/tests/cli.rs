@@ -1,0 +1,143 @@
+//! The `bandmate` program as a user runs it: real data, bad input, exit codes and messages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bandmate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bandmate")).args(args).output().expect("bandmate runs")
+}
+
+fn data() -> PathBuf {
+    bandmate::data::default_data_root()
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A failure must be one line on stderr naming the file, a non-zero exit, and no panic.
+fn assert_clean_failure(out: &Output, file: &Path) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{} should fail", file.display());
+    assert!(!stderr.contains("panicked"), "{}: {stderr}", file.display());
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(&*file.to_string_lossy()), "names the file: {stderr}");
+}
+
+#[test]
+fn bad_files_give_one_line_errors() {
+    let dir = std::env::temp_dir().join(format!("bandmate-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let real = std::fs::read(data().join("nottingham/MIDI/ashover1.mid")).unwrap();
+    let mut huge = b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk".to_vec();
+    huge.extend_from_slice(&[0x7f, 0xff, 0xff, 0xff]);
+    huge.resize(50 * 1024 * 1024, 0x90);
+    let mut smpte = real.clone();
+    smpte[12] = 0xE7; // division: -25 fps SMPTE
+    smpte[13] = 40;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty.mid", Vec::new()),
+        ("text.mid", b"this is not a MIDI file at all".to_vec()),
+        ("truncated.mid", real[..real.len() / 3].to_vec()),
+        ("header_only.mid", real[..14].to_vec()),
+        ("zero_tracks.mid", b"MThd\x00\x00\x00\x06\x00\x01\x00\x00\x00\x60".to_vec()),
+        ("smpte.mid", smpte),
+        ("huge.mid", huge),
+    ];
+    for (name, bytes) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = bandmate(&["info", path.to_str().unwrap()]);
+        // A header-only or zero-track file may be read as an empty clip or refused; both are
+        // fine as long as nothing panics. Everything else must be refused cleanly.
+        if out.status.success() {
+            assert!(matches!(name, "header_only.mid" | "zero_tracks.mid"), "{name} was accepted");
+            continue;
+        }
+        assert_clean_failure(&out, &path);
+    }
+    let missing = dir.join("missing.mid");
+    assert_clean_failure(&bandmate(&["info", missing.to_str().unwrap()]), &missing);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn every_regression_input_is_handled_without_a_panic() {
+    let dir = workspace().join("tests/regressions/midi");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "mid") {
+            let out = bandmate(&["info", path.to_str().unwrap()]);
+            if !out.status.success() {
+                assert_clean_failure(&out, &path);
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "found {checked} regression files");
+}
+
+#[test]
+fn eval_of_the_nottingham_test_split_against_itself_is_perfect() {
+    let dir = data().join("nottingham/MIDI");
+    let dir = dir.to_str().unwrap();
+    let out = bandmate(&[
+        "eval", "--reference", dir, "--reference-split", "test", "--generated", dir, "--generated-split", "test", "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["reference"]["clips"], 104);
+    let features = report["yang_lerch"]["features"].as_object().unwrap();
+    assert_eq!(features.len(), 8);
+    for (name, f) in features {
+        let oa = f["overlap_area"].as_f64().unwrap();
+        assert!(oa > 0.999, "{name}: OA {oa}");
+    }
+    for part in ["pitch", "duration"] {
+        for measure in ["consistency", "variance"] {
+            assert_eq!(report["mittal_self_similarity"][part][measure].as_f64(), Some(1.0), "{part} {measure}");
+        }
+    }
+}
+
+#[test]
+fn eval_against_the_train_split_is_close_but_not_identical() {
+    let dir = data().join("nottingham/MIDI");
+    let dir = dir.to_str().unwrap();
+    let out = bandmate(&[
+        "eval", "--reference", dir, "--reference-split", "test", "--generated", dir, "--generated-split", "train", "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["generated"]["clips"], 827);
+    let oas: Vec<f64> =
+        report["yang_lerch"]["features"].as_object().unwrap().values().map(|f| f["overlap_area"].as_f64().unwrap()).collect();
+    let mean = oas.iter().sum::<f64>() / oas.len() as f64;
+    println!("Nottingham train vs test: mean OA {mean:.3}, per feature {oas:.3?}");
+    assert!(mean > 0.85 && mean < 0.999, "mean OA {mean}");
+}
+
+#[test]
+fn roundtrip_and_demo_run() {
+    let dir = std::env::temp_dir().join(format!("bandmate-cli-rt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = data().join("nottingham/MIDI/reelsa-c10.mid");
+    let output = dir.join("out.mid");
+    let out = bandmate(&["roundtrip", input.to_str().unwrap(), output.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["identical"], true);
+    assert!(summary["notes"].as_u64().unwrap() > 50);
+
+    let info = bandmate(&["info", output.to_str().unwrap(), "--json"]);
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["notes"], summary["notes"]);
+    assert_eq!(info["time_signature"], "4/4");
+
+    let demo = bandmate(&["demo", "--out-dir", dir.to_str().unwrap()]);
+    assert!(demo.status.success(), "{}", String::from_utf8_lossy(&demo.stderr));
+    assert!(String::from_utf8_lossy(&demo.stdout).contains("identical on the grid"));
+    assert!(dir.join("example.mid").is_file());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
