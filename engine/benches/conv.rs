@@ -1,6 +1,7 @@
 //! CPU convolution benchmark: candle's built-in conv2d vs `bandmate::nn::conv2d`, plus a matmul
 //! for reference. Run with `cargo bench -p bandmate-engine --bench conv` (release profile).
-//! `RAYON_NUM_THREADS` sets the thread count; `CONV_BENCH_REPS` the timed repetitions (default 5).
+//! `RAYON_NUM_THREADS` sets the thread count, `CONV_BENCH_REPS` the timed repetitions (default 5),
+//! `CONV_BENCH_FILTER` a substring the benchmark labels must contain (e.g. `bandmate`).
 
 use std::time::Instant;
 
@@ -12,6 +13,10 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 const PEAK_GFLOPS: f64 = 190.0;
 
 type ConvFn = fn(&Tensor, &Tensor, Option<&Tensor>, usize, usize) -> Result<Tensor>;
+
+fn selected(label: &str) -> bool {
+    std::env::var("CONV_BENCH_FILTER").map_or(true, |filter| label.contains(&filter))
+}
 
 /// Best and median wall time of `reps` runs of `f` after one warm-up run.
 fn time(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<(f64, f64)> {
@@ -96,7 +101,9 @@ fn main() -> Result<()> {
     let n = 1024;
     let a = Tensor::randn(0f32, 1.0, (n, n), &dev)?;
     let b = Tensor::randn(0f32, 1.0, (n, n), &dev)?;
-    report("matmul 1024³ (candle)", 2.0 * (n * n * n) as f64, time(reps * 4, || a.matmul(&b).map(|_| ()))?);
+    if selected("matmul 1024³ (candle)") {
+        report("matmul 1024³ (candle)", 2.0 * (n * n * n) as f64, time(reps * 4, || a.matmul(&b).map(|_| ()))?);
+    }
 
     let (batch, c, h, w) = (32, 64, 64, 88);
     let x = Tensor::randn(0f32, 1.0, (batch, c, h, w), &dev)?;
@@ -106,6 +113,9 @@ fn main() -> Result<()> {
     let flops = geometry.flops();
     for (name, conv) in [("candle", candle_conv2d as ConvFn), ("bandmate", conv2d as ConvFn)] {
         let label = format!("conv fwd 3x3 64->64 64x88 b32 ({name})");
+        if !selected(&label) {
+            continue;
+        }
         report(&label, flops, time(reps, || conv(&x, &weight, Some(&bias), 1, 1).map(|_| ()))?);
     }
 
@@ -115,6 +125,9 @@ fn main() -> Result<()> {
     let probe = Tensor::randn(0f32, 1.0, (batch, c, h, w), &dev)?;
     for (name, conv) in [("candle", candle_conv2d as ConvFn), ("bandmate", conv2d as ConvFn)] {
         let label = format!("conv fwd+bwd 3x3 64->64 64x88 b32 ({name})");
+        if !selected(&label) {
+            continue;
+        }
         let run = || {
             let y = conv(xv.as_tensor(), wv.as_tensor(), Some(bv.as_tensor()), 1, 1)?;
             (y * &probe)?.sum_all()?.backward().map(|_| ())
@@ -124,9 +137,12 @@ fn main() -> Result<()> {
 
     let train_flops = TrainStep::flops(batch, h, w);
     for (name, conv) in [("candle", candle_conv2d as ConvFn), ("bandmate", conv2d as ConvFn)] {
+        let label = format!("train step 2-64-64-2 AdamW b32 ({name})");
+        if !selected(&label) {
+            continue;
+        }
         let mut step = TrainStep::new(batch, h, w)?;
         let first = step.step(conv)?;
-        let label = format!("train step 2-64-64-2 AdamW b32 ({name})");
         report(&label, train_flops, time(reps, || step.step(conv).map(|_| ()))?);
         let last = step.step(conv)?;
         println!("{:<44} loss {first:.4} -> {last:.4} over {} steps", "", reps + 2);

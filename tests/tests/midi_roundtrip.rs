@@ -25,7 +25,11 @@ fn assert_round_trip(name: &str, clip: &Clip) {
     let mut original = clip.clone();
     original.sort_notes();
     again.sort_notes();
-    assert_eq!(again.notes.len(), original.notes.len(), "{name}: note count");
+    assert_eq!(
+        again.notes.len(),
+        original.notes.len(),
+        "{name}: note count"
+    );
     for (a, b) in original.notes.iter().zip(&again.notes) {
         assert_eq!(a, b, "{name}: first differing note");
     }
@@ -34,8 +38,15 @@ fn assert_round_trip(name: &str, clip: &Clip) {
     assert_eq!(again.meter_changes, original.meter_changes, "{name}");
     assert_eq!(again.bars, original.bars, "{name}");
     // Tempi go through whole microseconds per quarter note.
-    assert!((again.tempo - original.tempo).abs() < 1e-3 * original.tempo, "{name}: tempo");
-    assert_eq!(again.tempo_changes.len(), original.tempo_changes.len(), "{name}");
+    assert!(
+        (again.tempo - original.tempo).abs() < 1e-3 * original.tempo,
+        "{name}: tempo"
+    );
+    assert_eq!(
+        again.tempo_changes.len(),
+        original.tempo_changes.len(),
+        "{name}"
+    );
 }
 
 #[test]
@@ -50,7 +61,10 @@ fn every_nottingham_file_round_trips() {
         let clip = midi::read_file(path).unwrap_or_else(|e| panic!("{e}"));
         let name = path.file_name().unwrap().to_string_lossy();
         assert!(!clip.notes.is_empty(), "{name}: no notes");
-        assert!(clip.notes.iter().all(|n| n.end() <= clip.steps()), "{name}: notes beyond bars");
+        assert!(
+            clip.notes.iter().all(|n| n.end() <= clip.steps()),
+            "{name}: notes beyond bars"
+        );
         assert_round_trip(&name, &clip);
         notes += clip.notes.len();
         *meters.entry(clip.time_signature.to_string()).or_default() += 1;
@@ -76,18 +90,21 @@ fn every_pop909_song_round_trips_with_its_beats() {
     let (mut notes, mut onsets_on_beats, mut melody_tracks) = (0usize, 0usize, 0usize);
     // Onsets per beat of the bar in 4/4 songs.
     let mut per_beat = [0usize; 4];
+    let mut meters: BTreeMap<String, usize> = BTreeMap::new();
     for song in &songs {
         let id = song.file_name().unwrap().to_string_lossy().to_string();
         let beat_text = std::fs::read_to_string(song.join("beat_midi.txt")).unwrap();
         let beats = midi::parse_beat_file(&beat_text).unwrap_or_else(|e| panic!("{id}: {e}"));
         let bytes = std::fs::read(song.join(format!("{id}.mid"))).unwrap();
-        let clip = midi::read_bytes_with_beats(&bytes, &beats).unwrap_or_else(|e| panic!("{id}: {e}"));
+        let clip =
+            midi::read_bytes_with_beats(&bytes, &beats).unwrap_or_else(|e| panic!("{id}: {e}"));
         assert!(!clip.notes.is_empty(), "{id}: no notes");
         assert_eq!(clip.time_signature.denominator, 4, "{id}");
         assert_round_trip(&id, &clip);
         notes += clip.notes.len();
         onsets_on_beats += clip.notes.iter().filter(|n| n.start % 4 == 0).count();
         melody_tracks += usize::from(clip.track_with_role(TrackRole::Melody).is_some());
+        *meters.entry(clip.time_signature.to_string()).or_default() += 1;
         if clip.time_signature.numerator == 4 {
             for n in clip.notes.iter().filter(|n| n.start % 4 == 0) {
                 per_beat[(n.start % 16 / 4) as usize] += 1;
@@ -97,7 +114,8 @@ fn every_pop909_song_round_trips_with_its_beats() {
     let on_beat = onsets_on_beats as f64 / notes as f64;
     println!(
         "POP909: {} songs, {notes} notes round-tripped in {:.1?}; {:.1}% of onsets on a beat, \
-         {melody_tracks} songs with a melody track; 4/4 onsets on beats 1-4 {per_beat:?}",
+         {melody_tracks} songs with a melody track; meters {meters:?}; 4/4 onsets on beats 1-4 \
+         {per_beat:?}",
         songs.len(),
         started.elapsed(),
         100.0 * on_beat
@@ -105,7 +123,16 @@ fn every_pop909_song_round_trips_with_its_beats() {
     // Quarter-note beats are 1 step in 4: beat-aligned quantization puts far more onsets there.
     assert!(on_beat > 0.4, "{on_beat}");
     assert_eq!(melody_tracks, 909);
+    // Beat files: column 2 marks every 2nd beat in 880 songs and every 3rd in 29 (3/4).
+    assert_eq!(meters.get("4/4"), Some(&880), "{meters:?}");
+    assert_eq!(meters.get("3/4"), Some(&29), "{meters:?}");
     // Bars start at downbeats: beat 1 is the busiest beat of the bar, beat 3 the next.
-    assert!(per_beat[0] > per_beat[1] && per_beat[0] > per_beat[3], "{per_beat:?}");
-    assert!(per_beat[2] > per_beat[1] && per_beat[2] > per_beat[3], "{per_beat:?}");
+    assert!(
+        per_beat[0] > per_beat[1] && per_beat[0] > per_beat[3],
+        "{per_beat:?}"
+    );
+    assert!(
+        per_beat[2] > per_beat[1] && per_beat[2] > per_beat[3],
+        "{per_beat:?}"
+    );
 }

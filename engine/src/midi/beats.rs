@@ -122,7 +122,10 @@ impl BeatGrid {
         }
         for (i, pair) in beats.windows(2).enumerate() {
             if !(pair[0].time_s.is_finite() && pair[1].time_s.is_finite()) {
-                return Err(MidiError::Beats(format!("beat {} has a non-finite time", i + 1)));
+                return Err(MidiError::Beats(format!(
+                    "beat {} has a non-finite time",
+                    i + 1
+                )));
             }
             if pair[1].time_s <= pair[0].time_s {
                 return Err(MidiError::Beats(format!(
@@ -153,7 +156,10 @@ impl BeatGrid {
         let times = &self.times;
         let n = times.len();
         // Index of the segment [times[i], times[i + 1]] used for t, extrapolating at the ends.
-        let i = times.partition_point(|&b| b <= t).saturating_sub(1).min(n - 2);
+        let i = times
+            .partition_point(|&b| b <= t)
+            .saturating_sub(1)
+            .min(n - 2);
         i as f64 + (t - times[i]) / (times[i + 1] - times[i])
     }
 }
@@ -205,7 +211,9 @@ mod tests {
 
     #[test]
     fn bad_beat_files_are_rejected_with_the_line() {
-        let err = parse_beat_file("0.5 1 1\n0.4 0 0\n").unwrap_err().to_string();
+        let err = parse_beat_file("0.5 1 1\n0.4 0 0\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 2"), "{err}");
         let err = parse_beat_file("0.5 x 1\n").unwrap_err().to_string();
         assert!(err.contains("line 1") && err.contains("\"x\""), "{err}");

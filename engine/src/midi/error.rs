@@ -7,7 +7,10 @@ use std::path::PathBuf;
 pub enum MidiError {
     /// Another error, prefixed with the file it happened in.
     #[error("{}: {error}", path.display())]
-    File { path: PathBuf, error: Box<MidiError> },
+    File {
+        path: PathBuf,
+        error: Box<MidiError>,
+    },
     #[error("I/O error: {0}")]
     Io(std::io::Error),
     #[error("empty file")]

@@ -24,7 +24,12 @@ const MAX_NOTE_TRACKS: usize = u16::MAX as usize - 1;
 /// gives back the same notes as long as no note lies inside a longer note of the same pitch and
 /// track (imports never produce that; see the FIFO note pairing in the module docs).
 pub fn write_bytes(clip: &Clip) -> Vec<u8> {
-    let used_tracks = clip.notes.iter().map(|n| n.track as usize + 1).max().unwrap_or(0);
+    let used_tracks = clip
+        .notes
+        .iter()
+        .map(|n| n.track as usize + 1)
+        .max()
+        .unwrap_or(0);
     let track_count = clip.tracks.len().max(used_tracks).min(MAX_NOTE_TRACKS);
     let clip_end = clip.bars as u64 * clip.steps_per_bar() as u64 * TICKS_PER_STEP;
 
@@ -39,10 +44,18 @@ pub fn write_bytes(clip: &Clip) -> Vec<u8> {
     conductor.push(Event::meta(0, 0x51, &tempo_bytes(clip.tempo)));
     conductor.push(Event::meta(0, 0x58, &meter_bytes(clip.time_signature)));
     for change in &clip.tempo_changes {
-        conductor.push(Event::meta(step_ticks(change.step), 0x51, &tempo_bytes(change.bpm)));
+        conductor.push(Event::meta(
+            step_ticks(change.step),
+            0x51,
+            &tempo_bytes(change.bpm),
+        ));
     }
     for change in &clip.meter_changes {
-        conductor.push(Event::meta(step_ticks(change.step), 0x58, &meter_bytes(change.time_signature)));
+        conductor.push(Event::meta(
+            step_ticks(change.step),
+            0x58,
+            &meter_bytes(change.time_signature),
+        ));
     }
     write_track(&mut out, conductor, clip_end);
 
@@ -62,9 +75,17 @@ pub fn write_bytes(clip: &Clip) -> Vec<u8> {
         events.push(Event::meta(0, 0x03, truncate_name(&name).as_bytes()));
         for note in &notes {
             let (pitch, velocity) = (note.pitch.min(127), note.velocity.clamp(1, 127));
-            events.push(Event::channel(step_ticks(note.start), Rank::NoteOn, [0x90 | channel, pitch, velocity]));
+            events.push(Event::channel(
+                step_ticks(note.start),
+                Rank::NoteOn,
+                [0x90 | channel, pitch, velocity],
+            ));
             let end = note.start as u64 + note.length.max(1) as u64;
-            events.push(Event::channel(end * TICKS_PER_STEP, Rank::NoteOff, [0x80 | channel, pitch, 64]));
+            events.push(Event::channel(
+                end * TICKS_PER_STEP,
+                Rank::NoteOff,
+                [0x80 | channel, pitch, 64],
+            ));
         }
         write_track(&mut out, events, clip_end);
     }
@@ -118,7 +139,11 @@ fn step_ticks(step: u32) -> u64 {
 
 /// Tempo meta data: µs per quarter note, 24 bits; invalid tempi become 120 BPM.
 fn tempo_bytes(bpm: f64) -> [u8; 3] {
-    let bpm = if bpm.is_finite() && bpm > 0.0 { bpm } else { 120.0 };
+    let bpm = if bpm.is_finite() && bpm > 0.0 {
+        bpm
+    } else {
+        120.0
+    };
     let micros = (60_000_000.0 / bpm).round().clamp(1.0, 0xFF_FFFF as f64) as u32;
     let b = micros.to_be_bytes();
     [b[1], b[2], b[3]]

@@ -7,9 +7,11 @@ use midly::{EventIter, MetaMessage, MidiMessage, TrackEventKind};
 
 use super::beats::{BeatGrid, BeatMark};
 use super::error::MidiError;
-use crate::music::{Clip, MeterChange, Note, STEPS_PER_BEAT, TempoChange, TimeSignature, Track, TrackRole};
+use crate::music::{
+    Clip, MeterChange, Note, STEPS_PER_BEAT, TempoChange, TimeSignature, Track, TrackRole,
+};
 
-/// Largest MIDI file accepted (16 MiB; the largest POP909 file is under 100 KiB).
+/// Largest MIDI file accepted (16 MiB; the largest dataset file, in Nottingham, is 34 KB).
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// Longest clip an import may produce, in bars of its first time signature.
 pub const MAX_BARS: u32 = 10_000;
@@ -35,12 +37,25 @@ pub fn read_bytes(bytes: &[u8]) -> Result<Clip, MidiError> {
     let file = parse_file(bytes)?;
     let ppq = file.ppq as u128;
     // Nearest step, halves rounded up; exact integer arithmetic.
-    let to_step = |tick: u64| ((tick as u128 * 2 * STEPS_PER_BEAT as u128 + ppq) / (2 * ppq)) as i64;
-    let meters: Vec<(i64, TimeSignature)> = file.meters.iter().map(|&(t, ts)| (to_step(t), ts)).collect();
-    let tempos: Vec<(i64, f64)> = file.tempos.iter().map(|&(t, us)| (to_step(t), bpm(us))).collect();
+    let to_step =
+        |tick: u64| ((tick as u128 * 2 * STEPS_PER_BEAT as u128 + ppq) / (2 * ppq)) as i64;
+    let meters: Vec<(i64, TimeSignature)> = file
+        .meters
+        .iter()
+        .map(|&(t, ts)| (to_step(t), ts))
+        .collect();
+    let tempos: Vec<(i64, f64)> = file
+        .tempos
+        .iter()
+        .map(|&(t, us)| (to_step(t), bpm(us)))
+        .collect();
     let (time_signature, meters) = initial_and_changes(&meters, TimeSignature::FOUR_FOUR);
     let (tempo, tempos) = initial_and_changes(&tempos, bpm(DEFAULT_MICROS_PER_QUARTER));
-    let spans = file.notes.iter().map(|n| (to_step(n.on), to_step(n.off))).collect();
+    let spans = file
+        .notes
+        .iter()
+        .map(|n| (to_step(n.on), to_step(n.off)))
+        .collect();
     assemble(&file, spans, time_signature, tempo, &tempos, &meters)
 }
 
@@ -66,9 +81,14 @@ pub fn read_bytes_with_beats(bytes: &[u8], beats: &[BeatMark]) -> Result<Clip, M
         let step = (grid.beat_at(seconds.at(tick)) * STEPS_PER_BEAT as f64).round();
         step.clamp(-limit as f64 * 2.0, limit as f64 * 2.0) as i64 - downbeat_step
     };
-    let mut spans: Vec<(i64, i64)> = file.notes.iter().map(|n| (to_step(n.on), to_step(n.off))).collect();
+    let mut spans: Vec<(i64, i64)> = file
+        .notes
+        .iter()
+        .map(|n| (to_step(n.on), to_step(n.off)))
+        .collect();
     let earliest = spans.iter().map(|s| s.0).min().unwrap_or(0);
-    let pickup_bars = if earliest < 0 { (-earliest).div_euclid(spb) + i64::from((-earliest) % spb != 0) } else { 0 };
+    // Whole bars needed before the first downbeat to hold the earliest note (usually 0 or 1).
+    let pickup_bars = ((-earliest).max(0) as u64).div_ceil(spb as u64) as i64;
     for span in &mut spans {
         span.0 += pickup_bars * spb;
         span.1 += pickup_bars * spb;
@@ -127,7 +147,11 @@ fn assemble(
     let spb = time_signature.steps_per_bar() as i64;
     let max_steps = MAX_BARS as i64 * spb;
     // One clip track per (MIDI track, channel) with notes, in that order.
-    let mut track_of: BTreeMap<(u16, u8), u16> = file.notes.iter().map(|n| ((n.midi_track, n.channel), 0)).collect();
+    let mut track_of: BTreeMap<(u16, u8), u16> = file
+        .notes
+        .iter()
+        .map(|n| ((n.midi_track, n.channel), 0))
+        .collect();
     if track_of.len() > MAX_TRACKS {
         return Err(MidiError::TooManyTracks {
             count: track_of.len(),
@@ -141,7 +165,11 @@ fn assemble(
     let mut tracks = Vec::with_capacity(track_of.len());
     for (index, (&(midi_track, channel), clip_track)) in track_of.iter_mut().enumerate() {
         let channels_in_track = channels_per_track[midi_track as usize];
-        let name = match file.names.get(midi_track as usize).and_then(Option::as_deref) {
+        let name = match file
+            .names
+            .get(midi_track as usize)
+            .and_then(Option::as_deref)
+        {
             Some(name) if channels_in_track > 1 => format!("{name} (channel {})", channel + 1),
             Some(name) => name.to_string(),
             None if channels_in_track > 1 => format!("Channel {}", channel + 1),
@@ -164,9 +192,15 @@ fn assemble(
         }
         end_steps = end_steps.max(end);
         let track = track_of[&(raw.midi_track, raw.channel)];
-        notes.push(Note::new(start as u32, raw.pitch, (end - start) as u32, raw.velocity, track));
+        notes.push(Note::new(
+            start as u32,
+            raw.pitch,
+            (end - start) as u32,
+            raw.velocity,
+            track,
+        ));
     }
-    let bars = (end_steps.div_euclid(spb) + i64::from(end_steps % spb != 0)).max(1);
+    let bars = (end_steps as u64).div_ceil(spb as u64).max(1) as i64;
     let clip_steps = bars * spb;
     let mut clip = Clip {
         notes,
@@ -177,7 +211,10 @@ fn assemble(
         tempo_changes: tempos
             .iter()
             .filter(|c| c.0 < clip_steps)
-            .map(|&(step, bpm)| TempoChange { step: step as u32, bpm })
+            .map(|&(step, bpm)| TempoChange {
+                step: step as u32,
+                bpm,
+            })
             .collect(),
         meter_changes: meters
             .iter()
@@ -237,12 +274,16 @@ fn unwrap_riff(bytes: &[u8]) -> Result<&[u8], MidiError> {
         let len = le_u32(&rest[4..8]) as usize;
         let body = &rest[8..];
         if &rest[..4] == b"data" {
-            return body.get(..len).ok_or_else(|| MidiError::Truncated("RIFF data chunk is cut short".into()));
+            return body
+                .get(..len)
+                .ok_or_else(|| MidiError::Truncated("RIFF data chunk is cut short".into()));
         }
         // RIFF chunks are padded to even lengths.
         rest = body.get(len + len % 2..).unwrap_or(&[]);
     }
-    Err(MidiError::Truncated("RIFF file without a data chunk".into()))
+    Err(MidiError::Truncated(
+        "RIFF file without a data chunk".into(),
+    ))
 }
 
 fn le_u32(b: &[u8]) -> u32 {
@@ -260,14 +301,21 @@ fn parse_file(bytes: &[u8]) -> Result<ParsedFile, MidiError> {
         return Err(MidiError::NotMidi);
     }
     if smf.len() < 14 {
-        return Err(MidiError::Truncated(format!("header is {} bytes, expected 14", smf.len())));
+        return Err(MidiError::Truncated(format!(
+            "header is {} bytes, expected 14",
+            smf.len()
+        )));
     }
     let header_len = be_u32(&smf[4..8]) as usize;
     if header_len < 6 {
-        return Err(MidiError::Malformed(format!("header chunk has {header_len} bytes, expected 6")));
+        return Err(MidiError::Malformed(format!(
+            "header chunk has {header_len} bytes, expected 6"
+        )));
     }
     let mut rest = smf.get(8 + header_len..).ok_or_else(|| {
-        MidiError::Truncated(format!("header chunk declares {header_len} bytes, the file ends first"))
+        MidiError::Truncated(format!(
+            "header chunk declares {header_len} bytes, the file ends first"
+        ))
     })?;
     let format = be_u16(&smf[8..10]);
     let declared_tracks = be_u16(&smf[10..12]) as usize;
@@ -388,7 +436,8 @@ fn read_track(
         tick += event.delta.as_int() as u64;
         match event.kind {
             TrackEventKind::Midi { channel, message } => {
-                let slot = |key: midly::num::u7| channel.as_int() as usize * 128 + key.as_int() as usize;
+                let slot =
+                    |key: midly::num::u7| channel.as_int() as usize * 128 + key.as_int() as usize;
                 match message {
                     MidiMessage::NoteOn { key, vel } if vel.as_int() > 0 => {
                         let queue = &mut sounding.queues[slot(key)];
@@ -430,7 +479,8 @@ fn read_track(
                         index + 1
                     )));
                 }
-                file.meters.push((tick, TimeSignature::new(numerator, 1 << power)));
+                file.meters
+                    .push((tick, TimeSignature::new(numerator, 1 << power)));
             }
             TrackEventKind::Meta(MetaMessage::EndOfTrack) => break,
             _ => {}
@@ -462,7 +512,10 @@ impl SecondsMap {
     }
 
     fn at(&self, tick: u64) -> f64 {
-        let i = self.segments.partition_point(|s| s.0 <= tick).saturating_sub(1);
+        let i = self
+            .segments
+            .partition_point(|s| s.0 <= tick)
+            .saturating_sub(1);
         match self.segments.get(i) {
             Some(&(t0, s0, rate)) => s0 + (tick - t0) as f64 * rate,
             None => 0.0,

@@ -20,7 +20,17 @@
 //!   invalid time signatures. Bytes after the last declared track are ignored.
 //!
 //! Performance-timed files (POP909) go through [`read_bytes_with_beats`] with the song's beat
-//! list ([`parse_beat_file`]). Export ([`write_bytes`]) writes type 1 at 480 PPQ.
+//! list ([`parse_beat_file`]): seconds (through the tempo map) → fractional beats (piecewise
+//! linear over the beats, extrapolated with the first/last interval) → nearest 16th. The first
+//! downbeat starts bar 1, or bar 2 when notes come before it (a pickup; more bars if needed).
+//! POP909's `beat_midi.txt` (checked on all 909 songs): column 3 = 1.0 every 4th beat in the
+//! 880 duple-meter songs (4/4 downbeats); in the 29 triple-meter songs column 3 marks every 6th
+//! beat and column 2 every 3rd, so column 2 gives their (3/4) downbeats. A 4-beat bar gives
+//! 4/4, a 3-beat bar 3/4.
+//!
+//! Export ([`write_bytes`]) writes type 1 at 480 PPQ: a conductor track, then one track per clip
+//! track; import → export → import is exact on the grid (tested on every Nottingham and POP909
+//! file).
 
 mod beats;
 mod error;

@@ -78,7 +78,10 @@ fn raw_smf(format: u16, division: u16, track: &[u8]) -> Vec<u8> {
 }
 
 fn spans(clip: &Clip) -> Vec<(u32, u8, u32)> {
-    clip.notes.iter().map(|n| (n.start, n.pitch, n.length)).collect()
+    clip.notes
+        .iter()
+        .map(|n| (n.start, n.pitch, n.length))
+        .collect()
 }
 
 #[test]
@@ -94,7 +97,10 @@ fn running_status_and_velocity_zero_note_offs() {
     let clip = read_bytes(&raw_smf(0, 4, &track)).unwrap();
     assert_eq!(spans(&clip), [(0, 60, 2), (2, 64, 1)]);
     assert_eq!(clip.notes[1].velocity, 90);
-    assert_eq!(clip.tracks, [Track::new("Track 1", TrackRole::Accompaniment, 0)]);
+    assert_eq!(
+        clip.tracks,
+        [Track::new("Track 1", TrackRole::Accompaniment, 0)]
+    );
 }
 
 #[test]
@@ -118,7 +124,11 @@ fn overlapping_notes_of_one_key_pair_first_in_first_out() {
 
 #[test]
 fn unterminated_notes_end_at_the_end_of_their_track() {
-    let melody = vec![(0, name("Melody")), (0, on(0, 72, 100)), (1920, tempo(120.0))];
+    let melody = vec![
+        (0, name("Melody")),
+        (0, on(0, 72, 100)),
+        (1920, tempo(120.0)),
+    ];
     let chords = vec![(0, on(1, 48, 70)), (960, on(1, 52, 70)), (960, off(1, 48))];
     let clip = read_bytes(&smf(Format::Parallel, 480, vec![melody, chords])).unwrap();
     // Melody ends at tick 1920 (its last event), chords at 960 (so E3 gets 1 step).
@@ -142,10 +152,10 @@ fn any_ppq_gives_the_same_grid() {
             (at(p, 1.5), off(0, 62)),
             (at(p, 1.5), on(0, 64, 100)),
             (at(p, 1.75), off(0, 64)),
-            (at(p, 1.97), on(0, 65, 100)), // 0.12 step early → step 8
-            (at(p, 2.3), off(0, 65)),     // 1.2 steps after → length 1
+            (at(p, 1.97), on(0, 65, 100)),  // 0.12 step early → step 8
+            (at(p, 2.3), off(0, 65)),       // 1.2 steps after → length 1
             (at(p, 3.125), on(0, 67, 100)), // half a step late → rounds to step 13 (halves up)
-            (at(p, 3.2), off(0, 67)),     // shorter than a step: at least 1
+            (at(p, 3.2), off(0, 67)),       // shorter than a step: at least 1
         ];
         clips.push(read_bytes(&smf(Format::SingleTrack, ppq, vec![events])).unwrap());
     }
@@ -167,18 +177,25 @@ fn tempo_and_meter_maps_become_changes() {
         (1440, tempo(90.0)),
         (2880, meter(6, 3)),
         (2880, tempo(120.0)),
-        (2880, tempo(125.0)), // same step: the last one wins
+        (2880, tempo(125.0)),  // same step: the last one wins
         (96_000, tempo(60.0)), // after the last note: dropped
     ];
     let notes = vec![(0, on(0, 60, 90)), (4000, off(0, 60))];
     let clip = read_bytes(&smf(Format::Parallel, 480, vec![conductor, notes])).unwrap();
     assert_eq!(clip.tempo, 100.0);
     assert_eq!(clip.time_signature, TimeSignature::new(3, 4));
-    let tempi: Vec<(u32, f64)> = clip.tempo_changes.iter().map(|c| (c.step, c.bpm.round())).collect();
+    let tempi: Vec<(u32, f64)> = clip
+        .tempo_changes
+        .iter()
+        .map(|c| (c.step, c.bpm.round()))
+        .collect();
     assert_eq!(tempi, [(12, 90.0), (24, 125.0)]);
     assert_eq!(clip.meter_changes.len(), 1);
     assert_eq!(clip.meter_changes[0].step, 24);
-    assert_eq!(clip.meter_changes[0].time_signature, TimeSignature::new(6, 8));
+    assert_eq!(
+        clip.meter_changes[0].time_signature,
+        TimeSignature::new(6, 8)
+    );
     // 4000 ticks = 33.3 steps → 33, in 12-step bars of the first meter: 3 bars.
     assert_eq!(clip.bars, 3);
     let again = read_bytes(&write_bytes(&clip)).unwrap();
@@ -219,11 +236,7 @@ fn type_0_channels_split_into_tracks_and_drums_stay_drums() {
 
 #[test]
 fn a_named_track_with_several_channels_keeps_its_name() {
-    let events = vec![
-        (0, name("Keys")),
-        (0, on(0, 60, 100)),
-        (0, on(3, 48, 100)),
-    ];
+    let events = vec![(0, name("Keys")), (0, on(0, 60, 100)), (0, on(3, 48, 100))];
     let clip = read_bytes(&smf(Format::Parallel, 480, vec![events])).unwrap();
     let names: Vec<&str> = clip.tracks.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["Keys (channel 1)", "Keys (channel 4)"]);
@@ -258,9 +271,16 @@ fn export_writes_type_1_with_a_conductor_track() {
     assert_eq!(smf.tracks.len(), 3);
     let kinds: Vec<_> = smf.tracks[0].iter().map(|e| e.kind).collect();
     assert!(kinds.contains(&TrackEventKind::Meta(MetaMessage::Tempo(u24::new(666_667)))));
-    assert!(kinds.contains(&TrackEventKind::Meta(MetaMessage::TimeSignature(3, 2, 24, 8))));
+    assert!(
+        kinds.contains(&TrackEventKind::Meta(MetaMessage::TimeSignature(
+            3, 2, 24, 8
+        )))
+    );
     // Lead: name, on 67 @0, off 67 @480 before on 67 @480, off @960, end of track @2880.
-    let lead: Vec<(u32, TrackEventKind)> = smf.tracks[1].iter().map(|e| (e.delta.as_int(), e.kind)).collect();
+    let lead: Vec<(u32, TrackEventKind)> = smf.tracks[1]
+        .iter()
+        .map(|e| (e.delta.as_int(), e.kind))
+        .collect();
     assert_eq!(
         lead,
         [
@@ -313,7 +333,11 @@ fn beats_map_performance_time_to_the_grid_with_a_pickup_bar() {
     assert!((clip.tempo - 120.0).abs() < 1e-9);
     assert!(clip.tempo_changes.is_empty());
     // Without notes before the downbeat, it is step 0.
-    let events = vec![(0, tempo(100.0)), (tick(1.5), on(0, 72, 100)), (tick(2.0), off(0, 72))];
+    let events = vec![
+        (0, tempo(100.0)),
+        (tick(1.5), on(0, 72, 100)),
+        (tick(2.0), off(0, 72)),
+    ];
     let clip = read_bytes_with_beats(&smf(Format::SingleTrack, 480, vec![events]), &beats).unwrap();
     assert_eq!(spans(&clip), [(0, 72, 4)]);
     assert!(read_bytes_with_beats(&bytes, &beats[..1]).is_err());
@@ -321,14 +345,21 @@ fn beats_map_performance_time_to_the_grid_with_a_pickup_bar() {
 
 #[test]
 fn bad_input_gives_clear_errors() {
-    let good = smf(Format::SingleTrack, 480, vec![vec![(0, on(0, 60, 100)), (480, off(0, 60))]]);
+    let good = smf(
+        Format::SingleTrack,
+        480,
+        vec![vec![(0, on(0, 60, 100)), (480, off(0, 60))]],
+    );
     let message = |bytes: &[u8]| read_bytes(bytes).unwrap_err().to_string();
     assert_eq!(message(&[]), "empty file");
     assert!(message(b"RIFF....WAVEfmt ").contains("not a Standard MIDI File"));
     assert!(message(b"%PDF-1.4 hello").contains("not a Standard MIDI File"));
     for cut in [5, 13, 20, good.len() - 3] {
         let err = message(&good[..cut]);
-        assert!(err.starts_with("truncated MIDI file"), "cut at {cut}: {err}");
+        assert!(
+            err.starts_with("truncated MIDI file"),
+            "cut at {cut}: {err}"
+        );
     }
     let mut no_tracks = good[..14].to_vec();
     no_tracks[11] = 0;
@@ -355,8 +386,14 @@ fn bad_input_gives_clear_errors() {
 fn absurd_ticks_are_rejected_instead_of_allocating() {
     // A note at tick 2^28 - 1 plus another delta of 2^28 - 1 at PPQ 1: 2^31 steps.
     let big = (1 << 28) - 1;
-    let events = vec![(0, on(0, 60, 100)), (big, on(0, 62, 100)), (big * 2, off(0, 62))];
-    let err = read_bytes(&smf(Format::SingleTrack, 1, vec![events])).unwrap_err().to_string();
+    let events = vec![
+        (0, on(0, 60, 100)),
+        (big, on(0, 62, 100)),
+        (big * 2, off(0, 62)),
+    ];
+    let err = read_bytes(&smf(Format::SingleTrack, 1, vec![events]))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("beyond the 10000-bar limit"), "{err}");
     // 10,000 bars exactly is fine.
     let events = vec![(0, on(0, 60, 100)), (40_000 * 4, off(0, 60))];
@@ -386,9 +423,28 @@ fn file_errors_name_the_file() {
     let path = dir.join("not-midi.mid");
     std::fs::write(&path, b"hello").unwrap();
     let err = read_file(&path).unwrap_err().to_string();
-    assert!(err.starts_with(&path.display().to_string()) && err.contains("not a Standard MIDI File"), "{err}");
+    assert!(
+        err.starts_with(&path.display().to_string()) && err.contains("not a Standard MIDI File"),
+        "{err}"
+    );
     let missing = read_file(&dir.join("missing.mid")).unwrap_err().to_string();
-    assert!(missing.contains("missing.mid") && missing.contains("I/O error"), "{missing}");
+    assert!(
+        missing.contains("missing.mid") && missing.contains("I/O error"),
+        "{missing}"
+    );
+    // A 50 MB file is rejected from its size, before it is read.
+    let huge = dir.join("huge.mid");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(50_000_000)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = read_file(&huge).unwrap_err().to_string();
+    assert!(started.elapsed().as_millis() < 100);
+    assert!(
+        err.contains("huge.mid: file is 50000000 bytes, more than the 16777216-byte limit"),
+        "{err}"
+    );
     let clip = crate::music::example_clip();
     let out = dir.join("example.mid");
     write_file(&clip, &out).unwrap();
@@ -397,4 +453,46 @@ fn file_errors_name_the_file() {
     assert_eq!(again.notes, clip.notes);
     assert_eq!(again.tempo, clip.tempo);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_file_near_the_size_limit_imports_in_bounded_time() {
+    // 2.7 million one-step notes in 10,000 bars: 16 chords of 17 notes per bar, PPQ 4,
+    // written with running status (3 bytes per event).
+    let mut track = vec![0x00, 0x90, 0, 0]; // status byte, then dummy note-on/off of key 0
+    track.extend_from_slice(&[0x00, 0, 0]);
+    for _step in 0..160_000u32 {
+        for key in 40..57u8 {
+            track.extend_from_slice(&[0x00, key, 100]);
+        }
+        for (i, key) in (40..57u8).enumerate() {
+            track.extend_from_slice(&[u8::from(i == 0), key, 0]);
+        }
+    }
+    track.extend_from_slice(&[0x00, 0xFF, 0x2F, 0x00]);
+    let bytes = raw_smf(0, 4, &track);
+    assert!(bytes.len() as u64 <= MAX_FILE_BYTES, "{}", bytes.len());
+    let started = std::time::Instant::now();
+    let clip = read_bytes(&bytes).unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(clip.notes.len(), 160_000 * 17);
+    assert_eq!(clip.bars, MAX_BARS);
+    assert!(elapsed.as_secs() < 10, "{elapsed:?}");
+}
+
+#[test]
+fn riff_rmid_wrappers_are_unwrapped() {
+    let inner = smf(
+        Format::SingleTrack,
+        96,
+        vec![vec![(0, on(0, 60, 100)), (96, off(0, 60))]],
+    );
+    let mut riff = b"RIFF".to_vec();
+    riff.extend_from_slice(&(inner.len() as u32 + 20).to_le_bytes());
+    riff.extend_from_slice(b"RMIDLIST\x01\0\0\0x\0data"); // an odd-sized chunk, padded
+    riff.extend_from_slice(&(inner.len() as u32).to_le_bytes());
+    riff.extend_from_slice(&inner);
+    assert_eq!(spans(&read_bytes(&riff).unwrap()), [(0, 60, 4)]);
+    let err = read_bytes(&riff[..riff.len() - 4]).unwrap_err().to_string();
+    assert!(err.contains("RIFF data chunk is cut short"), "{err}");
 }
