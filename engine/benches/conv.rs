@@ -1,16 +1,58 @@
 //! CPU convolution benchmark: candle's built-in conv2d vs `bandmate::nn::conv2d`, plus a matmul
 //! for reference. Run with `cargo bench -p bandmate-engine --bench conv` (release profile).
 //! `RAYON_NUM_THREADS` sets the thread count, `CONV_BENCH_REPS` the timed repetitions (default 5),
-//! `CONV_BENCH_FILTER` a substring the benchmark labels must contain (e.g. `bandmate`).
+//! `CONV_BENCH_FILTER` a substring the benchmark labels must contain (e.g. `bandmate`), and
+//! `CONV_BENCH_HUGE_PAGES=0` turns off the huge-page allocator (`bandmate::nn::HugePageAlloc`).
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use bandmate::nn::{ConvGeometry, candle_conv2d, conv2d};
+use bandmate::nn::conv_kernel::{Strided4, conv2d_input_grad, conv2d_weight_bias_grads};
+use bandmate::nn::{ConvGeometry, HugePageAlloc, candle_conv2d, conv2d};
 use candle_core::{Device, Result, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
 /// The peak the percentages refer to (GFLOP/s, f32).
 const PEAK_GFLOPS: f64 = 190.0;
+
+/// `HugePageAlloc` or the plain system allocator, chosen at startup.
+struct SwitchableAlloc;
+
+static HUGE_PAGES: AtomicBool = AtomicBool::new(true);
+
+unsafe impl GlobalAlloc for SwitchableAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if HUGE_PAGES.load(Ordering::Relaxed) {
+            unsafe { HugePageAlloc.alloc(layout) }
+        } else {
+            unsafe { System.alloc(layout) }
+        }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if HUGE_PAGES.load(Ordering::Relaxed) {
+            unsafe { HugePageAlloc.alloc_zeroed(layout) }
+        } else {
+            unsafe { System.alloc_zeroed(layout) }
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if HUGE_PAGES.load(Ordering::Relaxed) {
+            unsafe { HugePageAlloc.realloc(ptr, layout, new_size) }
+        } else {
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOC: SwitchableAlloc = SwitchableAlloc;
 
 type ConvFn = fn(&Tensor, &Tensor, Option<&Tensor>, usize, usize) -> Result<Tensor>;
 
@@ -57,13 +99,29 @@ impl TrainStep {
         let mut vars = Vec::new();
         for pair in Self::CHANNELS.windows(2) {
             let bound = 1.0 / ((pair[0] * 9) as f64).sqrt();
-            vars.push(Var::rand(-bound as f32, bound as f32, (pair[1], pair[0], 3, 3), &dev)?);
+            vars.push(Var::rand(
+                -bound as f32,
+                bound as f32,
+                (pair[1], pair[0], 3, 3),
+                &dev,
+            )?);
             vars.push(Var::rand(-bound as f32, bound as f32, pair[1], &dev)?);
         }
-        let opt = AdamW::new(vars.clone(), ParamsAdamW { lr: 1e-3, ..Default::default() })?;
+        let opt = AdamW::new(
+            vars.clone(),
+            ParamsAdamW {
+                lr: 1e-3,
+                ..Default::default()
+            },
+        )?;
         let input = Tensor::randn(0f32, 1.0, (batch, 2, h, w), &dev)?;
         let target = Tensor::randn(0f32, 1.0, (batch, 2, h, w), &dev)?;
-        Ok(Self { vars, opt, input, target })
+        Ok(Self {
+            vars,
+            opt,
+            input,
+            target,
+        })
     }
 
     fn step(&mut self, conv: ConvFn) -> Result<f32> {
@@ -83,26 +141,42 @@ impl TrainStep {
     fn flops(batch: usize, h: usize, w: usize) -> f64 {
         Self::CHANNELS
             .windows(2)
-            .map(|pair| 3.0 * ConvGeometry::new(&[batch, pair[0], h, w], &[pair[1], pair[0], 3, 3], 1, 1).unwrap().flops())
+            .map(|pair| {
+                3.0 * ConvGeometry::new(&[batch, pair[0], h, w], &[pair[1], pair[0], 3, 3], 1, 1)
+                    .unwrap()
+                    .flops()
+            })
             .sum()
     }
 }
 
 fn main() -> Result<()> {
-    let reps: usize = std::env::var("CONV_BENCH_REPS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let reps: usize = std::env::var("CONV_BENCH_REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    HUGE_PAGES.store(
+        std::env::var("CONV_BENCH_HUGE_PAGES").map_or(true, |v| v != "0"),
+        Ordering::Relaxed,
+    );
     let dev = Device::Cpu;
     println!(
-        "threads: rayon {}, candle {}; avx512f {}; {reps} timed reps each",
+        "threads: rayon {}, candle {}; avx512f {}; huge-page allocator {}; {reps} timed reps each",
         rayon::current_num_threads(),
         candle_core::utils::get_num_threads(),
-        std::arch::is_x86_feature_detected!("avx512f"),
+        cfg!(target_arch = "x86_64") && std::arch::is_x86_feature_detected!("avx512f"),
+        HUGE_PAGES.load(Ordering::Relaxed),
     );
 
     let n = 1024;
     let a = Tensor::randn(0f32, 1.0, (n, n), &dev)?;
     let b = Tensor::randn(0f32, 1.0, (n, n), &dev)?;
     if selected("matmul 1024³ (candle)") {
-        report("matmul 1024³ (candle)", 2.0 * (n * n * n) as f64, time(reps * 4, || a.matmul(&b).map(|_| ()))?);
+        report(
+            "matmul 1024³ (candle)",
+            2.0 * (n * n * n) as f64,
+            time(reps * 4, || a.matmul(&b).map(|_| ()))?,
+        );
     }
 
     let (batch, c, h, w) = (32, 64, 64, 88);
@@ -111,19 +185,51 @@ fn main() -> Result<()> {
     let bias = Tensor::randn(0f32, 1.0, c, &dev)?;
     let geometry = ConvGeometry::new(x.dims(), weight.dims(), 1, 1)?;
     let flops = geometry.flops();
-    for (name, conv) in [("candle", candle_conv2d as ConvFn), ("bandmate", conv2d as ConvFn)] {
+    for (name, conv) in [
+        ("candle", candle_conv2d as ConvFn),
+        ("bandmate", conv2d as ConvFn),
+    ] {
         let label = format!("conv fwd 3x3 64->64 64x88 b32 ({name})");
         if !selected(&label) {
             continue;
         }
-        report(&label, flops, time(reps, || conv(&x, &weight, Some(&bias), 1, 1).map(|_| ()))?);
+        report(
+            &label,
+            flops,
+            time(reps, || conv(&x, &weight, Some(&bias), 1, 1).map(|_| ()))?,
+        );
+    }
+
+    // The kernel's backward pieces alone, on plain buffers.
+    let x_data = x.flatten_all()?.to_vec1::<f32>()?;
+    let w_data = weight.flatten_all()?.to_vec1::<f32>()?;
+    let gy_data = Tensor::randn(0f32, 1.0, (batch, c, h, w), &dev)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let x_view = Strided4::contiguous(&x_data, c, h, w);
+    if selected("kernel bwd weight+bias (bandmate)") {
+        let run = || {
+            conv2d_weight_bias_grads(&x_view, &gy_data, &geometry, true, true);
+            Ok(())
+        };
+        report("kernel bwd weight+bias (bandmate)", flops, time(reps, run)?);
+    }
+    if selected("kernel bwd input (bandmate)") {
+        let run = || {
+            conv2d_input_grad(&w_data, &gy_data, &geometry);
+            Ok(())
+        };
+        report("kernel bwd input (bandmate)", flops, time(reps, run)?);
     }
 
     let xv = Var::from_tensor(&x)?;
     let wv = Var::from_tensor(&weight)?;
     let bv = Var::from_tensor(&bias)?;
     let probe = Tensor::randn(0f32, 1.0, (batch, c, h, w), &dev)?;
-    for (name, conv) in [("candle", candle_conv2d as ConvFn), ("bandmate", conv2d as ConvFn)] {
+    for (name, conv) in [
+        ("candle", candle_conv2d as ConvFn),
+        ("bandmate", conv2d as ConvFn),
+    ] {
         let label = format!("conv fwd+bwd 3x3 64->64 64x88 b32 ({name})");
         if !selected(&label) {
             continue;
@@ -136,16 +242,27 @@ fn main() -> Result<()> {
     }
 
     let train_flops = TrainStep::flops(batch, h, w);
-    for (name, conv) in [("candle", candle_conv2d as ConvFn), ("bandmate", conv2d as ConvFn)] {
+    for (name, conv) in [
+        ("candle", candle_conv2d as ConvFn),
+        ("bandmate", conv2d as ConvFn),
+    ] {
         let label = format!("train step 2-64-64-2 AdamW b32 ({name})");
         if !selected(&label) {
             continue;
         }
         let mut step = TrainStep::new(batch, h, w)?;
         let first = step.step(conv)?;
-        report(&label, train_flops, time(reps, || step.step(conv).map(|_| ()))?);
+        report(
+            &label,
+            train_flops,
+            time(reps, || step.step(conv).map(|_| ()))?,
+        );
         let last = step.step(conv)?;
-        println!("{:<44} loss {first:.4} -> {last:.4} over {} steps", "", reps + 2);
+        println!(
+            "{:<44} loss {first:.4} -> {last:.4} over {} steps",
+            "",
+            reps + 2
+        );
     }
     Ok(())
 }

@@ -108,3 +108,53 @@ impl Controller {
         reports
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clip_feed::clip_feed;
+    use crate::player::Player;
+    use bandmate::music::{Mask, example_clip};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_new_clip_is_saved_and_reaches_the_player() {
+        let (sender, mut receiver) = clip_feed();
+        let controller = Controller::new(Arc::new(BandmateParams::default()), sender);
+        let clip = example_clip();
+        controller.set_clip(clip.clone());
+        assert_eq!(controller.session().clip, clip);
+        let mut player = Player::new();
+        assert_eq!(receiver.receive(&mut player), 1);
+        assert_eq!(player.clip().notes().len(), clip.notes.len());
+    }
+
+    #[test]
+    fn jobs_run_on_a_worker_started_on_demand_and_report_back() {
+        let (sender, _receiver) = clip_feed();
+        let controller = Controller::new(Arc::new(BandmateParams::default()), sender);
+        assert!(
+            controller.poll().is_empty(),
+            "no worker before the first job"
+        );
+        let clip = example_clip();
+        let mask = Mask::all(clip.steps());
+        let id = controller.submit(Job::Fill { clip, mask }).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let report = loop {
+            if let Some(r) = controller.poll().into_iter().next() {
+                break r;
+            }
+            assert!(Instant::now() < deadline, "the worker never answered");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        // This build ships no model yet, so the job fails with a clear message.
+        assert_eq!(
+            report,
+            WorkerReport::Failed {
+                id,
+                error: "no model in this build can fill yet".into()
+            }
+        );
+    }
+}

@@ -3,10 +3,10 @@
 //! note-off must land on the exact sample an exact model of the host timeline puts it on, through
 //! a tempo change, a loop and a stop. Also: state save/restore, corrupt state, 16 instances.
 //!
-//! The library is the debug build of `bandmate-plugin` (a dev-dependency of this crate, so cargo
-//! builds it before this test): its `process()` aborts on any allocation
-//! (nice-plug's `assert_process_allocs`). `BANDMATE_CLAP=path` tests another build instead, such
-//! as `target/bundled/Bandmate.clap` after `cargo xtask bundle`.
+//! The library is the debug build of `bandmate-plugin`, which the test builds first with
+//! `cargo build -p bandmate-plugin --lib`: its `process()` aborts on any allocation (nice-plug's
+//! `assert_process_allocs`). `BANDMATE_CLAP=path` tests another build instead, such as
+//! `target/bundled/Bandmate.clap` after `cargo xtask bundle`.
 
 use bandmate::music::{Clip, Note, Track, TrackRole};
 use clack_extensions::state::PluginState as StateExtension;
@@ -16,6 +16,7 @@ use clack_host::prelude::*;
 use clack_host::utils::{BeatTime, SecondsTime};
 use std::ffi::CString;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 struct TestHost;
 struct TestShared;
@@ -36,22 +37,50 @@ fn library_path() -> PathBuf {
     if let Some(path) = std::env::var_os("BANDMATE_CLAP") {
         return PathBuf::from(path);
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or(root.join("target"), PathBuf::from);
-    let name = if cfg!(target_os = "macos") {
-        "libbandmate_plugin.dylib"
-    } else if cfg!(windows) {
-        "bandmate_plugin.dll"
-    } else {
-        "libbandmate_plugin.so"
-    };
-    let path = target.join("debug").join(name);
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(build_library).clone()
+}
+
+/// Build the plugin's debug library (cargo builds only the rlib of a dependency) and return the
+/// path cargo reports for it.
+fn build_library() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "-p",
+            "bandmate-plugin",
+            "--lib",
+            "--message-format=json",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("running cargo build");
     assert!(
-        path.is_file(),
-        "{} is missing: build bandmate-plugin first",
-        path.display()
+        output.status.success(),
+        "cargo build -p bandmate-plugin --lib failed"
     );
-    path
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let library = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "bandmate_plugin")
+        .flat_map(|m| {
+            m["filenames"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|f| f.as_str().map(PathBuf::from))
+        })
+        .find(|f| {
+            matches!(
+                f.extension().and_then(|e| e.to_str()),
+                Some("so" | "dylib" | "dll")
+            )
+        });
+    library.expect("cargo reported no cdylib for bandmate-plugin")
 }
 
 fn load_entry() -> PluginEntry {

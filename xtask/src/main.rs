@@ -7,6 +7,7 @@ mod deps;
 mod install;
 mod shell;
 mod test;
+mod train;
 
 use std::process::ExitCode;
 
@@ -16,6 +17,7 @@ commands:
   deps    install the Debian packages the build needs (only the missing ones)
   demo    deps, then build and run the Bandmate demo on the embedded example
   test    deps, then every test: fmt check, clippy, cargo test --workspace
+  train   train roll: train the piano-roll diffusion model on POP909 (resumes; --budget 95m)
   bundle  build target/bundled/Bandmate.clap, Bandmate.vst3 and the standalone [--debug]
   install bundle, then copy the plugins into the user's plugin folders [--debug] [--to DIR]
   bench   bench plugin: process() cost per block and memory per instance";
@@ -26,6 +28,7 @@ fn main() -> ExitCode {
         Some("deps") => deps::run(),
         Some("demo") => demo::run(&args[1..]),
         Some("test") => test::run(&args[1..]),
+        Some("train") => train::run(&args[1..]),
         Some("bundle") => bundle::run(&args[1..]),
         Some("install") => install::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),

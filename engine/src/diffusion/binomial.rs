@@ -62,6 +62,12 @@ impl BinomialSchedule {
         out
     }
 
+    /// [`BinomialSchedule::q_sample`] with a ChaCha8 generator seeded by `seed`.
+    pub fn q_sample_seeded(&self, x0: &[f32], plane: usize, t: &[usize], seed: u64) -> Vec<f32> {
+        use rand::SeedableRng;
+        self.q_sample(x0, plane, t, &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed))
+    }
+
     /// Draw x_T ~ B(p) for one roll of `plane` cells per channel.
     pub fn prior_sample(&self, plane: usize, rng: &mut impl Rng) -> Vec<f32> {
         (0..2 * plane)

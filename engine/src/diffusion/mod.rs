@@ -1,3 +1,16 @@
 //! Diffusion processes and their samplers (outside the models, seeded).
+//!
+//! The piano-roll diffusion of Atassi (2023): [`binomial`] is the forward process,
+//! [`sampler`] the reverse processes with conditioning on known cells, [`model`] the loaded
+//! model, [`tasks`] fill / continue / harmonize / vary / generate on clips, [`velocity`] the
+//! velocities of generated notes.
 
 pub mod binomial;
+pub mod model;
+pub mod sampler;
+pub mod tasks;
+pub mod velocity;
+
+pub use model::RollModel;
+pub use sampler::{SamplerKind, SamplerOptions, WindowProblem};
+pub use tasks::{RollOptions, continue_clip, fill, generate, harmonize, regenerate, vary};

@@ -137,6 +137,13 @@ pub fn timestep_embedding(t: &Tensor, dim: usize) -> Result<Tensor> {
     Tensor::cat(&[args.sin()?, args.cos()?], 1)
 }
 
+/// Nearest-neighbour upsampling ×2 `[b, c, h, w]` -> `[b, c, 2h, 2w]`, as a broadcast (same
+/// values as `upsample_nearest2d`, with a backward pass that is a cheap sum).
+pub fn upsample_nearest2x(x: &Tensor) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    x.reshape((b, c, h, 1, w, 1))?.broadcast_as((b, c, h, 2, w, 2))?.contiguous()?.reshape((b, c, 2 * h, 2 * w))
+}
+
 /// GroupNorm → SiLU → conv, plus the projected timestep embedding, twice; 1×1 conv on the skip
 /// when the channel count changes.
 #[derive(Clone, Debug)]
@@ -297,8 +304,7 @@ impl RollUnet {
                 h = block.forward(&Tensor::cat(&[&h, &skip], 1)?, &temb)?;
             }
             if let Some(up) = &level.up {
-                let (_, _, hh, ww) = h.dims4()?;
-                h = up.forward(&h.upsample_nearest2d(hh * 2, ww * 2)?)?;
+                h = up.forward(&upsample_nearest2x(&h)?)?;
             }
         }
         self.conv_out.forward(&self.norm_out.forward(&h)?.silu()?) // [batch, 2, steps, pitches]
@@ -322,6 +328,14 @@ mod tests {
         assert_eq!(net.forward(&x, &t).unwrap().dims(), &[3, 2, 16, 24]);
         let wrong = Tensor::zeros((1, 2, 16, 20), DType::F32, &Device::Cpu).unwrap();
         assert!(net.forward(&wrong, &t.narrow(0, 0, 1).unwrap()).is_err());
+    }
+
+    #[test]
+    fn upsampling_matches_candle() {
+        let x = Tensor::arange(0f32, 24., &Device::Cpu).unwrap().reshape((1, 2, 3, 4)).unwrap();
+        let want = x.upsample_nearest2d(6, 8).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let got = upsample_nearest2x(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(got, want);
     }
 
     #[test]

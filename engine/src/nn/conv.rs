@@ -16,9 +16,22 @@ pub struct Conv2d {
 
 impl Conv2d {
     /// Weights at `vb.pp("weight")` `[out, in, kernel, kernel]` and `vb.pp("bias")` `[out]`.
-    pub fn new(in_channels: usize, out_channels: usize, kernel: usize, stride: usize, padding: usize, vb: VarBuilder) -> Result<Self> {
-        let cfg = candle_nn::Conv2dConfig { padding, stride, ..Default::default() };
-        Ok(Self { inner: candle_nn::conv2d(in_channels, out_channels, kernel, cfg, vb)? })
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let cfg = candle_nn::Conv2dConfig {
+            padding,
+            stride,
+            ..Default::default()
+        };
+        Ok(Self {
+            inner: candle_nn::conv2d(in_channels, out_channels, kernel, cfg, vb)?,
+        })
     }
 
     pub fn weight(&self) -> &Tensor {

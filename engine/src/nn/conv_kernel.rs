@@ -3,19 +3,27 @@
 //! Forward: every (image, tile of output positions) unrolls its input patch into a column
 //! buffer small enough to stay in L2 (im2col) and multiplies the `[out, in·k·k]` weight matrix
 //! with it through `gemm`, writing straight into the output, whose tile was pre-filled with the
-//! bias. 1×1 stride-1 unpadded convolutions skip the unrolling and multiply the input directly.
+//! bias. 1×1 stride-1 unpadded convolutions skip the unrolling and multiply the input directly;
+//! stride-1 convolutions with at most [`SMALL_C_OUT`] output channels (a UNet's output layer)
+//! skip it too and run as long multiply-adds over zero-padded input rows.
 //!
 //! Backward: `grad_weight = Σ grad_out · colsᵀ` (columns recomputed per tile, one partial sum per
 //! batch chunk, added in a fixed order so results are deterministic for a given thread count),
 //! `grad_bias = Σ grad_out`, and `grad_input` either as a forward convolution of `grad_out` with
 //! the flipped, transposed kernel (stride 1) or as `col2im(Wᵀ · grad_out)` (other strides).
+//! Gradients of untracked arguments (e.g. the network's input) are not computed.
 //!
 //! Work is spread over rayon's global pool (`RAYON_NUM_THREADS`), the pool candle's own CPU
 //! matmul uses; each gemm then runs single-threaded unless there are fewer tasks than threads.
+//! Large results are advised onto huge pages (see [`super::huge_pages`]).
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, bail};
+use candle_core::{
+    CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, bail,
+};
 use gemm::Parallelism;
 use rayon::prelude::*;
+
+use super::huge_pages::zeroed_f32;
 
 /// Column-buffer bytes per tile: with gemm's packed panels this stays inside a core's L2.
 const COLS_BUDGET_BYTES: usize = 512 * 1024;
@@ -40,7 +48,9 @@ impl ConvGeometry {
     /// Checks that the input and weight dims fit together and computes the output size.
     pub fn new(input: &[usize], weight: &[usize], stride: usize, padding: usize) -> Result<Self> {
         let (&[batch, c_in, h, w], &[c_out, c_in_w, kh, kw]) = (input, weight) else {
-            bail!("conv2d: expected a 4-D input and a 4-D weight, got input {input:?} and weight {weight:?}")
+            bail!(
+                "conv2d: expected a 4-D input and a 4-D weight, got input {input:?} and weight {weight:?}"
+            )
         };
         if c_in != c_in_w {
             bail!("conv2d: input has {c_in} channels but the weight {weight:?} expects {c_in_w}")
@@ -55,11 +65,24 @@ impl ConvGeometry {
             bail!("conv2d: empty input {input:?} or weight {weight:?}")
         }
         if h + 2 * padding < kh || w + 2 * padding < kw {
-            bail!("conv2d: input {h}x{w} with padding {padding} is smaller than the {kh}x{kw} kernel")
+            bail!(
+                "conv2d: input {h}x{w} with padding {padding} is smaller than the {kh}x{kw} kernel"
+            )
         }
         let h_out = (h + 2 * padding - kh) / stride + 1;
         let w_out = (w + 2 * padding - kw) / stride + 1;
-        Ok(Self { batch, c_in, h, w, c_out, kernel: kh, stride, padding, h_out, w_out })
+        Ok(Self {
+            batch,
+            c_in,
+            h,
+            w,
+            c_out,
+            kernel: kh,
+            stride,
+            padding,
+            h_out,
+            w_out,
+        })
     }
 
     /// Rows of the unrolled input (and columns of the weight matrix): `c_in · k · k`.
@@ -84,14 +107,26 @@ impl ConvGeometry {
     /// Output positions per tile: whole output rows when they fit the column budget.
     fn tile_len(&self) -> usize {
         let budget = (COLS_BUDGET_BYTES / (4 * self.k_dim())).max(64);
-        let n = if self.w_out <= budget { budget / self.w_out * self.w_out } else { budget / 16 * 16 };
+        let n = if self.w_out <= budget {
+            budget / self.w_out * self.w_out
+        } else {
+            budget / 16 * 16
+        };
         n.clamp(1, self.positions())
     }
 
     /// Output columns `[lo, hi)` whose input column `ow·stride + kj − padding` lies inside the image.
     fn valid_cols(&self, kj: usize) -> (usize, usize) {
-        let lo = if kj >= self.padding { 0 } else { (self.padding - kj).div_ceil(self.stride) };
-        let hi = if self.w + self.padding > kj { (self.w - 1 + self.padding - kj) / self.stride + 1 } else { 0 };
+        let lo = if kj >= self.padding {
+            0
+        } else {
+            (self.padding - kj).div_ceil(self.stride)
+        };
+        let hi = if self.w + self.padding > kj {
+            (self.w - 1 + self.padding - kj) / self.stride + 1
+        } else {
+            0
+        };
         let hi = hi.min(self.w_out);
         (lo.min(hi), hi)
     }
@@ -122,12 +157,22 @@ pub struct Strided4<'a> {
 impl<'a> Strided4<'a> {
     /// A contiguous `[_, c, h, w]` view.
     pub fn contiguous(data: &'a [f32], c: usize, h: usize, w: usize) -> Self {
-        Self { data, offset: 0, strides: [c * h * w, h * w, w, 1] }
+        Self {
+            data,
+            offset: 0,
+            strides: [c * h * w, h * w, w, 1],
+        }
     }
 
     fn from_layout(data: &'a [f32], layout: &Layout) -> Result<Self> {
-        let &[s0, s1, s2, s3] = layout.stride() else { bail!("conv2d: expected a 4-D layout, got {:?}", layout.dims()) };
-        Ok(Self { data, offset: layout.start_offset(), strides: [s0, s1, s2, s3] })
+        let &[s0, s1, s2, s3] = layout.stride() else {
+            bail!("conv2d: expected a 4-D layout, got {:?}", layout.dims())
+        };
+        Ok(Self {
+            data,
+            offset: layout.start_offset(),
+            strides: [s0, s1, s2, s3],
+        })
     }
 
     /// Whether an image's positions `h·w + x` are evenly spaced, so gemm can read it as `[c, h·w]`.
@@ -139,6 +184,7 @@ impl<'a> Strided4<'a> {
 /// A raw pointer that tasks writing disjoint regions of one buffer may share.
 #[derive(Clone, Copy)]
 struct SharedMut(*mut f32);
+// SAFETY: every task writes a region no other task touches, and the buffer outlives the tasks.
 unsafe impl Send for SharedMut {}
 unsafe impl Sync for SharedMut {}
 
@@ -160,12 +206,20 @@ struct Mat {
 unsafe impl Send for Mat {}
 unsafe impl Sync for Mat {}
 
-/// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]`, `dst` row-major with row stride `dst_rs`.
+/// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]`, `dst` element `(i, j)` at `dst + i·dst_rs + j·dst_cs`.
 ///
 /// # Safety
 /// Every element addressed through `dst`, `lhs` and `rhs` must be valid, and `dst` must not be
 /// written by anyone else during the call.
-unsafe fn sgemm(m: usize, n: usize, k: usize, dst: *mut f32, dst_rs: usize, accumulate: bool, lhs: Mat, rhs: Mat, par: Parallelism) {
+unsafe fn sgemm(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    (dst_rs, dst_cs): (usize, usize),
+    accumulate: bool,
+    lhs: Mat,
+    rhs: Mat,
+    par: Parallelism,
+) {
     let alpha = if accumulate { 1.0 } else { 0.0 };
     unsafe {
         gemm::gemm(
@@ -173,7 +227,7 @@ unsafe fn sgemm(m: usize, n: usize, k: usize, dst: *mut f32, dst_rs: usize, accu
             n,
             k,
             dst,
-            1,
+            dst_cs as isize,
             dst_rs as isize,
             accumulate,
             lhs.ptr,
@@ -195,13 +249,25 @@ unsafe fn sgemm(m: usize, n: usize, k: usize, dst: *mut f32, dst_rs: usize, accu
 /// Gemm parallelism for `tasks` independent tasks: inside gemm only when tasks can't fill the pool.
 fn gemm_parallelism(tasks: usize) -> Parallelism {
     let threads = rayon::current_num_threads();
-    if tasks < threads { Parallelism::Rayon(threads) } else { Parallelism::None }
+    if tasks < threads {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    }
 }
 
 /// Walks the output positions `[p0, p0 + n)` of one kernel offset `(ki, kj)` row by row, calling
 /// `f(segment_start, segment_len, input_row_start_and_first_col)`: `None` for rows that fall
 /// into the padding. Each segment is split into padding `[0, a)`, valid `[a, z)`, padding `[z, len)`.
-fn for_each_segment(g: &ConvGeometry, ki: usize, kj: usize, p0: usize, n: usize, mut f: impl FnMut(usize, usize, usize, usize, Option<(usize, usize)>)) {
+#[inline(always)]
+fn for_each_segment(
+    g: &ConvGeometry,
+    ki: usize,
+    kj: usize,
+    p0: usize,
+    n: usize,
+    mut f: impl FnMut(usize, usize, usize, usize, Option<(usize, usize)>),
+) {
     let (lo, hi) = g.valid_cols(kj);
     let end = p0 + n;
     let mut p = p0;
@@ -278,22 +344,276 @@ fn col2im_add(dcols: &[f32], g: &ConvGeometry, p0: usize, n: usize, gx: &mut [f3
     }
 }
 
+/// Output channels up to this count skip im2col (stride 1, k > 1): with so few output rows the
+/// gemm would spend its time streaming the column buffer, so the small kernels below work on
+/// input rows in place instead.
+pub const SMALL_C_OUT: usize = 4;
+
+fn uses_small_c_out_kernels(g: &ConvGeometry) -> bool {
+    g.c_out <= SMALL_C_OUT && g.stride == 1 && g.kernel > 1
+}
+
+/// Compiles `$imp` once per x86 vector extension and calls the best one the CPU has: the crate
+/// itself is built for baseline x86-64 (SSE2), which would leave the auto-vectorized loops at
+/// a quarter of the machine's vector width.
+macro_rules! simd_dispatch {
+    ($(#[$meta:meta])* $vis:vis unsafe fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $imp:ident) => {
+        $(#[$meta])*
+        $vis unsafe fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    unsafe { $imp($($arg),*) }
+                }
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    unsafe { $imp($($arg),*) }
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            unsafe { $imp($($arg),*) }
+        }
+    };
+}
+
+/// Rows of output per small-kernel tile: keeps a tile's `c_out` output planes in L1.
+fn small_tile_rows(g: &ConvGeometry) -> usize {
+    let padded_w = g.w + 2 * g.padding;
+    (2048 / padded_w).clamp(1, g.h_out)
+}
+
+/// A block of stride-1 output rows `[oh0, oh0 + rows)` of image `b`, for the small-`c_out` kernels.
+#[derive(Clone, Copy)]
+struct RowTile<'a> {
+    x: &'a Strided4<'a>,
+    g: &'a ConvGeometry,
+    b: usize,
+    oh0: usize,
+    rows: usize,
+}
+
+/// Scratch of the small-`c_out` kernels: zero-padded input rows and `c_out` padded-width planes.
+#[derive(Default)]
+struct SmallBuffers {
+    input: Vec<f32>,
+    planes: Vec<f32>,
+}
+
+/// Copies the input rows a tile reads into `buf`, zero-padded: per channel a plane of
+/// `rows + k − 1` rows of `w + 2·padding` values, then `k` zeros so shifted reads past the last
+/// row stay inside the plane. Returns the plane length.
+fn pad_input_rows(tile: &RowTile, buf: &mut Vec<f32>) -> usize {
+    let &RowTile {
+        x,
+        g,
+        b,
+        oh0,
+        rows: rows_out,
+    } = tile;
+    let padded_w = g.w + 2 * g.padding;
+    let rows = rows_out + g.kernel - 1;
+    let plane = rows * padded_w + g.kernel;
+    buf.clear();
+    buf.resize(g.c_in * plane, 0.0);
+    let [s0, s1, s2, s3] = x.strides;
+    for ci in 0..g.c_in {
+        for r in 0..rows {
+            let ih = (oh0 + r).wrapping_sub(g.padding);
+            if ih >= g.h {
+                continue;
+            }
+            let dst = &mut buf[ci * plane + r * padded_w + g.padding..][..g.w];
+            let src = x.offset + b * s0 + ci * s1 + ih * s2;
+            if s3 == 1 {
+                dst.copy_from_slice(&x.data[src..src + g.w]);
+            } else {
+                dst.iter_mut()
+                    .enumerate()
+                    .for_each(|(iw, d)| *d = x.data[src + iw * s3]);
+            }
+        }
+    }
+    plane
+}
+
+simd_dispatch! {
+    /// Forward of a tile of output rows for a small `c_out`, written
+    /// to `dst` (image `b`'s output, channels `positions()` apart). Output rows are computed
+    /// `w + 2·padding` wide so every kernel tap is one long multiply-add over the padded input.
+    ///
+    /// # Safety
+    /// The tile's rows of every channel of `dst` must be valid and not accessed elsewhere.
+    unsafe fn small_c_out_forward(tile: &RowTile, weight: &[f32], bias: Option<&[f32]>, buffers: &mut SmallBuffers, dst: *mut f32) => small_c_out_forward_impl
+}
+
+#[inline(always)]
+unsafe fn small_c_out_forward_impl(
+    tile: &RowTile,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    buffers: &mut SmallBuffers,
+    dst: *mut f32,
+) {
+    let &RowTile {
+        g,
+        oh0,
+        rows: rows_out,
+        ..
+    } = tile;
+    let (k, kd, padded_w) = (g.kernel, g.k_dim(), g.w + 2 * g.padding);
+    let SmallBuffers { input, planes: out } = buffers;
+    let plane = pad_input_rows(tile, input);
+    let len = rows_out * padded_w;
+    out.clear();
+    for co in 0..g.c_out {
+        out.extend(std::iter::repeat_n(bias.map_or(0.0, |bias| bias[co]), len));
+    }
+    for ci in 0..g.c_in {
+        for ki in 0..k {
+            for kj in 0..k {
+                let taps = &input[ci * plane + ki * padded_w + kj..][..len];
+                for (co, out_plane) in out.chunks_exact_mut(len).enumerate() {
+                    let w = weight[co * kd + (ci * k + ki) * k + kj];
+                    for (o, &v) in out_plane.iter_mut().zip(taps) {
+                        *o += w * v;
+                    }
+                }
+            }
+        }
+    }
+    let p = g.positions();
+    for (co, out_plane) in out.chunks_exact(len).enumerate() {
+        for r in 0..rows_out {
+            // SAFETY: the caller owns these rows.
+            let row = unsafe {
+                std::slice::from_raw_parts_mut(dst.add(co * p + (oh0 + r) * g.w_out), g.w_out)
+            };
+            row.copy_from_slice(&out_plane[r * padded_w..][..g.w_out]);
+        }
+    }
+}
+
+simd_dispatch! {
+    /// Adds the weight gradient of a tile of output rows onto `gw`
+    /// (`[c_out, k_dim]`) for a small `c_out`: every tap is one long dot product over the padded
+    /// input and `grad_out` (image `b`'s `[c_out, positions()]`) spread to the padded width.
+    unsafe fn small_c_out_weight_grad(tile: &RowTile, grad_out: &[f32], buffers: &mut SmallBuffers, gw: &mut [f32]) => small_c_out_weight_grad_impl
+}
+
+/// Lanes of the partial dot products: one AVX-512 register.
+const LANES: usize = 16;
+
+#[inline(always)]
+unsafe fn small_c_out_weight_grad_impl(
+    tile: &RowTile,
+    grad_out: &[f32],
+    buffers: &mut SmallBuffers,
+    gw: &mut [f32],
+) {
+    let &RowTile {
+        g,
+        oh0,
+        rows: rows_out,
+        ..
+    } = tile;
+    let (k, kd, p, padded_w) = (g.kernel, g.k_dim(), g.positions(), g.w + 2 * g.padding);
+    let SmallBuffers {
+        input,
+        planes: grad,
+    } = buffers;
+    let plane = pad_input_rows(tile, input);
+    let len = rows_out * padded_w;
+    grad.clear();
+    grad.resize(g.c_out * len, 0.0);
+    for (co, grad_plane) in grad.chunks_exact_mut(len).enumerate() {
+        for r in 0..rows_out {
+            grad_plane[r * padded_w..][..g.w_out]
+                .copy_from_slice(&grad_out[co * p + (oh0 + r) * g.w_out..][..g.w_out]);
+        }
+    }
+    for ci in 0..g.c_in {
+        for ki in 0..k {
+            for kj in 0..k {
+                let taps = &input[ci * plane + ki * padded_w + kj..][..len];
+                let (tap_chunks, tap_tail) = taps.as_chunks::<LANES>();
+                for (co, grad_plane) in grad.chunks_exact(len).enumerate() {
+                    let (grad_chunks, grad_tail) = grad_plane.as_chunks::<LANES>();
+                    let mut lanes = [0f32; LANES];
+                    for (ts, gs) in tap_chunks.iter().zip(grad_chunks) {
+                        for i in 0..LANES {
+                            lanes[i] += ts[i] * gs[i];
+                        }
+                    }
+                    let tail: f32 = tap_tail.iter().zip(grad_tail).map(|(t, g)| t * g).sum();
+                    gw[co * kd + (ci * k + ki) * k + kj] += lanes.iter().sum::<f32>() + tail;
+                }
+            }
+        }
+    }
+}
+
 /// Forward convolution: `weight` is contiguous `[c_out, k_dim]`, `bias` `[c_out]`; returns the
 /// contiguous output `[batch, c_out, h_out, w_out]`.
-pub fn conv2d_forward(x: &Strided4, weight: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
+pub fn conv2d_forward(
+    x: &Strided4,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    g: &ConvGeometry,
+) -> Vec<f32> {
     let (p, kd) = (g.positions(), g.k_dim());
     assert_eq!(weight.len(), g.c_out * kd, "conv2d_forward: weight size");
-    assert!(bias.is_none_or(|b| b.len() == g.c_out), "conv2d_forward: bias size");
-    let mut y = vec![0f32; g.batch * g.c_out * p];
-    let direct = g.is_pointwise() && x.rows_flatten(g.w);
+    assert!(
+        bias.is_none_or(|b| b.len() == g.c_out),
+        "conv2d_forward: bias size"
+    );
+    let mut y = zeroed_f32(g.batch * g.c_out * p);
+    if uses_small_c_out_kernels(g) {
+        let rows = small_tile_rows(g);
+        let tiles = g.h_out.div_ceil(rows);
+        let y_ptr = SharedMut(y.as_mut_ptr());
+        (0..g.batch * tiles).into_par_iter().for_each_init(
+            SmallBuffers::default,
+            |buffers, task| {
+                let (b, oh0) = (task / tiles, task % tiles * rows);
+                let tile = RowTile {
+                    x,
+                    g,
+                    b,
+                    oh0,
+                    rows: rows.min(g.h_out - oh0),
+                };
+                let dst = y_ptr.at(b * g.c_out * p);
+                // SAFETY: task (b, oh0) is the only writer of these output rows of image b.
+                unsafe { small_c_out_forward(&tile, weight, bias, buffers, dst) };
+            },
+        );
+        return y;
+    }
+    let pointwise = g.is_pointwise() && x.rows_flatten(g.w);
     let tile = g.tile_len();
     let tiles = p.div_ceil(tile);
     let tasks = g.batch * tiles;
     let par = gemm_parallelism(tasks);
     let y_ptr = SharedMut(y.as_mut_ptr());
-    let lhs = Mat { ptr: weight.as_ptr(), rs: kd, cs: 1 };
+    let lhs = Mat {
+        ptr: weight.as_ptr(),
+        rs: kd,
+        cs: 1,
+    };
     (0..tasks).into_par_iter().for_each_init(
-        || if direct { Vec::new() } else { vec![0f32; kd * tile] },
+        || {
+            if pointwise {
+                Vec::new()
+            } else {
+                vec![0f32; kd * tile]
+            }
+        },
         |cols, task| {
             let (b, p0) = (task / tiles, task % tiles * tile);
             let n = tile.min(p - p0);
@@ -304,14 +624,22 @@ pub fn conv2d_forward(x: &Strided4, weight: &[f32], bias: Option<&[f32]>, g: &Co
                     unsafe { std::slice::from_raw_parts_mut(dst.add(co * p), n) }.fill(value);
                 }
             }
-            let rhs = if direct {
+            let rhs = if pointwise {
                 let [s0, s1, _, s3] = x.strides;
-                Mat { ptr: x.data[x.offset + b * s0 + p0 * s3..].as_ptr(), rs: s1, cs: s3 }
+                Mat {
+                    ptr: x.data[x.offset + b * s0 + p0 * s3..].as_ptr(),
+                    rs: s1,
+                    cs: s3,
+                }
             } else {
                 im2col(x, g, b, p0, n, cols);
-                Mat { ptr: cols.as_ptr(), rs: n, cs: 1 }
+                Mat {
+                    ptr: cols.as_ptr(),
+                    rs: n,
+                    cs: 1,
+                }
             };
-            unsafe { sgemm(g.c_out, n, kd, dst, p, bias.is_some(), lhs, rhs, par) };
+            unsafe { sgemm((g.c_out, n, kd), dst, (p, 1), bias.is_some(), lhs, rhs, par) };
         },
     );
     y
@@ -319,21 +647,49 @@ pub fn conv2d_forward(x: &Strided4, weight: &[f32], bias: Option<&[f32]>, g: &Co
 
 /// `grad_weight` (`[c_out, k_dim]`) and `grad_bias` (`[c_out]`), each only if asked for.
 /// `grad_out` is contiguous `[batch, c_out, h_out, w_out]`.
-pub fn conv2d_weight_bias_grads(x: &Strided4, grad_out: &[f32], g: &ConvGeometry, want_weight: bool, want_bias: bool) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+pub fn conv2d_weight_bias_grads(
+    x: &Strided4,
+    grad_out: &[f32],
+    g: &ConvGeometry,
+    want_weight: bool,
+    want_bias: bool,
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
     let (p, kd, co) = (g.positions(), g.k_dim(), g.c_out);
-    assert_eq!(grad_out.len(), g.batch * co * p, "conv2d_weight_bias_grads: grad_out size");
-    let direct = g.is_pointwise() && x.rows_flatten(g.w);
+    assert_eq!(
+        grad_out.len(),
+        g.batch * co * p,
+        "conv2d_weight_bias_grads: grad_out size"
+    );
+    let pointwise = g.is_pointwise() && x.rows_flatten(g.w);
+    let small = uses_small_c_out_kernels(g);
     let tile = g.tile_len();
     let threads = rayon::current_num_threads();
     let chunk_len = g.batch.div_ceil((4 * threads).min(g.batch));
     let chunks = g.batch.div_ceil(chunk_len);
     let par = gemm_parallelism(chunks);
+    // gemm runs fastest when the accumulator is contiguous along its shorter side, so it is
+    // kept as `[k_dim, c_out]` when c_out is the shorter one and transposed at the end.
+    let transposed = co <= kd && !small;
+    let gw_strides = if transposed { (1, co) } else { (kd, 1) };
     let partials: Vec<(Vec<f32>, Vec<f64>)> = (0..chunks)
         .into_par_iter()
         .map(|chunk| {
-            let mut gw = if want_weight { vec![0f32; co * kd] } else { Vec::new() };
-            let mut gb = if want_bias { vec![0f64; co] } else { Vec::new() };
-            let mut cols = if want_weight && !direct { vec![0f32; kd * tile] } else { Vec::new() };
+            let mut gw = if want_weight {
+                vec![0f32; co * kd]
+            } else {
+                Vec::new()
+            };
+            let mut gb = if want_bias {
+                vec![0f64; co]
+            } else {
+                Vec::new()
+            };
+            let mut cols = if want_weight && !pointwise && !small {
+                vec![0f32; kd * tile]
+            } else {
+                Vec::new()
+            };
+            let mut small_buffers = SmallBuffers::default();
             for b in chunk * chunk_len..((chunk + 1) * chunk_len).min(g.batch) {
                 let gy = &grad_out[b * co * p..(b + 1) * co * p];
                 if want_bias {
@@ -344,18 +700,55 @@ pub fn conv2d_weight_bias_grads(x: &Strided4, grad_out: &[f32], g: &ConvGeometry
                 if !want_weight {
                     continue;
                 }
+                if small {
+                    let rows = small_tile_rows(g);
+                    for oh0 in (0..g.h_out).step_by(rows) {
+                        let tile = RowTile {
+                            x,
+                            g,
+                            b,
+                            oh0,
+                            rows: rows.min(g.h_out - oh0),
+                        };
+                        // SAFETY: slices only; no further precondition.
+                        unsafe { small_c_out_weight_grad(&tile, gy, &mut small_buffers, &mut gw) };
+                    }
+                    continue;
+                }
                 for p0 in (0..p).step_by(tile) {
                     let n = tile.min(p - p0);
                     // colsᵀ as gemm's rhs `[n, k_dim]`.
-                    let rhs = if direct {
+                    let rhs = if pointwise {
                         let [s0, s1, _, s3] = x.strides;
-                        Mat { ptr: x.data[x.offset + b * s0 + p0 * s3..].as_ptr(), rs: s3, cs: s1 }
+                        Mat {
+                            ptr: x.data[x.offset + b * s0 + p0 * s3..].as_ptr(),
+                            rs: s3,
+                            cs: s1,
+                        }
                     } else {
                         im2col(x, g, b, p0, n, &mut cols);
-                        Mat { ptr: cols.as_ptr(), rs: 1, cs: n }
+                        Mat {
+                            ptr: cols.as_ptr(),
+                            rs: 1,
+                            cs: n,
+                        }
                     };
-                    let lhs = Mat { ptr: gy[p0..].as_ptr(), rs: p, cs: 1 };
-                    unsafe { sgemm(co, kd, n, gw.as_mut_ptr(), kd, true, lhs, rhs, par) };
+                    let lhs = Mat {
+                        ptr: gy[p0..].as_ptr(),
+                        rs: p,
+                        cs: 1,
+                    };
+                    unsafe {
+                        sgemm(
+                            (co, kd, n),
+                            gw.as_mut_ptr(),
+                            gw_strides,
+                            true,
+                            lhs,
+                            rhs,
+                            par,
+                        )
+                    };
                 }
             }
             (gw, gb)
@@ -367,14 +760,24 @@ pub fn conv2d_weight_bias_grads(x: &Strided4, grad_out: &[f32], g: &ConvGeometry
         gw.iter_mut().zip(&w).for_each(|(acc, v)| *acc += v);
         gb.iter_mut().zip(&b).for_each(|(acc, v)| *acc += v);
     }
-    (want_weight.then_some(gw), want_bias.then(|| gb.into_iter().map(|v| v as f32).collect()))
+    if want_weight && transposed {
+        gw = (0..co * kd).map(|i| gw[(i % kd) * co + i / kd]).collect();
+    }
+    (
+        want_weight.then_some(gw),
+        want_bias.then(|| gb.into_iter().map(|v| v as f32).collect()),
+    )
 }
 
 /// `grad_input` (contiguous `[batch, c_in, h, w]`); `weight` is contiguous `[c_out, k_dim]`,
 /// `grad_out` contiguous `[batch, c_out, h_out, w_out]`.
 pub fn conv2d_input_grad(weight: &[f32], grad_out: &[f32], g: &ConvGeometry) -> Vec<f32> {
     let (p, kd, k) = (g.positions(), g.k_dim(), g.kernel);
-    assert_eq!(grad_out.len(), g.batch * g.c_out * p, "conv2d_input_grad: grad_out size");
+    assert_eq!(
+        grad_out.len(),
+        g.batch * g.c_out * p,
+        "conv2d_input_grad: grad_out size"
+    );
     if g.stride == 1 && g.padding < k {
         // A stride-1 transposed convolution is a convolution with the kernel flipped in space and
         // its channel axes swapped, padded by `k − 1 − padding`.
@@ -383,7 +786,8 @@ pub fn conv2d_input_grad(weight: &[f32], grad_out: &[f32], g: &ConvGeometry) -> 
         for co in 0..g.c_out {
             for ci in 0..g.c_in {
                 for i in 0..kk {
-                    flipped[(ci * g.c_out + co) * kk + kk - 1 - i] = weight[(co * g.c_in + ci) * kk + i];
+                    flipped[(ci * g.c_out + co) * kk + kk - 1 - i] =
+                        weight[(co * g.c_in + ci) * kk + i];
                 }
             }
         }
@@ -392,17 +796,35 @@ pub fn conv2d_input_grad(weight: &[f32], grad_out: &[f32], g: &ConvGeometry) -> 
         return conv2d_forward(&gy, &flipped, None, &gt);
     }
     let plane = g.c_in * g.h * g.w;
-    let mut gx = vec![0f32; g.batch * plane];
+    let mut gx = zeroed_f32(g.batch * plane);
     let tile = g.tile_len();
     let par = gemm_parallelism(g.batch);
-    let lhs = Mat { ptr: weight.as_ptr(), rs: 1, cs: kd };
+    let lhs = Mat {
+        ptr: weight.as_ptr(),
+        rs: 1,
+        cs: kd,
+    };
     gx.par_chunks_mut(plane).enumerate().for_each_init(
         || vec![0f32; kd * tile],
         |dcols, (b, gx_image)| {
             for p0 in (0..p).step_by(tile) {
                 let n = tile.min(p - p0);
-                let rhs = Mat { ptr: grad_out[b * g.c_out * p + p0..].as_ptr(), rs: p, cs: 1 };
-                unsafe { sgemm(kd, n, g.c_out, dcols.as_mut_ptr(), n, false, lhs, rhs, par) };
+                let rhs = Mat {
+                    ptr: grad_out[b * g.c_out * p + p0..].as_ptr(),
+                    rs: p,
+                    cs: 1,
+                };
+                unsafe {
+                    sgemm(
+                        (kd, n, g.c_out),
+                        dcols.as_mut_ptr(),
+                        (n, 1),
+                        false,
+                        lhs,
+                        rhs,
+                        par,
+                    )
+                };
                 col2im_add(&dcols[..kd * n], g, p0, n, gx_image);
             }
         },
@@ -421,7 +843,10 @@ struct FastConv2d {
 fn cpu_f32(storage: &CpuStorage) -> Result<&[f32]> {
     match storage {
         CpuStorage::F32(data) => Ok(data),
-        other => bail!("fast conv2d: expected f32 data, got {:?}", candle_core::backend::BackendStorage::dtype(other)),
+        other => bail!(
+            "fast conv2d: expected f32 data, got {:?}",
+            candle_core::backend::BackendStorage::dtype(other)
+        ),
     }
 }
 
@@ -435,7 +860,10 @@ fn contiguous_f32<'a>(data: &'a [f32], layout: &Layout) -> std::borrow::Cow<'a, 
             let mut index = vec![0usize; dims.len()];
             let mut out = Vec::with_capacity(count);
             for _ in 0..count {
-                out.push(data[layout.start_offset() + index.iter().zip(strides).map(|(i, s)| i * s).sum::<usize>()]);
+                out.push(
+                    data[layout.start_offset()
+                        + index.iter().zip(strides).map(|(i, s)| i * s).sum::<usize>()],
+                );
                 for axis in (0..dims.len()).rev() {
                     index[axis] += 1;
                     if index[axis] < dims[axis] {
@@ -450,38 +878,62 @@ fn contiguous_f32<'a>(data: &'a [f32], layout: &Layout) -> std::borrow::Cow<'a, 
 }
 
 impl FastConv2d {
-    fn forward(&self, x: &CpuStorage, x_l: &Layout, w: &CpuStorage, w_l: &Layout, bias: Option<(&CpuStorage, &Layout)>) -> Result<(CpuStorage, Shape)> {
+    fn forward(
+        &self,
+        x: &CpuStorage,
+        x_l: &Layout,
+        w: &CpuStorage,
+        w_l: &Layout,
+        bias: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
         let g = ConvGeometry::new(x_l.dims(), w_l.dims(), self.stride, self.padding)?;
         let x = Strided4::from_layout(cpu_f32(x)?, x_l)?;
         let weight = contiguous_f32(cpu_f32(w)?, w_l);
         let bias = match bias {
             Some((b, b_l)) => {
                 if b_l.dims() != [g.c_out] {
-                    bail!("conv2d: bias has shape {:?}, expected [{}]", b_l.dims(), g.c_out)
+                    bail!(
+                        "conv2d: bias has shape {:?}, expected [{}]",
+                        b_l.dims(),
+                        g.c_out
+                    )
                 }
                 Some(contiguous_f32(cpu_f32(b)?, b_l))
             }
             None => None,
         };
         let y = conv2d_forward(&x, &weight, bias.as_deref(), &g);
-        Ok((CpuStorage::F32(y), Shape::from((g.batch, g.c_out, g.h_out, g.w_out))))
+        Ok((
+            CpuStorage::F32(y),
+            Shape::from((g.batch, g.c_out, g.h_out, g.w_out)),
+        ))
     }
 
     /// Gradients for input, weight and (if `bias` is given) bias, each only if it is tracked.
-    fn backward(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, grad_out: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn backward(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        grad_out: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = ConvGeometry::new(x.dims(), w.dims(), self.stride, self.padding)?;
         let want_input = x.track_op();
         let want_weight = w.track_op();
         let want_bias = bias.is_some_and(|b| b.track_op());
         let grad_out = grad_out.contiguous()?;
         let (gy_storage, gy_layout) = grad_out.storage_and_layout();
-        let Storage::Cpu(gy_cpu) = &*gy_storage else { bail!("fast conv2d: gradient is not on the CPU") };
+        let Storage::Cpu(gy_cpu) = &*gy_storage else {
+            bail!("fast conv2d: gradient is not on the CPU")
+        };
         let gy = contiguous_f32(cpu_f32(gy_cpu)?, gy_layout);
         let device = x.device();
 
         let grad_input = if want_input {
             let (w_storage, w_layout) = w.storage_and_layout();
-            let Storage::Cpu(w_cpu) = &*w_storage else { bail!("fast conv2d: weight is not on the CPU") };
+            let Storage::Cpu(w_cpu) = &*w_storage else {
+                bail!("fast conv2d: weight is not on the CPU")
+            };
             let weight = contiguous_f32(cpu_f32(w_cpu)?, w_layout);
             let gx = conv2d_input_grad(&weight, &gy, &g);
             Some(Tensor::from_vec(gx, (g.batch, g.c_in, g.h, g.w), device)?)
@@ -490,11 +942,17 @@ impl FastConv2d {
         };
         let (grad_weight, grad_bias) = if want_weight || want_bias {
             let (x_storage, x_layout) = x.storage_and_layout();
-            let Storage::Cpu(x_cpu) = &*x_storage else { bail!("fast conv2d: input is not on the CPU") };
+            let Storage::Cpu(x_cpu) = &*x_storage else {
+                bail!("fast conv2d: input is not on the CPU")
+            };
             let xs = Strided4::from_layout(cpu_f32(x_cpu)?, x_layout)?;
             let (gw, gb) = conv2d_weight_bias_grads(&xs, &gy, &g, want_weight, want_bias);
-            let gw = gw.map(|v| Tensor::from_vec(v, (g.c_out, g.c_in, g.kernel, g.kernel), device)).transpose()?;
-            let gb = gb.map(|v| Tensor::from_vec(v, g.c_out, device)).transpose()?;
+            let gw = gw
+                .map(|v| Tensor::from_vec(v, (g.c_out, g.c_in, g.kernel, g.kernel), device))
+                .transpose()?;
+            let gb = gb
+                .map(|v| Tensor::from_vec(v, g.c_out, device))
+                .transpose()?;
             (gw, gb)
         } else {
             (None, None)
@@ -508,11 +966,23 @@ impl CustomOp2 for FastConv2d {
         "fast-conv2d"
     }
 
-    fn cpu_fwd(&self, x: &CpuStorage, x_l: &Layout, w: &CpuStorage, w_l: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_l: &Layout,
+        w: &CpuStorage,
+        w_l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         self.forward(x, x_l, w, w_l, None)
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (gx, gw, _) = self.backward(x, w, None, grad_res)?;
         Ok((gx, gw))
     }
@@ -523,11 +993,26 @@ impl CustomOp3 for FastConv2d {
         "fast-conv2d-bias"
     }
 
-    fn cpu_fwd(&self, x: &CpuStorage, x_l: &Layout, w: &CpuStorage, w_l: &Layout, b: &CpuStorage, b_l: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_l: &Layout,
+        w: &CpuStorage,
+        w_l: &Layout,
+        b: &CpuStorage,
+        b_l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         self.forward(x, x_l, w, w_l, Some((b, b_l)))
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         self.backward(x, w, Some(b), grad_res)
     }
 }
@@ -542,7 +1027,13 @@ pub fn uses_fast_path(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> boo
 /// `[batch, in, h, w]` ⊛ `weight [out, in, k, k]` (+ `bias [out]`) → `[batch, out, h', w']` with
 /// zero padding, differentiable. f32 on the CPU runs the fast kernel of this module; anything
 /// else (other dtypes, CUDA, Metal, non-square kernels) runs candle's `conv2d`.
-pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
+pub fn conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
     if uses_fast_path(x, weight, bias) {
         let op = FastConv2d { stride, padding };
         return match bias {
@@ -554,7 +1045,13 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: usize,
 }
 
 /// The same convolution through candle's own `conv2d` op (and a broadcast bias add).
-pub fn candle_conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
+pub fn candle_conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
     let y = x.conv2d(weight, padding, stride, 1, 1)?;
     match bias {
         Some(bias) => y.broadcast_add(&bias.reshape((1, bias.dims1()?, 1, 1))?),
@@ -579,13 +1076,29 @@ mod tests {
     /// `max |a − b| / max |b|`: the error relative to the reference's scale.
     fn relative_error(a: &Tensor, b: &Tensor) -> f32 {
         assert_eq!(a.dims(), b.dims());
-        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let scale = b
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         diff / scale.max(1e-12)
     }
 
-    /// (batch, c_in, c_out, h, w, kernel, stride, padding) cases, incl. batch 1, odd sizes, stride 2.
-    fn cases(rng: &mut ChaCha8Rng) -> Vec<(usize, usize, usize, usize, usize, usize, usize, usize)> {
+    /// (batch, c_in, c_out, h, w, kernel, stride, padding)
+    type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
+
+    /// Fixed and random cases, incl. batch 1, odd sizes, stride 2, every kernel path.
+    fn cases(rng: &mut ChaCha8Rng) -> Vec<Case> {
         let mut cases = vec![
             (1, 1, 1, 1, 1, 1, 1, 0),
             (1, 3, 5, 7, 9, 3, 1, 1),
@@ -598,6 +1111,9 @@ mod tests {
             (1, 3, 2, 4, 4, 3, 1, 2),
             (2, 16, 8, 64, 88, 3, 1, 1),
             (2, 3, 4, 5, 6, 1, 1, 1),
+            (2, 8, 2, 9, 11, 3, 1, 1),
+            (1, 5, 3, 6, 7, 4, 1, 2),
+            (3, 64, 2, 20, 30, 3, 1, 1),
             (1, 4, 3, 9, 8, 4, 1, 1),
         ];
         for _ in 0..12 {
@@ -606,7 +1122,16 @@ mod tests {
             let stride = rng.random_range(1..3);
             let h = rng.random_range(kernel.max(2)..20);
             let w = rng.random_range(kernel.max(2)..20);
-            cases.push((rng.random_range(1..4), rng.random_range(1..10), rng.random_range(1..10), h, w, kernel, stride, padding));
+            cases.push((
+                rng.random_range(1..4),
+                rng.random_range(1..10),
+                rng.random_range(1..10),
+                h,
+                w,
+                kernel,
+                stride,
+                padding,
+            ));
         }
         cases
     }
@@ -624,7 +1149,11 @@ mod tests {
                 let ours = conv2d(&x, &weight, bias, s, p).unwrap();
                 let reference = candle_conv2d(&x, &weight, bias, s, p).unwrap();
                 let err = relative_error(&ours, &reference);
-                assert!(err < 1e-4, "case {i} {:?}: relative error {err}", (b, ci, co, h, w, k, s, p));
+                assert!(
+                    err < 1e-4,
+                    "case {i} {:?}: relative error {err}",
+                    (b, ci, co, h, w, k, s, p)
+                );
                 worst = worst.max(err);
             }
         }
@@ -645,20 +1174,45 @@ mod tests {
             let err = relative_error(&ours, &reference);
             assert!(err < 1e-4, "stride {s} padding {p}: {err}");
         }
+        // Two output channels: the small-c_out kernels, reading the transposed input.
+        let small = random(&mut rng, &[2, 3, 3, 3]);
+        assert!(uses_small_c_out_kernels(
+            &ConvGeometry::new(x.dims(), small.dims(), 1, 1).unwrap()
+        ));
+        let err = relative_error(
+            &conv2d(&x, &small, Some(&bias.narrow(0, 0, 2).unwrap()), 1, 1).unwrap(),
+            &candle_conv2d(&x, &small, Some(&bias.narrow(0, 0, 2).unwrap()), 1, 1).unwrap(),
+        );
+        assert!(err < 1e-4, "small c_out on a transposed input: {err}");
         // A 1×1 kernel over a channel slice: the direct (no im2col) path with a channel stride.
         let x = random(&mut rng, &[2, 8, 6, 5]).narrow(1, 2, 4).unwrap();
         let weight = random(&mut rng, &[3, 4, 1, 1]);
-        let err = relative_error(&conv2d(&x, &weight, None, 1, 0).unwrap(), &candle_conv2d(&x, &weight, None, 1, 0).unwrap());
+        let err = relative_error(
+            &conv2d(&x, &weight, None, 1, 0).unwrap(),
+            &candle_conv2d(&x, &weight, None, 1, 0).unwrap(),
+        );
         assert!(err < 1e-4, "pointwise on a channel slice: {err}");
     }
 
     /// Candle's conv2d applied to the explicitly zero-padded input cropped to the rows and columns
     /// the kernel reaches: the same function, but candle 0.11.1's own conv2d backward only works
     /// when `(h + 2p − k) % stride` is the same for height and width, and this form makes it 0.
-    fn candle_reference(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
+    fn candle_reference(
+        x: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Tensor> {
         let g = ConvGeometry::new(x.dims(), weight.dims(), stride, padding)?;
-        let x = x.pad_with_zeros(2, padding, padding)?.pad_with_zeros(3, padding, padding)?;
-        let x = x.narrow(2, 0, (g.h_out - 1) * stride + g.kernel)?.narrow(3, 0, (g.w_out - 1) * stride + g.kernel)?;
+        let x = x
+            .pad_with_zeros(2, padding, padding)?
+            .pad_with_zeros(3, padding, padding)?;
+        let x = x.narrow(2, 0, (g.h_out - 1) * stride + g.kernel)?.narrow(
+            3,
+            0,
+            (g.w_out - 1) * stride + g.kernel,
+        )?;
         candle_conv2d(&x, weight, bias, stride, 0)
     }
 
@@ -674,20 +1228,36 @@ mod tests {
             let wo = (w + 2 * p - k) / s + 1;
             // A random linear functional of the output makes every gradient entry distinct.
             let probe = random(&mut rng, &[b, co, ho, wo]);
-            let grads_of = |f: fn(&Tensor, &Tensor, Option<&Tensor>, usize, usize) -> Result<Tensor>| {
-                let y = f(x.as_tensor(), weight.as_tensor(), Some(bias.as_tensor()), s, p).unwrap();
-                let grads = (y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-                [x.as_tensor(), weight.as_tensor(), bias.as_tensor()].map(|t| grads.get(t).expect("gradient").clone())
-            };
+            let grads_of =
+                |f: fn(&Tensor, &Tensor, Option<&Tensor>, usize, usize) -> Result<Tensor>| {
+                    let y = f(
+                        x.as_tensor(),
+                        weight.as_tensor(),
+                        Some(bias.as_tensor()),
+                        s,
+                        p,
+                    )
+                    .unwrap();
+                    let grads = (y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+                    [x.as_tensor(), weight.as_tensor(), bias.as_tensor()]
+                        .map(|t| grads.get(t).expect("gradient").clone())
+                };
             let ours = grads_of(conv2d);
             let reference = grads_of(candle_reference);
             for (j, name) in ["input", "weight", "bias"].iter().enumerate() {
                 let err = relative_error(&ours[j], &reference[j]);
-                assert!(err < 1e-4, "case {i} {:?}: {name} gradient relative error {err}", (b, ci, co, h, w, k, s, p));
+                assert!(
+                    err < 1e-4,
+                    "case {i} {:?}: {name} gradient relative error {err}",
+                    (b, ci, co, h, w, k, s, p)
+                );
                 worst[j] = worst[j].max(err);
             }
         }
-        eprintln!("gradients: worst relative error input {:e}, weight {:e}, bias {:e}", worst[0], worst[1], worst[2]);
+        eprintln!(
+            "gradients: worst relative error input {:e}, weight {:e}, bias {:e}",
+            worst[0], worst[1], worst[2]
+        );
     }
 
     #[test]
@@ -710,19 +1280,29 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         let x = random(&mut rng, &[1, 3, 8, 8]);
         let wrong_channels = random(&mut rng, &[4, 2, 3, 3]);
-        let err = conv2d(&x, &wrong_channels, None, 1, 1).unwrap_err().to_string();
+        let err = conv2d(&x, &wrong_channels, None, 1, 1)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("channel"), "{err}");
         let weight = random(&mut rng, &[4, 3, 3, 3]);
         let wrong_bias = random(&mut rng, &[5]);
-        let err = conv2d(&x, &weight, Some(&wrong_bias), 1, 1).unwrap_err().to_string();
+        let err = conv2d(&x, &weight, Some(&wrong_bias), 1, 1)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bias"), "{err}");
         let tiny = random(&mut rng, &[1, 3, 2, 2]);
         assert!(conv2d(&tiny, &weight, None, 1, 0).is_err());
         assert!(conv2d(&x, &weight, None, 0, 1).is_err());
 
-        let (x64, w64) = (x.to_dtype(DType::F64).unwrap(), weight.to_dtype(DType::F64).unwrap());
+        let (x64, w64) = (
+            x.to_dtype(DType::F64).unwrap(),
+            weight.to_dtype(DType::F64).unwrap(),
+        );
         assert!(!uses_fast_path(&x64, &w64, None));
-        let y64 = conv2d(&x64, &w64, None, 1, 1).unwrap().to_dtype(DType::F32).unwrap();
+        let y64 = conv2d(&x64, &w64, None, 1, 1)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
         let err = relative_error(&y64, &conv2d(&x, &weight, None, 1, 1).unwrap());
         assert!(err < 1e-5, "f64 fallback vs f32 fast path: {err}");
     }
@@ -733,13 +1313,31 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(6);
         let x = random(&mut rng, &[4, 2, 12, 16]);
         let target = random(&mut rng, &[4, 2, 12, 16]);
-        let init = [random(&mut rng, &[8, 2, 3, 3]), random(&mut rng, &[8]), random(&mut rng, &[2, 8, 3, 3]), random(&mut rng, &[2])];
+        let init = [
+            random(&mut rng, &[8, 2, 3, 3]),
+            random(&mut rng, &[8]),
+            random(&mut rng, &[2, 8, 3, 3]),
+            random(&mut rng, &[2]),
+        ];
         let train = |conv: ConvFn| -> Vec<f32> {
-            let vars: Vec<Var> = init.iter().map(|t| Var::from_tensor(&t.affine(0.3, 0.0).unwrap()).unwrap()).collect();
-            let mut opt = AdamW::new(vars.clone(), ParamsAdamW { lr: 0.01, ..Default::default() }).unwrap();
+            let vars: Vec<Var> = init
+                .iter()
+                .map(|t| Var::from_tensor(&t.affine(0.3, 0.0).unwrap()).unwrap())
+                .collect();
+            let mut opt = AdamW::new(
+                vars.clone(),
+                ParamsAdamW {
+                    lr: 0.01,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
             (0..8)
                 .map(|_| {
-                    let h = conv(&x, vars[0].as_tensor(), Some(vars[1].as_tensor()), 1, 1).unwrap().relu().unwrap();
+                    let h = conv(&x, vars[0].as_tensor(), Some(vars[1].as_tensor()), 1, 1)
+                        .unwrap()
+                        .relu()
+                        .unwrap();
                     let y = conv(&h, vars[2].as_tensor(), Some(vars[3].as_tensor()), 1, 1).unwrap();
                     let loss = (y - &target).unwrap().sqr().unwrap().mean_all().unwrap();
                     opt.backward_step(&loss).unwrap();
@@ -750,9 +1348,15 @@ mod tests {
         let ours = train(conv2d);
         let reference = train(candle_conv2d);
         eprintln!("losses: ours {ours:?}\n        candle {reference:?}");
-        assert!(ours.last().unwrap() < &(ours[0] * 0.9), "loss did not decrease: {ours:?}");
+        assert!(
+            ours.last().unwrap() < &(ours[0] * 0.9),
+            "loss did not decrease: {ours:?}"
+        );
         for (step, (a, b)) in ours.iter().zip(&reference).enumerate() {
-            assert!((a - b).abs() <= 1e-4 * b.abs(), "step {step}: loss {a} vs candle {b}");
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs(),
+                "step {step}: loss {a} vs candle {b}"
+            );
         }
     }
 }

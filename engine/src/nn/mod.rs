@@ -2,6 +2,8 @@
 
 pub mod conv;
 pub mod conv_kernel;
+pub mod huge_pages;
 
 pub use conv::Conv2d;
 pub use conv_kernel::{ConvGeometry, candle_conv2d, conv2d};
+pub use huge_pages::HugePageAlloc;

@@ -44,6 +44,9 @@ pub struct TrainOptions {
     pub max_steps: Option<usize>,
     /// Bars between the starts of training windows.
     pub hop_bars: u32,
+    /// Cap on the batches of one epoch (each epoch then sees a fresh random subset), so that
+    /// validation and checkpoints come often on a slow CPU.
+    pub epoch_steps: Option<usize>,
     /// Largest transposition in semitones, up or down.
     pub max_shift: i32,
     /// Validation windows (spread evenly over the valid split).
@@ -76,6 +79,7 @@ impl TrainOptions {
             max_epochs: 1000,
             max_steps: None,
             hop_bars: 2,
+            epoch_steps: None,
             max_shift: 6,
             val_windows: 512,
             log_every: 25,
@@ -355,7 +359,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     let started = Instant::now();
     let base_elapsed = state.elapsed_secs;
     let used = || base_elapsed + started.elapsed().as_secs_f64();
-    let steps_per_epoch = train_windows.len() / opts.batch.max(1);
+    let steps_per_epoch = (train_windows.len() / opts.batch.max(1)).min(opts.epoch_steps.unwrap_or(usize::MAX)).max(1);
     let mut last_checkpoint = Instant::now();
     let mut window_loss = (0.0, 0usize);
     let mut step_time = None::<f64>;
@@ -445,6 +449,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     }
     // Stopped by the budget or a step limit in the middle of an epoch: validate what we have.
     if state.batch_in_epoch > 0 {
+        state.epoch += 1;
+        state.batch_in_epoch = 0;
         let val = validate(&net, &val_windows, &cfg, &schedule, opts.batch, &device)?;
         state.elapsed_secs = used();
         end_of_epoch(opts, &cfg, &varmap, &mut state, val)?;

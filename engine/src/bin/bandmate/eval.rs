@@ -43,7 +43,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let generated = timings.time("read_generated", || {
         read_clips(&midi_files(&args.generated, args.generated_split.as_deref())?)
     })?;
-    let opts = EvalOptions { max_clips: args.max_clips, seed: args.seed, ..EvalOptions::default() };
+    let opts = EvalOptions { max_clips: args.max_clips, seed: args.seed };
     let report = timings.time("metrics", || metrics::evaluate(&reference, &generated, &opts));
     if let Some(plot) = &args.plot {
         timings.time("plot", || metrics::plot_histograms(&reference, &generated, plot))?;

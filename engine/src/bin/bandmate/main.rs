@@ -5,6 +5,7 @@ mod demo;
 mod eval;
 mod files;
 mod info;
+mod roll;
 mod roundtrip;
 mod train;
 
@@ -31,6 +32,16 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Train a model (`roll`: the piano-roll diffusion UNet on POP909).
     Train(train::TrainArgs),
+    /// Regenerate a region of a clip (bars, pitches, one track) with the roll diffusion model.
+    Fill(roll::FillArgs),
+    /// A variation of a region of a clip (`--strength` 0..1).
+    Vary(roll::VaryArgs),
+    /// Keep the first bars of a clip and write what follows.
+    Continue(roll::ContinueArgs),
+    /// Write an accompaniment for the clip's melody.
+    Harmonize(roll::HarmonizeArgs),
+    /// Write a new clip from nothing.
+    Generate(roll::GenerateArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +52,11 @@ fn main() -> ExitCode {
         Command::Eval(a) => eval::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Train(a) => train::run(a),
+        Command::Fill(a) => roll::run_fill(a),
+        Command::Vary(a) => roll::run_vary(a),
+        Command::Continue(a) => roll::run_continue(a),
+        Command::Harmonize(a) => roll::run_harmonize(a),
+        Command::Generate(a) => roll::run_generate(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

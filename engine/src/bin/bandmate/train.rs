@@ -38,6 +38,9 @@ pub struct TrainArgs {
     /// Bars between the starts of training windows.
     #[arg(long, default_value_t = 2)]
     pub hop_bars: u32,
+    /// At most this many batches per epoch (a fresh random subset of windows each epoch).
+    #[arg(long)]
+    pub epoch_steps: Option<usize>,
     /// Validation windows from the POP909 valid split.
     #[arg(long, default_value_t = 512)]
     pub val_windows: usize,
@@ -103,6 +106,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     opts.max_epochs = args.epochs;
     opts.max_steps = args.max_steps;
     opts.hop_bars = args.hop_bars;
+    opts.epoch_steps = args.epoch_steps;
     opts.val_windows = args.val_windows;
     opts.run_dir = args.run_dir;
     opts.assets_dir = (!args.no_assets).then_some(args.assets);

@@ -1,0 +1,214 @@
+//! `bandmate fill | vary | continue | harmonize | generate`: the piano-roll diffusion model.
+
+use crate::args::{OutputArgs, RegionArgs, Timings};
+use anyhow::{Context, Result, bail};
+use bandmate::diffusion::{self, RollModel, RollOptions, SamplerKind};
+use bandmate::midi;
+use bandmate::music::{Clip, Key, parse_pitch_range};
+use clap::Args;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+
+/// Sampling and steering options of every roll subcommand.
+#[derive(Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Network evaluations, 10 to 100 (fewer is faster, more is cleaner).
+    #[arg(long, default_value_t = 25)]
+    pub steps: usize,
+    /// Reverse process: `algorithm1` (the seed's, shared x_T) or `naive`.
+    #[arg(long, default_value = "algorithm1")]
+    pub sampler: SamplerKind,
+    /// Key lock: generated notes stay in this scale, e.g. `C major`, `A minor`, `F# dorian`.
+    #[arg(long, value_parser = Key::parse)]
+    pub key: Option<Key>,
+    /// Generated notes stay in this pitch range: `C2-C5` or `36-72`.
+    #[arg(long, value_parser = parse_pitch_range)]
+    pub range: Option<RangeInclusive<u8>>,
+    /// Note density: multiplies the odds of every cell being on (0.5 sparser, 2 denser).
+    #[arg(long, default_value_t = 1.0)]
+    pub density: f32,
+}
+
+impl SamplingArgs {
+    fn options(&self, seed: u64) -> RollOptions {
+        RollOptions {
+            steps: self.steps,
+            sampler: self.sampler,
+            seed,
+            key: self.key,
+            pitch_range: self.range.clone(),
+            density: self.density,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct FillArgs {
+    /// Input MIDI file.
+    pub input: PathBuf,
+    #[command(flatten)]
+    pub region: RegionArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct VaryArgs {
+    /// Input MIDI file.
+    pub input: PathBuf,
+    /// How far from the original: 0.1 keeps most of it, 1 is a fresh fill.
+    #[arg(long, default_value_t = 0.5)]
+    pub strength: f32,
+    #[command(flatten)]
+    pub region: RegionArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ContinueArgs {
+    /// Input MIDI file.
+    pub input: PathBuf,
+    /// Bars of the input kept as the prompt (default: all of them).
+    #[arg(long)]
+    pub prompt: Option<u32>,
+    /// Length of the result in bars (default: the prompt plus 4).
+    #[arg(long)]
+    pub length: Option<u32>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct HarmonizeArgs {
+    /// Input MIDI file with a melody.
+    pub input: PathBuf,
+    /// The melody track (1-based; default: the track named or marked as melody, else 1).
+    #[arg(long)]
+    pub melody: Option<u16>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// Length in bars.
+    #[arg(long, default_value_t = 4)]
+    pub length: u32,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// The model `--model` names: a folder with config.json and model.safetensors, a folder
+/// `assets/NAME`, or (by default) the weights built into the binary.
+pub fn load_model(name: Option<&str>) -> Result<RollModel> {
+    let Some(name) = name else { return RollModel::embedded() };
+    let direct = Path::new(name);
+    if direct.is_dir() {
+        return RollModel::load_dir(direct);
+    }
+    let in_assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("assets").join(name);
+    if in_assets.is_dir() {
+        return RollModel::load_dir(&in_assets);
+    }
+    bail!("--model {name}: no such folder (nor assets/{name})")
+}
+
+/// The clip of a MIDI file (POP909 songs quantized with their `beat_midi.txt`).
+fn read_clip(path: &Path) -> Result<Clip> {
+    crate::files::read_clip(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Write the result and print a summary.
+fn finish(task: &str, input: Option<&Path>, before: Option<&Clip>, after: &Clip, output: &OutputArgs, timings: &mut Timings, model: &RollModel) -> Result<()> {
+    let out = match (&output.out, input) {
+        (Some(p), _) => p.clone(),
+        (None, Some(i)) => {
+            let stem = i.file_stem().and_then(|s| s.to_str()).unwrap_or("clip");
+            i.with_file_name(format!("{stem}-{task}.mid"))
+        }
+        (None, None) => PathBuf::from(format!("{task}.mid")),
+    };
+    timings.time("write", || midi::write_file(after, &out)).with_context(|| format!("cannot write {}", out.display()))?;
+    let kept = before.map_or(0, |b| b.notes.iter().filter(|n| after.notes.contains(n)).count());
+    let new = after.notes.len() - kept.min(after.notes.len());
+    if output.json {
+        let summary = serde_json::json!({
+            "task": task,
+            "output": out.display().to_string(),
+            "model": model.source,
+            "bars": after.bars,
+            "notes_before": before.map_or(0, |b| b.notes.len()),
+            "notes_kept": kept,
+            "notes_generated": new,
+            "timings_ms": timings.to_json(),
+        });
+        println!("{summary}");
+    } else {
+        println!("{task}: wrote {} ({} bars, {kept} notes kept, {new} generated)", out.display(), after.bars);
+    }
+    Ok(())
+}
+
+pub fn run_fill(args: FillArgs) -> Result<()> {
+    let mut timings = Timings::default();
+    let model = timings.time("load_model", || load_model(args.output.model.as_deref()))?;
+    let clip = timings.time("read", || read_clip(&args.input))?;
+    let mask = args.region.mask(&clip)?;
+    let opts = args.sampling.options(args.output.seed);
+    let out = timings.time("sample", || diffusion::fill(&model, &clip, &mask, &opts))?;
+    finish("fill", Some(&args.input), Some(&clip), &out, &args.output, &mut timings, &model)
+}
+
+pub fn run_vary(args: VaryArgs) -> Result<()> {
+    let mut timings = Timings::default();
+    let model = timings.time("load_model", || load_model(args.output.model.as_deref()))?;
+    let clip = timings.time("read", || read_clip(&args.input))?;
+    let mask = args.region.mask(&clip)?;
+    let opts = args.sampling.options(args.output.seed);
+    let out = timings.time("sample", || diffusion::vary(&model, &clip, &mask, args.strength, &opts))?;
+    finish("vary", Some(&args.input), Some(&clip), &out, &args.output, &mut timings, &model)
+}
+
+pub fn run_continue(args: ContinueArgs) -> Result<()> {
+    let mut timings = Timings::default();
+    let model = timings.time("load_model", || load_model(args.output.model.as_deref()))?;
+    let clip = timings.time("read", || read_clip(&args.input))?;
+    let prompt = args.prompt.unwrap_or(clip.bars);
+    let length = args.length.unwrap_or(prompt + 4);
+    let opts = args.sampling.options(args.output.seed);
+    let out = timings.time("sample", || diffusion::continue_clip(&model, &clip, prompt, length, &opts))?;
+    finish("continue", Some(&args.input), Some(&clip), &out, &args.output, &mut timings, &model)
+}
+
+pub fn run_harmonize(args: HarmonizeArgs) -> Result<()> {
+    let mut timings = Timings::default();
+    let model = timings.time("load_model", || load_model(args.output.model.as_deref()))?;
+    let clip = timings.time("read", || read_clip(&args.input))?;
+    let melody = match args.melody {
+        Some(0) => bail!("--melody 0: tracks are numbered from 1"),
+        Some(t) => Some(t - 1),
+        None => None,
+    };
+    let opts = args.sampling.options(args.output.seed);
+    let out = timings.time("sample", || diffusion::harmonize(&model, &clip, melody, &opts))?;
+    finish("harmonize", Some(&args.input), Some(&clip), &out, &args.output, &mut timings, &model)
+}
+
+pub fn run_generate(args: GenerateArgs) -> Result<()> {
+    let mut timings = Timings::default();
+    let model = timings.time("load_model", || load_model(args.output.model.as_deref()))?;
+    let opts = args.sampling.options(args.output.seed);
+    let out = timings.time("sample", || diffusion::generate(&model, args.length, &opts))?;
+    finish("generate", None, None, &out, &args.output, &mut timings, &model)
+}

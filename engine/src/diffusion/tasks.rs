@@ -1,0 +1,326 @@
+//! Clip-level tasks on top of the roll diffusion: fill any mask, continue, harmonize, vary,
+//! generate.
+//!
+//! Guarantees and documented behaviour:
+//! - Notes whose first cell is outside the mask (or on another track than `mask.track`) come
+//!   back exactly unchanged; generated notes only start in masked cells.
+//! - Clips longer than the model's 4-bar window are sampled window by window (hop 2 bars);
+//!   each window commits its first half and the next window sees it as context.
+//!   Clips shorter than 4 bars are padded with free cells that are generated and dropped.
+//! - The model's pitch window (32–95 for the shipped model) is moved by whole octaves to hold
+//!   most of the clip's notes; masked cells outside it are left as they are, and a mask with no
+//!   cell inside it is an error.
+//! - Only 4/4 clips: other meters are an error (the model was trained on 4/4 bars of 16 steps).
+//! - Generated notes go to `mask.track` when set, else to the clip's only pitched track, else to
+//!   a new "Generated" track; their velocities follow the surrounding notes.
+
+use std::ops::RangeInclusive;
+
+use anyhow::{Result, bail};
+
+use super::model::RollModel;
+use super::sampler::{SamplerKind, SamplerOptions, WindowProblem};
+use super::velocity::assign_velocities;
+use crate::music::{Clip, Key, Mask, Note, ONSET, PianoRoll, SUSTAIN, TimeSignature, Track, TrackRole, pitch_name};
+
+/// Sampling and steering options shared by every task.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RollOptions {
+    /// Network evaluations (10..=T recommended; 1..=T accepted).
+    pub steps: usize,
+    pub sampler: SamplerKind,
+    pub seed: u64,
+    /// Key lock: generated cells outside the scale stay off.
+    pub key: Option<Key>,
+    /// Generated notes stay inside these pitches.
+    pub pitch_range: Option<RangeInclusive<u8>>,
+    /// Multiplies the predicted odds of a cell being on: below 1 sparser, above 1 denser.
+    pub density: f32,
+}
+
+impl Default for RollOptions {
+    fn default() -> Self {
+        Self { steps: 25, sampler: SamplerKind::Algorithm1, seed: 0, key: None, pitch_range: None, density: 1.0 }
+    }
+}
+
+/// Regenerate the masked cells of `clip`.
+pub fn fill(model: &RollModel, clip: &Clip, mask: &Mask, opts: &RollOptions) -> Result<Clip> {
+    regenerate(model, clip, mask, None, opts)
+}
+
+/// A variation of the masked part: start from the clip's own notes noised to step
+/// `strength · T` (0 < strength ≤ 1; 1 is a fresh fill) and denoise.
+pub fn vary(model: &RollModel, clip: &Clip, mask: &Mask, strength: f32, opts: &RollOptions) -> Result<Clip> {
+    if !(strength > 0.0 && strength <= 1.0) {
+        bail!("vary: strength {strength} must be in (0, 1]");
+    }
+    regenerate(model, clip, mask, Some(strength), opts)
+}
+
+/// Keep the first `prompt_bars` bars and write bars `prompt_bars..total_bars` (the clip grows
+/// to `total_bars` when shorter; later notes are replaced).
+pub fn continue_clip(model: &RollModel, clip: &Clip, prompt_bars: u32, total_bars: u32, opts: &RollOptions) -> Result<Clip> {
+    if prompt_bars == 0 {
+        bail!("continue: the prompt needs at least one bar");
+    }
+    if total_bars <= prompt_bars {
+        bail!("continue: {total_bars} bars in total leaves nothing after the {prompt_bars}-bar prompt");
+    }
+    if prompt_bars > clip.bars {
+        bail!("continue: the prompt of {prompt_bars} bars is longer than the clip ({} bars)", clip.bars);
+    }
+    let mut grown = clip.clone();
+    grown.bars = total_bars.max(clip.bars);
+    let mask = Mask::bars(&grown, prompt_bars..=total_bars - 1);
+    let mut out = regenerate(model, &grown, &mask, None, opts)?;
+    out.bars = total_bars.max(clip.bars);
+    Ok(out)
+}
+
+/// Keep the melody track (`melody`, else the first melody-role track, else track 0) and write
+/// everything else as the accompaniment track (the first accompaniment-role track other than
+/// the melody, whose notes are replaced, or a new "Accompaniment" track). Other pitched tracks
+/// are dropped; drums stay.
+pub fn harmonize(model: &RollModel, clip: &Clip, melody: Option<u16>, opts: &RollOptions) -> Result<Clip> {
+    let melody = melody.or_else(|| clip.track_with_role(TrackRole::Melody)).unwrap_or(0);
+    if melody as usize >= clip.tracks.len() {
+        bail!("harmonize: the clip has {} tracks, no track {}", clip.tracks.len(), melody + 1);
+    }
+    if clip.track_notes(melody).next().is_none() {
+        bail!("harmonize: the melody track '{}' has no notes", clip.tracks[melody as usize].name);
+    }
+    let mut base = clip.clone();
+    let target = match (0..clip.tracks.len() as u16).find(|&t| t != melody && clip.tracks[t as usize].role == TrackRole::Accompaniment) {
+        Some(t) => t,
+        None => {
+            let channel = (0..16u8).find(|c| *c != 9 && !clip.tracks.iter().any(|t| t.channel == *c)).unwrap_or(0);
+            base.add_track(Track::new("Accompaniment", TrackRole::Accompaniment, channel))
+        }
+    };
+    base.notes.retain(|n| n.track == melody || base.tracks.get(n.track as usize).is_some_and(Track::is_drums));
+    let mut mask = Mask::all(base.steps());
+    mask.track = Some(target);
+    regenerate(model, &base, &mask, None, opts)
+}
+
+/// A new clip of `bars` bars of 4/4 at 120 BPM on one piano track.
+pub fn generate(model: &RollModel, bars: u32, opts: &RollOptions) -> Result<Clip> {
+    if bars == 0 {
+        bail!("generate: ask for at least one bar");
+    }
+    let clip = Clip::new(bars);
+    let mask = Mask::all(clip.steps());
+    regenerate(model, &clip, &mask, None, opts)
+}
+
+/// Check what every task needs of a clip.
+fn check_clip(clip: &Clip) -> Result<()> {
+    if clip.bars == 0 || clip.steps() == 0 {
+        bail!("the clip is empty (0 bars)");
+    }
+    let four = TimeSignature::FOUR_FOUR;
+    if clip.time_signature != four || clip.meter_changes.iter().any(|m| m.time_signature != four) {
+        let other = std::iter::once(clip.time_signature)
+            .chain(clip.meter_changes.iter().map(|m| m.time_signature))
+            .find(|t| *t != four)
+            .unwrap_or(four);
+        bail!("the roll model works on 4/4 clips; this clip is in {other}");
+    }
+    Ok(())
+}
+
+/// The octave shift (in octaves, added to the clip's pitches) that puts the most context
+/// notes inside the model's window; 0 on ties or without notes.
+fn octave_shift(clip: &Clip, lo: u8, pitches: usize) -> i32 {
+    let inside = |k: i32| {
+        clip.notes
+            .iter()
+            .filter(|n| !clip.tracks.get(n.track as usize).is_some_and(Track::is_drums))
+            .filter(|n| {
+                let p = n.pitch as i32 + 12 * k;
+                p >= lo as i32 && p < lo as i32 + pitches as i32
+            })
+            .count()
+    };
+    let mut best = (inside(0), 0);
+    for k in [-1, 1, -2, 2, -3, 3] {
+        let window_lo = lo as i32 - 12 * k;
+        if window_lo < 0 || window_lo + pitches as i32 > 128 {
+            continue;
+        }
+        let n = inside(k);
+        if n > best.0 {
+            best = (n, k);
+        }
+    }
+    best.1
+}
+
+/// Which track generated notes go to (adding a "Generated" track when needed).
+fn target_track(clip: &mut Clip, mask: &Mask) -> Result<u16> {
+    if let Some(t) = mask.track {
+        if t as usize >= clip.tracks.len() {
+            bail!("the mask names track {} but the clip has {} tracks", t + 1, clip.tracks.len());
+        }
+        if clip.tracks[t as usize].is_drums() {
+            bail!("track {} ('{}') is a drum track; the roll model writes pitched notes", t + 1, clip.tracks[t as usize].name);
+        }
+        return Ok(t);
+    }
+    let pitched: Vec<u16> = (0..clip.tracks.len() as u16).filter(|&t| !clip.tracks[t as usize].is_drums()).collect();
+    if pitched.len() == 1 {
+        return Ok(pitched[0]);
+    }
+    let channel = (0..16u8).find(|c| *c != 9 && !clip.tracks.iter().any(|t| t.channel == *c)).unwrap_or(0);
+    Ok(clip.add_track(Track::new("Generated", TrackRole::Accompaniment, channel)))
+}
+
+/// The engine of every task: regenerate the masked cells, fresh (`strength` None) or as a
+/// variation of the current content.
+pub fn regenerate(model: &RollModel, clip: &Clip, mask: &Mask, strength: Option<f32>, opts: &RollOptions) -> Result<Clip> {
+    check_clip(clip)?;
+    let cfg = model.config().clone();
+    let t_max = cfg.diffusion_steps;
+    if opts.steps == 0 || opts.steps > t_max {
+        bail!("{} sampling steps: choose 1..={t_max} (10 or more recommended)", opts.steps);
+    }
+    if !(opts.density.is_finite() && opts.density > 0.0) {
+        bail!("density {} must be a positive number", opts.density);
+    }
+    if mask.steps != clip.steps() {
+        bail!("the mask covers {} steps but the clip has {}", mask.steps, clip.steps());
+    }
+    if mask.is_empty() {
+        bail!("the mask covers no cell: nothing to regenerate");
+    }
+    let mut out = clip.clone();
+    let target = target_track(&mut out, mask)?;
+    let is_drum = |n: &Note| out.tracks.get(n.track as usize).is_some_and(Track::is_drums);
+
+    let shift = octave_shift(clip, cfg.pitch_lo, cfg.pitches);
+    let window_lo = cfg.pitch_lo as i32 - 12 * shift;
+    let (steps, pitches) = (cfg.steps, cfg.pitches);
+    let offset = |pitch: u8| -> Option<usize> {
+        let o = pitch as i32 - window_lo;
+        (o >= 0 && (o as usize) < pitches).then_some(o as usize)
+    };
+    let len = clip.steps() as usize;
+    let padded = len.max(steps);
+
+    // Notes to regenerate: pitched, first cell masked (and on the mask's track), in the window.
+    let regenerated = |n: &Note| !is_drum(n) && mask.covers_note(n) && offset(n.pitch).is_some();
+    let (old, context): (Vec<Note>, Vec<Note>) = out.notes.iter().partition(|n| regenerated(n));
+
+    // Global rolls over the padded clip: known values, free cells, allowed cells, start content.
+    let plane = padded * pitches;
+    let mut known = vec![0.0f32; 2 * plane];
+    let draw = |roll: &mut [f32], n: &Note| {
+        let Some(o) = offset(n.pitch) else { return };
+        let s0 = n.start as usize;
+        if s0 < padded {
+            roll[s0 * pitches + o] = 1.0;
+        }
+        for s in s0..(n.end() as usize).min(padded) {
+            roll[plane + s * pitches + o] = 1.0;
+        }
+    };
+    for n in context.iter().filter(|n| !is_drum(n)) {
+        draw(&mut known, n);
+    }
+    let mut content = vec![0.0f32; 2 * plane];
+    for n in &old {
+        draw(&mut content, n);
+    }
+    let mut free = vec![false; plane];
+    let mut allowed = vec![false; plane];
+    let mut free_in_clip = 0usize;
+    for s in 0..padded {
+        for o in 0..pitches {
+            let pitch = (window_lo + o as i32) as u8;
+            let i = s * pitches + o;
+            let occupied = known[i] > 0.5 || known[plane + i] > 0.5;
+            free[i] = if s < len { mask.get(s as u32, pitch) && !occupied } else { true };
+            if free[i] && s < len {
+                free_in_clip += 1;
+            }
+            allowed[i] = opts.key.is_none_or(|k| k.contains(pitch)) && opts.pitch_range.as_ref().is_none_or(|r| r.contains(&pitch));
+        }
+    }
+    if free_in_clip == 0 {
+        bail!(
+            "the mask has no free cell inside the model's pitch window {}–{}",
+            pitch_name(window_lo as u8),
+            pitch_name((window_lo + pitches as i32 - 1) as u8)
+        );
+    }
+    if let Some(r) = &opts.pitch_range
+        && !(0..pitches).any(|o| r.contains(&((window_lo + o as i32) as u8)))
+    {
+        bail!("pitch range {}–{} lies outside the model's window", pitch_name(*r.start()), pitch_name(*r.end()));
+    }
+    let generated_cells = free.clone();
+
+    // Windows of `steps` steps, hop half a window, the last one flush with the end.
+    let hop = steps / 2;
+    let mut starts: Vec<usize> = (0..).map(|i| i * hop).take_while(|&s| s + steps <= padded).collect();
+    if starts.last().is_none_or(|&s| s + steps < padded) {
+        starts.push(padded - steps);
+    }
+    let start_step = strength.map_or(t_max, |s| ((s * t_max as f32).round() as usize).clamp(1, t_max));
+    let eval_steps = strength.map_or(opts.steps, |s| ((opts.steps as f32 * s).round() as usize).max(1)).min(start_step);
+    for (w, &ws) in starts.iter().enumerate() {
+        let commit_end = starts.get(w + 1).copied().unwrap_or(padded);
+        let range = ws * pitches..(ws + steps) * pitches;
+        if !free[range.clone()].iter().any(|&f| f) {
+            continue;
+        }
+        let mut x0 = vec![0.0f32; 2 * steps * pitches];
+        for c in 0..2 {
+            for i in range.clone() {
+                let local = c * steps * pitches + (i - range.start);
+                let g = c * plane + i;
+                x0[local] = if free[i] { if strength.is_some() { content[g] } else { 0.0 } } else { known[g] };
+            }
+        }
+        let problem = WindowProblem { x0, free: free[range.clone()].to_vec(), allowed: allowed[range.clone()].to_vec() };
+        let sampler = SamplerOptions {
+            kind: opts.sampler,
+            steps: eval_steps,
+            start: start_step,
+            density: opts.density,
+            seed: opts.seed.wrapping_add(1_000_003 * w as u64),
+        };
+        let result = model.sample(std::slice::from_ref(&problem), &sampler)?.remove(0);
+        for s in ws..commit_end {
+            for o in 0..pitches {
+                let i = s * pitches + o;
+                if free[i] {
+                    let local = (s - ws) * pitches + o;
+                    known[i] = result[local];
+                    known[plane + i] = result[steps * pitches + local];
+                    free[i] = false;
+                }
+            }
+        }
+    }
+
+    // Read the generated cells back as notes.
+    let mut roll = PianoRoll::zeros(len, 0, 128);
+    for s in 0..len {
+        for o in 0..pitches {
+            let i = s * pitches + o;
+            if generated_cells[i] {
+                let pitch = (window_lo + o as i32) as u8;
+                roll.set(ONSET, s, pitch, known[i]);
+                roll.set(SUSTAIN, s, pitch, known[plane + i]);
+            }
+        }
+    }
+    let mut notes = roll.to_notes(0.5, 1, target);
+    assign_velocities(&context, &mut notes, target, out.steps_per_bar());
+    out.notes = context;
+    out.notes.extend(notes);
+    out.sort_notes();
+    Ok(out)
+}
