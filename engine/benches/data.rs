@@ -19,9 +19,16 @@ fn main() -> anyhow::Result<()> {
         let start = Instant::now();
         let mut notes = 0;
         for split in [Split::Train, Split::Valid, Split::Test] {
-            notes += load(dataset, split, &root)?.iter().map(|s| s.clip.notes.len()).sum::<usize>();
+            notes += load(dataset, split, &root)?
+                .iter()
+                .map(|s| s.clip.notes.len())
+                .sum::<usize>();
         }
-        println!("{:<12} parse MIDI (all splits):  {:>8.1} ms  ({notes} notes)", dataset.to_string(), start.elapsed().as_secs_f64() * 1e3);
+        println!(
+            "{:<12} parse MIDI (all splits):  {:>8.1} ms  ({notes} notes)",
+            dataset.to_string(),
+            start.elapsed().as_secs_f64() * 1e3
+        );
         for split in [Split::Train, Split::Valid, Split::Test] {
             load_cached(dataset, split, &root, &cache)?; // builds the cache
         }
@@ -42,8 +49,14 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
-    let test: Vec<_> = load_cached(Dataset::Nottingham, Split::Test, &root, &cache)?.into_iter().map(|s| s.clip).collect();
-    let train: Vec<_> = load_cached(Dataset::Nottingham, Split::Train, &root, &cache)?.into_iter().map(|s| s.clip).collect();
+    let test: Vec<_> = load_cached(Dataset::Nottingham, Split::Test, &root, &cache)?
+        .into_iter()
+        .map(|s| s.clip)
+        .collect();
+    let train: Vec<_> = load_cached(Dataset::Nottingham, Split::Train, &root, &cache)?
+        .into_iter()
+        .map(|s| s.clip)
+        .collect();
     let start = Instant::now();
     let report = evaluate(&test, &train, &EvalOptions::default());
     println!(

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn bandmate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bandmate")).args(args).output().expect("bandmate runs")
+    Command::new(env!("CARGO_BIN_EXE_bandmate"))
+        .args(args)
+        .output()
+        .expect("bandmate runs")
 }
 
 fn data() -> PathBuf {
@@ -12,7 +15,10 @@ fn data() -> PathBuf {
 }
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A failure must be one line on stderr naming the file, a non-zero exit, and no panic.
@@ -21,7 +27,10 @@ fn assert_clean_failure(out: &Output, file: &Path) {
     assert!(!out.status.success(), "{} should fail", file.display());
     assert!(!stderr.contains("panicked"), "{}: {stderr}", file.display());
     assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
-    assert!(stderr.contains(&*file.to_string_lossy()), "names the file: {stderr}");
+    assert!(
+        stderr.contains(&*file.to_string_lossy()),
+        "names the file: {stderr}"
+    );
 }
 
 #[test]
@@ -40,7 +49,10 @@ fn bad_files_give_one_line_errors() {
         ("text.mid", b"this is not a MIDI file at all".to_vec()),
         ("truncated.mid", real[..real.len() / 3].to_vec()),
         ("header_only.mid", real[..14].to_vec()),
-        ("zero_tracks.mid", b"MThd\x00\x00\x00\x06\x00\x01\x00\x00\x00\x60".to_vec()),
+        (
+            "zero_tracks.mid",
+            b"MThd\x00\x00\x00\x06\x00\x01\x00\x00\x00\x60".to_vec(),
+        ),
         ("smpte.mid", smpte),
         ("huge.mid", huge),
     ];
@@ -51,7 +63,10 @@ fn bad_files_give_one_line_errors() {
         // A header-only or zero-track file may be read as an empty clip or refused; both are
         // fine as long as nothing panics. Everything else must be refused cleanly.
         if out.status.success() {
-            assert!(matches!(name, "header_only.mid" | "zero_tracks.mid"), "{name} was accepted");
+            assert!(
+                matches!(name, "header_only.mid" | "zero_tracks.mid"),
+                "{name} was accepted"
+            );
             continue;
         }
         assert_clean_failure(&out, &path);
@@ -83,9 +98,22 @@ fn eval_of_the_nottingham_test_split_against_itself_is_perfect() {
     let dir = data().join("nottingham/MIDI");
     let dir = dir.to_str().unwrap();
     let out = bandmate(&[
-        "eval", "--reference", dir, "--reference-split", "test", "--generated", dir, "--generated-split", "test", "--json",
+        "eval",
+        "--reference",
+        dir,
+        "--reference-split",
+        "test",
+        "--generated",
+        dir,
+        "--generated-split",
+        "test",
+        "--json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["reference"]["clips"], 104);
     let features = report["yang_lerch"]["features"].as_object().unwrap();
@@ -96,7 +124,11 @@ fn eval_of_the_nottingham_test_split_against_itself_is_perfect() {
     }
     for part in ["pitch", "duration"] {
         for measure in ["consistency", "variance"] {
-            assert_eq!(report["mittal_self_similarity"][part][measure].as_f64(), Some(1.0), "{part} {measure}");
+            assert_eq!(
+                report["mittal_self_similarity"][part][measure].as_f64(),
+                Some(1.0),
+                "{part} {measure}"
+            );
         }
     }
 }
@@ -106,13 +138,30 @@ fn eval_against_the_train_split_is_close_but_not_identical() {
     let dir = data().join("nottingham/MIDI");
     let dir = dir.to_str().unwrap();
     let out = bandmate(&[
-        "eval", "--reference", dir, "--reference-split", "test", "--generated", dir, "--generated-split", "train", "--json",
+        "eval",
+        "--reference",
+        dir,
+        "--reference-split",
+        "test",
+        "--generated",
+        dir,
+        "--generated-split",
+        "train",
+        "--json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["generated"]["clips"], 827);
-    let oas: Vec<f64> =
-        report["yang_lerch"]["features"].as_object().unwrap().values().map(|f| f["overlap_area"].as_f64().unwrap()).collect();
+    let oas: Vec<f64> = report["yang_lerch"]["features"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|f| f["overlap_area"].as_f64().unwrap())
+        .collect();
     let mean = oas.iter().sum::<f64>() / oas.len() as f64;
     println!("Nottingham train vs test: mean OA {mean:.3}, per feature {oas:.3?}");
     assert!(mean > 0.85 && mean < 0.999, "mean OA {mean}");
@@ -124,8 +173,17 @@ fn roundtrip_and_demo_run() {
     std::fs::create_dir_all(&dir).unwrap();
     let input = data().join("nottingham/MIDI/reelsa-c10.mid");
     let output = dir.join("out.mid");
-    let out = bandmate(&["roundtrip", input.to_str().unwrap(), output.to_str().unwrap(), "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bandmate(&[
+        "roundtrip",
+        input.to_str().unwrap(),
+        output.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["identical"], true);
     assert!(summary["notes"].as_u64().unwrap() > 50);
@@ -136,7 +194,11 @@ fn roundtrip_and_demo_run() {
     assert_eq!(info["time_signature"], "4/4");
 
     let demo = bandmate(&["demo", "--out-dir", dir.to_str().unwrap()]);
-    assert!(demo.status.success(), "{}", String::from_utf8_lossy(&demo.stderr));
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
     assert!(String::from_utf8_lossy(&demo.stdout).contains("identical on the grid"));
     assert!(dir.join("example.mid").is_file());
     std::fs::remove_dir_all(&dir).unwrap();

@@ -130,31 +130,55 @@ mod tests {
     }
 
     #[test]
-    fn jobs_run_on_a_worker_started_on_demand_and_report_back() {
-        let (sender, _receiver) = clip_feed();
+    fn a_fill_runs_the_roll_model_on_the_worker_and_becomes_the_clip() {
+        let (sender, mut receiver) = clip_feed();
         let controller = Controller::new(Arc::new(BandmateParams::default()), sender);
         assert!(
             controller.poll().is_empty(),
             "no worker before the first job"
         );
         let clip = example_clip();
-        let mask = Mask::all(clip.steps());
-        let id = controller.submit(Job::Fill { clip, mask }).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let report = loop {
-            if let Some(r) = controller.poll().into_iter().next() {
-                break r;
+        controller.set_clip(clip.clone());
+        let mask = Mask::bars(&clip, 1..=1);
+        let id = controller
+            .submit(Job::Fill {
+                clip: clip.clone(),
+                mask: mask.clone(),
+            })
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut reports = Vec::new();
+        let result = loop {
+            reports.extend(controller.poll());
+            match reports.last() {
+                Some(WorkerReport::Done { id: done, clip, .. }) if *done == id => {
+                    break clip.clone();
+                }
+                Some(WorkerReport::Failed { error, .. }) => panic!("the fill failed: {error}"),
+                _ => {}
             }
-            assert!(Instant::now() < deadline, "the worker never answered");
-            std::thread::sleep(Duration::from_millis(5));
+            assert!(Instant::now() < deadline, "no answer: {reports:?}");
+            std::thread::sleep(Duration::from_millis(20));
         };
-        // This build ships no model yet, so the job fails with a clear message.
-        assert_eq!(
-            report,
-            WorkerReport::Failed {
-                id,
-                error: "no model in this build can fill yet".into()
-            }
+        assert!(
+            matches!(&reports[0], WorkerReport::Started { generator, .. } if generator == "roll diffusion")
         );
+        // Notes starting outside bar 2 are kept exactly; the result is the session's clip and
+        // went to the audio thread.
+        let outside = |c: &Clip| -> Vec<_> {
+            c.notes
+                .iter()
+                .filter(|n| !(16..32).contains(&n.start))
+                .copied()
+                .collect::<Vec<_>>()
+        };
+        let (mut kept, mut before) = (outside(&result), outside(&clip));
+        kept.sort();
+        before.sort();
+        assert_eq!(kept, before);
+        assert_eq!(controller.session().clip, result);
+        let mut player = Player::new();
+        assert!(receiver.receive(&mut player) >= 1);
+        assert_eq!(player.clip().notes().len(), result.notes.len());
     }
 }

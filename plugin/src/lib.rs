@@ -6,6 +6,7 @@
 
 pub mod clip_feed;
 pub mod controller;
+pub mod models;
 pub mod params;
 pub mod player;
 pub mod state;

@@ -169,13 +169,13 @@ pub trait Generator: Send + Sync {
 }
 
 /// The generators every instance shares, loaded once per process on first use (by a worker
-/// thread, never while a host scans plugins).
-///
-/// The piano-roll diffusion model (engine, issue 3) and the band player (issue 7) join this list
-/// as they land in the engine; until then jobs report that no model can run them.
+/// thread, never while a host scans plugins): see [`crate::models::load_generators`]. The band
+/// player (interpolate, band-player bar) joins when its model lands in the engine.
 pub fn shared_generators() -> Arc<[Arc<dyn Generator>]> {
     static GENERATORS: OnceLock<Arc<[Arc<dyn Generator>]>> = OnceLock::new();
-    GENERATORS.get_or_init(|| Arc::from(Vec::new())).clone()
+    GENERATORS
+        .get_or_init(|| Arc::from(crate::models::load_generators()))
+        .clone()
 }
 
 /// The handle the plugin keeps; dropping it stops the thread after the current job.

@@ -15,7 +15,12 @@ use bandmate::music::{Clip, Key, Mask, MeterChange, Note, Scale, TimeSignature, 
 fn model() -> &'static RollModel {
     static MODEL: OnceLock<RollModel> = OnceLock::new();
     MODEL.get_or_init(|| {
-        let cfg = Config { base_channels: 8, groups: 4, channel_mults: vec![1, 2, 2, 2], ..Config::small() };
+        let cfg = Config {
+            base_channels: 8,
+            groups: 4,
+            channel_mults: vec![1, 2, 2, 2],
+            ..Config::small()
+        };
         RollModel::random(&cfg, 11).expect("random model")
     })
 }
@@ -24,36 +29,60 @@ fn model() -> &'static RollModel {
 fn test_clips(bars: u32, count: usize) -> Vec<Clip> {
     static SONGS: OnceLock<Vec<data::Song>> = OnceLock::new();
     let songs = SONGS.get_or_init(|| {
-        data::load_cached(Dataset::Pop909, Split::Test, &data::default_data_root(), &data::default_cache_dir())
-            .expect("POP909 test split loads")
+        data::load_cached(
+            Dataset::Pop909,
+            Split::Test,
+            &data::default_data_root(),
+            &data::default_cache_dir(),
+        )
+        .expect("POP909 test split loads")
     });
     songs
         .iter()
-        .filter(|s| s.clip.time_signature == TimeSignature::FOUR_FOUR && s.clip.meter_changes.is_empty())
+        .filter(|s| {
+            s.clip.time_signature == TimeSignature::FOUR_FOUR && s.clip.meter_changes.is_empty()
+        })
         .filter_map(|s| data::windows(&s.clip, bars, bars).into_iter().nth(2))
         .take(count)
         .collect()
 }
 
 fn opts(seed: u64) -> RollOptions {
-    RollOptions { steps: 10, seed, ..RollOptions::default() }
+    RollOptions {
+        steps: 10,
+        seed,
+        ..RollOptions::default()
+    }
 }
 
 /// Notes of `clip` the mask does not cover (they must come back as they are).
 fn outside(clip: &Clip, mask: &Mask) -> Vec<Note> {
-    let mut v: Vec<Note> = clip.notes.iter().filter(|n| !mask.covers_note(n)).copied().collect();
+    let mut v: Vec<Note> = clip
+        .notes
+        .iter()
+        .filter(|n| !mask.covers_note(n))
+        .copied()
+        .collect();
     v.sort();
     v
 }
 
 fn check_fill(clip: &Clip, mask: &Mask, out: &Clip) -> usize {
     let before = outside(clip, mask);
-    let mut kept: Vec<Note> = out.notes.iter().filter(|n| before.contains(n)).copied().collect();
+    let mut kept: Vec<Note> = out
+        .notes
+        .iter()
+        .filter(|n| before.contains(n))
+        .copied()
+        .collect();
     kept.sort();
     assert_eq!(kept, before, "a note outside the mask changed");
     let generated: Vec<&Note> = out.notes.iter().filter(|n| !before.contains(n)).collect();
     for n in &generated {
-        assert!(mask.get(n.start, n.pitch), "generated note {n:?} starts outside the mask");
+        assert!(
+            mask.get(n.start, n.pitch),
+            "generated note {n:?} starts outside the mask"
+        );
         assert!((1..=127).contains(&n.velocity));
     }
     generated.len()
@@ -67,7 +96,11 @@ fn fill_keeps_everything_outside_the_mask() {
         let mask = Mask::bars(clip, 2..=3);
         let out = diffusion::fill(model(), clip, &mask, &opts(i as u64)).unwrap();
         let generated = check_fill(clip, &mask, &out);
-        println!("clip {i}: {} notes, {} outside bars 3-4 kept, {generated} generated", clip.notes.len(), outside(clip, &mask).len());
+        println!(
+            "clip {i}: {} notes, {} outside bars 3-4 kept, {generated} generated",
+            clip.notes.len(),
+            outside(clip, &mask).len()
+        );
         assert_eq!(out.bars, clip.bars);
     }
 }
@@ -79,15 +112,31 @@ fn pitch_rectangles_and_one_track_keep_the_rest() {
     let out = diffusion::fill(model(), clip, &rect, &opts(3)).unwrap();
     check_fill(clip, &rect, &out);
 
-    let piano = clip.tracks.iter().position(|t| t.name.to_uppercase().contains("PIANO")).unwrap_or(0) as u16;
+    let piano = clip
+        .tracks
+        .iter()
+        .position(|t| t.name.to_uppercase().contains("PIANO"))
+        .unwrap_or(0) as u16;
     let mut mask = Mask::bars(clip, 1..=2);
     mask.track = Some(piano);
     let out = diffusion::fill(model(), clip, &mask, &opts(4)).unwrap();
     check_fill(clip, &mask, &out);
     let before_other: Vec<&Note> = clip.notes.iter().filter(|n| n.track != piano).collect();
-    assert!(before_other.iter().all(|n| out.notes.contains(n)), "another track changed");
-    assert!(out.notes.iter().filter(|n| !clip.notes.contains(n)).all(|n| n.track == piano));
-    assert_eq!(out.tracks.len(), clip.tracks.len(), "no new track when the mask names one");
+    assert!(
+        before_other.iter().all(|n| out.notes.contains(n)),
+        "another track changed"
+    );
+    assert!(
+        out.notes
+            .iter()
+            .filter(|n| !clip.notes.contains(n))
+            .all(|n| n.track == piano)
+    );
+    assert_eq!(
+        out.tracks.len(),
+        clip.tracks.len(),
+        "no new track when the mask names one"
+    );
 }
 
 #[test]
@@ -97,8 +146,17 @@ fn long_clips_go_through_overlapping_windows() {
     let out = diffusion::fill(model(), clip, &mask, &opts(5)).unwrap();
     let generated = check_fill(clip, &mask, &out);
     assert!(generated > 0, "nothing generated over 8 bars");
-    let last_generated = out.notes.iter().filter(|n| !clip.notes.contains(n)).map(|n| n.start).max().unwrap();
-    assert!(last_generated >= 7 * 16, "the last windows generated nothing (last note at step {last_generated})");
+    let last_generated = out
+        .notes
+        .iter()
+        .filter(|n| !clip.notes.contains(n))
+        .map(|n| n.start)
+        .max()
+        .unwrap();
+    assert!(
+        last_generated >= 7 * 16,
+        "the last windows generated nothing (last note at step {last_generated})"
+    );
 }
 
 #[test]
@@ -111,7 +169,11 @@ fn seeds_reproduce_and_differ() {
     assert_eq!(a, b);
     assert_ne!(a.notes, c.notes);
     for kind in [SamplerKind::Algorithm1, SamplerKind::Naive] {
-        let o = RollOptions { sampler: kind, steps: 100, ..opts(1) };
+        let o = RollOptions {
+            sampler: kind,
+            steps: 100,
+            ..opts(1)
+        };
         let x = diffusion::fill(model(), clip, &mask, &o).unwrap();
         assert_eq!(x, diffusion::fill(model(), clip, &mask, &o).unwrap());
         check_fill(clip, &mask, &x);
@@ -124,13 +186,24 @@ fn continue_harmonize_vary_generate() {
     let cont = diffusion::continue_clip(model(), &clip.window(0, 2), 2, 6, &opts(1)).unwrap();
     assert_eq!(cont.bars, 6);
     let prompt = clip.window(0, 2);
-    assert!(prompt.notes.iter().filter(|n| n.start < 32).all(|n| cont.notes.contains(n)));
+    assert!(
+        prompt
+            .notes
+            .iter()
+            .filter(|n| n.start < 32)
+            .all(|n| cont.notes.contains(n))
+    );
 
     let harm = diffusion::harmonize(model(), clip, None, &opts(2)).unwrap();
     let melody = clip.track_with_role(TrackRole::Melody).unwrap_or(0);
     let melody_notes: Vec<&Note> = clip.track_notes(melody).collect();
-    assert!(melody_notes.iter().all(|n| harm.notes.contains(n)), "the melody changed");
-    assert!(harm.notes.iter().all(|n| n.track == melody || harm.tracks[n.track as usize].role == TrackRole::Accompaniment));
+    assert!(
+        melody_notes.iter().all(|n| harm.notes.contains(n)),
+        "the melody changed"
+    );
+    assert!(harm.notes.iter().all(
+        |n| n.track == melody || harm.tracks[n.track as usize].role == TrackRole::Accompaniment
+    ));
 
     let mask = Mask::bars(clip, 1..=2);
     let vary = diffusion::vary(model(), clip, &mask, 0.3, &opts(3)).unwrap();
@@ -140,7 +213,12 @@ fn continue_harmonize_vary_generate() {
 
     let generated = diffusion::generate(model(), 2, &opts(4)).unwrap();
     assert_eq!(generated.bars, 2);
-    assert!(generated.notes.iter().all(|n| n.end() <= 32 && (32..96).contains(&n.pitch)));
+    assert!(
+        generated
+            .notes
+            .iter()
+            .all(|n| n.end() <= 32 && (32..96).contains(&n.pitch))
+    );
 }
 
 #[test]
@@ -148,11 +226,25 @@ fn key_lock_range_and_density_steer() {
     let clip = &test_clips(4, 1)[0];
     let mask = Mask::bars(clip, 0..=3);
     let key = Key::new(0, Scale::Major);
-    let locked = RollOptions { key: Some(key), pitch_range: Some(48..=72), density: 3.0, ..opts(7) };
+    let locked = RollOptions {
+        key: Some(key),
+        pitch_range: Some(48..=72),
+        density: 3.0,
+        ..opts(7)
+    };
     let out = diffusion::fill(model(), clip, &mask, &locked).unwrap();
-    let generated: Vec<&Note> = out.notes.iter().filter(|n| !clip.notes.contains(n)).collect();
+    let generated: Vec<&Note> = out
+        .notes
+        .iter()
+        .filter(|n| !clip.notes.contains(n))
+        .collect();
     assert!(!generated.is_empty());
-    assert!(generated.iter().all(|n| key.contains(n.pitch) && (48..=72).contains(&n.pitch)), "{generated:?}");
+    assert!(
+        generated
+            .iter()
+            .all(|n| key.contains(n.pitch) && (48..=72).contains(&n.pitch)),
+        "{generated:?}"
+    );
 
     let count = |density: f32| -> usize {
         (0..3)
@@ -173,30 +265,78 @@ fn bad_input_is_an_error_not_a_panic() {
     let clip = &test_clips(4, 1)[0];
     let m = model();
     let empty = Clip::new(0);
-    let err = diffusion::fill(m, &empty, &Mask::all(0), &opts(0)).unwrap_err().to_string();
+    let err = diffusion::fill(m, &empty, &Mask::all(0), &opts(0))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("empty"), "{err}");
-    let err = diffusion::fill(m, clip, &Mask::empty(clip.steps()), &opts(0)).unwrap_err().to_string();
+    let err = diffusion::fill(m, clip, &Mask::empty(clip.steps()), &opts(0))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no cell"), "{err}");
     // Full mask: documented to regenerate everything.
     let full = diffusion::fill(m, clip, &Mask::all(clip.steps()), &opts(0)).unwrap();
-    assert!(full.notes.iter().all(|n| !clip.notes.contains(n) || n.velocity >= 1));
+    assert!(
+        full.notes
+            .iter()
+            .all(|n| !clip.notes.contains(n) || n.velocity >= 1)
+    );
     // Pitches outside the model's window.
     let low = Mask::rect(clip.steps(), 0..64, 0..=10);
-    let err = diffusion::fill(m, clip, &low, &opts(0)).unwrap_err().to_string();
+    let err = diffusion::fill(m, clip, &low, &opts(0))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("pitch window"), "{err}");
     // 3/4 and a meter change to 6/8.
     let mut waltz = clip.clone();
     waltz.time_signature = TimeSignature::new(3, 4);
-    let err = diffusion::fill(m, &waltz, &Mask::all(waltz.steps()), &opts(0)).unwrap_err().to_string();
+    let err = diffusion::fill(m, &waltz, &Mask::all(waltz.steps()), &opts(0))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("3/4"), "{err}");
     let mut changing = clip.clone();
-    changing.meter_changes.push(MeterChange { step: 32, time_signature: TimeSignature::new(6, 8) });
+    changing.meter_changes.push(MeterChange {
+        step: 32,
+        time_signature: TimeSignature::new(6, 8),
+    });
     assert!(diffusion::fill(m, &changing, &Mask::bars(clip, 2..=3), &opts(0)).is_err());
     // Mask of another length, step counts, density.
     assert!(diffusion::fill(m, clip, &Mask::all(clip.steps() + 1), &opts(0)).is_err());
-    assert!(diffusion::fill(m, clip, &Mask::all(clip.steps()), &RollOptions { steps: 0, ..opts(0) }).is_err());
-    assert!(diffusion::fill(m, clip, &Mask::all(clip.steps()), &RollOptions { steps: 101, ..opts(0) }).is_err());
-    assert!(diffusion::fill(m, clip, &Mask::all(clip.steps()), &RollOptions { density: 0.0, ..opts(0) }).is_err());
+    assert!(
+        diffusion::fill(
+            m,
+            clip,
+            &Mask::all(clip.steps()),
+            &RollOptions {
+                steps: 0,
+                ..opts(0)
+            }
+        )
+        .is_err()
+    );
+    assert!(
+        diffusion::fill(
+            m,
+            clip,
+            &Mask::all(clip.steps()),
+            &RollOptions {
+                steps: 101,
+                ..opts(0)
+            }
+        )
+        .is_err()
+    );
+    assert!(
+        diffusion::fill(
+            m,
+            clip,
+            &Mask::all(clip.steps()),
+            &RollOptions {
+                density: 0.0,
+                ..opts(0)
+            }
+        )
+        .is_err()
+    );
     assert!(diffusion::generate(m, 0, &opts(0)).is_err());
     assert!(diffusion::continue_clip(m, clip, 4, 4, &opts(0)).is_err());
 }
@@ -205,7 +345,9 @@ fn bad_input_is_an_error_not_a_panic() {
 fn missing_or_corrupt_weights_are_errors() {
     let dir = std::env::temp_dir().join(format!("bandmate-roll-weights-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let err = RollModel::load_dir(&dir.join("nowhere")).unwrap_err().to_string();
+    let err = RollModel::load_dir(&dir.join("nowhere"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("config.json"), "{err}");
     let cfg = serde_json::to_vec(&Config::small()).unwrap();
     std::fs::write(dir.join("config.json"), &cfg).unwrap();
@@ -215,11 +357,23 @@ fn missing_or_corrupt_weights_are_errors() {
     std::fs::write(dir.join("config.json"), b"{\"steps\": 64}").unwrap();
     assert!(RollModel::load_dir(&dir).is_err());
     // Weights of another shape.
-    let other = serde_json::to_vec(&Config { base_channels: 48, ..Config::small() }).unwrap();
+    let other = serde_json::to_vec(&Config {
+        base_channels: 48,
+        ..Config::small()
+    })
+    .unwrap();
     std::fs::write(dir.join("config.json"), &other).unwrap();
     let shipped = RollModel::embedded().unwrap();
     let _ = shipped; // the embedded model itself must load
-    std::fs::write(dir.join("model.safetensors"), std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/roll/model.safetensors")).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("model.safetensors"),
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../assets/roll/model.safetensors"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
     let err = format!("{:#}", RollModel::load_dir(&dir).unwrap_err());
     assert!(err.contains("does not fit"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
@@ -233,7 +387,12 @@ fn shipped_model_beats_the_prior() {
     let plane = cfg.steps * cfg.pitches;
     let mut x0 = Vec::new();
     for clip in &clips {
-        let roll = bandmate::music::PianoRoll::from_clip(clip, cfg.pitch_lo, cfg.pitches, &Default::default());
+        let roll = bandmate::music::PianoRoll::from_clip(
+            clip,
+            cfg.pitch_lo,
+            cfg.pitches,
+            &Default::default(),
+        );
         x0.extend_from_slice(&roll.data);
     }
     let schedule = model.schedule();
@@ -245,10 +404,19 @@ fn shipped_model_beats_the_prior() {
         let ts = vec![t; clips.len()];
         let xt = schedule.q_sample_seeded(&x0, plane, &ts, 9 + t as u64);
         let pred = model.predict_x0(&xt, &ts).unwrap();
-        let model_loss: f64 = pred.iter().zip(&x0).map(|(&p, &x)| bce(p, x)).sum::<f64>() / x0.len() as f64;
+        let model_loss: f64 =
+            pred.iter().zip(&x0).map(|(&p, &x)| bce(p, x)).sum::<f64>() / x0.len() as f64;
         // Baseline: the posterior of a cell knowing only x_t and the prior density.
-        let prior_loss: f64 = x0.iter().enumerate().map(|(i, &x)| bce(cfg.prior[(i / plane) % 2], x)).sum::<f64>() / x0.len() as f64;
+        let prior_loss: f64 = x0
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| bce(cfg.prior[(i / plane) % 2], x))
+            .sum::<f64>()
+            / x0.len() as f64;
         println!("t = {t}: model BCE {model_loss:.4}, prior BCE {prior_loss:.4}");
-        assert!(model_loss < prior_loss, "t = {t}: model {model_loss} vs prior {prior_loss}");
+        assert!(
+            model_loss < prior_loss,
+            "t = {t}: model {model_loss} vs prior {prior_loss}"
+        );
     }
 }

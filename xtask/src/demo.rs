@@ -4,7 +4,16 @@ use crate::shell::{self, Result};
 
 pub fn run(extra: &[String]) -> Result {
     crate::deps::run()?;
-    let mut args = vec!["run", "--release", "-p", "bandmate-engine", "--bin", "bandmate", "--", "demo"];
+    let mut args = vec![
+        "run",
+        "--release",
+        "-p",
+        "bandmate-engine",
+        "--bin",
+        "bandmate",
+        "--",
+        "demo",
+    ];
     args.extend(extra.iter().map(String::as_str));
     shell::run(&shell::cargo(), &args)
 }

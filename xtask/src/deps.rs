@@ -16,24 +16,44 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
 ];
 
 pub fn run() -> Result {
-    let missing: Vec<&str> = DEBIAN_PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !installed(p))
+        .collect();
     if missing.is_empty() {
         eprintln!("xtask: system packages present");
         return Ok(());
     }
     if shell::output("dpkg-query", &["--version"]).is_none() {
-        return Err(format!("not a Debian system: install the equivalents of {} by hand", missing.join(" ")));
+        return Err(format!(
+            "not a Debian system: install the equivalents of {} by hand",
+            missing.join(" ")
+        ));
     }
     let root = shell::output("id", &["-u"]).is_some_and(|uid| uid.trim() == "0");
-    let (program, prefix): (&str, &[&str]) = if root { ("apt-get", &[]) } else { ("sudo", &["apt-get"]) };
-    let with = |args: &[&str]| -> Vec<String> { prefix.iter().chain(args).map(|s| s.to_string()).collect() };
+    let (program, prefix): (&str, &[&str]) = if root {
+        ("apt-get", &[])
+    } else {
+        ("sudo", &["apt-get"])
+    };
+    let with = |args: &[&str]| -> Vec<String> {
+        prefix.iter().chain(args).map(|s| s.to_string()).collect()
+    };
     let update = with(&["update", "-qq"]);
-    shell::run(program, &update.iter().map(String::as_str).collect::<Vec<_>>())?;
+    shell::run(
+        program,
+        &update.iter().map(String::as_str).collect::<Vec<_>>(),
+    )?;
     let mut install = with(&["install", "-y", "-qq", "--no-install-recommends"]);
     install.extend(missing.iter().map(|s| s.to_string()));
-    shell::run(program, &install.iter().map(String::as_str).collect::<Vec<_>>())
+    shell::run(
+        program,
+        &install.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
 }
 
 fn installed(package: &str) -> bool {
-    shell::output("dpkg-query", &["-W", "-f=${Status}", package]).is_some_and(|s| s.contains("install ok installed"))
+    shell::output("dpkg-query", &["-W", "-f=${Status}", package])
+        .is_some_and(|s| s.contains("install ok installed"))
 }

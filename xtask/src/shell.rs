@@ -7,7 +7,10 @@ pub type Result<T = ()> = std::result::Result<T, String>;
 
 /// The workspace root (xtask lives one folder below it).
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask has a parent folder").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask has a parent folder")
+        .to_path_buf()
 }
 
 /// Run `program args...` in the workspace root, echoing it; an error if it fails.
@@ -18,13 +21,19 @@ pub fn run(program: &str, args: &[&str]) -> Result {
         .current_dir(root())
         .status()
         .map_err(|e| format!("could not start {program}: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("{program} {} failed ({status})", args.join(" "))) }
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{program} {} failed ({status})", args.join(" ")))
+    }
 }
 
 /// Run and capture stdout; `None` if the program is missing or fails.
 pub fn output(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `cargo` as invoked by the user (the `CARGO` variable cargo sets), else `cargo`.

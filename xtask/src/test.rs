@@ -6,7 +6,17 @@ pub fn run(extra: &[String]) -> Result {
     crate::deps::run()?;
     let cargo = shell::cargo();
     shell::run(&cargo, &["fmt", "--all", "--", "--check"])?;
-    shell::run(&cargo, &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    shell::run(
+        &cargo,
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
     let mut args = vec!["test", "--workspace"];
     args.extend(extra.iter().map(String::as_str));
     shell::run(&cargo, &args)

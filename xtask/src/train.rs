@@ -8,9 +8,21 @@ pub fn run(extra: &[String]) -> Result {
     match extra.first().map(String::as_str) {
         Some("roll") => {}
         Some(other) => return Err(format!("train: unknown model '{other}' (roll)")),
-        None => return Err("usage: cargo xtask train roll [--budget 95m] [--config tiny|small|base] [--fresh] ...".into()),
+        None => return Err(
+            "usage: cargo xtask train roll [--budget 95m] [--config tiny|small|base] [--fresh] ..."
+                .into(),
+        ),
     }
-    let mut args = vec!["run", "--release", "-p", "bandmate-engine", "--bin", "bandmate", "--", "train"];
+    let mut args = vec![
+        "run",
+        "--release",
+        "-p",
+        "bandmate-engine",
+        "--bin",
+        "bandmate",
+        "--",
+        "train",
+    ];
     args.extend(extra.iter().map(String::as_str));
     shell::run(&shell::cargo(), &args)
 }

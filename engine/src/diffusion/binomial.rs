@@ -19,9 +19,15 @@ impl BinomialSchedule {
     pub fn new(steps: usize, prior: [f32; 2]) -> Self {
         let steps = steps.max(1);
         let s = 0.008f64;
-        let f = |t: usize| ((t as f64 / steps as f64 + s) / (1.0 + s) * std::f64::consts::FRAC_PI_2).cos().powi(2);
+        let f = |t: usize| {
+            ((t as f64 / steps as f64 + s) / (1.0 + s) * std::f64::consts::FRAC_PI_2)
+                .cos()
+                .powi(2)
+        };
         let f0 = f(0);
-        let mut alpha_bar: Vec<f32> = (0..=steps).map(|t| (f(t) / f0).clamp(0.0, 1.0) as f32).collect();
+        let mut alpha_bar: Vec<f32> = (0..=steps)
+            .map(|t| (f(t) / f0).clamp(0.0, 1.0) as f32)
+            .collect();
         alpha_bar[0] = 1.0;
         alpha_bar[steps] = 0.0;
         Self { alpha_bar, prior }
@@ -51,7 +57,11 @@ impl BinomialSchedule {
     /// Draw x_t ~ q(x_t | x_0) for a batch of rolls of `plane` cells per channel; `t[i]` is the
     /// step of roll `i`. `x0.len()` must be `t.len() * 2 * plane`.
     pub fn q_sample(&self, x0: &[f32], plane: usize, t: &[usize], rng: &mut impl Rng) -> Vec<f32> {
-        assert_eq!(x0.len(), t.len() * 2 * plane, "q_sample: batch and roll size disagree");
+        assert_eq!(
+            x0.len(),
+            t.len() * 2 * plane,
+            "q_sample: batch and roll size disagree"
+        );
         let mut out = Vec::with_capacity(x0.len());
         for (i, cell) in x0.iter().enumerate() {
             let roll = i / (2 * plane);
@@ -65,13 +75,24 @@ impl BinomialSchedule {
     /// [`BinomialSchedule::q_sample`] with a ChaCha8 generator seeded by `seed`.
     pub fn q_sample_seeded(&self, x0: &[f32], plane: usize, t: &[usize], seed: u64) -> Vec<f32> {
         use rand::SeedableRng;
-        self.q_sample(x0, plane, t, &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed))
+        self.q_sample(
+            x0,
+            plane,
+            t,
+            &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+        )
     }
 
     /// Draw x_T ~ B(p) for one roll of `plane` cells per channel.
     pub fn prior_sample(&self, plane: usize, rng: &mut impl Rng) -> Vec<f32> {
         (0..2 * plane)
-            .map(|i| if rng.random::<f32>() < self.prior[i / plane] { 1.0 } else { 0.0 })
+            .map(|i| {
+                if rng.random::<f32>() < self.prior[i / plane] {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
             .collect()
     }
 }
@@ -97,7 +118,9 @@ mod tests {
     fn noisy_rolls_have_the_expected_density() {
         let s = BinomialSchedule::new(100, [0.1, 0.3]);
         let plane = 10_000;
-        let x0: Vec<f32> = (0..2 * plane).map(|i| if i % 4 == 0 { 1.0 } else { 0.0 }).collect();
+        let x0: Vec<f32> = (0..2 * plane)
+            .map(|i| if i % 4 == 0 { 1.0 } else { 0.0 })
+            .collect();
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let xt = s.q_sample(&x0, plane, &[50], &mut rng);
         let a = s.alpha_bar(50);

@@ -26,7 +26,10 @@ pub struct RollModel {
 
 impl std::fmt::Debug for RollModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RollModel").field("source", &self.source).field("config", self.config()).finish()
+        f.debug_struct("RollModel")
+            .field("source", &self.source)
+            .field("config", self.config())
+            .finish()
     }
 }
 
@@ -40,46 +43,71 @@ impl RollModel {
     pub fn load_dir(dir: &Path) -> Result<Self> {
         let config_path = dir.join("config.json");
         let weights_path = dir.join("model.safetensors");
-        let config = std::fs::read(&config_path).with_context(|| format!("roll model: cannot read {}", config_path.display()))?;
-        let weights = std::fs::read(&weights_path).with_context(|| format!("roll model: cannot read {}", weights_path.display()))?;
+        let config = std::fs::read(&config_path)
+            .with_context(|| format!("roll model: cannot read {}", config_path.display()))?;
+        let weights = std::fs::read(&weights_path)
+            .with_context(|| format!("roll model: cannot read {}", weights_path.display()))?;
         Self::from_bytes(&config, &weights, &dir.display().to_string())
     }
 
     /// A model from the bytes of its `config.json` and `model.safetensors`.
     pub fn from_bytes(config_json: &[u8], weights: &[u8], source: &str) -> Result<Self> {
-        let cfg: Config = serde_json::from_slice(config_json).with_context(|| format!("roll model {source}: config.json is not a roll model config"))?;
-        cfg.validate().map_err(|e| anyhow!("roll model {source}: config.json: {e}"))?;
+        let cfg: Config = serde_json::from_slice(config_json).with_context(|| {
+            format!("roll model {source}: config.json is not a roll model config")
+        })?;
+        cfg.validate()
+            .map_err(|e| anyhow!("roll model {source}: config.json: {e}"))?;
         // Parse the safetensors header up front so corrupt files give one clear error.
-        candle_core::safetensors::load_buffer(weights, &Device::Cpu).map_err(|e| anyhow!("roll model {source}: model.safetensors is corrupt: {e}"))?;
+        candle_core::safetensors::load_buffer(weights, &Device::Cpu)
+            .map_err(|e| anyhow!("roll model {source}: model.safetensors is corrupt: {e}"))?;
         let vb = VarBuilder::from_slice_safetensors(weights, DType::F32, &Device::Cpu)
             .with_context(|| format!("roll model {source}: cannot read model.safetensors"))?;
-        let net = RollUnet::new(&cfg, vb).with_context(|| format!("roll model {source}: model.safetensors does not fit config.json"))?;
-        Ok(Self { schedule: BinomialSchedule::new(cfg.diffusion_steps, cfg.prior), net, source: source.to_string() })
+        let net = RollUnet::new(&cfg, vb).with_context(|| {
+            format!("roll model {source}: model.safetensors does not fit config.json")
+        })?;
+        Ok(Self {
+            schedule: BinomialSchedule::new(cfg.diffusion_steps, cfg.prior),
+            net,
+            source: source.to_string(),
+        })
     }
 
     /// An untrained model with weights drawn from `seed` (for tests and benchmarks).
     pub fn random(cfg: &Config, seed: u64) -> Result<Self> {
-        cfg.validate().map_err(|e| anyhow!("roll model config: {e}"))?;
+        cfg.validate()
+            .map_err(|e| anyhow!("roll model config: {e}"))?;
         let map = VarMap::new();
         let net = RollUnet::new(cfg, VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu))?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let data = map.data().lock().map_err(|_| anyhow!("variable map lock poisoned"))?;
+        let data = map
+            .data()
+            .lock()
+            .map_err(|_| anyhow!("variable map lock poisoned"))?;
         let mut names: Vec<&String> = data.keys().collect();
         names.sort();
         for name in names {
             let var = &data[name];
             let dims = var.dims().to_vec();
             let fan_in: usize = dims.iter().skip(1).product::<usize>().max(1);
-            let values: Vec<f32> = if name.ends_with("norm1.weight") || name.ends_with("norm2.weight") || name.ends_with("norm_out.weight") {
+            let values: Vec<f32> = if name.ends_with("norm1.weight")
+                || name.ends_with("norm2.weight")
+                || name.ends_with("norm_out.weight")
+            {
                 vec![1.0; var.elem_count()]
             } else {
                 let a = (1.0 / fan_in as f32).sqrt();
-                (0..var.elem_count()).map(|_| rng.random_range(-a..a)).collect()
+                (0..var.elem_count())
+                    .map(|_| rng.random_range(-a..a))
+                    .collect()
             };
             var.set(&Tensor::from_vec(values, dims, &Device::Cpu)?)?;
         }
         drop(data);
-        Ok(Self { schedule: BinomialSchedule::new(cfg.diffusion_steps, cfg.prior), net, source: format!("random (seed {seed})") })
+        Ok(Self {
+            schedule: BinomialSchedule::new(cfg.diffusion_steps, cfg.prior),
+            net,
+            source: format!("random (seed {seed})"),
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -100,16 +128,30 @@ impl RollModel {
         let cfg = self.config();
         let per = 2 * cfg.steps * cfg.pitches;
         if x_t.len() != per * t.len() {
-            bail!("predict_x0: {} values for {} rolls of {per}", x_t.len(), t.len());
+            bail!(
+                "predict_x0: {} values for {} rolls of {per}",
+                x_t.len(),
+                t.len()
+            );
         }
         let dev = Device::Cpu;
         let x = Tensor::from_vec(x_t.to_vec(), (t.len(), 2, cfg.steps, cfg.pitches), &dev)?;
-        let tt = Tensor::from_vec(t.iter().map(|&v| v as f32).collect::<Vec<_>>(), t.len(), &dev)?;
-        Ok(candle_nn::ops::sigmoid(&self.net.forward(&x, &tt)?)?.flatten_all()?.to_vec1::<f32>()?)
+        let tt = Tensor::from_vec(
+            t.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+            t.len(),
+            &dev,
+        )?;
+        Ok(candle_nn::ops::sigmoid(&self.net.forward(&x, &tt)?)?
+            .flatten_all()?
+            .to_vec1::<f32>()?)
     }
 
     /// Run the reverse process on window problems (see [`super::sampler::sample`]).
-    pub fn sample(&self, problems: &[WindowProblem], opts: &SamplerOptions) -> Result<Vec<Vec<f32>>> {
+    pub fn sample(
+        &self,
+        problems: &[WindowProblem],
+        opts: &SamplerOptions,
+    ) -> Result<Vec<Vec<f32>>> {
         Ok(sample(&self.net, &self.schedule, problems, opts)?)
     }
 }

@@ -68,7 +68,10 @@ pub struct SamplerOptions {
 /// The timesteps visited, from `start` down, `count` of them, evenly spaced; ends with 0.
 pub fn timesteps(start: usize, count: usize) -> Vec<usize> {
     let count = count.clamp(1, start.max(1));
-    let mut ts: Vec<usize> = (0..=count).rev().map(|i| (i * start + count / 2) / count).collect();
+    let mut ts: Vec<usize> = (0..=count)
+        .rev()
+        .map(|i| (i * start + count / 2) / count)
+        .collect();
     ts.dedup();
     ts
 }
@@ -87,7 +90,9 @@ pub fn sample(
     let n = problems.len();
     for p in problems {
         if p.x0.len() != 2 * plane || p.free.len() != plane || p.allowed.len() != plane {
-            candle_core::bail!("sampler: a window problem does not match the model's {steps}×{pitches} roll");
+            candle_core::bail!(
+                "sampler: a window problem does not match the model's {steps}×{pitches} roll"
+            );
         }
     }
     if n == 0 {
@@ -96,7 +101,9 @@ pub fn sample(
     let start = opts.start.clamp(1, schedule.steps());
     let ts = timesteps(start, opts.steps);
     let bias = opts.density.max(1e-6).ln();
-    let mut rngs: Vec<ChaCha8Rng> = (0..n).map(|i| ChaCha8Rng::seed_from_u64(opts.seed.wrapping_add(i as u64))).collect();
+    let mut rngs: Vec<ChaCha8Rng> = (0..n)
+        .map(|i| ChaCha8Rng::seed_from_u64(opts.seed.wrapping_add(i as u64)))
+        .collect();
     // Cell is generated and may be on / is forced off / is known.
     let is_free = |p: &WindowProblem, i: usize| p.free[i % plane];
     let may_be_on = |p: &WindowProblem, i: usize| !p.free[i % plane] || p.allowed[i % plane];
@@ -126,7 +133,11 @@ pub fn sample(
             (0..2 * plane)
                 .map(|i| {
                     let x0 = if may_be_on(p, i) { p.x0[i] } else { 0.0 };
-                    if x0 != xt[i] && rng.random::<f32>() < keep { xt[i] } else { x0 }
+                    if x0 != xt[i] && rng.random::<f32>() < keep {
+                        xt[i]
+                    } else {
+                        x0
+                    }
                 })
                 .collect()
         })
@@ -158,7 +169,11 @@ pub fn sample(
                 est[i] = hat;
                 out[i] = match opts.kind {
                     SamplerKind::Algorithm1 => {
-                        if hat != xt_prior[i] && rng.random::<f32>() < noise { xt_prior[i] } else { hat }
+                        if hat != xt_prior[i] && rng.random::<f32>() < noise {
+                            xt_prior[i]
+                        } else {
+                            hat
+                        }
                     }
                     SamplerKind::Naive => {
                         let channel = i / plane;

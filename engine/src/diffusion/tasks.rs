@@ -21,7 +21,9 @@ use anyhow::{Result, bail};
 use super::model::RollModel;
 use super::sampler::{SamplerKind, SamplerOptions, WindowProblem};
 use super::velocity::assign_velocities;
-use crate::music::{Clip, Key, Mask, Note, ONSET, PianoRoll, SUSTAIN, TimeSignature, Track, TrackRole, pitch_name};
+use crate::music::{
+    Clip, Key, Mask, Note, ONSET, PianoRoll, SUSTAIN, TimeSignature, Track, TrackRole, pitch_name,
+};
 
 /// Sampling and steering options shared by every task.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,7 +42,14 @@ pub struct RollOptions {
 
 impl Default for RollOptions {
     fn default() -> Self {
-        Self { steps: 25, sampler: SamplerKind::Algorithm1, seed: 0, key: None, pitch_range: None, density: 1.0 }
+        Self {
+            steps: 25,
+            sampler: SamplerKind::Algorithm1,
+            seed: 0,
+            key: None,
+            pitch_range: None,
+            density: 1.0,
+        }
     }
 }
 
@@ -51,24 +60,41 @@ pub fn fill(model: &RollModel, clip: &Clip, mask: &Mask, opts: &RollOptions) -> 
 
 /// A variation of the masked part: start from the clip's own notes noised to step
 /// `strength · T` (0 < strength ≤ 1; 1 is a fresh fill) and denoise.
-pub fn vary(model: &RollModel, clip: &Clip, mask: &Mask, strength: f32, opts: &RollOptions) -> Result<Clip> {
+pub fn vary(
+    model: &RollModel,
+    clip: &Clip,
+    mask: &Mask,
+    strength: f32,
+    opts: &RollOptions,
+) -> Result<Clip> {
     if !(strength > 0.0 && strength <= 1.0) {
         bail!("vary: strength {strength} must be in (0, 1]");
     }
     regenerate(model, clip, mask, Some(strength), opts)
 }
 
-/// Keep the first `prompt_bars` bars and write bars `prompt_bars..total_bars` (the clip grows
-/// to `total_bars` when shorter; later notes are replaced).
-pub fn continue_clip(model: &RollModel, clip: &Clip, prompt_bars: u32, total_bars: u32, opts: &RollOptions) -> Result<Clip> {
+/// Keep the first `prompt_bars` bars and rewrite bars `prompt_bars..total_bars` (the clip grows
+/// to `total_bars` when shorter; bars after `total_bars` of a longer clip stay as context).
+pub fn continue_clip(
+    model: &RollModel,
+    clip: &Clip,
+    prompt_bars: u32,
+    total_bars: u32,
+    opts: &RollOptions,
+) -> Result<Clip> {
     if prompt_bars == 0 {
         bail!("continue: the prompt needs at least one bar");
     }
     if total_bars <= prompt_bars {
-        bail!("continue: {total_bars} bars in total leaves nothing after the {prompt_bars}-bar prompt");
+        bail!(
+            "continue: {total_bars} bars in total leaves nothing after the {prompt_bars}-bar prompt"
+        );
     }
     if prompt_bars > clip.bars {
-        bail!("continue: the prompt of {prompt_bars} bars is longer than the clip ({} bars)", clip.bars);
+        bail!(
+            "continue: the prompt of {prompt_bars} bars is longer than the clip ({} bars)",
+            clip.bars
+        );
     }
     let mut grown = clip.clone();
     grown.bars = total_bars.max(clip.bars);
@@ -82,23 +108,51 @@ pub fn continue_clip(model: &RollModel, clip: &Clip, prompt_bars: u32, total_bar
 /// everything else as the accompaniment track (the first accompaniment-role track other than
 /// the melody, whose notes are replaced, or a new "Accompaniment" track). Other pitched tracks
 /// are dropped; drums stay.
-pub fn harmonize(model: &RollModel, clip: &Clip, melody: Option<u16>, opts: &RollOptions) -> Result<Clip> {
-    let melody = melody.or_else(|| clip.track_with_role(TrackRole::Melody)).unwrap_or(0);
+pub fn harmonize(
+    model: &RollModel,
+    clip: &Clip,
+    melody: Option<u16>,
+    opts: &RollOptions,
+) -> Result<Clip> {
+    let melody = melody
+        .or_else(|| clip.track_with_role(TrackRole::Melody))
+        .unwrap_or(0);
     if melody as usize >= clip.tracks.len() {
-        bail!("harmonize: the clip has {} tracks, no track {}", clip.tracks.len(), melody + 1);
+        bail!(
+            "harmonize: the clip has {} tracks, no track {}",
+            clip.tracks.len(),
+            melody + 1
+        );
     }
     if clip.track_notes(melody).next().is_none() {
-        bail!("harmonize: the melody track '{}' has no notes", clip.tracks[melody as usize].name);
+        bail!(
+            "harmonize: the melody track '{}' has no notes",
+            clip.tracks[melody as usize].name
+        );
     }
     let mut base = clip.clone();
-    let target = match (0..clip.tracks.len() as u16).find(|&t| t != melody && clip.tracks[t as usize].role == TrackRole::Accompaniment) {
+    let target = match (0..clip.tracks.len() as u16)
+        .find(|&t| t != melody && clip.tracks[t as usize].role == TrackRole::Accompaniment)
+    {
         Some(t) => t,
         None => {
-            let channel = (0..16u8).find(|c| *c != 9 && !clip.tracks.iter().any(|t| t.channel == *c)).unwrap_or(0);
-            base.add_track(Track::new("Accompaniment", TrackRole::Accompaniment, channel))
+            let channel = (0..16u8)
+                .find(|c| *c != 9 && !clip.tracks.iter().any(|t| t.channel == *c))
+                .unwrap_or(0);
+            base.add_track(Track::new(
+                "Accompaniment",
+                TrackRole::Accompaniment,
+                channel,
+            ))
         }
     };
-    base.notes.retain(|n| n.track == melody || base.tracks.get(n.track as usize).is_some_and(Track::is_drums));
+    base.notes.retain(|n| {
+        n.track == melody
+            || base
+                .tracks
+                .get(n.track as usize)
+                .is_some_and(Track::is_drums)
+    });
     let mut mask = Mask::all(base.steps());
     mask.track = Some(target);
     regenerate(model, &base, &mask, None, opts)
@@ -136,7 +190,12 @@ fn octave_shift(clip: &Clip, lo: u8, pitches: usize) -> i32 {
     let inside = |k: i32| {
         clip.notes
             .iter()
-            .filter(|n| !clip.tracks.get(n.track as usize).is_some_and(Track::is_drums))
+            .filter(|n| {
+                !clip
+                    .tracks
+                    .get(n.track as usize)
+                    .is_some_and(Track::is_drums)
+            })
             .filter(|n| {
                 let p = n.pitch as i32 + 12 * k;
                 p >= lo as i32 && p < lo as i32 + pitches as i32
@@ -161,42 +220,71 @@ fn octave_shift(clip: &Clip, lo: u8, pitches: usize) -> i32 {
 fn target_track(clip: &mut Clip, mask: &Mask) -> Result<u16> {
     if let Some(t) = mask.track {
         if t as usize >= clip.tracks.len() {
-            bail!("the mask names track {} but the clip has {} tracks", t + 1, clip.tracks.len());
+            bail!(
+                "the mask names track {} but the clip has {} tracks",
+                t + 1,
+                clip.tracks.len()
+            );
         }
         if clip.tracks[t as usize].is_drums() {
-            bail!("track {} ('{}') is a drum track; the roll model writes pitched notes", t + 1, clip.tracks[t as usize].name);
+            bail!(
+                "track {} ('{}') is a drum track; the roll model writes pitched notes",
+                t + 1,
+                clip.tracks[t as usize].name
+            );
         }
         return Ok(t);
     }
-    let pitched: Vec<u16> = (0..clip.tracks.len() as u16).filter(|&t| !clip.tracks[t as usize].is_drums()).collect();
+    let pitched: Vec<u16> = (0..clip.tracks.len() as u16)
+        .filter(|&t| !clip.tracks[t as usize].is_drums())
+        .collect();
     if pitched.len() == 1 {
         return Ok(pitched[0]);
     }
-    let channel = (0..16u8).find(|c| *c != 9 && !clip.tracks.iter().any(|t| t.channel == *c)).unwrap_or(0);
+    let channel = (0..16u8)
+        .find(|c| *c != 9 && !clip.tracks.iter().any(|t| t.channel == *c))
+        .unwrap_or(0);
     Ok(clip.add_track(Track::new("Generated", TrackRole::Accompaniment, channel)))
 }
 
 /// The engine of every task: regenerate the masked cells, fresh (`strength` None) or as a
 /// variation of the current content.
-pub fn regenerate(model: &RollModel, clip: &Clip, mask: &Mask, strength: Option<f32>, opts: &RollOptions) -> Result<Clip> {
+pub fn regenerate(
+    model: &RollModel,
+    clip: &Clip,
+    mask: &Mask,
+    strength: Option<f32>,
+    opts: &RollOptions,
+) -> Result<Clip> {
     check_clip(clip)?;
     let cfg = model.config().clone();
     let t_max = cfg.diffusion_steps;
     if opts.steps == 0 || opts.steps > t_max {
-        bail!("{} sampling steps: choose 1..={t_max} (10 or more recommended)", opts.steps);
+        bail!(
+            "{} sampling steps: choose 1..={t_max} (10 or more recommended)",
+            opts.steps
+        );
     }
     if !(opts.density.is_finite() && opts.density > 0.0) {
         bail!("density {} must be a positive number", opts.density);
     }
     if mask.steps != clip.steps() {
-        bail!("the mask covers {} steps but the clip has {}", mask.steps, clip.steps());
+        bail!(
+            "the mask covers {} steps but the clip has {}",
+            mask.steps,
+            clip.steps()
+        );
     }
     if mask.is_empty() {
         bail!("the mask covers no cell: nothing to regenerate");
     }
     let mut out = clip.clone();
     let target = target_track(&mut out, mask)?;
-    let is_drum = |n: &Note| out.tracks.get(n.track as usize).is_some_and(Track::is_drums);
+    let is_drum = |n: &Note| {
+        out.tracks
+            .get(n.track as usize)
+            .is_some_and(Track::is_drums)
+    };
 
     let shift = octave_shift(clip, cfg.pitch_lo, cfg.pitches);
     let window_lo = cfg.pitch_lo as i32 - 12 * shift;
@@ -240,11 +328,16 @@ pub fn regenerate(model: &RollModel, clip: &Clip, mask: &Mask, strength: Option<
             let pitch = (window_lo + o as i32) as u8;
             let i = s * pitches + o;
             let occupied = known[i] > 0.5 || known[plane + i] > 0.5;
-            free[i] = if s < len { mask.get(s as u32, pitch) && !occupied } else { true };
+            free[i] = if s < len {
+                mask.get(s as u32, pitch) && !occupied
+            } else {
+                true
+            };
             if free[i] && s < len {
                 free_in_clip += 1;
             }
-            allowed[i] = opts.key.is_none_or(|k| k.contains(pitch)) && opts.pitch_range.as_ref().is_none_or(|r| r.contains(&pitch));
+            allowed[i] = opts.key.is_none_or(|k| k.contains(pitch))
+                && opts.pitch_range.as_ref().is_none_or(|r| r.contains(&pitch));
         }
     }
     if free_in_clip == 0 {
@@ -257,18 +350,31 @@ pub fn regenerate(model: &RollModel, clip: &Clip, mask: &Mask, strength: Option<
     if let Some(r) = &opts.pitch_range
         && !(0..pitches).any(|o| r.contains(&((window_lo + o as i32) as u8)))
     {
-        bail!("pitch range {}–{} lies outside the model's window", pitch_name(*r.start()), pitch_name(*r.end()));
+        bail!(
+            "pitch range {}–{} lies outside the model's window",
+            pitch_name(*r.start()),
+            pitch_name(*r.end())
+        );
     }
     let generated_cells = free.clone();
 
     // Windows of `steps` steps, hop half a window, the last one flush with the end.
     let hop = steps / 2;
-    let mut starts: Vec<usize> = (0..).map(|i| i * hop).take_while(|&s| s + steps <= padded).collect();
+    let mut starts: Vec<usize> = (0..)
+        .map(|i| i * hop)
+        .take_while(|&s| s + steps <= padded)
+        .collect();
     if starts.last().is_none_or(|&s| s + steps < padded) {
         starts.push(padded - steps);
     }
-    let start_step = strength.map_or(t_max, |s| ((s * t_max as f32).round() as usize).clamp(1, t_max));
-    let eval_steps = strength.map_or(opts.steps, |s| ((opts.steps as f32 * s).round() as usize).max(1)).min(start_step);
+    let start_step = strength.map_or(t_max, |s| {
+        ((s * t_max as f32).round() as usize).clamp(1, t_max)
+    });
+    let eval_steps = strength
+        .map_or(opts.steps, |s| {
+            ((opts.steps as f32 * s).round() as usize).max(1)
+        })
+        .min(start_step);
     for (w, &ws) in starts.iter().enumerate() {
         let commit_end = starts.get(w + 1).copied().unwrap_or(padded);
         let range = ws * pitches..(ws + steps) * pitches;
@@ -280,10 +386,18 @@ pub fn regenerate(model: &RollModel, clip: &Clip, mask: &Mask, strength: Option<
             for i in range.clone() {
                 let local = c * steps * pitches + (i - range.start);
                 let g = c * plane + i;
-                x0[local] = if free[i] { if strength.is_some() { content[g] } else { 0.0 } } else { known[g] };
+                x0[local] = if free[i] {
+                    if strength.is_some() { content[g] } else { 0.0 }
+                } else {
+                    known[g]
+                };
             }
         }
-        let problem = WindowProblem { x0, free: free[range.clone()].to_vec(), allowed: allowed[range.clone()].to_vec() };
+        let problem = WindowProblem {
+            x0,
+            free: free[range.clone()].to_vec(),
+            allowed: allowed[range.clone()].to_vec(),
+        };
         let sampler = SamplerOptions {
             kind: opts.sampler,
             steps: eval_steps,
@@ -291,7 +405,9 @@ pub fn regenerate(model: &RollModel, clip: &Clip, mask: &Mask, strength: Option<
             density: opts.density,
             seed: opts.seed.wrapping_add(1_000_003 * w as u64),
         };
-        let result = model.sample(std::slice::from_ref(&problem), &sampler)?.remove(0);
+        let result = model
+            .sample(std::slice::from_ref(&problem), &sampler)?
+            .remove(0);
         for s in ws..commit_end {
             for o in 0..pitches {
                 let i = s * pitches + o;

@@ -12,11 +12,11 @@ pub const DEFAULT_VELOCITY: u8 = 80;
 
 /// Metric position class of a step: 0 downbeat, 1 beat, 2 eighth, 3 sixteenth.
 fn metric_class(step: u32, steps_per_bar: u32) -> usize {
-    if step % steps_per_bar.max(1) == 0 {
+    if step.is_multiple_of(steps_per_bar.max(1)) {
         0
-    } else if step % 4 == 0 {
+    } else if step.is_multiple_of(4) {
         1
-    } else if step % 2 == 0 {
+    } else if step.is_multiple_of(2) {
         2
     } else {
         3
@@ -36,7 +36,10 @@ pub fn assign_velocities(context: &[Note], generated: &mut [Note], track: u16, s
         sums[c].0 += n.velocity as f64;
         sums[c].1 += 1;
     }
-    let accent: Vec<f64> = sums.iter().map(|&(s, k)| if k >= 4 { s / k as f64 - overall } else { 0.0 }).collect();
+    let accent: Vec<f64> = sums
+        .iter()
+        .map(|&(s, k)| if k >= 4 { s / k as f64 - overall } else { 0.0 })
+        .collect();
     let window = 2 * steps_per_bar.max(1) as i64;
     let same_track = context.iter().any(|n| n.track == track);
     for g in generated.iter_mut() {
@@ -72,7 +75,10 @@ mod tests {
         }
         let mut generated = vec![Note::new(32, 62, 2, 1, 0), Note::new(34, 62, 1, 1, 0)];
         assign_velocities(&context, &mut generated, 0, 16);
-        assert!(generated[0].velocity > generated[1].velocity + 20, "{generated:?}");
+        assert!(
+            generated[0].velocity > generated[1].velocity + 20,
+            "{generated:?}"
+        );
         assert!((50..=127).contains(&generated[0].velocity));
 
         let mut alone = vec![Note::new(0, 60, 1, 1, 0)];

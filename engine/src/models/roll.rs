@@ -104,25 +104,43 @@ impl Config {
             return Err("base_channels, groups and channel_mults must be non-zero".into());
         }
         let factor = 1usize << (levels - 1);
-        if self.steps == 0 || self.steps % factor != 0 || self.pitches == 0 || self.pitches % factor != 0 {
+        if self.steps == 0
+            || !self.steps.is_multiple_of(factor)
+            || self.pitches == 0
+            || !self.pitches.is_multiple_of(factor)
+        {
             return Err(format!(
                 "steps ({}) and pitches ({}) must be multiples of 2^(levels-1) = {factor}",
                 self.steps, self.pitches
             ));
         }
         if self.pitch_lo as usize + self.pitches > 128 {
-            return Err(format!("pitch window {}+{} leaves the MIDI range", self.pitch_lo, self.pitches));
+            return Err(format!(
+                "pitch window {}+{} leaves the MIDI range",
+                self.pitch_lo, self.pitches
+            ));
         }
         for i in 0..levels {
-            if self.level_channels(i) == 0 || self.level_channels(i) % self.groups != 0 {
-                return Err(format!("level {i} has {} channels, not a multiple of {} groups", self.level_channels(i), self.groups));
+            if self.level_channels(i) == 0 || !self.level_channels(i).is_multiple_of(self.groups) {
+                return Err(format!(
+                    "level {i} has {} channels, not a multiple of {} groups",
+                    self.level_channels(i),
+                    self.groups
+                ));
             }
         }
         if self.diffusion_steps < 2 {
             return Err("diffusion_steps must be at least 2".into());
         }
-        if self.prior.iter().any(|p| !(p.is_finite() && *p > 0.0 && *p < 1.0)) {
-            return Err(format!("prior {:?} must lie strictly between 0 and 1", self.prior));
+        if self
+            .prior
+            .iter()
+            .any(|p| !(p.is_finite() && *p > 0.0 && *p < 1.0))
+        {
+            return Err(format!(
+                "prior {:?} must lie strictly between 0 and 1",
+                self.prior
+            ));
         }
         Ok(())
     }
@@ -131,9 +149,14 @@ impl Config {
 /// Sinusoidal embedding of (possibly fractional) timesteps. `t: [batch]` -> `[batch, dim]`.
 pub fn timestep_embedding(t: &Tensor, dim: usize) -> Result<Tensor> {
     let half = dim / 2;
-    let freqs: Vec<f32> = (0..half).map(|i| (-(10_000f32.ln()) * i as f32 / half as f32).exp()).collect();
+    let freqs: Vec<f32> = (0..half)
+        .map(|i| (-(10_000f32.ln()) * i as f32 / half as f32).exp())
+        .collect();
     let freqs = Tensor::from_vec(freqs, (1, half), t.device())?;
-    let args = t.to_dtype(DType::F32)?.unsqueeze(1)?.broadcast_mul(&freqs)?; // [batch, half]
+    let args = t
+        .to_dtype(DType::F32)?
+        .unsqueeze(1)?
+        .broadcast_mul(&freqs)?; // [batch, half]
     Tensor::cat(&[args.sin()?, args.cos()?], 1)
 }
 
@@ -141,7 +164,10 @@ pub fn timestep_embedding(t: &Tensor, dim: usize) -> Result<Tensor> {
 /// values as `upsample_nearest2d`, with a backward pass that is a cheap sum).
 pub fn upsample_nearest2x(x: &Tensor) -> Result<Tensor> {
     let (b, c, h, w) = x.dims4()?;
-    x.reshape((b, c, h, 1, w, 1))?.broadcast_as((b, c, h, 2, w, 2))?.contiguous()?.reshape((b, c, 2 * h, 2 * w))
+    x.reshape((b, c, h, 1, w, 1))?
+        .broadcast_as((b, c, h, 2, w, 2))?
+        .contiguous()?
+        .reshape((b, c, 2 * h, 2 * w))
 }
 
 /// GroupNorm → SiLU → conv, plus the projected timestep embedding, twice; 1×1 conv on the skip
@@ -164,7 +190,11 @@ impl ResBlock {
             time: linear(cfg.time_channels(), cout, vb.pp("time"))?,
             norm2: group_norm(cfg.groups, cout, 1e-5, vb.pp("norm2"))?,
             conv2: Conv2d::new(cout, cout, 3, 1, 1, vb.pp("conv2"))?,
-            skip: if cin == cout { None } else { Some(Conv2d::new(cin, cout, 1, 1, 0, vb.pp("skip"))?) },
+            skip: if cin == cout {
+                None
+            } else {
+                Some(Conv2d::new(cin, cout, 1, 1, 0, vb.pp("skip"))?)
+            },
         })
     }
 
@@ -243,9 +273,15 @@ impl RollUnet {
             } else {
                 None
             };
-            down.push(DownLevel { blocks, down: down_conv });
+            down.push(DownLevel {
+                blocks,
+                down: down_conv,
+            });
         }
-        let mid = [ResBlock::new(ch, ch, cfg, vb.pp("mid.0"))?, ResBlock::new(ch, ch, cfg, vb.pp("mid.1"))?];
+        let mid = [
+            ResBlock::new(ch, ch, cfg, vb.pp("mid.0"))?,
+            ResBlock::new(ch, ch, cfg, vb.pp("mid.1"))?,
+        ];
         let mut up = Vec::with_capacity(levels);
         for i in (0..levels).rev() {
             let vbl = vb.pp(format!("up.{i}"));
@@ -253,15 +289,37 @@ impl RollUnet {
             let mut blocks = Vec::with_capacity(cfg.res_blocks + 1);
             for j in 0..=cfg.res_blocks {
                 let skip = skips.pop().expect("one skip per up block");
-                blocks.push(ResBlock::new(ch + skip, cout, cfg, vbl.pp(format!("res.{j}")))?);
+                blocks.push(ResBlock::new(
+                    ch + skip,
+                    cout,
+                    cfg,
+                    vbl.pp(format!("res.{j}")),
+                )?);
                 ch = cout;
             }
-            let up_conv = if i > 0 { Some(Conv2d::new(ch, ch, 3, 1, 1, vbl.pp("up"))?) } else { None };
-            up.push(UpLevel { blocks, up: up_conv });
+            let up_conv = if i > 0 {
+                Some(Conv2d::new(ch, ch, 3, 1, 1, vbl.pp("up"))?)
+            } else {
+                None
+            };
+            up.push(UpLevel {
+                blocks,
+                up: up_conv,
+            });
         }
         let norm_out = group_norm(cfg.groups, ch, 1e-5, vb.pp("norm_out"))?;
         let conv_out = Conv2d::new(ch, 2, 3, 1, 1, vb.pp("conv_out"))?;
-        Ok(Self { cfg: cfg.clone(), time1, time2, conv_in, down, mid, up, norm_out, conv_out })
+        Ok(Self {
+            cfg: cfg.clone(),
+            time1,
+            time2,
+            conv_in,
+            down,
+            mid,
+            up,
+            norm_out,
+            conv_out,
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -281,7 +339,10 @@ impl RollUnet {
             );
         }
         let temb = timestep_embedding(t, self.cfg.base_channels)?; // [batch, base]
-        let temb = self.time2.forward(&self.time1.forward(&temb)?.silu()?)?.silu()?; // [batch, 4·base]
+        let temb = self
+            .time2
+            .forward(&self.time1.forward(&temb)?.silu()?)?
+            .silu()?; // [batch, 4·base]
 
         let mut h = self.conv_in.forward(x_t)?; // [batch, c0, steps, pitches]
         let mut skips = vec![h.clone()];
@@ -319,7 +380,13 @@ mod tests {
 
     #[test]
     fn output_has_the_input_shape() {
-        let cfg = Config { base_channels: 8, groups: 4, steps: 16, pitches: 24, ..Config::tiny() };
+        let cfg = Config {
+            base_channels: 8,
+            groups: 4,
+            steps: 16,
+            pitches: 24,
+            ..Config::tiny()
+        };
         let map = VarMap::new();
         let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
         let net = RollUnet::new(&cfg, vb).unwrap();
@@ -332,16 +399,44 @@ mod tests {
 
     #[test]
     fn upsampling_matches_candle() {
-        let x = Tensor::arange(0f32, 24., &Device::Cpu).unwrap().reshape((1, 2, 3, 4)).unwrap();
-        let want = x.upsample_nearest2d(6, 8).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let got = upsample_nearest2x(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let x = Tensor::arange(0f32, 24., &Device::Cpu)
+            .unwrap()
+            .reshape((1, 2, 3, 4))
+            .unwrap();
+        let want = x
+            .upsample_nearest2d(6, 8)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let got = upsample_nearest2x(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_eq!(got, want);
     }
 
     #[test]
     fn bad_configs_are_rejected() {
-        assert!(Config { pitches: 60, ..Config::small() }.validate().is_err());
-        assert!(Config { prior: [0.0, 0.1], ..Config::small() }.validate().is_err());
+        assert!(
+            Config {
+                pitches: 60,
+                ..Config::small()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Config {
+                prior: [0.0, 0.1],
+                ..Config::small()
+            }
+            .validate()
+            .is_err()
+        );
         assert!(Config::small().validate().is_ok() && Config::base().validate().is_ok());
     }
 }

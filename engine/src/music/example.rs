@@ -7,7 +7,10 @@ use super::clip::{Clip, Note, Track, TrackRole};
 pub fn example_clip() -> Clip {
     let mut clip = Clip::new(8);
     clip.tempo = 100.0;
-    clip.tracks = vec![Track::new("Melody", TrackRole::Melody, 0), Track::new("Chords", TrackRole::Accompaniment, 1)];
+    clip.tracks = vec![
+        Track::new("Melody", TrackRole::Melody, 0),
+        Track::new("Chords", TrackRole::Accompaniment, 1),
+    ];
     // (start step within the bar, pitch, length) per bar; two 4-bar phrases.
     let melody: [&[(u32, u8, u32)]; 8] = [
         &[(0, 72, 4), (4, 76, 2), (6, 74, 2), (8, 72, 4), (12, 67, 4)],
@@ -24,11 +27,13 @@ pub fn example_clip() -> Clip {
         let offset = bar as u32 * 16;
         for (i, &(start, pitch, length)) in notes.iter().enumerate() {
             let velocity = if start % 8 == 0 { 100 } else { 84 } - (i as u8 % 2) * 4;
-            clip.notes.push(Note::new(offset + start, pitch, length, velocity, 0));
+            clip.notes
+                .push(Note::new(offset + start, pitch, length, velocity, 0));
         }
         for half in 0..2 {
             for &pitch in &chords[bar % 4] {
-                clip.notes.push(Note::new(offset + half * 8, pitch, 8, 72, 1));
+                clip.notes
+                    .push(Note::new(offset + half * 8, pitch, 8, 72, 1));
             }
         }
     }
@@ -50,7 +55,10 @@ mod tests {
         assert!(clip.notes.iter().all(|n| key.contains(n.pitch)));
         // Every bar of the melody is filled from its first to its last step.
         for bar in 0..8 {
-            let covered = clip.bar_steps(bar).filter(|&s| clip.track_notes(0).any(|n| n.covers(s))).count();
+            let covered = clip
+                .bar_steps(bar)
+                .filter(|&s| clip.track_notes(0).any(|n| n.covers(s)))
+                .count();
             assert_eq!(covered, 16, "bar {bar}");
         }
     }

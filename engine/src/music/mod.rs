@@ -6,11 +6,11 @@ pub mod key;
 pub mod mask;
 pub mod roll;
 
-pub use example::example_clip;
 pub use clip::{
     Clip, DRUM_CHANNEL, MeterChange, Note, STEPS_PER_BEAT, TempoChange, TimeSignature, Track,
     TrackRole,
 };
+pub use example::example_clip;
 pub use key::{Key, Scale, parse_pitch, pitch_name};
 pub use mask::{Mask, parse_bar_range, parse_pitch_range};
 pub use roll::{ONSET, PianoRoll, RollFilter, SUSTAIN};

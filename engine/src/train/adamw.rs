@@ -32,9 +32,25 @@ impl AdamW {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
-        let m = vars.iter().map(|(_, v)| v.zeros_like()).collect::<candle_core::Result<Vec<_>>>()?;
-        let v = vars.iter().map(|(_, v)| v.zeros_like()).collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(Self { vars, m, v, step: 0, lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay })
+        let m = vars
+            .iter()
+            .map(|(_, v)| v.zeros_like())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let v = vars
+            .iter()
+            .map(|(_, v)| v.zeros_like())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self {
+            vars,
+            m,
+            v,
+            step: 0,
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+        })
     }
 
     /// One update from the gradients of `loss`.
@@ -48,7 +64,9 @@ impl AdamW {
         let bc1 = 1.0 - self.beta1.powi(self.step as i32);
         let bc2 = 1.0 - self.beta2.powi(self.step as i32);
         for (i, (_, var)) in self.vars.iter().enumerate() {
-            let Some(g) = grads.get(var.as_tensor()) else { continue };
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
             let m = ((&self.m[i] * self.beta1)? + (g * (1.0 - self.beta1))?)?;
             let v = ((&self.v[i] * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
             let update = ((&m / bc1)? / ((&v / bc2)?.sqrt()? + self.eps)?)?;
@@ -67,18 +85,31 @@ impl AdamW {
             map.insert(format!("m.{name}"), self.m[i].clone());
             map.insert(format!("v.{name}"), self.v[i].clone());
         }
-        candle_core::safetensors::save(&map, path).with_context(|| format!("cannot write {}", path.display()))
+        candle_core::safetensors::save(&map, path)
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 
     /// Read moments written by [`AdamW::save`]; `step` must be restored by the caller.
     pub fn load(&mut self, path: &Path) -> Result<()> {
-        let device = self.vars.first().map(|(_, v)| v.device().clone()).unwrap_or(candle_core::Device::Cpu);
-        let map = candle_core::safetensors::load(path, &device).with_context(|| format!("cannot read optimizer state {}", path.display()))?;
+        let device = self
+            .vars
+            .first()
+            .map(|(_, v)| v.device().clone())
+            .unwrap_or(candle_core::Device::Cpu);
+        let map = candle_core::safetensors::load(path, &device)
+            .with_context(|| format!("cannot read optimizer state {}", path.display()))?;
         for (i, (name, var)) in self.vars.iter().enumerate() {
             for (prefix, slot) in [("m", &mut self.m[i]), ("v", &mut self.v[i])] {
-                let t = map.get(&format!("{prefix}.{name}")).with_context(|| format!("{}: no {prefix}.{name}", path.display()))?;
+                let t = map
+                    .get(&format!("{prefix}.{name}"))
+                    .with_context(|| format!("{}: no {prefix}.{name}", path.display()))?;
                 if t.dims() != var.dims() {
-                    bail!("{}: {prefix}.{name} has shape {:?}, the model {:?}", path.display(), t.dims(), var.dims());
+                    bail!(
+                        "{}: {prefix}.{name} has shape {:?}, the model {:?}",
+                        path.display(),
+                        t.dims(),
+                        var.dims()
+                    );
                 }
                 *slot = t.clone();
             }
@@ -96,7 +127,9 @@ mod tests {
     #[test]
     fn minimizes_a_quadratic() {
         let map = VarMap::new();
-        let w = map.get((3,), "w", Init::Const(1.0), DType::F32, &Device::Cpu).unwrap();
+        let w = map
+            .get((3,), "w", Init::Const(1.0), DType::F32, &Device::Cpu)
+            .unwrap();
         let mut opt = AdamW::new(&map, 0.1, 0.0).unwrap();
         for _ in 0..200 {
             let loss = (&w - 3.0).unwrap().sqr().unwrap().sum_all().unwrap();

@@ -17,7 +17,9 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
             number.push(c);
             continue;
         }
-        let value: f64 = number.parse().map_err(|_| format!("duration '{text}': expected e.g. 1h30m, 95m or 45s"))?;
+        let value: f64 = number
+            .parse()
+            .map_err(|_| format!("duration '{text}': expected e.g. 1h30m, 95m or 45s"))?;
         number.clear();
         total += value
             * match c {
@@ -28,7 +30,9 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
             };
     }
     if !number.is_empty() {
-        return Err(format!("duration '{text}': a number without unit at the end"));
+        return Err(format!(
+            "duration '{text}': a number without unit at the end"
+        ));
     }
     Ok(std::time::Duration::from_secs_f64(total))
 }
@@ -54,6 +58,9 @@ mod tests {
         assert_eq!(parse_duration("45s").unwrap().as_secs(), 45);
         assert!(parse_duration("3x").is_err());
         assert!(parse_duration("1h30").is_err());
-        assert_eq!(format_duration(std::time::Duration::from_secs(3725)), "1h02m");
+        assert_eq!(
+            format_duration(std::time::Duration::from_secs(3725)),
+            "1h02m"
+        );
     }
 }

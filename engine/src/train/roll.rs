@@ -130,8 +130,11 @@ impl RollWindow {
 /// bars, with the notes of the non-drum tracks.
 pub fn roll_windows(songs: &[Song], cfg: &Config, hop_bars: u32) -> Result<Vec<RollWindow>> {
     let spb = TimeSignature::FOUR_FOUR.steps_per_bar() as usize;
-    if cfg.steps % spb != 0 {
-        bail!("roll model windows of {} steps are not whole 4/4 bars of {spb} steps", cfg.steps);
+    if !cfg.steps.is_multiple_of(spb) {
+        bail!(
+            "roll model windows of {} steps are not whole 4/4 bars of {spb} steps",
+            cfg.steps
+        );
     }
     let bars = (cfg.steps / spb) as u32;
     let mut out = Vec::new();
@@ -144,7 +147,13 @@ pub fn roll_windows(songs: &[Song], cfg: &Config, hop_bars: u32) -> Result<Vec<R
                 .notes
                 .iter()
                 .filter(|n| !w.tracks.get(n.track as usize).is_some_and(Track::is_drums))
-                .map(|n| (n.start as u16, n.pitch, n.length.min(u16::MAX as u32) as u16))
+                .map(|n| {
+                    (
+                        n.start as u16,
+                        n.pitch,
+                        n.length.min(u16::MAX as u32) as u16,
+                    )
+                })
                 .collect();
             if !notes.is_empty() {
                 out.push(RollWindow { notes });
@@ -171,7 +180,9 @@ pub fn density(windows: &[RollWindow], cfg: &Config) -> [f32; 2] {
 /// A random transposition in `-max_shift..=max_shift` that keeps every note in the window
 /// (0 when none does).
 fn random_shift(w: &RollWindow, cfg: &Config, max_shift: i32, rng: &mut impl Rng) -> i32 {
-    let Some((lo, hi)) = w.pitch_span() else { return 0 };
+    let Some((lo, hi)) = w.pitch_span() else {
+        return 0;
+    };
     let lo_ok = cfg.pitch_lo as i32 - lo as i32;
     let hi_ok = (cfg.pitch_lo as i32 + cfg.pitches as i32 - 1) - hi as i32;
     let (a, b) = (lo_ok.max(-max_shift), hi_ok.min(max_shift));
@@ -252,7 +263,7 @@ fn validate(
     batch: usize,
     device: &Device,
 ) -> Result<f64> {
-    let mut rng = ChaCha8Rng::seed_from_u64(0x5EED_0F_u64);
+    let mut rng = ChaCha8Rng::seed_from_u64(0x005E_ED0F_u64);
     let n = windows.len();
     let t_of = |i: usize| 1 + (i * cfg.diffusion_steps) / n.max(1);
     let mut total = 0.0;
@@ -260,7 +271,15 @@ fn validate(
         let end = (start + batch).min(n);
         let ws: Vec<&RollWindow> = windows[start..end].iter().collect();
         let ts: Vec<usize> = (start..end).map(t_of).collect();
-        let b = make_batch(&ws, &vec![0; ws.len()], &ts, cfg, schedule, &mut rng, device)?;
+        let b = make_batch(
+            &ws,
+            &vec![0; ws.len()],
+            &ts,
+            cfg,
+            schedule,
+            &mut rng,
+            device,
+        )?;
         let logits = net.forward(&b.xt, &b.t)?;
         let loss = bce_with_logits(&logits, &b.x0)?.to_scalar::<f32>()? as f64;
         total += loss * ws.len() as f64;
@@ -273,18 +292,23 @@ fn spread<T: Clone>(items: &[T], count: usize) -> Vec<T> {
     if items.len() <= count {
         return items.to_vec();
     }
-    (0..count).map(|i| items[i * items.len() / count].clone()).collect()
+    (0..count)
+        .map(|i| items[i * items.len() / count].clone())
+        .collect()
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(value)?).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::write(&tmp, serde_json::to_string_pretty(value)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn save_weights(varmap: &VarMap, path: &Path) -> Result<()> {
     let tmp = path.with_extension("safetensors.tmp");
-    varmap.save(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    varmap
+        .save(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
@@ -299,22 +323,41 @@ fn learning_rate(opts: &TrainOptions, step: usize, progress: f64) -> f64 {
 /// Train (or resume) a roll model. Prints progress lines on stderr.
 pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     let device = Device::Cpu;
-    std::fs::create_dir_all(&opts.run_dir).with_context(|| format!("cannot create {}", opts.run_dir.display()))?;
+    std::fs::create_dir_all(&opts.run_dir)
+        .with_context(|| format!("cannot create {}", opts.run_dir.display()))?;
     let state_path = opts.run_dir.join("state.json");
     let weights_path = opts.run_dir.join("checkpoint.safetensors");
     let optim_path = opts.run_dir.join("optimizer.safetensors");
 
     eprintln!("roll: loading POP909 from {}", opts.data_root.display());
-    let train_songs = data::load_cached(Dataset::Pop909, Split::Train, &opts.data_root, &opts.cache_dir)?;
-    let valid_songs = data::load_cached(Dataset::Pop909, Split::Valid, &opts.data_root, &opts.cache_dir)?;
+    let train_songs = data::load_cached(
+        Dataset::Pop909,
+        Split::Train,
+        &opts.data_root,
+        &opts.cache_dir,
+    )?;
+    let valid_songs = data::load_cached(
+        Dataset::Pop909,
+        Split::Valid,
+        &opts.data_root,
+        &opts.cache_dir,
+    )?;
     let mut cfg = opts.config.clone();
     let train_windows = roll_windows(&train_songs, &cfg, opts.hop_bars)?;
     let bars = (cfg.steps / (4 * STEPS_PER_BEAT as usize)) as u32;
     let val_windows = spread(&roll_windows(&valid_songs, &cfg, bars)?, opts.val_windows);
     if train_windows.is_empty() || val_windows.is_empty() {
-        bail!("no 4/4 windows of {} steps in POP909 under {}", cfg.steps, opts.data_root.display());
+        bail!(
+            "no 4/4 windows of {} steps in POP909 under {}",
+            cfg.steps,
+            opts.data_root.display()
+        );
     }
-    let outside = train_windows.iter().flat_map(|w| &w.notes).filter(|n| n.1 < cfg.pitch_lo || n.1 as usize >= cfg.pitch_lo as usize + cfg.pitches).count();
+    let outside = train_windows
+        .iter()
+        .flat_map(|w| &w.notes)
+        .filter(|n| n.1 < cfg.pitch_lo || n.1 as usize >= cfg.pitch_lo as usize + cfg.pitches)
+        .count();
     let all_notes: usize = train_windows.iter().map(|w| w.notes.len()).sum();
     eprintln!(
         "roll: {} train windows (hop {} bars), {} valid windows; {outside} of {all_notes} train notes outside pitches {}..{}",
@@ -328,13 +371,26 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     let mut state = TrainState::default();
     let resume = !opts.fresh && state_path.exists() && weights_path.exists();
     if resume {
-        state = serde_json::from_str(&std::fs::read_to_string(&state_path)?).with_context(|| format!("{} is not a training state", state_path.display()))?;
+        state = serde_json::from_str(&std::fs::read_to_string(&state_path)?)
+            .with_context(|| format!("{} is not a training state", state_path.display()))?;
         let saved = state.config.clone().context("state.json has no config")?;
-        if (Config { prior: saved.prior, ..cfg.clone() }) != saved {
-            bail!("{} holds a run of another model shape; pass --fresh or another run folder", opts.run_dir.display());
+        if (Config {
+            prior: saved.prior,
+            ..cfg.clone()
+        }) != saved
+        {
+            bail!(
+                "{} holds a run of another model shape; pass --fresh or another run folder",
+                opts.run_dir.display()
+            );
         }
         cfg = saved;
-        eprintln!("roll: resuming at step {} (epoch {}, {} used)", state.step, state.epoch + 1, format_duration(Duration::from_secs_f64(state.elapsed_secs)));
+        eprintln!(
+            "roll: resuming at step {} (epoch {}, {} used)",
+            state.step,
+            state.epoch + 1,
+            format_duration(Duration::from_secs_f64(state.elapsed_secs))
+        );
     } else {
         cfg.prior = density(&train_windows, &cfg);
         state.config = Some(cfg.clone());
@@ -342,24 +398,34 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         state.val_windows = val_windows.len();
         state.batch = opts.batch;
     }
-    eprintln!("roll: prior p = {:?} (onset, sustain density of the train windows)", cfg.prior);
+    eprintln!(
+        "roll: prior p = {:?} (onset, sustain density of the train windows)",
+        cfg.prior
+    );
     let schedule = BinomialSchedule::new(cfg.diffusion_steps, cfg.prior);
 
     let mut varmap = VarMap::new();
     let net = RollUnet::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
     let mut opt = AdamW::new(&varmap, opts.lr, opts.weight_decay)?;
     if resume {
-        varmap.load(&weights_path).with_context(|| format!("cannot load {}", weights_path.display()))?;
+        varmap
+            .load(&weights_path)
+            .with_context(|| format!("cannot load {}", weights_path.display()))?;
         opt.load(&optim_path)?;
         opt.step = state.step;
     }
     let params: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
-    eprintln!("roll: {params} parameters, config {}", serde_json::to_string(&cfg)?);
+    eprintln!(
+        "roll: {params} parameters, config {}",
+        serde_json::to_string(&cfg)?
+    );
 
     let started = Instant::now();
     let base_elapsed = state.elapsed_secs;
     let used = || base_elapsed + started.elapsed().as_secs_f64();
-    let steps_per_epoch = (train_windows.len() / opts.batch.max(1)).min(opts.epoch_steps.unwrap_or(usize::MAX)).max(1);
+    let steps_per_epoch = (train_windows.len() / opts.batch.max(1))
+        .min(opts.epoch_steps.unwrap_or(usize::MAX))
+        .max(1);
     let mut last_checkpoint = Instant::now();
     let mut window_loss = (0.0, 0usize);
     let mut step_time = None::<f64>;
@@ -368,7 +434,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
 
     'epochs: while state.epoch < opts.max_epochs {
         let mut order: Vec<usize> = (0..train_windows.len()).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(opts.seed.wrapping_add(state.epoch as u64)));
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+            opts.seed.wrapping_add(state.epoch as u64),
+        ));
         while state.batch_in_epoch < steps_per_epoch {
             let now = used();
             // Leave time for the last validation and save.
@@ -378,16 +446,29 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
                 break 'epochs;
             }
             let tick = Instant::now();
-            let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ (state.step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let idx = &order[state.batch_in_epoch * opts.batch..(state.batch_in_epoch + 1) * opts.batch];
+            let mut rng = ChaCha8Rng::seed_from_u64(
+                opts.seed ^ (state.step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
+            let idx =
+                &order[state.batch_in_epoch * opts.batch..(state.batch_in_epoch + 1) * opts.batch];
             let ws: Vec<&RollWindow> = idx.iter().map(|&i| &train_windows[i]).collect();
-            let shifts: Vec<i32> = ws.iter().map(|w| random_shift(w, &cfg, opts.max_shift, &mut rng)).collect();
-            let ts: Vec<usize> = ws.iter().map(|_| rng.random_range(1..=cfg.diffusion_steps)).collect();
+            let shifts: Vec<i32> = ws
+                .iter()
+                .map(|w| random_shift(w, &cfg, opts.max_shift, &mut rng))
+                .collect();
+            let ts: Vec<usize> = ws
+                .iter()
+                .map(|_| rng.random_range(1..=cfg.diffusion_steps))
+                .collect();
             let b = make_batch(&ws, &shifts, &ts, &cfg, &schedule, &mut rng, &device)?;
             let progress = {
                 let by_time = now / budget.max(1.0);
-                let by_steps = opts.max_steps.map_or(0.0, |m| state.step as f64 / m.max(1) as f64);
-                let by_epochs = (state.epoch as f64 + state.batch_in_epoch as f64 / steps_per_epoch.max(1) as f64) / opts.max_epochs as f64;
+                let by_steps = opts
+                    .max_steps
+                    .map_or(0.0, |m| state.step as f64 / m.max(1) as f64);
+                let by_epochs = (state.epoch as f64
+                    + state.batch_in_epoch as f64 / steps_per_epoch.max(1) as f64)
+                    / opts.max_epochs as f64;
                 by_time.max(by_steps).max(by_epochs)
             };
             opt.lr = learning_rate(opts, state.step, progress);
@@ -411,7 +492,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
                 window_loss = (0.0, 0);
                 let used = used();
                 let left_budget = (budget - used).max(0.0);
-                let left_epochs = ((opts.max_epochs - state.epoch) * steps_per_epoch - state.batch_in_epoch) as f64 * step_time.unwrap_or(0.0);
+                let left_epochs = ((opts.max_epochs - state.epoch) * steps_per_epoch
+                    - state.batch_in_epoch) as f64
+                    * step_time.unwrap_or(0.0);
                 let eta = left_budget.min(left_epochs);
                 let frac = (used / (used + eta).max(1e-9)).clamp(0.0, 1.0);
                 let filled = (frac * 20.0).round() as usize;
@@ -432,7 +515,14 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
             }
             if last_checkpoint.elapsed() >= opts.checkpoint_every {
                 state.elapsed_secs = used();
-                checkpoint(&varmap, &opt, &state, &weights_path, &optim_path, &state_path)?;
+                checkpoint(
+                    &varmap,
+                    &opt,
+                    &state,
+                    &weights_path,
+                    &optim_path,
+                    &state_path,
+                )?;
                 last_checkpoint = Instant::now();
             }
         }
@@ -444,7 +534,14 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         state.batch_in_epoch = 0;
         state.elapsed_secs = used();
         end_of_epoch(opts, &cfg, &varmap, &mut state, val)?;
-        checkpoint(&varmap, &opt, &state, &weights_path, &optim_path, &state_path)?;
+        checkpoint(
+            &varmap,
+            &opt,
+            &state,
+            &weights_path,
+            &optim_path,
+            &state_path,
+        )?;
         last_checkpoint = Instant::now();
     }
     // Stopped by the budget or a step limit in the middle of an epoch: validate what we have.
@@ -457,7 +554,14 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     }
     state.elapsed_secs = used();
     state.finished = true;
-    checkpoint(&varmap, &opt, &state, &weights_path, &optim_path, &state_path)?;
+    checkpoint(
+        &varmap,
+        &opt,
+        &state,
+        &weights_path,
+        &optim_path,
+        &state_path,
+    )?;
     if let Some(dir) = &opts.assets_dir {
         write_card(dir, &cfg, &state, opts)?;
     }
@@ -468,10 +572,20 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         format_duration(Duration::from_secs_f64(state.elapsed_secs)),
         state.best_val.unwrap_or(f64::NAN)
     );
-    Ok(TrainReport { state, run_dir: opts.run_dir.clone() })
+    Ok(TrainReport {
+        state,
+        run_dir: opts.run_dir.clone(),
+    })
 }
 
-fn checkpoint(varmap: &VarMap, opt: &AdamW, state: &TrainState, weights: &Path, optim: &Path, state_path: &Path) -> Result<()> {
+fn checkpoint(
+    varmap: &VarMap,
+    opt: &AdamW,
+    state: &TrainState,
+    weights: &Path,
+    optim: &Path,
+    state_path: &Path,
+) -> Result<()> {
     save_weights(varmap, weights)?;
     let tmp = optim.with_extension("safetensors.tmp");
     opt.save(&tmp)?;
@@ -481,7 +595,13 @@ fn checkpoint(varmap: &VarMap, opt: &AdamW, state: &TrainState, weights: &Path, 
 
 /// Record the validation loss, redraw the loss curve, and export the weights when they are
 /// the best so far.
-fn end_of_epoch(opts: &TrainOptions, cfg: &Config, varmap: &VarMap, state: &mut TrainState, val: f64) -> Result<()> {
+fn end_of_epoch(
+    opts: &TrainOptions,
+    cfg: &Config,
+    varmap: &VarMap,
+    state: &mut TrainState,
+    val: f64,
+) -> Result<()> {
     let elapsed = state.elapsed_secs;
     state.val_loss.push((state.step, state.epoch, val));
     let best = state.best_val.is_none_or(|b| val < b);
@@ -491,23 +611,40 @@ fn end_of_epoch(opts: &TrainOptions, cfg: &Config, varmap: &VarMap, state: &mut 
         if best { " (best)" } else { "" },
         format_duration(Duration::from_secs_f64(elapsed))
     );
-    let train_pts: Vec<(f64, f64)> = state.train_loss.iter().map(|&(s, l)| (s as f64, l)).collect();
-    let val_pts: Vec<(f64, f64)> = state.val_loss.iter().map(|&(s, _, l)| (s as f64, l)).collect();
+    let train_pts: Vec<(f64, f64)> = state
+        .train_loss
+        .iter()
+        .map(|&(s, l)| (s as f64, l))
+        .collect();
+    let val_pts: Vec<(f64, f64)> = state
+        .val_loss
+        .iter()
+        .map(|&(s, _, l)| (s as f64, l))
+        .collect();
     let png = opts.run_dir.join("loss.png");
     loss_curve(
         &png,
         "Roll diffusion: BCE of x̂_0",
         "optimizer step",
         &[
-            Series { name: "train (mean per log interval)", points: &train_pts, color: plotters::style::RGBColor(40, 90, 200) },
-            Series { name: "validation (POP909 valid)", points: &val_pts, color: plotters::style::RGBColor(220, 60, 40) },
+            Series {
+                name: "train (mean per log interval)",
+                points: &train_pts,
+                color: plotters::style::RGBColor(40, 90, 200),
+            },
+            Series {
+                name: "validation (POP909 valid)",
+                points: &val_pts,
+                color: plotters::style::RGBColor(220, 60, 40),
+            },
         ],
     )?;
     if best {
         state.best_val = Some(val);
         save_weights(varmap, &opts.run_dir.join("best.safetensors"))?;
         if let Some(dir) = &opts.assets_dir {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
             save_weights(varmap, &dir.join("model.safetensors"))?;
             write_json(&dir.join("config.json"), cfg)?;
         }
@@ -515,7 +652,8 @@ fn end_of_epoch(opts: &TrainOptions, cfg: &Config, varmap: &VarMap, state: &mut 
     if let Some(dir) = &opts.assets_dir
         && dir.is_dir()
     {
-        std::fs::copy(&png, dir.join("loss.png")).with_context(|| format!("cannot copy the loss curve to {}", dir.display()))?;
+        std::fs::copy(&png, dir.join("loss.png"))
+            .with_context(|| format!("cannot copy the loss curve to {}", dir.display()))?;
         write_card(dir, cfg, state, opts)?;
     }
     Ok(())
@@ -548,7 +686,11 @@ fn write_card(dir: &Path, cfg: &Config, state: &TrainState, opts: &TrainOptions)
          - Best validation loss (mean BCE per cell over t uniform in 1..T): {best:.5}\n\n\
          | epoch | step | validation loss |\n|---|---|---|\n{val_rows}\n\
          Loss curve: `loss.png`. Reproduce: `cargo xtask train roll`.\n",
-        status = if state.finished { "finished" } else { "training in progress (these are the best weights so far)" },
+        status = if state.finished {
+            "finished"
+        } else {
+            "training in progress (these are the best weights so far)"
+        },
         train = state.train_windows,
         bars = cfg.steps / 16,
         hop = opts.hop_bars,
@@ -574,7 +716,8 @@ fn write_card(dir: &Path, cfg: &Config, state: &TrainState, opts: &TrainOptions)
         seed = opts.seed,
         best = state.best_val.unwrap_or(f64::NAN),
     );
-    std::fs::write(dir.join("CARD.md"), card).with_context(|| format!("cannot write {}", dir.join("CARD.md").display()))
+    std::fs::write(dir.join("CARD.md"), card)
+        .with_context(|| format!("cannot write {}", dir.join("CARD.md").display()))
 }
 
 /// Seconds per forward pass and per training step (forward, backward, AdamW) of `cfg` on
@@ -587,12 +730,23 @@ pub fn time_step(cfg: &Config, batch: usize, iters: usize) -> Result<(f64, f64)>
     let schedule = BinomialSchedule::new(cfg.diffusion_steps, cfg.prior);
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let plane = cfg.steps * cfg.pitches;
-    let x0: Vec<f32> = (0..batch * 2 * plane).map(|_| if rng.random::<f32>() < 0.05 { 1.0 } else { 0.0 }).collect();
-    let ts: Vec<usize> = (0..batch).map(|_| rng.random_range(1..=cfg.diffusion_steps)).collect();
+    let x0: Vec<f32> = (0..batch * 2 * plane)
+        .map(|_| if rng.random::<f32>() < 0.05 { 1.0 } else { 0.0 })
+        .collect();
+    let ts: Vec<usize> = (0..batch)
+        .map(|_| rng.random_range(1..=cfg.diffusion_steps))
+        .collect();
     let xt = schedule.q_sample(&x0, plane, &ts, &mut rng);
     let shape = (batch, 2, cfg.steps, cfg.pitches);
-    let (x0, xt) = (Tensor::from_vec(x0, shape, &device)?, Tensor::from_vec(xt, shape, &device)?);
-    let t = Tensor::from_vec(ts.iter().map(|&t| t as f32).collect::<Vec<_>>(), batch, &device)?;
+    let (x0, xt) = (
+        Tensor::from_vec(x0, shape, &device)?,
+        Tensor::from_vec(xt, shape, &device)?,
+    );
+    let t = Tensor::from_vec(
+        ts.iter().map(|&t| t as f32).collect::<Vec<_>>(),
+        batch,
+        &device,
+    )?;
     let mut step = || -> Result<()> {
         let loss = bce_with_logits(&net.forward(&xt, &t)?, &x0)?;
         opt.backward_step(&loss)
@@ -617,8 +771,15 @@ mod tests {
 
     #[test]
     fn windows_render_with_transposition() {
-        let cfg = Config { steps: 16, pitches: 24, pitch_lo: 48, ..Config::tiny() };
-        let w = RollWindow { notes: vec![(0, 60, 4), (8, 71, 20)] };
+        let cfg = Config {
+            steps: 16,
+            pitches: 24,
+            pitch_lo: 48,
+            ..Config::tiny()
+        };
+        let w = RollWindow {
+            notes: vec![(0, 60, 4), (8, 71, 20)],
+        };
         let mut buf = vec![0.0; 2 * 16 * 24];
         w.render(&cfg, 2, &mut buf);
         let plane = 16 * 24;

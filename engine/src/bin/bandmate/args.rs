@@ -31,7 +31,12 @@ impl RegionArgs {
         if let Some(bars) = &self.bars
             && *bars.end() >= clip.bars
         {
-            bail!("--bars {}-{}: the clip has {} bars", bars.start() + 1, bars.end() + 1, clip.bars);
+            bail!(
+                "--bars {}-{}: the clip has {} bars",
+                bars.start() + 1,
+                bars.end() + 1,
+                clip.bars
+            );
         }
         let mut mask = Mask::all(clip.steps());
         if let Some(bars) = &self.bars {
@@ -41,9 +46,14 @@ impl RegionArgs {
             mask = mask.intersect(&Mask::pitches(clip, pitches.clone()));
         }
         if let Some(track) = self.track {
-            let index = track.checked_sub(1).filter(|&t| (t as usize) < clip.tracks.len());
+            let index = track
+                .checked_sub(1)
+                .filter(|&t| (t as usize) < clip.tracks.len());
             let Some(index) = index else {
-                bail!("--track {track}: the clip has {} tracks (numbered from 1)", clip.tracks.len());
+                bail!(
+                    "--track {track}: the clip has {} tracks (numbered from 1)",
+                    clip.tracks.len()
+                );
             };
             mask.track = Some(index);
         }
@@ -82,7 +92,15 @@ impl Timings {
     }
 
     pub fn to_json(&self) -> serde_json::Value {
-        self.0.iter().map(|(k, v)| (k.to_string(), serde_json::json!((v * 1000.0).round() / 1000.0))).collect()
+        self.0
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    serde_json::json!((v * 1000.0).round() / 1000.0),
+                )
+            })
+            .collect()
     }
 }
 
@@ -103,7 +121,9 @@ mod tests {
     fn region_arguments_make_the_expected_mask() {
         let mut clip = Clip::new(4);
         clip.add_track(Track::new("Bass", TrackRole::Bass, 1));
-        let m = region(Some("3-4"), Some("C3-C4"), Some(2)).mask(&clip).unwrap();
+        let m = region(Some("3-4"), Some("C3-C4"), Some(2))
+            .mask(&clip)
+            .unwrap();
         assert_eq!(m.count(), 32 * 13);
         assert!(m.get(32, 60) && m.get(63, 72) && !m.get(31, 60) && !m.get(40, 73));
         assert_eq!(m.track, Some(1));
@@ -113,7 +133,10 @@ mod tests {
     #[test]
     fn region_arguments_outside_the_clip_are_errors() {
         let clip = Clip::new(4);
-        let err = region(Some("4-5"), None, None).mask(&clip).unwrap_err().to_string();
+        let err = region(Some("4-5"), None, None)
+            .mask(&clip)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("the clip has 4 bars"), "{err}");
         assert!(region(None, None, Some(2)).mask(&clip).is_err());
         assert!(region(None, None, Some(0)).mask(&clip).is_err());

@@ -38,15 +38,28 @@ pub struct EvalArgs {
 pub fn run(args: EvalArgs) -> Result<()> {
     let mut timings = Timings::default();
     let reference = timings.time("read_reference", || {
-        read_clips(&midi_files(&args.reference, args.reference_split.as_deref())?)
+        read_clips(&midi_files(
+            &args.reference,
+            args.reference_split.as_deref(),
+        )?)
     })?;
     let generated = timings.time("read_generated", || {
-        read_clips(&midi_files(&args.generated, args.generated_split.as_deref())?)
+        read_clips(&midi_files(
+            &args.generated,
+            args.generated_split.as_deref(),
+        )?)
     })?;
-    let opts = EvalOptions { max_clips: args.max_clips, seed: args.seed };
-    let report = timings.time("metrics", || metrics::evaluate(&reference, &generated, &opts));
+    let opts = EvalOptions {
+        max_clips: args.max_clips,
+        seed: args.seed,
+    };
+    let report = timings.time("metrics", || {
+        metrics::evaluate(&reference, &generated, &opts)
+    });
     if let Some(plot) = &args.plot {
-        timings.time("plot", || metrics::plot_histograms(&reference, &generated, plot))?;
+        timings.time("plot", || {
+            metrics::plot_histograms(&reference, &generated, plot)
+        })?;
     }
     if args.json {
         let mut json = report.to_json();
@@ -55,8 +68,16 @@ pub fn run(args: EvalArgs) -> Result<()> {
         json["timings_ms"] = timings.to_json();
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        println!("reference: {} clips from {}", reference.len(), args.reference.display());
-        println!("generated: {} clips from {}", generated.len(), args.generated.display());
+        println!(
+            "reference: {} clips from {}",
+            reference.len(),
+            args.reference.display()
+        );
+        println!(
+            "generated: {} clips from {}",
+            generated.len(),
+            args.generated.display()
+        );
         println!("{}", report.to_table());
         if let Some(plot) = &args.plot {
             println!("histograms: {}", plot.display());

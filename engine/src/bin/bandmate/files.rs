@@ -10,10 +10,13 @@ use std::path::{Path, PathBuf};
 pub fn read_clip(path: &Path) -> Result<Clip> {
     let beats_path = path.with_file_name("beat_midi.txt");
     if beats_path.is_file() {
-        let text = std::fs::read_to_string(&beats_path).with_context(|| format!("{}", beats_path.display()))?;
-        let beats = midi::parse_beat_file(&text).with_context(|| format!("{}", beats_path.display()))?;
+        let text = std::fs::read_to_string(&beats_path)
+            .with_context(|| format!("{}", beats_path.display()))?;
+        let beats =
+            midi::parse_beat_file(&text).with_context(|| format!("{}", beats_path.display()))?;
         let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
-        return midi::read_bytes_with_beats(&bytes, &beats).with_context(|| format!("{}", path.display()));
+        return midi::read_bytes_with_beats(&bytes, &beats)
+            .with_context(|| format!("{}", path.display()));
     }
     Ok(midi::read_file(path)?)
 }
@@ -33,12 +36,24 @@ pub fn midi_files(dir: &Path, split: Option<&str>) -> Result<Vec<PathBuf>> {
         files.retain(|f| {
             let file_name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
             let stem = f.file_stem().and_then(|n| n.to_str()).unwrap_or_default();
-            let parent = f.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or_default();
-            names.iter().any(|n| n == file_name || n == stem || n == parent)
+            let parent = f
+                .parent()
+                .and_then(|p| p.file_name())
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            names
+                .iter()
+                .any(|n| n == file_name || n == stem || n == parent)
         });
     }
     if files.is_empty() {
-        bail!("{}: no MIDI files{}", dir.display(), split.map(|s| format!(" in split '{s}'")).unwrap_or_default());
+        bail!(
+            "{}: no MIDI files{}",
+            dir.display(),
+            split
+                .map(|s| format!(" in split '{s}'"))
+                .unwrap_or_default()
+        );
     }
     Ok(files)
 }
@@ -88,7 +103,9 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 fn is_midi(path: &Path) -> bool {
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("mid") || e.eq_ignore_ascii_case("midi"))
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("mid") || e.eq_ignore_ascii_case("midi"))
 }
 
 fn split_names(dir: &Path, split: &str) -> Result<Vec<String>> {
@@ -97,11 +114,30 @@ fn split_names(dir: &Path, split: &str) -> Result<Vec<String>> {
         .take(3)
         .map(|d| d.join("splits.json"))
         .find(|p| p.is_file())
-        .with_context(|| format!("--split {split}: no splits.json in {} or its parents", dir.display()))?;
-    let text = std::fs::read_to_string(&splits_file).with_context(|| format!("{}", splits_file.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}", splits_file.display()))?;
-    let list = json.get(split).and_then(|v| v.as_array()).with_context(|| {
-        format!("{}: no split '{split}' (has: {})", splits_file.display(), json.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default())
-    })?;
-    Ok(list.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .with_context(|| {
+            format!(
+                "--split {split}: no splits.json in {} or its parents",
+                dir.display()
+            )
+        })?;
+    let text = std::fs::read_to_string(&splits_file)
+        .with_context(|| format!("{}", splits_file.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}", splits_file.display()))?;
+    let list = json
+        .get(split)
+        .and_then(|v| v.as_array())
+        .with_context(|| {
+            format!(
+                "{}: no split '{split}' (has: {})",
+                splits_file.display(),
+                json.as_object()
+                    .map(|o| o.keys().cloned().collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default()
+            )
+        })?;
+    Ok(list
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect())
 }

@@ -77,7 +77,12 @@ pub fn run(args: InfoArgs) -> Result<()> {
 /// Key of the pitched notes, weighted by duration.
 pub fn estimate_key(clip: &Clip) -> Option<Key> {
     let mut weights = [0.0; 12];
-    for n in clip.notes.iter().filter(|n| !clip.tracks.get(n.track as usize).is_some_and(|t| t.is_drums())) {
+    for n in clip.notes.iter().filter(|n| {
+        !clip
+            .tracks
+            .get(n.track as usize)
+            .is_some_and(|t| t.is_drums())
+    }) {
         weights[(n.pitch % 12) as usize] += n.length as f64;
     }
     Key::estimate(&weights)

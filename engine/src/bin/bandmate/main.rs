@@ -13,7 +13,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "bandmate", version, about = "Generative MIDI co-writer: the engine on the command line")]
+#[command(
+    name = "bandmate",
+    version,
+    about = "Generative MIDI co-writer: the engine on the command line"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -112,12 +112,17 @@ pub struct GenerateArgs {
 /// The model `--model` names: a folder with config.json and model.safetensors, a folder
 /// `assets/NAME`, or (by default) the weights built into the binary.
 pub fn load_model(name: Option<&str>) -> Result<RollModel> {
-    let Some(name) = name else { return RollModel::embedded() };
+    let Some(name) = name else {
+        return RollModel::embedded();
+    };
     let direct = Path::new(name);
     if direct.is_dir() {
         return RollModel::load_dir(direct);
     }
-    let in_assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("assets").join(name);
+    let in_assets = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("assets")
+        .join(name);
     if in_assets.is_dir() {
         return RollModel::load_dir(&in_assets);
     }
@@ -130,7 +135,15 @@ fn read_clip(path: &Path) -> Result<Clip> {
 }
 
 /// Write the result and print a summary.
-fn finish(task: &str, input: Option<&Path>, before: Option<&Clip>, after: &Clip, output: &OutputArgs, timings: &mut Timings, model: &RollModel) -> Result<()> {
+fn finish(
+    task: &str,
+    input: Option<&Path>,
+    before: Option<&Clip>,
+    after: &Clip,
+    output: &OutputArgs,
+    timings: &mut Timings,
+    model: &RollModel,
+) -> Result<()> {
     let out = match (&output.out, input) {
         (Some(p), _) => p.clone(),
         (None, Some(i)) => {
@@ -139,8 +152,12 @@ fn finish(task: &str, input: Option<&Path>, before: Option<&Clip>, after: &Clip,
         }
         (None, None) => PathBuf::from(format!("{task}.mid")),
     };
-    timings.time("write", || midi::write_file(after, &out)).with_context(|| format!("cannot write {}", out.display()))?;
-    let kept = before.map_or(0, |b| b.notes.iter().filter(|n| after.notes.contains(n)).count());
+    timings
+        .time("write", || midi::write_file(after, &out))
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    let kept = before.map_or(0, |b| {
+        b.notes.iter().filter(|n| after.notes.contains(n)).count()
+    });
     let new = after.notes.len() - kept.min(after.notes.len());
     if output.json {
         let summary = serde_json::json!({
@@ -155,7 +172,11 @@ fn finish(task: &str, input: Option<&Path>, before: Option<&Clip>, after: &Clip,
         });
         println!("{summary}");
     } else {
-        println!("{task}: wrote {} ({} bars, {kept} notes kept, {new} generated)", out.display(), after.bars);
+        println!(
+            "{task}: wrote {} ({} bars, {kept} notes kept, {new} generated)",
+            out.display(),
+            after.bars
+        );
     }
     Ok(())
 }
@@ -167,7 +188,15 @@ pub fn run_fill(args: FillArgs) -> Result<()> {
     let mask = args.region.mask(&clip)?;
     let opts = args.sampling.options(args.output.seed);
     let out = timings.time("sample", || diffusion::fill(&model, &clip, &mask, &opts))?;
-    finish("fill", Some(&args.input), Some(&clip), &out, &args.output, &mut timings, &model)
+    finish(
+        "fill",
+        Some(&args.input),
+        Some(&clip),
+        &out,
+        &args.output,
+        &mut timings,
+        &model,
+    )
 }
 
 pub fn run_vary(args: VaryArgs) -> Result<()> {
@@ -176,8 +205,18 @@ pub fn run_vary(args: VaryArgs) -> Result<()> {
     let clip = timings.time("read", || read_clip(&args.input))?;
     let mask = args.region.mask(&clip)?;
     let opts = args.sampling.options(args.output.seed);
-    let out = timings.time("sample", || diffusion::vary(&model, &clip, &mask, args.strength, &opts))?;
-    finish("vary", Some(&args.input), Some(&clip), &out, &args.output, &mut timings, &model)
+    let out = timings.time("sample", || {
+        diffusion::vary(&model, &clip, &mask, args.strength, &opts)
+    })?;
+    finish(
+        "vary",
+        Some(&args.input),
+        Some(&clip),
+        &out,
+        &args.output,
+        &mut timings,
+        &model,
+    )
 }
 
 pub fn run_continue(args: ContinueArgs) -> Result<()> {
@@ -187,8 +226,18 @@ pub fn run_continue(args: ContinueArgs) -> Result<()> {
     let prompt = args.prompt.unwrap_or(clip.bars);
     let length = args.length.unwrap_or(prompt + 4);
     let opts = args.sampling.options(args.output.seed);
-    let out = timings.time("sample", || diffusion::continue_clip(&model, &clip, prompt, length, &opts))?;
-    finish("continue", Some(&args.input), Some(&clip), &out, &args.output, &mut timings, &model)
+    let out = timings.time("sample", || {
+        diffusion::continue_clip(&model, &clip, prompt, length, &opts)
+    })?;
+    finish(
+        "continue",
+        Some(&args.input),
+        Some(&clip),
+        &out,
+        &args.output,
+        &mut timings,
+        &model,
+    )
 }
 
 pub fn run_harmonize(args: HarmonizeArgs) -> Result<()> {
@@ -201,8 +250,18 @@ pub fn run_harmonize(args: HarmonizeArgs) -> Result<()> {
         None => None,
     };
     let opts = args.sampling.options(args.output.seed);
-    let out = timings.time("sample", || diffusion::harmonize(&model, &clip, melody, &opts))?;
-    finish("harmonize", Some(&args.input), Some(&clip), &out, &args.output, &mut timings, &model)
+    let out = timings.time("sample", || {
+        diffusion::harmonize(&model, &clip, melody, &opts)
+    })?;
+    finish(
+        "harmonize",
+        Some(&args.input),
+        Some(&clip),
+        &out,
+        &args.output,
+        &mut timings,
+        &model,
+    )
 }
 
 pub fn run_generate(args: GenerateArgs) -> Result<()> {
@@ -210,5 +269,13 @@ pub fn run_generate(args: GenerateArgs) -> Result<()> {
     let model = timings.time("load_model", || load_model(args.output.model.as_deref()))?;
     let opts = args.sampling.options(args.output.seed);
     let out = timings.time("sample", || diffusion::generate(&model, args.length, &opts))?;
-    finish("generate", None, None, &out, &args.output, &mut timings, &model)
+    finish(
+        "generate",
+        None,
+        None,
+        &out,
+        &args.output,
+        &mut timings,
+        &model,
+    )
 }

@@ -41,11 +41,18 @@ pub fn run(args: RoundtripArgs) -> Result<()> {
             args.output.display(),
             clip.notes.len(),
             clip.tracks.len(),
-            if same { "identical on the grid after re-import" } else { "CHANGED on re-import" }
+            if same {
+                "identical on the grid after re-import"
+            } else {
+                "CHANGED on re-import"
+            }
         );
     }
     if !same {
-        bail!("{}: notes differ after export and re-import", args.output.display());
+        bail!(
+            "{}: notes differ after export and re-import",
+            args.output.display()
+        );
     }
     Ok(())
 }

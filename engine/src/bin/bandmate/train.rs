@@ -71,8 +71,11 @@ fn load_config(name: &str) -> Result<Config> {
     if let Some(cfg) = Config::preset(name) {
         return Ok(cfg);
     }
-    let text = std::fs::read_to_string(name).with_context(|| format!("--config {name}: not a preset (tiny, small, base) nor a readable file"))?;
-    let cfg: Config = serde_json::from_str(&text).with_context(|| format!("{name} is not a roll model config"))?;
+    let text = std::fs::read_to_string(name).with_context(|| {
+        format!("--config {name}: not a preset (tiny, small, base) nor a readable file")
+    })?;
+    let cfg: Config = serde_json::from_str(&text)
+        .with_context(|| format!("{name} is not a roll model config"))?;
     cfg.validate().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     Ok(cfg)
 }

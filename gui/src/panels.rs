@@ -1,0 +1,434 @@
+//! The editor around the roll: model actions and their settings, the worker's progress and
+//! errors, tools, snap, tracks, and A/B compare. Buttons produce [`Action`] values; the plugin
+//! turns them into worker jobs.
+
+use crate::edit::{Edit, History};
+use crate::mask_tool;
+use crate::piano_roll::{PianoRoll, RollSettings, Selection, Snap, Tool, track_color};
+use bandmate::music::{Clip, Key, Mask, Scale, pitch_name};
+use egui::{Color32, RichText, Ui};
+
+/// What a model is asked to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Task {
+    /// Regenerate the masked cells.
+    FillMask,
+    /// Append `bars` bars.
+    Continue { bars: u32 },
+    /// Accompaniment under the melody.
+    Harmonize,
+    /// Change the masked cells by `strength` (0–1).
+    Vary { strength: f32 },
+    /// A new clip of the current length.
+    Generate,
+    /// Regenerate one track.
+    RegenerateVoice { track: u16 },
+    /// `amount` (0–1) of the way from the previous version (A) to the current clip (B).
+    Interpolate { amount: f32 },
+}
+
+impl Task {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Task::FillMask => "Fill mask",
+            Task::Continue { .. } => "Continue",
+            Task::Harmonize => "Harmonize",
+            Task::Vary { .. } => "Vary",
+            Task::Generate => "Generate",
+            Task::RegenerateVoice { .. } => "Regenerate voice",
+            Task::Interpolate { .. } => "Interpolate",
+        }
+    }
+}
+
+/// Sampling settings sent with every task.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSettings {
+    /// Index into [`EditorState::models`].
+    pub model: usize,
+    /// Sampling (denoising) steps.
+    pub steps: u32,
+    /// Sampling temperature (or threshold, for threshold samplers).
+    pub temperature: f32,
+    /// Target note density, 0–1.
+    pub density: f32,
+    pub seed: u64,
+    /// Keep generated notes in this key.
+    pub key_lock: Option<Key>,
+    pub pitch_low: u8,
+    pub pitch_high: u8,
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        Self {
+            model: 0,
+            steps: 32,
+            temperature: 1.0,
+            density: 0.5,
+            seed: 1,
+            key_lock: None,
+            pitch_low: 36,
+            pitch_high: 96,
+        }
+    }
+}
+
+/// What the editor asks of the plugin.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Play a note through the host (keyboard click).
+    Audition { pitch: u8, velocity: u8 },
+    /// Run a model on the current clip and mask.
+    Run { task: Task, settings: ModelSettings },
+    /// Cancel the running job.
+    Cancel,
+}
+
+/// The worker's state as the editor shows it.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub enum JobStatus {
+    #[default]
+    Idle,
+    Running {
+        label: String,
+        progress: f32,
+    },
+}
+
+/// Previous and new version of the clip after a model result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AbCompare {
+    /// The version not shown now.
+    pub other: Clip,
+    /// Whether the new version (B) is shown.
+    pub showing_new: bool,
+}
+
+/// Everything the editor edits and shows, owned by the plugin.
+#[derive(Clone, Debug)]
+pub struct EditorState {
+    pub clip: Clip,
+    pub mask: Mask,
+    pub selection: Selection,
+    pub history: History,
+    pub roll: RollSettings,
+    pub model: ModelSettings,
+    /// Model names to choose from.
+    pub models: Vec<String>,
+    pub vary_strength: f32,
+    pub continue_bars: u32,
+    pub interpolate_amount: f32,
+    pub job: JobStatus,
+    /// The last worker error, shown until dismissed.
+    pub error: Option<String>,
+    pub ab: Option<AbCompare>,
+    /// Fit the roll to the clip on the next frame.
+    pub fit_requested: bool,
+}
+
+impl EditorState {
+    pub fn new(clip: Clip) -> Self {
+        let mask = Mask::empty(clip.steps());
+        Self {
+            clip,
+            mask,
+            selection: Selection::new(),
+            history: History::default(),
+            roll: RollSettings::default(),
+            model: ModelSettings::default(),
+            models: vec!["default".to_owned()],
+            vary_strength: 0.5,
+            continue_bars: 4,
+            interpolate_amount: 0.5,
+            job: JobStatus::Idle,
+            error: None,
+            ab: None,
+            fit_requested: true,
+        }
+    }
+
+    /// Take a model result as one undo step and offer A/B against the previous version.
+    pub fn accept_result(&mut self, clip: Clip, label: &str) {
+        let previous = self.clip.clone();
+        self.history.apply(
+            &mut self.clip,
+            &mut self.mask,
+            label,
+            vec![Edit::ReplaceClip(Box::new(clip))],
+        );
+        if self.mask.steps != self.clip.steps() {
+            self.mask = self.mask.resized(self.clip.steps());
+        }
+        self.selection.clear();
+        self.job = JobStatus::Idle;
+        self.ab = Some(AbCompare {
+            other: previous,
+            showing_new: true,
+        });
+    }
+
+    /// Show the other version of the A/B pair.
+    pub fn toggle_ab(&mut self) {
+        if let Some(ab) = &mut self.ab {
+            std::mem::swap(&mut self.clip, &mut ab.other);
+            ab.showing_new = !ab.showing_new;
+            self.selection.clear();
+        }
+    }
+
+    fn run(&self, task: Task) -> Action {
+        Action::Run {
+            task,
+            settings: self.model.clone(),
+        }
+    }
+
+    fn set_mask(&mut self, mask: Mask, label: &str) {
+        self.history.apply(
+            &mut self.clip,
+            &mut self.mask,
+            label,
+            vec![Edit::SetMask(Box::new(mask))],
+        );
+    }
+}
+
+/// The whole editor: controls on top, the roll below. Returns what the plugin should do.
+pub fn editor_ui(ui: &mut Ui, state: &mut EditorState) -> Vec<Action> {
+    let mut actions = Vec::new();
+    ui.horizontal_wrapped(|ui| action_buttons(ui, state, &mut actions));
+    ui.horizontal_wrapped(|ui| model_controls(ui, state));
+    ui.horizontal_wrapped(|ui| roll_controls(ui, state));
+    status(ui, state, &mut actions);
+    ui.separator();
+    let fit = std::mem::take(&mut state.fit_requested);
+    let clip_before = state.ab.as_ref().map(|_| state.clip.clone());
+    let out = PianoRoll::new(&mut state.clip, &mut state.mask)
+        .selection(&mut state.selection)
+        .history(&mut state.history)
+        .settings(&state.roll)
+        .fit(fit)
+        .show(ui);
+    // An edit while comparing keeps the version being edited.
+    if clip_before.is_some_and(|c| c != state.clip) {
+        state.ab = None;
+    }
+    actions.extend(out.actions);
+    actions
+}
+
+fn action_buttons(ui: &mut Ui, state: &mut EditorState, actions: &mut Vec<Action>) {
+    let idle = state.job == JobStatus::Idle;
+    ui.add_enabled_ui(idle, |ui| {
+        if ui
+            .add_enabled(!state.mask.is_empty(), egui::Button::new("Fill mask"))
+            .clicked()
+        {
+            actions.push(state.run(Task::FillMask));
+        }
+        if ui.button("Continue").clicked() {
+            actions.push(state.run(Task::Continue {
+                bars: state.continue_bars,
+            }));
+        }
+        ui.add(
+            egui::DragValue::new(&mut state.continue_bars)
+                .range(1..=32)
+                .suffix(" bars"),
+        );
+        if ui.button("Harmonize").clicked() {
+            actions.push(state.run(Task::Harmonize));
+        }
+        if ui.button("Vary").clicked() {
+            actions.push(state.run(Task::Vary {
+                strength: state.vary_strength,
+            }));
+        }
+        ui.add(egui::Slider::new(&mut state.vary_strength, 0.0..=1.0).text("strength"));
+        if ui.button("Generate").clicked() {
+            actions.push(state.run(Task::Generate));
+        }
+        if ui.button("Regenerate voice").clicked() {
+            actions.push(state.run(Task::RegenerateVoice {
+                track: state.roll.edit_track,
+            }));
+        }
+        if ui
+            .add_enabled(state.ab.is_some(), egui::Button::new("Interpolate"))
+            .clicked()
+        {
+            actions.push(state.run(Task::Interpolate {
+                amount: state.interpolate_amount,
+            }));
+        }
+        ui.add(egui::Slider::new(&mut state.interpolate_amount, 0.0..=1.0).text("A→B"));
+    });
+}
+
+fn model_controls(ui: &mut Ui, state: &mut EditorState) {
+    let m = &mut state.model;
+    let name = state.models.get(m.model).cloned().unwrap_or_default();
+    egui::ComboBox::from_label("model")
+        .selected_text(name)
+        .show_ui(ui, |ui| {
+            for (i, n) in state.models.iter().enumerate() {
+                ui.selectable_value(&mut m.model, i, n);
+            }
+        });
+    ui.add(
+        egui::DragValue::new(&mut m.steps)
+            .range(1..=1000)
+            .prefix("steps "),
+    );
+    ui.add(egui::Slider::new(&mut m.temperature, 0.05..=2.0).text("temperature"));
+    ui.add(egui::Slider::new(&mut m.density, 0.0..=1.0).text("density"));
+    ui.add(egui::DragValue::new(&mut m.seed).prefix("seed "));
+    if ui.button("🎲").on_hover_text("New random seed").clicked() {
+        m.seed = dice_seed(m.seed);
+    }
+    let mut locked = m.key_lock.is_some();
+    if ui.checkbox(&mut locked, "key lock").changed() {
+        m.key_lock = locked.then(|| Key::new(0, Scale::Major));
+    }
+    if let Some(key) = &mut m.key_lock {
+        egui::ComboBox::from_id_salt("key_tonic")
+            .selected_text(bandmate::music::key::PITCH_CLASS_NAMES[key.tonic as usize])
+            .show_ui(ui, |ui| {
+                for (i, n) in bandmate::music::key::PITCH_CLASS_NAMES.iter().enumerate() {
+                    ui.selectable_value(&mut key.tonic, i as u8, *n);
+                }
+            });
+        egui::ComboBox::from_id_salt("key_scale")
+            .selected_text(key.scale.name())
+            .show_ui(ui, |ui| {
+                for s in Scale::ALL {
+                    ui.selectable_value(&mut key.scale, s, s.name());
+                }
+            });
+    }
+    ui.label("pitch");
+    ui.add(
+        egui::DragValue::new(&mut m.pitch_low)
+            .range(0..=127)
+            .custom_formatter(|v, _| pitch_name(v as u8)),
+    );
+    ui.add(
+        egui::DragValue::new(&mut m.pitch_high)
+            .range(0..=127)
+            .custom_formatter(|v, _| pitch_name(v as u8)),
+    );
+    if m.pitch_high < m.pitch_low {
+        m.pitch_high = m.pitch_low;
+    }
+}
+
+/// A new seed from the clock, mixed with the old one (splitmix64).
+fn dice_seed(old: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut z = old ^ nanos.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) % 1_000_000
+}
+
+fn roll_controls(ui: &mut Ui, state: &mut EditorState) {
+    ui.selectable_value(&mut state.roll.tool, Tool::Notes, "✏ Notes");
+    ui.selectable_value(&mut state.roll.tool, Tool::Mask, "▨ Mask");
+    egui::ComboBox::from_label("snap")
+        .selected_text(state.roll.snap.name())
+        .show_ui(ui, |ui| {
+            for s in Snap::ALL {
+                ui.selectable_value(&mut state.roll.snap, s, s.name());
+            }
+        });
+    if ui.button("Mask selection").clicked() {
+        let m = mask_tool::mask_selection(&state.clip, &state.selection, &state.mask);
+        state.set_mask(m, "mask selection");
+    }
+    if ui.button("Clear mask").clicked() {
+        state.set_mask(Mask::empty(state.clip.steps()), "clear mask");
+    }
+    if ui.button("Invert mask").clicked() {
+        let m = state.mask.invert();
+        state.set_mask(m, "invert mask");
+    }
+    if ui.button("Fit").clicked() {
+        state.fit_requested = true;
+    }
+    if ui
+        .add_enabled(state.history.can_undo(), egui::Button::new("Undo"))
+        .clicked()
+    {
+        state.history.undo(&mut state.clip, &mut state.mask);
+        state.selection.clear();
+    }
+    if ui
+        .add_enabled(state.history.can_redo(), egui::Button::new("Redo"))
+        .clicked()
+    {
+        state.history.redo(&mut state.clip, &mut state.mask);
+        state.selection.clear();
+    }
+    if let Some(ab) = &state.ab {
+        let text = if ab.showing_new {
+            "B (new)"
+        } else {
+            "A (previous)"
+        };
+        if ui.button(format!("A/B: {text}")).clicked() {
+            state.toggle_ab();
+        }
+    }
+    ui.separator();
+    for (i, track) in state.clip.tracks.iter().enumerate() {
+        let i = i as u16;
+        let mut shown = !state.roll.hidden_tracks.contains(&i);
+        if ui
+            .checkbox(&mut shown, "")
+            .on_hover_text("Show track")
+            .changed()
+        {
+            if shown {
+                state.roll.hidden_tracks.remove(&i);
+            } else {
+                state.roll.hidden_tracks.insert(i);
+            }
+        }
+        let name = RichText::new(&track.name).color(track_color(i));
+        if ui
+            .selectable_label(state.roll.edit_track == i, name)
+            .clicked()
+        {
+            state.roll.edit_track = i;
+            state.selection.clear();
+        }
+    }
+}
+
+fn status(ui: &mut Ui, state: &mut EditorState, actions: &mut Vec<Action>) {
+    if let JobStatus::Running { label, progress } = &state.job {
+        ui.horizontal(|ui| {
+            ui.add(
+                egui::ProgressBar::new(*progress)
+                    .text(label.as_str())
+                    .desired_width(240.0),
+            );
+            if ui.button("Cancel").clicked() {
+                actions.push(Action::Cancel);
+            }
+        });
+    }
+    let mut dismiss = false;
+    if let Some(error) = &state.error {
+        ui.horizontal(|ui| {
+            ui.colored_label(Color32::from_rgb(255, 110, 100), format!("⚠ {error}"));
+            dismiss = ui.small_button("✕").clicked();
+        });
+    }
+    if dismiss {
+        state.error = None;
+    }
+}
