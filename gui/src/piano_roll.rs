@@ -535,8 +535,7 @@ impl Interaction<'_> {
                 add: mods.shift,
             });
         }
-        if let Some(lane) = layout.lane.filter(|l| l.contains(o)) {
-            let _ = lane;
+        if layout.lane.is_some_and(|l| l.contains(o)) {
             let i = self.note_near_x(t, o.x)?;
             let originals = if self.selection.contains(&i) {
                 self.selected_notes()
