@@ -93,8 +93,8 @@ fn every_regression_input_is_handled_without_a_panic() {
     assert!(checked >= 5, "found {checked} regression files");
 }
 
-#[test]
-fn eval_of_the_nottingham_test_split_against_itself_is_perfect() {
+/// `bandmate eval --json` of the Nottingham test split against `split`.
+fn eval_nottingham_test_against(split: &str) -> serde_json::Value {
     let dir = data().join("nottingham/MIDI");
     let dir = dir.to_str().unwrap();
     let out = bandmate(&[
@@ -106,7 +106,7 @@ fn eval_of_the_nottingham_test_split_against_itself_is_perfect() {
         "--generated",
         dir,
         "--generated-split",
-        "test",
+        split,
         "--json",
     ]);
     assert!(
@@ -114,7 +114,12 @@ fn eval_of_the_nottingham_test_split_against_itself_is_perfect() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn eval_of_the_nottingham_test_split_against_itself_is_perfect() {
+    let report = eval_nottingham_test_against("test");
     assert_eq!(report["reference"]["clips"], 104);
     let features = report["yang_lerch"]["features"].as_object().unwrap();
     assert_eq!(features.len(), 8);
@@ -135,26 +140,7 @@ fn eval_of_the_nottingham_test_split_against_itself_is_perfect() {
 
 #[test]
 fn eval_against_the_train_split_is_close_but_not_identical() {
-    let dir = data().join("nottingham/MIDI");
-    let dir = dir.to_str().unwrap();
-    let out = bandmate(&[
-        "eval",
-        "--reference",
-        dir,
-        "--reference-split",
-        "test",
-        "--generated",
-        dir,
-        "--generated-split",
-        "train",
-        "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = eval_nottingham_test_against("train");
     assert_eq!(report["generated"]["clips"], 827);
     let oas: Vec<f64> = report["yang_lerch"]["features"]
         .as_object()

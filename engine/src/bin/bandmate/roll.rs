@@ -129,9 +129,17 @@ pub fn load_model(name: Option<&str>) -> Result<RollModel> {
     bail!("--model {name}: no such folder (nor assets/{name})")
 }
 
-/// The clip of a MIDI file (POP909 songs quantized with their `beat_midi.txt`).
-fn read_clip(path: &Path) -> Result<Clip> {
-    crate::files::read_clip(path).with_context(|| format!("cannot read {}", path.display()))
+/// What every subcommand on an input clip starts with: the model, the clip (errors name the
+/// file already) and the sampling options.
+fn start(
+    input: &Path,
+    sampling: &SamplingArgs,
+    output: &OutputArgs,
+    timings: &mut Timings,
+) -> Result<(RollModel, Clip, RollOptions)> {
+    let model = timings.time("load_model", || load_model(output.model.as_deref()))?;
+    let clip = timings.time("read", || crate::files::read_clip(input))?;
+    Ok((model, clip, sampling.options(output.seed)))
 }
 
 /// Write the result and print a summary.
@@ -183,10 +191,8 @@ fn finish(
 
 pub fn run_fill(args: FillArgs) -> Result<()> {
     let mut timings = Timings::default();
-    let model = timings.time("load_model", || load_model(args.output.model.as_deref()))?;
-    let clip = timings.time("read", || read_clip(&args.input))?;
+    let (model, clip, opts) = start(&args.input, &args.sampling, &args.output, &mut timings)?;
     let mask = args.region.mask(&clip)?;
-    let opts = args.sampling.options(args.output.seed);
     let out = timings.time("sample", || diffusion::fill(&model, &clip, &mask, &opts))?;
     finish(
         "fill",
@@ -201,10 +207,8 @@ pub fn run_fill(args: FillArgs) -> Result<()> {
 
 pub fn run_vary(args: VaryArgs) -> Result<()> {
     let mut timings = Timings::default();
-    let model = timings.time("load_model", || load_model(args.output.model.as_deref()))?;
-    let clip = timings.time("read", || read_clip(&args.input))?;
+    let (model, clip, opts) = start(&args.input, &args.sampling, &args.output, &mut timings)?;
     let mask = args.region.mask(&clip)?;
-    let opts = args.sampling.options(args.output.seed);
     let out = timings.time("sample", || {
         diffusion::vary(&model, &clip, &mask, args.strength, &opts)
     })?;
@@ -221,11 +225,9 @@ pub fn run_vary(args: VaryArgs) -> Result<()> {
 
 pub fn run_continue(args: ContinueArgs) -> Result<()> {
     let mut timings = Timings::default();
-    let model = timings.time("load_model", || load_model(args.output.model.as_deref()))?;
-    let clip = timings.time("read", || read_clip(&args.input))?;
+    let (model, clip, opts) = start(&args.input, &args.sampling, &args.output, &mut timings)?;
     let prompt = args.prompt.unwrap_or(clip.bars);
     let length = args.length.unwrap_or(prompt + 4);
-    let opts = args.sampling.options(args.output.seed);
     let out = timings.time("sample", || {
         diffusion::continue_clip(&model, &clip, prompt, length, &opts)
     })?;
@@ -242,14 +244,12 @@ pub fn run_continue(args: ContinueArgs) -> Result<()> {
 
 pub fn run_harmonize(args: HarmonizeArgs) -> Result<()> {
     let mut timings = Timings::default();
-    let model = timings.time("load_model", || load_model(args.output.model.as_deref()))?;
-    let clip = timings.time("read", || read_clip(&args.input))?;
+    let (model, clip, opts) = start(&args.input, &args.sampling, &args.output, &mut timings)?;
     let melody = match args.melody {
         Some(0) => bail!("--melody 0: tracks are numbered from 1"),
         Some(t) => Some(t - 1),
         None => None,
     };
-    let opts = args.sampling.options(args.output.seed);
     let out = timings.time("sample", || {
         diffusion::harmonize(&model, &clip, melody, &opts)
     })?;
