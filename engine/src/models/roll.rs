@@ -6,10 +6,11 @@
 //! is logits of p(x_0 = 1 | x_t).
 
 use candle_core::{DType, Module, Result, Tensor, bail};
-use candle_nn::{GroupNorm, Linear, VarBuilder, group_norm, linear};
+use candle_nn::{Linear, VarBuilder, linear};
 use serde::{Deserialize, Serialize};
 
-use crate::nn::Conv2d;
+pub use crate::nn::upsample_nearest2x;
+use crate::nn::{Conv2d, GroupNormSilu, add_channel_bias};
 
 /// Shapes of the network and the diffusion it was trained for (stored as `config.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -160,24 +161,14 @@ pub fn timestep_embedding(t: &Tensor, dim: usize) -> Result<Tensor> {
     Tensor::cat(&[args.sin()?, args.cos()?], 1)
 }
 
-/// Nearest-neighbour upsampling ×2 `[b, c, h, w]` -> `[b, c, 2h, 2w]`, as a broadcast (same
-/// values as `upsample_nearest2d`, with a backward pass that is a cheap sum).
-pub fn upsample_nearest2x(x: &Tensor) -> Result<Tensor> {
-    let (b, c, h, w) = x.dims4()?;
-    x.reshape((b, c, h, 1, w, 1))?
-        .broadcast_as((b, c, h, 2, w, 2))?
-        .contiguous()?
-        .reshape((b, c, 2 * h, 2 * w))
-}
-
 /// GroupNorm → SiLU → conv, plus the projected timestep embedding, twice; 1×1 conv on the skip
 /// when the channel count changes.
 #[derive(Clone, Debug)]
 struct ResBlock {
-    norm1: GroupNorm,
+    norm1: GroupNormSilu,
     conv1: Conv2d,
     time: Linear,
-    norm2: GroupNorm,
+    norm2: GroupNormSilu,
     conv2: Conv2d,
     skip: Option<Conv2d>,
 }
@@ -185,10 +176,10 @@ struct ResBlock {
 impl ResBlock {
     fn new(cin: usize, cout: usize, cfg: &Config, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            norm1: group_norm(cfg.groups, cin, 1e-5, vb.pp("norm1"))?,
+            norm1: GroupNormSilu::new(cfg.groups, cin, 1e-5, vb.pp("norm1"))?,
             conv1: Conv2d::new(cin, cout, 3, 1, 1, vb.pp("conv1"))?,
             time: linear(cfg.time_channels(), cout, vb.pp("time"))?,
-            norm2: group_norm(cfg.groups, cout, 1e-5, vb.pp("norm2"))?,
+            norm2: GroupNormSilu::new(cfg.groups, cout, 1e-5, vb.pp("norm2"))?,
             conv2: Conv2d::new(cout, cout, 3, 1, 1, vb.pp("conv2"))?,
             skip: if cin == cout {
                 None
@@ -201,10 +192,9 @@ impl ResBlock {
     /// `x: [batch, cin, h, w]`, `temb: [batch, time_channels]` (already through SiLU) ->
     /// `[batch, cout, h, w]`
     fn forward(&self, x: &Tensor, temb: &Tensor) -> Result<Tensor> {
-        let h = self.conv1.forward(&self.norm1.forward(x)?.silu()?)?;
-        let t = self.time.forward(temb)?.unsqueeze(2)?.unsqueeze(3)?; // [batch, cout, 1, 1]
-        let h = h.broadcast_add(&t)?;
-        let h = self.conv2.forward(&self.norm2.forward(&h)?.silu()?)?;
+        let h = self.conv1.forward(&self.norm1.forward(x)?)?;
+        let h = add_channel_bias(&h, &self.time.forward(temb)?)?; // + [batch, cout]
+        let h = self.conv2.forward(&self.norm2.forward(&h)?)?;
         match &self.skip {
             Some(skip) => skip.forward(x)? + h,
             None => x + h,
@@ -238,7 +228,7 @@ pub struct RollUnet {
     down: Vec<DownLevel>,
     mid: [ResBlock; 2],
     up: Vec<UpLevel>,
-    norm_out: GroupNorm,
+    norm_out: GroupNormSilu,
     conv_out: Conv2d,
 }
 
@@ -307,7 +297,7 @@ impl RollUnet {
                 up: up_conv,
             });
         }
-        let norm_out = group_norm(cfg.groups, ch, 1e-5, vb.pp("norm_out"))?;
+        let norm_out = GroupNormSilu::new(cfg.groups, ch, 1e-5, vb.pp("norm_out"))?;
         let conv_out = Conv2d::new(ch, 2, 3, 1, 1, vb.pp("conv_out"))?;
         Ok(Self {
             cfg: cfg.clone(),
@@ -368,7 +358,7 @@ impl RollUnet {
                 h = up.forward(&upsample_nearest2x(&h)?)?;
             }
         }
-        self.conv_out.forward(&self.norm_out.forward(&h)?.silu()?) // [batch, 2, steps, pitches]
+        self.conv_out.forward(&self.norm_out.forward(&h)?) // [batch, 2, steps, pitches]
     }
 }
 

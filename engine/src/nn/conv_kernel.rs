@@ -840,7 +840,7 @@ struct FastConv2d {
 }
 
 /// The f32 data behind a CPU storage.
-fn cpu_f32(storage: &CpuStorage) -> Result<&[f32]> {
+pub(crate) fn cpu_f32(storage: &CpuStorage) -> Result<&[f32]> {
     match storage {
         CpuStorage::F32(data) => Ok(data),
         other => bail!(
@@ -851,7 +851,7 @@ fn cpu_f32(storage: &CpuStorage) -> Result<&[f32]> {
 }
 
 /// A contiguous copy (or borrow) of a strided tensor's elements in row-major order.
-fn contiguous_f32<'a>(data: &'a [f32], layout: &Layout) -> std::borrow::Cow<'a, [f32]> {
+pub(crate) fn contiguous_f32<'a>(data: &'a [f32], layout: &Layout) -> std::borrow::Cow<'a, [f32]> {
     match layout.contiguous_offsets() {
         Some((start, end)) => std::borrow::Cow::Borrowed(&data[start..end]),
         None => {

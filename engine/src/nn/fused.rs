@@ -1,0 +1,531 @@
+//! Fused f32 CPU ops for the UNets, as candle custom ops with their own backward passes.
+//!
+//! candle builds GroupNorm out of about a dozen tensor ops, each allocating a full-size result,
+//! and the backward of every broadcast (a per-channel bias, the timestep embedding, nearest
+//! upsampling) is a strided `sum_keepdim` that runs single-threaded; together they took most of
+//! a training step of the roll UNet. Here each is one pass over the data, parallel over
+//! (image, group) or (image, channel) planes, deterministic for a given thread count:
+//! - [`GroupNormSilu`]: `silu(group_norm(x))`, the pre-activation of every residual block;
+//! - [`add_channel_bias`]: `x [b, c, h, w] + v [b, c]` broadcast over the plane;
+//! - [`upsample_nearest2x`]: nearest-neighbour ×2 upsampling.
+//!
+//! Anything other than f32 on the CPU runs the same maths through candle's own ops.
+
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor,
+    bail,
+};
+use candle_nn::{Init, VarBuilder};
+use rayon::prelude::*;
+use std::borrow::Cow;
+
+use super::conv_kernel::{contiguous_f32, cpu_f32};
+
+fn on_cpu_f32(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32
+}
+
+/// The contiguous f32 elements of a CPU tensor (borrowed when already contiguous).
+fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        bail!("fused op: tensor is not on the CPU")
+    };
+    let data: Cow<[f32]> = contiguous_f32(cpu_f32(cpu)?, layout);
+    f(&data)
+}
+
+fn dims4(layout: &Layout, op: &str) -> Result<(usize, usize, usize, usize)> {
+    match layout.dims() {
+        &[b, c, h, w] => Ok((b, c, h, w)),
+        other => bail!("{op}: expected a [batch, channels, h, w] tensor, got {other:?}"),
+    }
+}
+
+#[inline]
+fn sigmoid(z: f32) -> f32 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// GroupNorm followed by SiLU, with PyTorch's parameter names (`weight`, `bias`, one per
+/// channel) so weights are interchangeable with `candle_nn::group_norm` and `torch.nn.GroupNorm`.
+#[derive(Clone, Debug)]
+pub struct GroupNormSilu {
+    weight: Tensor,
+    bias: Tensor,
+    groups: usize,
+    eps: f64,
+}
+
+impl GroupNormSilu {
+    /// Loads (or, training, creates: weight 1, bias 0) the parameters at `vb`.
+    pub fn new(groups: usize, channels: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        if groups == 0 || !channels.is_multiple_of(groups) {
+            bail!("group norm: {channels} channels do not split into {groups} groups")
+        }
+        Ok(Self {
+            weight: vb.get_with_hints(channels, "weight", Init::Const(1.0))?,
+            bias: vb.get_with_hints(channels, "bias", Init::Const(0.0))?,
+            groups,
+            eps,
+        })
+    }
+
+    /// `[batch, channels, h, w]` → same shape.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if on_cpu_f32(x) && on_cpu_f32(&self.weight) && on_cpu_f32(&self.bias) {
+            let op = GroupNormSiluOp {
+                groups: self.groups,
+                eps: self.eps as f32,
+            };
+            return x.apply_op3(&self.weight, &self.bias, op);
+        }
+        self.reference_forward(x)
+    }
+
+    /// The same maths through candle's own ops (any device and dtype; the tests' reference).
+    pub fn reference_forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        let xg = x.reshape((b, self.groups, (c / self.groups) * h * w))?;
+        let mean = xg.mean_keepdim(2)?;
+        let centred = xg.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim(2)?;
+        let normed = centred
+            .broadcast_div(&(var + self.eps)?.sqrt()?)?
+            .reshape((b, c, h, w))?;
+        normed
+            .broadcast_mul(&self.weight.reshape((1, c, 1, 1))?)?
+            .broadcast_add(&self.bias.reshape((1, c, 1, 1))?)?
+            .silu()
+    }
+}
+
+struct GroupNormSiluOp {
+    groups: usize,
+    eps: f32,
+}
+
+/// Mean and 1/σ of one group's elements (biased variance, as PyTorch).
+fn group_stats(x: &[f32], eps: f32) -> (f32, f32) {
+    let n = x.len() as f64;
+    let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    (mean as f32, 1.0 / (var as f32 + eps).sqrt())
+}
+
+impl GroupNormSiluOp {
+    fn check(&self, x: &Layout, weight: &Layout, bias: &Layout) -> Result<(usize, usize, usize)> {
+        let (b, c, h, w) = dims4(x, "group norm")?;
+        if !c.is_multiple_of(self.groups) || weight.dims() != [c] || bias.dims() != [c] {
+            bail!(
+                "group norm: input {:?}, weight {:?}, bias {:?} do not fit {} groups",
+                x.dims(),
+                weight.dims(),
+                bias.dims(),
+                self.groups
+            )
+        }
+        Ok((b, c, h * w))
+    }
+}
+
+impl CustomOp3 for GroupNormSiluOp {
+    fn name(&self) -> &'static str {
+        "group-norm-silu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_l: &Layout,
+        weight: &CpuStorage,
+        weight_l: &Layout,
+        bias: &CpuStorage,
+        bias_l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, c, plane) = self.check(x_l, weight_l, bias_l)?;
+        let x = contiguous_f32(cpu_f32(x)?, x_l);
+        let gamma = contiguous_f32(cpu_f32(weight)?, weight_l);
+        let beta = contiguous_f32(cpu_f32(bias)?, bias_l);
+        let per_group = c / self.groups;
+        let group_len = per_group * plane;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(group_len)
+            .zip(x.par_chunks(group_len))
+            .enumerate()
+            .for_each(|(i, (y, x))| {
+                let (mean, inv_std) = group_stats(x, self.eps);
+                let c0 = (i % self.groups) * per_group;
+                for (k, (y, x)) in y.chunks_mut(plane).zip(x.chunks(plane)).enumerate() {
+                    let scale = gamma[c0 + k] * inv_std;
+                    let shift = beta[c0 + k] - mean * scale;
+                    for (y, &x) in y.iter_mut().zip(x) {
+                        let z = x * scale + shift;
+                        *y = z * sigmoid(z);
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(y), x_l.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (b, c, h, w) = x.dims4()?;
+        let plane = h * w;
+        let per_group = c / self.groups;
+        let group_len = per_group * plane;
+        let want_x = x.track_op();
+        let (gx, partials) = with_cpu_f32(x, |xs| {
+            with_cpu_f32(weight, |gamma| {
+                with_cpu_f32(bias, |beta| {
+                    with_cpu_f32(grad_res, |gy| {
+                        let mut gx = vec![0f32; if want_x { xs.len() } else { 0 }];
+                        // Per (image, channel): Σ dz·x̂ and Σ dz.
+                        let mut partials = vec![(0f32, 0f32); b * c];
+                        let tasks = xs
+                            .par_chunks(group_len)
+                            .zip(gy.par_chunks(group_len))
+                            .zip(partials.par_chunks_mut(per_group))
+                            .enumerate();
+                        let backward_group =
+                            |i: usize,
+                             x: &[f32],
+                             gy: &[f32],
+                             partials: &mut [(f32, f32)],
+                             gx: Option<&mut [f32]>| {
+                                let (mean, inv_std) = group_stats(x, self.eps);
+                                let c0 = (i % self.groups) * per_group;
+                                // Σ dx̂ and Σ dx̂·x̂ over the group, dx̂ = dz·γ.
+                                let (mut sum_dxhat, mut sum_dxhat_xhat) = (0f64, 0f64);
+                                for (k, ((x, gy), part)) in x
+                                    .chunks(plane)
+                                    .zip(gy.chunks(plane))
+                                    .zip(partials.iter_mut())
+                                    .enumerate()
+                                {
+                                    let (g, bt) = (gamma[c0 + k], beta[c0 + k]);
+                                    let (mut s_dz_xhat, mut s_dz) = (0f32, 0f32);
+                                    for (&x, &gy) in x.iter().zip(gy) {
+                                        let xhat = (x - mean) * inv_std;
+                                        let z = g * xhat + bt;
+                                        let s = sigmoid(z);
+                                        let dz = gy * s * (1.0 + z * (1.0 - s));
+                                        s_dz_xhat += dz * xhat;
+                                        s_dz += dz;
+                                    }
+                                    *part = (s_dz_xhat, s_dz);
+                                    sum_dxhat += (s_dz * g) as f64;
+                                    sum_dxhat_xhat += (s_dz_xhat * g) as f64;
+                                }
+                                let Some(gx) = gx else { return };
+                                let n = group_len as f64;
+                                let (mean_dxhat, mean_dxhat_xhat) =
+                                    ((sum_dxhat / n) as f32, (sum_dxhat_xhat / n) as f32);
+                                for (k, ((x, gy), gx)) in x
+                                    .chunks(plane)
+                                    .zip(gy.chunks(plane))
+                                    .zip(gx.chunks_mut(plane))
+                                    .enumerate()
+                                {
+                                    let (g, bt) = (gamma[c0 + k], beta[c0 + k]);
+                                    for ((&x, &gy), gx) in x.iter().zip(gy).zip(gx.iter_mut()) {
+                                        let xhat = (x - mean) * inv_std;
+                                        let z = g * xhat + bt;
+                                        let s = sigmoid(z);
+                                        let dxhat = gy * s * (1.0 + z * (1.0 - s)) * g;
+                                        *gx =
+                                            inv_std * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat);
+                                    }
+                                }
+                            };
+                        if want_x {
+                            tasks.zip(gx.par_chunks_mut(group_len)).for_each(
+                                |((i, ((x, gy), part)), gx)| {
+                                    backward_group(i, x, gy, part, Some(gx))
+                                },
+                            );
+                        } else {
+                            tasks.for_each(|(i, ((x, gy), part))| {
+                                backward_group(i, x, gy, part, None)
+                            });
+                        }
+                        Ok((gx, partials))
+                    })
+                })
+            })
+        })?;
+        let device = x.device();
+        let grad_x = want_x
+            .then(|| Tensor::from_vec(gx, (b, c, h, w), device))
+            .transpose()?;
+        // Sum the per-image partials in a fixed order.
+        let (mut d_gamma, mut d_beta) = (vec![0f32; c], vec![0f32; c]);
+        for image in partials.chunks(c) {
+            for (k, &(dg, db)) in image.iter().enumerate() {
+                d_gamma[k] += dg;
+                d_beta[k] += db;
+            }
+        }
+        let grad_weight = weight
+            .track_op()
+            .then(|| Tensor::from_vec(d_gamma, c, device))
+            .transpose()?;
+        let grad_bias = bias
+            .track_op()
+            .then(|| Tensor::from_vec(d_beta, c, device))
+            .transpose()?;
+        Ok((grad_x, grad_weight, grad_bias))
+    }
+}
+
+/// `x [batch, c, h, w] + v [batch, c]`, `v` broadcast over each channel's plane (a timestep
+/// embedding projected per channel).
+pub fn add_channel_bias(x: &Tensor, v: &Tensor) -> Result<Tensor> {
+    if on_cpu_f32(x) && on_cpu_f32(v) {
+        return x.apply_op2(v, AddChannelBias);
+    }
+    x.broadcast_add(&v.unsqueeze(2)?.unsqueeze(3)?)
+}
+
+struct AddChannelBias;
+
+impl CustomOp2 for AddChannelBias {
+    fn name(&self) -> &'static str {
+        "add-channel-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_l: &Layout,
+        v: &CpuStorage,
+        v_l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, c, h, w) = dims4(x_l, "add channel bias")?;
+        if v_l.dims() != [b, c] {
+            bail!(
+                "add channel bias: input {:?} needs a [{b}, {c}] bias, got {:?}",
+                x_l.dims(),
+                v_l.dims()
+            )
+        }
+        let x = contiguous_f32(cpu_f32(x)?, x_l);
+        let v = contiguous_f32(cpu_f32(v)?, v_l);
+        let mut y = x.into_owned();
+        y.par_chunks_mut(h * w)
+            .zip(v.par_iter())
+            .for_each(|(y, &v)| y.iter_mut().for_each(|y| *y += v));
+        Ok((CpuStorage::F32(y), x_l.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        v: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (b, c, h, w) = x.dims4()?;
+        let grad_v = if v.track_op() {
+            let sums = with_cpu_f32(grad_res, |gy| {
+                Ok(gy
+                    .par_chunks(h * w)
+                    .map(|plane| plane.iter().sum::<f32>())
+                    .collect::<Vec<f32>>())
+            })?;
+            Some(Tensor::from_vec(sums, (b, c), x.device())?)
+        } else {
+            None
+        };
+        Ok((x.track_op().then(|| grad_res.clone()), grad_v))
+    }
+}
+
+/// Nearest-neighbour upsampling ×2: `[b, c, h, w]` → `[b, c, 2h, 2w]` (the values of candle's
+/// `upsample_nearest2d(2h, 2w)`; the backward sums each 2×2 block).
+pub fn upsample_nearest2x(x: &Tensor) -> Result<Tensor> {
+    if on_cpu_f32(x) {
+        return x.apply_op1(UpsampleNearest2x);
+    }
+    let (b, c, h, w) = x.dims4()?;
+    x.reshape((b, c, h, 1, w, 1))?
+        .broadcast_as((b, c, h, 2, w, 2))?
+        .contiguous()?
+        .reshape((b, c, 2 * h, 2 * w))
+}
+
+struct UpsampleNearest2x;
+
+impl CustomOp1 for UpsampleNearest2x {
+    fn name(&self) -> &'static str {
+        "upsample-nearest-2x"
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, x_l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, c, h, w) = dims4(x_l, "upsample")?;
+        let x = contiguous_f32(cpu_f32(x)?, x_l);
+        let mut y = vec![0f32; x.len() * 4];
+        y.par_chunks_mut(4 * w)
+            .zip(x.par_chunks(w))
+            .for_each(|(rows, x)| {
+                let (top, bottom) = rows.split_at_mut(2 * w);
+                for (pair, &v) in top.chunks_exact_mut(2).zip(x) {
+                    pair.fill(v);
+                }
+                bottom.copy_from_slice(top);
+            });
+        Ok((CpuStorage::F32(y), Shape::from((b, c, 2 * h, 2 * w))))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        if !x.track_op() {
+            return Ok(None);
+        }
+        let (b, c, h, w) = x.dims4()?;
+        let gx = with_cpu_f32(grad_res, |gy| {
+            let mut gx = vec![0f32; b * c * h * w];
+            gx.par_chunks_mut(w)
+                .zip(gy.par_chunks(4 * w))
+                .for_each(|(gx, rows)| {
+                    let (top, bottom) = rows.split_at(2 * w);
+                    for (j, gx) in gx.iter_mut().enumerate() {
+                        *gx = top[2 * j] + top[2 * j + 1] + bottom[2 * j] + bottom[2 * j + 1];
+                    }
+                });
+            Ok(gx)
+        })?;
+        Ok(Some(Tensor::from_vec(gx, (b, c, h, w), x.device())?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+    use candle_nn::VarMap;
+
+    fn random(shape: &[usize], seed: u64) -> Tensor {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let n = shape.iter().product();
+        let data: Vec<f32> = (0..n).map(|_| rng.random_range(-2.0..2.0)).collect();
+        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
+        let (a, b) = (
+            a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        assert_eq!(a.len(), b.len());
+        let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+        a.iter()
+            .zip(&b)
+            .map(|(a, b)| (a - b).abs() / scale)
+            .fold(0.0, f32::max)
+    }
+
+    /// Forward values and the gradients of x, weight and bias under a random upstream gradient
+    /// agree with candle's composite ops.
+    #[test]
+    fn group_norm_silu_matches_candle_forward_and_backward() {
+        for (shape, groups) in [
+            ([2usize, 8, 5, 7], 4usize),
+            ([3, 16, 8, 8], 4),
+            ([1, 6, 3, 4], 6),
+        ] {
+            let varmap = VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+            let norm = GroupNormSilu::new(groups, shape[1], 1e-5, vb).unwrap();
+            // Non-trivial affine parameters.
+            for (name, var) in varmap.data().lock().unwrap().iter() {
+                let seed = if name == "weight" { 3 } else { 4 };
+                var.set(&random(&[shape[1]], seed)).unwrap();
+            }
+            let x = Var::from_tensor(&random(&shape, 1)).unwrap();
+            let upstream = random(&shape, 2);
+            let fused = norm.forward(x.as_tensor()).unwrap();
+            let reference = norm.reference_forward(x.as_tensor()).unwrap();
+            assert!(max_rel_diff(&fused, &reference) < 1e-5);
+            let grads_fused = (fused * &upstream)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let grads_ref = (reference * &upstream)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for t in [x.as_tensor(), &norm.weight, &norm.bias] {
+                let (a, b) = (grads_fused.get(t).unwrap(), grads_ref.get(t).unwrap());
+                let diff = max_rel_diff(a, b);
+                assert!(
+                    diff < 1e-4,
+                    "{shape:?}/{groups}: gradient differs by {diff}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn channel_bias_matches_broadcast_add() {
+        let x = Var::from_tensor(&random(&[2, 3, 4, 5], 1)).unwrap();
+        let v = Var::from_tensor(&random(&[2, 3], 2)).unwrap();
+        let upstream = random(&[2, 3, 4, 5], 3);
+        let fused = add_channel_bias(x.as_tensor(), v.as_tensor()).unwrap();
+        let reference = x
+            .broadcast_add(&v.unsqueeze(2).unwrap().unsqueeze(3).unwrap())
+            .unwrap();
+        assert!(max_rel_diff(&fused, &reference) < 1e-6);
+        let gf = (fused * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gr = (reference * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for t in [x.as_tensor(), v.as_tensor()] {
+            assert!(max_rel_diff(gf.get(t).unwrap(), gr.get(t).unwrap()) < 1e-5);
+        }
+    }
+
+    #[test]
+    fn upsampling_matches_candle_forward_and_backward() {
+        let x = Var::from_tensor(&random(&[2, 3, 4, 5], 1)).unwrap();
+        let upstream = random(&[2, 3, 8, 10], 2);
+        let fused = upsample_nearest2x(x.as_tensor()).unwrap();
+        let reference = x.upsample_nearest2d(8, 10).unwrap();
+        assert!(max_rel_diff(&fused, &reference) == 0.0);
+        let gf = (fused * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gr = (reference * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let diff = max_rel_diff(
+            gf.get(x.as_tensor()).unwrap(),
+            gr.get(x.as_tensor()).unwrap(),
+        );
+        assert!(diff < 1e-5, "{diff}");
+    }
+}
