@@ -4,6 +4,8 @@
 //! runs the models; the audio thread plays the clip with the [`Player`], which receives new clips
 //! through the lock-free [`clip_feed`].
 
+pub mod band;
+pub mod capture;
 pub mod clip_feed;
 pub mod controller;
 pub mod models;
@@ -20,10 +22,14 @@ pub use player::{HostTransport, NoteMessage, PlayOptions, Player, PlayerClip};
 pub use state::Session;
 pub use worker::{Job, JobKind, JobRequest, JobSettings, Worker, WorkerReport};
 
+use band::{BandControls, BandSession, BandStats, BandThread, BandVoice, answer_feed};
+use capture::{BlockClock, Capture, capture_feed};
 use clip_feed::{ClipReceiver, clip_feed};
 use nice_plug::midi::{Channel, Key, VoiceID};
 use nice_plug::prelude::*;
+use player::MAX_EVENTS_PER_BLOCK;
 use std::num::NonZeroU32;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, PoisonError};
 
 pub struct Bandmate {
@@ -31,6 +37,22 @@ pub struct Bandmate {
     controller: Arc<Controller>,
     player: Player,
     clips: ClipReceiver,
+    /// MIDI input capture and the band player; created on the first activation.
+    band: Option<BandRig>,
+    band_stats: Arc<BandStats>,
+    band_controls: Arc<BandControls>,
+    /// The player's and the band's events of one block, merged (preallocated).
+    merged: Box<[NoteMessage; MERGED_EVENTS]>,
+}
+
+const MERGED_EVENTS: usize = MAX_EVENTS_PER_BLOCK + band::MAX_BAND_EVENTS;
+
+/// The audio-thread ends of capture and band playback, and the thread between them.
+struct BandRig {
+    capture: Capture,
+    voice: BandVoice,
+    /// Kept for its lifetime: dropping it stops the thread.
+    _thread: BandThread,
 }
 
 impl Default for Bandmate {
@@ -43,6 +65,10 @@ impl Default for Bandmate {
             params,
             player: Player::new(),
             clips,
+            band: None,
+            band_stats: Arc::new(BandStats::default()),
+            band_controls: Arc::new(BandControls::default()),
+            merged: Box::new([EMPTY_MESSAGE; MERGED_EVENTS]),
         }
     }
 }
@@ -52,6 +78,68 @@ impl Bandmate {
     pub fn controller(&self) -> Arc<Controller> {
         self.controller.clone()
     }
+
+    /// Band-player counters (answered, missed, latency, recorded notes, last error).
+    pub fn band_stats(&self) -> Arc<BandStats> {
+        self.band_stats.clone()
+    }
+
+    /// Start capture and the band thread (off the audio thread; once per instance).
+    fn start_band(&mut self) -> std::io::Result<()> {
+        if self.band.is_some() {
+            return Ok(());
+        }
+        let (capture, events) = capture_feed();
+        let (to_audio, from_band) = answer_feed();
+        let session = BandSession::new(
+            Box::new(models::band_predictor),
+            self.band_controls.clone(),
+            self.band_stats.clone(),
+            to_audio,
+        );
+        let controller = self.controller.clone();
+        let stats = self.band_stats.clone();
+        let thread = BandThread::spawn(events, session, move |notes| {
+            let mut clip = controller.session().clip.clone();
+            let added = band::record_into(&mut clip, notes);
+            stats
+                .recorded_notes
+                .fetch_add(added as u64, std::sync::atomic::Ordering::Relaxed);
+            if added > 0 {
+                controller.set_clip(clip);
+            }
+        })?;
+        self.band = Some(BandRig {
+            capture,
+            voice: BandVoice::new(from_band, self.band_stats.clone()),
+            _thread: thread,
+        });
+        Ok(())
+    }
+}
+
+const EMPTY_MESSAGE: NoteMessage = NoteMessage {
+    timing: 0,
+    on: false,
+    channel: 0,
+    pitch: 0,
+    velocity: 0,
+};
+
+/// Merges two timing-sorted event lists into `out`; returns how many were written.
+fn merge_sorted(a: &[NoteMessage], b: &[NoteMessage], out: &mut [NoteMessage]) -> usize {
+    let (mut i, mut j, mut n) = (0, 0, 0);
+    while n < out.len() && (i < a.len() || j < b.len()) {
+        let take_a = j == b.len() || (i < a.len() && a[i] <= b[j]);
+        out[n] = if take_a { a[i] } else { b[j] };
+        if take_a {
+            i += 1;
+        } else {
+            j += 1;
+        }
+        n += 1;
+    }
+    n
 }
 
 impl Plugin for Bandmate {
@@ -105,6 +193,9 @@ impl Plugin for Bandmate {
         // way to the audio thread is stale.
         self.controller.discard_pending();
         self.clips.receive(&mut self.player);
+        if let Err(e) = self.start_band() {
+            nice_warn!("band player and recording are off: cannot start their thread: {e}");
+        }
         let session = self
             .params
             .session
@@ -145,15 +236,82 @@ impl Plugin for Bandmate {
             velocity_scale: self.params.velocity_scale.value(),
         };
         let samples = buffer.samples() as u32;
-        let ours = self.player.process_block(&transport, samples, options);
+        let band_mode = self.params.mode.value() == Mode::Band;
+        let record = self.params.record.value();
+        self.band_controls.answer.store(band_mode, Relaxed);
+        self.band_controls.record.store(record, Relaxed);
+        self.band_controls
+            .channel
+            .store(self.params.output_channel().unwrap_or(1) as u64, Relaxed);
+        // Capture needs the host's position; the band plays only while the host does.
+        let clock = match (t.playing, transport.pos_beats) {
+            (true, Some(beat)) if beat.is_finite() && samples > 0 => {
+                let tempo = t
+                    .tempo
+                    .filter(|t| t.is_finite() && *t > 0.0)
+                    .unwrap_or(120.0);
+                let beats_per_bar = match (t.time_sig_numerator, t.time_sig_denominator) {
+                    (Some(n), Some(d)) if n > 0 && d > 0 => n as f64 * 4.0 / d as f64,
+                    _ => 4.0,
+                };
+                Some(BlockClock {
+                    beat,
+                    beats_per_sample: tempo / 60.0 / transport.sample_rate,
+                    samples,
+                    beats_per_bar,
+                })
+            }
+            _ => None,
+        };
+        let capture_clock = clock.filter(|_| band_mode || record);
+        let band_clock = clock.filter(|_| band_mode);
 
-        // Incoming notes pass through, merged with ours in timing order.
-        let mut ours = ours.iter().peekable();
+        let ours = self.player.process_block(&transport, samples, options);
+        let merged_len = match self.band.as_mut() {
+            Some(rig) => {
+                let band = rig.voice.process_block(band_clock.as_ref());
+                merge_sorted(ours, band, &mut self.merged[..])
+            }
+            None => merge_sorted(ours, &[], &mut self.merged[..]),
+        };
+        if let Some(rig) = self.band.as_mut() {
+            rig.capture.begin_block(capture_clock.as_ref());
+        }
+
+        // Incoming notes pass through (and are captured), merged with ours in timing order.
+        let mut ours = self.merged[..merged_len].iter().peekable();
         while let Some(incoming) = context.next_event() {
+            if let (Some(rig), Some(clock)) = (self.band.as_mut(), capture_clock.as_ref()) {
+                match incoming {
+                    NoteEvent::NoteOn {
+                        timing,
+                        channel,
+                        key: Key::Number(pitch),
+                        velocity,
+                        ..
+                    } => {
+                        let velocity = (velocity * 127.0).round().clamp(1.0, 127.0) as u8;
+                        let channel = channel.number().unwrap_or(0);
+                        rig.capture.note(clock, timing, pitch, velocity, channel);
+                    }
+                    NoteEvent::NoteOff {
+                        timing,
+                        channel,
+                        key: Key::Number(pitch),
+                        ..
+                    } => rig
+                        .capture
+                        .note(clock, timing, pitch, 0, channel.number().unwrap_or(0)),
+                    _ => {}
+                }
+            }
             while let Some(m) = ours.next_if(|m| m.timing < incoming.timing()) {
                 let _ = context.try_send_event(note_event(m));
             }
             let _ = context.try_send_event(incoming);
+        }
+        if let Some(rig) = self.band.as_mut() {
+            rig.capture.end_block(capture_clock.as_ref());
         }
         for m in ours {
             let _ = context.try_send_event(note_event(m));

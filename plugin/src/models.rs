@@ -158,3 +158,9 @@ pub fn load_generators() -> Vec<Arc<dyn Generator>> {
     }
     out
 }
+
+/// Makes the band player's next-bar predictor (called on the band thread when the first bar is
+/// due).
+pub fn band_predictor() -> Result<Box<dyn crate::band::BarPredictor>, String> {
+    Err("no band model is built into this version yet".into())
+}

@@ -46,6 +46,10 @@ pub struct BandmateParams {
     /// Sampling temperature of the models.
     #[id = "temperature"]
     pub temperature: FloatParam,
+    /// Record incoming notes into the clip while the host plays (quantized to 16ths, on a
+    /// "Recorded" track).
+    #[id = "record"]
+    pub record: BoolParam,
     /// Keep generated notes in the clip's key.
     #[id = "key_lock"]
     pub key_lock: BoolParam,
@@ -96,6 +100,7 @@ impl Default for BandmateParams {
                 .with_string_to_value(formatters::s2v_f32_percentage()),
             temperature: FloatParam::new("Temperature", 1.0, temperature_range())
                 .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            record: BoolParam::new("Record", false),
             key_lock: BoolParam::new("Key lock", false),
             output_channel: IntParam::new("Output channel", 0, output_channel_range())
                 .with_value_to_string(Arc::new(|c| {

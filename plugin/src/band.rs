@@ -1,0 +1,598 @@
+//! The band player and MIDI recording, off the audio thread, and the voice that plays the
+//! band's answers on it.
+//!
+//! ```text
+//! audio thread ── CaptureEvent (rtrb) ──▶ band thread ── AnsweredBar (rtrb) ──▶ audio thread
+//!  (Capture)                          quantize, record,                    (BandVoice: plays
+//!                                     predict the next bar                  it from its downbeat)
+//! ```
+//!
+//! At the last 16th of every bar the band thread hands the bar just played to the
+//! [`BarPredictor`]; its answer is the next bar, which the [`BandVoice`] plays from that bar's
+//! downbeat. An answer that arrives after its downbeat is dropped (never played out of time) and
+//! counted as missed. When recording is armed, every completed note is quantized to the 16th
+//! grid by its transport position and added to the session's clip.
+
+use crate::capture::CaptureEvent;
+use crate::player::NoteMessage;
+use bandmate::music::{Clip, Note, TimeSignature, Track, TrackRole};
+use rtrb::{Consumer, Producer, RingBuffer};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Most notes in one answered bar; the rest are dropped by the band thread.
+pub const MAX_BAR_NOTES: usize = 128;
+/// Answers that can be on their way to the audio thread.
+const ANSWERS_IN_FLIGHT: usize = 4;
+/// Keys the band voice can hold at once.
+const MAX_BAND_SOUNDING: usize = 256;
+/// Events the band voice emits per block at most.
+pub const MAX_BAND_EVENTS: usize = 2 * MAX_BAR_NOTES + MAX_BAND_SOUNDING;
+const SAMPLE_EPSILON: f64 = 1e-3;
+/// How long the band thread sleeps between looks at the capture ring while capturing...
+const POLL_INTERVAL: Duration = Duration::from_millis(1);
+/// ...and while neither the band player nor recording is on.
+const IDLE_POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// The model side of the band player.
+pub trait BarPredictor: Send {
+    /// `played` is one bar (its time signature, one track per role the musician played) with
+    /// notes in 16th steps from the bar's start; the answer is the next bar in the same form,
+    /// holding the tracks the model plays.
+    fn next_bar(&mut self, played: &Clip) -> Result<Clip, String>;
+    /// Forget the bars so far (the transport jumped or stopped).
+    fn reset(&mut self);
+}
+
+/// Makes the predictor on the band thread when the first bar is due (models load lazily).
+pub type PredictorFactory = Box<dyn FnOnce() -> Result<Box<dyn BarPredictor>, String> + Send>;
+
+/// Counters and the last error, shared with the GUI. All updates are lock-free except the error
+/// text, which only the band thread writes.
+#[derive(Debug, Default)]
+pub struct BandStats {
+    /// Bars answered in time.
+    pub answered: AtomicU64,
+    /// Answers that arrived after their downbeat and were skipped.
+    pub missed: AtomicU64,
+    /// From the bar's cue to the answer being ready, of the last answer, in microseconds.
+    pub last_latency_us: AtomicU64,
+    /// Notes recorded into the clip.
+    pub recorded_notes: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl BandStats {
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_error(&self, error: Option<String>) {
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = error;
+    }
+}
+
+/// One note of an answer, in host beats.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BandNote {
+    pub start: f64,
+    pub end: f64,
+    pub pitch: u8,
+    pub velocity: u8,
+    pub channel: u8,
+}
+
+/// The answer for one bar, fixed-size so that it crosses to the audio thread without allocation.
+#[derive(Clone, Copy, Debug)]
+pub struct AnsweredBar {
+    pub bar: i64,
+    /// Host beat of the bar's downbeat.
+    pub start: f64,
+    pub end: f64,
+    notes: [BandNote; MAX_BAR_NOTES],
+    len: usize,
+}
+
+impl AnsweredBar {
+    pub fn notes(&self) -> &[BandNote] {
+        &self.notes[..self.len]
+    }
+}
+
+/// Settings the band thread reads for every bar.
+#[derive(Debug)]
+pub struct BandControls {
+    /// Record completed notes into the clip.
+    pub record: AtomicBool,
+    /// Answer bars (band-player mode).
+    pub answer: AtomicBool,
+    /// Output channel of the answers, 0–15.
+    pub channel: AtomicU64,
+}
+
+impl Default for BandControls {
+    fn default() -> Self {
+        Self {
+            record: AtomicBool::new(false),
+            answer: AtomicBool::new(false),
+            channel: AtomicU64::new(1),
+        }
+    }
+}
+
+/// A note the musician is holding or has played in the current bar, in host beats.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct PlayedNote {
+    start: f64,
+    end: Option<f64>,
+    pitch: u8,
+    velocity: u8,
+}
+
+/// The band thread's bookkeeping, separate from the thread so tests can drive it directly.
+pub struct BandSession {
+    held: HashMap<(u8, u8), PlayedNote>,
+    /// Notes that ended, kept until they are before the current bar.
+    finished: Vec<PlayedNote>,
+    predictor: Option<Box<dyn BarPredictor>>,
+    factory: Option<PredictorFactory>,
+    controls: Arc<BandControls>,
+    stats: Arc<BandStats>,
+    to_audio: Producer<AnsweredBar>,
+}
+
+impl BandSession {
+    pub fn new(
+        factory: PredictorFactory,
+        controls: Arc<BandControls>,
+        stats: Arc<BandStats>,
+        to_audio: Producer<AnsweredBar>,
+    ) -> Self {
+        Self {
+            held: HashMap::new(),
+            finished: Vec::new(),
+            predictor: None,
+            factory: Some(factory),
+            controls,
+            stats,
+            to_audio,
+        }
+    }
+
+    /// Handle one event; completed notes to record are appended to `recorded` as
+    /// `(start beat, end beat, pitch, velocity)`.
+    pub fn handle(&mut self, event: CaptureEvent, recorded: &mut Vec<(f64, f64, u8, u8)>) {
+        match event {
+            CaptureEvent::Note {
+                beat,
+                pitch,
+                velocity,
+                channel,
+            } => {
+                let key = (channel, pitch);
+                // A note-on for a held key ends the held note first.
+                if let Some(mut note) = self.held.remove(&key) {
+                    note.end = Some(beat);
+                    self.finish(note, recorded);
+                }
+                if velocity > 0 {
+                    let note = PlayedNote {
+                        start: beat,
+                        end: None,
+                        pitch,
+                        velocity,
+                    };
+                    self.held.insert(key, note);
+                }
+            }
+            CaptureEvent::BarCue { bar, beats_per_bar } => {
+                let started = Instant::now();
+                if self.controls.answer.load(Ordering::Relaxed) {
+                    self.answer(bar, beats_per_bar, started);
+                }
+                let bar_start = bar as f64 * beats_per_bar;
+                // Keep what may still overlap the next bar.
+                self.finished
+                    .retain(|n| n.end.unwrap_or(f64::INFINITY) > bar_start + beats_per_bar);
+            }
+            CaptureEvent::Reset => {
+                self.held.clear();
+                self.finished.clear();
+                if let Some(p) = self.predictor.as_mut() {
+                    p.reset();
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, note: PlayedNote, recorded: &mut Vec<(f64, f64, u8, u8)>) {
+        let end = note.end.unwrap_or(note.start);
+        if self.controls.record.load(Ordering::Relaxed) {
+            recorded.push((note.start, end, note.pitch, note.velocity));
+        }
+        self.finished.push(note);
+    }
+
+    /// The bar `bar` as played, quantized to 16ths: notes that start in it (a 32nd early counts
+    /// as on the downbeat), held notes cut at the bar's end.
+    pub fn played_bar(&self, bar: i64, beats_per_bar: f64) -> Clip {
+        let steps_per_bar = (beats_per_bar * 4.0).round().max(1.0) as u32;
+        let mut clip = Clip::new(1);
+        clip.time_signature = TimeSignature::new(steps_per_bar.div_ceil(4).max(1) as u8, 4);
+        if !steps_per_bar.is_multiple_of(4) {
+            clip.time_signature = TimeSignature::new(steps_per_bar.min(255) as u8, 16);
+        }
+        let track = clip.add_track(Track::new("played", TrackRole::Melody, 0));
+        let bar_start = bar as f64 * beats_per_bar;
+        for note in self.finished.iter().chain(self.held.values()) {
+            let step = ((note.start - bar_start) * 4.0).round();
+            if step < 0.0 || step >= steps_per_bar as f64 {
+                continue;
+            }
+            let end = note.end.unwrap_or(bar_start + beats_per_bar);
+            let length = ((end - note.start) * 4.0).round().max(1.0) as u32;
+            let start = step as u32;
+            clip.notes.push(Note::new(
+                start,
+                note.pitch,
+                length.min(steps_per_bar - start),
+                note.velocity.max(1),
+                track,
+            ));
+        }
+        clip.sort_notes();
+        clip
+    }
+
+    fn answer(&mut self, bar: i64, beats_per_bar: f64, started: Instant) {
+        if self.predictor.is_none() {
+            let Some(factory) = self.factory.take() else {
+                return;
+            };
+            match factory() {
+                Ok(p) => self.predictor = Some(p),
+                Err(e) => {
+                    self.stats
+                        .set_error(Some(format!("band player unavailable: {e}")));
+                    return;
+                }
+            }
+        }
+        let played = self.played_bar(bar, beats_per_bar);
+        let Some(predictor) = self.predictor.as_mut() else {
+            return;
+        };
+        let answer = match predictor.next_bar(&played) {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.stats.set_error(Some(format!("band player: {e}")));
+                return;
+            }
+        };
+        let start = (bar + 1) as f64 * beats_per_bar;
+        let mut out = AnsweredBar {
+            bar: bar + 1,
+            start,
+            end: start + beats_per_bar,
+            notes: [BandNote::default(); MAX_BAR_NOTES],
+            len: 0,
+        };
+        let channel = self.controls.channel.load(Ordering::Relaxed).min(15) as u8;
+        let steps_per_bar = (beats_per_bar * 4.0).round() as u32;
+        for note in answer.notes.iter().filter(|n| n.start < steps_per_bar) {
+            if out.len == MAX_BAR_NOTES {
+                break;
+            }
+            let end = note.end().min(steps_per_bar);
+            out.notes[out.len] = BandNote {
+                start: start + note.start as f64 / 4.0,
+                end: start + end as f64 / 4.0,
+                pitch: note.pitch.min(127),
+                velocity: note.velocity.clamp(1, 127),
+                channel,
+            };
+            out.len += 1;
+        }
+        self.stats
+            .last_latency_us
+            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.stats.set_error(None);
+        // The ring holds a few bars; if the audio thread is not taking them (deactivated), the
+        // answer is stale anyway.
+        let _ = self.to_audio.push(out);
+    }
+}
+
+/// Adds recorded notes `(start beat, end beat, pitch, velocity)` to `clip`: each lands on the
+/// nearest 16th of its position modulo the clip's length (the clip loops from host beat 0, as it
+/// plays), at least one step long and cut at the clip's end, on the "Recorded" track (made when
+/// missing). A note already in the clip at the same step and pitch on that track is not doubled.
+/// An empty clip becomes four bars long first. Returns how many notes were added.
+pub fn record_into(clip: &mut Clip, notes: &[(f64, f64, u8, u8)]) -> usize {
+    if clip.steps() == 0 {
+        clip.bars = 4;
+    }
+    let steps = clip.steps();
+    let track = match clip.tracks.iter().position(|t| t.name == RECORDED_TRACK) {
+        Some(i) => i as u16,
+        None => clip.add_track(Track::new(RECORDED_TRACK, TrackRole::Melody, 0)),
+    };
+    let mut added = 0;
+    for &(start, end, pitch, velocity) in notes {
+        if !(start.is_finite() && end.is_finite()) {
+            continue;
+        }
+        let step = ((start * 4.0).round() as i64).rem_euclid(steps as i64) as u32;
+        let length = (((end - start) * 4.0).round().max(1.0) as u32).min(steps - step);
+        let exists = clip
+            .notes
+            .iter()
+            .any(|n| n.track == track && n.start == step && n.pitch == pitch);
+        if !exists {
+            clip.notes.push(Note::new(
+                step,
+                pitch.min(127),
+                length,
+                velocity.clamp(1, 127),
+                track,
+            ));
+            added += 1;
+        }
+    }
+    clip.sort_notes();
+    added
+}
+
+/// Name of the track recorded notes go to.
+pub const RECORDED_TRACK: &str = "Recorded";
+
+/// The band thread of one instance. Stops when dropped.
+pub struct BandThread {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl BandThread {
+    /// Spawn the thread reading `events`; recorded notes go to `record`, called with
+    /// `(start beat, end beat, pitch, velocity)` batches.
+    pub fn spawn(
+        mut events: Consumer<CaptureEvent>,
+        mut session: BandSession,
+        mut record: impl FnMut(&[(f64, f64, u8, u8)]) + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("bandmate-band".into())
+            .spawn(move || {
+                let mut recorded = Vec::new();
+                while !stop_flag.load(Ordering::Relaxed) {
+                    while let Ok(event) = events.pop() {
+                        // A predictor that panics must not take the host down.
+                        let outcome =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                session.handle(event, &mut recorded)
+                            }));
+                        if outcome.is_err() {
+                            session.predictor = None;
+                            session.stats.set_error(Some(
+                                "band player: the model failed on this bar (internal error)".into(),
+                            ));
+                        }
+                    }
+                    if !recorded.is_empty() {
+                        record(&recorded);
+                        recorded.clear();
+                    }
+                    let controls = &session.controls;
+                    let active = controls.answer.load(Ordering::Relaxed)
+                        || controls.record.load(Ordering::Relaxed);
+                    std::thread::sleep(if active {
+                        POLL_INTERVAL
+                    } else {
+                        IDLE_POLL_INTERVAL
+                    });
+                }
+            })?;
+        Ok(Self {
+            stop,
+            handle: Some(handle),
+        })
+    }
+}
+
+impl Drop for BandThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// The ring from the band thread to the audio thread.
+pub fn answer_feed() -> (Producer<AnsweredBar>, Consumer<AnsweredBar>) {
+    RingBuffer::new(ANSWERS_IN_FLIGHT)
+}
+
+#[derive(Clone, Copy, Debug)]
+struct BandSounding {
+    key: u16,
+    off: f64,
+}
+
+/// Plays answered bars on the audio thread. Fixed-size state; never allocates after `new`.
+pub struct BandVoice {
+    incoming: Consumer<AnsweredBar>,
+    /// Bars waiting for or in playback, in bar order (at most two matter: now and next).
+    bars: Box<[AnsweredBar; ANSWERS_IN_FLIGHT]>,
+    bars_len: usize,
+    sounding: Box<[BandSounding; MAX_BAND_SOUNDING]>,
+    sounding_len: usize,
+    events: Box<[NoteMessage; MAX_BAND_EVENTS]>,
+    events_len: usize,
+    /// Beat scanned up to and the beat expected next, while playing.
+    continuation: Option<(f64, f64)>,
+    stats: Arc<BandStats>,
+}
+
+impl BandVoice {
+    pub fn new(incoming: Consumer<AnsweredBar>, stats: Arc<BandStats>) -> Self {
+        let empty = AnsweredBar {
+            bar: 0,
+            start: 0.0,
+            end: 0.0,
+            notes: [BandNote::default(); MAX_BAR_NOTES],
+            len: 0,
+        };
+        Self {
+            incoming,
+            bars: Box::new([empty; ANSWERS_IN_FLIGHT]),
+            bars_len: 0,
+            sounding: Box::new([BandSounding { key: 0, off: 0.0 }; MAX_BAND_SOUNDING]),
+            sounding_len: 0,
+            events: Box::new(
+                [NoteMessage {
+                    timing: 0,
+                    on: false,
+                    channel: 0,
+                    pitch: 0,
+                    velocity: 0,
+                }; MAX_BAND_EVENTS],
+            ),
+            events_len: 0,
+            continuation: None,
+            stats,
+        }
+    }
+
+    /// One block: `clock` is `None` while stopped. Events come back sorted by timing.
+    pub fn process_block(&mut self, clock: Option<&crate::capture::BlockClock>) -> &[NoteMessage] {
+        self.events_len = 0;
+        let Some(clock) = clock.filter(|c| c.samples > 0 && c.beats_per_sample > 0.0) else {
+            self.release_all(0);
+            self.bars_len = 0;
+            self.continuation = None;
+            while self.incoming.pop().is_ok() {}
+            return &self.events[..self.events_len];
+        };
+        let tolerance = clock.beats_per_sample + 1e-9;
+        let from = match self.continuation {
+            Some((scanned, expected)) if (clock.beat - expected).abs() <= tolerance => scanned,
+            Some(_) => {
+                // A jump: what was planned belongs to another place in the song.
+                self.release_all(0);
+                self.bars_len = 0;
+                clock.beat - clock.beats_per_sample
+            }
+            None => clock.beat - clock.beats_per_sample,
+        };
+        let to = clock.last_beat();
+        while let Ok(bar) = self.incoming.pop() {
+            if bar.start <= from {
+                self.stats.missed.fetch_add(1, Ordering::Relaxed);
+            } else if self.bars_len < ANSWERS_IN_FLIGHT {
+                self.bars[self.bars_len] = bar;
+                self.bars_len += 1;
+                self.stats.answered.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let sample_of = |beat: f64| -> u32 {
+            let k = ((beat - clock.beat) / clock.beats_per_sample - SAMPLE_EPSILON).ceil();
+            (k.max(0.0) as u32).min(clock.samples - 1)
+        };
+        for b in 0..self.bars_len {
+            let bar = self.bars[b];
+            for note in bar.notes() {
+                if note.start > from && note.start <= to {
+                    self.start_note(note, sample_of(note.start));
+                }
+            }
+        }
+        let mut i = 0;
+        while i < self.sounding_len {
+            let s = self.sounding[i];
+            if s.off <= to {
+                self.sounding[i] = self.sounding[self.sounding_len - 1];
+                self.sounding_len -= 1;
+                self.push_off(sample_of(s.off), s.key);
+            } else {
+                i += 1;
+            }
+        }
+        // Bars that are over are done.
+        let mut kept = 0;
+        for b in 0..self.bars_len {
+            if self.bars[b].end > to {
+                self.bars[kept] = self.bars[b];
+                kept += 1;
+            }
+        }
+        self.bars_len = kept;
+        self.continuation = Some((to, to + clock.beats_per_sample));
+        let events = &mut self.events[..self.events_len];
+        events.sort_unstable();
+        events
+    }
+
+    fn start_note(&mut self, note: &BandNote, timing: u32) {
+        let key = note.channel.min(15) as u16 * 128 + note.pitch.min(127) as u16;
+        if let Some(i) = self.sounding[..self.sounding_len]
+            .iter()
+            .position(|s| s.key == key)
+        {
+            self.sounding[i] = self.sounding[self.sounding_len - 1];
+            self.sounding_len -= 1;
+            self.push_off(timing, key);
+        }
+        if self.sounding_len == MAX_BAND_SOUNDING {
+            return;
+        }
+        self.push(NoteMessage {
+            timing,
+            on: true,
+            channel: (key / 128) as u8,
+            pitch: (key % 128) as u8,
+            velocity: note.velocity,
+        });
+        self.sounding[self.sounding_len] = BandSounding { key, off: note.end };
+        self.sounding_len += 1;
+    }
+
+    fn release_all(&mut self, timing: u32) {
+        while self.sounding_len > 0 {
+            self.sounding_len -= 1;
+            let key = self.sounding[self.sounding_len].key;
+            self.push_off(timing, key);
+        }
+    }
+
+    fn push_off(&mut self, timing: u32, key: u16) {
+        self.push(NoteMessage {
+            timing,
+            on: false,
+            channel: (key / 128) as u8,
+            pitch: (key % 128) as u8,
+            velocity: 0,
+        });
+    }
+
+    fn push(&mut self, message: NoteMessage) {
+        if self.events_len < MAX_BAND_EVENTS {
+            self.events[self.events_len] = message;
+            self.events_len += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

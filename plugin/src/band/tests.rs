@@ -1,0 +1,300 @@
+//! The band player with a synthetic musician: a block loop at 48 kHz drives capture, the band
+//! session (with a delay standing in for the model's latency) and the band voice, and the test
+//! checks on which samples the answers sound.
+
+use super::*;
+use crate::capture::{BlockClock, Capture, capture_feed};
+
+const RATE: f64 = 48_000.0;
+const TEMPO: f64 = 120.0;
+const BLOCK: u32 = 480; // 10 ms
+
+/// Answers with the bar it was given, an octave up, and counts its calls.
+struct EchoOctaveUp {
+    calls: Arc<AtomicU64>,
+}
+
+impl BarPredictor for EchoOctaveUp {
+    fn next_bar(&mut self, played: &Clip) -> Result<Clip, String> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let mut answer = played.clone();
+        for n in &mut answer.notes {
+            n.pitch += 12;
+        }
+        Ok(answer)
+    }
+
+    fn reset(&mut self) {}
+}
+
+struct Rig {
+    capture: Capture,
+    events: Consumer<CaptureEvent>,
+    session: BandSession,
+    voice: BandVoice,
+    stats: Arc<BandStats>,
+    controls: Arc<BandControls>,
+    calls: Arc<AtomicU64>,
+    /// Events held back to simulate the model's latency: (block at which to deliver, event).
+    delayed: Vec<(usize, CaptureEvent)>,
+    recorded: Vec<(f64, f64, u8, u8)>,
+}
+
+impl Rig {
+    fn new() -> Self {
+        let (capture, events) = capture_feed();
+        let (to_audio, from_band) = answer_feed();
+        let stats = Arc::new(BandStats::default());
+        let controls = Arc::new(BandControls::default());
+        controls.answer.store(true, Ordering::Relaxed);
+        let calls = Arc::new(AtomicU64::new(0));
+        let predictor_calls = calls.clone();
+        let factory: PredictorFactory = Box::new(move || {
+            Ok(Box::new(EchoOctaveUp {
+                calls: predictor_calls,
+            }) as Box<dyn BarPredictor>)
+        });
+        Self {
+            capture,
+            events,
+            session: BandSession::new(factory, controls.clone(), stats.clone(), to_audio),
+            voice: BandVoice::new(from_band, stats.clone()),
+            stats,
+            controls,
+            calls,
+            delayed: Vec::new(),
+            recorded: Vec::new(),
+        }
+    }
+
+    /// Run block `index` at host beat `beat`; `played` are (sample, pitch, velocity) of the
+    /// musician in this block; bar cues reach the band session `latency_blocks` later. Returns
+    /// the band voice's events.
+    fn block(
+        &mut self,
+        index: usize,
+        beat: Option<f64>,
+        played: &[(u32, u8, u8)],
+        latency_blocks: usize,
+    ) -> Vec<NoteMessage> {
+        let clock = beat.map(|beat| BlockClock {
+            beat,
+            beats_per_sample: TEMPO / 60.0 / RATE,
+            samples: BLOCK,
+            beats_per_bar: 4.0,
+        });
+        self.capture.begin_block(clock.as_ref());
+        if let Some(c) = &clock {
+            for &(sample, pitch, velocity) in played {
+                self.capture.note(c, sample, pitch, velocity, 0);
+            }
+        }
+        self.capture.end_block(clock.as_ref());
+        while let Ok(event) = self.events.pop() {
+            let delay = if matches!(event, CaptureEvent::BarCue { .. }) {
+                latency_blocks
+            } else {
+                0
+            };
+            self.delayed.push((index + delay, event));
+        }
+        let due: Vec<_> = self
+            .delayed
+            .iter()
+            .filter(|(at, _)| *at <= index)
+            .copied()
+            .collect();
+        self.delayed.retain(|(at, _)| *at > index);
+        for (_, event) in due {
+            self.session.handle(event, &mut self.recorded);
+        }
+        self.voice.process_block(clock.as_ref()).to_vec()
+    }
+}
+
+const SAMPLES_PER_BEAT: u32 = 24_000;
+
+/// The musician plays a quarter note on every beat of bars 0–3 (pitches 60, 62, 64, 65 in each
+/// bar, an eighth long); returns (absolute sample, message) of the band's output.
+fn jam(rig: &mut Rig, latency_blocks: usize, blocks: usize) -> Vec<(u64, NoteMessage)> {
+    let mut out = Vec::new();
+    for index in 0..blocks {
+        let first = index as u64 * BLOCK as u64;
+        let beat = first as f64 / SAMPLES_PER_BEAT as f64;
+        let mut played = Vec::new();
+        for beat_index in 0..16u64 {
+            let on = beat_index * SAMPLES_PER_BEAT as u64;
+            let off = on + SAMPLES_PER_BEAT as u64 / 2;
+            let pitch = [60, 62, 64, 65][beat_index as usize % 4];
+            for (at, velocity) in [(on, 100), (off, 0)] {
+                if (first..first + BLOCK as u64).contains(&at) {
+                    played.push(((at - first) as u32, pitch, velocity));
+                }
+            }
+        }
+        for m in rig.block(index, Some(beat), &played, latency_blocks) {
+            out.push((first + m.timing as u64, m));
+        }
+    }
+    out
+}
+
+#[test]
+fn answers_start_exactly_on_the_next_downbeat() {
+    let mut rig = Rig::new();
+    // 5 bars = 20 beats = 480,000 samples = 1,000 blocks; the model takes 3 blocks (30 ms).
+    let out = jam(&mut rig, 3, 1_000);
+    let note_ons: Vec<(u64, u8)> = out
+        .iter()
+        .filter(|(_, m)| m.on)
+        .map(|(s, m)| (*s, m.pitch))
+        .collect();
+    // Bars 0–3 are answered in bars 1–4: an octave up, on the same beats one bar later.
+    // The musician played nothing in bar 4, so its answer (bar 5) is empty.
+    let mut expected = Vec::new();
+    for bar in 1..5u64 {
+        for beat in 0..4u64 {
+            let sample = (bar * 4 + beat) * SAMPLES_PER_BEAT as u64;
+            expected.push((sample, [72, 74, 76, 77][beat as usize]));
+        }
+    }
+    assert_eq!(note_ons, expected);
+    // Each note ends an eighth later, also sample-exact.
+    let offs: Vec<u64> = out.iter().filter(|(_, m)| !m.on).map(|(s, _)| *s).collect();
+    let expected_offs: Vec<u64> = expected
+        .iter()
+        .map(|(s, _)| s + SAMPLES_PER_BEAT as u64 / 2)
+        .collect();
+    assert_eq!(offs, expected_offs);
+    assert_eq!(rig.stats.missed.load(Ordering::Relaxed), 0);
+    assert_eq!(rig.calls.load(Ordering::Relaxed), 5);
+    assert!(rig.stats.last_error().is_none());
+}
+
+#[test]
+fn a_late_answer_is_skipped_and_counted_never_played_out_of_time() {
+    let mut rig = Rig::new();
+    // The cue comes a 16th (125 ms = 12.5 blocks) before the downbeat; 20 blocks is too late.
+    let out = jam(&mut rig, 20, 1_000);
+    assert!(out.is_empty(), "late answers were played: {out:?}");
+    // The cue of bar 4 comes 20 blocks before the end of the run: four answers arrived, late.
+    assert_eq!(rig.stats.missed.load(Ordering::Relaxed), 4);
+    assert_eq!(rig.stats.answered.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn stop_silences_the_band_and_recording_quantizes_what_was_played() {
+    let mut rig = Rig::new();
+    rig.controls.record.store(true, Ordering::Relaxed);
+    // Play into bar 1 (the answer to bar 0 is sounding at sample 96,000 + ...), then stop.
+    let out = jam(&mut rig, 1, 210);
+    let sounding_before_stop =
+        out.iter().filter(|(_, m)| m.on).count() - out.iter().filter(|(_, m)| !m.on).count();
+    let stopped = rig.block(210, None, &[], 1);
+    assert_eq!(
+        stopped.iter().filter(|m| !m.on).count(),
+        sounding_before_stop
+    );
+    assert!(stopped.iter().all(|m| m.timing == 0 && !m.on));
+    // Recording: the notes of bar 0 and the started ones of bar 1, on the beat, an eighth long.
+    let first: Vec<_> = rig.recorded.iter().take(4).copied().collect();
+    assert_eq!(
+        first,
+        vec![
+            (0.0, 0.5, 60, 100),
+            (1.0, 1.5, 62, 100),
+            (2.0, 2.5, 64, 100),
+            (3.0, 3.5, 65, 100)
+        ]
+    );
+}
+
+#[test]
+fn the_played_bar_is_quantized_to_sixteenths_with_held_notes_cut_at_the_bar_end() {
+    let mut rig = Rig::new();
+    let session = &mut rig.session;
+    let mut recorded = Vec::new();
+    let note = |beat: f64, pitch: u8, velocity: u8| CaptureEvent::Note {
+        beat,
+        pitch,
+        velocity,
+        channel: 0,
+    };
+    // Bar 2 of 4/4 starts at beat 8. A slightly early downbeat, a late 16th, a held note.
+    for e in [
+        note(7.97, 60, 90),
+        note(8.4, 60, 0),
+        note(9.26, 67, 80),
+        note(9.5, 67, 0),
+        note(10.0, 72, 70),
+    ] {
+        session.handle(e, &mut recorded);
+    }
+    let bar = session.played_bar(2, 4.0);
+    assert_eq!(bar.steps_per_bar(), 16);
+    let notes: Vec<(u32, u8, u32)> = bar
+        .notes
+        .iter()
+        .map(|n| (n.start, n.pitch, n.length))
+        .collect();
+    assert_eq!(notes, vec![(0, 60, 2), (5, 67, 1), (8, 72, 8)]);
+    // A bar with hundreds of notes: the answer carries what one bar can hold.
+    for i in 0..600 {
+        session.handle(
+            note(12.0 + i as f64 / 200.0, (i % 100) as u8, 90),
+            &mut recorded,
+        );
+    }
+    assert_eq!(session.played_bar(3, 4.0).notes.len(), 600);
+    session.handle(
+        CaptureEvent::BarCue {
+            bar: 3,
+            beats_per_bar: 4.0,
+        },
+        &mut recorded,
+    );
+    let answer = rig.voice.incoming.pop().expect("an answer");
+    assert_eq!((answer.bar, answer.start), (4, 16.0));
+    assert_eq!(answer.notes().len(), MAX_BAR_NOTES);
+    assert!(
+        answer
+            .notes()
+            .iter()
+            .all(|n| n.start >= 16.0 && n.end <= 20.0)
+    );
+}
+
+#[test]
+fn recorded_notes_land_on_the_grid_modulo_the_clip_on_their_own_track() {
+    let mut clip = bandmate::music::example_clip();
+    let before = clip.notes.len();
+    let steps = clip.steps() as f64;
+    let notes = [
+        (0.02, 0.51, 60, 100),                          // step 0, an eighth
+        (steps / 4.0 + 1.0, steps / 4.0 + 1.1, 64, 0), // second lap, beat 1: step 4, velocity 0 → 1
+        (steps / 4.0 - 0.1, steps / 4.0 + 3.0, 67, 90), // rounds to the clip's end → step 0 of lap 2
+        (0.0, 0.5, 60, 100),                            // the same note again: not doubled
+        (f64::NAN, 1.0, 61, 100),
+    ];
+    let added = record_into(&mut clip, &notes);
+    assert_eq!(added, 3);
+    assert_eq!(clip.notes.len(), before + 3);
+    let track = clip
+        .tracks
+        .iter()
+        .position(|t| t.name == RECORDED_TRACK)
+        .unwrap() as u16;
+    let mut recorded: Vec<(u32, u8, u32, u8)> = clip
+        .track_notes(track)
+        .map(|n| (n.start, n.pitch, n.length, n.velocity))
+        .collect();
+    recorded.sort();
+    assert_eq!(
+        recorded,
+        vec![(0, 60, 2, 100), (0, 67, 12, 90), (4, 64, 1, 1)]
+    );
+    // An empty clip becomes four bars.
+    let mut empty = Clip::new(0);
+    assert_eq!(record_into(&mut empty, &[(3.0, 4.0, 50, 80)]), 1);
+    assert_eq!(empty.bars, 4);
+}

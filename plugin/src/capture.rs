@@ -1,0 +1,275 @@
+//! MIDI input capture on the audio thread: incoming notes stamped with their position on the
+//! host timeline, and a cue at the last 16th of every bar, sent off the audio thread through an
+//! rtrb ring buffer (see [`crate::band`] for the side that quantizes, records and answers them).
+//!
+//! Positions are host beats (quarter notes): sample `k` of a block sits at `b0 + k·Δ`, the rule
+//! of [`crate::player`]. Bars are counted from host beat 0 with the host's time signature.
+//! Nothing here allocates or blocks; a full ring keeps events in a fixed backlog that is retried
+//! on the next block, and only when that is full too are events dropped (and counted).
+
+use rtrb::{Consumer, Producer, RingBuffer};
+
+/// Events the ring holds.
+pub const CAPTURE_RING_CAPACITY: usize = 4096;
+/// Events kept on the audio thread while the ring is full.
+const BACKLOG_CAPACITY: usize = 512;
+/// The cue comes this many beats before each downbeat: one 16th note.
+pub const CUE_BEATS_BEFORE_DOWNBEAT: f64 = 0.25;
+
+/// What the audio thread reports.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum CaptureEvent {
+    /// A note-on (`velocity` 1–127) or note-off (`velocity` 0) at host beat `beat`.
+    Note {
+        beat: f64,
+        pitch: u8,
+        velocity: u8,
+        channel: u8,
+    },
+    /// The transport reached the last 16th of bar `bar` (bars of `beats_per_bar` beats counted
+    /// from host beat 0): the bar is complete and its answer is due at the next downbeat.
+    BarCue { bar: i64, beats_per_bar: f64 },
+    /// The transport stopped or jumped: held notes are gone and the bar restarts.
+    Reset,
+}
+
+/// The transport of one block as capture needs it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockClock {
+    /// Host beat of the block's first sample.
+    pub beat: f64,
+    /// Beats per sample (tempo / 60 / sample rate).
+    pub beats_per_sample: f64,
+    pub samples: u32,
+    pub beats_per_bar: f64,
+}
+
+impl BlockClock {
+    pub fn beat_of_sample(&self, sample: u32) -> f64 {
+        self.beat + sample as f64 * self.beats_per_sample
+    }
+
+    /// The last beat this block owns (its last sample's).
+    pub fn last_beat(&self) -> f64 {
+        self.beat_of_sample(self.samples.saturating_sub(1))
+    }
+}
+
+/// A connected audio-side capture and the receiving end.
+pub fn capture_feed() -> (Capture, Consumer<CaptureEvent>) {
+    let (producer, consumer) = RingBuffer::new(CAPTURE_RING_CAPACITY);
+    (
+        Capture {
+            producer,
+            backlog: Box::new([CaptureEvent::Reset; BACKLOG_CAPACITY]),
+            backlog_len: 0,
+            dropped: 0,
+            scanned_to: None,
+            running: false,
+        },
+        consumer,
+    )
+}
+
+/// The audio-thread end. Call [`Capture::begin_block`], then [`Capture::note`] for every
+/// incoming note of the block, then [`Capture::end_block`].
+pub struct Capture {
+    producer: Producer<CaptureEvent>,
+    backlog: Box<[CaptureEvent; BACKLOG_CAPACITY]>,
+    backlog_len: usize,
+    dropped: u64,
+    /// Last beat the previous block owned and the beat expected next, while playing.
+    scanned_to: Option<(f64, f64)>,
+    /// Whether the previous block was captured (playing and enabled).
+    running: bool,
+}
+
+impl Capture {
+    /// Events lost because the ring and the backlog were both full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Start a block. `clock` is `None` when the transport is stopped, gives no position, or
+    /// capture is off; a stop or a jump sends [`CaptureEvent::Reset`].
+    pub fn begin_block(&mut self, clock: Option<&BlockClock>) {
+        self.flush_backlog();
+        match clock {
+            None => {
+                if self.running {
+                    self.push(CaptureEvent::Reset);
+                }
+                self.running = false;
+                self.scanned_to = None;
+            }
+            Some(clock) => {
+                let tolerance = clock.beats_per_sample + 1e-9;
+                let continues = self
+                    .scanned_to
+                    .is_some_and(|(_, expected)| (clock.beat - expected).abs() <= tolerance);
+                if self.running && !continues {
+                    self.push(CaptureEvent::Reset);
+                    self.scanned_to = None;
+                }
+                self.running = true;
+            }
+        }
+    }
+
+    /// An incoming note at sample `timing` of the block (`velocity` 0 for a note-off).
+    pub fn note(&mut self, clock: &BlockClock, timing: u32, pitch: u8, velocity: u8, channel: u8) {
+        if !self.running {
+            return;
+        }
+        self.push(CaptureEvent::Note {
+            beat: clock.beat_of_sample(timing.min(clock.samples.saturating_sub(1))),
+            pitch: pitch.min(127),
+            velocity: velocity.min(127),
+            channel: channel.min(15),
+        });
+    }
+
+    /// Close the block: a cue for every bar whose last 16th falls inside it.
+    pub fn end_block(&mut self, clock: Option<&BlockClock>) {
+        let Some(clock) = clock.filter(|_| self.running) else {
+            return;
+        };
+        let bar_len = clock.beats_per_bar;
+        if !(bar_len.is_finite() && bar_len > CUE_BEATS_BEFORE_DOWNBEAT) {
+            return;
+        }
+        // This block owns the beats (from, to].
+        let from = match self.scanned_to {
+            Some((scanned, _)) => scanned,
+            None => clock.beat - clock.beats_per_sample,
+        };
+        let to = clock.last_beat();
+        let cue_of = |bar: f64| (bar + 1.0) * bar_len - CUE_BEATS_BEFORE_DOWNBEAT;
+        let mut bar = ((from + CUE_BEATS_BEFORE_DOWNBEAT) / bar_len).floor() - 1.0;
+        // At most a few bars per block; the bound guards against absurd tempos.
+        for _ in 0..64 {
+            let cue = cue_of(bar);
+            if cue > to {
+                break;
+            }
+            if cue > from {
+                self.push(CaptureEvent::BarCue {
+                    bar: bar as i64,
+                    beats_per_bar: bar_len,
+                });
+            }
+            bar += 1.0;
+        }
+        self.scanned_to = Some((to, to + clock.beats_per_sample));
+    }
+
+    fn push(&mut self, event: CaptureEvent) {
+        self.flush_backlog();
+        if self.backlog_len == 0 && self.producer.push(event).is_ok() {
+            return;
+        }
+        if self.backlog_len < BACKLOG_CAPACITY {
+            self.backlog[self.backlog_len] = event;
+            self.backlog_len += 1;
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    fn flush_backlog(&mut self) {
+        let mut sent = 0;
+        while sent < self.backlog_len && self.producer.push(self.backlog[sent]).is_ok() {
+            sent += 1;
+        }
+        if sent > 0 {
+            self.backlog.copy_within(sent..self.backlog_len, 0);
+            self.backlog_len -= sent;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clock(beat: f64, samples: u32) -> BlockClock {
+        // 120 BPM at 48 kHz.
+        BlockClock {
+            beat,
+            beats_per_sample: 2.0 / 48_000.0,
+            samples,
+            beats_per_bar: 4.0,
+        }
+    }
+
+    fn drain(consumer: &mut Consumer<CaptureEvent>) -> Vec<CaptureEvent> {
+        std::iter::from_fn(|| consumer.pop().ok()).collect()
+    }
+
+    #[test]
+    fn notes_get_their_beat_and_every_bar_one_cue() {
+        let (mut capture, mut consumer) = capture_feed();
+        let mut beat = 0.0;
+        let mut events = Vec::new();
+        // 3 bars in blocks of 512 samples; a note-on at sample 10 of the first block.
+        for block in 0..(3.0 * 4.0 / (512.0 * 2.0 / 48_000.0)) as usize + 1 {
+            let c = clock(beat, 512);
+            capture.begin_block(Some(&c));
+            if block == 0 {
+                capture.note(&c, 10, 60, 100, 0);
+            }
+            capture.end_block(Some(&c));
+            events.extend(drain(&mut consumer));
+            beat += 512.0 * c.beats_per_sample;
+        }
+        assert_eq!(
+            events[0],
+            CaptureEvent::Note {
+                beat: 10.0 * (2.0 / 48_000.0),
+                pitch: 60,
+                velocity: 100,
+                channel: 0
+            }
+        );
+        let cues: Vec<i64> = events
+            .iter()
+            .filter_map(|e| match e {
+                CaptureEvent::BarCue { bar, .. } => Some(*bar),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(cues, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_stop_or_a_jump_resets_and_a_full_ring_loses_nothing_until_the_backlog_is_full() {
+        let (mut capture, mut consumer) = capture_feed();
+        let c = clock(8.0, 64);
+        capture.begin_block(Some(&c));
+        capture.end_block(Some(&c));
+        capture.begin_block(Some(&clock(2.0, 64))); // jumped back
+        assert_eq!(drain(&mut consumer), vec![CaptureEvent::Reset]);
+        capture.begin_block(None); // stopped
+        assert_eq!(drain(&mut consumer), vec![CaptureEvent::Reset]);
+
+        let c = clock(0.0, 64);
+        capture.begin_block(Some(&c));
+        let total = CAPTURE_RING_CAPACITY + BACKLOG_CAPACITY;
+        for i in 0..total {
+            capture.note(&c, 0, (i % 128) as u8, 90, 0);
+        }
+        assert_eq!(capture.dropped(), 0);
+        capture.note(&c, 0, 1, 90, 0);
+        assert_eq!(capture.dropped(), 1);
+        // Once the receiver drains the ring, the backlog follows in order.
+        capture.end_block(Some(&c));
+        let first = drain(&mut consumer);
+        assert_eq!(first.len(), CAPTURE_RING_CAPACITY);
+        capture.begin_block(Some(&clock(64.0 * c.beats_per_sample, 64)));
+        let rest = drain(&mut consumer);
+        assert_eq!(rest.len(), BACKLOG_CAPACITY);
+        assert!(
+            matches!(rest[0], CaptureEvent::Note { pitch, .. } if pitch as usize == CAPTURE_RING_CAPACITY % 128)
+        );
+    }
+}
