@@ -3,7 +3,7 @@
 //! model folder.
 
 use crate::worker::{Generator, Job, JobControl, JobKind, JobRequest, JobSettings};
-use bandmate::diffusion::{self, RollModel, RollOptions};
+use bandmate::diffusion::{self, RollModel, RollOptions, StepHook};
 use bandmate::music::{Clip, Key, TimeSignature};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -79,6 +79,16 @@ impl Generator for RollGenerator {
         control.progress(0.0);
         let s = &request.settings;
         let model = &self.model;
+        // Progress after every network evaluation; a newer job stops this one between two.
+        let hook_control = control.clone();
+        let hook = StepHook::new(move |done, planned| {
+            hook_control.progress(done as f32 / planned.max(1) as f32);
+            !hook_control.cancelled()
+        });
+        let roll_options = |settings: &JobSettings, clip: Option<&Clip>| RollOptions {
+            on_step: Some(hook.clone()),
+            ..roll_options(settings, clip)
+        };
         let result = match &request.job {
             Job::Fill { clip, mask } => {
                 diffusion::fill(model, clip, mask, &roll_options(s, Some(clip)))

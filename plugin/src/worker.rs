@@ -139,6 +139,7 @@ pub enum WorkerReport {
 }
 
 /// A job's view of its worker: whether it should stop, and where to report progress.
+#[derive(Clone)]
 pub struct JobControl {
     id: JobId,
     latest: Arc<AtomicU64>,

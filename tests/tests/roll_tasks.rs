@@ -420,3 +420,46 @@ fn shipped_model_beats_the_prior() {
         );
     }
 }
+
+#[test]
+fn the_step_hook_reports_progress_and_cancels() {
+    use std::sync::{Arc, Mutex};
+    let m = model();
+    // 8 bars: two 4-bar windows with cells to fill, 10 evaluations each.
+    let clip = &test_clips(8, 1)[0];
+    let mask = Mask::bars(clip, 1..=6);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let hook = diffusion::StepHook::new(move |done, planned| {
+        log.lock().unwrap().push((done, planned));
+        true
+    });
+    let with_hook = RollOptions {
+        on_step: Some(hook),
+        ..opts(3)
+    };
+    let hooked = diffusion::fill(m, clip, &mask, &with_hook).unwrap();
+    // The hook does not change the result.
+    assert_eq!(hooked, diffusion::fill(m, clip, &mask, &opts(3)).unwrap());
+    let seen = seen.lock().unwrap().clone();
+    let planned = seen[0].1;
+    assert!(planned >= 10 && planned % 10 == 0, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "{seen:?}");
+    assert_eq!(seen.len(), planned.min(seen.len()));
+
+    // Returning false stops the fill after that evaluation with a "cancelled" error.
+    let calls = Arc::new(Mutex::new(0));
+    let counter = calls.clone();
+    let cancelling = RollOptions {
+        on_step: Some(diffusion::StepHook::new(move |done, _| {
+            *counter.lock().unwrap() += 1;
+            done < 3
+        })),
+        ..opts(3)
+    };
+    let err = diffusion::fill(m, clip, &mask, &cancelling)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(diffusion::CANCELLED), "{err}");
+    assert_eq!(*calls.lock().unwrap(), 3);
+}

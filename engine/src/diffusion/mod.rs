@@ -12,5 +12,7 @@ pub mod tasks;
 pub mod velocity;
 
 pub use model::RollModel;
-pub use sampler::{SamplerKind, SamplerOptions, WindowProblem};
-pub use tasks::{RollOptions, continue_clip, fill, generate, harmonize, regenerate, vary};
+pub use sampler::{CANCELLED, SamplerKind, SamplerOptions, WindowProblem};
+pub use tasks::{
+    RollOptions, StepHook, continue_clip, fill, generate, harmonize, regenerate, vary,
+};

@@ -154,4 +154,21 @@ impl RollModel {
     ) -> Result<Vec<Vec<f32>>> {
         Ok(sample(&self.net, &self.schedule, problems, opts)?)
     }
+
+    /// [`RollModel::sample`] with a hook after every network evaluation (see
+    /// [`super::sampler::sample_with_hook`]).
+    pub fn sample_with_hook(
+        &self,
+        problems: &[WindowProblem],
+        opts: &SamplerOptions,
+        after_step: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<Vec<Vec<f32>>> {
+        Ok(super::sampler::sample_with_hook(
+            &self.net,
+            &self.schedule,
+            problems,
+            opts,
+            after_step,
+        )?)
+    }
 }

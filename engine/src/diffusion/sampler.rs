@@ -65,6 +65,9 @@ pub struct SamplerOptions {
     pub seed: u64,
 }
 
+/// The error text of a sampling run stopped by its hook.
+pub const CANCELLED: &str = "cancelled";
+
 /// The timesteps visited, from `start` down, `count` of them, evenly spaced; ends with 0.
 pub fn timesteps(start: usize, count: usize) -> Vec<usize> {
     let count = count.clamp(1, start.max(1));
@@ -83,6 +86,18 @@ pub fn sample(
     schedule: &BinomialSchedule,
     problems: &[WindowProblem],
     opts: &SamplerOptions,
+) -> candle_core::Result<Vec<Vec<f32>>> {
+    sample_with_hook(net, schedule, problems, opts, &mut |_| true)
+}
+
+/// [`sample`], calling `after_step(evaluations done)` after every network evaluation; when it
+/// returns `false` sampling stops with an error saying it was cancelled.
+pub fn sample_with_hook(
+    net: &RollUnet,
+    schedule: &BinomialSchedule,
+    problems: &[WindowProblem],
+    opts: &SamplerOptions,
+    after_step: &mut dyn FnMut(usize) -> bool,
 ) -> candle_core::Result<Vec<Vec<f32>>> {
     let cfg = net.config();
     let (steps, pitches) = (cfg.steps, cfg.pitches);
@@ -145,7 +160,10 @@ pub fn sample(
 
     let device = Device::Cpu;
     let mut last_x0 = x.clone();
-    for w in ts.windows(2) {
+    for (done, w) in ts.windows(2).enumerate() {
+        if done > 0 && !after_step(done) {
+            candle_core::bail!("{CANCELLED}");
+        }
         let (t, next) = (w[0], w[1]);
         let flat: Vec<f32> = x.iter().flatten().copied().collect();
         let input = Tensor::from_vec(flat, (n, 2, steps, pitches), &device)?;
@@ -184,6 +202,9 @@ pub fn sample(
                 };
             }
         }
+    }
+    if !after_step(ts.len() - 1) {
+        candle_core::bail!("{CANCELLED}");
     }
     // The last update went to t = 0 (no noise): x̂_0 of the last step, known cells exact.
     Ok(last_x0)

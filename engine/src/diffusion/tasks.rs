@@ -18,6 +18,8 @@ use std::ops::RangeInclusive;
 
 use anyhow::{Result, bail};
 
+use std::sync::Arc;
+
 use super::model::RollModel;
 use super::sampler::{SamplerKind, SamplerOptions, WindowProblem};
 use super::velocity::assign_velocities;
@@ -38,6 +40,31 @@ pub struct RollOptions {
     pub pitch_range: Option<RangeInclusive<u8>>,
     /// Multiplies the predicted odds of a cell being on: below 1 sparser, above 1 denser.
     pub density: f32,
+    /// Progress and cancellation: called after every network evaluation.
+    pub on_step: Option<StepHook>,
+}
+
+/// Called with (network evaluations done, planned) after each one; returning `false` cancels
+/// the task, which then fails with an error saying "cancelled".
+#[derive(Clone)]
+pub struct StepHook(pub Arc<dyn Fn(usize, usize) -> bool + Send + Sync>);
+
+impl StepHook {
+    pub fn new(f: impl Fn(usize, usize) -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for StepHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StepHook")
+    }
+}
+
+impl PartialEq for StepHook {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl Default for RollOptions {
@@ -49,6 +76,7 @@ impl Default for RollOptions {
             key: None,
             pitch_range: None,
             density: 1.0,
+            on_step: None,
         }
     }
 }
@@ -375,6 +403,18 @@ pub fn regenerate(
             ((opts.steps as f32 * s).round() as usize).max(1)
         })
         .min(start_step);
+    // Progress counts network evaluations over every window that has cells to generate; the
+    // windows are filled left to right, so the count is an upper bound.
+    let planned = eval_steps
+        * starts
+            .iter()
+            .filter(|&&ws| {
+                free[ws * pitches..(ws + steps) * pitches]
+                    .iter()
+                    .any(|&f| f)
+            })
+            .count();
+    let mut done_before = 0;
     for (w, &ws) in starts.iter().enumerate() {
         let commit_end = starts.get(w + 1).copied().unwrap_or(padded);
         let range = ws * pitches..(ws + steps) * pitches;
@@ -405,9 +445,14 @@ pub fn regenerate(
             density: opts.density,
             seed: opts.seed.wrapping_add(1_000_003 * w as u64),
         };
+        let mut after_step = |done: usize| match &opts.on_step {
+            Some(hook) => (hook.0)((done_before + done).min(planned), planned),
+            None => true,
+        };
         let result = model
-            .sample(std::slice::from_ref(&problem), &sampler)?
+            .sample_with_hook(std::slice::from_ref(&problem), &sampler, &mut after_step)?
             .remove(0);
+        done_before += eval_steps;
         for s in ws..commit_end {
             for o in 0..pitches {
                 let i = s * pitches + o;

@@ -38,6 +38,7 @@ impl SamplingArgs {
             key: self.key,
             pitch_range: self.range.clone(),
             density: self.density,
+            on_step: None,
         }
     }
 }
