@@ -14,7 +14,7 @@
 //! grid by its transport position and added to the session's clip.
 
 use crate::capture::CaptureEvent;
-use crate::player::NoteMessage;
+use crate::player::{EventBuffer, NoteMessage};
 use bandmate::music::{Clip, Note, TimeSignature, Track, TrackRole};
 use rtrb::{Consumer, Producer, RingBuffer};
 use std::collections::HashMap;
@@ -438,8 +438,7 @@ pub struct BandVoice {
     bars_len: usize,
     sounding: Box<[BandSounding; MAX_BAND_SOUNDING]>,
     sounding_len: usize,
-    events: Box<[NoteMessage; MAX_BAND_EVENTS]>,
-    events_len: usize,
+    events: EventBuffer<MAX_BAND_EVENTS>,
     /// Beat scanned up to and the beat expected next, while playing.
     continuation: Option<(f64, f64)>,
     stats: Arc<BandStats>,
@@ -460,16 +459,7 @@ impl BandVoice {
             bars_len: 0,
             sounding: Box::new([BandSounding { key: 0, off: 0.0 }; MAX_BAND_SOUNDING]),
             sounding_len: 0,
-            events: Box::new(
-                [NoteMessage {
-                    timing: 0,
-                    on: false,
-                    channel: 0,
-                    pitch: 0,
-                    velocity: 0,
-                }; MAX_BAND_EVENTS],
-            ),
-            events_len: 0,
+            events: EventBuffer::default(),
             continuation: None,
             stats,
         }
@@ -477,13 +467,13 @@ impl BandVoice {
 
     /// One block: `clock` is `None` while stopped. Events come back sorted by timing.
     pub fn process_block(&mut self, clock: Option<&crate::capture::BlockClock>) -> &[NoteMessage] {
-        self.events_len = 0;
+        self.events.clear();
         let Some(clock) = clock.filter(|c| c.samples > 0 && c.beats_per_sample > 0.0) else {
             self.release_all(0);
             self.bars_len = 0;
             self.continuation = None;
             while self.incoming.pop().is_ok() {}
-            return &self.events[..self.events_len];
+            return self.events.as_slice();
         };
         let tolerance = clock.beats_per_sample + 1e-9;
         let from = match self.continuation {
@@ -524,7 +514,7 @@ impl BandVoice {
             if s.off <= to {
                 self.sounding[i] = self.sounding[self.sounding_len - 1];
                 self.sounding_len -= 1;
-                self.push_off(sample_of(s.off), s.key);
+                self.events.push_off(sample_of(s.off), s.key);
             } else {
                 i += 1;
             }
@@ -539,9 +529,7 @@ impl BandVoice {
         }
         self.bars_len = kept;
         self.continuation = Some((to, to + clock.beats_per_sample));
-        let events = &mut self.events[..self.events_len];
-        events.sort_unstable();
-        events
+        self.events.sorted()
     }
 
     fn start_note(&mut self, note: &BandNote, timing: u32) {
@@ -552,12 +540,12 @@ impl BandVoice {
         {
             self.sounding[i] = self.sounding[self.sounding_len - 1];
             self.sounding_len -= 1;
-            self.push_off(timing, key);
+            self.events.push_off(timing, key);
         }
         if self.sounding_len == MAX_BAND_SOUNDING {
             return;
         }
-        self.push(NoteMessage {
+        self.events.push(NoteMessage {
             timing,
             on: true,
             channel: (key / 128) as u8,
@@ -572,24 +560,7 @@ impl BandVoice {
         while self.sounding_len > 0 {
             self.sounding_len -= 1;
             let key = self.sounding[self.sounding_len].key;
-            self.push_off(timing, key);
-        }
-    }
-
-    fn push_off(&mut self, timing: u32, key: u16) {
-        self.push(NoteMessage {
-            timing,
-            on: false,
-            channel: (key / 128) as u8,
-            pitch: (key % 128) as u8,
-            velocity: 0,
-        });
-    }
-
-    fn push(&mut self, message: NoteMessage) {
-        if self.events_len < MAX_BAND_EVENTS {
-            self.events[self.events_len] = message;
-            self.events_len += 1;
+            self.events.push_off(timing, key);
         }
     }
 }

@@ -171,6 +171,65 @@ pub struct NoteMessage {
     pub velocity: u8,
 }
 
+/// A block's outgoing note events in a fixed-capacity buffer (allocated once, off the audio
+/// thread); events beyond the capacity are dropped.
+pub struct EventBuffer<const N: usize> {
+    events: Box<[NoteMessage; N]>,
+    len: usize,
+}
+
+impl<const N: usize> Default for EventBuffer<N> {
+    fn default() -> Self {
+        Self {
+            events: Box::new(
+                [NoteMessage {
+                    timing: 0,
+                    on: false,
+                    channel: 0,
+                    pitch: 0,
+                    velocity: 0,
+                }; N],
+            ),
+            len: 0,
+        }
+    }
+}
+
+impl<const N: usize> EventBuffer<N> {
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    pub fn push(&mut self, message: NoteMessage) {
+        if self.len < N {
+            self.events[self.len] = message;
+            self.len += 1;
+        }
+    }
+
+    /// A note-off for `key` (channel · 128 + pitch).
+    pub fn push_off(&mut self, timing: u32, key: u16) {
+        self.push(NoteMessage {
+            timing,
+            on: false,
+            channel: (key / 128) as u8,
+            pitch: (key % 128) as u8,
+            velocity: 0,
+        });
+    }
+
+    pub fn as_slice(&self) -> &[NoteMessage] {
+        &self.events[..self.len]
+    }
+
+    /// The events sorted by timing, note-offs before note-ons at the same sample.
+    pub fn sorted(&mut self) -> &[NoteMessage] {
+        let events = &mut self.events[..self.len];
+        events.sort_unstable();
+        events
+    }
+}
+
 /// Counters the GUI can show; they only ever grow.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PlayerStats {
@@ -197,8 +256,7 @@ pub struct Player {
     sounding_len: usize,
     /// For each key, its index in `sounding`, or [`NO_SLOT`].
     slot_of_key: Box<[u16; MAX_SOUNDING]>,
-    events: Box<[NoteMessage; MAX_EVENTS_PER_BLOCK]>,
-    events_len: usize,
+    events: EventBuffer<MAX_EVENTS_PER_BLOCK>,
     note_ons_this_block: usize,
     /// Where the previous block ended if playback went on: (beat scanned up to, expected first
     /// beat of the next block).
@@ -243,16 +301,7 @@ impl Player {
             sounding: Box::new([Sounding { key: 0, off: 0.0 }; MAX_SOUNDING]),
             sounding_len: 0,
             slot_of_key: Box::new([NO_SLOT; MAX_SOUNDING]),
-            events: Box::new(
-                [NoteMessage {
-                    timing: 0,
-                    on: false,
-                    channel: 0,
-                    pitch: 0,
-                    velocity: 0,
-                }; MAX_EVENTS_PER_BLOCK],
-            ),
-            events_len: 0,
+            events: EventBuffer::default(),
             note_ons_this_block: 0,
             continuation: None,
             free_beats: 0.0,
@@ -286,17 +335,17 @@ impl Player {
             self.slot_of_key[s.key as usize] = NO_SLOT;
         }
         self.sounding_len = 0;
-        self.events_len = 0;
+        self.events.clear();
         self.continuation = None;
         self.free_beats = 0.0;
     }
 
     /// Note-offs at sample 0 for every sounding note; for deactivation or bypass.
     pub fn all_notes_off(&mut self) -> &[NoteMessage] {
-        self.events_len = 0;
+        self.events.clear();
         self.release_all(0);
         self.continuation = None;
-        &self.events[..self.events_len]
+        self.events.as_slice()
     }
 
     /// Schedule one block of `samples` samples; the events come back sorted by timing, note-offs
@@ -307,11 +356,11 @@ impl Player {
         samples: u32,
         options: PlayOptions,
     ) -> &[NoteMessage] {
-        self.events_len = 0;
+        self.events.clear();
         self.note_ons_this_block = 0;
         let valid_rate = transport.sample_rate.is_finite() && transport.sample_rate > 0.0;
         if samples == 0 || !valid_rate {
-            return &self.events[..0];
+            return self.events.as_slice();
         }
         let tempo = transport
             .tempo
@@ -394,9 +443,7 @@ impl Player {
     }
 
     fn finish_block(&mut self) -> &[NoteMessage] {
-        let events = &mut self.events[..self.events_len];
-        events.sort_unstable();
-        events
+        self.events.sorted()
     }
 
     /// Note-ons for clip notes starting in the segment, then note-offs due in it.
@@ -427,7 +474,7 @@ impl Player {
             if s.off <= segment.to {
                 let timing = segment.sample_of(s.off);
                 self.remove_sounding(i);
-                self.push_off(timing, s.key);
+                self.events.push_off(timing, s.key);
             } else {
                 i += 1;
             }
@@ -455,12 +502,12 @@ impl Player {
             let old = self.sounding[slot as usize];
             let off_timing = segment.sample_of(old.off.min(beat));
             self.remove_sounding(slot as usize);
-            self.push_off(off_timing, key);
+            self.events.push_off(off_timing, key);
         }
         let velocity = (note.velocity as f32 * options.velocity_scale)
             .round()
             .clamp(1.0, 127.0);
-        self.push(NoteMessage {
+        self.events.push(NoteMessage {
             timing,
             on: true,
             channel,
@@ -479,7 +526,7 @@ impl Player {
         while self.sounding_len > 0 {
             let s = self.sounding[self.sounding_len - 1];
             self.remove_sounding(self.sounding_len - 1);
-            self.push_off(timing, s.key);
+            self.events.push_off(timing, s.key);
         }
     }
 
@@ -493,24 +540,6 @@ impl Player {
             self.slot_of_key[moved.key as usize] = index as u16;
         }
         self.sounding_len = last;
-    }
-
-    fn push_off(&mut self, timing: u32, key: u16) {
-        self.push(NoteMessage {
-            timing,
-            on: false,
-            channel: (key / 128) as u8,
-            pitch: (key % 128) as u8,
-            velocity: 0,
-        });
-    }
-
-    fn push(&mut self, message: NoteMessage) {
-        // The capacity covers every sounding key's off plus each allowed note-on with its off.
-        if self.events_len < MAX_EVENTS_PER_BLOCK {
-            self.events[self.events_len] = message;
-            self.events_len += 1;
-        }
     }
 }
 

@@ -431,6 +431,24 @@ mod tests {
             .fold(0.0, f32::max)
     }
 
+    /// The largest relative difference between the gradients of `fused` and `reference` with
+    /// respect to each of `wrt`, under the same random upstream gradient.
+    fn max_grad_diff(fused: Tensor, reference: Tensor, wrt: &[&Tensor]) -> f32 {
+        let upstream = random(fused.dims(), 99);
+        let grads = |y: Tensor| {
+            (y * &upstream)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap()
+        };
+        let (gf, gr) = (grads(fused), grads(reference));
+        wrt.iter()
+            .map(|t| max_rel_diff(gf.get(t).unwrap(), gr.get(t).unwrap()))
+            .fold(0.0, f32::max)
+    }
+
     /// Forward values and the gradients of x, weight and bias under a random upstream gradient
     /// agree with candle's composite ops.
     #[test]
@@ -449,30 +467,14 @@ mod tests {
                 var.set(&random(&[shape[1]], seed)).unwrap();
             }
             let x = Var::from_tensor(&random(&shape, 1)).unwrap();
-            let upstream = random(&shape, 2);
             let fused = norm.forward(x.as_tensor()).unwrap();
             let reference = norm.reference_forward(x.as_tensor()).unwrap();
             assert!(max_rel_diff(&fused, &reference) < 1e-5);
-            let grads_fused = (fused * &upstream)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let grads_ref = (reference * &upstream)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            for t in [x.as_tensor(), &norm.weight, &norm.bias] {
-                let (a, b) = (grads_fused.get(t).unwrap(), grads_ref.get(t).unwrap());
-                let diff = max_rel_diff(a, b);
-                assert!(
-                    diff < 1e-4,
-                    "{shape:?}/{groups}: gradient differs by {diff}"
-                );
-            }
+            let diff = max_grad_diff(fused, reference, &[x.as_tensor(), &norm.weight, &norm.bias]);
+            assert!(
+                diff < 1e-4,
+                "{shape:?}/{groups}: gradient differs by {diff}"
+            );
         }
     }
 
@@ -480,52 +482,21 @@ mod tests {
     fn channel_bias_matches_broadcast_add() {
         let x = Var::from_tensor(&random(&[2, 3, 4, 5], 1)).unwrap();
         let v = Var::from_tensor(&random(&[2, 3], 2)).unwrap();
-        let upstream = random(&[2, 3, 4, 5], 3);
         let fused = add_channel_bias(x.as_tensor(), v.as_tensor()).unwrap();
         let reference = x
             .broadcast_add(&v.unsqueeze(2).unwrap().unsqueeze(3).unwrap())
             .unwrap();
         assert!(max_rel_diff(&fused, &reference) < 1e-6);
-        let gf = (fused * &upstream)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gr = (reference * &upstream)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        for t in [x.as_tensor(), v.as_tensor()] {
-            assert!(max_rel_diff(gf.get(t).unwrap(), gr.get(t).unwrap()) < 1e-5);
-        }
+        assert!(max_grad_diff(fused, reference, &[x.as_tensor(), v.as_tensor()]) < 1e-5);
     }
 
     #[test]
     fn upsampling_matches_candle_forward_and_backward() {
         let x = Var::from_tensor(&random(&[2, 3, 4, 5], 1)).unwrap();
-        let upstream = random(&[2, 3, 8, 10], 2);
         let fused = upsample_nearest2x(x.as_tensor()).unwrap();
         let reference = x.upsample_nearest2d(8, 10).unwrap();
         assert!(max_rel_diff(&fused, &reference) == 0.0);
-        let gf = (fused * &upstream)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gr = (reference * &upstream)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let diff = max_rel_diff(
-            gf.get(x.as_tensor()).unwrap(),
-            gr.get(x.as_tensor()).unwrap(),
-        );
+        let diff = max_grad_diff(fused, reference, &[x.as_tensor()]);
         assert!(diff < 1e-5, "{diff}");
     }
 }
