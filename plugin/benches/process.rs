@@ -5,12 +5,10 @@
 //! Loads the release library cargo builds for this bench (`target/release/libbandmate_plugin.*`).
 
 use bandmate::music::{Clip, Note};
-use clack_extensions::state::PluginState as StateExtension;
 use clack_host::events::event_types::{TransportEvent, TransportFlags};
 use clack_host::events::{EventFlags, EventHeader};
 use clack_host::prelude::*;
 use clack_host::utils::{BeatTime, SecondsTime};
-use std::ffi::CString;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -19,20 +17,10 @@ const BLOCK: u32 = 512;
 const BLOCKS: usize = 100_000;
 const TEMPO: f64 = 120.0;
 
-struct BenchHost;
-struct BenchShared;
+#[path = "../../tests/support/clap_host.rs"]
+mod clap_host;
 
-impl SharedHandler<'_> for BenchShared {
-    fn request_restart(&self) {}
-    fn request_process(&self) {}
-    fn request_callback(&self) {}
-}
-
-impl HostHandlers for BenchHost {
-    type Shared<'a> = BenchShared;
-    type MainThread<'a> = ();
-    type AudioProcessor<'a> = ();
-}
+use clap_host::{Host as BenchHost, load_state, state_with_clip};
 
 fn library_path() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -64,27 +52,9 @@ fn clip_64() -> Clip {
     clip
 }
 
-/// nice-plug's CLAP state: a little-endian u64 length, then the JSON.
-fn state_for(clip: &Clip) -> Vec<u8> {
-    let session = serde_json::json!({ "version": 1, "clip": clip, "mask": null });
-    let json = serde_json::json!({ "version": "0.1.0", "params": {}, "fields": { "session": session.to_string() } })
-        .to_string()
-        .into_bytes();
-    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
-    bytes.extend(json);
-    bytes
-}
-
 fn new_instance(entry: &PluginEntry) -> PluginInstance<BenchHost> {
-    let host = HostInfo::new("bandmate-bench", "Bandmate", "https://example.org", "0.1.0").unwrap();
-    let id = CString::new("org.bandmate.bandmate").unwrap();
-    let mut instance = PluginInstance::<BenchHost>::new(|_| BenchShared, |_| (), entry, &id, &host)
-        .expect("an instance");
-    let handle = instance.plugin_handle();
-    let state: StateExtension = handle.get_extension().expect("the state extension");
-    state
-        .load(&handle, &mut &state_for(&clip_64())[..])
-        .expect("loading the clip");
+    let mut instance = clap_host::new_instance(entry, "bandmate-bench");
+    load_state(&mut instance, &state_with_clip(&clip_64())).expect("loading the clip");
     instance
 }
 
@@ -105,9 +75,7 @@ fn resident_bytes() -> Option<u64> {
 
 fn main() {
     let path = library_path();
-    // SAFETY: Bandmate's own CLAP build.
-    let entry = unsafe { PluginEntry::load(&path) }
-        .unwrap_or_else(|e| panic!("loading {}: {e:?}", path.display()));
+    let entry = clap_host::load_entry(&path);
 
     let mut instance = new_instance(&entry);
     let processor = instance.activate(|_, _| (), config()).expect("activation");

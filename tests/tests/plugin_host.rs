@@ -9,29 +9,19 @@
 //! `target/bundled/Bandmate.clap` after `cargo xtask bundle`.
 
 use bandmate::music::{Clip, Note, Track, TrackRole};
-use clack_extensions::state::PluginState as StateExtension;
 use clack_host::events::event_types::{NoteOffEvent, NoteOnEvent, TransportEvent, TransportFlags};
 use clack_host::events::{EventFlags, EventHeader};
 use clack_host::prelude::*;
 use clack_host::utils::{BeatTime, SecondsTime};
-use std::ffi::CString;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-struct TestHost;
-struct TestShared;
+#[path = "../support/clap_host.rs"]
+mod clap_host;
 
-impl SharedHandler<'_> for TestShared {
-    fn request_restart(&self) {}
-    fn request_process(&self) {}
-    fn request_callback(&self) {}
-}
-
-impl HostHandlers for TestHost {
-    type Shared<'a> = TestShared;
-    type MainThread<'a> = ();
-    type AudioProcessor<'a> = ();
-}
+use clap_host::{
+    Host as TestHost, load_state, save_state, state_with_clip, state_with_session_field,
+};
 
 fn library_path() -> PathBuf {
     if let Some(path) = std::env::var_os("BANDMATE_CLAP") {
@@ -84,25 +74,11 @@ fn build_library() -> PathBuf {
 }
 
 fn load_entry() -> PluginEntry {
-    let path = library_path();
-    // SAFETY: the library is Bandmate's own CLAP build.
-    unsafe { PluginEntry::load(&path) }
-        .unwrap_or_else(|e| panic!("loading {}: {e:?}", path.display()))
+    clap_host::load_entry(&library_path())
 }
 
 fn new_instance(entry: &PluginEntry) -> PluginInstance<TestHost> {
-    let host = HostInfo::new("bandmate-tests", "Bandmate", "https://example.org", "0.1.0").unwrap();
-    let factory = entry.get_plugin_factory().expect("a plugin factory");
-    let descriptor = factory
-        .plugin_descriptors()
-        .find(|d| {
-            d.id()
-                .is_some_and(|id| id.to_bytes() == b"org.bandmate.bandmate")
-        })
-        .expect("Bandmate's descriptor");
-    assert_eq!(descriptor.name().unwrap().to_bytes(), b"Bandmate");
-    let id = CString::from(descriptor.id().unwrap());
-    PluginInstance::<TestHost>::new(|_| TestShared, |_| (), entry, &id, &host).expect("an instance")
+    clap_host::new_instance(entry, "bandmate-tests")
 }
 
 /// The clip every timing test plays: 2 bars on two channels, with short and long notes, a note
@@ -122,38 +98,6 @@ fn test_clip(transpose: u8) -> Clip {
         Note::new(31, 43 + transpose, 1, 40, 1),
     ];
     clip
-}
-
-/// nice-plug's CLAP state: the length (u64, little-endian) and the JSON of a `PluginState`
-/// whose `session` field holds a Bandmate session with `clip`.
-fn state_with_clip(clip: &Clip) -> Vec<u8> {
-    let session = serde_json::json!({ "version": 1, "clip": clip, "mask": null });
-    state_with_session_field(&session.to_string())
-}
-
-fn state_with_session_field(field: &str) -> Vec<u8> {
-    let json =
-        serde_json::json!({ "version": "0.1.0", "params": {}, "fields": { "session": field } })
-            .to_string()
-            .into_bytes();
-    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
-    bytes.extend(json);
-    bytes
-}
-
-fn load_state(instance: &mut PluginInstance<TestHost>, bytes: &[u8]) -> Result<(), String> {
-    let handle = instance.plugin_handle();
-    let ext: StateExtension = handle.get_extension().expect("the state extension");
-    ext.load(&handle, &mut &bytes[..])
-        .map_err(|e| format!("{e}"))
-}
-
-fn save_state(instance: &mut PluginInstance<TestHost>) -> Vec<u8> {
-    let handle = instance.plugin_handle();
-    let ext: StateExtension = handle.get_extension().expect("the state extension");
-    let mut out = Vec::new();
-    ext.save(&handle, &mut out).expect("saving state");
-    out
 }
 
 /// A played event: absolute sample, on/off, channel, key, MIDI velocity.
