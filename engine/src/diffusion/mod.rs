@@ -6,6 +6,7 @@
 //! velocities of generated notes.
 
 pub mod binomial;
+pub mod eval;
 pub mod model;
 pub mod sampler;
 pub mod tasks;

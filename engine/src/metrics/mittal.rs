@@ -56,13 +56,24 @@ pub struct SelfSimilarity {
 
 /// The OAs of the neighbouring windows of one clip: (pitch OAs, duration OAs).
 pub fn window_overlaps(clip: &Clip) -> (Vec<f64>, Vec<f64>) {
+    window_overlaps_with(clip, WINDOW_BARS, HOP_BARS)
+}
+
+/// [`window_overlaps`] with windows of `window_bars` bars every `hop_bars` bars (for clips too
+/// short for the paper's 4-bar windows, such as the 4-bar infill windows of the roll model).
+pub fn window_overlaps_with(
+    clip: &Clip,
+    window_bars: usize,
+    hop_bars: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let (window_bars, hop_bars) = (window_bars.max(1), hop_bars.max(1));
     let bars = bars(clip);
     let notes = pitched_notes(clip);
     let mut fits = Vec::new();
     let mut first = 0;
-    while first + WINDOW_BARS <= bars.len() {
+    while first + window_bars <= bars.len() {
         let lo = bars[first].start;
-        let last = bars[first + WINDOW_BARS - 1];
+        let last = bars[first + window_bars - 1];
         let hi = last.start + last.steps;
         let (pitches, lengths): (Vec<f64>, Vec<f64>) = notes
             .iter()
@@ -70,7 +81,7 @@ pub fn window_overlaps(clip: &Clip) -> (Vec<f64>, Vec<f64>) {
             .map(|n| (n.pitch as f64, (n.end().min(hi) - n.start) as f64))
             .unzip();
         fits.push(normal_fit(&pitches).zip(normal_fit(&lengths)));
-        first += HOP_BARS;
+        first += hop_bars;
     }
     let mut pitch = Vec::new();
     let mut duration = Vec::new();
@@ -93,9 +104,14 @@ fn normal_fit(values: &[f64]) -> Option<(f64, f64)> {
 
 /// The self-similarity statistics of a set of clips.
 pub fn self_similarity(clips: &[Clip]) -> SelfSimilarity {
+    self_similarity_with(clips, WINDOW_BARS, HOP_BARS)
+}
+
+/// [`self_similarity`] with other windows (see [`window_overlaps_with`]).
+pub fn self_similarity_with(clips: &[Clip], window_bars: usize, hop_bars: usize) -> SelfSimilarity {
     let (mut pitch, mut duration) = (Vec::new(), Vec::new());
     for clip in clips {
-        let (p, d) = window_overlaps(clip);
+        let (p, d) = window_overlaps_with(clip, window_bars, hop_bars);
         pitch.extend(p);
         duration.extend(d);
     }
@@ -131,7 +147,20 @@ pub struct SelfSimilarityComparison {
 }
 
 pub fn compare(reference: &[Clip], generated: &[Clip]) -> SelfSimilarityComparison {
-    let (r, g) = (self_similarity(reference), self_similarity(generated));
+    compare_with(reference, generated, WINDOW_BARS, HOP_BARS)
+}
+
+/// [`compare`] with other windows (see [`window_overlaps_with`]).
+pub fn compare_with(
+    reference: &[Clip],
+    generated: &[Clip],
+    window_bars: usize,
+    hop_bars: usize,
+) -> SelfSimilarityComparison {
+    let (r, g) = (
+        self_similarity_with(reference, window_bars, hop_bars),
+        self_similarity_with(generated, window_bars, hop_bars),
+    );
     let scores = |a: Option<OverlapStats>, b: Option<OverlapStats>| {
         a.zip(b).map(|(a, b)| SimilarityScores {
             consistency: relative_agreement(a.mean, b.mean),

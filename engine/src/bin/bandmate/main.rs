@@ -3,6 +3,7 @@
 mod args;
 mod demo;
 mod eval;
+mod eval_roll;
 mod files;
 mod info;
 mod roll;
@@ -37,6 +38,9 @@ enum Command {
     /// Compare a folder of generated MIDI files with a reference folder (Yang & Lerch OA,
     /// Mittal consistency/variance, rhythm and diatonicity).
     Eval(eval::EvalArgs),
+    /// Evaluate the roll model against random and copy baselines on POP909 test windows
+    /// (infill of bars 3-4, harmonization, unconditional samples).
+    EvalRoll(eval_roll::EvalRollArgs),
     /// Run the demo on the embedded example clip.
     Demo(demo::DemoArgs),
     /// Train a model (`roll`: the piano-roll diffusion UNet on POP909).
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         Command::Info(a) => info::run(a),
         Command::Roundtrip(a) => roundtrip::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::EvalRoll(a) => eval_roll::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Train(a) => train::run(a),
         Command::Fill(a) => roll::run_fill(a),
