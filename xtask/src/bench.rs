@@ -5,6 +5,9 @@
 //!   the memory of one and of sixteen instances (`plugin/benches/process.rs`).
 //! - `data`: parsing the datasets, loading them from the cache, and the metrics
 //!   (`engine/benches/data.rs`).
+//! - `roll [--compare-torch]`: the roll diffusion model's loading, fill latency and training
+//!   throughput (`engine/benches/roll.rs`); with `--compare-torch`, also the same UNet in
+//!   PyTorch from a venv this command makes under `target/torch-venv` (CI does not run it).
 
 use crate::shell::{self, Result};
 
@@ -26,8 +29,50 @@ pub fn run(args: &[String]) -> Result {
             &shell::cargo(),
             &["bench", "-p", "bandmate-engine", "--bench", "data"],
         ),
+        Some("roll") => {
+            let compare = args.iter().any(|a| a == "--compare-torch");
+            let mut env = Vec::new();
+            if compare {
+                env.push(("BANDMATE_TORCH_PYTHON".to_string(), torch_venv()?));
+            }
+            shell::run_with_env(
+                &shell::cargo(),
+                &["bench", "-p", "bandmate-engine", "--bench", "roll"],
+                &env,
+            )
+        }
         _ => Err(format!(
-            "usage: cargo xtask bench plugin|data (got {args:?})"
+            "usage: cargo xtask bench plugin|data|roll [--compare-torch] (got {args:?})"
         )),
     }
+}
+
+/// A venv with PyTorch (CPU wheels from PyPI's PyTorch index), safetensors and numpy under
+/// `target/torch-venv`, made on first use; returns its python.
+fn torch_venv() -> Result<String> {
+    let venv = shell::root().join("target/torch-venv");
+    let python = venv.join("bin/python").to_string_lossy().into_owned();
+    let has_torch = shell::output(&python, &["-c", "import torch, safetensors, numpy"]).is_some();
+    if !has_torch {
+        if !venv.join("bin/python").exists() {
+            shell::run("python3", &["-m", "venv", &venv.to_string_lossy()])?;
+        }
+        shell::run(
+            &python,
+            &[
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "torch",
+                "--index-url",
+                "https://download.pytorch.org/whl/cpu",
+            ],
+        )?;
+        shell::run(
+            &python,
+            &["-m", "pip", "install", "--quiet", "safetensors", "numpy"],
+        )?;
+    }
+    Ok(python)
 }

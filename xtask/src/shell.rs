@@ -15,9 +15,15 @@ pub fn root() -> PathBuf {
 
 /// Run `program args...` in the workspace root, echoing it; an error if it fails.
 pub fn run(program: &str, args: &[&str]) -> Result {
+    run_with_env(program, args, &[])
+}
+
+/// [`run`] with extra environment variables.
+pub fn run_with_env(program: &str, args: &[&str], env: &[(String, String)]) -> Result {
     eprintln!("$ {program} {}", args.join(" "));
     let status = Command::new(program)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(root())
         .status()
         .map_err(|e| format!("could not start {program}: {e}"))?;

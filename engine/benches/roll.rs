@@ -1,0 +1,193 @@
+//! `cargo xtask bench roll [--compare-torch]`: the roll diffusion model's speed.
+//!
+//! - Model loading (the embedded default and `assets/roll` from disk).
+//! - One 4-bar fill of bars 3–4 of a POP909 test window at 25 and at 100 network evaluations,
+//!   p50/p95 (after one warm-up run).
+//! - Training throughput: one AdamW step of the shipped config at batch 16 (random rolls).
+//! - With `BANDMATE_TORCH_PYTHON` set (the xtask does it for `--compare-torch`, after making a
+//!   venv with PyTorch from PyPI): the same UNet in PyTorch (`xtask/torch/roll_unet.py`) with our
+//!   weights on the same input at batch 16, the candle/PyTorch ratios, GFLOP/s, the share of a
+//!   190 GFLOP/s machine peak, and whether both give the same x̂_0 within 1e-4.
+
+use anyhow::{Context, Result, bail};
+use bandmate::data::{Dataset, Split, default_cache_dir, default_data_root, load_cached};
+use bandmate::diffusion::eval::test_windows;
+use bandmate::diffusion::{RollModel, RollOptions, fill};
+use bandmate::music::Mask;
+use candle_core::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[global_allocator]
+static ALLOC: bandmate::nn::HugePageAlloc = bandmate::nn::HugePageAlloc;
+
+/// The machine's f32 peak the issue measured (2 cores, AVX-512).
+const PEAK_GFLOPS: f64 = 190.0;
+const TORCH_BATCH: usize = 16;
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
+    let start = Instant::now();
+    let out = f()?;
+    Ok((out, start.elapsed().as_secs_f64() * 1e3))
+}
+
+fn main() -> Result<()> {
+    bandmate::nn::keep_freed_memory();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let assets = root.join("assets/roll");
+    let (_, embedded_ms) = timed(RollModel::embedded)?;
+    let (model, disk_ms) = timed(|| RollModel::load_dir(&assets))?;
+    println!(
+        "roll: load the embedded model {embedded_ms:.1} ms, assets/roll from disk {disk_ms:.1} ms"
+    );
+    println!("roll: config {}", serde_json::to_string(model.config())?);
+
+    let songs = load_cached(
+        Dataset::Pop909,
+        Split::Test,
+        &default_data_root(),
+        &default_cache_dir(),
+    )?;
+    let window = test_windows(&songs, 1, 0)
+        .pop()
+        .context("no POP909 test window")?;
+    let mask = Mask::bars(&window.clip, 2..=3);
+    for (steps, runs) in [(25usize, 20usize), (100, 6)] {
+        let opts = RollOptions {
+            steps,
+            ..RollOptions::default()
+        };
+        fill(&model, &window.clip, &mask, &opts)?; // warm-up
+        let mut times = Vec::with_capacity(runs);
+        for seed in 0..runs as u64 {
+            let opts = RollOptions {
+                seed,
+                ..opts.clone()
+            };
+            times.push(timed(|| fill(&model, &window.clip, &mask, &opts))?.1);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "roll: fill bars 3-4 of a 4-bar window, {steps:>3} steps: p50 {:7.1} ms  p95 {:7.1} ms  ({runs} runs)",
+            percentile(&times, 0.5),
+            percentile(&times, 0.95)
+        );
+    }
+
+    let (forward_s, step_s) = bandmate::train::roll::time_step(model.config(), TORCH_BATCH, 3)?;
+    println!(
+        "roll: training step at batch {TORCH_BATCH}: {:.0} ms ({:.1} samples/s); forward {:.0} ms",
+        step_s * 1e3,
+        TORCH_BATCH as f64 / step_s,
+        forward_s * 1e3
+    );
+
+    if let Some(python) = std::env::var_os("BANDMATE_TORCH_PYTHON") {
+        compare_torch(
+            &model,
+            &assets,
+            &root,
+            PathBuf::from(python),
+            forward_s,
+            step_s,
+        )?;
+    }
+    Ok(())
+}
+
+/// Write one batch and candle's logits, run the PyTorch twin on them, print the comparison.
+fn compare_torch(
+    model: &RollModel,
+    assets: &std::path::Path,
+    root: &std::path::Path,
+    python: PathBuf,
+    candle_forward_s: f64,
+    candle_step_s: f64,
+) -> Result<()> {
+    let cfg = model.config();
+    let dev = Device::Cpu;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let cells = TORCH_BATCH * 2 * cfg.steps * cfg.pitches;
+    let shape = (TORCH_BATCH, 2, cfg.steps, cfg.pitches);
+    let binary = |rng: &mut rand_chacha::ChaCha8Rng, p: f32| -> Vec<f32> {
+        (0..cells)
+            .map(|_| f32::from(rng.random::<f32>() < p))
+            .collect()
+    };
+    let x_t = Tensor::from_vec(binary(&mut rng, 0.05), shape, &dev)?;
+    let x0 = Tensor::from_vec(binary(&mut rng, 0.03), shape, &dev)?;
+    let t: Vec<f32> = (0..TORCH_BATCH)
+        .map(|_| rng.random_range(1..=cfg.diffusion_steps) as f32)
+        .collect();
+    let t = Tensor::from_vec(t, TORCH_BATCH, &dev)?;
+    let logits = model.net().forward(&x_t, &t)?;
+    let dir = root.join("target/bench-roll");
+    std::fs::create_dir_all(&dir)?;
+    let io = dir.join("io.safetensors");
+    let tensors: HashMap<String, Tensor> = [("x_t", x_t), ("t", t), ("x0", x0), ("logits", logits)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    candle_core::safetensors::save(&tensors, &io)?;
+    let script = root.join("xtask/torch/roll_unet.py");
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(assets)
+        .arg(&io)
+        .arg("5")
+        .output()
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    if !out.status.success() {
+        bail!(
+            "the PyTorch twin failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let torch: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "unexpected output: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })?;
+    let number = |k: &str| torch[k].as_f64().unwrap_or(f64::NAN);
+    let flops = number("forward_flops");
+    let (torch_fwd, torch_step) = (number("forward_ms") / 1e3, number("train_step_ms") / 1e3);
+    let gflops = |seconds: f64| flops / seconds / 1e9;
+    println!(
+        "torch {} ({} threads), batch {TORCH_BATCH}, {:.2} GFLOP per forward:",
+        torch["torch"],
+        torch["threads"],
+        flops / 1e9
+    );
+    for (what, c, p, work) in [
+        ("forward", candle_forward_s, torch_fwd, 1.0),
+        ("training step", candle_step_s, torch_step, 3.0),
+    ] {
+        println!(
+            "  {what:<14} candle {:7.1} ms ({:5.1} GFLOP/s, {:4.1}% of peak)  torch {:7.1} ms ({:5.1} GFLOP/s)  speed ratio candle/torch {:.2}",
+            c * 1e3,
+            work * gflops(c),
+            100.0 * work * gflops(c) / PEAK_GFLOPS,
+            p * 1e3,
+            work * gflops(p),
+            p / c
+        );
+    }
+    let diff = number("max_abs_diff_x0");
+    println!(
+        "  same x̂_0: max |Δp| = {diff:.2e} ({}), max |Δlogit| = {:.2e}",
+        if diff <= 1e-4 {
+            "within 1e-4"
+        } else {
+            "NOT within 1e-4"
+        },
+        number("max_abs_diff_logits")
+    );
+    Ok(())
+}
