@@ -262,7 +262,7 @@ fn action_buttons(ui: &mut Ui, state: &mut EditorState, actions: &mut Vec<Action
                 amount: state.interpolate_amount,
             }));
         }
-        ui.add(egui::Slider::new(&mut state.interpolate_amount, 0.0..=1.0).text("A→B"));
+        ui.add(egui::Slider::new(&mut state.interpolate_amount, 0.0..=1.0).text("A to B"));
     });
 }
 
@@ -284,7 +284,7 @@ fn model_controls(ui: &mut Ui, state: &mut EditorState) {
     ui.add(egui::Slider::new(&mut m.temperature, 0.05..=2.0).text("temperature"));
     ui.add(egui::Slider::new(&mut m.density, 0.0..=1.0).text("density"));
     ui.add(egui::DragValue::new(&mut m.seed).prefix("seed "));
-    if ui.button("🎲").on_hover_text("New random seed").clicked() {
+    if ui.button("Dice").on_hover_text("New random seed").clicked() {
         m.seed = dice_seed(m.seed);
     }
     let mut locked = m.key_lock.is_some();
@@ -335,8 +335,8 @@ fn dice_seed(old: u64) -> u64 {
 }
 
 fn roll_controls(ui: &mut Ui, state: &mut EditorState) {
-    ui.selectable_value(&mut state.roll.tool, Tool::Notes, "✏ Notes");
-    ui.selectable_value(&mut state.roll.tool, Tool::Mask, "▨ Mask");
+    ui.selectable_value(&mut state.roll.tool, Tool::Notes, "Notes");
+    ui.selectable_value(&mut state.roll.tool, Tool::Mask, "Mask");
     egui::ComboBox::from_label("snap")
         .selected_text(state.roll.snap.name())
         .show_ui(ui, |ui| {
@@ -424,8 +424,8 @@ fn status(ui: &mut Ui, state: &mut EditorState, actions: &mut Vec<Action>) {
     let mut dismiss = false;
     if let Some(error) = &state.error {
         ui.horizontal(|ui| {
-            ui.colored_label(Color32::from_rgb(255, 110, 100), format!("⚠ {error}"));
-            dismiss = ui.small_button("✕").clicked();
+            ui.colored_label(Color32::from_rgb(255, 110, 100), format!("Error: {error}"));
+            dismiss = ui.small_button("Dismiss").clicked();
         });
     }
     if dismiss {

@@ -3,9 +3,9 @@
 
 use crate::clip_feed::ClipSender;
 use crate::params::BandmateParams;
-use crate::state::Session;
+use crate::state::{EditorView, Session};
 use crate::worker::{Job, JobId, JobRequest, JobSettings, Worker, WorkerReport, shared_generators};
-use bandmate::music::Clip;
+use bandmate::music::{Clip, Mask};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLockReadGuard};
 
@@ -73,10 +73,12 @@ impl Controller {
 
     /// Start `job` on this instance's worker, cancelling any older one.
     pub fn submit(&self, job: Job) -> Result<JobId, String> {
-        let request = JobRequest {
-            job,
-            settings: self.settings(),
-        };
+        self.submit_with(job, self.settings())
+    }
+
+    /// [`Controller::submit`] with the editor's own sampling settings.
+    pub fn submit_with(&self, job: Job, settings: JobSettings) -> Result<JobId, String> {
+        let request = JobRequest { job, settings };
         let mut worker = lock(&self.worker);
         if worker.is_none() {
             let spawned = Worker::spawn(shared_generators)
@@ -87,6 +89,30 @@ impl Controller {
             .as_mut()
             .map(|w| w.submit(request))
             .unwrap_or_default())
+    }
+
+    /// Stop the running job (its result is discarded).
+    pub fn cancel(&self) {
+        if let Some(worker) = lock(&self.worker).as_mut() {
+            worker.cancel();
+        }
+    }
+
+    /// Save the editor's mask with the project.
+    pub fn set_mask(&self, mask: Option<Mask>) {
+        self.session_mut().mask = mask;
+    }
+
+    /// Save the editor window's size and zoom with the project.
+    pub fn set_view(&self, view: EditorView) {
+        self.session_mut().view = view.clamped();
+    }
+
+    fn session_mut(&self) -> std::sync::RwLockWriteGuard<'_, Session> {
+        self.params
+            .session
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Reports since the last call; a finished job's clip becomes the session's clip. Also

@@ -8,6 +8,7 @@ pub mod band;
 pub mod capture;
 pub mod clip_feed;
 pub mod controller;
+pub mod editor;
 pub mod models;
 pub mod params;
 pub mod player;
@@ -59,6 +60,7 @@ impl Default for Bandmate {
     /// Cheap: hosts create instances to scan them. No model, no thread, a few small buffers.
     fn default() -> Self {
         let params = Arc::new(BandmateParams::default());
+        state::open_from_env(&params.session);
         let (sender, clips) = clip_feed();
         Self {
             controller: Arc::new(Controller::new(params.clone(), sender)),
@@ -171,12 +173,16 @@ impl Plugin for Bandmate {
     const MIDI_INPUT: MidiConfig = MidiConfig::Basic;
     const MIDI_OUTPUT: MidiConfig = MidiConfig::Basic;
 
-    type Editor = ();
+    type Editor = nice_plug_egui::EguiEditor<editor::EditorApp>;
     type SysExMessage = ();
     type BackgroundTask = ();
 
     fn params(&self) -> Arc<dyn Params> {
         self.params.clone()
+    }
+
+    fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        editor::create(self.controller.clone(), self.band_stats.clone())
     }
 
     fn filter_state(state: &mut PluginState) {

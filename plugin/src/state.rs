@@ -1,6 +1,7 @@
 //! The session persisted in the host project: the clip and the mask, versioned.
 //!
-//! Saved as `{"version": 1, "clip": {..}, "mask": {..} | null}`. Version 0 was a bare clip and is
+//! Saved as `{"version": 1, "clip": {..}, "mask": {..} | null, "view": {width, height, zoom}}`
+//! (`view` is optional when reading). Version 0 was a bare clip and is
 //! migrated. Anything unreadable (corrupt text, another plugin's state, a newer version, a clip
 //! that breaks its invariants) loads as the default session with a warning for the GUI and log.
 
@@ -19,8 +20,48 @@ pub struct Session {
     pub clip: Clip,
     /// The cells the next job regenerates; `None` means the job's own default.
     pub mask: Option<Mask>,
+    /// The editor window's size and zoom, kept with the project.
+    pub view: EditorView,
     /// Why the saved session could not be used, if it could not. Not saved.
     pub load_warning: Option<String>,
+}
+
+/// The editor window's logical size and its zoom factor (on top of the host's DPI scaling).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EditorView {
+    pub width: f32,
+    pub height: f32,
+    pub zoom: f32,
+}
+
+impl Default for EditorView {
+    fn default() -> Self {
+        Self {
+            width: 1100.0,
+            height: 720.0,
+            zoom: 1.0,
+        }
+    }
+}
+
+impl EditorView {
+    /// Sizes and zoom inside sane limits (a damaged or foreign value must not open a
+    /// zero-sized or screen-filling window).
+    pub fn clamped(self) -> Self {
+        let ok = |v: f32, lo: f32, hi: f32, default: f32| {
+            if v.is_finite() {
+                v.clamp(lo, hi)
+            } else {
+                default
+            }
+        };
+        let d = Self::default();
+        Self {
+            width: ok(self.width, 480.0, 4000.0, d.width),
+            height: ok(self.height, 320.0, 3000.0, d.height),
+            zoom: ok(self.zoom, 0.5, 3.0, d.zoom),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -29,6 +70,8 @@ struct SessionV1 {
     clip: Clip,
     #[serde(default)]
     mask: Option<Mask>,
+    #[serde(default)]
+    view: Option<EditorView>,
 }
 
 impl Session {
@@ -36,6 +79,7 @@ impl Session {
         Self {
             clip,
             mask: None,
+            view: EditorView::default(),
             load_warning: None,
         }
     }
@@ -55,6 +99,7 @@ impl Session {
                 Ok(v1) => Self {
                     clip: v1.clip,
                     mask: v1.mask,
+                    view: v1.view.unwrap_or_default().clamped(),
                     load_warning: None,
                 },
                 Err(e) => return Self::rejected(format!("saved Bandmate session is damaged: {e}")),
@@ -134,11 +179,13 @@ impl Serialize for Session {
             version: u64,
             clip: &'a Clip,
             mask: &'a Option<Mask>,
+            view: EditorView,
         }
         Out {
             version: SESSION_VERSION,
             clip: &self.clip,
             mask: &self.mask,
+            view: self.view,
         }
         .serialize(serializer)
     }
@@ -147,6 +194,31 @@ impl Serialize for Session {
 impl<'de> Deserialize<'de> for Session {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Ok(Self::from_json_value(Value::deserialize(deserializer)?))
+    }
+}
+
+/// For demos and the screenshot tool: `BANDMATE_OPEN=clip.mid` starts a new instance with that
+/// clip instead of an empty one, and `BANDMATE_OPEN_MASK=3-4` with those bars masked. Errors
+/// become the session's load warning (shown in the editor). Without the variables, nothing.
+pub fn open_from_env(session: &std::sync::RwLock<Session>) {
+    let Some(path) = std::env::var_os("BANDMATE_OPEN") else {
+        return;
+    };
+    let mut session = session
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match bandmate::midi::read_file(std::path::Path::new(&path)) {
+        Ok(clip) => {
+            let mask = std::env::var("BANDMATE_OPEN_MASK")
+                .ok()
+                .and_then(|bars| bandmate::music::parse_bar_range(&bars).ok())
+                .map(|bars| Mask::bars(&clip, bars));
+            *session = Session {
+                mask,
+                ..Session::new(clip)
+            };
+        }
+        Err(e) => session.load_warning = Some(format!("BANDMATE_OPEN: {e}")),
     }
 }
 

@@ -5,6 +5,7 @@ mod bundle;
 mod demo;
 mod deps;
 mod install;
+mod screenshot;
 mod shell;
 mod test;
 mod train;
@@ -20,7 +21,8 @@ commands:
   train   train roll: train the piano-roll diffusion model on POP909 (resumes; --budget 95m)
   bundle  build target/bundled/Bandmate.clap, Bandmate.vst3 and the standalone [--debug]
   install bundle, then copy the plugins into the user's plugin folders [--debug] [--to DIR]
-  bench   bench plugin: process() cost per block and memory per instance";
+  bench   bench plugin|data|roll [--compare-torch]: benchmarks
+  screenshot  the standalone's editor under Xvfb: target/screenshot/editor.png";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
         Some("bundle") => bundle::run(&args[1..]),
         Some("install") => install::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("screenshot") => screenshot::run(),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())
