@@ -5,6 +5,8 @@
 //!   the memory of one and of sixteen instances (`plugin/benches/process.rs`).
 //! - `data`: parsing the datasets, loading them from the cache, and the metrics
 //!   (`engine/benches/data.rs`).
+//! - `editor`: laying out and painting one frame of the editor with a 16-bar, 500-note clip
+//!   (`gui/benches/editor.rs`).
 //! - `roll [--compare-torch]`: the roll diffusion model's loading, fill latency and training
 //!   throughput (`engine/benches/roll.rs`); with `--compare-torch`, also the same UNet in
 //!   PyTorch from a venv this command makes under `target/torch-venv` (CI does not run it).
@@ -25,6 +27,10 @@ pub fn run(args: &[String]) -> Result {
                 &["bench", "-p", "bandmate-plugin", "--bench", "process"],
             )
         }
+        Some("editor") => shell::run(
+            &shell::cargo(),
+            &["bench", "-p", "bandmate-gui", "--bench", "editor"],
+        ),
         Some("data") => shell::run(
             &shell::cargo(),
             &["bench", "-p", "bandmate-engine", "--bench", "data"],
@@ -42,7 +48,7 @@ pub fn run(args: &[String]) -> Result {
             )
         }
         _ => Err(format!(
-            "usage: cargo xtask bench plugin|data|roll [--compare-torch] (got {args:?})"
+            "usage: cargo xtask bench plugin|data|editor|roll [--compare-torch] (got {args:?})"
         )),
     }
 }
