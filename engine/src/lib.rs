@@ -1,6 +1,7 @@
 //! Bandmate's engine: music types, MIDI I/O, datasets, metrics, models and samplers.
 //! It knows nothing of plugins or GUIs.
 
+pub mod band;
 pub mod data;
 pub mod diffusion;
 pub mod metrics;

@@ -170,7 +170,22 @@ pub fn load_generators() -> Vec<Arc<dyn Generator>> {
 }
 
 /// Makes the band player's next-bar predictor (called on the band thread when the first bar is
-/// due).
+/// due): the chord-table accompanist embedded in the engine (`bandmate::band`).
 pub fn band_predictor() -> Result<Box<dyn crate::band::BarPredictor>, String> {
-    Err("no band model is built into this version yet".into())
+    let table = bandmate::band::ChordTable::embedded().map_err(|e| format!("{e:#}"))?;
+    Ok(Box::new(ChordPredictor(
+        bandmate::band::ChordBandPlayer::new(table),
+    )))
+}
+
+struct ChordPredictor(bandmate::band::ChordBandPlayer);
+
+impl crate::band::BarPredictor for ChordPredictor {
+    fn next_bar(&mut self, played: &Clip) -> Result<Clip, String> {
+        Ok(self.0.next_bar(played))
+    }
+
+    fn reset(&mut self) {
+        self.0.reset();
+    }
 }

@@ -298,3 +298,22 @@ fn recorded_notes_land_on_the_grid_modulo_the_clip_on_their_own_track() {
     assert_eq!(record_into(&mut empty, &[(3.0, 4.0, 50, 80)]), 1);
     assert_eq!(empty.bars, 4);
 }
+
+#[test]
+fn the_shipped_predictor_answers_a_c_major_bar_with_a_bar_in_a_chord() {
+    let mut predictor = crate::models::band_predictor().unwrap();
+    let mut played = Clip::new(1);
+    let track = played.add_track(bandmate::music::Track::new("played", TrackRole::Melody, 0));
+    for (step, pitch) in [(0, 60), (4, 64), (8, 67), (12, 72)] {
+        played.notes.push(Note::new(step, pitch, 4, 90, track));
+    }
+    let answer = predictor.next_bar(&played).unwrap();
+    assert!(!answer.notes.is_empty());
+    assert!(answer.notes.iter().all(|n| n.start < 16 && n.end() <= 16));
+    let chord = bandmate::band::estimate_chord(&bandmate::band::pitch_class_weights(&answer.notes))
+        .unwrap();
+    assert!(answer.notes.iter().all(|n| chord.contains(n.pitch)));
+    // Silence after a reset: nothing heard yet, nothing played.
+    predictor.reset();
+    assert!(predictor.next_bar(&Clip::new(1)).unwrap().notes.is_empty());
+}

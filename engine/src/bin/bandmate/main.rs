@@ -1,6 +1,7 @@
 //! `bandmate`: Bandmate's engine on the command line.
 
 mod args;
+mod band;
 mod demo;
 mod eval;
 mod eval_roll;
@@ -45,6 +46,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Train a model (`roll`: the piano-roll diffusion UNet on POP909).
     Train(train::TrainArgs),
+    /// Fit the band player's chord table on Nottingham and score next-bar predictions.
+    BandTable(band::BandTableArgs),
     /// Regenerate a region of a clip (bars, pitches, one track) with the roll diffusion model.
     Fill(roll::FillArgs),
     /// A variation of a region of a clip (`--strength` 0..1).
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::EvalRoll(a) => eval_roll::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Train(a) => train::run(a),
+        Command::BandTable(a) => band::run(a),
         Command::Fill(a) => roll::run_fill(a),
         Command::Vary(a) => roll::run_vary(a),
         Command::Continue(a) => roll::run_continue(a),
