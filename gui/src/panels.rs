@@ -184,6 +184,35 @@ impl EditorState {
         }
     }
 
+    /// Change the clip's length to `bars` bars as one undo step: notes starting past the end
+    /// are dropped, notes running past it are shortened, and the mask is cut or extended.
+    /// Returns whether anything changed (`bars` is clamped to 1..=[`MAX_BARS`]).
+    pub fn set_length(&mut self, bars: u32) -> bool {
+        let bars = bars.clamp(1, MAX_BARS);
+        if bars == self.clip.bars {
+            return false;
+        }
+        let mut clip = self.clip.clone();
+        clip.bars = bars;
+        let end = clip.steps();
+        clip.notes.retain(|n| n.start < end);
+        for n in &mut clip.notes {
+            n.length = n.length.min(end - n.start).max(1);
+        }
+        let mask = self.mask.resized(end);
+        self.ab = None;
+        self.selection.clear();
+        self.history.apply(
+            &mut self.clip,
+            &mut self.mask,
+            format!("length {bars} bars"),
+            vec![
+                Edit::ReplaceClip(Box::new(clip)),
+                Edit::SetMask(Box::new(mask)),
+            ],
+        )
+    }
+
     fn set_mask(&mut self, mask: Mask, label: &str) {
         self.history.apply(
             &mut self.clip,
@@ -193,6 +222,9 @@ impl EditorState {
         );
     }
 }
+
+/// The longest clip the length control allows.
+pub const MAX_BARS: u32 = 64;
 
 /// The whole editor: controls on top, the roll below. Returns what the plugin should do.
 pub fn editor_ui(ui: &mut Ui, state: &mut EditorState) -> Vec<Action> {
@@ -357,6 +389,18 @@ fn roll_controls(ui: &mut Ui, state: &mut EditorState) {
     }
     if ui.button("Fit").clicked() {
         state.fit_requested = true;
+    }
+    let mut bars = state.clip.bars;
+    let length = ui
+        .add(
+            egui::DragValue::new(&mut bars)
+                .range(1..=MAX_BARS)
+                .prefix("length ")
+                .suffix(" bars"),
+        )
+        .on_hover_text("Clip length in bars (the clip loops over this length)");
+    if length.changed() {
+        state.set_length(bars);
     }
     if ui
         .add_enabled(state.history.can_undo(), egui::Button::new("Undo"))

@@ -6,7 +6,7 @@ use crate::params::BandmateParams;
 use crate::state::{EditorView, Session};
 use crate::worker::{Job, JobId, JobRequest, JobSettings, Worker, WorkerReport, shared_generators};
 use bandmate::music::{Clip, Mask};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLockReadGuard};
 
 pub struct Controller {
@@ -15,6 +15,26 @@ pub struct Controller {
     /// Started on the first job, so that creating an instance stays cheap.
     worker: Mutex<Option<Worker>>,
     next_seed: AtomicU64,
+    band_choice: BandChoice,
+}
+
+/// What the band player's panel chooses, read lock-free by whoever runs the band player.
+#[derive(Debug)]
+pub struct BandChoice {
+    /// Bit `i` set: the model plays the clip's track `i` (tracks 0–63).
+    pub tracks: AtomicU64,
+    /// How many 16th steps before the next downbeat the played bar goes to the model (1 = the
+    /// last 16th of the bar).
+    pub lookahead_steps: AtomicU32,
+}
+
+impl Default for BandChoice {
+    fn default() -> Self {
+        Self {
+            tracks: AtomicU64::new(u64::MAX),
+            lookahead_steps: AtomicU32::new(1),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -28,7 +48,13 @@ impl Controller {
             sender: Mutex::new(sender),
             worker: Mutex::new(None),
             next_seed: AtomicU64::new(0x5eed),
+            band_choice: BandChoice::default(),
         }
+    }
+
+    /// The band player's track and lookahead choice.
+    pub fn band_choice(&self) -> &BandChoice {
+        &self.band_choice
     }
 
     pub fn params(&self) -> &Arc<BandmateParams> {

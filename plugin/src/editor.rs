@@ -13,6 +13,7 @@ use crate::state::EditorView;
 use crate::worker::{Job, JobSettings, WorkerReport};
 use bandmate::music::{Clip, Mask};
 use bandmate_gui::{Action, EditorState, JobStatus, ModelSettings, Task, editor_ui};
+use nice_plug::context::gui::GuiContext;
 use nice_plug::editor::dpi::{LogicalSize, Size};
 use nice_plug_egui::{
     EguiEditor, EguiEditorState, EguiNiceSettings, Frame, NiceEguiApp, RepaintNotifier,
@@ -49,6 +50,66 @@ pub struct EditorApp {
     running: Option<String>,
     /// Where the last export went, or why it failed.
     export_status: Option<String>,
+    /// What "Export .mid" writes.
+    export_scope: ExportScope,
+    /// The open "Import .mid" dialog's answer (it runs on its own thread: the editor never
+    /// waits for it).
+    import_dialog: Option<crossbeam_channel::Receiver<Option<PathBuf>>>,
+    /// The host's handle for setting parameters (arm, record), from [`NiceEguiApp::build`].
+    gui_context: Option<GuiContext>,
+    /// The mode to go back to when the band player is disarmed.
+    mode_before_band: Mode,
+}
+
+/// What "Export .mid" writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportScope {
+    /// The whole clip, every track.
+    Clip,
+    /// The track chosen for editing.
+    Track,
+    /// The selected notes.
+    Selection,
+}
+
+impl ExportScope {
+    const ALL: [ExportScope; 3] = [
+        ExportScope::Clip,
+        ExportScope::Track,
+        ExportScope::Selection,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            ExportScope::Clip => "clip",
+            ExportScope::Track => "track",
+            ExportScope::Selection => "selection",
+        }
+    }
+}
+
+/// The part of `state`'s clip that `scope` exports (same tracks, tempo and length), or why
+/// there is nothing to export.
+pub fn export_clip(state: &EditorState, scope: ExportScope) -> Result<Clip, String> {
+    let mut clip = state.clip.clone();
+    match scope {
+        ExportScope::Clip => {}
+        ExportScope::Track => {
+            let track = state.roll.edit_track;
+            clip.notes.retain(|n| n.track == track);
+        }
+        ExportScope::Selection => {
+            clip.notes = state
+                .selection
+                .iter()
+                .filter_map(|&i| state.clip.notes.get(i).copied())
+                .collect();
+        }
+    }
+    if clip.notes.is_empty() {
+        return Err(format!("the {} has no notes to export", scope.name()));
+    }
+    Ok(clip)
 }
 
 impl EditorApp {
@@ -77,6 +138,10 @@ impl EditorApp {
             synced_mask: mask,
             running: None,
             export_status: None,
+            export_scope: ExportScope::Clip,
+            import_dialog: None,
+            gui_context: None,
+            mode_before_band: Mode::Fill,
         }
     }
 
@@ -223,11 +288,62 @@ impl EditorApp {
         }
     }
 
+    /// Open the system's file dialog (through the xdg desktop portal on Linux) on a thread of
+    /// its own; [`EditorApp::poll_import_dialog`] takes the answer.
+    fn open_import_dialog(&mut self) {
+        if self.import_dialog.is_some() {
+            return;
+        }
+        let (sender, receiver) = crossbeam_channel::bounded(1);
+        let spawned = std::thread::Builder::new()
+            .name("bandmate-open-dialog".into())
+            .spawn(move || {
+                let path = rfd::FileDialog::new()
+                    .set_title("Import a MIDI file")
+                    .add_filter("MIDI", &["mid", "midi"])
+                    .pick_file();
+                let _ = sender.send(path);
+            });
+        match spawned {
+            Ok(_) => self.import_dialog = Some(receiver),
+            Err(e) => self.state.error = Some(format!("cannot open the file dialog: {e}")),
+        }
+    }
+
+    /// Import the file chosen in the dialog, if it has answered.
+    fn poll_import_dialog(&mut self) {
+        let Some(receiver) = &self.import_dialog else {
+            return;
+        };
+        match receiver.try_recv() {
+            Ok(Some(path)) => {
+                self.import_dialog = None;
+                self.import(&path);
+            }
+            Ok(None) | Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                self.import_dialog = None;
+                self.export_status = Some(
+                    "no file chosen (without a file-dialog portal, drop the .mid onto the editor)"
+                        .into(),
+                );
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => {}
+        }
+    }
+
     /// Write the clip to the export folder and say where.
     fn export(&mut self) {
+        let clip = match export_clip(&self.state, self.export_scope) {
+            Ok(clip) => clip,
+            Err(e) => {
+                self.export_status = Some(format!("export failed: {e}"));
+                return;
+            }
+        };
         let dir = export_folder();
         let name = format!(
-            "bandmate-{}.mid",
+            "bandmate-{}-{}.mid",
+            self.export_scope.name(),
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs())
@@ -235,9 +351,7 @@ impl EditorApp {
         let path = dir.join(name);
         let result = std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))
-            .and_then(|()| {
-                bandmate::midi::write_file(&self.state.clip, &path).map_err(|e| format!("{e}"))
-            });
+            .and_then(|()| bandmate::midi::write_file(&clip, &path).map_err(|e| format!("{e}")));
         self.export_status = Some(match result {
             Ok(()) => format!("exported to {}", path.display()),
             Err(e) => format!("export failed: {e}"),
@@ -255,39 +369,110 @@ impl EditorApp {
             {
                 self.export();
             }
-            ui.label("Drop a .mid file here to import it.");
+            egui::ComboBox::from_id_salt("export_scope")
+                .selected_text(self.export_scope.name())
+                .show_ui(ui, |ui| {
+                    for scope in ExportScope::ALL {
+                        ui.selectable_value(&mut self.export_scope, scope, scope.name());
+                    }
+                });
+            ui.label(format!("to {}", export_folder().display()));
+            ui.separator();
+            if ui
+                .add_enabled(
+                    self.import_dialog.is_none(),
+                    egui::Button::new("Import .mid…"),
+                )
+                .on_hover_text("Choose a MIDI file (or drop one onto the editor)")
+                .clicked()
+            {
+                self.open_import_dialog();
+            }
             if let Some(status) = &self.export_status {
                 ui.label(egui::RichText::new(status).weak());
             }
         });
-        ui.horizontal_wrapped(|ui| {
-            let mode = self.controller.params().mode.value();
-            let record = self.controller.params().record.value();
-            ui.label(format!(
-                "Band player: {}",
-                if mode == Mode::Band {
-                    "on"
+        ui.horizontal_wrapped(|ui| self.band_panel(ui));
+        ui.separator();
+    }
+}
+
+impl EditorApp {
+    /// Arm, record, the tracks the model plays, lookahead and the band player's counters.
+    fn band_panel(&mut self, ui: &mut egui::Ui) {
+        let params = self.controller.params().clone();
+        let mode = params.mode.value();
+        let mut armed = mode == Mode::Band;
+        let mut record = params.record.value();
+        ui.strong("Band player");
+        let setter = self.gui_context.as_ref().map(|c| c.param_setter());
+        ui.add_enabled_ui(setter.is_some(), |ui| {
+            if ui
+                .checkbox(&mut armed, "arm")
+                .on_hover_text("Answer each bar you play with the next one (Mode = Band player)")
+                .changed()
+                && let Some(setter) = &setter
+            {
+                let to = if armed {
+                    self.mode_before_band = mode;
+                    Mode::Band
                 } else {
-                    "off (Mode = Band player)"
-                }
-            ));
-            ui.label(format!(
-                "answered {}  missed {}  last latency {:.1} ms",
-                self.band.answered.load(Relaxed),
-                self.band.missed.load(Relaxed),
-                self.band.last_latency_us.load(Relaxed) as f64 / 1000.0
-            ));
-            ui.separator();
-            ui.label(format!(
-                "Record: {}  ({} notes recorded)",
-                if record { "armed" } else { "off" },
-                self.band.recorded_notes.load(Relaxed)
-            ));
-            if let Some(error) = self.band.last_error() {
-                ui.colored_label(egui::Color32::from_rgb(230, 120, 80), error);
+                    self.mode_before_band
+                };
+                setter.begin_set_parameter(&params.mode);
+                setter.set_parameter(&params.mode, to);
+                setter.end_set_parameter(&params.mode);
+            }
+            if ui
+                .checkbox(&mut record, "record")
+                .on_hover_text("Record the notes you play into the clip")
+                .changed()
+                && let Some(setter) = &setter
+            {
+                setter.begin_set_parameter(&params.record);
+                setter.set_parameter(&params.record, record);
+                setter.end_set_parameter(&params.record);
             }
         });
-        ui.separator();
+        let choice = self.controller.band_choice();
+        ui.label("model plays:");
+        let mut tracks = choice.tracks.load(Relaxed);
+        for (i, track) in self.state.clip.tracks.iter().enumerate().take(64) {
+            let mut on = tracks & (1 << i) != 0;
+            if ui.checkbox(&mut on, &track.name).changed() {
+                tracks ^= 1 << i;
+                choice.tracks.store(tracks, Relaxed);
+            }
+        }
+        let mut lookahead = choice.lookahead_steps.load(Relaxed);
+        if ui
+            .add(
+                egui::DragValue::new(&mut lookahead)
+                    .range(1..=8)
+                    .prefix("lookahead ")
+                    .suffix(" × 1/16"),
+            )
+            .on_hover_text("How long before the next downbeat the played bar goes to the model")
+            .changed()
+        {
+            choice.lookahead_steps.store(lookahead, Relaxed);
+        }
+        ui.label(format!(
+            "last latency {:.1} ms  answered {}  missed {}",
+            self.band.last_latency_us.load(Relaxed) as f64 / 1000.0,
+            self.band.answered.load(Relaxed),
+            self.band.missed.load(Relaxed),
+        ));
+        ui.label(format!(
+            "recorded {}",
+            self.band.recorded_notes.load(Relaxed)
+        ));
+        // The band thread holds this lock only to replace the text: skip a frame rather than wait.
+        if let Ok(error) = self.band.last_error.try_lock()
+            && let Some(error) = error.as_deref()
+        {
+            ui.colored_label(egui::Color32::from_rgb(230, 120, 80), error);
+        }
     }
 }
 
@@ -318,6 +503,16 @@ pub fn export_folder() -> PathBuf {
 }
 
 impl NiceEguiApp for EditorApp {
+    fn build(
+        &mut self,
+        _egui_ctx: egui::Context,
+        gui_context: GuiContext,
+        _frame: &mut Frame,
+    ) -> Result<(), nice_plug_egui::baseview::HandlerError> {
+        self.gui_context = Some(gui_context);
+        Ok(())
+    }
+
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut Frame) {
         self.sync_in();
         let dropped: Vec<PathBuf> = ui.ctx().input(|i| {
@@ -330,6 +525,7 @@ impl NiceEguiApp for EditorApp {
         if let Some(path) = dropped.first() {
             self.import(path);
         }
+        self.poll_import_dialog();
         self.top_bar(ui);
         for action in editor_ui(ui, &mut self.state) {
             self.act(action);
@@ -337,6 +533,7 @@ impl NiceEguiApp for EditorApp {
         self.sync_out();
         // Keep polling while a job runs or the band plays.
         if matches!(self.state.job, JobStatus::Running { .. })
+            || self.import_dialog.is_some()
             || self.controller.params().mode.value() == Mode::Band
             || self.controller.params().record.value()
         {
@@ -450,5 +647,28 @@ mod tests {
         app.import(&path);
         assert_eq!(app.state.clip.notes.len(), example_clip().notes.len());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_track_or_the_selection_exports_only_its_notes() {
+        let (app, _controller) = app();
+        let clip = example_clip();
+        let mut state = EditorState::new(clip.clone());
+        state.roll.edit_track = 1;
+        let track = export_clip(&state, ExportScope::Track).unwrap();
+        assert!(!track.notes.is_empty());
+        assert!(track.notes.iter().all(|n| n.track == 1));
+        assert_eq!(
+            track.notes.len(),
+            clip.notes.iter().filter(|n| n.track == 1).count()
+        );
+        assert_eq!((track.bars, track.tempo), (clip.bars, clip.tempo));
+        // Nothing selected: a readable refusal, not an empty file.
+        let err = export_clip(&state, ExportScope::Selection).unwrap_err();
+        assert!(err.contains("selection"), "{err}");
+        state.selection.extend([0, 2]);
+        let selected = export_clip(&state, ExportScope::Selection).unwrap();
+        assert_eq!(selected.notes, vec![clip.notes[0], clip.notes[2]]);
+        assert_eq!(export_clip(app.state(), ExportScope::Clip).unwrap(), clip);
     }
 }
