@@ -10,3 +10,4 @@ pub mod models;
 pub mod music;
 pub mod nn;
 pub mod train;
+pub mod vae;

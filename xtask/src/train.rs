@@ -1,15 +1,18 @@
-//! `cargo xtask train roll [ARGS]`: build the release `bandmate` and run `bandmate train roll`
-//! (POP909 train split, checkpoints in artifacts/train/roll, resumed when present; the best
-//! weights go to assets/roll). Extra arguments are passed on, e.g. `--budget 95m --fresh`.
+//! `cargo xtask train roll|vae|band [ARGS]`: build the release `bandmate` and run `bandmate train
+//! <model>` (roll: POP909 train split, checkpoints in artifacts/train/roll, best weights to
+//! assets/roll; vae: the 2-bar melody MusicVAE on Nottingham, artifacts/train/vae and
+//! assets/vae, on one rayon thread; band: the band player's recurrent VAE on Nottingham,
+//! artifacts/train/band and assets/band). Runs resume when the run folder holds one. Extra
+//! arguments are passed on, e.g. `--budget 95m --fresh`.
 
 use crate::shell::{self, Result};
 
 pub fn run(extra: &[String]) -> Result {
     match extra.first().map(String::as_str) {
-        Some("roll") => {}
-        Some(other) => return Err(format!("train: unknown model '{other}' (roll)")),
+        Some("roll" | "vae" | "band") => {}
+        Some(other) => return Err(format!("train: unknown model '{other}' (roll, vae, band)")),
         None => return Err(
-            "usage: cargo xtask train roll [--budget 95m] [--config tiny|small|base] [--fresh] ..."
+            "usage: cargo xtask train roll|vae|band [--budget 95m] [--config tiny|small|base] [--fresh] ..."
                 .into(),
         ),
     }
@@ -24,5 +27,12 @@ pub fn run(extra: &[String]) -> Result {
         "train",
     ];
     args.extend(extra.iter().map(String::as_str));
-    shell::run(&shell::cargo(), &args)
+    let mut env = Vec::new();
+    // The MusicVAE's matrices are small: a second rayon thread only spin-waits.
+    if extra.first().map(String::as_str) == Some("vae")
+        && std::env::var_os("RAYON_NUM_THREADS").is_none()
+    {
+        env.push(("RAYON_NUM_THREADS".to_string(), "1".to_string()));
+    }
+    shell::run_with_env(&shell::cargo(), &args, &env)
 }

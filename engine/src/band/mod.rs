@@ -13,6 +13,9 @@
 //! recurrent multimodal VAE of the issue is to replace this; until then this gives the plugin a
 //! musical, instant (microseconds) answer.
 
+pub mod bars;
+pub mod player;
+
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -329,6 +332,19 @@ pub fn score_next_bar(
     songs: &[Song],
     mut predict: impl FnMut(&Clip, &[Note]) -> Vec<Note>,
 ) -> NextBarScores {
+    score_next_bar_in_song(songs, |_, prev_melody, prev_acc, _| {
+        predict(prev_melody, prev_acc)
+    })
+}
+
+/// [`score_next_bar`] for predictors with a memory: `predict(song clip, melody of the previous
+/// bar, accompaniment of the previous bar, index of the bar to predict)` is called for the
+/// scored bars of each song in order (bars without a true accompaniment are skipped; the
+/// predictor may read the song's bars before the one it predicts).
+pub fn score_next_bar_in_song(
+    songs: &[Song],
+    mut predict: impl FnMut(&Clip, &Clip, &[Note], u32) -> Vec<Note>,
+) -> NextBarScores {
     let (mut hits, mut predicted, mut truth, mut chord_tones, mut bars) = (0, 0, 0, 0, 0);
     for song in songs {
         let clip = &song.clip;
@@ -353,7 +369,7 @@ pub fn score_next_bar(
                 continue;
             }
             bars += 1;
-            let guess = predict(&prev_melody, &prev_acc);
+            let guess = predict(clip, &prev_melody, &prev_acc, bar);
             let chord = estimate_chord(&pitch_class_weights(true_acc.iter()));
             predicted += guess.len();
             truth += true_acc.len();

@@ -17,6 +17,7 @@ pub mod cache;
 mod frames;
 pub mod groove;
 pub mod jsb;
+pub mod melody;
 pub mod nottingham;
 pub mod pop909;
 pub mod segment;

@@ -1,2 +1,4 @@
 //! The generative models, one per file (candle; CPU everywhere, GPU with `cuda`/`metal`).
+pub mod band;
+pub mod music_vae;
 pub mod roll;

@@ -1,8 +1,11 @@
 //! Training loops for the models (CPU-friendly: wall-time budgets, checkpoints, resume).
 
 pub mod adamw;
+pub mod band;
 pub mod plot;
 pub mod roll;
+pub mod run_files;
+pub mod vae;
 
 /// `1h30m`, `95m`, `45s`, `2h` or a plain number of minutes, as a duration.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {

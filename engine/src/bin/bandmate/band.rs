@@ -23,7 +23,47 @@ pub struct BandTableArgs {
     pub data: Option<PathBuf>,
 }
 
-fn row(name: &str, s: &NextBarScores) -> String {
+/// The two baselines on `test`: repeat the last accompaniment bar, and the most
+/// frequent training bar for the last bar's chord.
+pub fn baselines(
+    train: &[bandmate::data::Song],
+    test: &[bandmate::data::Song],
+) -> (NextBarScores, NextBarScores) {
+    let repeat = score_next_bar(test, |_, previous| previous.to_vec());
+    // Most frequent training bar for the chord of the bar just played (the baseline,
+    // without a chord transition).
+    let mut by_chord: HashMap<_, BarCounts> = HashMap::new();
+    score_next_bar(train, |_, previous| {
+        if let Some(c) =
+            bandmate::band::estimate_chord(&bandmate::band::pitch_class_weights(previous))
+        {
+            let key: Vec<_> = previous
+                .iter()
+                .map(|n| (n.start, n.pitch, n.length))
+                .collect();
+            *by_chord.entry(c).or_default().entry(key).or_default() += 1;
+        }
+        Vec::new()
+    });
+    let frequent = score_next_bar(test, |_, previous| {
+        let chord = bandmate::band::estimate_chord(&bandmate::band::pitch_class_weights(previous));
+        chord
+            .and_then(|c| by_chord.get(&c))
+            .and_then(|m| {
+                m.iter()
+                    .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
+            })
+            .map(|(k, _)| {
+                k.iter()
+                    .map(|&(s, p, l)| Note::new(s, p, l, 80, 0))
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
+    (repeat, frequent)
+}
+
+pub fn row(name: &str, s: &NextBarScores) -> String {
     format!(
         "| {name} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
         s.bars, s.precision, s.recall, s.f1, s.chord_tone_ratio
@@ -42,37 +82,7 @@ pub fn run(args: BandTableArgs) -> Result<()> {
         player.reset();
         player.next_bar(melody).notes
     });
-    let repeat = score_next_bar(&test, |_, previous| previous.to_vec());
-    // Most frequent training bar for the chord of the bar just played (the baseline,
-    // without a chord transition).
-    let mut by_chord: HashMap<_, BarCounts> = HashMap::new();
-    score_next_bar(&train, |_, previous| {
-        if let Some(c) =
-            bandmate::band::estimate_chord(&bandmate::band::pitch_class_weights(previous))
-        {
-            let key: Vec<_> = previous
-                .iter()
-                .map(|n| (n.start, n.pitch, n.length))
-                .collect();
-            *by_chord.entry(c).or_default().entry(key).or_default() += 1;
-        }
-        Vec::new()
-    });
-    let frequent = score_next_bar(&test, |_, previous| {
-        let chord = bandmate::band::estimate_chord(&bandmate::band::pitch_class_weights(previous));
-        chord
-            .and_then(|c| by_chord.get(&c))
-            .and_then(|m| {
-                m.iter()
-                    .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
-            })
-            .map(|(k, _)| {
-                k.iter()
-                    .map(|&(s, p, l)| Note::new(s, p, l, 80, 0))
-                    .collect()
-            })
-            .unwrap_or_default()
-    });
+    let (repeat, frequent) = baselines(&train, &test);
     let table_md = [
         "| predictor | bars | precision | recall | F1 | chord-tone ratio |".to_string(),
         "|---|---|---|---|---|---|".to_string(),

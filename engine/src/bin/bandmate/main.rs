@@ -2,6 +2,7 @@
 
 mod args;
 mod band;
+mod band_model;
 mod demo;
 mod eval;
 mod eval_roll;
@@ -10,6 +11,9 @@ mod info;
 mod roll;
 mod roundtrip;
 mod train;
+mod train_band;
+mod train_vae;
+mod vae;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -44,10 +48,13 @@ enum Command {
     EvalRoll(eval_roll::EvalRollArgs),
     /// Run the demo on the embedded example clip.
     Demo(demo::DemoArgs),
-    /// Train a model (`roll`: the piano-roll diffusion UNet on POP909).
+    /// Train a model (`roll`: the piano-roll diffusion UNet on POP909; `vae`: the 2-bar
+    /// melody MusicVAE on Nottingham).
     Train(train::TrainArgs),
     /// Fit the band player's chord table on Nottingham and score next-bar predictions.
     BandTable(band::BandTableArgs),
+    /// The band player's recurrent multimodal VAE: continue, fill --track K, redo, eval.
+    Band(band_model::BandArgs),
     /// Regenerate a region of a clip (bars, pitches, one track) with the roll diffusion model.
     Fill(roll::FillArgs),
     /// A variation of a region of a clip (`--strength` 0..1).
@@ -58,6 +65,11 @@ enum Command {
     Harmonize(roll::HarmonizeArgs),
     /// Write a new clip from nothing.
     Generate(roll::GenerateArgs),
+    /// The 2-bar melody MusicVAE: sample, encode, reconstruct, accuracy.
+    Vae(vae::VaeArgs),
+    /// Melodies morphing from A to B (MusicVAE latents, spherical interpolation), one after
+    /// another in one MIDI file.
+    Interpolate(vae::InterpolateArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,11 +83,14 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::run(a),
         Command::Train(a) => train::run(a),
         Command::BandTable(a) => band::run(a),
+        Command::Band(a) => band_model::run(a),
         Command::Fill(a) => roll::run_fill(a),
         Command::Vary(a) => roll::run_vary(a),
         Command::Continue(a) => roll::run_continue(a),
         Command::Harmonize(a) => roll::run_harmonize(a),
         Command::Generate(a) => roll::run_generate(a),
+        Command::Vae(a) => vae::run(a),
+        Command::Interpolate(a) => vae::run_interpolate(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

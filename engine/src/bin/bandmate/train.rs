@@ -12,6 +12,13 @@ use std::time::Duration;
 pub enum TrainModel {
     /// The piano-roll diffusion UNet (POP909).
     Roll,
+    /// The 2-bar melody MusicVAE (Nottingham); see `bandmate train vae --help` for the
+    /// defaults that differ (run folder, assets, batch, lr).
+    Vae,
+    /// The band player's recurrent multimodal VAE with a product of experts (Nottingham
+    /// melody + chords); defaults: run folder artifacts/train/band, assets/band, batch 32,
+    /// lr 1e-3, budget 40m.
+    Band,
 }
 
 #[derive(Args, Debug)]
@@ -19,37 +26,43 @@ pub struct TrainArgs {
     /// Which model to train.
     #[arg(value_enum)]
     pub model: TrainModel,
-    /// Model shape: a preset (`tiny`, `small`, `base`) or a config.json file.
+    /// Model shape: a preset (roll: `tiny`, `small`, `base`; vae: `tiny`, `small`) or a
+    /// config.json file.
     #[arg(long, default_value = "small")]
     pub config: String,
-    /// Wall-time budget, counting time before a resume: `95m`, `1h30m`, `45s`.
-    #[arg(long, default_value = "90m", value_parser = parse_duration)]
-    pub budget: Duration,
-    #[arg(long, default_value_t = 16)]
-    pub batch: usize,
-    #[arg(long, default_value_t = 2e-3)]
-    pub lr: f64,
+    /// Wall-time budget, counting time before a resume: `95m`, `1h30m`, `45s`
+    /// [default: roll 90m, vae 30m].
+    #[arg(long, value_parser = parse_duration)]
+    pub budget: Option<Duration>,
+    /// [default: roll 16, vae 128]
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// [default: 2e-3]
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// Stop after this many epochs.
     #[arg(long, default_value_t = 1000)]
     pub epochs: usize,
     /// Stop after this many optimizer steps.
     #[arg(long)]
     pub max_steps: Option<usize>,
-    /// Bars between the starts of training windows.
-    #[arg(long, default_value_t = 2)]
-    pub hop_bars: u32,
+    /// Bars between the starts of training windows [default: roll 2, vae 1].
+    #[arg(long)]
+    pub hop_bars: Option<u32>,
     /// At most this many batches per epoch (a fresh random subset of windows each epoch).
     #[arg(long)]
     pub epoch_steps: Option<usize>,
-    /// Validation windows from the POP909 valid split.
-    #[arg(long, default_value_t = 512)]
-    pub val_windows: usize,
-    /// Checkpoints, state, loss curve (resumed when it holds a run).
-    #[arg(long, default_value = "artifacts/train/roll")]
-    pub run_dir: PathBuf,
-    /// Where the best weights, config, card and loss curve are exported.
-    #[arg(long, default_value = "assets/roll")]
-    pub assets: PathBuf,
+    /// Validation windows from the valid split [default: roll 512, vae 2048].
+    #[arg(long)]
+    pub val_windows: Option<usize>,
+    /// Checkpoints, state, loss curve (resumed when it holds a run)
+    /// [default: artifacts/train/<model>].
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Where the best weights, config, card and loss curve are exported
+    /// [default: assets/<model>].
+    #[arg(long)]
+    pub assets: Option<PathBuf>,
     /// Do not export to the assets folder.
     #[arg(long)]
     pub no_assets: bool,
@@ -61,6 +74,21 @@ pub struct TrainArgs {
     /// Progress line every N steps.
     #[arg(long, default_value_t = 25)]
     pub log_every: usize,
+    /// vae: largest β of the KL term (annealed from 0).
+    #[arg(long, default_value_t = 0.2)]
+    pub beta: f64,
+    /// vae: free bits λ in nats per sequence (the KL term is β·max(KL, λ)).
+    #[arg(long, default_value_t = 12.0)]
+    pub free_bits: f64,
+    /// vae: optimizer steps over which β rises from 0 to --beta.
+    #[arg(long, default_value_t = 3000)]
+    pub kl_anneal_steps: usize,
+    /// vae: largest random transposition in semitones.
+    #[arg(long, default_value_t = 6)]
+    pub max_shift: i32,
+    /// band: train without the scale, rhythm and harmony losses (the ablation).
+    #[arg(long)]
+    pub no_aux: bool,
     /// Instead of training, time forward passes and training steps of these presets or config
     /// files (comma-separated) on random rolls.
     #[arg(long)]
@@ -81,14 +109,20 @@ fn load_config(name: &str) -> Result<Config> {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let TrainModel::Roll = args.model;
-    if args.batch == 0 {
+    if let TrainModel::Vae = args.model {
+        return crate::train_vae::run(args);
+    }
+    if let TrainModel::Band = args.model {
+        return crate::train_band::run(args);
+    }
+    let batch = args.batch.unwrap_or(16);
+    if batch == 0 {
         bail!("--batch must be at least 1");
     }
     if let Some(list) = &args.bench {
         for name in list.split(',') {
             let cfg = load_config(name.trim())?;
-            let (fwd, step) = time_step(&cfg, args.batch, 3)?;
+            let (fwd, step) = time_step(&cfg, batch, 3)?;
             println!(
                 "{name}: base {} mults {:?} res {}: forward {:.0} ms, train step {:.0} ms ({:.1} samples/s) at batch {}",
                 cfg.base_channels,
@@ -96,23 +130,26 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 cfg.res_blocks,
                 fwd * 1e3,
                 step * 1e3,
-                args.batch as f64 / step,
-                args.batch
+                batch as f64 / step,
+                batch
             );
         }
         return Ok(());
     }
     let mut opts = TrainOptions::new(load_config(&args.config)?);
-    opts.budget = args.budget;
-    opts.batch = args.batch;
-    opts.lr = args.lr;
+    opts.budget = args.budget.unwrap_or(Duration::from_secs(90 * 60));
+    opts.batch = batch;
+    opts.lr = args.lr.unwrap_or(2e-3);
     opts.max_epochs = args.epochs;
     opts.max_steps = args.max_steps;
-    opts.hop_bars = args.hop_bars;
+    opts.hop_bars = args.hop_bars.unwrap_or(2);
     opts.epoch_steps = args.epoch_steps;
-    opts.val_windows = args.val_windows;
-    opts.run_dir = args.run_dir;
-    opts.assets_dir = (!args.no_assets).then_some(args.assets);
+    opts.val_windows = args.val_windows.unwrap_or(512);
+    opts.run_dir = args
+        .run_dir
+        .unwrap_or_else(|| PathBuf::from("artifacts/train/roll"));
+    opts.assets_dir =
+        (!args.no_assets).then(|| args.assets.unwrap_or_else(|| PathBuf::from("assets/roll")));
     opts.fresh = args.fresh;
     opts.seed = args.seed;
     opts.log_every = args.log_every;

@@ -1,0 +1,231 @@
+//! `bandmate vae …` (sample, encode, reconstruct, accuracy) and `bandmate interpolate`: the
+//! 2-bar melody MusicVAE.
+
+use anyhow::{Context, Result, bail};
+use bandmate::data::melody::MelodyWindows;
+use bandmate::data::{self, Dataset, Split};
+use bandmate::midi;
+use bandmate::vae::eval::{
+    PAPER_SAMPLED, PAPER_TEACHER_FORCED, accuracy_table, reconstruction_accuracy,
+};
+use bandmate::vae::{MelodyVae, default_weights_dir, first_window, windows_to_clip};
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+
+use crate::files::read_clip;
+
+#[derive(Args, Debug)]
+pub struct VaeArgs {
+    #[command(subcommand)]
+    pub command: VaeCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VaeCommand {
+    /// Melodies from the prior z ~ N(0, I), written one after another into one MIDI file.
+    Sample(SampleArgs),
+    /// Print the latent μ of the first 2 bars of a MIDI file's melody.
+    Encode(EncodeArgs),
+    /// Encode the first 2 bars of a melody and decode them again (argmax).
+    Reconstruct(ReconstructArgs),
+    /// Reconstruction accuracy (teacher-forced and sampled) on a Nottingham split, next to the
+    /// MusicVAE paper's numbers.
+    Accuracy(AccuracyArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct WeightsArg {
+    /// Folder with config.json and model.safetensors [default: the shipped assets/vae].
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+}
+
+impl WeightsArg {
+    fn load(&self) -> Result<MelodyVae> {
+        MelodyVae::load(&self.weights.clone().unwrap_or_else(default_weights_dir))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    /// Bars per melody (the model is the 2-bar MusicVAE).
+    #[arg(long, default_value_t = 2)]
+    pub bars: u32,
+    /// Melodies to draw.
+    #[arg(long, default_value_t = 4)]
+    pub count: usize,
+    /// Sampling temperature of the decoder; 0 decodes by argmax.
+    #[arg(long, default_value_t = 0.5)]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output MIDI file.
+    #[arg(short, long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub weights: WeightsArg,
+}
+
+#[derive(Args, Debug)]
+pub struct EncodeArgs {
+    pub input: PathBuf,
+    #[command(flatten)]
+    pub weights: WeightsArg,
+}
+
+#[derive(Args, Debug)]
+pub struct ReconstructArgs {
+    pub input: PathBuf,
+    #[arg(short, long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub weights: WeightsArg,
+}
+
+#[derive(Args, Debug)]
+pub struct AccuracyArgs {
+    /// Nottingham split (train, valid, test).
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Windows per batch.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Also rewrite the accuracy section of this model card (e.g. assets/vae/CARD.md).
+    #[arg(long)]
+    pub card: Option<PathBuf>,
+    #[command(flatten)]
+    pub weights: WeightsArg,
+}
+
+#[derive(Args, Debug)]
+pub struct InterpolateArgs {
+    /// The first melody (its first 2 bars of 4/4 are used).
+    pub a: PathBuf,
+    /// The second melody.
+    pub b: PathBuf,
+    /// Melodies from A to B, both ends included (at least 2).
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Output MIDI file: the steps one after another, 2 bars each.
+    #[arg(short, long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub weights: WeightsArg,
+}
+
+fn melody_of(path: &Path) -> Result<Vec<u8>> {
+    let clip = read_clip(path)?;
+    let window = first_window(&clip).with_context(|| format!("{}", path.display()))?;
+    if let Some(track) = window.guessed_track {
+        eprintln!(
+            "bandmate: {}: no track has the melody role; using track {} (the highest)",
+            path.display(),
+            track + 1
+        );
+    }
+    if window.had_chords {
+        eprintln!(
+            "bandmate: {}: the melody has chords in its first 2 bars; using the top note",
+            path.display()
+        );
+    }
+    Ok(window.tokens)
+}
+
+fn write(windows: &[Vec<u8>], out: &Path) -> Result<()> {
+    midi::write_file(&windows_to_clip(windows), out)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    println!("wrote {} ({} bars)", out.display(), windows.len() * 2);
+    Ok(())
+}
+
+pub fn run(args: VaeArgs) -> Result<()> {
+    match args.command {
+        VaeCommand::Sample(a) => {
+            if a.bars != 2 {
+                bail!(
+                    "--bars {}: only the 2-bar MusicVAE is trained (the hierarchical 16-bar model is not available yet)",
+                    a.bars
+                );
+            }
+            if a.count == 0 {
+                bail!("--count must be at least 1");
+            }
+            if !(a.temperature >= 0.0 && a.temperature.is_finite()) {
+                bail!("--temperature must be 0 (argmax) or positive");
+            }
+            let vae = a.weights.load()?;
+            let temperature = (a.temperature > 0.0).then_some(a.temperature);
+            write(&vae.sample(a.count, temperature, a.seed)?, &a.out)
+        }
+        VaeCommand::Encode(a) => {
+            let vae = a.weights.load()?;
+            let z = vae.encode(&[&melody_of(&a.input)?])?;
+            let text: Vec<String> = z[0].iter().map(|v| format!("{v:.4}")).collect();
+            println!("{}", text.join(" "));
+            Ok(())
+        }
+        VaeCommand::Reconstruct(a) => {
+            let vae = a.weights.load()?;
+            let tokens = melody_of(&a.input)?;
+            let z = vae.encode(&[&tokens])?;
+            let decoded = vae.decode(&z, None, 0)?;
+            let same = decoded[0]
+                .iter()
+                .zip(&tokens)
+                .filter(|(x, y)| x == y)
+                .count();
+            println!("{same} of 32 tokens reconstructed");
+            write(&decoded, &a.out)
+        }
+        VaeCommand::Accuracy(a) => {
+            let split = match a.split.as_str() {
+                "train" => Split::Train,
+                "valid" => Split::Valid,
+                "test" => Split::Test,
+                other => bail!("--split {other}: expected train, valid or test"),
+            };
+            let vae = a.weights.load()?;
+            let songs = data::load_cached(
+                Dataset::Nottingham,
+                split,
+                &data::default_data_root(),
+                &data::default_cache_dir(),
+            )?;
+            let windows: MelodyWindows = data::melody::melody_windows(&songs, 2)?;
+            let acc = reconstruction_accuracy(&vae, &windows, a.batch)?;
+            println!(
+                "Nottingham {} split, {} windows of 2 bars (hop 2 bars, 4/4 and paired 2/4 only)",
+                a.split, acc.windows
+            );
+            println!("                      teacher-forced  sampled");
+            println!(
+                "this MusicVAE         {:.3}           {:.3}",
+                acc.teacher_forced, acc.sampled
+            );
+            println!(
+                "MusicVAE paper        {PAPER_TEACHER_FORCED:.3}           {PAPER_SAMPLED:.3}   (Lakh MIDI melodies, a far larger model: the data differ)"
+            );
+            if let Some(card) = a.card {
+                let text = std::fs::read_to_string(&card)
+                    .with_context(|| format!("cannot read {}", card.display()))?;
+                let head = text
+                    .split("## Reconstruction accuracy")
+                    .next()
+                    .unwrap_or_default()
+                    .trim_end();
+                let table = accuracy_table(&acc, &format!("Nottingham {}", a.split));
+                std::fs::write(&card, format!("{head}\n\n{table}"))
+                    .with_context(|| format!("cannot write {}", card.display()))?;
+                println!("updated {}", card.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+pub fn run_interpolate(a: InterpolateArgs) -> Result<()> {
+    let vae = a.weights.load()?;
+    let (ta, tb) = (melody_of(&a.a)?, melody_of(&a.b)?);
+    write(&vae.interpolate(&ta, &tb, a.steps)?, &a.out)
+}

@@ -1,0 +1,440 @@
+//! MusicVAE for 2-bar melodies (Roberts et al. 2018, the flat "mel_2bar" model), small enough
+//! for a 2-core CPU.
+//!
+//! - Encoder: a bidirectional LSTM over the 32 one-hot tokens; the last forward and the first
+//!   backward hidden states, concatenated, give μ and log σ² of q(z | x) by two linear maps.
+//! - Decoder: an autoregressive LSTM over the 32 steps. Its initial (h, c) is `tanh(W z + b)`,
+//!   and every input is the previous token (one-hot; zeros at step 0) concatenated with z.
+//!   Training uses teacher forcing; sampling feeds back its own argmax (or sampled) tokens.
+//!
+//! The LSTM cells are written here rather than taken from `candle_nn::rnn::LSTM` so that a
+//! step is one matmul of `[x_t, h]` with the stacked weights (candle's cell does two matmuls
+//! and two bias adds); the weights keep PyTorch's `nn.LSTM` names (`weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`,
+//! `bias_hh_l0`, `…_reverse` for the backward direction) and gate order (i, f, g, o).
+//! Tokens: see [`crate::data::melody`].
+
+use candle_core::{D, DType, Device, IndexOp, Module, Result, Tensor, bail};
+use candle_nn::{Linear, VarBuilder, linear};
+use serde::{Deserialize, Serialize};
+
+use crate::data::melody::{CLASSES, WINDOW_STEPS};
+
+/// Shapes of the network (stored as `config.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// Steps per sequence (16ths): 32 = 2 bars of 4/4.
+    pub steps: usize,
+    /// Token classes: 128 pitches, rest, hold.
+    pub classes: usize,
+    /// Hidden units of each encoder direction.
+    pub encoder_hidden: usize,
+    /// Hidden units of the decoder LSTM.
+    pub decoder_hidden: usize,
+    /// Latent dimensions.
+    pub z_dim: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::small()
+    }
+}
+
+impl Config {
+    /// The shipped shape: ~350 ms per training step at batch 128 on one core (release,
+    /// `RAYON_NUM_THREADS=1`; a second thread only adds spin-waiting at these matrix sizes).
+    pub fn small() -> Self {
+        Self {
+            steps: WINDOW_STEPS,
+            classes: CLASSES,
+            encoder_hidden: 192,
+            decoder_hidden: 256,
+            z_dim: 64,
+        }
+    }
+
+    /// For tests.
+    pub fn tiny() -> Self {
+        Self {
+            encoder_hidden: 32,
+            decoder_hidden: 48,
+            z_dim: 8,
+            ..Self::small()
+        }
+    }
+
+    pub fn preset(name: &str) -> Option<Self> {
+        match name {
+            "small" => Some(Self::small()),
+            "tiny" => Some(Self::tiny()),
+            _ => None,
+        }
+    }
+
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.steps != WINDOW_STEPS || self.classes != CLASSES {
+            return Err(format!(
+                "MusicVAE config: steps {} and classes {} must be {WINDOW_STEPS} and {CLASSES}",
+                self.steps, self.classes
+            ));
+        }
+        if self.encoder_hidden == 0 || self.decoder_hidden == 0 || self.z_dim == 0 {
+            return Err("MusicVAE config: hidden sizes and z_dim must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// One LSTM direction with PyTorch's parameter names and gate order (i, f, g, o).
+#[derive(Clone, Debug)]
+struct LstmCell {
+    /// `[4·hidden, in]`, `[4·hidden, hidden]`, `[4·hidden]`, `[4·hidden]`: the variables
+    /// themselves (anything derived from them must be recomputed on every pass, since the
+    /// optimizer updates the variables in place).
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor,
+    b_hh: Tensor,
+    hidden: usize,
+}
+
+/// The weights of one pass of an [`LstmCell`].
+struct LstmWeights {
+    /// `[in + hidden, 4·hidden]`: transposed `weight_ih` stacked over transposed `weight_hh`,
+    /// so that a step is one matmul of `[x_t, h]`.
+    w_t: Tensor,
+    /// `[4·hidden]`: `bias_ih + bias_hh`.
+    bias: Tensor,
+    hidden: usize,
+}
+
+impl LstmCell {
+    fn new(input: usize, hidden: usize, suffix: &str, vb: &VarBuilder) -> Result<Self> {
+        let bound = 1.0 / (hidden as f64).sqrt();
+        let init = candle_nn::Init::Uniform {
+            lo: -bound,
+            up: bound,
+        };
+        Ok(Self {
+            w_ih: vb.get_with_hints((4 * hidden, input), &format!("weight_ih_l0{suffix}"), init)?,
+            w_hh: vb.get_with_hints(
+                (4 * hidden, hidden),
+                &format!("weight_hh_l0{suffix}"),
+                init,
+            )?,
+            b_ih: vb.get_with_hints(4 * hidden, &format!("bias_ih_l0{suffix}"), init)?,
+            b_hh: vb.get_with_hints(4 * hidden, &format!("bias_hh_l0{suffix}"), init)?,
+            hidden,
+        })
+    }
+
+    /// The stacked weights for one pass over a sequence.
+    fn weights(&self) -> Result<LstmWeights> {
+        Ok(LstmWeights {
+            w_t: Tensor::cat(&[self.w_ih.t()?, self.w_hh.t()?], 0)?.contiguous()?,
+            bias: (&self.b_ih + &self.b_hh)?,
+            hidden: self.hidden,
+        })
+    }
+}
+
+impl LstmWeights {
+    /// One step from the input `x` `[batch, in]` (a constant: slicing a projected sequence
+    /// instead would make every step's gradient a full-sequence tensor); returns (h, c).
+    fn step(&self, x: &Tensor, h: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)> {
+        let gates = Tensor::cat(&[x, h], 1)?
+            .matmul(&self.w_t)?
+            .broadcast_add(&self.bias)?; // [batch, 4·hidden]
+        let n = self.hidden;
+        let sig = candle_nn::ops::sigmoid(&gates)?;
+        let (i, f, o) = (
+            sig.narrow(1, 0, n)?,
+            sig.narrow(1, n, n)?,
+            sig.narrow(1, 3 * n, n)?,
+        );
+        let g = gates.narrow(1, 2 * n, n)?.tanh()?;
+        let c = ((f * c)? + (i * g)?)?;
+        let h = (o * c.tanh()?)?;
+        Ok((h, c))
+    }
+}
+
+/// The steps of `[batch, steps, features]` as contiguous `[batch, features]` tensors.
+fn split_steps(xs: &Tensor) -> Result<Vec<Tensor>> {
+    let steps = xs.dim(1)?;
+    (0..steps).map(|t| xs.i((.., t))?.contiguous()).collect()
+}
+
+/// Encoder, latent heads and decoder.
+#[derive(Clone, Debug)]
+pub struct MusicVae {
+    cfg: Config,
+    encoder_fwd: LstmCell,
+    encoder_bwd: LstmCell,
+    mu: Linear,
+    log_var: Linear,
+    decoder_init: Linear,
+    decoder: LstmCell,
+    output: Linear,
+}
+
+/// The output of a teacher-forced pass.
+pub struct VaeOutput {
+    /// `[batch, steps, classes]`.
+    pub logits: Tensor,
+    /// `[batch, z_dim]`.
+    pub mu: Tensor,
+    /// `[batch, z_dim]`.
+    pub log_var: Tensor,
+}
+
+impl MusicVae {
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        if let Err(e) = cfg.validate() {
+            bail!("{e}");
+        }
+        let enc = vb.pp("encoder");
+        let encoder_fwd = LstmCell::new(cfg.classes, cfg.encoder_hidden, "", &enc)?;
+        let encoder_bwd = LstmCell::new(cfg.classes, cfg.encoder_hidden, "_reverse", &enc)?;
+        let mu = linear(2 * cfg.encoder_hidden, cfg.z_dim, vb.pp("mu"))?;
+        let log_var = linear(2 * cfg.encoder_hidden, cfg.z_dim, vb.pp("log_var"))?;
+        let decoder_init = linear(cfg.z_dim, 2 * cfg.decoder_hidden, vb.pp("decoder_init"))?;
+        let decoder = LstmCell::new(
+            cfg.classes + cfg.z_dim,
+            cfg.decoder_hidden,
+            "",
+            &vb.pp("decoder"),
+        )?;
+        let output = linear(cfg.decoder_hidden, cfg.classes, vb.pp("output"))?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            encoder_fwd,
+            encoder_bwd,
+            mu,
+            log_var,
+            decoder_init,
+            decoder,
+            output,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// One-hot `[batch, steps, classes]` of `[batch, steps]` u32 tokens.
+    pub fn one_hot(&self, tokens: &Tensor) -> Result<Tensor> {
+        let (b, t) = tokens.dims2()?;
+        let classes = Tensor::arange(0u32, self.cfg.classes as u32, tokens.device())?;
+        tokens
+            .unsqueeze(2)?
+            .broadcast_as((b, t, self.cfg.classes))?
+            .eq(&classes.reshape((1, 1, self.cfg.classes))?.broadcast_as((
+                b,
+                t,
+                self.cfg.classes,
+            ))?)?
+            .to_dtype(DType::F32)
+    }
+
+    /// μ and log σ² (`[batch, z_dim]` each) of `[batch, steps]` u32 tokens.
+    pub fn encode(&self, tokens: &Tensor) -> Result<(Tensor, Tensor)> {
+        let x = self.one_hot(tokens)?; // [batch, steps, classes]
+        let (b, steps, _) = x.dims3()?;
+        let xs = split_steps(&x)?; // steps × [batch, classes]
+        let (fwd, bwd) = (self.encoder_fwd.weights()?, self.encoder_bwd.weights()?);
+        let zeros = Tensor::zeros((b, self.cfg.encoder_hidden), DType::F32, x.device())?;
+        let (mut hf, mut cf) = (zeros.clone(), zeros.clone());
+        let (mut hb, mut cb) = (zeros.clone(), zeros);
+        for t in 0..steps {
+            (hf, cf) = fwd.step(&xs[t], &hf, &cf)?;
+            (hb, cb) = bwd.step(&xs[steps - 1 - t], &hb, &cb)?;
+        }
+        let h = Tensor::cat(&[hf, hb], 1)?; // [batch, 2·H]
+        Ok((self.mu.forward(&h)?, self.log_var.forward(&h)?))
+    }
+
+    /// Decoder (h, c) at step 0 from z `[batch, z_dim]`.
+    fn initial_state(&self, z: &Tensor) -> Result<(Tensor, Tensor)> {
+        let hc = self.decoder_init.forward(z)?.tanh()?; // [batch, 2·H]
+        let n = self.cfg.decoder_hidden;
+        Ok((hc.narrow(1, 0, n)?, hc.narrow(1, n, n)?))
+    }
+
+    /// Teacher-forced logits `[batch, steps, classes]` of the decoder given z `[batch, z_dim]`
+    /// and the target tokens `[batch, steps]` (u32).
+    pub fn decode_teacher_forced(&self, z: &Tensor, tokens: &Tensor) -> Result<Tensor> {
+        let (b, steps) = tokens.dims2()?;
+        let target = self.one_hot(tokens)?; // [batch, steps, classes]
+        let start = Tensor::zeros((b, 1, self.cfg.classes), DType::F32, z.device())?;
+        let previous = Tensor::cat(&[start, target.narrow(1, 0, steps - 1)?], 1)?;
+        let zs = z.unsqueeze(1)?.broadcast_as((b, steps, self.cfg.z_dim))?;
+        let inputs = Tensor::cat(&[previous, zs.contiguous()?], 2)?; // [batch, steps, classes + z]
+        let inputs = split_steps(&inputs)?; // steps × [batch, classes + z]
+        let cell = self.decoder.weights()?;
+        let (mut h, mut c) = self.initial_state(z)?;
+        let mut hs = Vec::with_capacity(steps);
+        for x in &inputs {
+            (h, c) = cell.step(x, &h, &c)?;
+            hs.push(h.clone());
+        }
+        let hs = Tensor::stack(&hs, 1)?; // [batch, steps, H]
+        self.output.forward(&hs) // [batch, steps, classes]
+    }
+
+    /// Encode with the reparameterization trick (`noise`: `[batch, z_dim]` standard normal, or
+    /// `None` to use μ) and decode teacher-forced.
+    pub fn forward(&self, tokens: &Tensor, noise: Option<&Tensor>) -> Result<VaeOutput> {
+        let (mu, log_var) = self.encode(tokens)?;
+        let z = match noise {
+            Some(eps) => (&mu + (log_var.affine(0.5, 0.0)?.exp()? * eps)?)?,
+            None => mu.clone(),
+        };
+        let logits = self.decode_teacher_forced(&z, tokens)?;
+        Ok(VaeOutput {
+            logits,
+            mu,
+            log_var,
+        })
+    }
+
+    /// Autoregressive decoding of z `[batch, z_dim]` into `[batch, steps]` tokens. With
+    /// `temperature` `None` each step takes the argmax; otherwise it samples from
+    /// softmax(logits / temperature) with the uniforms `uniforms` (`steps · batch` values in
+    /// [0, 1), step-major), so that sampling is seeded by the caller.
+    pub fn decode(
+        &self,
+        z: &Tensor,
+        temperature: Option<f64>,
+        uniforms: &[f32],
+    ) -> Result<Vec<Vec<u8>>> {
+        let (b, _) = z.dims2()?;
+        let steps = self.cfg.steps;
+        if temperature.is_some() && uniforms.len() < b * steps {
+            bail!(
+                "decode: {} uniforms for {} draws",
+                uniforms.len(),
+                b * steps
+            );
+        }
+        let (mut h, mut c) = self.initial_state(z)?;
+        let cell = self.decoder.weights()?;
+        let mut previous = Tensor::zeros((b, self.cfg.classes), DType::F32, z.device())?;
+        let mut out = vec![Vec::with_capacity(steps); b];
+        for t in 0..steps {
+            let input = Tensor::cat(&[&previous, z], 1)?; // [batch, classes + z]
+            (h, c) = cell.step(&input, &h, &c)?;
+            let logits = self.output.forward(&h)?; // [batch, classes]
+            let chosen: Vec<u32> = match temperature {
+                None => logits.argmax(D::Minus1)?.to_vec1::<u32>()?,
+                Some(temp) => {
+                    let probs = candle_nn::ops::softmax_last_dim(&(logits / temp.max(1e-3))?)?
+                        .to_vec2::<f32>()?;
+                    probs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| draw(p, uniforms[t * b + i]))
+                        .collect()
+                }
+            };
+            for (seq, &tok) in out.iter_mut().zip(&chosen) {
+                seq.push(tok as u8);
+            }
+            let ids = Tensor::from_vec(chosen, (b, 1), z.device())?;
+            previous = self.one_hot(&ids)?.squeeze(1)?;
+        }
+        Ok(out)
+    }
+
+    /// Tokens `[batch][steps]` as a u32 tensor `[batch, steps]`, checking lengths and classes.
+    pub fn tokens_tensor(&self, windows: &[&[u8]], device: &Device) -> Result<Tensor> {
+        let mut flat = Vec::with_capacity(windows.len() * self.cfg.steps);
+        for w in windows {
+            if w.len() != self.cfg.steps {
+                bail!(
+                    "a window has {} tokens, the model takes {}",
+                    w.len(),
+                    self.cfg.steps
+                );
+            }
+            if let Some(&bad) = w.iter().find(|&&t| t as usize >= self.cfg.classes) {
+                bail!("token {bad} is not one of the {} classes", self.cfg.classes);
+            }
+            flat.extend(w.iter().map(|&t| t as u32));
+        }
+        Tensor::from_vec(flat, (windows.len(), self.cfg.steps), device)
+    }
+}
+
+/// Index drawn from the distribution `p` with the uniform `u`.
+fn draw(p: &[f32], u: f32) -> u32 {
+    let mut acc = 0.0;
+    for (i, &pi) in p.iter().enumerate() {
+        acc += pi;
+        if u < acc {
+            return i as u32;
+        }
+    }
+    (p.len() - 1) as u32
+}
+
+/// Mean over the batch of KL(q(z|x) ‖ N(0, I)), summed over z: `[]`.
+pub fn kl_divergence(mu: &Tensor, log_var: &Tensor) -> Result<Tensor> {
+    // ½ Σ (μ² + σ² − 1 − log σ²)
+    let per = ((mu.sqr()? + log_var.exp()?)? - log_var)?.affine(0.5, -0.5)?;
+    per.sum(1)?.mean_all()
+}
+
+/// Mean over the batch of the summed cross-entropy over steps (nats per sequence): `[]`.
+/// `logits`: `[batch, steps, classes]`, `tokens`: `[batch, steps]` u32.
+pub fn reconstruction_loss(logits: &Tensor, tokens: &Tensor) -> Result<Tensor> {
+    let (b, t, k) = logits.dims3()?;
+    let ce = candle_nn::loss::cross_entropy(&logits.reshape((b * t, k))?, &tokens.flatten_all()?)?;
+    ce.affine(t as f64, 0.0)
+}
+
+/// Spherical interpolation between `a` and `b` (`[z_dim]` each) at `t` in [0, 1]; linear when
+/// they are (anti)parallel.
+pub fn slerp(a: &[f32], b: &[f32], t: f32) -> Vec<f32> {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let cos = (dot / (na * nb).max(1e-12)).clamp(-1.0, 1.0);
+    let omega = cos.acos();
+    if omega.sin().abs() < 1e-4 {
+        return a.iter().zip(b).map(|(x, y)| x + t * (y - x)).collect();
+    }
+    let (wa, wb) = (
+        ((1.0 - t) * omega).sin() / omega.sin(),
+        (t * omega).sin() / omega.sin(),
+    );
+    a.iter().zip(b).map(|(x, y)| wa * x + wb * y).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_nn::VarMap;
+
+    #[test]
+    fn shapes_and_slerp() {
+        let cfg = Config::tiny();
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let vae = MusicVae::new(&cfg, vb).unwrap();
+        let w: Vec<u8> = (0..32).map(|i| if i % 4 == 0 { 60 } else { 129 }).collect();
+        let tokens = vae.tokens_tensor(&[&w, &w], &Device::Cpu).unwrap();
+        let out = vae.forward(&tokens, None).unwrap();
+        assert_eq!(out.logits.dims(), &[2, 32, CLASSES]);
+        assert_eq!(out.mu.dims(), &[2, cfg.z_dim]);
+        let decoded = vae.decode(&out.mu, None, &[]).unwrap();
+        assert_eq!(decoded.len(), 2);
+        assert_eq!(decoded[0].len(), 32);
+        let a = [1.0, 0.0];
+        let b = [0.0, 1.0];
+        let mid = slerp(&a, &b, 0.5);
+        assert!((mid[0] - 0.5f32.sqrt()).abs() < 1e-5 && (mid[1] - mid[0]).abs() < 1e-6);
+        assert_eq!(slerp(&a, &b, 0.0), a.to_vec());
+        assert!(vae.tokens_tensor(&[&w[..10]], &Device::Cpu).is_err());
+    }
+}

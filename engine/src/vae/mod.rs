@@ -1,0 +1,234 @@
+//! The 2-bar melody MusicVAE as a tool: load the shipped weights, turn clips into token
+//! windows, encode them to latents, decode latents (argmax or sampled), sample the prior and
+//! interpolate between two melodies (Magenta Studio's Interpolate: spherical interpolation of
+//! the latents). Reconstruction accuracy is in [`eval`].
+
+pub mod eval;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::melody::{WINDOW_STEPS, melody_track, tokenize, top_line};
+use crate::models::music_vae::{Config, MusicVae, slerp};
+use crate::music::{Clip, TimeSignature};
+
+/// Where the shipped weights live, relative to the workspace root.
+pub fn default_weights_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets/vae")
+}
+
+/// A MusicVAE with its weights.
+pub struct MelodyVae {
+    model: MusicVae,
+    device: Device,
+    /// Keeps the variables alive (and lets tests train them).
+    varmap: VarMap,
+}
+
+/// The first 2-bar window of a clip's melody as tokens.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MelodyWindow {
+    pub tokens: Vec<u8>,
+    /// The melody had chords there; the top note was kept.
+    pub had_chords: bool,
+    /// No track has the melody role: this track (0-based), the highest on average, was taken.
+    pub guessed_track: Option<u16>,
+}
+
+impl MelodyVae {
+    /// Load `config.json` and `model.safetensors` from `dir` (e.g. `assets/vae`).
+    pub fn load(dir: &Path) -> Result<Self> {
+        let config_path = dir.join("config.json");
+        let weights_path = dir.join("model.safetensors");
+        if !weights_path.is_file() || !config_path.is_file() {
+            bail!(
+                "no MusicVAE weights in {} (config.json and model.safetensors); train them with \
+                 `cargo xtask train vae` or pass --weights",
+                dir.display()
+            );
+        }
+        let text = std::fs::read_to_string(&config_path)
+            .with_context(|| format!("cannot read {}", config_path.display()))?;
+        let cfg: Config = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a MusicVAE config", config_path.display()))?;
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
+        let mut vae = Self::new_random(&cfg)?;
+        vae.varmap
+            .load(&weights_path)
+            .with_context(|| format!("cannot load {}", weights_path.display()))?;
+        Ok(vae)
+    }
+
+    /// A model with freshly initialized weights (for tests and training).
+    pub fn new_random(cfg: &Config) -> Result<Self> {
+        let device = Device::Cpu;
+        let varmap = VarMap::new();
+        let model = MusicVae::new(cfg, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+        Ok(Self {
+            model,
+            device,
+            varmap,
+        })
+    }
+
+    pub fn model(&self) -> &MusicVae {
+        &self.model
+    }
+
+    pub fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    pub fn config(&self) -> &Config {
+        self.model.config()
+    }
+
+    /// The latent means μ (`[z_dim]` each) of token windows.
+    pub fn encode(&self, windows: &[&[u8]]) -> Result<Vec<Vec<f32>>> {
+        if windows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tokens = self.model.tokens_tensor(windows, &self.device)?; // [n, 32]
+        let (mu, _) = self.model.encode(&tokens)?;
+        Ok(mu.to_vec2::<f32>()?)
+    }
+
+    /// Decode latents into token windows: argmax at every step (`temperature` `None`) or
+    /// sampled at `temperature` with a generator seeded by `seed`.
+    pub fn decode(
+        &self,
+        latents: &[Vec<f32>],
+        temperature: Option<f64>,
+        seed: u64,
+    ) -> Result<Vec<Vec<u8>>> {
+        if latents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let z_dim = self.config().z_dim;
+        if let Some(bad) = latents.iter().find(|z| z.len() != z_dim) {
+            bail!(
+                "a latent has {} values, the model's z has {z_dim}",
+                bad.len()
+            );
+        }
+        let flat: Vec<f32> = latents.iter().flatten().copied().collect();
+        let z = Tensor::from_vec(flat, (latents.len(), z_dim), &self.device)?; // [n, z]
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let uniforms: Vec<f32> = match temperature {
+            Some(_) => (0..latents.len() * WINDOW_STEPS)
+                .map(|_| rng.random())
+                .collect(),
+            None => Vec::new(),
+        };
+        Ok(self.model.decode(&z, temperature, &uniforms)?)
+    }
+
+    /// `count` melodies from the prior z ~ N(0, I), seeded.
+    pub fn sample(
+        &self,
+        count: usize,
+        temperature: Option<f64>,
+        seed: u64,
+    ) -> Result<Vec<Vec<u8>>> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let z_dim = self.config().z_dim;
+        let latents: Vec<Vec<f32>> = (0..count)
+            .map(|_| crate::train::vae::normal_noise(&mut rng, z_dim))
+            .collect();
+        self.decode(&latents, temperature, seed.wrapping_add(1))
+    }
+
+    /// `steps` windows (at least 2) from `a` to `b`: the argmax decodings of the spherical
+    /// interpolation of their latents at t = 0, 1/(steps−1), …, 1. The first and last are the
+    /// reconstructions of `a` and `b`.
+    pub fn interpolate(&self, a: &[u8], b: &[u8], steps: usize) -> Result<Vec<Vec<u8>>> {
+        if steps < 2 {
+            bail!("interpolation needs at least 2 steps (the two ends), got {steps}");
+        }
+        let z = self.encode(&[a, b])?;
+        let latents: Vec<Vec<f32>> = (0..steps)
+            .map(|i| slerp(&z[0], &z[1], i as f32 / (steps - 1) as f32))
+            .collect();
+        self.decode(&latents, None, 0)
+    }
+}
+
+/// The first 2 bars of `clip`'s melody as tokens. The melody is the melody-role track, or
+/// the pitched track with the highest mean pitch. Errors (never panics) for clips shorter than 2 bars of 4/4, meters other than
+/// 4/4 and 2/4 (four 2/4 bars make the 32 steps), a silent start, or no pitched notes.
+pub fn first_window(clip: &Clip) -> Result<MelodyWindow> {
+    let meter = clip.time_signature;
+    let two_four = TimeSignature::new(2, 4);
+    if meter != TimeSignature::FOUR_FOUR && meter != two_four {
+        bail!(
+            "the clip is in {}/{}; the 2-bar MusicVAE takes 4/4 melodies (or 2/4, read in pairs of bars)",
+            meter.numerator,
+            meter.denominator
+        );
+    }
+    if let Some(change) = clip
+        .meter_changes
+        .iter()
+        .find(|c| (c.step as usize) < WINDOW_STEPS && c.time_signature != meter)
+    {
+        bail!(
+            "the meter changes to {}/{} at step {} inside the first 2 bars; the MusicVAE needs 32 sixteenths of 4/4",
+            change.time_signature.numerator,
+            change.time_signature.denominator,
+            change.step
+        );
+    }
+    let (track, notes, guessed) = melody_track(clip)?;
+    let end = notes
+        .iter()
+        .map(|n| n.end())
+        .max()
+        .unwrap_or(0)
+        .max(clip.steps());
+    if (end as usize) < WINDOW_STEPS {
+        bail!(
+            "the clip is {end} sixteenths long; the MusicVAE needs 2 bars of 4/4 ({WINDOW_STEPS} sixteenths)"
+        );
+    }
+    let first: Vec<_> = notes
+        .iter()
+        .filter(|n| (n.start as usize) < WINDOW_STEPS)
+        .copied()
+        .collect();
+    let (line, had_chords) = top_line(&first);
+    if line.is_empty() {
+        bail!("the melody plays no note in its first 2 bars");
+    }
+    Ok(MelodyWindow {
+        tokens: tokenize(&line, WINDOW_STEPS)?,
+        had_chords,
+        guessed_track: guessed.then_some(track),
+    })
+}
+
+/// One clip holding `windows` one after another (2 bars each).
+pub fn windows_to_clip(windows: &[Vec<u8>]) -> Clip {
+    let mut clip = crate::data::melody::tokens_to_clip(&vec![
+        crate::data::melody::REST;
+        windows.len().max(1) * WINDOW_STEPS
+    ]);
+    for (i, w) in windows.iter().enumerate() {
+        // Each window on its own: a note never runs on into the next window.
+        let offset = (i * WINDOW_STEPS) as u32;
+        clip.notes.extend(
+            crate::data::melody::detokenize(w, crate::data::DEFAULT_VELOCITY)
+                .into_iter()
+                .map(|n| crate::music::Note {
+                    start: n.start + offset,
+                    ..n
+                }),
+        );
+    }
+    clip
+}

@@ -1,0 +1,215 @@
+//! The band player's recurrent multimodal VAE on Nottingham: training lowers the loss, the
+//! product of experts handles missing tracks, the live player and the tasks keep their shapes
+//! and bounds on bad input (tiny random-init models: these guarantees do not depend on the
+//! weights).
+
+use std::sync::OnceLock;
+
+use bandmate::band::bars::song_bars;
+use bandmate::band::player::{BandModel, BandPlayer, continue_clip, fill_track, redo};
+use bandmate::data::{self, Dataset, Split};
+use bandmate::models::band::{BandVae, Config};
+use bandmate::music::{Clip, Note, TimeSignature, Track, TrackRole};
+use bandmate::train::adamw::AdamW;
+use bandmate::train::band::{
+    AuxWeights, Sequence, TrainOptions, batch_loss, make_batch, sequences, train_step, validate,
+};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+fn songs(split: Split) -> &'static Vec<data::Song> {
+    static TEST: OnceLock<Vec<data::Song>> = OnceLock::new();
+    static TRAIN: OnceLock<Vec<data::Song>> = OnceLock::new();
+    let cell = match split {
+        Split::Train => &TRAIN,
+        _ => &TEST,
+    };
+    cell.get_or_init(|| {
+        data::load_cached(
+            Dataset::Nottingham,
+            split,
+            &data::default_data_root(),
+            &data::default_cache_dir(),
+        )
+        .expect("Nottingham is under the data root (see DATA.md)")
+    })
+}
+
+fn test_sequences() -> Vec<Sequence> {
+    let cfg = Config::tiny();
+    sequences(songs(Split::Test), &cfg, 4, 8)
+}
+
+#[test]
+fn nottingham_bars_fit_the_track_windows() {
+    let cfg = Config::small();
+    let mut bars = 0;
+    for song in songs(Split::Test) {
+        if let Some(b) = song_bars(&song.clip, &cfg) {
+            for bar in &b {
+                for (k, notes) in bar.iter().enumerate() {
+                    for n in notes.iter().flatten() {
+                        assert!(cfg.tracks[k].holds(n.1), "{} {n:?}", song.id);
+                    }
+                }
+            }
+            bars += b.len();
+        }
+    }
+    assert!(bars > 1000, "{bars} bars of 4/4");
+}
+
+#[test]
+fn a_few_training_steps_lower_the_loss() {
+    let cfg = Config::tiny();
+    let device = Device::Cpu;
+    let seqs = test_sequences();
+    assert!(seqs.len() >= 32, "{} sequences", seqs.len());
+    let varmap = VarMap::new();
+    let model = BandVae::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &device)).unwrap();
+    let before = validate(&model, &seqs, 64, &device).unwrap();
+    let mut opts = TrainOptions::new(cfg.clone());
+    opts.max_shift = 0;
+    let mut opt = AdamW::new(&varmap, 3e-3, 0.0).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for step in 0..40 {
+        let batch: Vec<&Sequence> = (0..16)
+            .map(|i| &seqs[(step * 16 + i) % seqs.len()])
+            .collect();
+        let loss = train_step(&model, &mut opt, &batch, &opts, &mut rng, &device).unwrap();
+        assert!(loss.is_finite());
+    }
+    let after = validate(&model, &seqs, 64, &device).unwrap();
+    assert!(after < 0.8 * before, "validation loss {before} → {after}");
+}
+
+#[test]
+fn product_of_experts_handles_any_missing_tracks() {
+    let cfg = Config::tiny();
+    let device = Device::Cpu;
+    let varmap = VarMap::new();
+    let model = BandVae::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &device)).unwrap();
+    let seqs = test_sequences();
+    let refs: Vec<&Sequence> = seqs.iter().take(4).collect();
+    let mut kls = Vec::new();
+    for present in [[true, true], [true, false], [false, true], [false, false]] {
+        let flags = vec![vec![present.to_vec(); 4]; refs.len()];
+        let b = make_batch(&refs, &[0; 4], &flags, &cfg, &device).unwrap();
+        let l = batch_loss(&model, &b, None, 1.0, AuxWeights::DEFAULT).unwrap();
+        let total = l.total.to_scalar::<f32>().unwrap();
+        assert!(total.is_finite(), "{present:?}: {total}");
+        kls.push(l.kl.to_scalar::<f32>().unwrap());
+    }
+    // No track heard: the posterior is the prior (KL 0); each expert moves it away.
+    assert!(kls[3].abs() < 1e-5, "{kls:?}");
+    assert!(kls[0] > 0.0 && kls[1] > 0.0 && kls[2] > 0.0, "{kls:?}");
+    // The product is sharper than either expert alone: a larger KL from the prior.
+    let present = Tensor::new(&[[1f32, 1.0], [1.0, 0.0]], &device).unwrap();
+    let bars: Vec<Tensor> = (0..2)
+        .map(|k| Tensor::ones((2, cfg.bar_cells(k)), DType::F32, &device).unwrap())
+        .collect();
+    let post = model.posterior(&bars, &present).unwrap();
+    let logvar: Vec<Vec<f32>> = post.logvar.to_vec2().unwrap();
+    assert!(
+        logvar[0]
+            .iter()
+            .zip(&logvar[1])
+            .all(|(both, one)| both <= one)
+    );
+}
+
+fn melody_bar(notes: &[(u32, u8, u32)]) -> Clip {
+    let mut bar = Clip::new(1);
+    let t = bar.add_track(Track::new("melody", TrackRole::Melody, 0));
+    bar.notes = notes
+        .iter()
+        .map(|&(s, p, l)| Note::new(s, p, l, 90, t))
+        .collect();
+    bar
+}
+
+#[test]
+fn live_player_answers_every_bar_within_bounds() {
+    let model = BandModel::untrained(&Config::tiny(), 5).unwrap();
+    let mut player = BandPlayer::new(&model).unwrap();
+    // Silence, a normal bar, hundreds of notes, unknown tracks (drums), notes past the bar,
+    // a 3/4 bar, a jump backwards.
+    let silence = melody_bar(&[]);
+    let normal = melody_bar(&[(0, 72, 4), (4, 74, 4), (8, 76, 8)]);
+    let crowded = melody_bar(
+        &(0..600)
+            .map(|i| (i % 16, (20 + i % 100) as u8, 1 + i % 40))
+            .collect::<Vec<_>>(),
+    );
+    let mut drums = Clip::new(1);
+    let d = drums.add_track(Track::new("drums", TrackRole::Drums, 9));
+    drums.notes = (0..16).map(|s| Note::new(s, 36, 1, 100, d)).collect();
+    let mut waltz = melody_bar(&[(0, 67, 12), (40, 60, 4)]);
+    waltz.time_signature = TimeSignature::new(3, 4);
+    for (i, bar) in [&silence, &normal, &crowded, &drums, &waltz, &normal]
+        .iter()
+        .enumerate()
+    {
+        let at = if i == 5 { 0 } else { i as i64 };
+        let out = player.next_bar_at(at, bar).unwrap();
+        assert_eq!(out.bars, 1);
+        assert_eq!(
+            out.tracks.len(),
+            1,
+            "the player answers with the accompaniment"
+        );
+        assert_eq!(out.tracks[0].role, TrackRole::Accompaniment);
+        let steps = bar.steps_per_bar();
+        assert!(out.notes.len() <= 24);
+        for n in &out.notes {
+            assert!(n.start < steps && n.end() <= steps && n.length > 0, "{n:?}");
+            assert!((36..84).contains(&n.pitch));
+        }
+    }
+    // Key lock keeps the answer in the key; density 0-ish answers silence.
+    player.options.key = Some(bandmate::music::Key::parse("C").unwrap());
+    player.options.density = 1e6;
+    let out = player.next_bar(&normal).unwrap();
+    assert!(!out.notes.is_empty());
+    assert!(
+        out.notes
+            .iter()
+            .all(|n| [0, 2, 4, 5, 7, 9, 11].contains(&(n.pitch % 12)))
+    );
+    player.options.density = 1e-9;
+    assert!(player.next_bar(&normal).unwrap().notes.is_empty());
+    assert!(player.set_roles(&[TrackRole::Drums]).is_err());
+}
+
+#[test]
+fn tasks_keep_the_clip_shape() {
+    let model = BandModel::untrained(&Config::tiny(), 6).unwrap();
+    let song = songs(Split::Test)
+        .iter()
+        .find(|s| {
+            s.clip.time_signature == TimeSignature::FOUR_FOUR && s.clip.meter_changes.is_empty()
+        })
+        .unwrap();
+    let prompt = song.clip.window(0, 4);
+    let opts = bandmate::band::player::PlayOptions {
+        density: 1e6,
+        ..Default::default()
+    };
+    let cont = continue_clip(&model, &prompt, 4, &opts).unwrap();
+    assert_eq!(cont.bars, 8);
+    assert!(cont.notes.iter().any(|n| n.start >= 4 * 16));
+    let melody_notes = |c: &Clip| -> Vec<(u32, u8)> {
+        let m = c.track_with_role(TrackRole::Melody).unwrap();
+        c.track_notes(m).map(|n| (n.start, n.pitch)).collect()
+    };
+    let filled = fill_track(&model, &prompt, 1, &opts).unwrap();
+    assert_eq!(filled.bars, 4);
+    assert_eq!(melody_notes(&filled), melody_notes(&prompt));
+    assert!(fill_track(&model, &prompt, 7, &opts).is_err());
+    assert_eq!(redo(&model, &prompt, &opts).unwrap().bars, 4);
+    let mut waltz = prompt.clone();
+    waltz.time_signature = TimeSignature::new(3, 4);
+    assert!(continue_clip(&model, &waltz, 2, &opts).is_err());
+}
