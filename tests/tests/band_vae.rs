@@ -3,11 +3,9 @@
 //! and bounds on bad input (tiny random-init models: these guarantees do not depend on the
 //! weights).
 
-use std::sync::OnceLock;
-
 use bandmate::band::bars::song_bars;
 use bandmate::band::player::{BandModel, BandPlayer, continue_clip, fill_track, redo};
-use bandmate::data::{self, Dataset, Split};
+use bandmate::data::Split;
 use bandmate::models::band::{BandVae, Config};
 use bandmate::music::{Clip, Note, TimeSignature, Track, TrackRole};
 use bandmate::train::adamw::AdamW;
@@ -19,23 +17,9 @@ use candle_nn::{VarBuilder, VarMap};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-fn songs(split: Split) -> &'static Vec<data::Song> {
-    static TEST: OnceLock<Vec<data::Song>> = OnceLock::new();
-    static TRAIN: OnceLock<Vec<data::Song>> = OnceLock::new();
-    let cell = match split {
-        Split::Train => &TRAIN,
-        _ => &TEST,
-    };
-    cell.get_or_init(|| {
-        data::load_cached(
-            Dataset::Nottingham,
-            split,
-            &data::default_data_root(),
-            &data::default_cache_dir(),
-        )
-        .expect("Nottingham is under the data root (see DATA.md)")
-    })
-}
+#[path = "../support/nottingham.rs"]
+mod nottingham;
+use nottingham::songs;
 
 fn test_sequences() -> Vec<Sequence> {
     let cfg = Config::tiny();

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use bandmate::data::melody::{
     HOLD, MelodyWindows, REST, WINDOW_STEPS, clip_windows, detokenize, melody_windows, tokenize,
 };
-use bandmate::data::{self, Dataset, Split};
+use bandmate::data::{self, Split};
 use bandmate::models::music_vae::Config;
 use bandmate::music::{Clip, MeterChange, Note, TimeSignature, Track, TrackRole};
 use bandmate::train::adamw::AdamW;
@@ -20,23 +20,9 @@ use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-fn songs(split: Split) -> &'static Vec<data::Song> {
-    static TEST: OnceLock<Vec<data::Song>> = OnceLock::new();
-    static TRAIN: OnceLock<Vec<data::Song>> = OnceLock::new();
-    let cell = match split {
-        Split::Train => &TRAIN,
-        _ => &TEST,
-    };
-    cell.get_or_init(|| {
-        data::load_cached(
-            Dataset::Nottingham,
-            split,
-            &data::default_data_root(),
-            &data::default_cache_dir(),
-        )
-        .expect("Nottingham loads")
-    })
-}
+#[path = "../support/nottingham.rs"]
+mod nottingham;
+use nottingham::songs;
 
 fn test_windows() -> &'static MelodyWindows {
     static W: OnceLock<MelodyWindows> = OnceLock::new();
