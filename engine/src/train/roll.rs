@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::adamw::AdamW;
 use super::plot::{Series, loss_curve};
+use super::run_files::{export_best, export_loss_curve, save_weights_atomic, write_json_atomic};
 use super::{format_duration, parse_duration};
 use crate::data::{self, Dataset, Song, Split};
 use crate::diffusion::binomial::BinomialSchedule;
@@ -297,21 +298,6 @@ fn spread<T: Clone>(items: &[T], count: usize) -> Vec<T> {
         .collect()
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(value)?)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-}
-
-fn save_weights(varmap: &VarMap, path: &Path) -> Result<()> {
-    let tmp = path.with_extension("safetensors.tmp");
-    varmap
-        .save(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-}
-
 fn learning_rate(opts: &TrainOptions, step: usize, progress: f64) -> f64 {
     if step < opts.warmup {
         return opts.lr * (step + 1) as f64 / opts.warmup as f64;
@@ -586,11 +572,11 @@ fn checkpoint(
     optim: &Path,
     state_path: &Path,
 ) -> Result<()> {
-    save_weights(varmap, weights)?;
+    save_weights_atomic(varmap, weights)?;
     let tmp = optim.with_extension("safetensors.tmp");
     opt.save(&tmp)?;
     std::fs::rename(&tmp, optim).with_context(|| format!("cannot write {}", optim.display()))?;
-    write_json(state_path, state)
+    write_json_atomic(state_path, state)
 }
 
 /// Record the validation loss, redraw the loss curve, and export the weights when they are
@@ -641,19 +627,9 @@ fn end_of_epoch(
     )?;
     if best {
         state.best_val = Some(val);
-        save_weights(varmap, &opts.run_dir.join("best.safetensors"))?;
-        if let Some(dir) = &opts.assets_dir {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            save_weights(varmap, &dir.join("model.safetensors"))?;
-            write_json(&dir.join("config.json"), cfg)?;
-        }
+        export_best(varmap, &opts.run_dir, opts.assets_dir.as_deref(), cfg)?;
     }
-    if let Some(dir) = &opts.assets_dir
-        && dir.is_dir()
-    {
-        std::fs::copy(&png, dir.join("loss.png"))
-            .with_context(|| format!("cannot copy the loss curve to {}", dir.display()))?;
+    if let Some(dir) = export_loss_curve(&png, opts.assets_dir.as_deref())? {
         write_card(dir, cfg, state, opts)?;
     }
     Ok(())

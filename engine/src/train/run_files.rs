@@ -28,6 +28,34 @@ pub fn save_weights_atomic(varmap: &VarMap, path: &Path) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// A new best validation loss: the weights to `run_dir/best.safetensors` and, when exporting,
+/// the weights and `config` to `assets_dir/{model.safetensors, config.json}`.
+pub fn export_best<C: Serialize>(
+    varmap: &VarMap,
+    run_dir: &Path,
+    assets_dir: Option<&Path>,
+    config: &C,
+) -> Result<()> {
+    save_weights_atomic(varmap, &run_dir.join("best.safetensors"))?;
+    if let Some(dir) = assets_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        save_weights_atomic(varmap, &dir.join("model.safetensors"))?;
+        write_json_atomic(&dir.join("config.json"), config)?;
+    }
+    Ok(())
+}
+
+/// The assets folder, if exporting and it exists, with the loss curve `png` copied into it
+/// (its card is written next by the caller).
+pub fn export_loss_curve<'a>(png: &Path, assets_dir: Option<&'a Path>) -> Result<Option<&'a Path>> {
+    let Some(dir) = assets_dir.filter(|d| d.is_dir()) else {
+        return Ok(None);
+    };
+    std::fs::copy(png, dir.join("loss.png"))
+        .with_context(|| format!("cannot copy the loss curve to {}", dir.display()))?;
+    Ok(Some(dir))
+}
+
 /// The three files of a resumable checkpoint in `run_dir`: `checkpoint.safetensors`,
 /// `optimizer.safetensors`, `state.json`.
 pub struct CheckpointFiles {

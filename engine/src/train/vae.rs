@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::adamw::AdamW;
 use super::plot::{Series, loss_curve};
-use super::run_files::{CheckpointFiles, progress_bar, save_weights_atomic, write_json_atomic};
+use super::run_files::{CheckpointFiles, export_best, export_loss_curve, progress_bar};
 use super::{format_duration, parse_duration};
 use crate::data::melody::{MelodyWindows, WINDOW_STEPS, melody_windows, transpose_tokens};
 use crate::data::{self, Dataset, Split};
@@ -538,19 +538,9 @@ fn end_of_epoch(
     )?;
     if best {
         state.best_val = Some(loss);
-        save_weights_atomic(varmap, &opts.run_dir.join("best.safetensors"))?;
-        if let Some(dir) = &opts.assets_dir {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            save_weights_atomic(varmap, &dir.join("model.safetensors"))?;
-            write_json_atomic(&dir.join("config.json"), cfg)?;
-        }
+        export_best(varmap, &opts.run_dir, opts.assets_dir.as_deref(), cfg)?;
     }
-    if let Some(dir) = &opts.assets_dir
-        && dir.is_dir()
-    {
-        std::fs::copy(&png, dir.join("loss.png"))
-            .with_context(|| format!("cannot copy the loss curve to {}", dir.display()))?;
+    if let Some(dir) = export_loss_curve(&png, opts.assets_dir.as_deref())? {
         write_card(dir, cfg, state, opts, None)?;
     }
     Ok(())
