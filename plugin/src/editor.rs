@@ -176,8 +176,12 @@ impl EditorApp {
                 }
             }
         }
-        let session_clip = self.controller.session().clip.clone();
-        if session_clip != self.synced {
+        // Compared under the read lock; cloned only when it changed (not every frame).
+        let changed = {
+            let session = self.controller.session();
+            (session.clip != self.synced).then(|| session.clip.clone())
+        };
+        if let Some(session_clip) = changed {
             // Recorded notes (or a state load): one undo step like any other change.
             self.state.accept_result(session_clip.clone(), "Recording");
             self.state.ab = None;
