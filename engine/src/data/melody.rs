@@ -77,9 +77,15 @@ pub fn tokenize(line: &[Note], steps: usize) -> Result<Vec<u8>> {
             *t = HOLD;
         }
     }
-    // A HOLD right after a REST (a note cut by a later onset) cannot be decoded: make it a rest.
+    clean_holds(&mut tokens);
+    Ok(tokens)
+}
+
+/// Turn every HOLD that holds nothing (at the start, or after a REST) into a REST, the way
+/// [`detokenize`] reads it: tokenized melodies and decoded model outputs then have one spelling.
+pub fn clean_holds(tokens: &mut [u8]) {
     let mut sounding = false;
-    for t in &mut tokens {
+    for t in tokens {
         match *t {
             REST => sounding = false,
             HOLD if !sounding => *t = REST,
@@ -87,7 +93,6 @@ pub fn tokenize(line: &[Note], steps: usize) -> Result<Vec<u8>> {
             _ => sounding = true,
         }
     }
-    Ok(tokens)
 }
 
 /// Notes (track 0, `velocity`) of `tokens`: each pitch token starts a note that lasts through

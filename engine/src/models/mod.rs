@@ -1,4 +1,5 @@
 //! The generative models, one per file (candle; CPU everywhere, GPU with `cuda`/`metal`).
 pub mod band;
+pub mod latent_score;
 pub mod music_vae;
 pub mod roll;

@@ -8,10 +8,12 @@ mod eval;
 mod eval_roll;
 mod files;
 mod info;
+mod latent;
 mod roll;
 mod roundtrip;
 mod train;
 mod train_band;
+mod train_latent;
 mod train_vae;
 mod vae;
 
@@ -67,6 +69,9 @@ enum Command {
     Generate(roll::GenerateArgs),
     /// The 2-bar melody MusicVAE: sample, encode, reconstruct, accuracy.
     Vae(vae::VaeArgs),
+    /// 16-bar melodies from score-based latent diffusion over MusicVAE latents: generate,
+    /// fill bars, continue, eval.
+    Latent(latent::LatentArgs),
     /// Melodies morphing from A to B (MusicVAE latents, spherical interpolation), one after
     /// another in one MIDI file.
     Interpolate(vae::InterpolateArgs),
@@ -90,6 +95,7 @@ fn main() -> ExitCode {
         Command::Harmonize(a) => roll::run_harmonize(a),
         Command::Generate(a) => roll::run_generate(a),
         Command::Vae(a) => vae::run(a),
+        Command::Latent(a) => latent::run(a),
         Command::Interpolate(a) => vae::run_interpolate(a),
     };
     match result {

@@ -19,6 +19,10 @@ pub enum TrainModel {
     /// melody + chords); defaults: run folder artifacts/train/band, assets/band, batch 32,
     /// lr 1e-3, budget 40m.
     Band,
+    /// The latent score model over 2-bar MusicVAE latents (Nottingham melodies, 16 bars);
+    /// defaults: run folder artifacts/train/latent, assets/latent, batch 128, lr 5e-4,
+    /// budget 30m, transpositions ±5.
+    Latent,
 }
 
 #[derive(Args, Debug)]
@@ -86,6 +90,9 @@ pub struct TrainArgs {
     /// vae: largest random transposition in semitones.
     #[arg(long, default_value_t = 6)]
     pub max_shift: i32,
+    /// latent: the MusicVAE whose latents are modelled [default: assets/vae].
+    #[arg(long)]
+    pub vae: Option<PathBuf>,
     /// band: train without the scale, rhythm and harmony losses (the ablation).
     #[arg(long)]
     pub no_aux: bool,
@@ -114,6 +121,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     if let TrainModel::Band = args.model {
         return crate::train_band::run(args);
+    }
+    if let TrainModel::Latent = args.model {
+        return crate::train_latent::run(args);
     }
     let batch = args.batch.unwrap_or(16);
     if batch == 0 {

@@ -111,6 +111,15 @@ pub struct InterpolateArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub weights: WeightsArg,
+    /// Refine the path with the latent score model: diffuse it to this time (0..1, e.g. 0.3)
+    /// and bring it back with both ends held, so the steps sound like one song.
+    #[arg(long)]
+    pub refine: Option<f64>,
+    /// Score model folder for --refine [default: the shipped assets/latent].
+    #[arg(long)]
+    pub latent: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 fn melody_of(path: &Path) -> Result<Vec<u8>> {
@@ -227,5 +236,24 @@ pub fn run(args: VaeArgs) -> Result<()> {
 pub fn run_interpolate(a: InterpolateArgs) -> Result<()> {
     let vae = a.weights.load()?;
     let (ta, tb) = (melody_of(&a.a)?, melody_of(&a.b)?);
-    write(&vae.interpolate(&ta, &tb, a.steps)?, &a.out)
+    let Some(t0) = a.refine else {
+        return write(&vae.interpolate(&ta, &tb, a.steps)?, &a.out);
+    };
+    if !(t0 > 0.01 && t0 <= 1.0) {
+        bail!("--refine {t0}: a diffusion time in (0.01, 1]");
+    }
+    let model = bandmate::latent::LatentModel::load(
+        &a.latent
+            .clone()
+            .unwrap_or_else(bandmate::latent::default_weights_dir),
+    )?;
+    let lm = bandmate::latent::LatentMelody {
+        vae: &vae,
+        model: &model,
+    };
+    let opts = bandmate::latent::SampleOptions {
+        seed: a.seed,
+        ..Default::default()
+    };
+    write(&lm.interpolate(&ta, &tb, a.steps, Some(t0), &opts)?, &a.out)
 }

@@ -1,0 +1,261 @@
+//! The latent score network (Mittal et al. 2021): a small transformer over a song's sequence of
+//! 2-bar MusicVAE latents (8 latents = 16 bars), conditioned on the diffusion time t of a VP SDE
+//! (Song et al. 2021), trained by denoising score matching. It predicts the noise ε that was
+//! added to the (standardized) latents; the score is `−ε̂ / σ(t)` ([`crate::latent::VpSde`]).
+//!
+//! - Input: `x` `[batch, positions, z_dim]` (standardized latents with noise), `t` `[batch]`.
+//! - Embedding: a linear map z_dim → d_model, a learned position embedding `[positions, d_model]`
+//!   and a time embedding (sinusoidal features of 1000·t through a 2-layer SiLU MLP) added to
+//!   every position.
+//! - `layers` pre-norm transformer blocks (multi-head self-attention over the positions, then a
+//!   GELU MLP of width `4·d_model`), a final layer norm and a linear map back to z_dim.
+//!
+//! Weight paths (`vb.pp`): `input`, `position`, `time.0`, `time.2`, `blocks.{i}.{norm1, qkv,
+//! attn_out, norm2, mlp_in, mlp_out}`, `norm`, `output`.
+
+use candle_core::{D, DType, Device, Module, Result, Tensor};
+use candle_nn::{LayerNorm, Linear, VarBuilder, layer_norm, linear};
+use serde::{Deserialize, Serialize};
+
+/// Shapes of the network and the data normalization (stored as `config.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// Latent dimensions (the MusicVAE's z).
+    pub z_dim: usize,
+    /// Latents per sequence: 8 × 2 bars = 16 bars.
+    pub positions: usize,
+    pub d_model: usize,
+    pub heads: usize,
+    pub layers: usize,
+    /// VP SDE: β(t) = beta_min + t·(beta_max − beta_min), t ∈ [0, 1].
+    pub beta_min: f64,
+    pub beta_max: f64,
+    /// Per-dimension mean and standard deviation of the training latents: the network works on
+    /// `(z − mean) / std`. Empty until the training data sets them.
+    #[serde(default)]
+    pub latent_mean: Vec<f32>,
+    #[serde(default)]
+    pub latent_std: Vec<f32>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::small()
+    }
+}
+
+impl Config {
+    /// The shipped shape (~2 M parameters).
+    pub fn small() -> Self {
+        Self {
+            z_dim: 64,
+            positions: 8,
+            d_model: 256,
+            heads: 4,
+            layers: 4,
+            beta_min: 0.1,
+            beta_max: 20.0,
+            latent_mean: Vec::new(),
+            latent_std: Vec::new(),
+        }
+    }
+
+    /// For tests.
+    pub fn tiny() -> Self {
+        Self {
+            z_dim: 8,
+            d_model: 32,
+            heads: 2,
+            layers: 1,
+            ..Self::small()
+        }
+    }
+
+    pub fn preset(name: &str) -> Option<Self> {
+        match name {
+            "small" => Some(Self::small()),
+            "tiny" => Some(Self::tiny()),
+            _ => None,
+        }
+    }
+
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.z_dim == 0 || self.positions == 0 || self.layers == 0 || self.heads == 0 {
+            return Err("latent score config: sizes must be positive".into());
+        }
+        if !self.d_model.is_multiple_of(self.heads) || !self.d_model.is_multiple_of(2) {
+            return Err(format!(
+                "latent score config: d_model {} must be even and a multiple of heads {}",
+                self.d_model, self.heads
+            ));
+        }
+        if !(self.beta_min > 0.0 && self.beta_max > self.beta_min) {
+            return Err("latent score config: need 0 < beta_min < beta_max".into());
+        }
+        for (name, v) in [
+            ("latent_mean", &self.latent_mean),
+            ("latent_std", &self.latent_std),
+        ] {
+            if !v.is_empty() && v.len() != self.z_dim {
+                return Err(format!(
+                    "latent score config: {name} has {} values, z_dim is {}",
+                    v.len(),
+                    self.z_dim
+                ));
+            }
+        }
+        if self.latent_std.iter().any(|&s| s.is_nan() || s <= 0.0) {
+            return Err("latent score config: latent_std must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+struct Block {
+    norm1: LayerNorm,
+    qkv: Linear,
+    attn_out: Linear,
+    norm2: LayerNorm,
+    mlp_in: Linear,
+    mlp_out: Linear,
+    heads: usize,
+}
+
+impl Block {
+    fn new(d: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            norm1: layer_norm(d, 1e-5, vb.pp("norm1"))?,
+            qkv: linear(d, 3 * d, vb.pp("qkv"))?,
+            attn_out: linear(d, d, vb.pp("attn_out"))?,
+            norm2: layer_norm(d, 1e-5, vb.pp("norm2"))?,
+            mlp_in: linear(d, 4 * d, vb.pp("mlp_in"))?,
+            mlp_out: linear(4 * d, d, vb.pp("mlp_out"))?,
+            heads,
+        })
+    }
+
+    /// `[b, l, d]` → `[b, l, d]`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, l, d) = x.dims3()?;
+        let hd = d / self.heads;
+        let qkv = self.qkv.forward(&self.norm1.forward(x)?)?; // [b, l, 3d]
+        let qkv = qkv
+            .reshape((b, l, 3, self.heads, hd))?
+            .permute((2, 0, 3, 1, 4))?; // [3, b, h, l, hd]
+        let q = qkv.get(0)?.contiguous()?;
+        let k = qkv.get(1)?.contiguous()?;
+        let v = qkv.get(2)?.contiguous()?;
+        let att = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?; // [b, h, l, l]
+        let att = candle_nn::ops::softmax_last_dim(&att)?;
+        let mixed = att.matmul(&v)?; // [b, h, l, hd]
+        let mixed = mixed.transpose(1, 2)?.reshape((b, l, d))?;
+        let x = (x + self.attn_out.forward(&mixed)?)?;
+        let h = self.mlp_in.forward(&self.norm2.forward(&x)?)?.gelu()?;
+        x + self.mlp_out.forward(&h)?
+    }
+}
+
+/// The score network.
+pub struct LatentScore {
+    input: Linear,
+    /// `[positions, d_model]`.
+    position: Tensor,
+    time_in: Linear,
+    time_out: Linear,
+    blocks: Vec<Block>,
+    norm: LayerNorm,
+    output: Linear,
+    cfg: Config,
+}
+
+impl LatentScore {
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        if let Err(e) = cfg.validate() {
+            candle_core::bail!("{e}");
+        }
+        let d = cfg.d_model;
+        let position = vb.get_with_hints(
+            (cfg.positions, d),
+            "position",
+            candle_nn::Init::Randn {
+                mean: 0.0,
+                stdev: 0.02,
+            },
+        )?;
+        let blocks = (0..cfg.layers)
+            .map(|i| Block::new(d, cfg.heads, vb.pp(format!("blocks.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            input: linear(cfg.z_dim, d, vb.pp("input"))?,
+            position,
+            time_in: linear(d, d, vb.pp("time.0"))?,
+            time_out: linear(d, d, vb.pp("time.2"))?,
+            blocks,
+            norm: layer_norm(d, 1e-5, vb.pp("norm"))?,
+            output: linear(d, cfg.z_dim, vb.pp("output"))?,
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Sinusoidal features of `1000·t`: `[b]` → `[b, d_model]` (sines then cosines, frequencies
+    /// from 1 down to 1/10000).
+    fn time_features(&self, t: &Tensor) -> Result<Tensor> {
+        let half = self.cfg.d_model / 2;
+        let freqs: Vec<f32> = (0..half)
+            .map(|i| (-(10000f32).ln() * i as f32 / half as f32).exp())
+            .collect();
+        let freqs = Tensor::from_vec(freqs, (1, half), t.device())?;
+        let args = (t.unsqueeze(1)?.affine(1000.0, 0.0)?.broadcast_mul(&freqs))?; // [b, half]
+        Tensor::cat(&[args.sin()?, args.cos()?], 1)
+    }
+
+    /// The predicted noise ε̂ `[b, positions, z_dim]` of `x` `[b, positions, z_dim]` at times
+    /// `t` `[b]` (f32, in (0, 1]).
+    pub fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
+        let temb = self.time_features(t)?; // [b, d]
+        let temb = self
+            .time_out
+            .forward(&self.time_in.forward(&temb)?.silu()?)?; // [b, d]
+        let h = self.input.forward(x)?; // [b, l, d]
+        let mut h = h
+            .broadcast_add(&self.position.unsqueeze(0)?)?
+            .broadcast_add(&temb.unsqueeze(1)?)?;
+        for block in &self.blocks {
+            h = block.forward(&h)?;
+        }
+        self.output.forward(&self.norm.forward(&h)?)
+    }
+}
+
+/// Standardize latents `[…, z_dim]` with the config's statistics (identity when unset).
+pub fn standardize(cfg: &Config, z: &Tensor) -> Result<Tensor> {
+    if cfg.latent_mean.is_empty() {
+        return Ok(z.clone());
+    }
+    let (mean, std) = stats(cfg, z.device())?;
+    z.broadcast_sub(&mean)?.broadcast_div(&std)
+}
+
+/// The inverse of [`standardize`].
+pub fn unstandardize(cfg: &Config, x: &Tensor) -> Result<Tensor> {
+    if cfg.latent_mean.is_empty() {
+        return Ok(x.clone());
+    }
+    let (mean, std) = stats(cfg, x.device())?;
+    x.broadcast_mul(&std)?.broadcast_add(&mean)
+}
+
+fn stats(cfg: &Config, device: &Device) -> Result<(Tensor, Tensor)> {
+    let mean = Tensor::new(cfg.latent_mean.as_slice(), device)?.to_dtype(DType::F32)?;
+    let std = Tensor::new(cfg.latent_std.as_slice(), device)?.to_dtype(DType::F32)?;
+    Ok((mean, std))
+}
+
+/// Mean squared error over the last dimension, averaged: `[]`.
+pub fn mse(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    (a - b)?.sqr()?.mean(D::Minus1)?.mean_all()
+}
