@@ -18,7 +18,10 @@ use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Instant;
+
+#[path = "support/timing.rs"]
+mod timing;
+use timing::{percentile, timed};
 
 #[global_allocator]
 static ALLOC: bandmate::nn::HugePageAlloc = bandmate::nn::HugePageAlloc;
@@ -26,16 +29,6 @@ static ALLOC: bandmate::nn::HugePageAlloc = bandmate::nn::HugePageAlloc;
 /// The machine's f32 peak the issue measured (2 cores, AVX-512).
 const PEAK_GFLOPS: f64 = 190.0;
 const TORCH_BATCH: usize = 16;
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
-
-fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
-    let start = Instant::now();
-    let out = f()?;
-    Ok((out, start.elapsed().as_secs_f64() * 1e3))
-}
 
 fn main() -> Result<()> {
     bandmate::nn::keep_freed_memory();

@@ -1,12 +1,16 @@
 //! The models the worker runs, as [`Generator`]s: the piano-roll diffusion (engine
 //! `diffusion::tasks`) with its embedded default weights, plus any roll model in the user's
-//! model folder.
+//! model folder; the melody MusicVAE with the latent score model for Interpolate; and the band
+//! player's predictor.
 
 use crate::worker::{Generator, Job, JobControl, JobKind, JobRequest, JobSettings};
+use bandmate::band::player::{BandModel, BandPlayer};
 use bandmate::diffusion::{self, RollModel, RollOptions, StepHook};
+use bandmate::latent::{LatentMelody, LatentModel, SampleOptions, apply_windows, song_windows};
 use bandmate::music::{Clip, Key, TimeSignature};
+use bandmate::vae::MelodyVae;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Network evaluations per sample (the engine's recommended default).
 const SAMPLER_STEPS: usize = 25;
@@ -166,16 +170,51 @@ pub fn load_generators() -> Vec<Arc<dyn Generator>> {
         Ok(model) => out.push(Arc::new(RollGenerator::new("roll diffusion", model))),
         Err(e) => nice_plug::nice_warn!("the embedded roll model did not load: {e:#}"),
     }
+    match MelodyGenerator::embedded() {
+        Ok(generator) => out.push(Arc::new(generator)),
+        Err(e) => nice_plug::nice_warn!("the embedded melody models did not load: {e:#}"),
+    }
     out
 }
 
 /// Makes the band player's next-bar predictor (called on the band thread when the first bar is
-/// due): the chord-table accompanist embedded in the engine (`bandmate::band`).
+/// due): the recurrent multimodal VAE embedded in the engine (`assets/band`, loaded once per
+/// process and shared), or the chord-table accompanist (`bandmate::band`) if it cannot load.
 pub fn band_predictor() -> Result<Box<dyn crate::band::BarPredictor>, String> {
+    static MODEL: OnceLock<Result<BandModel, String>> = OnceLock::new();
+    match MODEL.get_or_init(|| BandModel::embedded().map_err(|e| format!("{e:#}"))) {
+        Ok(model) => {
+            let player = BandPlayer::new(model).map_err(|e| format!("{e:#}"))?;
+            Ok(Box::new(RmvaePredictor(player)))
+        }
+        Err(e) => {
+            nice_plug::nice_warn!("the band model did not load ({e}); using the chord table");
+            chord_table_predictor()
+        }
+    }
+}
+
+/// The chord-table accompanist: the band player's fallback.
+pub fn chord_table_predictor() -> Result<Box<dyn crate::band::BarPredictor>, String> {
     let table = bandmate::band::ChordTable::embedded().map_err(|e| format!("{e:#}"))?;
     Ok(Box::new(ChordPredictor(
         bandmate::band::ChordBandPlayer::new(table),
     )))
+}
+
+struct RmvaePredictor(BandPlayer<'static>);
+
+impl crate::band::BarPredictor for RmvaePredictor {
+    fn next_bar(&mut self, played: &Clip) -> Result<Clip, String> {
+        self.0
+            .next_bar(played)
+            .map_err(|e| format!("band model: {e:#}"))
+    }
+
+    fn reset(&mut self) {
+        // Only fails if the model cannot build a zero state, which loading already did.
+        let _ = self.0.reset();
+    }
 }
 
 struct ChordPredictor(bandmate::band::ChordBandPlayer);
@@ -187,5 +226,168 @@ impl crate::band::BarPredictor for ChordPredictor {
 
     fn reset(&mut self) {
         self.0.reset();
+    }
+}
+
+/// The MusicVAE and the latent score model (embedded, `assets/vae` and `assets/latent`):
+/// interpolation between two versions of a clip's melody.
+pub struct MelodyGenerator {
+    vae: MelodyVae,
+    latent: LatentModel,
+}
+
+impl MelodyGenerator {
+    pub fn embedded() -> anyhow::Result<Self> {
+        Ok(Self {
+            vae: MelodyVae::embedded()?,
+            latent: LatentModel::embedded()?,
+        })
+    }
+}
+
+impl Generator for MelodyGenerator {
+    fn name(&self) -> &str {
+        "melody VAE + latent diffusion"
+    }
+
+    fn can_run(&self, kind: JobKind) -> bool {
+        kind == JobKind::Interpolate
+    }
+
+    fn run(&self, request: &JobRequest, control: &JobControl) -> Result<Clip, String> {
+        let Job::Interpolate { from, to, amount } = &request.job else {
+            return Err(format!(
+                "{} cannot run {}",
+                self.name(),
+                request.job.kind().name()
+            ));
+        };
+        control.progress(0.0);
+        let lm = LatentMelody {
+            vae: &self.vae,
+            model: &self.latent,
+        };
+        let opts = SampleOptions {
+            seed: request.settings.seed,
+            ..SampleOptions::default()
+        };
+        interpolate_clips(&lm, from, to, *amount, &opts).map_err(|e| format!("interpolate: {e:#}"))
+    }
+}
+
+/// `from` with its melody moved `amount` (0–1) of the way to `to`'s, window by window (2 bars):
+/// the spherical interpolation of the two MusicVAE latents of each window, decoded; where only
+/// `from` has a window it stays. Other tracks stay as in `from`.
+pub fn interpolate_clips(
+    lm: &LatentMelody,
+    from: &Clip,
+    to: &Clip,
+    amount: f32,
+    opts: &SampleOptions,
+) -> anyhow::Result<Clip> {
+    let a = song_windows(from)?;
+    let b = song_windows(to)?;
+    let amount = amount.clamp(0.0, 1.0);
+    let shared = a.windows.len().min(b.windows.len());
+    let mut windows = a.windows.clone();
+    let mut replace = vec![false; windows.len()];
+    // 0 and 1 are the two versions themselves (not their reconstructions); between them, the
+    // nearest of 9 interpolants.
+    let index = (amount * 10.0).round() as usize;
+    for w in 0..shared {
+        if a.windows[w] == b.windows[w] || index == 0 {
+            continue;
+        }
+        windows[w] = if index == 10 {
+            b.windows[w].clone()
+        } else {
+            lm.interpolate(&a.windows[w], &b.windows[w], 11, None, opts)?[index].clone()
+        };
+        replace[w] = true;
+    }
+    if !replace.contains(&true) {
+        return Ok(from.clone());
+    }
+    Ok(apply_windows(from, a.track, &windows, &replace))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bandmate::music::{Note, Track, TrackRole};
+
+    /// A 4-bar tune: a melody from `pitches` (one note per quarter) over a held C chord.
+    fn tune(pitches: &[u8]) -> Clip {
+        let mut clip = Clip::new(4);
+        clip.tracks = vec![
+            Track::new("Melody", TrackRole::Melody, 0),
+            Track::new("Chords", TrackRole::Accompaniment, 1),
+        ];
+        for (i, &p) in pitches.iter().cycle().take(16).enumerate() {
+            clip.notes.push(Note::new(i as u32 * 4, p, 4, 96, 0));
+        }
+        for bar in 0..4 {
+            for p in [48, 52, 55] {
+                clip.notes.push(Note::new(bar * 16, p, 16, 70, 1));
+            }
+        }
+        clip
+    }
+
+    #[test]
+    fn interpolation_runs_from_one_melody_to_the_other_and_keeps_the_chords() {
+        let generator = MelodyGenerator::embedded().unwrap();
+        let lm = LatentMelody {
+            vae: &generator.vae,
+            model: &generator.latent,
+        };
+        let a = tune(&[60, 62, 64, 65, 67, 65, 64, 62]);
+        let b = tune(&[72, 67, 64, 67, 72, 76, 79, 76]);
+        let opts = SampleOptions::default();
+        assert_eq!(interpolate_clips(&lm, &a, &b, 0.0, &opts).unwrap(), a);
+        let melody = |c: &Clip, track: u16| -> Vec<(u32, u8)> {
+            let mut v: Vec<(u32, u8)> = c.track_notes(track).map(|n| (n.start, n.pitch)).collect();
+            v.sort();
+            v
+        };
+        let end = interpolate_clips(&lm, &a, &b, 1.0, &opts).unwrap();
+        assert_eq!(melody(&end, 0), melody(&b, 0));
+        let middle = interpolate_clips(&lm, &a, &b, 0.5, &opts).unwrap();
+        assert_eq!(melody(&middle, 1), melody(&a, 1), "the chords stay");
+        assert!(!melody(&middle, 0).is_empty());
+        assert!(middle.track_notes(0).all(|n| n.start < 64 && n.end() <= 64));
+        // Through the worker, as the editor's Interpolate button sends it.
+        let request = JobRequest {
+            job: Job::Interpolate {
+                from: a.clone(),
+                to: b.clone(),
+                amount: 0.5,
+            },
+            settings: JobSettings::default(),
+        };
+        let shared: Arc<dyn Generator> = Arc::new(MelodyGenerator::embedded().unwrap());
+        let mut worker = crate::worker::Worker::spawn(move || Arc::from(vec![shared])).unwrap();
+        worker.submit(request);
+        loop {
+            match worker
+                .reports()
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .unwrap()
+            {
+                crate::worker::WorkerReport::Done { clip, .. } => {
+                    assert_eq!(clip, middle);
+                    break;
+                }
+                crate::worker::WorkerReport::Failed { error, .. } => panic!("{error}"),
+                _ => {}
+            }
+        }
+        // A waltz cannot be interpolated: a clear error.
+        let mut waltz = a.clone();
+        waltz.time_signature = TimeSignature::new(3, 4);
+        let e = interpolate_clips(&lm, &waltz, &b, 0.5, &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("3/4"), "{e}");
     }
 }

@@ -171,7 +171,7 @@ pub trait Generator: Send + Sync {
 
 /// The generators every instance shares, loaded once per process on first use (by a worker
 /// thread, never while a host scans plugins): see [`crate::models::load_generators`]. The band
-/// player (interpolate, band-player bar) joins when its model lands in the engine.
+/// player's bars run on its own thread ([`crate::band`]), not here.
 pub fn shared_generators() -> Arc<[Arc<dyn Generator>]> {
     static GENERATORS: OnceLock<Arc<[Arc<dyn Generator>]>> = OnceLock::new();
     GENERATORS

@@ -10,6 +10,10 @@
 //! - `roll [--compare-torch]`: the roll diffusion model's loading, fill latency and training
 //!   throughput (`engine/benches/roll.rs`); with `--compare-torch`, also the same UNet in
 //!   PyTorch from a venv this command makes under `target/torch-venv` (CI does not run it).
+//! - `latent`: the latent diffusion model's loading, 16-bar generation with each sampler and
+//!   training step (`engine/benches/latent.rs`).
+//! - `band`: the band player's next-bar latency over 1,000 Nottingham test bars and its memory
+//!   (`engine/benches/band.rs`).
 
 use crate::shell::{self, Result};
 
@@ -31,6 +35,14 @@ pub fn run(args: &[String]) -> Result {
             &shell::cargo(),
             &["bench", "-p", "bandmate-gui", "--bench", "editor"],
         ),
+        Some("band") => shell::run(
+            &shell::cargo(),
+            &["bench", "-p", "bandmate-engine", "--bench", "band"],
+        ),
+        Some("latent") => shell::run(
+            &shell::cargo(),
+            &["bench", "-p", "bandmate-engine", "--bench", "latent"],
+        ),
         Some("data") => shell::run(
             &shell::cargo(),
             &["bench", "-p", "bandmate-engine", "--bench", "data"],
@@ -48,7 +60,7 @@ pub fn run(args: &[String]) -> Result {
             )
         }
         _ => Err(format!(
-            "usage: cargo xtask bench plugin|data|editor|roll [--compare-torch] (got {args:?})"
+            "usage: cargo xtask bench plugin|data|editor|roll|latent|band [--compare-torch] (got {args:?})"
         )),
     }
 }

@@ -46,6 +46,15 @@ impl BandModel {
         Self::load_dir(&dir)
     }
 
+    /// The shipped weights, embedded in the binary at build time (`assets/band`).
+    pub fn embedded() -> Result<Self> {
+        Self::from_bytes(
+            include_bytes!("../../../assets/band/config.json"),
+            include_bytes!("../../../assets/band/model.safetensors"),
+            "embedded assets/band",
+        )
+    }
+
     /// `config.json` and `model.safetensors` from a folder.
     pub fn load_dir(dir: &Path) -> Result<Self> {
         let config_path = dir.join("config.json");

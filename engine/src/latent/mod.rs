@@ -36,26 +36,31 @@ pub struct LatentModel {
 impl LatentModel {
     /// `config.json` and `model.safetensors` from `dir` (e.g. `assets/latent`).
     pub fn load(dir: &Path) -> Result<Self> {
-        let config_path = dir.join("config.json");
-        let weights_path = dir.join("model.safetensors");
-        if !weights_path.is_file() || !config_path.is_file() {
-            bail!(
-                "no latent score weights in {} (config.json and model.safetensors); train them \
-                 with `cargo xtask train latent` or pass --latent",
-                dir.display()
-            );
-        }
-        let text = std::fs::read_to_string(&config_path)
-            .with_context(|| format!("cannot read {}", config_path.display()))?;
-        let cfg: Config = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a latent score config", config_path.display()))?;
+        let (config, weights) = crate::nn::read_weights_dir(
+            dir,
+            "latent score",
+            "train them with `cargo xtask train latent` or pass --latent",
+        )?;
+        Self::from_bytes(&config, &weights, &dir.display().to_string())
+    }
+
+    /// The shipped weights, embedded in the binary at build time (`assets/latent`).
+    pub fn embedded() -> Result<Self> {
+        Self::from_bytes(
+            include_bytes!("../../../assets/latent/config.json"),
+            include_bytes!("../../../assets/latent/model.safetensors"),
+            "embedded assets/latent",
+        )
+    }
+
+    /// A model from the bytes of its `config.json` and `model.safetensors`.
+    pub fn from_bytes(config_json: &[u8], weights: &[u8], source: &str) -> Result<Self> {
+        let cfg: Config = serde_json::from_slice(config_json)
+            .with_context(|| format!("{source}: config.json is not a latent score config"))?;
         cfg.validate()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
-        let mut model = Self::new_random(&cfg)?;
-        model
-            .varmap
-            .load(&weights_path)
-            .with_context(|| format!("cannot load {}", weights_path.display()))?;
+            .map_err(|e| anyhow::anyhow!("{source}: config.json: {e}"))?;
+        let model = Self::new_random(&cfg)?;
+        crate::nn::load_varmap_bytes(&model.varmap, weights, source)?;
         Ok(model)
     }
 

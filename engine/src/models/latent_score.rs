@@ -9,6 +9,9 @@
 //!   every position.
 //! - `layers` pre-norm transformer blocks (multi-head self-attention over the positions, then a
 //!   GELU MLP of width `4·d_model`), a final layer norm and a linear map back to z_dim.
+//! - Output: `σ(t)·x` plus that map. `σ(t)·x` is the exact ε of standard normal data, so the
+//!   network learns a correction; without this skip the final layer norm held ε̂ to a fixed
+//!   size, ε̂ fell behind a growing x at large t, and the samplers diverged.
 //!
 //! Weight paths (`vb.pp`): `input`, `position`, `time.0`, `time.2`, `blocks.{i}.{norm1, qkv,
 //! attn_out, norm2, mlp_in, mlp_out}`, `norm`, `output`.
@@ -227,7 +230,20 @@ impl LatentScore {
         for block in &self.blocks {
             h = block.forward(&h)?;
         }
-        self.output.forward(&self.norm.forward(&h)?)
+        let correction = self.output.forward(&self.norm.forward(&h)?)?;
+        // ε̂ = σ(t)·x + network: σ(t)·x is the exact noise predictor of standard normal data
+        // (what standardized latents are to first order), so the network only learns the
+        // correction, and ε̂ keeps tracking x at large t where the sampler needs it most.
+        let sigma = self.sigma(t)?.reshape((t.dim(0)?, 1, 1))?;
+        x.broadcast_mul(&sigma)? + correction
+    }
+
+    /// σ(t) = √(1 − m(t)²), m(t) = exp(−¼t²(β1 − β0) − ½tβ0): `[b]`.
+    fn sigma(&self, t: &Tensor) -> Result<Tensor> {
+        let (b0, b1) = (self.cfg.beta_min, self.cfg.beta_max);
+        let log_m = ((t.sqr()? * (-0.25 * (b1 - b0)))? - (t * (0.5 * b0))?)?;
+        let m2 = (log_m * 2.0)?.exp()?;
+        (m2.neg()? + 1.0)?.clamp(1e-12, 1.0)?.sqrt()
     }
 }
 

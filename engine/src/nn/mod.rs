@@ -9,3 +9,51 @@ pub use conv::Conv2d;
 pub use conv_kernel::{ConvGeometry, candle_conv2d, conv2d};
 pub use fused::{GroupNormSilu, add_channel_bias, upsample_nearest2x};
 pub use huge_pages::{HugePageAlloc, keep_freed_memory};
+
+/// Set every variable of `varmap` from the bytes of a safetensors file (`source` names it in
+/// errors). Errors when the bytes are not safetensors, a variable is missing or has another
+/// shape; extra tensors are ignored.
+pub fn load_varmap_bytes(
+    varmap: &candle_nn::VarMap,
+    bytes: &[u8],
+    source: &str,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let tensors = candle_core::safetensors::load_buffer(bytes, &candle_core::Device::Cpu)
+        .with_context(|| format!("{source}: the weights are not safetensors"))?;
+    let vars = varmap
+        .data()
+        .lock()
+        .expect("the varmap lock is not poisoned");
+    for (name, var) in vars.iter() {
+        let value = tensors
+            .get(name)
+            .with_context(|| format!("{source}: the weights have no tensor {name}"))?;
+        var.set(value)
+            .with_context(|| format!("{source}: tensor {name} does not fit the config"))?;
+    }
+    Ok(())
+}
+
+/// The bytes of `config.json` and `model.safetensors` in `dir`; when either is missing, an error
+/// naming `what` and how to get the files (`hint`).
+pub fn read_weights_dir(
+    dir: &std::path::Path,
+    what: &str,
+    hint: &str,
+) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+    use anyhow::Context;
+    let config_path = dir.join("config.json");
+    let weights_path = dir.join("model.safetensors");
+    if !weights_path.is_file() || !config_path.is_file() {
+        anyhow::bail!(
+            "no {what} weights in {} (config.json and model.safetensors); {hint}",
+            dir.display()
+        );
+    }
+    let config = std::fs::read(&config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    let weights = std::fs::read(&weights_path)
+        .with_context(|| format!("cannot read {}", weights_path.display()))?;
+    Ok((config, weights))
+}

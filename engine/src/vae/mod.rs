@@ -43,25 +43,31 @@ pub struct MelodyWindow {
 impl MelodyVae {
     /// Load `config.json` and `model.safetensors` from `dir` (e.g. `assets/vae`).
     pub fn load(dir: &Path) -> Result<Self> {
-        let config_path = dir.join("config.json");
-        let weights_path = dir.join("model.safetensors");
-        if !weights_path.is_file() || !config_path.is_file() {
-            bail!(
-                "no MusicVAE weights in {} (config.json and model.safetensors); train them with \
-                 `cargo xtask train vae` or pass --weights",
-                dir.display()
-            );
-        }
-        let text = std::fs::read_to_string(&config_path)
-            .with_context(|| format!("cannot read {}", config_path.display()))?;
-        let cfg: Config = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a MusicVAE config", config_path.display()))?;
+        let (config, weights) = crate::nn::read_weights_dir(
+            dir,
+            "MusicVAE",
+            "train them with `cargo xtask train vae` or pass --weights",
+        )?;
+        Self::from_bytes(&config, &weights, &dir.display().to_string())
+    }
+
+    /// The shipped weights, embedded in the binary at build time (`assets/vae`).
+    pub fn embedded() -> Result<Self> {
+        Self::from_bytes(
+            include_bytes!("../../../assets/vae/config.json"),
+            include_bytes!("../../../assets/vae/model.safetensors"),
+            "embedded assets/vae",
+        )
+    }
+
+    /// A model from the bytes of its `config.json` and `model.safetensors`.
+    pub fn from_bytes(config_json: &[u8], weights: &[u8], source: &str) -> Result<Self> {
+        let cfg: Config = serde_json::from_slice(config_json)
+            .with_context(|| format!("{source}: config.json is not a MusicVAE config"))?;
         cfg.validate()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
-        let mut vae = Self::new_random(&cfg)?;
-        vae.varmap
-            .load(&weights_path)
-            .with_context(|| format!("cannot load {}", weights_path.display()))?;
+            .map_err(|e| anyhow::anyhow!("{source}: config.json: {e}"))?;
+        let vae = Self::new_random(&cfg)?;
+        crate::nn::load_varmap_bytes(&vae.varmap, weights, source)?;
         Ok(vae)
     }
 

@@ -300,8 +300,8 @@ fn recorded_notes_land_on_the_grid_modulo_the_clip_on_their_own_track() {
 }
 
 #[test]
-fn the_shipped_predictor_answers_a_c_major_bar_with_a_bar_in_a_chord() {
-    let mut predictor = crate::models::band_predictor().unwrap();
+fn the_chord_table_answers_a_c_major_bar_with_a_bar_in_a_chord() {
+    let mut predictor = crate::models::chord_table_predictor().unwrap();
     let mut played = Clip::new(1);
     let track = played.add_track(bandmate::music::Track::new("played", TrackRole::Melody, 0));
     for (step, pitch) in [(0, 60), (4, 64), (8, 67), (12, 72)] {
@@ -316,4 +316,40 @@ fn the_shipped_predictor_answers_a_c_major_bar_with_a_bar_in_a_chord() {
     // Silence after a reset: nothing heard yet, nothing played.
     predictor.reset();
     assert!(predictor.next_bar(&Clip::new(1)).unwrap().notes.is_empty());
+}
+
+#[test]
+fn the_shipped_band_model_accompanies_a_c_major_tune_in_c_major() {
+    let mut predictor = crate::models::band_predictor().unwrap();
+    let mut in_scale = 0;
+    let mut total = 0;
+    // Four bars of a C major melody, one bar at a time, as the band thread sends them.
+    for bar in [
+        [60, 64, 67, 72],
+        [65, 69, 72, 69],
+        [67, 71, 74, 71],
+        [72, 67, 64, 60],
+    ] {
+        let mut played = Clip::new(1);
+        let track = played.add_track(bandmate::music::Track::new("played", TrackRole::Melody, 0));
+        for (i, pitch) in bar.into_iter().enumerate() {
+            played
+                .notes
+                .push(Note::new(i as u32 * 4, pitch, 4, 90, track));
+        }
+        let answer = predictor.next_bar(&played).unwrap();
+        assert!(answer.notes.iter().all(|n| n.start < 16 && n.end() <= 16));
+        total += answer.notes.len();
+        in_scale += answer
+            .notes
+            .iter()
+            .filter(|n| [0, 2, 4, 5, 7, 9, 11].contains(&(n.pitch % 12)))
+            .count();
+    }
+    assert!(total >= 4, "{total} accompaniment notes in 4 bars");
+    assert!(
+        in_scale * 10 >= total * 9,
+        "{in_scale} of {total} accompaniment notes in C major"
+    );
+    predictor.reset();
 }

@@ -56,8 +56,23 @@ pub struct ModelArgs {
     pub seed: u64,
 }
 
+/// The two models a latent command needs.
+pub struct Loaded {
+    vae: MelodyVae,
+    model: LatentModel,
+}
+
+impl Loaded {
+    pub fn melody(&self) -> LatentMelody<'_> {
+        LatentMelody {
+            vae: &self.vae,
+            model: &self.model,
+        }
+    }
+}
+
 impl ModelArgs {
-    pub fn load(&self) -> Result<(MelodyVae, LatentModel)> {
+    pub fn load(&self) -> Result<Loaded> {
         let vae = MelodyVae::load(
             &self
                 .vae
@@ -65,7 +80,7 @@ impl ModelArgs {
                 .unwrap_or_else(bandmate::vae::default_weights_dir),
         )?;
         let model = LatentModel::load(&self.latent.clone().unwrap_or_else(default_weights_dir))?;
-        Ok((vae, model))
+        Ok(Loaded { vae, model })
     }
 
     pub fn options(&self) -> Result<SampleOptions> {
@@ -205,11 +220,8 @@ pub fn run(args: LatentArgs) -> Result<()> {
                 bail!("--count must be at least 1");
             }
             let opts = a.model.options()?;
-            let (vae, model) = a.model.load()?;
-            let lm = LatentMelody {
-                vae: &vae,
-                model: &model,
-            };
+            let models = a.model.load()?;
+            let lm = models.melody();
             let songs = lm.generate(a.count, &opts)?;
             let windows: Vec<Vec<u8>> = songs
                 .into_iter()
@@ -218,15 +230,14 @@ pub fn run(args: LatentArgs) -> Result<()> {
             write(&windows_to_clip(&windows), &a.out)
         }
         LatentCommand::Fill(a) => {
-            let opts = a.model.options()?;
-            let clip = read_clip(&a.input)?;
-            let song = windows_of(&a.input)?;
-            let (vae, model) = a.model.load()?;
-            let lm = LatentMelody {
-                vae: &vae,
-                model: &model,
-            };
-            let positions = model.config().positions;
+            let (opts, clip, song) = (
+                a.model.options()?,
+                read_clip(&a.input)?,
+                windows_of(&a.input)?,
+            );
+            let models = a.model.load()?;
+            let lm = models.melody();
+            let positions = lm.model.config().positions;
             if song.windows.len() > positions {
                 eprintln!(
                     "bandmate: {}: the latent model sees 16 bars; bars after 16 are kept as they are",
@@ -242,14 +253,13 @@ pub fn run(args: LatentArgs) -> Result<()> {
             )
         }
         LatentCommand::Continue(a) => {
-            let opts = a.model.options()?;
-            let clip = read_clip(&a.input)?;
-            let song = windows_of(&a.input)?;
-            let (vae, model) = a.model.load()?;
-            let lm = LatentMelody {
-                vae: &vae,
-                model: &model,
-            };
+            let (opts, clip, song) = (
+                a.model.options()?,
+                read_clip(&a.input)?,
+                windows_of(&a.input)?,
+            );
+            let models = a.model.load()?;
+            let lm = models.melody();
             let prompt_windows = (a.prompt_bars as usize / 2).min(song.windows.len());
             if prompt_windows == 0 {
                 bail!(
@@ -275,11 +285,8 @@ pub fn run(args: LatentArgs) -> Result<()> {
                     Sampler::parse(s.trim()).with_context(|| format!("--samplers: unknown {s}"))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let (vae, model) = a.model.load()?;
-            let lm = LatentMelody {
-                vae: &vae,
-                model: &model,
-            };
+            let models = a.model.load()?;
+            let lm = models.melody();
             let rows = evaluate_latent(
                 &lm,
                 &LatentEvalOptions {

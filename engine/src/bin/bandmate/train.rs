@@ -102,17 +102,35 @@ pub struct TrainArgs {
     pub bench: Option<String>,
 }
 
-fn load_config(name: &str) -> Result<Config> {
-    if let Some(cfg) = Config::preset(name) {
+/// `--config NAME`: a preset of the model (`preset`) or a config.json file (`what` names the
+/// model in errors, `presets` lists the preset names).
+pub fn load_config_with<C: serde::de::DeserializeOwned>(
+    name: &str,
+    preset: fn(&str) -> Option<C>,
+    validate: fn(&C) -> std::result::Result<(), String>,
+    what: &str,
+    presets: &str,
+) -> Result<C> {
+    if let Some(cfg) = preset(name) {
         return Ok(cfg);
     }
     let text = std::fs::read_to_string(name).with_context(|| {
-        format!("--config {name}: not a preset (tiny, small, base) nor a readable file")
+        format!("--config {name}: not a preset ({presets}) nor a readable file")
     })?;
-    let cfg: Config = serde_json::from_str(&text)
-        .with_context(|| format!("{name} is not a roll model config"))?;
-    cfg.validate().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let cfg: C =
+        serde_json::from_str(&text).with_context(|| format!("{name} is not a {what} config"))?;
+    validate(&cfg).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     Ok(cfg)
+}
+
+fn load_config(name: &str) -> Result<Config> {
+    load_config_with(
+        name,
+        Config::preset,
+        Config::validate,
+        "roll model",
+        "tiny, small, base",
+    )
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {

@@ -1,6 +1,6 @@
 //! `bandmate train band`: train the band player's recurrent multimodal VAE on Nottingham.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use bandmate::models::band::Config;
 use bandmate::train::band::{AuxWeights, TrainOptions, train};
 use std::path::PathBuf;
@@ -9,16 +9,13 @@ use std::time::Duration;
 use crate::train::TrainArgs;
 
 fn load_config(name: &str) -> Result<Config> {
-    if let Some(cfg) = Config::preset(name) {
-        return Ok(cfg);
-    }
-    let text = std::fs::read_to_string(name).with_context(|| {
-        format!("--config {name}: not a preset (tiny, small) nor a readable file")
-    })?;
-    let cfg: Config = serde_json::from_str(&text)
-        .with_context(|| format!("{name} is not a band model config"))?;
-    cfg.validate().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-    Ok(cfg)
+    crate::train::load_config_with(
+        name,
+        Config::preset,
+        Config::validate,
+        "band model",
+        "tiny, small",
+    )
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {

@@ -1,7 +1,7 @@
 //! `bandmate train latent`: train the latent score model on MusicVAE latents of Nottingham
 //! melodies (or time its step).
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use bandmate::models::latent_score::Config;
 use bandmate::train::latent::{LatentTrainOptions, time_latent_step, train_latent};
 use std::path::PathBuf;
@@ -10,16 +10,13 @@ use std::time::Duration;
 use crate::train::TrainArgs;
 
 fn load_config(name: &str) -> Result<Config> {
-    if let Some(cfg) = Config::preset(name) {
-        return Ok(cfg);
-    }
-    let text = std::fs::read_to_string(name).with_context(|| {
-        format!("--config {name}: not a preset (tiny, small) nor a readable file")
-    })?;
-    let cfg: Config = serde_json::from_str(&text)
-        .with_context(|| format!("{name} is not a latent score config"))?;
-    cfg.validate().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-    Ok(cfg)
+    crate::train::load_config_with(
+        name,
+        Config::preset,
+        Config::validate,
+        "latent score",
+        "tiny, small",
+    )
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {

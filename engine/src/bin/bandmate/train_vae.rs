@@ -1,6 +1,6 @@
 //! `bandmate train vae`: train the 2-bar melody MusicVAE on Nottingham (or time its step).
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use bandmate::models::music_vae::Config;
 use bandmate::train::vae::{VaeTrainOptions, time_vae_step, train_vae};
 use std::path::PathBuf;
@@ -9,16 +9,13 @@ use std::time::Duration;
 use crate::train::TrainArgs;
 
 fn load_config(name: &str) -> Result<Config> {
-    if let Some(cfg) = Config::preset(name) {
-        return Ok(cfg);
-    }
-    let text = std::fs::read_to_string(name).with_context(|| {
-        format!("--config {name}: not a preset (tiny, small) nor a readable file")
-    })?;
-    let cfg: Config =
-        serde_json::from_str(&text).with_context(|| format!("{name} is not a MusicVAE config"))?;
-    cfg.validate().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-    Ok(cfg)
+    crate::train::load_config_with(
+        name,
+        Config::preset,
+        Config::validate,
+        "MusicVAE",
+        "tiny, small",
+    )
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
