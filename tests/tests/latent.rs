@@ -254,7 +254,10 @@ fn generated_melodies_are_closer_to_the_test_split_than_vae_prior_samples() {
     let test_latents = encode(&reference);
     let fd_prior = frechet_distance(&encode(&prior), &test_latents);
     let diatonic = |set: &[Vec<Vec<u8>>]| {
-        let clips: Vec<Clip> = set.iter().map(|s| bandmate::vae::windows_to_clip(s)).collect();
+        let clips: Vec<Clip> = set
+            .iter()
+            .map(|s| bandmate::vae::windows_to_clip(s))
+            .collect();
         bandmate::metrics::rhythm::rhythm_melody_stats(&clips)
             .diatonicity
             .unwrap()
@@ -282,7 +285,10 @@ fn generated_melodies_are_closer_to_the_test_split_than_vae_prior_samples() {
     };
     let generated = lm.generate(count, &ode).unwrap();
     let (d_model, d_prior) = (diatonic(&generated), diatonic(&prior));
-    assert!(d_model > d_prior + 0.08, "diatonicity: ODE {d_model:.3}, prior {d_prior:.3}");
+    assert!(
+        d_model > d_prior + 0.08,
+        "diatonicity: ODE {d_model:.3}, prior {d_prior:.3}"
+    );
     // Same seed, same melodies.
     assert_eq!(lm.generate(2, &ode).unwrap(), lm.generate(2, &ode).unwrap());
 }
