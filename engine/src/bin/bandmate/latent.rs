@@ -83,6 +83,25 @@ impl ModelArgs {
         Ok(Loaded { vae, model })
     }
 
+    /// What fill and continue start from: the options, the input clip, its melody windows and
+    /// the models.
+    pub fn start(
+        &self,
+        input: &Path,
+    ) -> Result<(
+        SampleOptions,
+        bandmate::music::Clip,
+        bandmate::latent::SongWindows,
+        Loaded,
+    )> {
+        Ok((
+            self.options()?,
+            read_clip(input)?,
+            windows_of(input)?,
+            self.load()?,
+        ))
+    }
+
     pub fn options(&self) -> Result<SampleOptions> {
         let sampler = Sampler::parse(&self.sampler).with_context(|| {
             format!(
@@ -230,12 +249,7 @@ pub fn run(args: LatentArgs) -> Result<()> {
             write(&windows_to_clip(&windows), &a.out)
         }
         LatentCommand::Fill(a) => {
-            let (opts, clip, song) = (
-                a.model.options()?,
-                read_clip(&a.input)?,
-                windows_of(&a.input)?,
-            );
-            let models = a.model.load()?;
+            let (opts, clip, song, models) = a.model.start(&a.input)?;
             let lm = models.melody();
             let positions = lm.model.config().positions;
             if song.windows.len() > positions {
@@ -253,12 +267,7 @@ pub fn run(args: LatentArgs) -> Result<()> {
             )
         }
         LatentCommand::Continue(a) => {
-            let (opts, clip, song) = (
-                a.model.options()?,
-                read_clip(&a.input)?,
-                windows_of(&a.input)?,
-            );
-            let models = a.model.load()?;
+            let (opts, clip, song, models) = a.model.start(&a.input)?;
             let lm = models.melody();
             let prompt_windows = (a.prompt_bars as usize / 2).min(song.windows.len());
             if prompt_windows == 0 {
