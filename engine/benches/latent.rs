@@ -26,7 +26,7 @@ fn main() -> Result<()> {
         vae: &vae,
         model: &model,
     };
-    let z = vec![vec![0.0f32; vae.config().z_dim]; model.config().positions];
+    let z = vec![vec![0.0f32; vae.z_dim()]; model.config().positions];
     let mut decode_times = Vec::new();
     for _ in 0..10 {
         decode_times.push(timed(|| vae.decode(&z, None, 0))?.1);

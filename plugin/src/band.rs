@@ -18,7 +18,7 @@ use crate::player::{EventBuffer, NoteMessage};
 use bandmate::music::{Clip, Note, TimeSignature, Track, TrackRole};
 use rtrb::{Consumer, Producer, RingBuffer};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -45,6 +45,30 @@ pub trait BarPredictor: Send {
     fn next_bar(&mut self, played: &Clip) -> Result<Clip, String>;
     /// Forget the bars so far (the transport jumped or stopped).
     fn reset(&mut self);
+    /// Play these roles from now on (an error if the model has no such track).
+    fn set_roles(&mut self, roles: &[TrackRole]) -> Result<(), String>;
+}
+
+/// The roles the band player can take, in the order of their bits in [`BandControls::plays`].
+pub const BAND_ROLES: [TrackRole; 4] = [
+    TrackRole::Melody,
+    TrackRole::Accompaniment,
+    TrackRole::Bass,
+    TrackRole::Drums,
+];
+
+/// The bit of `role` in [`BandControls::plays`].
+pub fn role_bit(role: TrackRole) -> u64 {
+    1 << BAND_ROLES.iter().position(|&r| r == role).unwrap_or(0)
+}
+
+/// The roles of a [`BandControls::plays`] mask.
+pub fn roles_of(mask: u64) -> Vec<TrackRole> {
+    BAND_ROLES
+        .iter()
+        .copied()
+        .filter(|&r| mask & role_bit(r) != 0)
+        .collect()
 }
 
 /// Makes the predictor on the band thread when the first bar is due (models load lazily).
@@ -117,7 +141,16 @@ pub struct BandControls {
     pub answer: AtomicBool,
     /// Output channel of the answers, 0–15.
     pub channel: AtomicU64,
+    /// The roles the model plays, one bit per [`BAND_ROLES`] entry ([`role_bit`]); the musician
+    /// is heard as the first of melody and accompaniment that the model does not play.
+    pub plays: AtomicU64,
+    /// How many 16ths before the next downbeat the bar goes to the model (1–8; 1 = the last
+    /// 16th of the bar). Earlier leaves the model more time but misses the notes played after.
+    pub lookahead_steps: AtomicU32,
 }
+
+/// Most 16ths of lookahead.
+pub const MAX_LOOKAHEAD_STEPS: u32 = 8;
 
 impl Default for BandControls {
     fn default() -> Self {
@@ -125,7 +158,19 @@ impl Default for BandControls {
             record: AtomicBool::new(false),
             answer: AtomicBool::new(false),
             channel: AtomicU64::new(1),
+            plays: AtomicU64::new(role_bit(TrackRole::Accompaniment)),
+            lookahead_steps: AtomicU32::new(1),
         }
+    }
+}
+
+impl BandControls {
+    /// The role the musician's notes are heard as, given what the model plays.
+    pub fn musician_role(plays: u64) -> TrackRole {
+        [TrackRole::Melody, TrackRole::Accompaniment]
+            .into_iter()
+            .find(|&r| plays & role_bit(r) == 0)
+            .unwrap_or(TrackRole::Melody)
     }
 }
 
@@ -148,6 +193,8 @@ pub struct BandSession {
     controls: Arc<BandControls>,
     stats: Arc<BandStats>,
     to_audio: Producer<AnsweredBar>,
+    /// The [`BandControls::plays`] mask the predictor was last set to.
+    applied_plays: Option<u64>,
 }
 
 impl BandSession {
@@ -165,6 +212,7 @@ impl BandSession {
             controls,
             stats,
             to_audio,
+            applied_plays: None,
         }
     }
 
@@ -223,15 +271,18 @@ impl BandSession {
     }
 
     /// The bar `bar` as played, quantized to 16ths: notes that start in it (a 32nd early counts
-    /// as on the downbeat), held notes cut at the bar's end.
-    pub fn played_bar(&self, bar: i64, beats_per_bar: f64) -> Clip {
+    /// as on the downbeat), held notes cut at the bar's end, on one track of role `role`.
+    pub fn played_bar(&self, bar: i64, beats_per_bar: f64, role: TrackRole) -> Clip {
         let steps_per_bar = (beats_per_bar * 4.0).round().max(1.0) as u32;
         let mut clip = Clip::new(1);
         clip.time_signature = TimeSignature::new(steps_per_bar.div_ceil(4).max(1) as u8, 4);
         if !steps_per_bar.is_multiple_of(4) {
             clip.time_signature = TimeSignature::new(steps_per_bar.min(255) as u8, 16);
         }
-        let track = clip.add_track(Track::new("played", TrackRole::Melody, 0));
+        // Only the musician's track: an empty track of another role would tell the model that
+        // part was silent, where it should hear its own answer.
+        clip.tracks.clear();
+        let track = clip.add_track(Track::new("played", role, 0));
         let bar_start = bar as f64 * beats_per_bar;
         for note in self.finished.iter().chain(self.held.values()) {
             let step = ((note.start - bar_start) * 4.0).round();
@@ -267,7 +318,21 @@ impl BandSession {
                 }
             }
         }
-        let played = self.played_bar(bar, beats_per_bar);
+        let plays = self.controls.plays.load(Ordering::Relaxed);
+        if plays == 0 {
+            return;
+        }
+        let Some(predictor) = self.predictor.as_mut() else {
+            return;
+        };
+        if self.applied_plays != Some(plays) {
+            if let Err(e) = predictor.set_roles(&roles_of(plays)) {
+                self.stats.set_error(Some(format!("band player: {e}")));
+                return;
+            }
+            self.applied_plays = Some(plays);
+        }
+        let played = self.played_bar(bar, beats_per_bar, BandControls::musician_role(plays));
         let Some(predictor) = self.predictor.as_mut() else {
             return;
         };
@@ -384,6 +449,7 @@ impl BandThread {
                             }));
                         if outcome.is_err() {
                             session.predictor = None;
+                            session.applied_plays = None;
                             session.stats.set_error(Some(
                                 "band player: the model failed on this bar (internal error)".into(),
                             ));

@@ -1,5 +1,5 @@
 //! MIDI input capture on the audio thread: incoming notes stamped with their position on the
-//! host timeline, and a cue at the last 16th of every bar, sent off the audio thread through an
+//! host timeline, and a cue at the last 16th of every bar (or earlier: the lookahead), sent off the audio thread through an
 //! rtrb ring buffer (see [`crate::band`] for the side that quantizes, records and answers them).
 //!
 //! Positions are host beats (quarter notes): sample `k` of a block sits at `b0 + k·Δ`, the rule
@@ -13,7 +13,7 @@ use rtrb::{Consumer, Producer, RingBuffer};
 pub const CAPTURE_RING_CAPACITY: usize = 4096;
 /// Events kept on the audio thread while the ring is full.
 const BACKLOG_CAPACITY: usize = 512;
-/// The cue comes this many beats before each downbeat: one 16th note.
+/// The cue comes this many beats before each downbeat by default: one 16th note.
 pub const CUE_BEATS_BEFORE_DOWNBEAT: f64 = 0.25;
 
 /// What the audio thread reports.
@@ -26,8 +26,9 @@ pub enum CaptureEvent {
         velocity: u8,
         channel: u8,
     },
-    /// The transport reached the last 16th of bar `bar` (bars of `beats_per_bar` beats counted
-    /// from host beat 0): the bar is complete and its answer is due at the next downbeat.
+    /// The transport reached the cue of bar `bar` (by default its last 16th; bars of
+    /// `beats_per_bar` beats counted from host beat 0): the bar is complete and its answer is
+    /// due at the next downbeat.
     BarCue { bar: i64, beats_per_bar: f64 },
     /// The transport stopped or jumped: held notes are gone and the bar restarts.
     Reset,
@@ -66,6 +67,8 @@ pub fn capture_feed() -> (Capture, Consumer<CaptureEvent>) {
             dropped: 0,
             scanned_to: None,
             running: false,
+            cue_beats: CUE_BEATS_BEFORE_DOWNBEAT,
+            last_cued_bar: None,
         },
         consumer,
     )
@@ -82,12 +85,21 @@ pub struct Capture {
     scanned_to: Option<(f64, f64)>,
     /// Whether the previous block was captured (playing and enabled).
     running: bool,
+    /// How many beats before each downbeat the cue comes.
+    cue_beats: f64,
+    /// The last bar cued since the transport started (a lookahead change never cues twice).
+    last_cued_bar: Option<i64>,
 }
 
 impl Capture {
     /// Events lost because the ring and the backlog were both full.
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// Cue each bar `steps` 16ths before the next downbeat (at least 1; at most the bar).
+    pub fn set_lookahead_steps(&mut self, steps: u32) {
+        self.cue_beats = steps.max(1) as f64 * 0.25;
     }
 
     /// Start a block. `clock` is `None` when the transport is stopped, gives no position, or
@@ -101,6 +113,7 @@ impl Capture {
                 }
                 self.running = false;
                 self.scanned_to = None;
+                self.last_cued_bar = None;
             }
             Some(clock) => {
                 let tolerance = clock.beats_per_sample + 1e-9;
@@ -110,6 +123,7 @@ impl Capture {
                 if self.running && !continues {
                     self.push(CaptureEvent::Reset);
                     self.scanned_to = None;
+                    self.last_cued_bar = None;
                 }
                 self.running = true;
             }
@@ -135,28 +149,32 @@ impl Capture {
             return;
         };
         let bar_len = clock.beats_per_bar;
-        if !(bar_len.is_finite() && bar_len > CUE_BEATS_BEFORE_DOWNBEAT) {
+        if !(bar_len.is_finite() && bar_len > 0.25) {
             return;
         }
+        // The lookahead stays inside the bar (a bar shorter than the lookahead cues on its
+        // downbeat's next 16th).
+        let cue_before = self.cue_beats.min(bar_len - 0.25);
         // This block owns the beats (from, to].
         let from = match self.scanned_to {
             Some((scanned, _)) => scanned,
             None => clock.beat - clock.beats_per_sample,
         };
         let to = clock.last_beat();
-        let cue_of = |bar: f64| (bar + 1.0) * bar_len - CUE_BEATS_BEFORE_DOWNBEAT;
-        let mut bar = ((from + CUE_BEATS_BEFORE_DOWNBEAT) / bar_len).floor() - 1.0;
+        let cue_of = |bar: f64| (bar + 1.0) * bar_len - cue_before;
+        let mut bar = ((from + cue_before) / bar_len).floor() - 1.0;
         // At most a few bars per block; the bound guards against absurd tempos.
         for _ in 0..64 {
             let cue = cue_of(bar);
             if cue > to {
                 break;
             }
-            if cue > from {
+            if cue > from && self.last_cued_bar.is_none_or(|b| (bar as i64) > b) {
                 self.push(CaptureEvent::BarCue {
                     bar: bar as i64,
                     beats_per_bar: bar_len,
                 });
+                self.last_cued_bar = Some(bar as i64);
             }
             bar += 1.0;
         }

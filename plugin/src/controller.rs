@@ -1,12 +1,13 @@
 //! The non-audio side of an instance, as the editor drives it: edits the persisted session,
 //! hands new clips to the audio thread and runs jobs on the instance's worker.
 
+use crate::band::{BandControls, role_bit};
 use crate::clip_feed::ClipSender;
 use crate::params::BandmateParams;
-use crate::state::{EditorView, Session};
+use crate::state::{BandSettings, EditorView, Session};
 use crate::worker::{Job, JobId, JobRequest, JobSettings, Worker, WorkerReport, shared_generators};
 use bandmate::music::{Clip, Mask};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLockReadGuard};
 
 pub struct Controller {
@@ -15,26 +16,8 @@ pub struct Controller {
     /// Started on the first job, so that creating an instance stays cheap.
     worker: Mutex<Option<Worker>>,
     next_seed: AtomicU64,
-    band_choice: BandChoice,
-}
-
-/// What the band player's panel chooses, read lock-free by whoever runs the band player.
-#[derive(Debug)]
-pub struct BandChoice {
-    /// Bit `i` set: the model plays the clip's track `i` (tracks 0–63).
-    pub tracks: AtomicU64,
-    /// How many 16th steps before the next downbeat the played bar goes to the model (1 = the
-    /// last 16th of the bar).
-    pub lookahead_steps: AtomicU32,
-}
-
-impl Default for BandChoice {
-    fn default() -> Self {
-        Self {
-            tracks: AtomicU64::new(u64::MAX),
-            lookahead_steps: AtomicU32::new(1),
-        }
-    }
+    /// Shared with the band thread and the audio thread (lock-free).
+    band_controls: Arc<BandControls>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -48,13 +31,35 @@ impl Controller {
             sender: Mutex::new(sender),
             worker: Mutex::new(None),
             next_seed: AtomicU64::new(0x5eed),
-            band_choice: BandChoice::default(),
+            band_controls: Arc::new(BandControls::default()),
         }
     }
 
-    /// The band player's track and lookahead choice.
-    pub fn band_choice(&self) -> &BandChoice {
-        &self.band_choice
+    /// The band player's controls, read by the band thread and the audio thread.
+    pub fn band_controls(&self) -> &Arc<BandControls> {
+        &self.band_controls
+    }
+
+    /// What the band player plays and its lookahead, as saved with the project.
+    pub fn band_settings(&self) -> BandSettings {
+        self.session().band.clone()
+    }
+
+    /// Change what the band player plays and its lookahead: saved with the project and used
+    /// from the next bar on.
+    pub fn set_band_settings(&self, settings: BandSettings) {
+        self.session_mut().band = settings.clamped();
+        self.apply_band_settings();
+    }
+
+    /// Hand the session's band settings to the band and audio threads (after a state load).
+    pub fn apply_band_settings(&self) {
+        let band = self.band_settings();
+        let plays = band.plays.iter().fold(0, |m, &r| m | role_bit(r));
+        self.band_controls.plays.store(plays, Ordering::Relaxed);
+        self.band_controls
+            .lookahead_steps
+            .store(band.lookahead_steps, Ordering::Relaxed);
     }
 
     pub fn params(&self) -> &Arc<BandmateParams> {

@@ -11,7 +11,7 @@ use crate::controller::Controller;
 use crate::params::Mode;
 use crate::state::EditorView;
 use crate::worker::{Job, JobSettings, WorkerReport};
-use bandmate::music::{Clip, Mask};
+use bandmate::music::{Clip, Mask, TrackRole};
 use bandmate_gui::{Action, EditorState, JobStatus, ModelSettings, Task, editor_ui};
 use nice_plug::context::gui::GuiContext;
 use nice_plug::editor::dpi::{LogicalSize, Size};
@@ -438,28 +438,40 @@ impl EditorApp {
                 setter.end_set_parameter(&params.record);
             }
         });
-        let choice = self.controller.band_choice();
+        let mut band = self.controller.band_settings();
+        let mut changed = false;
         ui.label("model plays:");
-        let mut tracks = choice.tracks.load(Relaxed);
-        for (i, track) in self.state.clip.tracks.iter().enumerate().take(64) {
-            let mut on = tracks & (1 << i) != 0;
-            if ui.checkbox(&mut on, &track.name).changed() {
-                tracks ^= 1 << i;
-                choice.tracks.store(tracks, Relaxed);
+        for role in [TrackRole::Melody, TrackRole::Accompaniment] {
+            let mut on = band.plays.contains(&role);
+            if ui
+                .checkbox(&mut on, role.name())
+                .on_hover_text("You play the part the model does not")
+                .changed()
+            {
+                band.plays.retain(|&r| r != role);
+                if on {
+                    band.plays.push(role);
+                }
+                changed = true;
             }
         }
-        let mut lookahead = choice.lookahead_steps.load(Relaxed);
         if ui
             .add(
-                egui::DragValue::new(&mut lookahead)
+                egui::DragValue::new(&mut band.lookahead_steps)
                     .range(1..=8)
                     .prefix("lookahead ")
                     .suffix(" × 1/16"),
             )
-            .on_hover_text("How long before the next downbeat the played bar goes to the model")
+            .on_hover_text(
+                "How long before the next downbeat the played bar goes to the model: more gives \
+                 the model more time, but notes played after it are not heard",
+            )
             .changed()
         {
-            choice.lookahead_steps.store(lookahead, Relaxed);
+            changed = true;
+        }
+        if changed {
+            self.controller.set_band_settings(band);
         }
         ui.label(format!(
             "last latency {:.1} ms  answered {}  missed {}",

@@ -62,14 +62,16 @@ impl Default for Bandmate {
         let params = Arc::new(BandmateParams::default());
         state::open_from_env(&params.session);
         let (sender, clips) = clip_feed();
+        let controller = Arc::new(Controller::new(params.clone(), sender));
+        controller.apply_band_settings();
         Self {
-            controller: Arc::new(Controller::new(params.clone(), sender)),
+            band_controls: controller.band_controls().clone(),
+            controller,
             params,
             player: Player::new(),
             clips,
             band: None,
             band_stats: Arc::new(BandStats::default()),
-            band_controls: Arc::new(BandControls::default()),
             merged: Box::new([EMPTY_MESSAGE; MERGED_EVENTS]),
         }
     }
@@ -198,6 +200,7 @@ impl Plugin for Bandmate {
         // Also runs after a state load: the session is the newest clip, so anything still on its
         // way to the audio thread is stale.
         self.controller.discard_pending();
+        self.controller.apply_band_settings();
         self.clips.receive(&mut self.player);
         if let Err(e) = self.start_band() {
             nice_warn!("band player and recording are off: cannot start their thread: {e}");
@@ -281,6 +284,8 @@ impl Plugin for Bandmate {
             None => merge_sorted(ours, &[], &mut self.merged[..]),
         };
         if let Some(rig) = self.band.as_mut() {
+            rig.capture
+                .set_lookahead_steps(self.band_controls.lookahead_steps.load(Relaxed));
             rig.capture.begin_block(capture_clock.as_ref());
         }
 

@@ -7,7 +7,7 @@ use crate::worker::{Generator, Job, JobControl, JobKind, JobRequest, JobSettings
 use bandmate::band::player::{BandModel, BandPlayer};
 use bandmate::diffusion::{self, RollModel, RollOptions, StepHook};
 use bandmate::latent::{LatentMelody, LatentModel, SampleOptions, apply_windows, song_windows};
-use bandmate::music::{Clip, Key, TimeSignature};
+use bandmate::music::{Clip, Key, TimeSignature, TrackRole};
 use bandmate::vae::MelodyVae;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -215,6 +215,10 @@ impl crate::band::BarPredictor for RmvaePredictor {
         // Only fails if the model cannot build a zero state, which loading already did.
         let _ = self.0.reset();
     }
+
+    fn set_roles(&mut self, roles: &[TrackRole]) -> Result<(), String> {
+        self.0.set_roles(roles).map_err(|e| format!("{e:#}"))
+    }
 }
 
 struct ChordPredictor(bandmate::band::ChordBandPlayer);
@@ -226,6 +230,13 @@ impl crate::band::BarPredictor for ChordPredictor {
 
     fn reset(&mut self) {
         self.0.reset();
+    }
+
+    fn set_roles(&mut self, roles: &[TrackRole]) -> Result<(), String> {
+        match roles {
+            [TrackRole::Accompaniment] => Ok(()),
+            _ => Err("the chord-table band player only plays the accompaniment".into()),
+        }
     }
 }
 

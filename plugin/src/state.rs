@@ -1,11 +1,11 @@
 //! The session persisted in the host project: the clip and the mask, versioned.
 //!
-//! Saved as `{"version": 1, "clip": {..}, "mask": {..} | null, "view": {width, height, zoom}}`
-//! (`view` is optional when reading). Version 0 was a bare clip and is
+//! Saved as `{"version": 1, "clip": {..}, "mask": {..} | null, "view": {width, height, zoom},
+//! "band": {plays, lookahead_steps}}` (`view` and `band` are optional when reading). Version 0 was a bare clip and is
 //! migrated. Anything unreadable (corrupt text, another plugin's state, a newer version, a clip
 //! that breaks its invariants) loads as the default session with a warning for the GUI and log.
 
-use bandmate::music::{Clip, Mask};
+use bandmate::music::{Clip, Mask, TrackRole};
 use nice_plug::prelude::PluginState;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
@@ -22,6 +22,8 @@ pub struct Session {
     pub mask: Option<Mask>,
     /// The editor window's size and zoom, kept with the project.
     pub view: EditorView,
+    /// What the band player plays and its lookahead.
+    pub band: BandSettings,
     /// Why the saved session could not be used, if it could not. Not saved.
     pub load_warning: Option<String>,
 }
@@ -64,6 +66,39 @@ impl EditorView {
     }
 }
 
+/// The band player's choices, kept with the project.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BandSettings {
+    /// The roles the model plays (the musician plays the others).
+    pub plays: Vec<TrackRole>,
+    /// 16ths before the next downbeat at which the played bar goes to the model (1–8).
+    pub lookahead_steps: u32,
+}
+
+impl Default for BandSettings {
+    fn default() -> Self {
+        Self {
+            plays: vec![TrackRole::Accompaniment],
+            lookahead_steps: 1,
+        }
+    }
+}
+
+impl BandSettings {
+    /// Lookahead inside 1–8 and each role once (damaged or foreign values must not reach the
+    /// band thread).
+    pub fn clamped(mut self) -> Self {
+        self.lookahead_steps = self.lookahead_steps.clamp(1, 8);
+        let mut seen = Vec::new();
+        self.plays.retain(|r| {
+            let new = !seen.contains(r);
+            seen.push(*r);
+            new
+        });
+        self
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct SessionV1 {
     version: u64,
@@ -72,6 +107,9 @@ struct SessionV1 {
     mask: Option<Mask>,
     #[serde(default)]
     view: Option<EditorView>,
+    /// Read leniently: damaged band settings fall back to the defaults, keeping the clip.
+    #[serde(default)]
+    band: Option<Value>,
 }
 
 impl Session {
@@ -80,6 +118,7 @@ impl Session {
             clip,
             mask: None,
             view: EditorView::default(),
+            band: BandSettings::default(),
             load_warning: None,
         }
     }
@@ -100,6 +139,11 @@ impl Session {
                     clip: v1.clip,
                     mask: v1.mask,
                     view: v1.view.unwrap_or_default().clamped(),
+                    band: v1
+                        .band
+                        .and_then(|v| serde_json::from_value::<BandSettings>(v).ok())
+                        .unwrap_or_default()
+                        .clamped(),
                     load_warning: None,
                 },
                 Err(e) => return Self::rejected(format!("saved Bandmate session is damaged: {e}")),
@@ -180,12 +224,14 @@ impl Serialize for Session {
             clip: &'a Clip,
             mask: &'a Option<Mask>,
             view: EditorView,
+            band: &'a BandSettings,
         }
         Out {
             version: SESSION_VERSION,
             clip: &self.clip,
             mask: &self.mask,
             view: self.view,
+            band: &self.band,
         }
         .serialize(serializer)
     }
@@ -268,11 +314,31 @@ mod tests {
         let clip = example_clip();
         let session = Session {
             mask: Some(Mask::bars(&clip, 1..=1)),
+            band: BandSettings {
+                plays: vec![TrackRole::Melody],
+                lookahead_steps: 3,
+            },
             ..Session::new(clip)
         };
         let text = serde_json::to_string(&session).unwrap();
         assert!(text.starts_with("{\"version\":1,"));
         assert_eq!(load(Some(&text)), session);
+        // A session saved before the band settings existed, and damaged band settings.
+        let mut value: Value = serde_json::from_str(&text).unwrap();
+        value.as_object_mut().unwrap().remove("band");
+        assert_eq!(load(Some(&value.to_string())).band, BandSettings::default());
+        value["band"] = serde_json::json!({"plays": ["melody", "melody"], "lookahead_steps": 99});
+        let band = load(Some(&value.to_string())).band;
+        assert_eq!(
+            (band.plays, band.lookahead_steps),
+            (vec![TrackRole::Melody], 8)
+        );
+        value["band"] = serde_json::json!({"plays": ["kazoo"]});
+        let loaded = load(Some(&value.to_string()));
+        assert_eq!(
+            (&loaded.clip, &loaded.band),
+            (&session.clip, &BandSettings::default())
+        );
     }
 
     #[test]

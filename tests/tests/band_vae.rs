@@ -197,3 +197,42 @@ fn tasks_keep_the_clip_shape() {
     waltz.time_signature = TimeSignature::new(3, 4);
     assert!(continue_clip(&model, &waltz, 2, &opts).is_err());
 }
+
+/// The shipped model on real test tunes: its accompaniment fill matches the true accompaniment
+/// better than another tune's accompaniment does, its continuation is scored on bars 5–16 only,
+/// and the density choice picks the best of the tried values.
+#[test]
+fn shipped_model_evaluation_beats_its_baselines() {
+    use bandmate::band::eval::{
+        TUNE_BARS, choose_density, continuation_rows, tunes, voice_fill_rows,
+    };
+    use bandmate::band::player::PlayOptions;
+    let model = BandModel::embedded().unwrap();
+    let all = tunes(songs(Split::Test));
+    assert!(all.len() > 50, "{} test tunes", all.len());
+    assert!(all.iter().all(|t| t.bars == TUNE_BARS));
+    let some: Vec<Clip> = all.into_iter().take(24).collect();
+    let opts = PlayOptions {
+        density: 2.0,
+        ..PlayOptions::default()
+    };
+    let others: Vec<Clip> = tunes(songs(Split::Train)).into_iter().take(24).collect();
+    let fill = voice_fill_rows(&model, &some, &others, TrackRole::Accompaniment, &opts).unwrap();
+    let (model_row, other_tune) = (&fill[0], &fill[1]);
+    assert!(
+        model_row.f1 > other_tune.f1 && model_row.chord_tone_ratio > other_tune.chord_tone_ratio,
+        "{model_row:?} vs {other_tune:?}"
+    );
+    let cont = continuation_rows(&model, &some, &opts).unwrap();
+    assert_eq!(cont.len(), 3);
+    for r in &cont {
+        assert_eq!(r.clips, some.len());
+        assert!(
+            r.mean_overlap_area.is_some_and(|oa| oa > 0.0 && oa <= 1.0),
+            "{r:?}"
+        );
+    }
+    let (chosen, rows) = choose_density(&model, songs(Split::Test), &[1.0, 2.0], &opts).unwrap();
+    let best = rows.iter().map(|r| r.1.f1).fold(f64::MIN, f64::max);
+    assert!(rows.iter().any(|r| r.0 == chosen && r.1.f1 == best));
+}

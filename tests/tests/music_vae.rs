@@ -15,7 +15,7 @@ use bandmate::music::{Clip, MeterChange, Note, TimeSignature, Track, TrackRole};
 use bandmate::train::adamw::AdamW;
 use bandmate::train::vae::{batch_loss, normal_noise};
 use bandmate::vae::eval::reconstruction_accuracy;
-use bandmate::vae::{MelodyVae, first_window, windows_to_clip};
+use bandmate::vae::{MelodyVae, VaeShape, first_window, first_window_of, windows_to_clip};
 use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -77,12 +77,12 @@ fn tokenization_round_trips_on_nottingham_melodies() {
 #[test]
 fn a_few_training_steps_lower_the_loss() {
     let windows = test_windows();
-    let vae = MelodyVae::new_random(&Config::tiny()).unwrap();
+    let vae = MelodyVae::new_random(&VaeShape::Flat(Config::tiny())).unwrap();
     let mut opt = AdamW::new(vae.varmap(), 3e-3, 0.0).unwrap();
     let rows: Vec<&[u8]> = (0..64).map(|i| windows.window(i * 7)).collect();
     let tokens = vae.model().tokens_tensor(&rows, &Device::Cpu).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let z = vae.config().z_dim;
+    let z = vae.z_dim();
     let noise = Tensor::from_vec(normal_noise(&mut rng, 64 * z), (64, z), &Device::Cpu).unwrap();
     let mut losses = Vec::new();
     for _ in 0..40 {
@@ -99,7 +99,7 @@ fn a_few_training_steps_lower_the_loss() {
 #[test]
 fn interpolation_ends_decode_to_the_reconstructions() {
     let windows = test_windows();
-    let vae = MelodyVae::new_random(&Config::tiny()).unwrap();
+    let vae = MelodyVae::new_random(&VaeShape::Flat(Config::tiny())).unwrap();
     let (a, b) = (windows.window(3), windows.window(400));
     let path = vae.interpolate(a, b, 6).unwrap();
     assert_eq!(path.len(), 6);
@@ -191,7 +191,7 @@ fn bad_input_gives_clear_errors() {
     let missing = std::env::temp_dir().join("bandmate-no-such-vae-weights");
     let e = MelodyVae::load(&missing).err().unwrap().to_string();
     assert!(e.contains("no MusicVAE weights"), "{e}");
-    let vae = MelodyVae::new_random(&Config::tiny()).unwrap();
+    let vae = MelodyVae::new_random(&VaeShape::Flat(Config::tiny())).unwrap();
     let a = test_windows().window(0);
     assert!(vae.interpolate(a, a, 1).is_err());
     assert!(vae.encode(&[&a[..20]]).is_err());
@@ -213,4 +213,52 @@ fn shipped_weights_reconstruct_test_melodies() {
     // on the whole test split (assets/vae/CARD.md).
     assert!(acc.teacher_forced > 0.72, "{acc:?}");
     assert!(acc.sampled > 0.66, "{acc:?}");
+}
+
+/// The 16-bar melody windows of the Nottingham test split (hop 2 bars).
+fn test_windows_16() -> MelodyWindows {
+    bandmate::data::melody::melody_windows_of(songs(Split::Test), 16, 2).unwrap()
+}
+
+#[test]
+fn the_hierarchical_model_learns_16_bar_melodies_and_reads_clips_of_its_length() {
+    use bandmate::models::hier_vae::HierConfig;
+    let windows = test_windows_16();
+    assert!(windows.len() > 200, "{} windows", windows.len());
+    assert_eq!(windows.window(0).len(), 256);
+    let vae = MelodyVae::new_random(&VaeShape::Hierarchical(HierConfig::tiny())).unwrap();
+    assert_eq!(vae.window_steps(), 256);
+    let mut opt = AdamW::new(vae.varmap(), 3e-3, 0.0).unwrap();
+    let rows: Vec<&[u8]> = (0..16).map(|i| windows.window(i * 13)).collect();
+    let tokens = vae.model().tokens_tensor(&rows, &Device::Cpu).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let z = vae.z_dim();
+    let noise = Tensor::from_vec(normal_noise(&mut rng, 16 * z), (16, z), &Device::Cpu).unwrap();
+    let mut losses = Vec::new();
+    for _ in 0..25 {
+        let terms = batch_loss(vae.model(), &tokens, Some(&noise), 0.1, 2.0).unwrap();
+        losses.push(terms.loss.to_scalar::<f32>().unwrap());
+        opt.backward_step(&terms.loss).unwrap();
+    }
+    let (first, last) = (losses[0], *losses.last().unwrap());
+    // Untrained: about 256·ln(130) ≈ 1246 nats per sequence.
+    assert!((1100.0..1400.0).contains(&first), "{first}");
+    assert!(last < 0.6 * first, "loss {first} → {last}");
+    // Sampling writes whole 16-bar melodies; a clip gives its first 16 bars.
+    let drawn = vae.sample(2, Some(1.0), 3).unwrap();
+    assert!(drawn.iter().all(|w| w.len() == 256));
+    assert_eq!(windows_to_clip(&drawn).bars, 32);
+    let tune = songs(Split::Test)
+        .iter()
+        .find(|s| first_window_of(&s.clip, 256).is_ok())
+        .unwrap();
+    let w = first_window_of(&tune.clip, 256).unwrap();
+    assert_eq!(vae.encode(&[&w.tokens]).unwrap()[0].len(), z);
+    let short = tune.clip.window(0, 8);
+    assert!(
+        first_window_of(&short, 256)
+            .unwrap_err()
+            .to_string()
+            .contains("16 bars")
+    );
 }

@@ -99,7 +99,8 @@ impl Default for DecodeOptions {
 /// Notes of one track's bar from onset/sustain probabilities (`[2, steps, pitches]`): an onset
 /// where its probability, times the density odds, passes one half (the most likely ones first,
 /// at most `max_notes`), held while the sustain probability stays above one half and no new
-/// onset of that pitch comes.
+/// onset of that pitch comes. A melody track is decoded as one line instead
+/// ([`monophonic_notes`]).
 pub fn notes_from_probs(
     probs: &[f32],
     spec: &TrackSpec,
@@ -113,6 +114,9 @@ pub fn notes_from_probs(
     } else {
         1.0
     };
+    if spec.role == TrackRole::Melody {
+        return monophonic_notes(probs, spec, steps, opts, density, track);
+    }
     let mut onsets: Vec<(f32, usize, usize)> = Vec::new();
     for s in 0..steps {
         for p in 0..spec.pitches {
@@ -151,6 +155,64 @@ pub fn notes_from_probs(
     notes
 }
 
+/// One line: a note starts at a step where the expected number of onsets (their probabilities
+/// summed over the allowed pitches), times the density odds, passes one half, on the most
+/// likely pitch (a melody's probability is spread over the pitches it might take, so no single
+/// pitch would pass on its own); it is held while its sustain stays above one half, until the
+/// next onset.
+fn monophonic_notes(
+    probs: &[f32],
+    spec: &TrackSpec,
+    steps: usize,
+    opts: &DecodeOptions,
+    density: f32,
+    track: u16,
+) -> Vec<Note> {
+    let plane = steps * spec.pitches;
+    let mut starts: Vec<(usize, usize, f32)> = Vec::new();
+    for s in 0..steps {
+        let mut mass = 0.0f32;
+        let mut best: Option<(usize, f32)> = None;
+        for p in 0..spec.pitches {
+            if opts
+                .key
+                .is_some_and(|k| !k.contains(spec.pitch_lo.saturating_add(p as u8)))
+            {
+                continue;
+            }
+            let prob = probs[s * spec.pitches + p].clamp(0.0, 1.0);
+            mass += prob;
+            if best.is_none_or(|(_, b)| prob > b) {
+                best = Some((p, prob));
+            }
+        }
+        let m = mass.min(0.999_999);
+        if let Some((p, prob)) = best
+            && density * m / (1.0 - m) > 1.0
+        {
+            starts.push((s, p, prob));
+        }
+    }
+    starts.truncate(opts.max_notes);
+    let mut notes = Vec::with_capacity(starts.len());
+    for (i, &(s, p, prob)) in starts.iter().enumerate() {
+        let next = starts.get(i + 1).map_or(steps, |n| n.0);
+        let mut end = s + 1;
+        while end < next && probs[plane + end * spec.pitches + p] > 0.5 {
+            end += 1;
+        }
+        let velocity = (60.0 + 40.0 * prob).round().clamp(1.0, 127.0) as u8;
+        notes.push(Note::new(
+            s as u32,
+            spec.pitch_lo + p as u8,
+            (end - s) as u32,
+            velocity,
+            track,
+        ));
+    }
+    notes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,5 +231,28 @@ mod tests {
             .collect();
         assert_eq!(got, notes);
         assert!(back.iter().all(|n| n.track == 3));
+    }
+
+    #[test]
+    fn a_melody_is_one_line_even_when_its_probability_is_spread() {
+        let cfg = Config::tiny();
+        let spec = &cfg.tracks[0];
+        assert_eq!(spec.role, TrackRole::Melody);
+        let pitches = spec.pitches;
+        let mut probs = vec![0.0; 2 * cfg.steps * pitches];
+        // Step 0: 0.3 on each of three pitches (none passes alone, together they do); the
+        // middle one is held for 3 steps. Step 8: a clear onset. Step 12: too little mass.
+        for (p, pr) in [(10, 0.3), (12, 0.35), (14, 0.3), (20, 0.05)] {
+            probs[p] = pr;
+        }
+        for s in 1..4 {
+            probs[cfg.steps * pitches + s * pitches + 12] = 0.9;
+        }
+        probs[8 * pitches + 5] = 0.8;
+        probs[12 * pitches + 7] = 0.2;
+        let notes = notes_from_probs(&probs, spec, cfg.steps, &DecodeOptions::default(), 0);
+        let got: Vec<(u32, u8, u32)> = notes.iter().map(|n| (n.start, n.pitch, n.length)).collect();
+        let lo = spec.pitch_lo;
+        assert_eq!(got, vec![(0, lo + 12, 4), (8, lo + 5, 1)]);
     }
 }

@@ -14,6 +14,7 @@
 //! musical, instant (microseconds) answer.
 
 pub mod bars;
+pub mod eval;
 pub mod player;
 
 use anyhow::{Context, Result, bail};

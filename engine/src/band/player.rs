@@ -149,7 +149,7 @@ impl BandModel {
 /// How the player and the tasks turn probabilities into notes.
 #[derive(Clone, Debug)]
 pub struct PlayOptions {
-    /// Odds multiplier of every onset (1: as trained).
+    /// Odds multiplier of every onset (1: as trained; default [`DEFAULT_DENSITY`]).
     pub density: f32,
     /// Keep the notes in this key.
     pub key: Option<Key>,
@@ -157,10 +157,14 @@ pub struct PlayOptions {
     pub max_notes: usize,
 }
 
+/// The decoding density of the shipped model, chosen on the Nottingham valid split by the live
+/// player's next-bar F1 (`bandmate band eval`, see `assets/band/CARD.md`).
+pub const DEFAULT_DENSITY: f32 = 3.0;
+
 impl Default for PlayOptions {
     fn default() -> Self {
         Self {
-            density: 1.0,
+            density: DEFAULT_DENSITY,
             key: None,
             max_notes: 24,
         }

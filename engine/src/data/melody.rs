@@ -164,9 +164,11 @@ pub fn melody_track(clip: &Clip) -> Result<(u16, Vec<Note>, bool)> {
 }
 
 /// What [`clip_windows`] / [`melody_windows`] found.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct MelodyWindows {
-    /// `[windows, WINDOW_STEPS]` tokens, row-major.
+    /// 16ths per window ([`WINDOW_STEPS`] for 2 bars).
+    pub steps: usize,
+    /// `[windows, steps]` tokens, row-major.
     pub tokens: Vec<u8>,
     /// Windows whose melody had chords (the top note was kept).
     pub chord_windows: usize,
@@ -178,9 +180,27 @@ pub struct MelodyWindows {
     pub silent_windows: usize,
 }
 
+impl Default for MelodyWindows {
+    fn default() -> Self {
+        Self::empty(WINDOW_STEPS)
+    }
+}
+
 impl MelodyWindows {
+    /// No windows yet, of `steps` sixteenths each.
+    pub fn empty(steps: usize) -> Self {
+        Self {
+            steps: steps.max(1),
+            tokens: Vec::new(),
+            chord_windows: 0,
+            two_four_windows: 0,
+            skipped_bars: 0,
+            silent_windows: 0,
+        }
+    }
+
     pub fn len(&self) -> usize {
-        self.tokens.len() / WINDOW_STEPS
+        self.tokens.len() / self.steps
     }
 
     pub fn is_empty(&self) -> bool {
@@ -189,7 +209,7 @@ impl MelodyWindows {
 
     /// Tokens of window `i`.
     pub fn window(&self, i: usize) -> &[u8] {
-        &self.tokens[i * WINDOW_STEPS..(i + 1) * WINDOW_STEPS]
+        &self.tokens[i * self.steps..(i + 1) * self.steps]
     }
 
     /// Lowest and highest pitch over all windows.
@@ -207,16 +227,26 @@ impl MelodyWindows {
     }
 }
 
-/// The 32-step windows of one clip's melody, starting every `hop_bars` bars of 4/4 (every
-/// `2·hop_bars` bars of 2/4). Other meters are skipped and counted.
+/// The 32-step (2-bar) windows of one clip's melody (see [`clip_windows_of`]).
 pub fn clip_windows(clip: &Clip, hop_bars: u32) -> Result<MelodyWindows> {
+    clip_windows_of(clip, 2, hop_bars)
+}
+
+/// The windows of `bars` bars of 4/4 (`16·bars` steps) of one clip's melody, starting every
+/// `hop_bars` bars of 4/4 (every `2·hop_bars` bars of 2/4, read in pairs). Other meters are
+/// skipped and counted.
+pub fn clip_windows_of(clip: &Clip, bars: u32, hop_bars: u32) -> Result<MelodyWindows> {
     let melody = melody_notes(clip)?;
     let mut only_melody = clip.clone();
     only_melody.notes = melody;
-    let mut out = MelodyWindows::default();
+    let steps = 16 * bars.max(1) as usize;
+    let mut out = MelodyWindows::empty(steps);
     let two_four = TimeSignature::new(2, 4);
     let hop = hop_bars.max(1);
-    for (bars, hop, meter) in [(2, hop, TimeSignature::FOUR_FOUR), (4, 2 * hop, two_four)] {
+    for (bars, hop, meter) in [
+        (bars, hop, TimeSignature::FOUR_FOUR),
+        (2 * bars, 2 * hop, two_four),
+    ] {
         let opts = WindowOptions {
             bars,
             hop_bars: hop,
@@ -238,7 +268,7 @@ pub fn clip_windows(clip: &Clip, hop_bars: u32) -> Result<MelodyWindows> {
                 out.silent_windows += 1;
                 continue;
             }
-            out.tokens.extend(tokenize(&line, WINDOW_STEPS)?);
+            out.tokens.extend(tokenize(&line, steps)?);
             out.chord_windows += chords as usize;
             out.two_four_windows += (meter == two_four) as usize;
         }
@@ -246,11 +276,16 @@ pub fn clip_windows(clip: &Clip, hop_bars: u32) -> Result<MelodyWindows> {
     Ok(out)
 }
 
-/// The melody windows of every song (see [`clip_windows`]).
+/// The 2-bar melody windows of every song (see [`clip_windows`]).
 pub fn melody_windows(songs: &[Song], hop_bars: u32) -> Result<MelodyWindows> {
-    let mut out = MelodyWindows::default();
+    melody_windows_of(songs, 2, hop_bars)
+}
+
+/// The `bars`-bar melody windows of every song (see [`clip_windows_of`]).
+pub fn melody_windows_of(songs: &[Song], bars: u32, hop_bars: u32) -> Result<MelodyWindows> {
+    let mut out = MelodyWindows::empty(16 * bars.max(1) as usize);
     for song in songs {
-        out.append(clip_windows(&song.clip, hop_bars)?);
+        out.append(clip_windows_of(&song.clip, bars, hop_bars)?);
     }
     Ok(out)
 }

@@ -225,7 +225,13 @@ impl LatentMelody<'_> {
     }
 
     fn check(&self) -> Result<()> {
-        let (vz, lz) = (self.vae.config().z_dim, self.model.config().z_dim);
+        if self.vae.window_steps() != WINDOW_STEPS {
+            bail!(
+                "the latent model works on 2-bar MusicVAE latents; this VAE reads {} sixteenths",
+                self.vae.window_steps()
+            );
+        }
+        let (vz, lz) = (self.vae.z_dim(), self.model.config().z_dim);
         if vz != lz {
             bail!("the latent model works on {lz}-dimensional latents, the VAE gives {vz}");
         }

@@ -7,17 +7,16 @@
 //!   and every input is the previous token (one-hot; zeros at step 0) concatenated with z.
 //!   Training uses teacher forcing; sampling feeds back its own argmax (or sampled) tokens.
 //!
-//! The LSTM cells are written here rather than taken from `candle_nn::rnn::LSTM` so that a
-//! step is one matmul of `[x_t, h]` with the stacked weights (candle's cell does two matmuls
-//! and two bias adds); the weights keep PyTorch's `nn.LSTM` names (`weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`,
-//! `bias_hh_l0`, `…_reverse` for the backward direction) and gate order (i, f, g, o).
+//! The LSTM cells are [`crate::nn::lstm`]'s (one matmul per step, PyTorch's weight names and
+//! gate order).
 //! Tokens: see [`crate::data::melody`].
 
-use candle_core::{D, DType, Device, IndexOp, Module, Result, Tensor, bail};
+use candle_core::{D, DType, Device, Module, Result, Tensor, bail};
 use candle_nn::{Linear, VarBuilder, linear};
 use serde::{Deserialize, Serialize};
 
 use crate::data::melody::{CLASSES, WINDOW_STEPS};
+use crate::nn::lstm::{LstmCell, split_steps};
 
 /// Shapes of the network (stored as `config.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -83,86 +82,6 @@ impl Config {
         }
         Ok(())
     }
-}
-
-/// One LSTM direction with PyTorch's parameter names and gate order (i, f, g, o).
-#[derive(Clone, Debug)]
-struct LstmCell {
-    /// `[4·hidden, in]`, `[4·hidden, hidden]`, `[4·hidden]`, `[4·hidden]`: the variables
-    /// themselves (anything derived from them must be recomputed on every pass, since the
-    /// optimizer updates the variables in place).
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor,
-    b_hh: Tensor,
-    hidden: usize,
-}
-
-/// The weights of one pass of an [`LstmCell`].
-struct LstmWeights {
-    /// `[in + hidden, 4·hidden]`: transposed `weight_ih` stacked over transposed `weight_hh`,
-    /// so that a step is one matmul of `[x_t, h]`.
-    w_t: Tensor,
-    /// `[4·hidden]`: `bias_ih + bias_hh`.
-    bias: Tensor,
-    hidden: usize,
-}
-
-impl LstmCell {
-    fn new(input: usize, hidden: usize, suffix: &str, vb: &VarBuilder) -> Result<Self> {
-        let bound = 1.0 / (hidden as f64).sqrt();
-        let init = candle_nn::Init::Uniform {
-            lo: -bound,
-            up: bound,
-        };
-        Ok(Self {
-            w_ih: vb.get_with_hints((4 * hidden, input), &format!("weight_ih_l0{suffix}"), init)?,
-            w_hh: vb.get_with_hints(
-                (4 * hidden, hidden),
-                &format!("weight_hh_l0{suffix}"),
-                init,
-            )?,
-            b_ih: vb.get_with_hints(4 * hidden, &format!("bias_ih_l0{suffix}"), init)?,
-            b_hh: vb.get_with_hints(4 * hidden, &format!("bias_hh_l0{suffix}"), init)?,
-            hidden,
-        })
-    }
-
-    /// The stacked weights for one pass over a sequence.
-    fn weights(&self) -> Result<LstmWeights> {
-        Ok(LstmWeights {
-            w_t: Tensor::cat(&[self.w_ih.t()?, self.w_hh.t()?], 0)?.contiguous()?,
-            bias: (&self.b_ih + &self.b_hh)?,
-            hidden: self.hidden,
-        })
-    }
-}
-
-impl LstmWeights {
-    /// One step from the input `x` `[batch, in]` (a constant: slicing a projected sequence
-    /// instead would make every step's gradient a full-sequence tensor); returns (h, c).
-    fn step(&self, x: &Tensor, h: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)> {
-        let gates = Tensor::cat(&[x, h], 1)?
-            .matmul(&self.w_t)?
-            .broadcast_add(&self.bias)?; // [batch, 4·hidden]
-        let n = self.hidden;
-        let sig = candle_nn::ops::sigmoid(&gates)?;
-        let (i, f, o) = (
-            sig.narrow(1, 0, n)?,
-            sig.narrow(1, n, n)?,
-            sig.narrow(1, 3 * n, n)?,
-        );
-        let g = gates.narrow(1, 2 * n, n)?.tanh()?;
-        let c = ((f * c)? + (i * g)?)?;
-        let h = (o * c.tanh()?)?;
-        Ok((h, c))
-    }
-}
-
-/// The steps of `[batch, steps, features]` as contiguous `[batch, features]` tensors.
-fn split_steps(xs: &Tensor) -> Result<Vec<Tensor>> {
-    let steps = xs.dim(1)?;
-    (0..steps).map(|t| xs.i((.., t))?.contiguous()).collect()
 }
 
 /// Encoder, latent heads and decoder.
@@ -367,7 +286,7 @@ impl MusicVae {
 }
 
 /// Index drawn from the distribution `p` with the uniform `u`.
-fn draw(p: &[f32], u: f32) -> u32 {
+pub(crate) fn draw(p: &[f32], u: f32) -> u32 {
     let mut acc = 0.0;
     for (i, &pi) in p.iter().enumerate() {
         acc += pi;

@@ -156,7 +156,7 @@ pub fn encode_runs(
         }
     }
     flush(&mut pending, &mut rows)?;
-    let z = vae.config().z_dim;
+    let z = vae.z_dim();
     let flat: Vec<f32> = rows.iter().flatten().copied().collect();
     Ok(LatentData {
         table: Tensor::from_vec(flat, (rows.len(), z), &Device::Cpu)?,
@@ -244,12 +244,12 @@ pub fn train_latent(opts: &LatentTrainOptions) -> Result<LatentTrainState> {
     let files = CheckpointFiles::in_dir(&opts.run_dir);
     let vae = MelodyVae::load(&opts.vae_dir)?;
     let mut cfg = opts.config.clone();
-    if cfg.z_dim != vae.config().z_dim {
+    if cfg.z_dim != vae.z_dim() {
         bail!(
             "the score config has z_dim {}, the VAE in {} has {}",
             cfg.z_dim,
             opts.vae_dir.display(),
-            vae.config().z_dim
+            vae.z_dim()
         );
     }
     eprintln!(

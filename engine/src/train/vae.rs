@@ -1,9 +1,10 @@
-//! Training the 2-bar melody MusicVAE ([`crate::models::music_vae`]) on Nottingham.
+//! Training the melody MusicVAE on Nottingham: the flat 2-bar model
+//! ([`crate::models::music_vae`]) or the hierarchical 16-bar one ([`crate::models::hier_vae`]).
 //!
-//! Training windows: the melodies of the train split cut into 32-step windows every bar
-//! ([`crate::data::melody`]), kept as one token buffer; every batch transposes each window by a
+//! Training windows: the melodies of the train split cut into windows of the model's length
+//! (2 or 16 bars) every `hop_bars` bars ([`crate::data::melody`]), kept as one token buffer; every batch transposes each window by a
 //! random shift within ±`max_shift` that keeps it inside the train split's pitch span.
-//! Loss per sequence: summed cross-entropy over the 32 steps (teacher forcing) +
+//! Loss per sequence: summed cross-entropy over the steps (teacher forcing) +
 //! β·max(KL, λ) (free bits λ in nats), β rising linearly from 0 to `beta` over
 //! `kl_anneal_steps`. Validation once per epoch on the valid split's windows (hop 2 bars, not
 //! transposed, z = μ): the same loss at full β, plus teacher-forced token accuracy.
@@ -24,14 +25,15 @@ use super::adamw::AdamW;
 use super::plot::{Series, loss_curve};
 use super::run_files::{CheckpointFiles, export_best, export_loss_curve, progress_bar};
 use super::{format_duration, parse_duration};
-use crate::data::melody::{MelodyWindows, WINDOW_STEPS, melody_windows, transpose_tokens};
+use crate::data::melody::{MelodyWindows, melody_windows_of, transpose_tokens};
 use crate::data::{self, Dataset, Split};
-use crate::models::music_vae::{Config, MusicVae, kl_divergence, reconstruction_loss};
+use crate::models::music_vae::{kl_divergence, reconstruction_loss};
+use crate::vae::{VaeNet, VaeShape};
 
 /// Everything a training run needs.
 #[derive(Clone, Debug)]
 pub struct VaeTrainOptions {
-    pub config: Config,
+    pub config: VaeShape,
     pub batch: usize,
     pub lr: f64,
     pub weight_decay: f64,
@@ -66,7 +68,7 @@ pub struct VaeTrainOptions {
 }
 
 impl VaeTrainOptions {
-    pub fn new(config: Config) -> Self {
+    pub fn new(config: VaeShape) -> Self {
         Self {
             config,
             batch: 128,
@@ -98,7 +100,7 @@ impl VaeTrainOptions {
 /// What a run has done so far (`state.json`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct VaeTrainState {
-    pub config: Option<Config>,
+    pub config: Option<VaeShape>,
     pub step: usize,
     pub epoch: usize,
     pub batch_in_epoch: usize,
@@ -157,9 +159,9 @@ pub fn normal_noise(rng: &mut impl Rng, count: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Loss of one batch of tokens `[batch, 32]` (u32) with noise `[batch, z]` (or z = μ).
+/// Loss of one batch of tokens `[batch, steps]` (u32) with noise `[batch, z]` (or z = μ).
 pub fn batch_loss(
-    vae: &MusicVae,
+    vae: &VaeNet,
     tokens: &Tensor,
     noise: Option<&Tensor>,
     beta: f64,
@@ -178,7 +180,7 @@ pub fn batch_loss(
 }
 
 /// The batch of windows `idx`, each transposed by a random shift in ±`max_shift` that stays
-/// in `span`: `[batch, 32]` u32.
+/// in `span`: `[batch, steps]` u32.
 fn make_batch(
     windows: &MelodyWindows,
     idx: &[usize],
@@ -187,19 +189,19 @@ fn make_batch(
     rng: &mut impl Rng,
     device: &Device,
 ) -> Result<Tensor> {
-    let mut flat = Vec::with_capacity(idx.len() * WINDOW_STEPS);
+    let mut flat = Vec::with_capacity(idx.len() * windows.steps);
     for &i in idx {
         let w = windows.window(i);
         let shift = rng.random_range(-max_shift..=max_shift);
         let tokens = transpose_tokens(w, shift, span.0, span.1).unwrap_or_else(|| w.to_vec());
         flat.extend(tokens.into_iter().map(u32::from));
     }
-    Ok(Tensor::from_vec(flat, (idx.len(), WINDOW_STEPS), device)?)
+    Ok(Tensor::from_vec(flat, (idx.len(), windows.steps), device)?)
 }
 
 /// Validation loss terms and teacher-forced accuracy of `windows` (z = μ, no transposition).
 pub fn validate(
-    vae: &MusicVae,
+    vae: &VaeNet,
     windows: &MelodyWindows,
     batch: usize,
     beta: f64,
@@ -238,7 +240,7 @@ pub fn validate(
         loss / n_f,
         recon / n_f,
         kl / n_f,
-        correct as f64 / (n.max(1) * WINDOW_STEPS) as f64,
+        correct as f64 / (n.max(1) * windows.steps) as f64,
     ))
 }
 
@@ -249,7 +251,7 @@ fn spread(windows: &MelodyWindows, count: usize) -> MelodyWindows {
         return windows.clone();
     }
     let mut out = MelodyWindows {
-        tokens: Vec::with_capacity(count * WINDOW_STEPS),
+        tokens: Vec::with_capacity(count * windows.steps),
         ..windows.clone()
     };
     out.tokens.clear();
@@ -288,11 +290,15 @@ pub fn train_vae(opts: &VaeTrainOptions) -> Result<VaeTrainReport> {
     eprintln!("vae: loading Nottingham from {}", opts.data_root.display());
     let load =
         |split| data::load_cached(Dataset::Nottingham, split, &opts.data_root, &opts.cache_dir);
-    let train_windows = melody_windows(&load(Split::Train)?, opts.hop_bars)?;
-    let val_windows = spread(&melody_windows(&load(Split::Valid)?, 2)?, opts.val_windows);
+    let bars = opts.config.bars();
+    let train_windows = melody_windows_of(&load(Split::Train)?, bars, opts.hop_bars)?;
+    let val_windows = spread(
+        &melody_windows_of(&load(Split::Valid)?, bars, 2)?,
+        opts.val_windows,
+    );
     if train_windows.is_empty() || val_windows.is_empty() {
         bail!(
-            "no 2-bar 4/4 melody windows in Nottingham under {}",
+            "no {bars}-bar 4/4 melody windows in Nottingham under {}",
             opts.data_root.display()
         );
     }
@@ -300,7 +306,7 @@ pub fn train_vae(opts: &VaeTrainOptions) -> Result<VaeTrainReport> {
         .pitch_span()
         .context("the train windows have no notes")?;
     eprintln!(
-        "vae: {} train windows (hop {} bar(s); {} from 2/4 bars, {} with chords reduced to the top note, {} bars of other meters skipped), {} valid windows; pitches {}..{}",
+        "vae: {} train windows of {bars} bars (hop {} bar(s); {} from 2/4 bars, {} with chords reduced to the top note, {} bars of other meters skipped), {} valid windows; pitches {}..{}",
         train_windows.len(),
         opts.hop_bars,
         train_windows.two_four_windows,
@@ -347,7 +353,7 @@ pub fn train_vae(opts: &VaeTrainOptions) -> Result<VaeTrainReport> {
     let mut state = state;
 
     let mut varmap = VarMap::new();
-    let vae = MusicVae::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+    let vae = VaeNet::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
     let mut opt = AdamW::new(&varmap, opts.lr, opts.weight_decay)?;
     if resume {
         files.load(&mut varmap, &mut opt, state.step)?;
@@ -390,8 +396,8 @@ pub fn train_vae(opts: &VaeTrainOptions) -> Result<VaeTrainReport> {
                 &order[state.batch_in_epoch * opts.batch..(state.batch_in_epoch + 1) * opts.batch];
             let tokens = make_batch(&train_windows, idx, opts.max_shift, span, &mut rng, &device)?;
             let noise = Tensor::from_vec(
-                normal_noise(&mut rng, opts.batch * cfg.z_dim),
-                (opts.batch, cfg.z_dim),
+                normal_noise(&mut rng, opts.batch * cfg.z_dim()),
+                (opts.batch, cfg.z_dim()),
                 &device,
             )?;
             let progress = (now / budget.max(1.0)).max(
@@ -490,7 +496,7 @@ pub fn train_vae(opts: &VaeTrainOptions) -> Result<VaeTrainReport> {
 
 fn end_of_epoch(
     opts: &VaeTrainOptions,
-    cfg: &Config,
+    cfg: &VaeShape,
     varmap: &VarMap,
     state: &mut VaeTrainState,
     (loss, reconstruction, kl, accuracy): (f64, f64, f64, f64),
@@ -516,7 +522,7 @@ fn end_of_epoch(
     let png = opts.run_dir.join("loss.png");
     loss_curve(
         &png,
-        "MusicVAE 2-bar melody: loss per sequence (nats)",
+        &format!("MusicVAE {}: loss per sequence (nats)", cfg.describe()),
         "optimizer step",
         &[
             Series {
@@ -549,7 +555,7 @@ fn end_of_epoch(
 /// The model card; `accuracy_table` (markdown) is appended when given.
 pub fn write_card(
     dir: &Path,
-    cfg: &Config,
+    cfg: &VaeShape,
     state: &VaeTrainState,
     opts: &VaeTrainOptions,
     accuracy_table: Option<&str>,
@@ -565,20 +571,17 @@ pub fn write_card(
         })
         .collect();
     let card = format!(
-        "# MusicVAE, 2-bar melody (default weights)\n\n\
-         The flat MusicVAE of Roberts et al. (2018) for 2-bar melodies, scaled down for a 2-core\n\
-         CPU: `engine/src/models/music_vae.rs` (bidirectional LSTM encoder, autoregressive LSTM\n\
-         decoder conditioned on z). Tokens: 32 sixteenths × 130 classes (128 note-ons, rest,\n\
-         hold), `engine/src/data/melody.rs`.\n\n\
+        "# MusicVAE, {title} (default weights)\n\n\
+         {about}\n\n\
          - Status: {status}\n\
          - Data: Nottingham train split melodies (the melody track; chords reduced to their top\n  \
-           note in {chords} windows), {train} windows of 2 bars of 4/4 starting every {hop} bar(s)\n  \
-           ({two_four} of them four 2/4 bars read as two 4/4 bars; {skipped} bars of other meters —\n  \
+           note in {chords} windows), {train} windows of {bars} bars of 4/4 starting every {hop} bar(s)\n  \
+           ({two_four} of them 2/4 bars read in pairs as 4/4 bars; {skipped} bars of other meters —\n  \
            3/4, 6/8, … — skipped), each batch transposed by a random shift within ±{shift}\n  \
            semitones that stays inside the split's pitch span {lo}–{hi}; validation on {val}\n  \
            windows of the valid split (hop 2 bars).\n\
-         - Shape: encoder 2 × {eh} LSTM units, decoder {dh} units, z {z}.\n\
-         - Loss: summed cross-entropy over the 32 steps + β·max(KL, λ), β annealed linearly from\n  \
+         - Shape: {shape}.\n\
+         - Loss: summed cross-entropy over the {seq_steps} steps + β·max(KL, λ), β annealed linearly from\n  \
            0 to {beta} over {anneal} steps, free bits λ = {fb} nats.\n\
          - Training: AdamW (lr {lr}, warm-up {warm} steps, cosine decay to lr/10 over the {budget}\n  \
            budget), batch {batch}, {steps} steps, {epochs} epoch(s), {wall} wall time on a 2-core\n  \
@@ -586,7 +589,44 @@ pub fn write_card(
          - Best validation loss (nats per sequence, full β, z = μ): {best:.3}\n\n\
          | epoch | step | validation loss | reconstruction | KL | teacher-forced accuracy |\n\
          |---|---|---|---|---|---|\n{rows}\n\
-         Loss curve: `loss.png`. Reproduce: `cargo xtask train vae`.\n{acc}",
+         Loss curve: `loss.png`. Reproduce: `cargo xtask train vae{reproduce}`.\n{acc}",
+        title = cfg.describe(),
+        about = match cfg {
+            VaeShape::Flat(_) =>
+                "The flat MusicVAE of Roberts et al. (2018) for 2-bar melodies, scaled down for a 2-core\n\
+                 CPU: `engine/src/models/music_vae.rs` (bidirectional LSTM encoder, autoregressive LSTM\n\
+                 decoder conditioned on z). Tokens: 32 sixteenths × 130 classes (128 note-ons, rest,\n\
+                 hold), `engine/src/data/melody.rs`.",
+            VaeShape::Hierarchical(_) =>
+                "The hierarchical MusicVAE of Roberts et al. (2018) for 16-bar melodies, scaled down for\n\
+                 a 2-core CPU: `engine/src/models/hier_vae.rs` (a bidirectional bar encoder and a\n\
+                 bidirectional encoder over the bar summaries; a conductor LSTM emits one embedding per\n\
+                 bar and a bar decoder LSTM plays each bar from it). Tokens: 256 sixteenths × 130\n\
+                 classes (128 note-ons, rest, hold), `engine/src/data/melody.rs`.",
+        },
+        bars = cfg.bars(),
+        seq_steps = cfg.steps(),
+        shape = match cfg {
+            VaeShape::Flat(c) => format!(
+                "encoder 2 × {} LSTM units, decoder {} units, z {}",
+                c.encoder_hidden, c.decoder_hidden, c.z_dim
+            ),
+            VaeShape::Hierarchical(c) => format!(
+                "bar encoder 2 × {} LSTM units, song encoder 2 × {}, z {}, conductor {} units \
+                 (bar embeddings of {}), bar decoder {} units",
+                c.bar_encoder_hidden,
+                c.encoder_hidden,
+                c.z_dim,
+                c.conductor_hidden,
+                c.bar_embedding,
+                c.decoder_hidden
+            ),
+        },
+        reproduce = if cfg.is_hierarchical() {
+            " --config hier"
+        } else {
+            ""
+        },
         status = if state.finished {
             "finished"
         } else {
@@ -601,9 +641,6 @@ pub fn write_card(
         lo = crate::music::pitch_name(state.pitch_span.0),
         hi = crate::music::pitch_name(state.pitch_span.1),
         val = state.val_windows,
-        eh = cfg.encoder_hidden,
-        dh = cfg.decoder_hidden,
-        z = cfg.z_dim,
         beta = opts.beta,
         anneal = opts.kl_anneal_steps,
         fb = opts.free_bits,
@@ -624,19 +661,20 @@ pub fn write_card(
 
 /// Seconds per training step (forward, backward, AdamW) of `cfg` at `batch` on random
 /// melodies, averaged over `iters` after one warm-up step.
-pub fn time_vae_step(cfg: &Config, batch: usize, iters: usize) -> Result<f64> {
+pub fn time_vae_step(cfg: &VaeShape, batch: usize, iters: usize) -> Result<f64> {
     let device = Device::Cpu;
     let varmap = VarMap::new();
-    let vae = MusicVae::new(cfg, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+    let vae = VaeNet::new(cfg, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+    let steps = cfg.steps();
     let mut opt = AdamW::new(&varmap, 1e-3, 0.0)?;
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let flat: Vec<u32> = (0..batch * WINDOW_STEPS)
+    let flat: Vec<u32> = (0..batch * steps)
         .map(|_| rng.random_range(55..=130u32).min(129))
         .collect();
-    let tokens = Tensor::from_vec(flat, (batch, WINDOW_STEPS), &device)?;
+    let tokens = Tensor::from_vec(flat, (batch, steps), &device)?;
     let noise = Tensor::from_vec(
-        normal_noise(&mut rng, batch * cfg.z_dim),
-        (batch, cfg.z_dim),
+        normal_noise(&mut rng, batch * cfg.z_dim()),
+        (batch, cfg.z_dim()),
         &device,
     )?;
     let mut step = || -> Result<()> {

@@ -4,6 +4,7 @@
 //! the latents). Reconstruction accuracy is in [`eval`].
 
 pub mod eval;
+pub mod net;
 
 use std::path::{Path, PathBuf};
 
@@ -14,17 +15,18 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::melody::{WINDOW_STEPS, melody_track, tokenize, top_line};
-use crate::models::music_vae::{Config, MusicVae, slerp};
+use crate::models::music_vae::slerp;
 use crate::music::{Clip, TimeSignature};
+pub use net::{VaeNet, VaeShape};
 
 /// Where the shipped weights live, relative to the workspace root.
 pub fn default_weights_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets/vae")
 }
 
-/// A MusicVAE with its weights.
+/// A MusicVAE (flat 2-bar or hierarchical 16-bar) with its weights.
 pub struct MelodyVae {
-    model: MusicVae,
+    model: VaeNet,
     device: Device,
     /// Keeps the variables alive (and lets tests train them).
     varmap: VarMap,
@@ -62,7 +64,7 @@ impl MelodyVae {
 
     /// A model from the bytes of its `config.json` and `model.safetensors`.
     pub fn from_bytes(config_json: &[u8], weights: &[u8], source: &str) -> Result<Self> {
-        let cfg: Config = serde_json::from_slice(config_json)
+        let cfg: VaeShape = serde_json::from_slice(config_json)
             .with_context(|| format!("{source}: config.json is not a MusicVAE config"))?;
         cfg.validate()
             .map_err(|e| anyhow::anyhow!("{source}: config.json: {e}"))?;
@@ -72,10 +74,10 @@ impl MelodyVae {
     }
 
     /// A model with freshly initialized weights (for tests and training).
-    pub fn new_random(cfg: &Config) -> Result<Self> {
+    pub fn new_random(cfg: &VaeShape) -> Result<Self> {
         let device = Device::Cpu;
         let varmap = VarMap::new();
-        let model = MusicVae::new(cfg, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+        let model = VaeNet::new(cfg, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
         Ok(Self {
             model,
             device,
@@ -83,7 +85,7 @@ impl MelodyVae {
         })
     }
 
-    pub fn model(&self) -> &MusicVae {
+    pub fn model(&self) -> &VaeNet {
         &self.model
     }
 
@@ -91,8 +93,17 @@ impl MelodyVae {
         &self.varmap
     }
 
-    pub fn config(&self) -> &Config {
-        self.model.config()
+    pub fn shape(&self) -> VaeShape {
+        self.model.shape()
+    }
+
+    pub fn z_dim(&self) -> usize {
+        self.model.z_dim()
+    }
+
+    /// Tokens (16ths) per window the model reads and writes.
+    pub fn window_steps(&self) -> usize {
+        self.model.steps()
     }
 
     /// The latent means μ (`[z_dim]` each) of token windows.
@@ -116,7 +127,7 @@ impl MelodyVae {
         if latents.is_empty() {
             return Ok(Vec::new());
         }
-        let z_dim = self.config().z_dim;
+        let z_dim = self.z_dim();
         if let Some(bad) = latents.iter().find(|z| z.len() != z_dim) {
             bail!(
                 "a latent has {} values, the model's z has {z_dim}",
@@ -127,7 +138,7 @@ impl MelodyVae {
         let z = Tensor::from_vec(flat, (latents.len(), z_dim), &self.device)?; // [n, z]
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let uniforms: Vec<f32> = match temperature {
-            Some(_) => (0..latents.len() * WINDOW_STEPS)
+            Some(_) => (0..latents.len() * self.window_steps())
                 .map(|_| rng.random())
                 .collect(),
             None => Vec::new(),
@@ -143,7 +154,7 @@ impl MelodyVae {
         seed: u64,
     ) -> Result<Vec<Vec<u8>>> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let z_dim = self.config().z_dim;
+        let z_dim = self.z_dim();
         let latents: Vec<Vec<f32>> = (0..count)
             .map(|_| crate::train::vae::normal_noise(&mut rng, z_dim))
             .collect();
@@ -165,15 +176,22 @@ impl MelodyVae {
     }
 }
 
-/// The first 2 bars of `clip`'s melody as tokens. The melody is the melody-role track, or
-/// the pitched track with the highest mean pitch. Errors (never panics) for clips shorter than 2 bars of 4/4, meters other than
-/// 4/4 and 2/4 (four 2/4 bars make the 32 steps), a silent start, or no pitched notes.
+/// The first 2 bars of `clip`'s melody as tokens (see [`first_window_of`]).
 pub fn first_window(clip: &Clip) -> Result<MelodyWindow> {
+    first_window_of(clip, WINDOW_STEPS)
+}
+
+/// The first `steps` sixteenths of `clip`'s melody as tokens. The melody is the melody-role
+/// track, or the pitched track with the highest mean pitch. Errors (never panics) for clips
+/// shorter than that in 4/4, meters other than 4/4 and 2/4 (2/4 bars are read in pairs), a
+/// silent start, or no pitched notes.
+pub fn first_window_of(clip: &Clip, steps: usize) -> Result<MelodyWindow> {
+    let bars = steps / 16;
     let meter = clip.time_signature;
     let two_four = TimeSignature::new(2, 4);
     if meter != TimeSignature::FOUR_FOUR && meter != two_four {
         bail!(
-            "the clip is in {}/{}; the 2-bar MusicVAE takes 4/4 melodies (or 2/4, read in pairs of bars)",
+            "the clip is in {}/{}; the MusicVAE takes 4/4 melodies (or 2/4, read in pairs of bars)",
             meter.numerator,
             meter.denominator
         );
@@ -181,10 +199,10 @@ pub fn first_window(clip: &Clip) -> Result<MelodyWindow> {
     if let Some(change) = clip
         .meter_changes
         .iter()
-        .find(|c| (c.step as usize) < WINDOW_STEPS && c.time_signature != meter)
+        .find(|c| (c.step as usize) < steps && c.time_signature != meter)
     {
         bail!(
-            "the meter changes to {}/{} at step {} inside the first 2 bars; the MusicVAE needs 32 sixteenths of 4/4",
+            "the meter changes to {}/{} at step {} inside the first {bars} bars; the MusicVAE needs {steps} sixteenths of 4/4",
             change.time_signature.numerator,
             change.time_signature.denominator,
             change.step
@@ -197,36 +215,37 @@ pub fn first_window(clip: &Clip) -> Result<MelodyWindow> {
         .max()
         .unwrap_or(0)
         .max(clip.steps());
-    if (end as usize) < WINDOW_STEPS {
+    if (end as usize) < steps {
         bail!(
-            "the clip is {end} sixteenths long; the MusicVAE needs 2 bars of 4/4 ({WINDOW_STEPS} sixteenths)"
+            "the clip is {end} sixteenths long; the MusicVAE needs {bars} bars of 4/4 ({steps} sixteenths)"
         );
     }
     let first: Vec<_> = notes
         .iter()
-        .filter(|n| (n.start as usize) < WINDOW_STEPS)
+        .filter(|n| (n.start as usize) < steps)
         .copied()
         .collect();
     let (line, had_chords) = top_line(&first);
     if line.is_empty() {
-        bail!("the melody plays no note in its first 2 bars");
+        bail!("the melody plays no note in its first {bars} bars");
     }
     Ok(MelodyWindow {
-        tokens: tokenize(&line, WINDOW_STEPS)?,
+        tokens: tokenize(&line, steps)?,
         had_chords,
         guessed_track: guessed.then_some(track),
     })
 }
 
-/// One clip holding `windows` one after another (2 bars each).
+/// One clip holding `windows` one after another (each as long as the first; 2 bars when empty).
 pub fn windows_to_clip(windows: &[Vec<u8>]) -> Clip {
+    let steps = windows.first().map_or(WINDOW_STEPS, Vec::len);
     let mut clip = crate::data::melody::tokens_to_clip(&vec![
         crate::data::melody::REST;
-        windows.len().max(1) * WINDOW_STEPS
+        windows.len().max(1) * steps
     ]);
     for (i, w) in windows.iter().enumerate() {
         // Each window on its own: a note never runs on into the next window.
-        let offset = (i * WINDOW_STEPS) as u32;
+        let offset = (i * steps) as u32;
         clip.notes.extend(
             crate::data::melody::detokenize(w, crate::data::DEFAULT_VELOCITY)
                 .into_iter()

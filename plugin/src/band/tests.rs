@@ -12,11 +12,17 @@ const BLOCK: u32 = 480; // 10 ms
 /// Answers with the bar it was given, an octave up, and counts its calls.
 struct EchoOctaveUp {
     calls: Arc<AtomicU64>,
+    /// The role of the musician's track in each bar heard.
+    heard_as: Arc<Mutex<Vec<TrackRole>>>,
 }
 
 impl BarPredictor for EchoOctaveUp {
     fn next_bar(&mut self, played: &Clip) -> Result<Clip, String> {
         self.calls.fetch_add(1, Ordering::Relaxed);
+        self.heard_as
+            .lock()
+            .unwrap()
+            .extend(played.tracks.iter().map(|t| t.role));
         let mut answer = played.clone();
         for n in &mut answer.notes {
             n.pitch += 12;
@@ -25,6 +31,13 @@ impl BarPredictor for EchoOctaveUp {
     }
 
     fn reset(&mut self) {}
+
+    fn set_roles(&mut self, roles: &[TrackRole]) -> Result<(), String> {
+        match roles {
+            [TrackRole::Drums, ..] => Err("no drums".into()),
+            _ => Ok(()),
+        }
+    }
 }
 
 struct Rig {
@@ -35,6 +48,7 @@ struct Rig {
     stats: Arc<BandStats>,
     controls: Arc<BandControls>,
     calls: Arc<AtomicU64>,
+    heard_as: Arc<Mutex<Vec<TrackRole>>>,
     /// Events held back to simulate the model's latency: (block at which to deliver, event).
     delayed: Vec<(usize, CaptureEvent)>,
     recorded: Vec<(f64, f64, u8, u8)>,
@@ -49,9 +63,12 @@ impl Rig {
         controls.answer.store(true, Ordering::Relaxed);
         let calls = Arc::new(AtomicU64::new(0));
         let predictor_calls = calls.clone();
+        let heard_as = Arc::new(Mutex::new(Vec::new()));
+        let predictor_heard_as = heard_as.clone();
         let factory: PredictorFactory = Box::new(move || {
             Ok(Box::new(EchoOctaveUp {
                 calls: predictor_calls,
+                heard_as: predictor_heard_as,
             }) as Box<dyn BarPredictor>)
         });
         Self {
@@ -62,6 +79,7 @@ impl Rig {
             stats,
             controls,
             calls,
+            heard_as,
             delayed: Vec::new(),
             recorded: Vec::new(),
         }
@@ -83,6 +101,8 @@ impl Rig {
             samples: BLOCK,
             beats_per_bar: 4.0,
         });
+        self.capture
+            .set_lookahead_steps(self.controls.lookahead_steps.load(Ordering::Relaxed));
         self.capture.begin_block(clock.as_ref());
         if let Some(c) = &clock {
             for &(sample, pitch, velocity) in played {
@@ -117,8 +137,21 @@ const SAMPLES_PER_BEAT: u32 = 24_000;
 /// The musician plays a quarter note on every beat of bars 0–3 (pitches 60, 62, 64, 65 in each
 /// bar, an eighth long); returns (absolute sample, message) of the band's output.
 fn jam(rig: &mut Rig, latency_blocks: usize, blocks: usize) -> Vec<(u64, NoteMessage)> {
+    jam_blocks(rig, latency_blocks, 0..blocks)
+}
+
+/// [`jam`] for blocks `from..to` (the transport continues), with a 1-block model.
+fn jam_from(rig: &mut Rig, from: usize, to: usize) -> Vec<(u64, NoteMessage)> {
+    jam_blocks(rig, 1, from..to)
+}
+
+fn jam_blocks(
+    rig: &mut Rig,
+    latency_blocks: usize,
+    blocks: std::ops::Range<usize>,
+) -> Vec<(u64, NoteMessage)> {
     let mut out = Vec::new();
-    for index in 0..blocks {
+    for index in blocks {
         let first = index as u64 * BLOCK as u64;
         let beat = first as f64 / SAMPLES_PER_BEAT as f64;
         let mut played = Vec::new();
@@ -183,6 +216,56 @@ fn a_late_answer_is_skipped_and_counted_never_played_out_of_time() {
 }
 
 #[test]
+fn a_longer_lookahead_gives_a_slow_model_time_but_misses_the_notes_after_the_cue() {
+    let mut rig = Rig::new();
+    // Half a bar of lookahead: the cue comes at beat 2 of each bar, 2 beats (100 blocks) before
+    // the downbeat, so a model taking 20 blocks is on time (it was late with 1/16).
+    rig.controls.lookahead_steps.store(8, Ordering::Relaxed);
+    let out = jam(&mut rig, 20, 1_000);
+    assert_eq!(rig.stats.missed.load(Ordering::Relaxed), 0);
+    assert_eq!(rig.stats.answered.load(Ordering::Relaxed), 5);
+    let note_ons: Vec<(u64, u8)> = out
+        .iter()
+        .filter(|(_, m)| m.on)
+        .map(|(s, m)| (*s, m.pitch))
+        .collect();
+    // Beats 0–2 of each bar were heard (beat 2 arrives with its cue); beat 3 came too late.
+    let mut expected = Vec::new();
+    for bar in 1..5u64 {
+        for beat in 0..3u64 {
+            let sample = (bar * 4 + beat) * SAMPLES_PER_BEAT as u64;
+            expected.push((sample, [72, 74, 76][beat as usize]));
+        }
+    }
+    assert_eq!(note_ons, expected);
+}
+
+#[test]
+fn the_model_plays_the_chosen_roles_and_hears_the_musician_as_the_other_part() {
+    let mut rig = Rig::new();
+    jam(&mut rig, 1, 200); // the cue of bar 0 is in block 187
+    rig.controls
+        .plays
+        .store(role_bit(TrackRole::Melody), Ordering::Relaxed);
+    jam_from(&mut rig, 200, 400); // the cue of bar 1
+    assert_eq!(
+        *rig.heard_as.lock().unwrap(),
+        vec![TrackRole::Melody, TrackRole::Accompaniment]
+    );
+    // A role the model does not have: an error for the GUI and no answer.
+    rig.controls
+        .plays
+        .store(role_bit(TrackRole::Drums), Ordering::Relaxed);
+    jam_from(&mut rig, 400, 600);
+    assert_eq!(rig.calls.load(Ordering::Relaxed), 2);
+    assert!(rig.stats.last_error().unwrap().contains("no drums"));
+    // Nothing chosen: the band is silent.
+    rig.controls.plays.store(0, Ordering::Relaxed);
+    jam_from(&mut rig, 600, 800);
+    assert_eq!(rig.calls.load(Ordering::Relaxed), 2);
+}
+
+#[test]
 fn stop_silences_the_band_and_recording_quantizes_what_was_played() {
     let mut rig = Rig::new();
     rig.controls.record.store(true, Ordering::Relaxed);
@@ -230,8 +313,14 @@ fn the_played_bar_is_quantized_to_sixteenths_with_held_notes_cut_at_the_bar_end(
     ] {
         session.handle(e, &mut recorded);
     }
-    let bar = session.played_bar(2, 4.0);
+    let bar = session.played_bar(2, 4.0, TrackRole::Melody);
     assert_eq!(bar.steps_per_bar(), 16);
+    assert_eq!(
+        bar.tracks.len(),
+        1,
+        "only the musician's track: {:?}",
+        bar.tracks
+    );
     let notes: Vec<(u32, u8, u32)> = bar
         .notes
         .iter()
@@ -245,7 +334,10 @@ fn the_played_bar_is_quantized_to_sixteenths_with_held_notes_cut_at_the_bar_end(
             &mut recorded,
         );
     }
-    assert_eq!(session.played_bar(3, 4.0).notes.len(), 600);
+    assert_eq!(
+        session.played_bar(3, 4.0, TrackRole::Melody).notes.len(),
+        600
+    );
     session.handle(
         CaptureEvent::BarCue {
             bar: 3,

@@ -81,9 +81,10 @@ pub struct TrainArgs {
     /// vae: largest β of the KL term (annealed from 0).
     #[arg(long, default_value_t = 0.2)]
     pub beta: f64,
-    /// vae: free bits λ in nats per sequence (the KL term is β·max(KL, λ)).
-    #[arg(long, default_value_t = 12.0)]
-    pub free_bits: f64,
+    /// vae: free bits λ in nats per sequence (the KL term is β·max(KL, λ)) [default: 12 for
+    /// the 2-bar model, 64 for the 16-bar hierarchical one].
+    #[arg(long)]
+    pub free_bits: Option<f64>,
     /// vae: optimizer steps over which β rises from 0 to --beta.
     #[arg(long, default_value_t = 3000)]
     pub kl_anneal_steps: usize,

@@ -1,14 +1,12 @@
 //! `bandmate vae …` (sample, encode, reconstruct, accuracy) and `bandmate interpolate`: the
-//! 2-bar melody MusicVAE.
+//! melody MusicVAE (2-bar, or 16-bar hierarchical with `--weights assets/vae16`).
 
 use anyhow::{Context, Result, bail};
 use bandmate::data::melody::MelodyWindows;
 use bandmate::data::{self, Dataset, Split};
 use bandmate::midi;
-use bandmate::vae::eval::{
-    PAPER_SAMPLED, PAPER_TEACHER_FORCED, accuracy_table, reconstruction_accuracy,
-};
-use bandmate::vae::{MelodyVae, default_weights_dir, first_window, windows_to_clip};
+use bandmate::vae::eval::{accuracy_table, paper_numbers, reconstruction_accuracy};
+use bandmate::vae::{MelodyVae, default_weights_dir, first_window_of, windows_to_clip};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 
@@ -24,9 +22,9 @@ pub struct VaeArgs {
 pub enum VaeCommand {
     /// Melodies from the prior z ~ N(0, I), written one after another into one MIDI file.
     Sample(SampleArgs),
-    /// Print the latent μ of the first 2 bars of a MIDI file's melody.
+    /// Print the latent μ of the first bars (the model's length) of a MIDI file's melody.
     Encode(EncodeArgs),
-    /// Encode the first 2 bars of a melody and decode them again (argmax).
+    /// Encode the first bars (the model's length) of a melody and decode them again (argmax).
     Reconstruct(ReconstructArgs),
     /// Reconstruction accuracy (teacher-forced and sampled) on a Nottingham split, next to the
     /// MusicVAE paper's numbers.
@@ -35,7 +33,8 @@ pub enum VaeCommand {
 
 #[derive(Args, Debug, Clone)]
 pub struct WeightsArg {
-    /// Folder with config.json and model.safetensors [default: the shipped assets/vae].
+    /// Folder with config.json and model.safetensors [default: the shipped assets/vae; the
+    /// 16-bar hierarchical model is assets/vae16].
     #[arg(long)]
     pub weights: Option<PathBuf>,
 }
@@ -48,9 +47,9 @@ impl WeightsArg {
 
 #[derive(Args, Debug)]
 pub struct SampleArgs {
-    /// Bars per melody (the model is the 2-bar MusicVAE).
-    #[arg(long, default_value_t = 2)]
-    pub bars: u32,
+    /// Bars per melody: the model's length (2, or 16 with --weights assets/vae16).
+    #[arg(long)]
+    pub bars: Option<u32>,
     /// Melodies to draw.
     #[arg(long, default_value_t = 4)]
     pub count: usize,
@@ -122,9 +121,9 @@ pub struct InterpolateArgs {
     pub seed: u64,
 }
 
-fn melody_of(path: &Path) -> Result<Vec<u8>> {
+fn melody_of(path: &Path, steps: usize) -> Result<Vec<u8>> {
     let clip = read_clip(path)?;
-    let window = first_window(&clip).with_context(|| format!("{}", path.display()))?;
+    let window = first_window_of(&clip, steps).with_context(|| format!("{}", path.display()))?;
     if let Some(track) = window.guessed_track {
         eprintln!(
             "bandmate: {}: no track has the melody role; using track {} (the highest)",
@@ -134,8 +133,9 @@ fn melody_of(path: &Path) -> Result<Vec<u8>> {
     }
     if window.had_chords {
         eprintln!(
-            "bandmate: {}: the melody has chords in its first 2 bars; using the top note",
-            path.display()
+            "bandmate: {}: the melody has chords in its first {} bars; using the top note",
+            path.display(),
+            steps / 16
         );
     }
     Ok(window.tokens)
@@ -144,17 +144,21 @@ fn melody_of(path: &Path) -> Result<Vec<u8>> {
 fn write(windows: &[Vec<u8>], out: &Path) -> Result<()> {
     midi::write_file(&windows_to_clip(windows), out)
         .with_context(|| format!("cannot write {}", out.display()))?;
-    println!("wrote {} ({} bars)", out.display(), windows.len() * 2);
+    let steps: usize = windows.iter().map(Vec::len).sum();
+    println!("wrote {} ({} bars)", out.display(), steps / 16);
     Ok(())
 }
 
 pub fn run(args: VaeArgs) -> Result<()> {
     match args.command {
         VaeCommand::Sample(a) => {
-            if a.bars != 2 {
+            let vae = a.weights.load()?;
+            let model_bars = vae.window_steps() / 16;
+            if let Some(bars) = a.bars
+                && bars as usize != model_bars
+            {
                 bail!(
-                    "--bars {}: only the 2-bar MusicVAE is trained (the hierarchical 16-bar model is not available yet)",
-                    a.bars
+                    "--bars {bars}: this MusicVAE writes {model_bars} bars (assets/vae: 2 bars, assets/vae16: 16 bars, hierarchical)"
                 );
             }
             if a.count == 0 {
@@ -163,20 +167,19 @@ pub fn run(args: VaeArgs) -> Result<()> {
             if !(a.temperature >= 0.0 && a.temperature.is_finite()) {
                 bail!("--temperature must be 0 (argmax) or positive");
             }
-            let vae = a.weights.load()?;
             let temperature = (a.temperature > 0.0).then_some(a.temperature);
             write(&vae.sample(a.count, temperature, a.seed)?, &a.out)
         }
         VaeCommand::Encode(a) => {
             let vae = a.weights.load()?;
-            let z = vae.encode(&[&melody_of(&a.input)?])?;
+            let z = vae.encode(&[&melody_of(&a.input, vae.window_steps())?])?;
             let text: Vec<String> = z[0].iter().map(|v| format!("{v:.4}")).collect();
             println!("{}", text.join(" "));
             Ok(())
         }
         VaeCommand::Reconstruct(a) => {
             let vae = a.weights.load()?;
-            let tokens = melody_of(&a.input)?;
+            let tokens = melody_of(&a.input, vae.window_steps())?;
             let z = vae.encode(&[&tokens])?;
             let decoded = vae.decode(&z, None, 0)?;
             let same = decoded[0]
@@ -184,7 +187,7 @@ pub fn run(args: VaeArgs) -> Result<()> {
                 .zip(&tokens)
                 .filter(|(x, y)| x == y)
                 .count();
-            println!("{same} of 32 tokens reconstructed");
+            println!("{same} of {} tokens reconstructed", tokens.len());
             write(&decoded, &a.out)
         }
         VaeCommand::Accuracy(a) => {
@@ -201,10 +204,12 @@ pub fn run(args: VaeArgs) -> Result<()> {
                 &data::default_data_root(),
                 &data::default_cache_dir(),
             )?;
-            let windows: MelodyWindows = data::melody::melody_windows(&songs, 2)?;
+            let bars = (vae.window_steps() / 16) as u32;
+            let windows: MelodyWindows = data::melody::melody_windows_of(&songs, bars, 2)?;
             let acc = reconstruction_accuracy(&vae, &windows, a.batch)?;
+            let (ptf, ps, paper_model) = paper_numbers(bars);
             println!(
-                "Nottingham {} split, {} windows of 2 bars (hop 2 bars, 4/4 and paired 2/4 only)",
+                "Nottingham {} split, {} windows of {bars} bars (hop 2 bars, 4/4 and paired 2/4 only)",
                 a.split, acc.windows
             );
             println!("                      teacher-forced  sampled");
@@ -213,7 +218,7 @@ pub fn run(args: VaeArgs) -> Result<()> {
                 acc.teacher_forced, acc.sampled
             );
             println!(
-                "MusicVAE paper        {PAPER_TEACHER_FORCED:.3}           {PAPER_SAMPLED:.3}   (Lakh MIDI melodies, a far larger model: the data differ)"
+                "MusicVAE paper        {ptf:.3}           {ps:.3}   ({paper_model}; Lakh MIDI melodies, a far larger model: the data differ)"
             );
             if let Some(card) = a.card {
                 let text = std::fs::read_to_string(&card)
@@ -223,7 +228,8 @@ pub fn run(args: VaeArgs) -> Result<()> {
                     .next()
                     .unwrap_or_default()
                     .trim_end();
-                let table = accuracy_table(&acc, &format!("Nottingham {}", a.split));
+                let table =
+                    accuracy_table(&acc, &format!("Nottingham {}", a.split), vae.window_steps());
                 std::fs::write(&card, format!("{head}\n\n{table}"))
                     .with_context(|| format!("cannot write {}", card.display()))?;
                 println!("updated {}", card.display());
@@ -235,7 +241,8 @@ pub fn run(args: VaeArgs) -> Result<()> {
 
 pub fn run_interpolate(a: InterpolateArgs) -> Result<()> {
     let vae = a.weights.load()?;
-    let (ta, tb) = (melody_of(&a.a)?, melody_of(&a.b)?);
+    let steps = vae.window_steps();
+    let (ta, tb) = (melody_of(&a.a, steps)?, melody_of(&a.b, steps)?);
     let Some(t0) = a.refine else {
         return write(&vae.interpolate(&ta, &tb, a.steps)?, &a.out);
     };

@@ -1,0 +1,395 @@
+//! Hierarchical MusicVAE for 16-bar melodies (Roberts et al. 2018, the "hierarchical decoder"),
+//! scaled down for a 2-core CPU.
+//!
+//! - Encoder (hierarchical, so that no LSTM runs over all 256 steps): a bidirectional bar LSTM
+//!   reads each bar's 16 tokens (all bars of the batch at once), its last forward and first
+//!   backward states summarise the bar; a bidirectional song LSTM reads the 16 bar summaries and
+//!   its end states give μ and log σ² of q(z | x).
+//! - Decoder: the conductor LSTM starts from `tanh(W z + b)`, takes z at each of its 16 steps
+//!   and emits one embedding per bar; the bar decoder LSTM starts each bar from
+//!   `tanh(W e_bar + b)` and plays its 16 steps autoregressively with `[previous token, e_bar]`
+//!   as input (the previous token runs on across bar lines). Teacher forcing decodes all bars at
+//!   once; sampling plays the bars one after another.
+//!
+//! Tokens as the flat model: 130 classes (128 note-ons, rest, hold), [`crate::data::melody`].
+
+use candle_core::{D, DType, Device, Module, Result, Tensor, bail};
+use candle_nn::{Linear, VarBuilder, linear};
+use serde::{Deserialize, Serialize};
+
+use super::music_vae::{VaeOutput, draw};
+use crate::data::melody::CLASSES;
+use crate::nn::lstm::{LstmCell, split_steps};
+
+/// Shapes of the network (stored as `config.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HierConfig {
+    /// Bars per sequence (4/4).
+    pub bars: usize,
+    /// 16ths per bar.
+    pub steps_per_bar: usize,
+    /// Token classes: 128 pitches, rest, hold.
+    pub classes: usize,
+    /// Hidden units of each direction of the bar encoder.
+    pub bar_encoder_hidden: usize,
+    /// Hidden units of each direction of the song encoder (over bar summaries).
+    pub encoder_hidden: usize,
+    pub z_dim: usize,
+    pub conductor_hidden: usize,
+    /// Size of the conductor's per-bar embedding.
+    pub bar_embedding: usize,
+    pub decoder_hidden: usize,
+}
+
+impl Default for HierConfig {
+    fn default() -> Self {
+        Self::small()
+    }
+}
+
+impl HierConfig {
+    /// The shipped shape.
+    pub fn small() -> Self {
+        Self {
+            bars: 16,
+            steps_per_bar: 16,
+            classes: CLASSES,
+            bar_encoder_hidden: 128,
+            encoder_hidden: 192,
+            z_dim: 128,
+            conductor_hidden: 256,
+            bar_embedding: 128,
+            decoder_hidden: 256,
+        }
+    }
+
+    /// For tests.
+    pub fn tiny() -> Self {
+        Self {
+            bar_encoder_hidden: 16,
+            encoder_hidden: 24,
+            z_dim: 8,
+            conductor_hidden: 24,
+            bar_embedding: 16,
+            decoder_hidden: 32,
+            ..Self::small()
+        }
+    }
+
+    pub fn preset(name: &str) -> Option<Self> {
+        match name {
+            "hier" | "hier-small" => Some(Self::small()),
+            "hier-tiny" => Some(Self::tiny()),
+            _ => None,
+        }
+    }
+
+    /// Tokens per sequence.
+    pub fn steps(&self) -> usize {
+        self.bars * self.steps_per_bar
+    }
+
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.classes != CLASSES || self.steps_per_bar != 16 {
+            return Err(format!(
+                "hierarchical MusicVAE config: classes {} and steps_per_bar {} must be {CLASSES} and 16",
+                self.classes, self.steps_per_bar
+            ));
+        }
+        let sizes = [
+            self.bars,
+            self.bar_encoder_hidden,
+            self.encoder_hidden,
+            self.z_dim,
+            self.conductor_hidden,
+            self.bar_embedding,
+            self.decoder_hidden,
+        ];
+        if sizes.contains(&0) || self.bars > 64 {
+            return Err("hierarchical MusicVAE config: sizes must be positive, bars ≤ 64".into());
+        }
+        Ok(())
+    }
+}
+
+/// Encoders, latent heads, conductor and bar decoder.
+#[derive(Clone, Debug)]
+pub struct HierVae {
+    cfg: HierConfig,
+    bar_encoder_fwd: LstmCell,
+    bar_encoder_bwd: LstmCell,
+    encoder_fwd: LstmCell,
+    encoder_bwd: LstmCell,
+    mu: Linear,
+    log_var: Linear,
+    conductor_init: Linear,
+    conductor: LstmCell,
+    conductor_out: Linear,
+    decoder_init: Linear,
+    decoder: LstmCell,
+    output: Linear,
+}
+
+/// Runs a bidirectional LSTM over `xs` (steps × `[batch, in]`) and returns the last forward
+/// and the first backward hidden states concatenated: `[batch, 2·hidden]`.
+fn bidirectional_ends(
+    fwd: &LstmCell,
+    bwd: &LstmCell,
+    xs: &[Tensor],
+    hidden: usize,
+) -> Result<Tensor> {
+    let b = xs[0].dim(0)?;
+    let (wf, wb) = (fwd.weights()?, bwd.weights()?);
+    let zeros = Tensor::zeros((b, hidden), DType::F32, xs[0].device())?;
+    let (mut hf, mut cf) = (zeros.clone(), zeros.clone());
+    let (mut hb, mut cb) = (zeros.clone(), zeros);
+    let n = xs.len();
+    for t in 0..n {
+        (hf, cf) = wf.step(&xs[t], &hf, &cf)?;
+        (hb, cb) = wb.step(&xs[n - 1 - t], &hb, &cb)?;
+    }
+    Tensor::cat(&[hf, hb], 1)
+}
+
+/// (h, c) from `tanh(layer(x))`, split in halves of `hidden`.
+fn init_state(layer: &Linear, x: &Tensor, hidden: usize) -> Result<(Tensor, Tensor)> {
+    let hc = layer.forward(x)?.tanh()?; // [batch, 2·hidden]
+    Ok((hc.narrow(1, 0, hidden)?, hc.narrow(1, hidden, hidden)?))
+}
+
+impl HierVae {
+    pub fn new(cfg: &HierConfig, vb: VarBuilder) -> Result<Self> {
+        if let Err(e) = cfg.validate() {
+            bail!("{e}");
+        }
+        let c = cfg;
+        let bar_enc = vb.pp("bar_encoder");
+        let enc = vb.pp("encoder");
+        Ok(Self {
+            bar_encoder_fwd: LstmCell::new(c.classes, c.bar_encoder_hidden, "", &bar_enc)?,
+            bar_encoder_bwd: LstmCell::new(c.classes, c.bar_encoder_hidden, "_reverse", &bar_enc)?,
+            encoder_fwd: LstmCell::new(2 * c.bar_encoder_hidden, c.encoder_hidden, "", &enc)?,
+            encoder_bwd: LstmCell::new(
+                2 * c.bar_encoder_hidden,
+                c.encoder_hidden,
+                "_reverse",
+                &enc,
+            )?,
+            mu: linear(2 * c.encoder_hidden, c.z_dim, vb.pp("mu"))?,
+            log_var: linear(2 * c.encoder_hidden, c.z_dim, vb.pp("log_var"))?,
+            conductor_init: linear(c.z_dim, 2 * c.conductor_hidden, vb.pp("conductor_init"))?,
+            conductor: LstmCell::new(c.z_dim, c.conductor_hidden, "", &vb.pp("conductor"))?,
+            conductor_out: linear(c.conductor_hidden, c.bar_embedding, vb.pp("conductor_out"))?,
+            decoder_init: linear(c.bar_embedding, 2 * c.decoder_hidden, vb.pp("decoder_init"))?,
+            decoder: LstmCell::new(
+                c.classes + c.bar_embedding,
+                c.decoder_hidden,
+                "",
+                &vb.pp("decoder"),
+            )?,
+            output: linear(c.decoder_hidden, c.classes, vb.pp("output"))?,
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &HierConfig {
+        &self.cfg
+    }
+
+    /// One-hot `[batch, steps, classes]` of `[batch, steps]` u32 tokens.
+    fn one_hot(&self, tokens: &Tensor) -> Result<Tensor> {
+        let (b, t) = tokens.dims2()?;
+        let k = self.cfg.classes;
+        let classes = Tensor::arange(0u32, k as u32, tokens.device())?.reshape((1, 1, k))?;
+        tokens
+            .unsqueeze(2)?
+            .broadcast_as((b, t, k))?
+            .eq(&classes.broadcast_as((b, t, k))?)?
+            .to_dtype(DType::F32)
+    }
+
+    /// μ and log σ² (`[batch, z_dim]` each) of `[batch, bars·16]` u32 tokens.
+    pub fn encode(&self, tokens: &Tensor) -> Result<(Tensor, Tensor)> {
+        let c = &self.cfg;
+        let (b, _) = tokens.dims2()?;
+        let x = self
+            .one_hot(tokens)?
+            .reshape((b * c.bars, c.steps_per_bar, c.classes))?; // [batch·bars, 16, classes]
+        let bars = bidirectional_ends(
+            &self.bar_encoder_fwd,
+            &self.bar_encoder_bwd,
+            &split_steps(&x)?,
+            c.bar_encoder_hidden,
+        )? // [batch·bars, 2·Hb]
+        .reshape((b, c.bars, 2 * c.bar_encoder_hidden))?;
+        let h = bidirectional_ends(
+            &self.encoder_fwd,
+            &self.encoder_bwd,
+            &split_steps(&bars)?,
+            c.encoder_hidden,
+        )?; // [batch, 2·H]
+        Ok((self.mu.forward(&h)?, self.log_var.forward(&h)?))
+    }
+
+    /// The conductor's bar embeddings of z `[batch, z_dim]`: `[batch, bars, bar_embedding]`.
+    fn conduct(&self, z: &Tensor) -> Result<Tensor> {
+        let (mut h, mut c) = init_state(&self.conductor_init, z, self.cfg.conductor_hidden)?;
+        let cell = self.conductor.weights()?;
+        let mut out = Vec::with_capacity(self.cfg.bars);
+        for _ in 0..self.cfg.bars {
+            (h, c) = cell.step(z, &h, &c)?;
+            out.push(self.conductor_out.forward(&h)?.tanh()?);
+        }
+        Tensor::stack(&out, 1)
+    }
+
+    /// Teacher-forced logits `[batch, bars·16, classes]` given z and the target tokens.
+    pub fn decode_teacher_forced(&self, z: &Tensor, tokens: &Tensor) -> Result<Tensor> {
+        let c = &self.cfg;
+        let (b, steps) = tokens.dims2()?;
+        let (rows, e) = (b * c.bars, c.bar_embedding);
+        let embeddings = self.conduct(z)?.reshape((rows, e))?; // [batch·bars, E]
+        let target = self.one_hot(tokens)?; // [batch, steps, classes]
+        let start = Tensor::zeros((b, 1, c.classes), DType::F32, z.device())?;
+        let previous = Tensor::cat(&[start, target.narrow(1, 0, steps - 1)?], 1)?.reshape((
+            rows,
+            c.steps_per_bar,
+            c.classes,
+        ))?;
+        let es = embeddings
+            .unsqueeze(1)?
+            .broadcast_as((rows, c.steps_per_bar, e))?
+            .contiguous()?;
+        let inputs = split_steps(&Tensor::cat(&[previous, es], 2)?)?; // 16 × [rows, classes + E]
+        let cell = self.decoder.weights()?;
+        let (mut h, mut cs) = init_state(&self.decoder_init, &embeddings, c.decoder_hidden)?;
+        let mut hs = Vec::with_capacity(c.steps_per_bar);
+        for x in &inputs {
+            (h, cs) = cell.step(x, &h, &cs)?;
+            hs.push(h.clone());
+        }
+        let hs = Tensor::stack(&hs, 1)?; // [rows, 16, H]
+        self.output.forward(&hs)?.reshape((b, steps, c.classes))
+    }
+
+    /// Encode (reparameterized with `noise`, or z = μ) and decode teacher-forced.
+    pub fn forward(&self, tokens: &Tensor, noise: Option<&Tensor>) -> Result<VaeOutput> {
+        let (mu, log_var) = self.encode(tokens)?;
+        let z = match noise {
+            Some(eps) => (&mu + (log_var.affine(0.5, 0.0)?.exp()? * eps)?)?,
+            None => mu.clone(),
+        };
+        Ok(VaeOutput {
+            logits: self.decode_teacher_forced(&z, tokens)?,
+            mu,
+            log_var,
+        })
+    }
+
+    /// Autoregressive decoding of z `[batch, z_dim]` into `[batch, bars·16]` tokens: argmax, or
+    /// sampled at `temperature` with `uniforms` (`steps · batch` values, step-major).
+    pub fn decode(
+        &self,
+        z: &Tensor,
+        temperature: Option<f64>,
+        uniforms: &[f32],
+    ) -> Result<Vec<Vec<u8>>> {
+        let c = &self.cfg;
+        let (b, _) = z.dims2()?;
+        let steps = c.steps();
+        if temperature.is_some() && uniforms.len() < b * steps {
+            bail!(
+                "decode: {} uniforms for {} draws",
+                uniforms.len(),
+                b * steps
+            );
+        }
+        let embeddings = self.conduct(z)?; // [batch, bars, E]
+        let cell = self.decoder.weights()?;
+        let mut previous = Tensor::zeros((b, c.classes), DType::F32, z.device())?;
+        let mut out = vec![Vec::with_capacity(steps); b];
+        for bar in 0..c.bars {
+            let e = embeddings.narrow(1, bar, 1)?.squeeze(1)?.contiguous()?; // [batch, E]
+            let (mut h, mut cs) = init_state(&self.decoder_init, &e, c.decoder_hidden)?;
+            for s in 0..c.steps_per_bar {
+                let t = bar * c.steps_per_bar + s;
+                let input = Tensor::cat(&[&previous, &e], 1)?;
+                (h, cs) = cell.step(&input, &h, &cs)?;
+                let logits = self.output.forward(&h)?; // [batch, classes]
+                let chosen: Vec<u32> = match temperature {
+                    None => logits.argmax(D::Minus1)?.to_vec1::<u32>()?,
+                    Some(temp) => candle_nn::ops::softmax_last_dim(&(logits / temp.max(1e-3))?)?
+                        .to_vec2::<f32>()?
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| draw(p, uniforms[t * b + i]))
+                        .collect(),
+                };
+                for (seq, &tok) in out.iter_mut().zip(&chosen) {
+                    seq.push(tok as u8);
+                }
+                let ids = Tensor::from_vec(chosen, (b, 1), z.device())?;
+                previous = self.one_hot(&ids)?.squeeze(1)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Tokens `[batch][steps]` as a u32 tensor, checking lengths and classes.
+    pub fn tokens_tensor(&self, windows: &[&[u8]], device: &Device) -> Result<Tensor> {
+        let steps = self.cfg.steps();
+        let mut flat = Vec::with_capacity(windows.len() * steps);
+        for w in windows {
+            if w.len() != steps {
+                bail!("a window has {} tokens, the model takes {steps}", w.len());
+            }
+            if let Some(&bad) = w.iter().find(|&&t| t as usize >= self.cfg.classes) {
+                bail!("token {bad} is not one of the {} classes", self.cfg.classes);
+            }
+            flat.extend(w.iter().map(|&t| t as u32));
+        }
+        Tensor::from_vec(flat, (windows.len(), steps), device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_nn::VarMap;
+
+    #[test]
+    fn shapes_and_teacher_forcing_matches_free_running_on_its_own_output() {
+        let cfg = HierConfig {
+            bars: 3,
+            ..HierConfig::tiny()
+        };
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let vae = HierVae::new(&cfg, vb).unwrap();
+        let w: Vec<u8> = (0..48)
+            .map(|i| if i % 4 == 0 { 60 + (i / 4) as u8 } else { 129 })
+            .collect();
+        let tokens = vae.tokens_tensor(&[&w, &w], &Device::Cpu).unwrap();
+        let out = vae.forward(&tokens, None).unwrap();
+        assert_eq!(out.logits.dims(), &[2, 48, CLASSES]);
+        assert_eq!(out.mu.dims(), &[2, cfg.z_dim]);
+        // The argmax decoding, fed back teacher-forced, gives the same argmax at every step:
+        // the two decoders agree on how bars follow each other.
+        let decoded = vae.decode(&out.mu, None, &[]).unwrap();
+        assert_eq!(decoded[0].len(), 48);
+        let again = vae.tokens_tensor(&[&decoded[0]], &Device::Cpu).unwrap();
+        let logits = vae
+            .decode_teacher_forced(&out.mu.narrow(0, 0, 1).unwrap(), &again)
+            .unwrap();
+        let argmax: Vec<u32> = logits
+            .argmax(2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let expected: Vec<u32> = decoded[0].iter().map(|&t| t as u32).collect();
+        assert_eq!(argmax, expected);
+        assert!(vae.tokens_tensor(&[&w[..10]], &Device::Cpu).is_err());
+    }
+}
