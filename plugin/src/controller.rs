@@ -1,6 +1,7 @@
 //! The non-audio side of an instance, as the editor drives it: edits the persisted session,
 //! hands new clips to the audio thread and runs jobs on the instance's worker.
 
+use crate::audition::AuditionSender;
 use crate::band::{BandControls, role_bit};
 use crate::clip_feed::ClipSender;
 use crate::params::BandmateParams;
@@ -18,6 +19,8 @@ pub struct Controller {
     next_seed: AtomicU64,
     /// Shared with the band thread and the audio thread (lock-free).
     band_controls: Arc<BandControls>,
+    /// Keyboard clicks to the audio thread (set by the plugin).
+    audition: Mutex<Option<AuditionSender>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -32,7 +35,21 @@ impl Controller {
             worker: Mutex::new(None),
             next_seed: AtomicU64::new(0x5eed),
             band_controls: Arc::new(BandControls::default()),
+            audition: Mutex::new(None),
         }
+    }
+
+    /// Where [`Controller::audition`] sends its notes.
+    pub fn connect_audition(&self, sender: AuditionSender) {
+        *lock(&self.audition) = Some(sender);
+    }
+
+    /// Play `pitch` through the host for a moment (a click on the keyboard). `false` if there
+    /// is no audio side or too many clicks are waiting.
+    pub fn audition(&self, pitch: u8, velocity: u8) -> bool {
+        lock(&self.audition)
+            .as_mut()
+            .is_some_and(|s| s.play(pitch, velocity))
     }
 
     /// The band player's controls, read by the band thread and the audio thread.

@@ -232,8 +232,10 @@ impl EditorApp {
                 self.running = None;
                 self.state.job = JobStatus::Idle;
             }
-            // Auditioning needs a note path to the host, which the editor does not have yet.
-            Action::Audition { .. } => {}
+            // A dropped click (the ring is full) only loses that click.
+            Action::Audition { pitch, velocity } => {
+                self.controller.audition(pitch, velocity);
+            }
         }
     }
 

@@ -4,6 +4,7 @@
 //! runs the models; the audio thread plays the clip with the [`Player`], which receives new clips
 //! through the lock-free [`clip_feed`].
 
+pub mod audition;
 pub mod band;
 pub mod capture;
 pub mod clip_feed;
@@ -23,6 +24,7 @@ pub use player::{HostTransport, NoteMessage, PlayOptions, Player, PlayerClip};
 pub use state::Session;
 pub use worker::{Job, JobKind, JobRequest, JobSettings, Worker, WorkerReport};
 
+use audition::{AuditionVoice, audition_feed};
 use band::{BandControls, BandSession, BandStats, BandThread, BandVoice, answer_feed};
 use capture::{BlockClock, Capture, capture_feed};
 use clip_feed::{ClipReceiver, clip_feed};
@@ -42,11 +44,16 @@ pub struct Bandmate {
     band: Option<BandRig>,
     band_stats: Arc<BandStats>,
     band_controls: Arc<BandControls>,
-    /// The player's and the band's events of one block, merged (preallocated).
+    /// Notes auditioned from the editor's keyboard.
+    audition: AuditionVoice,
+    /// The player's, the band's and the audition's events of one block, merged
+    /// (preallocated; `scratch` holds the first merge).
     merged: Box<[NoteMessage; MERGED_EVENTS]>,
+    scratch: Box<[NoteMessage; MERGED_EVENTS]>,
 }
 
-const MERGED_EVENTS: usize = MAX_EVENTS_PER_BLOCK + band::MAX_BAND_EVENTS;
+const MERGED_EVENTS: usize =
+    MAX_EVENTS_PER_BLOCK + band::MAX_BAND_EVENTS + audition::MAX_AUDITION_EVENTS;
 
 /// The audio-thread ends of capture and band playback, and the thread between them.
 struct BandRig {
@@ -64,6 +71,8 @@ impl Default for Bandmate {
         let (sender, clips) = clip_feed();
         let controller = Arc::new(Controller::new(params.clone(), sender));
         controller.apply_band_settings();
+        let (audition_sender, audition) = audition_feed();
+        controller.connect_audition(audition_sender);
         Self {
             band_controls: controller.band_controls().clone(),
             controller,
@@ -72,7 +81,9 @@ impl Default for Bandmate {
             clips,
             band: None,
             band_stats: Arc::new(BandStats::default()),
+            audition,
             merged: Box::new([EMPTY_MESSAGE; MERGED_EVENTS]),
+            scratch: Box::new([EMPTY_MESSAGE; MERGED_EVENTS]),
         }
     }
 }
@@ -276,13 +287,19 @@ impl Plugin for Bandmate {
         let band_clock = clock.filter(|_| band_mode);
 
         let ours = self.player.process_block(&transport, samples, options);
-        let merged_len = match self.band.as_mut() {
+        let first_len = match self.band.as_mut() {
             Some(rig) => {
                 let band = rig.voice.process_block(band_clock.as_ref());
-                merge_sorted(ours, band, &mut self.merged[..])
+                merge_sorted(ours, band, &mut self.scratch[..])
             }
-            None => merge_sorted(ours, &[], &mut self.merged[..]),
+            None => merge_sorted(ours, &[], &mut self.scratch[..]),
         };
+        let auditioned = self.audition.process_block(
+            samples,
+            transport.sample_rate,
+            self.params.output_channel().unwrap_or(0),
+        );
+        let merged_len = merge_sorted(&self.scratch[..first_len], auditioned, &mut self.merged[..]);
         if let Some(rig) = self.band.as_mut() {
             rig.capture
                 .set_lookahead_steps(self.band_controls.lookahead_steps.load(Relaxed));

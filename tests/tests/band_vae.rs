@@ -228,7 +228,9 @@ fn shipped_model_evaluation_beats_its_baselines() {
     for r in &cont {
         assert_eq!(r.clips, some.len());
         assert!(
-            r.mean_overlap_area.is_some_and(|oa| oa > 0.0 && oa <= 1.0),
+            r.summary
+                .mean_overlap_area
+                .is_some_and(|oa| oa > 0.0 && oa <= 1.0),
             "{r:?}"
         );
     }

@@ -74,23 +74,28 @@ fn tokenization_round_trips_on_nottingham_melodies() {
     assert_eq!(detokenize(first.window(0), 90), melody);
 }
 
-#[test]
-fn a_few_training_steps_lower_the_loss() {
-    let windows = test_windows();
-    let vae = MelodyVae::new_random(&VaeShape::Flat(Config::tiny())).unwrap();
+/// The loss before and after `steps` AdamW steps on `rows` (fixed noise).
+fn train_a_little(vae: &MelodyVae, rows: &[&[u8]], steps: usize) -> (f32, f32) {
     let mut opt = AdamW::new(vae.varmap(), 3e-3, 0.0).unwrap();
-    let rows: Vec<&[u8]> = (0..64).map(|i| windows.window(i * 7)).collect();
-    let tokens = vae.model().tokens_tensor(&rows, &Device::Cpu).unwrap();
+    let tokens = vae.model().tokens_tensor(rows, &Device::Cpu).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let z = vae.z_dim();
-    let noise = Tensor::from_vec(normal_noise(&mut rng, 64 * z), (64, z), &Device::Cpu).unwrap();
+    let (n, z) = (rows.len(), vae.z_dim());
+    let noise = Tensor::from_vec(normal_noise(&mut rng, n * z), (n, z), &Device::Cpu).unwrap();
     let mut losses = Vec::new();
-    for _ in 0..40 {
+    for _ in 0..steps {
         let terms = batch_loss(vae.model(), &tokens, Some(&noise), 0.1, 2.0).unwrap();
         losses.push(terms.loss.to_scalar::<f32>().unwrap());
         opt.backward_step(&terms.loss).unwrap();
     }
-    let (first, last) = (losses[0], *losses.last().unwrap());
+    (losses[0], *losses.last().unwrap())
+}
+
+#[test]
+fn a_few_training_steps_lower_the_loss() {
+    let windows = test_windows();
+    let vae = MelodyVae::new_random(&VaeShape::Flat(Config::tiny())).unwrap();
+    let rows: Vec<&[u8]> = (0..64).map(|i| windows.window(i * 7)).collect();
+    let (first, last) = train_a_little(&vae, &rows, 40);
     // Untrained: about 32·ln(130) ≈ 156 nats per sequence.
     assert!((140.0..170.0).contains(&first), "{first}");
     assert!(last < 0.75 * first, "loss {first} → {last}");
@@ -228,19 +233,9 @@ fn the_hierarchical_model_learns_16_bar_melodies_and_reads_clips_of_its_length()
     assert_eq!(windows.window(0).len(), 256);
     let vae = MelodyVae::new_random(&VaeShape::Hierarchical(HierConfig::tiny())).unwrap();
     assert_eq!(vae.window_steps(), 256);
-    let mut opt = AdamW::new(vae.varmap(), 3e-3, 0.0).unwrap();
     let rows: Vec<&[u8]> = (0..16).map(|i| windows.window(i * 13)).collect();
-    let tokens = vae.model().tokens_tensor(&rows, &Device::Cpu).unwrap();
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let (first, last) = train_a_little(&vae, &rows, 25);
     let z = vae.z_dim();
-    let noise = Tensor::from_vec(normal_noise(&mut rng, 16 * z), (16, z), &Device::Cpu).unwrap();
-    let mut losses = Vec::new();
-    for _ in 0..25 {
-        let terms = batch_loss(vae.model(), &tokens, Some(&noise), 0.1, 2.0).unwrap();
-        losses.push(terms.loss.to_scalar::<f32>().unwrap());
-        opt.backward_step(&terms.loss).unwrap();
-    }
-    let (first, last) = (losses[0], *losses.last().unwrap());
     // Untrained: about 256·ln(130) ≈ 1246 nats per sequence.
     assert!((1100.0..1400.0).contains(&first), "{first}");
     assert!(last < 0.6 * first, "loss {first} → {last}");

@@ -143,14 +143,7 @@ pub fn notes_from_probs(
         {
             end += 1;
         }
-        let velocity = (60.0 + 40.0 * prob).round().clamp(1.0, 127.0) as u8;
-        notes.push(Note::new(
-            s as u32,
-            spec.pitch_lo + p as u8,
-            (end - s) as u32,
-            velocity,
-            track,
-        ));
+        notes.push(decoded_note(spec, s, p, end, prob, track));
     }
     notes
 }
@@ -201,16 +194,21 @@ fn monophonic_notes(
         while end < next && probs[plane + end * spec.pitches + p] > 0.5 {
             end += 1;
         }
-        let velocity = (60.0 + 40.0 * prob).round().clamp(1.0, 127.0) as u8;
-        notes.push(Note::new(
-            s as u32,
-            spec.pitch_lo + p as u8,
-            (end - s) as u32,
-            velocity,
-            track,
-        ));
+        notes.push(decoded_note(spec, s, p, end, prob, track));
     }
     notes
+}
+
+/// The note of window pitch `p` from step `s` to `end`, louder the surer its onset.
+fn decoded_note(spec: &TrackSpec, s: usize, p: usize, end: usize, prob: f32, track: u16) -> Note {
+    let velocity = (60.0 + 40.0 * prob).round().clamp(1.0, 127.0) as u8;
+    Note::new(
+        s as u32,
+        spec.pitch_lo + p as u8,
+        (end - s) as u32,
+        velocity,
+        track,
+    )
 }
 
 #[cfg(test)]

@@ -8,8 +8,7 @@ use std::time::Instant;
 use super::player::{BandModel, BandPlayer, PlayOptions, continue_clip, fill_track};
 use super::{NextBarScores, estimate_chord, pitch_class_weights, score_next_bar_in_song};
 use crate::data::Song;
-use crate::metrics::eval::{EvalOptions, evaluate};
-use crate::metrics::rhythm::rhythm_melody_stats;
+use crate::metrics::eval::{SET_SUMMARY_COLUMNS, SetSummary};
 use crate::music::{Clip, Note, TrackRole};
 
 /// Bars of a prompt and of a whole continuation.
@@ -131,14 +130,8 @@ pub struct SetRow {
     pub task: String,
     pub method: String,
     pub clips: usize,
-    /// Yang–Lerch mean overlapping area against the true part.
-    pub mean_overlap_area: Option<f64>,
-    /// Mittal et al.'s framewise consistency and variance (pitch, duration).
-    pub pitch_consistency: Option<f64>,
-    pub pitch_variance: Option<f64>,
-    pub duration_consistency: Option<f64>,
-    pub duration_variance: Option<f64>,
-    pub diatonicity: Option<f64>,
+    /// Against the true parts as a set (Yang–Lerch, Mittal et al.).
+    pub summary: SetSummary,
     /// Note-level F1 (same step and pitch) against the true part of the same tune.
     pub f1: f64,
     /// Share of generated notes in the true chord of their bar (from the true accompaniment).
@@ -194,19 +187,12 @@ fn set_row(
     truth: &[Clip],
     chords: &[Clip],
 ) -> SetRow {
-    let report = evaluate(truth, generated, &EvalOptions::default());
-    let ss = report.self_similarity;
     let (f1, chord_tone_ratio) = match_scores(generated, truth, chords);
     SetRow {
         task: task.to_string(),
         method: method.to_string(),
         clips: generated.len(),
-        mean_overlap_area: report.mean_overlap_area(),
-        pitch_consistency: ss.pitch.map(|s| s.consistency),
-        pitch_variance: ss.pitch.map(|s| s.variance),
-        duration_consistency: ss.duration.map(|s| s.consistency),
-        duration_variance: ss.duration.map(|s| s.variance),
-        diatonicity: rhythm_melody_stats(generated).diatonicity,
+        summary: SetSummary::compare(truth, generated),
         f1,
         chord_tone_ratio,
     }
@@ -341,22 +327,16 @@ pub fn voice_fill_rows(
 
 /// The rows as a markdown table.
 pub fn table(rows: &[SetRow]) -> String {
-    let cell = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.3}"));
-    let mut out = String::from(
-        "| task | method | tunes | mean OA | pitch consistency | pitch variance | duration consistency | duration variance | diatonicity | note F1 | chord-tone ratio |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    let mut out = format!(
+        "| task | method | tunes | {SET_SUMMARY_COLUMNS} | note F1 | chord-tone ratio |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
     );
     for r in rows {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.3} | {:.3} |\n",
+            "| {} | {} | {} | {} | {:.3} | {:.3} |\n",
             r.task,
             r.method,
             r.clips,
-            cell(r.mean_overlap_area),
-            cell(r.pitch_consistency),
-            cell(r.pitch_variance),
-            cell(r.duration_consistency),
-            cell(r.duration_variance),
-            cell(r.diatonicity),
+            r.summary.cells(),
             r.f1,
             r.chord_tone_ratio,
         ));

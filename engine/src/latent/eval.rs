@@ -19,7 +19,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{LatentMelody, SampleOptions, Sampler, window_runs};
 use crate::data::{self, Dataset, Split};
-use crate::metrics::{EvalOptions, evaluate};
+use crate::metrics::eval::SetSummary;
 use crate::music::Clip;
 use crate::vae::windows_to_clip;
 
@@ -28,14 +28,8 @@ use crate::vae::windows_to_clip;
 pub struct LatentEvalRow {
     pub task: &'static str,
     pub method: String,
-    pub mean_overlap_area: Option<f64>,
-    pub pitch_consistency: Option<f64>,
-    pub pitch_variance: Option<f64>,
-    pub duration_consistency: Option<f64>,
-    pub duration_variance: Option<f64>,
-    pub diatonicity: Option<f64>,
-    pub downbeat_share: Option<f64>,
-    pub beat_share: Option<f64>,
+    /// Against the test split's melodies as a set.
+    pub summary: SetSummary,
     pub frechet: f64,
     pub seconds: f64,
 }
@@ -206,28 +200,16 @@ pub fn evaluate_latent(lm: &LatentMelody, opts: &LatentEvalOptions) -> Result<Ve
     }
     let test_clips = clips(&test);
     let test_latents = latents(lm, &test)?;
-    let eval_opts = EvalOptions::default();
     let row = |task: &'static str,
                method: String,
                set: &[Vec<Vec<u8>>],
                reference: &[Clip],
                seconds: f64|
      -> Result<LatentEvalRow> {
-        let generated = clips(set);
-        let report = evaluate(reference, &generated, &eval_opts);
-        let stats = crate::metrics::rhythm::rhythm_melody_stats(&generated);
-        let ss = report.self_similarity;
         Ok(LatentEvalRow {
             task,
             method,
-            mean_overlap_area: report.mean_overlap_area(),
-            pitch_consistency: ss.pitch.map(|s| s.consistency),
-            pitch_variance: ss.pitch.map(|s| s.variance),
-            duration_consistency: ss.duration.map(|s| s.consistency),
-            duration_variance: ss.duration.map(|s| s.variance),
-            diatonicity: stats.diatonicity,
-            downbeat_share: stats.downbeat_share,
-            beat_share: stats.beat_share,
+            summary: SetSummary::compare(reference, &clips(set)),
             frechet: frechet_distance(&latents(lm, set)?, &test_latents),
             seconds,
         })
@@ -322,22 +304,18 @@ pub fn evaluate_latent(lm: &LatentMelody, opts: &LatentEvalOptions) -> Result<Ve
 /// The rows as a markdown table.
 pub fn table(rows: &[LatentEvalRow]) -> String {
     let cell = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.3}"));
-    let mut out = String::from(
-        "| task | method | mean OA | pitch consistency | pitch variance | duration consistency | duration variance | diatonicity | downbeat onsets | beat onsets | Fréchet (latents) | seconds |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    let mut out = format!(
+        "| task | method | {} | downbeat onsets | beat onsets | Fréchet (latents) | seconds |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        crate::metrics::eval::SET_SUMMARY_COLUMNS
     );
     for r in rows {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.1} |\n",
+            "| {} | {} | {} | {} | {} | {:.2} | {:.1} |\n",
             r.task,
             r.method,
-            cell(r.mean_overlap_area),
-            cell(r.pitch_consistency),
-            cell(r.pitch_variance),
-            cell(r.duration_consistency),
-            cell(r.duration_variance),
-            cell(r.diatonicity),
-            cell(r.downbeat_share),
-            cell(r.beat_share),
+            r.summary.cells(),
+            cell(r.summary.downbeat_share),
+            cell(r.summary.beat_share),
             r.frechet,
             r.seconds
         ));

@@ -271,11 +271,19 @@ impl LatentMelody<'_> {
         opts: &SampleOptions,
     ) -> Result<(Vec<Vec<Vec<u8>>>, usize)> {
         self.check()?;
-        let Sampled {
-            values,
-            evaluations,
-        } = sampler::sample(self.model.score(), batch, known, start, opts)?;
-        let windows = self.decode(&values)?;
+        let sample_and_decode = || -> Result<(usize, Vec<Vec<u8>>)> {
+            let Sampled {
+                values,
+                evaluations,
+            } = sampler::sample(self.model.score(), batch, known, start, opts)?;
+            Ok((evaluations, self.decode(&values)?))
+        };
+        // One melody at a time is a chain of small ops: faster on one thread.
+        let (evaluations, windows) = if batch <= 2 {
+            crate::nn::on_one_thread(sample_and_decode)?
+        } else {
+            sample_and_decode()?
+        };
         Ok((
             windows
                 .chunks(self.positions())

@@ -45,6 +45,59 @@ pub struct Report {
     pub rhythm_melody: RhythmMelodyComparison,
 }
 
+/// The few numbers a model's table row shows for a generated set against a reference set.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SetSummary {
+    /// Yang–Lerch mean overlapping area.
+    pub mean_overlap_area: Option<f64>,
+    /// Mittal et al.'s consistency and variance (pitch, duration).
+    pub pitch_consistency: Option<f64>,
+    pub pitch_variance: Option<f64>,
+    pub duration_consistency: Option<f64>,
+    pub duration_variance: Option<f64>,
+    /// Of the generated set.
+    pub diatonicity: Option<f64>,
+    pub downbeat_share: Option<f64>,
+    pub beat_share: Option<f64>,
+}
+
+impl SetSummary {
+    /// [`evaluate`] with the default options, summarised.
+    pub fn compare(reference: &[Clip], generated: &[Clip]) -> Self {
+        let report = evaluate(reference, generated, &EvalOptions::default());
+        let stats = crate::metrics::rhythm::rhythm_melody_stats(generated);
+        let ss = report.self_similarity;
+        Self {
+            mean_overlap_area: report.mean_overlap_area(),
+            pitch_consistency: ss.pitch.map(|s| s.consistency),
+            pitch_variance: ss.pitch.map(|s| s.variance),
+            duration_consistency: ss.duration.map(|s| s.consistency),
+            duration_variance: ss.duration.map(|s| s.variance),
+            diatonicity: stats.diatonicity,
+            downbeat_share: stats.downbeat_share,
+            beat_share: stats.beat_share,
+        }
+    }
+
+    /// Markdown cells: mean OA, the four Mittal scores and diatonicity (3 decimals, `-` for
+    /// none), separated by ` | `.
+    pub fn cells(&self) -> String {
+        [
+            self.mean_overlap_area,
+            self.pitch_consistency,
+            self.pitch_variance,
+            self.duration_consistency,
+            self.duration_variance,
+            self.diatonicity,
+        ]
+        .map(|x| x.map_or("-".to_string(), |x| format!("{x:.3}")))
+        .join(" | ")
+    }
+}
+
+/// The column names of [`SetSummary::cells`].
+pub const SET_SUMMARY_COLUMNS: &str = "mean OA | pitch consistency | pitch variance | duration consistency | duration variance | diatonicity";
+
 /// Evaluate `generated` against `reference` (Yang & Lerch features, Mittal et al.'s framewise
 /// self-similarity, rhythm and melody statistics). Empty sets give `None`/null metrics.
 pub fn evaluate(reference: &[Clip], generated: &[Clip], opts: &EvalOptions) -> Report {

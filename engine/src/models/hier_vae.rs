@@ -13,11 +13,11 @@
 //!
 //! Tokens as the flat model: 130 classes (128 note-ons, rest, hold), [`crate::data::melody`].
 
-use candle_core::{D, DType, Device, Module, Result, Tensor, bail};
+use candle_core::{DType, Device, Module, Result, Tensor, bail};
 use candle_nn::{Linear, VarBuilder, linear};
 use serde::{Deserialize, Serialize};
 
-use super::music_vae::{VaeOutput, draw};
+use super::music_vae::{VaeOutput, choose_tokens, one_hot, reparameterize, tokens_tensor};
 use crate::data::melody::CLASSES;
 use crate::nn::lstm::{LstmCell, split_steps};
 
@@ -196,16 +196,8 @@ impl HierVae {
         &self.cfg
     }
 
-    /// One-hot `[batch, steps, classes]` of `[batch, steps]` u32 tokens.
     fn one_hot(&self, tokens: &Tensor) -> Result<Tensor> {
-        let (b, t) = tokens.dims2()?;
-        let k = self.cfg.classes;
-        let classes = Tensor::arange(0u32, k as u32, tokens.device())?.reshape((1, 1, k))?;
-        tokens
-            .unsqueeze(2)?
-            .broadcast_as((b, t, k))?
-            .eq(&classes.broadcast_as((b, t, k))?)?
-            .to_dtype(DType::F32)
+        one_hot(tokens, self.cfg.classes)
     }
 
     /// μ and log σ² (`[batch, z_dim]` each) of `[batch, bars·16]` u32 tokens.
@@ -275,10 +267,7 @@ impl HierVae {
     /// Encode (reparameterized with `noise`, or z = μ) and decode teacher-forced.
     pub fn forward(&self, tokens: &Tensor, noise: Option<&Tensor>) -> Result<VaeOutput> {
         let (mu, log_var) = self.encode(tokens)?;
-        let z = match noise {
-            Some(eps) => (&mu + (log_var.affine(0.5, 0.0)?.exp()? * eps)?)?,
-            None => mu.clone(),
-        };
+        let z = reparameterize(&mu, &log_var, noise)?;
         Ok(VaeOutput {
             logits: self.decode_teacher_forced(&z, tokens)?,
             mu,
@@ -316,15 +305,7 @@ impl HierVae {
                 let input = Tensor::cat(&[&previous, &e], 1)?;
                 (h, cs) = cell.step(&input, &h, &cs)?;
                 let logits = self.output.forward(&h)?; // [batch, classes]
-                let chosen: Vec<u32> = match temperature {
-                    None => logits.argmax(D::Minus1)?.to_vec1::<u32>()?,
-                    Some(temp) => candle_nn::ops::softmax_last_dim(&(logits / temp.max(1e-3))?)?
-                        .to_vec2::<f32>()?
-                        .iter()
-                        .enumerate()
-                        .map(|(i, p)| draw(p, uniforms[t * b + i]))
-                        .collect(),
-                };
+                let chosen = choose_tokens(&logits, temperature, uniforms.get(t * b..))?;
                 for (seq, &tok) in out.iter_mut().zip(&chosen) {
                     seq.push(tok as u8);
                 }
@@ -337,18 +318,7 @@ impl HierVae {
 
     /// Tokens `[batch][steps]` as a u32 tensor, checking lengths and classes.
     pub fn tokens_tensor(&self, windows: &[&[u8]], device: &Device) -> Result<Tensor> {
-        let steps = self.cfg.steps();
-        let mut flat = Vec::with_capacity(windows.len() * steps);
-        for w in windows {
-            if w.len() != steps {
-                bail!("a window has {} tokens, the model takes {steps}", w.len());
-            }
-            if let Some(&bad) = w.iter().find(|&&t| t as usize >= self.cfg.classes) {
-                bail!("token {bad} is not one of the {} classes", self.cfg.classes);
-            }
-            flat.extend(w.iter().map(|&t| t as u32));
-        }
-        Tensor::from_vec(flat, (windows.len(), steps), device)
+        tokens_tensor(windows, self.cfg.steps(), self.cfg.classes, device)
     }
 }
 

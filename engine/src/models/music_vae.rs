@@ -143,17 +143,7 @@ impl MusicVae {
 
     /// One-hot `[batch, steps, classes]` of `[batch, steps]` u32 tokens.
     pub fn one_hot(&self, tokens: &Tensor) -> Result<Tensor> {
-        let (b, t) = tokens.dims2()?;
-        let classes = Tensor::arange(0u32, self.cfg.classes as u32, tokens.device())?;
-        tokens
-            .unsqueeze(2)?
-            .broadcast_as((b, t, self.cfg.classes))?
-            .eq(&classes.reshape((1, 1, self.cfg.classes))?.broadcast_as((
-                b,
-                t,
-                self.cfg.classes,
-            ))?)?
-            .to_dtype(DType::F32)
+        one_hot(tokens, self.cfg.classes)
     }
 
     /// μ and log σ² (`[batch, z_dim]` each) of `[batch, steps]` u32 tokens.
@@ -205,10 +195,7 @@ impl MusicVae {
     /// `None` to use μ) and decode teacher-forced.
     pub fn forward(&self, tokens: &Tensor, noise: Option<&Tensor>) -> Result<VaeOutput> {
         let (mu, log_var) = self.encode(tokens)?;
-        let z = match noise {
-            Some(eps) => (&mu + (log_var.affine(0.5, 0.0)?.exp()? * eps)?)?,
-            None => mu.clone(),
-        };
+        let z = reparameterize(&mu, &log_var, noise)?;
         let logits = self.decode_teacher_forced(&z, tokens)?;
         Ok(VaeOutput {
             logits,
@@ -244,18 +231,7 @@ impl MusicVae {
             let input = Tensor::cat(&[&previous, z], 1)?; // [batch, classes + z]
             (h, c) = cell.step(&input, &h, &c)?;
             let logits = self.output.forward(&h)?; // [batch, classes]
-            let chosen: Vec<u32> = match temperature {
-                None => logits.argmax(D::Minus1)?.to_vec1::<u32>()?,
-                Some(temp) => {
-                    let probs = candle_nn::ops::softmax_last_dim(&(logits / temp.max(1e-3))?)?
-                        .to_vec2::<f32>()?;
-                    probs
-                        .iter()
-                        .enumerate()
-                        .map(|(i, p)| draw(p, uniforms[t * b + i]))
-                        .collect()
-                }
-            };
+            let chosen = choose_tokens(&logits, temperature, uniforms.get(t * b..))?;
             for (seq, &tok) in out.iter_mut().zip(&chosen) {
                 seq.push(tok as u8);
             }
@@ -267,26 +243,81 @@ impl MusicVae {
 
     /// Tokens `[batch][steps]` as a u32 tensor `[batch, steps]`, checking lengths and classes.
     pub fn tokens_tensor(&self, windows: &[&[u8]], device: &Device) -> Result<Tensor> {
-        let mut flat = Vec::with_capacity(windows.len() * self.cfg.steps);
-        for w in windows {
-            if w.len() != self.cfg.steps {
-                bail!(
-                    "a window has {} tokens, the model takes {}",
-                    w.len(),
-                    self.cfg.steps
-                );
-            }
-            if let Some(&bad) = w.iter().find(|&&t| t as usize >= self.cfg.classes) {
-                bail!("token {bad} is not one of the {} classes", self.cfg.classes);
-            }
-            flat.extend(w.iter().map(|&t| t as u32));
-        }
-        Tensor::from_vec(flat, (windows.len(), self.cfg.steps), device)
+        tokens_tensor(windows, self.cfg.steps, self.cfg.classes, device)
     }
 }
 
+/// One-hot `[batch, steps, classes]` of `[batch, steps]` u32 tokens.
+pub(crate) fn one_hot(tokens: &Tensor, classes: usize) -> Result<Tensor> {
+    let (b, t) = tokens.dims2()?;
+    let ids = Tensor::arange(0u32, classes as u32, tokens.device())?.reshape((1, 1, classes))?;
+    tokens
+        .unsqueeze(2)?
+        .broadcast_as((b, t, classes))?
+        .eq(&ids.broadcast_as((b, t, classes))?)?
+        .to_dtype(DType::F32)
+}
+
+/// z = μ + σ·ε with `noise` ε `[batch, z_dim]`, or μ without noise.
+pub(crate) fn reparameterize(
+    mu: &Tensor,
+    log_var: &Tensor,
+    noise: Option<&Tensor>,
+) -> Result<Tensor> {
+    match noise {
+        Some(eps) => mu + (log_var.affine(0.5, 0.0)?.exp()? * eps)?,
+        None => Ok(mu.clone()),
+    }
+}
+
+/// The tokens of one decoding step from `logits` `[batch, classes]`: the argmax, or drawn from
+/// softmax(logits / temperature) with one uniform per row from `uniforms`.
+pub(crate) fn choose_tokens(
+    logits: &Tensor,
+    temperature: Option<f64>,
+    uniforms: Option<&[f32]>,
+) -> Result<Vec<u32>> {
+    let Some(temp) = temperature else {
+        return logits.argmax(D::Minus1)?.to_vec1::<u32>();
+    };
+    let probs = candle_nn::ops::softmax_last_dim(&(logits / temp.max(1e-3))?)?.to_vec2::<f32>()?;
+    let uniforms = uniforms.unwrap_or_default();
+    if uniforms.len() < probs.len() {
+        bail!(
+            "decode: {} uniforms for {} draws",
+            uniforms.len(),
+            probs.len()
+        );
+    }
+    Ok(probs
+        .iter()
+        .zip(uniforms)
+        .map(|(p, &u)| draw(p, u))
+        .collect())
+}
+
+/// Tokens `[batch][steps]` as a u32 tensor `[batch, steps]`, checking lengths and classes.
+pub(crate) fn tokens_tensor(
+    windows: &[&[u8]],
+    steps: usize,
+    classes: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    let mut flat = Vec::with_capacity(windows.len() * steps);
+    for w in windows {
+        if w.len() != steps {
+            bail!("a window has {} tokens, the model takes {steps}", w.len());
+        }
+        if let Some(&bad) = w.iter().find(|&&t| t as usize >= classes) {
+            bail!("token {bad} is not one of the {classes} classes");
+        }
+        flat.extend(w.iter().map(|&t| t as u32));
+    }
+    Tensor::from_vec(flat, (windows.len(), steps), device)
+}
+
 /// Index drawn from the distribution `p` with the uniform `u`.
-pub(crate) fn draw(p: &[f32], u: f32) -> u32 {
+fn draw(p: &[f32], u: f32) -> u32 {
     let mut acc = 0.0;
     for (i, &pi) in p.iter().enumerate() {
         acc += pi;

@@ -172,26 +172,35 @@ fn jam_blocks(
     out
 }
 
+/// (sample, pitch) of the note-ons in `out`.
+fn note_ons(out: &[(u64, NoteMessage)]) -> Vec<(u64, u8)> {
+    out.iter()
+        .filter(|(_, m)| m.on)
+        .map(|(s, m)| (*s, m.pitch))
+        .collect()
+}
+
+/// The echo of the musician's first `beats` beats of bars 0–3, an octave up, one bar later.
+fn echoed_beats(beats: u64) -> Vec<(u64, u8)> {
+    let mut expected = Vec::new();
+    for bar in 1..5u64 {
+        for beat in 0..beats {
+            let sample = (bar * 4 + beat) * SAMPLES_PER_BEAT as u64;
+            expected.push((sample, [72, 74, 76, 77][beat as usize]));
+        }
+    }
+    expected
+}
+
 #[test]
 fn answers_start_exactly_on_the_next_downbeat() {
     let mut rig = Rig::new();
     // 5 bars = 20 beats = 480,000 samples = 1,000 blocks; the model takes 3 blocks (30 ms).
     let out = jam(&mut rig, 3, 1_000);
-    let note_ons: Vec<(u64, u8)> = out
-        .iter()
-        .filter(|(_, m)| m.on)
-        .map(|(s, m)| (*s, m.pitch))
-        .collect();
     // Bars 0–3 are answered in bars 1–4: an octave up, on the same beats one bar later.
     // The musician played nothing in bar 4, so its answer (bar 5) is empty.
-    let mut expected = Vec::new();
-    for bar in 1..5u64 {
-        for beat in 0..4u64 {
-            let sample = (bar * 4 + beat) * SAMPLES_PER_BEAT as u64;
-            expected.push((sample, [72, 74, 76, 77][beat as usize]));
-        }
-    }
-    assert_eq!(note_ons, expected);
+    let expected = echoed_beats(4);
+    assert_eq!(note_ons(&out), expected);
     // Each note ends an eighth later, also sample-exact.
     let offs: Vec<u64> = out.iter().filter(|(_, m)| !m.on).map(|(s, _)| *s).collect();
     let expected_offs: Vec<u64> = expected
@@ -224,20 +233,8 @@ fn a_longer_lookahead_gives_a_slow_model_time_but_misses_the_notes_after_the_cue
     let out = jam(&mut rig, 20, 1_000);
     assert_eq!(rig.stats.missed.load(Ordering::Relaxed), 0);
     assert_eq!(rig.stats.answered.load(Ordering::Relaxed), 5);
-    let note_ons: Vec<(u64, u8)> = out
-        .iter()
-        .filter(|(_, m)| m.on)
-        .map(|(s, m)| (*s, m.pitch))
-        .collect();
     // Beats 0–2 of each bar were heard (beat 2 arrives with its cue); beat 3 came too late.
-    let mut expected = Vec::new();
-    for bar in 1..5u64 {
-        for beat in 0..3u64 {
-            let sample = (bar * 4 + beat) * SAMPLES_PER_BEAT as u64;
-            expected.push((sample, [72, 74, 76][beat as usize]));
-        }
-    }
-    assert_eq!(note_ons, expected);
+    assert_eq!(note_ons(&out), echoed_beats(3));
 }
 
 #[test]

@@ -1,0 +1,203 @@
+//! Auditioning from the editor: a click on the piano roll's keyboard sends a note through the
+//! host. The GUI pushes requests into an rtrb ring; the audio thread turns each into a note-on
+//! at the start of the next block and a note-off [`AUDITION_SECONDS`] later, sample-accurate,
+//! whether or not the transport plays. Nothing on the audio side allocates or blocks.
+
+use crate::player::NoteMessage;
+use rtrb::{Consumer, Producer, RingBuffer};
+
+/// How long an auditioned note sounds.
+pub const AUDITION_SECONDS: f64 = 0.25;
+/// Requests the ring holds (clicks faster than the audio thread drains them are dropped).
+const RING_CAPACITY: usize = 64;
+/// Auditioned notes sounding at once.
+const MAX_SOUNDING: usize = 16;
+/// Events per block at most: a note-off for every sounding note, and an off and an on for every
+/// request taken (requests beyond that wait for the next block).
+pub const MAX_AUDITION_EVENTS: usize = 3 * MAX_SOUNDING;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditionRequest {
+    pub pitch: u8,
+    pub velocity: u8,
+}
+
+/// The GUI end.
+pub struct AuditionSender {
+    producer: Producer<AuditionRequest>,
+}
+
+impl AuditionSender {
+    /// Queue a note; `false` if the ring is full (the click is dropped, nothing else is lost).
+    pub fn play(&mut self, pitch: u8, velocity: u8) -> bool {
+        self.producer
+            .push(AuditionRequest {
+                pitch: pitch.min(127),
+                velocity: velocity.clamp(1, 127),
+            })
+            .is_ok()
+    }
+}
+
+/// The audio-thread end.
+pub struct AuditionVoice {
+    requests: Consumer<AuditionRequest>,
+    /// (pitch, channel, samples until its note-off) of the sounding notes.
+    sounding: [(u8, u8, u64); MAX_SOUNDING],
+    len: usize,
+    out: [NoteMessage; MAX_AUDITION_EVENTS],
+}
+
+/// A connected sender and voice.
+pub fn audition_feed() -> (AuditionSender, AuditionVoice) {
+    let (producer, requests) = RingBuffer::new(RING_CAPACITY);
+    let empty = NoteMessage {
+        timing: 0,
+        on: false,
+        channel: 0,
+        pitch: 0,
+        velocity: 0,
+    };
+    (
+        AuditionSender { producer },
+        AuditionVoice {
+            requests,
+            sounding: [(0, 0, 0); MAX_SOUNDING],
+            len: 0,
+            out: [empty; MAX_AUDITION_EVENTS],
+        },
+    )
+}
+
+impl AuditionVoice {
+    /// The events of a block of `samples` samples at `sample_rate`, sorted by timing (note-offs
+    /// first at equal timings). New notes go out on `channel` (0–15).
+    pub fn process_block(&mut self, samples: u32, sample_rate: f64, channel: u8) -> &[NoteMessage] {
+        let mut n = 0;
+        let length = ((AUDITION_SECONDS * sample_rate).round() as u64).max(1);
+        let channel = channel.min(15);
+        // Every sounding note may need an off below: keep room for it.
+        while n + 2 + self.len <= MAX_AUDITION_EVENTS {
+            let Ok(request) = self.requests.pop() else {
+                break;
+            };
+            // A key that still sounds is released first (and its old note-off forgotten).
+            if let Some(i) = self.sounding[..self.len]
+                .iter()
+                .position(|&(p, c, _)| p == request.pitch && c == channel)
+            {
+                self.out[n] = NoteMessage {
+                    timing: 0,
+                    on: false,
+                    channel,
+                    pitch: request.pitch,
+                    velocity: 0,
+                };
+                n += 1;
+                self.sounding[i] = self.sounding[self.len - 1];
+                self.len -= 1;
+            } else if self.len == MAX_SOUNDING {
+                // Too many at once: the oldest makes room.
+                let (pitch, ch, _) = self.sounding[0];
+                self.out[n] = NoteMessage {
+                    timing: 0,
+                    on: false,
+                    channel: ch,
+                    pitch,
+                    velocity: 0,
+                };
+                n += 1;
+                self.sounding.copy_within(1..self.len, 0);
+                self.len -= 1;
+            }
+            self.out[n] = NoteMessage {
+                timing: 0,
+                on: true,
+                channel,
+                pitch: request.pitch,
+                velocity: request.velocity,
+            };
+            n += 1;
+            // Samples from this block's first sample to the note-off.
+            self.sounding[self.len] = (request.pitch, channel, length);
+            self.len += 1;
+        }
+        // Notes that end inside this block; the others count on from the next block's start.
+        let mut kept = 0;
+        for i in 0..self.len {
+            let (pitch, ch, left) = self.sounding[i];
+            if left < samples as u64 {
+                self.out[n] = NoteMessage {
+                    timing: left as u32,
+                    on: false,
+                    channel: ch,
+                    pitch,
+                    velocity: 0,
+                };
+                n += 1;
+            } else {
+                self.sounding[kept] = (pitch, ch, left - samples as u64);
+                kept += 1;
+            }
+        }
+        self.len = kept;
+        // Sorting a slice in place does not allocate.
+        self.out[..n].sort_unstable();
+        &self.out[..n]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_click_sounds_for_a_quarter_second_to_the_sample() {
+        let (mut sender, mut voice) = audition_feed();
+        assert!(sender.play(60, 100));
+        let mut events = Vec::new();
+        for block in 0..30u64 {
+            for m in voice.process_block(512, 48_000.0, 2) {
+                events.push((block * 512 + m.timing as u64, m.on, m.pitch, m.channel));
+            }
+        }
+        assert_eq!(events, vec![(0, true, 60, 2), (12_000, false, 60, 2)]);
+    }
+
+    #[test]
+    fn a_repeated_key_is_released_first_and_a_full_ring_drops_only_the_extra_clicks() {
+        let (mut sender, mut voice) = audition_feed();
+        sender.play(64, 90);
+        voice.process_block(256, 44_100.0, 0);
+        sender.play(64, 70);
+        let again: Vec<(u32, bool)> = voice
+            .process_block(256, 44_100.0, 0)
+            .iter()
+            .map(|m| (m.timing, m.on))
+            .collect();
+        assert_eq!(again, vec![(0, false), (0, true)]);
+        // One note-off for the retriggered key, at its new time.
+        let mut offs = 0;
+        for _ in 0..100 {
+            offs += voice
+                .process_block(256, 44_100.0, 0)
+                .iter()
+                .filter(|m| !m.on)
+                .count();
+        }
+        assert_eq!(offs, 1);
+        let accepted = (0..RING_CAPACITY + 5)
+            .filter(|&i| sender.play(i as u8, 80))
+            .count();
+        assert_eq!(accepted, RING_CAPACITY);
+        let mut ons = 0;
+        for _ in 0..10 {
+            ons += voice
+                .process_block(64, 48_000.0, 0)
+                .iter()
+                .filter(|m| m.on)
+                .count();
+        }
+        assert_eq!(ons, RING_CAPACITY);
+    }
+}
