@@ -226,6 +226,33 @@ impl EditorState {
 /// The longest clip the length control allows.
 pub const MAX_BARS: u32 = 64;
 
+/// Loop the whole clip or a range of its bars (1-based on screen, as a DAW numbers bars).
+fn loop_controls(ui: &mut Ui, state: &mut EditorState) {
+    let bars = state.clip.bars.max(1);
+    let mut on = state.roll.loop_bars.is_some();
+    if ui
+        .checkbox(&mut on, "loop bars")
+        .on_hover_text("Loop only these bars while the host plays (off: the whole clip)")
+        .changed()
+    {
+        state.roll.loop_bars = on.then_some((0, bars.min(4)));
+    }
+    if let Some((first, count)) = state.roll.loop_bars {
+        let (mut from, mut to) = (first + 1, first + count);
+        ui.add(egui::DragValue::new(&mut from).range(1..=bars));
+        ui.label("–");
+        ui.add(egui::DragValue::new(&mut to).range(1..=bars));
+        state.roll.loop_bars = Some(loop_range(from, to, bars));
+    }
+}
+
+/// (first bar 0-based, count) of the 1-based bars `from..=to` (either order) inside `bars`.
+pub fn loop_range(from: u32, to: u32, bars: u32) -> (u32, u32) {
+    let bars = bars.max(1);
+    let (a, b) = (from.min(to).clamp(1, bars), from.max(to).clamp(1, bars));
+    (a - 1, b - a + 1)
+}
+
 /// The whole editor: controls on top, the roll below. Returns what the plugin should do.
 pub fn editor_ui(ui: &mut Ui, state: &mut EditorState) -> Vec<Action> {
     let mut actions = Vec::new();
@@ -402,6 +429,7 @@ fn roll_controls(ui: &mut Ui, state: &mut EditorState) {
     if length.changed() {
         state.set_length(bars);
     }
+    loop_controls(ui, state);
     if ui
         .add_enabled(state.history.can_undo(), egui::Button::new("Undo"))
         .clicked()

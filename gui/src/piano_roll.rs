@@ -97,6 +97,9 @@ pub struct RollSettings {
     pub velocity_lane: bool,
     /// Velocity of drawn notes.
     pub draw_velocity: u8,
+    /// The bars that loop while the host plays: (first bar, 0-based; number of bars); `None`
+    /// loops the whole clip. Drawn on the ruler.
+    pub loop_bars: Option<(u32, u32)>,
 }
 
 impl Default for RollSettings {
@@ -108,6 +111,7 @@ impl Default for RollSettings {
             hidden_tracks: BTreeSet::new(),
             velocity_lane: true,
             draw_velocity: 100,
+            loop_bars: None,
         }
     }
 }
@@ -1069,6 +1073,13 @@ fn paint(
             ruler.bottom() - 4.0..=ruler.bottom(),
         );
         marks.push(Shape::rect_filled(r, 0.0, Color32::from_rgb(230, 190, 60)));
+    }
+    if let Some((first, count)) = ctx.settings.loop_bars {
+        let r = Rect::from_x_y_ranges(
+            t.step_to_x((first * spb) as f32)..=t.step_to_x(((first + count) * spb) as f32),
+            ruler.top()..=ruler.top() + 4.0,
+        );
+        marks.push(Shape::rect_filled(r, 0.0, Color32::from_rgb(90, 200, 120)));
     }
     if let (Some(Drag::Ruler { origin_bar, .. }), Some(p)) = (drag, pointer) {
         let bar = (t.x_to_step(p.x).max(0.0) as u32) / spb;

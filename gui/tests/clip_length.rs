@@ -51,3 +51,15 @@ fn lengthening_keeps_every_note_and_clamps_to_the_limit() {
     assert_eq!(state.mask.steps, state.clip.steps());
     assert!(state.mask.is_empty());
 }
+
+#[test]
+fn the_loop_range_is_whole_bars_inside_the_clip_in_either_order() {
+    use bandmate_gui::panels::loop_range;
+    // Bars 3–4 of an 8-bar clip: first bar 2 (0-based), 2 bars.
+    assert_eq!(loop_range(3, 4, 8), (2, 2));
+    assert_eq!(loop_range(4, 3, 8), (2, 2));
+    // Past the end: cut to the clip; one bar at least.
+    assert_eq!(loop_range(6, 20, 8), (5, 3));
+    assert_eq!(loop_range(0, 0, 8), (0, 1));
+    assert_eq!(loop_range(5, 5, 0), (0, 1));
+}

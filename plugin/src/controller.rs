@@ -93,13 +93,25 @@ impl Controller {
 
     /// Replace the clip: it is saved with the project and plays from the next block on.
     pub fn set_clip(&self, clip: Clip) {
-        lock(&self.sender).send(&clip);
-        let mut session = self
-            .params
-            .session
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut session = self.session_mut();
         session.clip = clip;
+        if session
+            .loop_bars
+            .is_some_and(|(first, count)| first + count > session.clip.bars)
+        {
+            session.loop_bars = None;
+        }
+        lock(&self.sender).send(&session.playback_clip());
+    }
+
+    /// Loop only bars `first..first + count` (0-based) while the host plays, or the whole clip
+    /// (`None`, or a range outside the clip): saved with the project, heard from the next block.
+    pub fn set_loop(&self, loop_bars: Option<(u32, u32)>) {
+        let mut session = self.session_mut();
+        session.loop_bars = loop_bars.filter(|&(first, count)| {
+            count > 0 && first.saturating_add(count) <= session.clip.bars
+        });
+        lock(&self.sender).send(&session.playback_clip());
     }
 
     /// Forget clips still waiting for the audio thread (the session is about to be reloaded).
@@ -187,7 +199,7 @@ impl Controller {
 mod tests {
     use super::*;
     use crate::clip_feed::clip_feed;
-    use crate::player::Player;
+    use crate::player::{Player, PlayerClip};
     use bandmate::music::{Mask, example_clip};
     use std::time::{Duration, Instant};
 
@@ -200,6 +212,19 @@ mod tests {
         assert_eq!(controller.session().clip, clip);
         let mut player = Player::new();
         assert_eq!(receiver.receive(&mut player), 1);
+        assert_eq!(player.clip().notes().len(), clip.notes.len());
+        // Looping bars 2–3: the player gets those two bars; a longer range is refused.
+        controller.set_loop(Some((1, 2)));
+        receiver.receive(&mut player);
+        assert_eq!(player.clip().length_beats(), 8.0);
+        assert_eq!(
+            player.clip().notes().len(),
+            PlayerClip::from_clip(&clip.window(1, 2)).notes().len()
+        );
+        assert_eq!(controller.session().loop_bars, Some((1, 2)));
+        controller.set_loop(Some((3, clip.bars)));
+        receiver.receive(&mut player);
+        assert_eq!(controller.session().loop_bars, None);
         assert_eq!(player.clip().notes().len(), clip.notes.len());
     }
 

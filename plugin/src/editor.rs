@@ -46,6 +46,8 @@ pub struct EditorApp {
     /// The clip as last sent to (or taken from) the session.
     synced: Clip,
     synced_mask: Mask,
+    /// The loop range last sent to the session.
+    synced_loop: Option<(u32, u32)>,
     /// Label of the running job, for its undo step.
     running: Option<String>,
     /// Where the last export went, or why it failed.
@@ -129,6 +131,8 @@ impl EditorApp {
         let mut state = EditorState::new(clip.clone());
         state.mask = mask.clone();
         state.error = controller.session().load_warning.clone();
+        state.roll.loop_bars = controller.session().loop_bars;
+        let synced_loop = state.roll.loop_bars;
         Self {
             controller,
             band,
@@ -136,6 +140,7 @@ impl EditorApp {
             state,
             synced: clip,
             synced_mask: mask,
+            synced_loop,
             running: None,
             export_status: None,
             export_scope: ExportScope::Clip,
@@ -194,6 +199,10 @@ impl EditorApp {
         if self.state.clip != self.synced {
             self.synced = self.state.clip.clone();
             self.controller.set_clip(self.state.clip.clone());
+        }
+        if self.state.roll.loop_bars != self.synced_loop {
+            self.synced_loop = self.state.roll.loop_bars;
+            self.controller.set_loop(self.state.roll.loop_bars);
         }
         if self.state.mask != self.synced_mask {
             self.synced_mask = self.state.mask.clone();
@@ -607,6 +616,10 @@ mod tests {
         app.sync_out();
         assert_eq!(controller.session().clip, app.state.clip);
         assert_eq!(controller.session().mask.as_ref(), Some(&app.state.mask));
+        // The loop range too.
+        app.state.roll.loop_bars = Some(bandmate_gui::panels::loop_range(3, 2, 4));
+        app.sync_out();
+        assert_eq!(controller.session().loop_bars, Some((1, 2)));
         // A clip changed elsewhere (recording) becomes the editor's clip, undoably.
         let mut recorded = controller.session().clip.clone();
         recorded.notes.push(Note::new(5, 91, 1, 80, 0));

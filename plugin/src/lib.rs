@@ -225,7 +225,7 @@ impl Plugin for Bandmate {
             nice_warn!("{warning}");
         }
         self.player
-            .swap_clip(Box::new(PlayerClip::from_clip(&session.clip)));
+            .swap_clip(Box::new(PlayerClip::from_clip(&session.playback_clip())));
         true
     }
 

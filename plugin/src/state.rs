@@ -1,7 +1,8 @@
 //! The session persisted in the host project: the clip and the mask, versioned.
 //!
 //! Saved as `{"version": 1, "clip": {..}, "mask": {..} | null, "view": {width, height, zoom},
-//! "band": {plays, lookahead_steps}}` (`view` and `band` are optional when reading). Version 0 was a bare clip and is
+//! "band": {plays, lookahead_steps}, "loop_bars": [first, count] | null}` (`view`, `band` and
+//! `loop_bars` are optional when reading). Version 0 was a bare clip and is
 //! migrated. Anything unreadable (corrupt text, another plugin's state, a newer version, a clip
 //! that breaks its invariants) loads as the default session with a warning for the GUI and log.
 
@@ -24,6 +25,8 @@ pub struct Session {
     pub view: EditorView,
     /// What the band player plays and its lookahead.
     pub band: BandSettings,
+    /// The bars that loop (first, 0-based; count); `None`: the whole clip.
+    pub loop_bars: Option<(u32, u32)>,
     /// Why the saved session could not be used, if it could not. Not saved.
     pub load_warning: Option<String>,
 }
@@ -110,6 +113,9 @@ struct SessionV1 {
     /// Read leniently: damaged band settings fall back to the defaults, keeping the clip.
     #[serde(default)]
     band: Option<Value>,
+    /// Read leniently too: a damaged or out-of-clip range loops the whole clip.
+    #[serde(default)]
+    loop_bars: Option<Value>,
 }
 
 impl Session {
@@ -119,7 +125,18 @@ impl Session {
             mask: None,
             view: EditorView::default(),
             band: BandSettings::default(),
+            loop_bars: None,
             load_warning: None,
+        }
+    }
+
+    /// What the audio thread plays: the clip, or only its loop bars (from host beat 0 on).
+    pub fn playback_clip(&self) -> std::borrow::Cow<'_, Clip> {
+        match self.loop_bars {
+            Some((first, count)) if count > 0 && first + count <= self.clip.bars => {
+                std::borrow::Cow::Owned(self.clip.window(first, count))
+            }
+            _ => std::borrow::Cow::Borrowed(&self.clip),
         }
     }
 
@@ -135,17 +152,26 @@ impl Session {
         let version = value.get("version").and_then(Value::as_u64);
         let session = match version {
             Some(SESSION_VERSION) => match serde_json::from_value::<SessionV1>(value) {
-                Ok(v1) => Self {
-                    clip: v1.clip,
-                    mask: v1.mask,
-                    view: v1.view.unwrap_or_default().clamped(),
-                    band: v1
-                        .band
-                        .and_then(|v| serde_json::from_value::<BandSettings>(v).ok())
-                        .unwrap_or_default()
-                        .clamped(),
-                    load_warning: None,
-                },
+                Ok(v1) => {
+                    let bars = v1.clip.bars;
+                    Self {
+                        clip: v1.clip,
+                        mask: v1.mask,
+                        view: v1.view.unwrap_or_default().clamped(),
+                        band: v1
+                            .band
+                            .and_then(|v| serde_json::from_value::<BandSettings>(v).ok())
+                            .unwrap_or_default()
+                            .clamped(),
+                        loop_bars: v1
+                            .loop_bars
+                            .and_then(|v| serde_json::from_value::<(u32, u32)>(v).ok())
+                            .filter(|&(first, count)| {
+                                count > 0 && first.saturating_add(count) <= bars
+                            }),
+                        load_warning: None,
+                    }
+                }
                 Err(e) => return Self::rejected(format!("saved Bandmate session is damaged: {e}")),
             },
             Some(v) if v > SESSION_VERSION => {
@@ -225,6 +251,7 @@ impl Serialize for Session {
             mask: &'a Option<Mask>,
             view: EditorView,
             band: &'a BandSettings,
+            loop_bars: Option<(u32, u32)>,
         }
         Out {
             version: SESSION_VERSION,
@@ -232,6 +259,7 @@ impl Serialize for Session {
             mask: &self.mask,
             view: self.view,
             band: &self.band,
+            loop_bars: self.loop_bars,
         }
         .serialize(serializer)
     }
@@ -318,6 +346,7 @@ mod tests {
                 plays: vec![TrackRole::Melody],
                 lookahead_steps: 3,
             },
+            loop_bars: Some((1, 1)),
             ..Session::new(clip)
         };
         let text = serde_json::to_string(&session).unwrap();
@@ -339,6 +368,12 @@ mod tests {
             (&loaded.clip, &loaded.band),
             (&session.clip, &BandSettings::default())
         );
+        // A loop beyond the clip, or not a pair: the whole clip loops.
+        for bad in [serde_json::json!([3, 9]), serde_json::json!("bars 2-3")] {
+            value["loop_bars"] = bad;
+            let loaded = load(Some(&value.to_string()));
+            assert_eq!((loaded.loop_bars, &loaded.clip), (None, &session.clip));
+        }
     }
 
     #[test]
