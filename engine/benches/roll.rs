@@ -73,6 +73,30 @@ fn main() -> Result<()> {
         );
     }
 
+    // The same 25-step fill on a one-thread pool (what the latent sampler does for one melody).
+    let opts = RollOptions {
+        steps: 25,
+        ..RollOptions::default()
+    };
+    let mut times = Vec::with_capacity(20);
+    bandmate::nn::on_one_thread(|| -> Result<()> {
+        fill(&model, &window.clip, &mask, &opts)?; // warm-up
+        for seed in 0..20u64 {
+            let opts = RollOptions {
+                seed,
+                ..opts.clone()
+            };
+            times.push(timed(|| fill(&model, &window.clip, &mask, &opts))?.1);
+        }
+        Ok(())
+    })?;
+    times.sort_by(f64::total_cmp);
+    println!(
+        "roll: the same 25-step fill on one thread: p50 {:7.1} ms  p95 {:7.1} ms  (20 runs)",
+        percentile(&times, 0.5),
+        percentile(&times, 0.95)
+    );
+
     let (forward_s, step_s) = bandmate::train::roll::time_step(model.config(), TORCH_BATCH, 3)?;
     println!(
         "roll: training step at batch {TORCH_BATCH}: {:.0} ms ({:.1} samples/s); forward {:.0} ms",

@@ -185,8 +185,10 @@ fn latents(lm: &LatentMelody, sequences: &[Vec<Vec<u8>>]) -> Result<Vec<Vec<f32>
 pub struct LatentEvalOptions {
     pub count: usize,
     pub seed: u64,
-    /// Samplers to evaluate, each at its default steps.
+    /// Samplers to evaluate.
     pub samplers: Vec<Sampler>,
+    /// Steps of every sampler (0: each sampler's default).
+    pub steps: usize,
     pub data_root: std::path::PathBuf,
     pub cache_dir: std::path::PathBuf,
 }
@@ -243,6 +245,7 @@ pub fn evaluate_latent(lm: &LatentMelody, opts: &LatentEvalOptions) -> Result<Ve
         let sopts = SampleOptions {
             sampler,
             seed: opts.seed,
+            steps: opts.steps,
             ..SampleOptions::default()
         };
         let set = lm.generate(opts.count, &sopts)?;
@@ -287,6 +290,7 @@ pub fn evaluate_latent(lm: &LatentMelody, opts: &LatentEvalOptions) -> Result<Ve
         let sopts = SampleOptions {
             sampler,
             seed: opts.seed.wrapping_add(i as u64),
+            steps: opts.steps,
             ..SampleOptions::default()
         };
         filled.push(lm.fill(tune, &regenerate, &sopts)?);

@@ -171,6 +171,9 @@ pub struct EvalArgs {
     /// Samplers to evaluate (comma-separated); the first also does the infill.
     #[arg(long, default_value = "ode,em,pc,rk45")]
     pub samplers: String,
+    /// Steps of every sampler (default: each sampler's own).
+    #[arg(long)]
+    pub steps: Option<usize>,
     /// Also append the table to this model card (e.g. assets/latent/CARD.md).
     #[arg(long)]
     pub card: Option<PathBuf>,
@@ -302,6 +305,7 @@ pub fn run(args: LatentArgs) -> Result<()> {
                     count: a.count,
                     seed: a.model.seed,
                     samplers,
+                    steps: a.steps.unwrap_or(0),
                     data_root: bandmate::data::default_data_root(),
                     cache_dir: bandmate::data::default_cache_dir(),
                 },
