@@ -81,13 +81,15 @@ impl Sampler {
         }
     }
 
-    /// The default step count: what gives a good sample at the lowest cost here (see the
-    /// README's step table).
+    /// The default step count: what gives a good sample at the lowest cost here. The ODE's 12
+    /// Heun steps score as well as 25 (`bandmate latent eval --samplers ode --steps 12`: mean OA
+    /// 0.815 vs 0.817, diatonicity 0.934 vs 0.938, Fréchet 5.77 vs 5.92; infill 0.930 vs 0.928)
+    /// at half the cost.
     pub fn default_steps(&self) -> usize {
         match self {
             Self::EulerMaruyama => 200,
             Self::PredictorCorrector { .. } => 100,
-            Self::OdeHeun => 25,
+            Self::OdeHeun => 12,
             Self::OdeRk45 { .. } => 0,
         }
     }
