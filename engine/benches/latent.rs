@@ -1,14 +1,41 @@
-//! `cargo xtask bench latent`: the latent diffusion model's speed on the CPU.
+//! `cargo xtask bench latent [--compare-torch]`: the latent diffusion model's speed on the CPU.
 //!
 //! - Loading the MusicVAE and the score model from `assets/`.
 //! - Generating one 16-bar melody (8 latents, sampled, then decoded by the VAE) with each
 //!   sampler at its default steps, p50/p95 (after one warm-up run), and the share spent in the
 //!   VAE decoder.
 //! - One training step of the score network at batch 128.
+//! - With `BANDMATE_TORCH_PYTHON` set (the xtask does it for `--compare-torch`, after making a
+//!   venv with PyTorch under `target/torch-venv`): the same networks in PyTorch with our weights on the same
+//!   inputs (Nottingham test melodies), the candle/PyTorch ratios, GFLOP/s (matmul flops; a
+//!   training step counts 3 forward passes), the share of a 190 GFLOP/s machine peak, and
+//!   whether both give the same outputs within 1e-4:
+//!   - the score network (`xtask/torch/latent_score.py`): ε̂ and the forward time at batch 1
+//!     (what the samplers run) and at batch 128, and one AdamW step of the denoising score
+//!     matching loss at batch 128;
+//!   - the flat MusicVAE (`xtask/torch/music_vae.py`): the encoder's μ and the teacher-forced
+//!     decoder logits (z = μ) of 128 windows and the time of both, one AdamW step of the VAE
+//!     loss at batch 128, and the argmax decoding of 8 latents (16 bars, the plugin's case),
+//!     whose tokens must be equal;
+//!   - for both, the loss of the training batch before and after the timed AdamW steps in each,
+//!     which agree when both compute the same gradients.
 
-use anyhow::Result;
-use bandmate::latent::{LatentMelody, LatentModel, SampleOptions, Sampler, default_weights_dir};
-use bandmate::vae::MelodyVae;
+use anyhow::{Context, Result, bail};
+use bandmate::data::melody::melody_windows_of;
+use bandmate::data::{Dataset, Split, default_cache_dir, default_data_root, load_cached};
+use bandmate::latent::{
+    LatentMelody, LatentModel, SampleOptions, Sampler, VpSde, default_weights_dir,
+};
+use bandmate::models::latent_score::standardize;
+use bandmate::train::adamw::AdamW;
+use bandmate::train::latent::{LatentTrainOptions, dsm_loss};
+use bandmate::train::vae::{VaeTrainOptions, batch_loss, normal_noise};
+use bandmate::vae::{MelodyVae, VaeNet};
+use candle_core::{DType, Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 #[path = "support/timing.rs"]
 mod timing;
@@ -17,10 +44,21 @@ use timing::{percentile, timed};
 #[global_allocator]
 static ALLOC: bandmate::nn::HugePageAlloc = bandmate::nn::HugePageAlloc;
 
+/// The machine's f32 peak the issue measured (2 cores; the roll bench uses the same).
+const PEAK_GFLOPS: f64 = 190.0;
+/// The training batch of both comparisons.
+const TORCH_BATCH: usize = 128;
+/// Timed runs per comparison (the median after one warm-up run; the batch-1 forward pass and
+/// the argmax decoding run 5× as many). The PyTorch twins take the same number.
+const TORCH_ITERS: usize = 10;
+/// Latents the plugin decodes at once: 8 × 2 bars.
+const DECODE_LATENTS: usize = 8;
+
 fn main() -> Result<()> {
     bandmate::nn::keep_freed_memory();
-    let (vae, vae_ms) = timed(|| MelodyVae::load(&bandmate::vae::default_weights_dir()))?;
-    let (model, model_ms) = timed(|| LatentModel::load(&default_weights_dir()))?;
+    let (vae_dir, score_dir) = (bandmate::vae::default_weights_dir(), default_weights_dir());
+    let (vae, vae_ms) = timed(|| MelodyVae::load(&vae_dir))?;
+    let (model, model_ms) = timed(|| LatentModel::load(&score_dir))?;
     println!("latent: load the MusicVAE {vae_ms:.1} ms, the score model {model_ms:.1} ms");
     let lm = LatentMelody {
         vae: &vae,
@@ -66,5 +104,359 @@ fn main() -> Result<()> {
         step * 1e3,
         128.0 / step
     );
+
+    if let Some(python) = std::env::var_os("BANDMATE_TORCH_PYTHON") {
+        let twin = Twin {
+            python: PathBuf::from(python),
+            root: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."),
+        };
+        let windows = test_windows(&vae, TORCH_BATCH * model.config().positions)?;
+        compare_score(&twin, &model, &score_dir, &vae, &windows)?;
+        compare_vae(&twin, &vae, &vae_dir, &windows[..TORCH_BATCH])?;
+    }
+    Ok(())
+}
+
+/// Where the PyTorch twins run: the venv's python and the workspace root.
+struct Twin {
+    python: PathBuf,
+    root: PathBuf,
+}
+
+impl Twin {
+    /// Write `io` to `target/bench-latent/{name}.safetensors`, run `xtask/torch/{script}` on the
+    /// model in `model_dir` and that file, and return the one JSON object it prints.
+    fn run(
+        &self,
+        script: &str,
+        model_dir: &Path,
+        name: &str,
+        io: Vec<(&str, Tensor)>,
+    ) -> Result<serde_json::Value> {
+        let dir = self.root.join("target/bench-latent");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{name}.safetensors"));
+        let tensors: HashMap<String, Tensor> =
+            io.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        candle_core::safetensors::save(&tensors, &path)?;
+        let out = std::process::Command::new(&self.python)
+            .arg(self.root.join("xtask/torch").join(script))
+            .arg(model_dir)
+            .arg(&path)
+            .arg(TORCH_ITERS.to_string())
+            .output()
+            .with_context(|| format!("cannot run {}", self.python.display()))?;
+        if !out.status.success() {
+            bail!(
+                "the PyTorch twin {script} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "unexpected output of {script}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+}
+
+/// The first `count` melody windows of the Nottingham test split in the VAE's length, hop one
+/// window (so that runs of 8 follow each other in a song), repeated if there are fewer.
+fn test_windows(vae: &MelodyVae, count: usize) -> Result<Vec<Vec<u8>>> {
+    let songs = load_cached(
+        Dataset::Nottingham,
+        Split::Test,
+        &default_data_root(),
+        &default_cache_dir(),
+    )?;
+    let bars = vae.shape().bars();
+    let windows = melody_windows_of(&songs, bars, bars)?;
+    if windows.is_empty() {
+        bail!("no {bars}-bar melody windows in the Nottingham test split");
+    }
+    Ok((0..count)
+        .map(|i| windows.window(i % windows.len()).to_vec())
+        .collect())
+}
+
+/// Median wall time (ms) of `iterations` runs of `f` after one warm-up run, as the twins time.
+fn median_ms(iterations: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    let mut times = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        times.push(timed(&mut f)?.1);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(percentile(&times, 0.5))
+}
+
+/// `[1]`, for a scalar in the exchange file.
+fn scalar(value: f64) -> Result<Tensor> {
+    Ok(Tensor::new(&[value as f32], &Device::Cpu)?)
+}
+
+/// A number of the twin's JSON (NaN when missing).
+fn number(json: &serde_json::Value, key: &str) -> f64 {
+    json[key].as_f64().unwrap_or(f64::NAN)
+}
+
+fn within(diff: f64) -> &'static str {
+    if diff <= 1e-4 {
+        "within 1e-4"
+    } else {
+        "NOT within 1e-4"
+    }
+}
+
+/// One comparison line: `flops` of work done in `candle_ms` and in `torch_ms`.
+fn print_row(what: &str, flops: f64, candle_ms: f64, torch_ms: f64) {
+    let gflops = |ms: f64| flops / (ms / 1e3) / 1e9;
+    println!(
+        "  {what:<26} {:6.3} GFLOP  candle {candle_ms:8.2} ms ({:5.1} GFLOP/s, {:4.1}% of peak)  torch {torch_ms:8.2} ms ({:5.1} GFLOP/s)  speed ratio candle/torch {:.2}",
+        flops / 1e9,
+        gflops(candle_ms),
+        100.0 * gflops(candle_ms) / PEAK_GFLOPS,
+        gflops(torch_ms),
+        torch_ms / candle_ms
+    );
+}
+
+/// The score network in candle and in PyTorch: the noisy standardized latents of 128 runs of 8
+/// test windows at random t, at batch 1 (the first sequence) and 128, and a training step.
+fn compare_score(
+    twin: &Twin,
+    model: &LatentModel,
+    model_dir: &Path,
+    vae: &MelodyVae,
+    windows: &[Vec<u8>],
+) -> Result<()> {
+    let cfg = model.config();
+    let (b, l, z) = (TORCH_BATCH, cfg.positions, cfg.z_dim);
+    let dev = Device::Cpu;
+    let refs: Vec<&[u8]> = windows.iter().map(Vec::as_slice).collect();
+    let latents: Vec<f32> = vae.encode(&refs)?.into_iter().flatten().collect();
+    let x0 = standardize(cfg, &Tensor::from_vec(latents, (b, l, z), &dev)?)?;
+    let opts = LatentTrainOptions::new(cfg.clone());
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let t: Vec<f32> = (0..b)
+        .map(|_| rng.random_range(opts.eps as f32..1.0))
+        .collect();
+    let noise = normal_noise(&mut rng, b * l * z);
+    // The network's input as the training loss makes it: x_t = m(t)·x0 + σ(t)·ε.
+    let sde = VpSde {
+        beta_min: cfg.beta_min,
+        beta_max: cfg.beta_max,
+    };
+    let per_sequence = |f: fn(&VpSde, f64) -> f64| -> Result<Tensor> {
+        let v: Vec<f32> = t.iter().map(|&t| f(&sde, f64::from(t)) as f32).collect();
+        Ok(Tensor::from_vec(v, (b, 1, 1), &dev)?)
+    };
+    let eps = Tensor::from_slice(&noise, (b, l, z), &dev)?;
+    let x_t = (x0.broadcast_mul(&per_sequence(VpSde::mean_coef)?)?
+        + eps.broadcast_mul(&per_sequence(VpSde::sigma)?)?)?;
+    let times = Tensor::from_slice(&t, b, &dev)?;
+    let (x_1, t_1) = (x_t.narrow(0, 0, 1)?, times.narrow(0, 0, 1)?);
+    let net = model.score();
+    let eps_hat = net.forward(&x_t, &times)?;
+    let eps_hat_1 = net.forward(&x_1, &t_1)?;
+    let loss = dsm_loss(net, &x0, &t, &noise)?.to_scalar::<f32>()?;
+    let forward_1 = median_ms(5 * TORCH_ITERS, || {
+        net.forward(&x_1, &t_1)?;
+        Ok(())
+    })?;
+    let forward = median_ms(TORCH_ITERS, || {
+        net.forward(&x_t, &times)?;
+        Ok(())
+    })?;
+    // Training changes the weights: train a second copy.
+    let trained = LatentModel::load(model_dir)?;
+    let mut opt = AdamW::new(trained.varmap(), opts.lr, opts.weight_decay)?;
+    let step = median_ms(TORCH_ITERS, || {
+        opt.backward_step(&dsm_loss(trained.score(), &x0, &t, &noise)?)
+    })?;
+    let loss_after = dsm_loss(trained.score(), &x0, &t, &noise)?.to_scalar::<f32>()?;
+
+    let torch = twin.run(
+        "latent_score.py",
+        model_dir,
+        "score",
+        vec![
+            ("x_t", x_t),
+            ("t", times),
+            ("eps_hat", eps_hat),
+            ("eps_hat_1", eps_hat_1),
+            ("x0", x0),
+            ("noise", eps),
+            ("loss", scalar(f64::from(loss))?),
+            ("lr", scalar(opts.lr)?),
+            ("weight_decay", scalar(opts.weight_decay)?),
+        ],
+    )?;
+    println!(
+        "latent score vs torch {} ({} threads), same weights and inputs (noisy latents of Nottingham test melodies):",
+        torch["torch"], torch["threads"]
+    );
+    let flops = number(&torch, "forward_flops");
+    print_row(
+        "forward, batch 1",
+        number(&torch, "forward_1_flops"),
+        forward_1,
+        number(&torch, "forward_1_ms"),
+    );
+    print_row(
+        &format!("forward, batch {b}"),
+        flops,
+        forward,
+        number(&torch, "forward_ms"),
+    );
+    print_row(
+        &format!("training step, batch {b}"),
+        3.0 * flops,
+        step,
+        number(&torch, "train_step_ms"),
+    );
+    let (diff_1, diff) = (
+        number(&torch, "max_abs_diff_1"),
+        number(&torch, "max_abs_diff"),
+    );
+    let torch_loss = number(&torch, "loss");
+    println!(
+        "  same ε̂: max |Δ| = {diff_1:.2e} at batch 1 ({}), {diff:.2e} at batch {b} ({}); loss candle {loss:.6}, torch {torch_loss:.6} (|Δ| {:.1e})",
+        within(diff_1),
+        within(diff),
+        (f64::from(loss) - torch_loss).abs()
+    );
+    print_trained(loss_after, number(&torch, "loss_after_steps"));
+    Ok(())
+}
+
+/// The loss of the training batch after the timed steps (the warm-up and [`TORCH_ITERS`]) in
+/// both: the same descent when both train the same network.
+fn print_trained(candle: f32, torch: f64) {
+    println!(
+        "  after {} AdamW steps on that batch: loss candle {candle:.6}, torch {torch:.6} (|Δ| {:.1e})",
+        TORCH_ITERS + 1,
+        (f64::from(candle) - torch).abs()
+    );
+}
+
+/// The flat MusicVAE in candle and in PyTorch on 128 test windows: μ and the teacher-forced
+/// logits (z = μ), a training step, and the argmax decoding of the first 8 windows' μ.
+fn compare_vae(twin: &Twin, vae: &MelodyVae, model_dir: &Path, windows: &[Vec<u8>]) -> Result<()> {
+    let net = vae.model();
+    if !matches!(net, VaeNet::Flat(_)) {
+        println!(
+            "MusicVAE vs torch: skipped ({} is {}; xtask/torch/music_vae.py is the flat 2-bar model)",
+            model_dir.display(),
+            vae.shape().describe()
+        );
+        return Ok(());
+    }
+    let dev = Device::Cpu;
+    let (b, z_dim) = (windows.len(), vae.z_dim());
+    let refs: Vec<&[u8]> = windows.iter().map(Vec::as_slice).collect();
+    let tokens = net.tokens_tensor(&refs, &dev)?;
+    let opts = VaeTrainOptions::new(vae.shape());
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let noise = Tensor::from_vec(normal_noise(&mut rng, b * z_dim), (b, z_dim), &dev)?;
+    let (mu, _) = net.encode(&tokens)?;
+    let logits = net.decode_teacher_forced(&mu, &tokens)?;
+    let loss = batch_loss(net, &tokens, Some(&noise), opts.beta, opts.free_bits)?
+        .loss
+        .to_scalar::<f32>()?;
+    // 8 consecutive windows of a test song: what the plugin decodes after sampling.
+    let z8 = mu.narrow(0, 0, DECODE_LATENTS)?;
+    let decoded = net.decode(&z8, None, &[])?;
+    let forward = median_ms(TORCH_ITERS, || {
+        let (mu, _) = net.encode(&tokens)?;
+        net.decode_teacher_forced(&mu, &tokens)?;
+        Ok(())
+    })?;
+    let decode = median_ms(5 * TORCH_ITERS, || {
+        net.decode(&z8, None, &[])?;
+        Ok(())
+    })?;
+    // Training changes the weights: train a second copy.
+    let trained = MelodyVae::load(model_dir)?;
+    let mut opt = AdamW::new(trained.varmap(), opts.lr, opts.weight_decay)?;
+    let step = median_ms(TORCH_ITERS, || {
+        let terms = batch_loss(
+            trained.model(),
+            &tokens,
+            Some(&noise),
+            opts.beta,
+            opts.free_bits,
+        )?;
+        opt.backward_step(&terms.loss)
+    })?;
+    let loss_after = batch_loss(
+        trained.model(),
+        &tokens,
+        Some(&noise),
+        opts.beta,
+        opts.free_bits,
+    )?
+    .loss
+    .to_scalar::<f32>()?;
+
+    let steps = vae.window_steps();
+    let flat: Vec<i64> = decoded.iter().flatten().map(|&t| i64::from(t)).collect();
+    let decoded = Tensor::from_vec(flat, (DECODE_LATENTS, steps), &dev)?;
+    let torch = twin.run(
+        "music_vae.py",
+        model_dir,
+        "vae",
+        vec![
+            ("tokens", tokens.to_dtype(DType::I64)?),
+            ("noise", noise),
+            ("mu", mu),
+            ("logits", logits),
+            ("z8", z8),
+            ("decoded8", decoded),
+            ("loss", scalar(f64::from(loss))?),
+            ("lr", scalar(opts.lr)?),
+            ("weight_decay", scalar(opts.weight_decay)?),
+            ("beta", scalar(opts.beta)?),
+            ("free_bits", scalar(opts.free_bits)?),
+        ],
+    )?;
+    println!(
+        "MusicVAE vs torch {} ({} threads), same weights, {b} Nottingham test windows, z = μ:",
+        torch["torch"], torch["threads"]
+    );
+    let flops = number(&torch, "forward_flops");
+    print_row(
+        &format!("encode + decode, batch {b}"),
+        flops,
+        forward,
+        number(&torch, "forward_ms"),
+    );
+    print_row(
+        &format!("training step, batch {b}"),
+        3.0 * flops,
+        step,
+        number(&torch, "train_step_ms"),
+    );
+    print_row(
+        &format!("argmax decode, {DECODE_LATENTS} latents"),
+        number(&torch, "decode_flops"),
+        decode,
+        number(&torch, "decode_ms"),
+    );
+    let (mu_diff, logit_diff) = (
+        number(&torch, "max_abs_diff_mu"),
+        number(&torch, "max_abs_diff_logits"),
+    );
+    let torch_loss = number(&torch, "loss");
+    let (same, total) = (number(&torch, "same_tokens"), number(&torch, "tokens"));
+    println!(
+        "  same μ: max |Δ| = {mu_diff:.2e} ({}); same logits: max |Δ| = {logit_diff:.2e} ({}); loss candle {loss:.4}, torch {torch_loss:.4} (|Δ| {:.1e}); argmax tokens: {same} of {total} equal{}",
+        within(mu_diff),
+        within(logit_diff),
+        (f64::from(loss) - torch_loss).abs(),
+        if same == total { "" } else { " (NOT equal)" }
+    );
+    print_trained(loss_after, number(&torch, "loss_after_steps"));
     Ok(())
 }

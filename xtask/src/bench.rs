@@ -10,8 +10,9 @@
 //! - `roll [--compare-torch]`: the roll diffusion model's loading, fill latency and training
 //!   throughput (`engine/benches/roll.rs`); with `--compare-torch`, also the same UNet in
 //!   PyTorch from a venv this command makes under `target/torch-venv` (CI does not run it).
-//! - `latent`: the latent diffusion model's loading, 16-bar generation with each sampler and
-//!   training step (`engine/benches/latent.rs`).
+//! - `latent [--compare-torch]`: the latent diffusion model's loading, 16-bar generation with
+//!   each sampler and training step (`engine/benches/latent.rs`); with `--compare-torch`, also
+//!   the score network and the MusicVAE in PyTorch from the same venv.
 //! - `band`: the band player's next-bar latency over 1,000 Nottingham test bars and its memory
 //!   (`engine/benches/band.rs`).
 
@@ -39,10 +40,18 @@ pub fn run(args: &[String]) -> Result {
             &shell::cargo(),
             &["bench", "-p", "bandmate-engine", "--bench", "band"],
         ),
-        Some("latent") => shell::run(
-            &shell::cargo(),
-            &["bench", "-p", "bandmate-engine", "--bench", "latent"],
-        ),
+        Some("latent") => {
+            let compare = args.iter().any(|a| a == "--compare-torch");
+            let mut env = Vec::new();
+            if compare {
+                env.push(("BANDMATE_TORCH_PYTHON".to_string(), torch_venv()?));
+            }
+            shell::run_with_env(
+                &shell::cargo(),
+                &["bench", "-p", "bandmate-engine", "--bench", "latent"],
+                &env,
+            )
+        }
         Some("data") => shell::run(
             &shell::cargo(),
             &["bench", "-p", "bandmate-engine", "--bench", "data"],
@@ -65,7 +74,7 @@ pub fn run(args: &[String]) -> Result {
     }
 }
 
-/// A venv with PyTorch (CPU wheels from PyPI's PyTorch index), safetensors and numpy under
+/// A venv with PyTorch (CPU wheels from PyTorch's index, else PyPI's), safetensors and numpy under
 /// `target/torch-venv`, made on first use; returns its python.
 fn torch_venv() -> Result<String> {
     let venv = shell::root().join("target/torch-venv");
@@ -75,7 +84,9 @@ fn torch_venv() -> Result<String> {
         if !venv.join("bin/python").exists() {
             shell::run("python3", &["-m", "venv", &venv.to_string_lossy()])?;
         }
-        shell::run(
+        // The CPU-only wheels first; where that index is not reachable, PyPI's default torch
+        // (larger: it carries CUDA libraries, unused here).
+        let cpu_index = shell::run(
             &python,
             &[
                 "-m",
@@ -86,7 +97,10 @@ fn torch_venv() -> Result<String> {
                 "--index-url",
                 "https://download.pytorch.org/whl/cpu",
             ],
-        )?;
+        );
+        if cpu_index.is_err() {
+            shell::run(&python, &["-m", "pip", "install", "--quiet", "torch"])?;
+        }
         shell::run(
             &python,
             &["-m", "pip", "install", "--quiet", "safetensors", "numpy"],

@@ -8,13 +8,11 @@ usage: roll_unet.py MODEL_DIR IO.safetensors ITERATIONS
 
 import json
 import math
-import sys
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file
+from twin_common import load_twin, median_ms
 
 
 class ResBlock(nn.Module):
@@ -120,23 +118,8 @@ def forward_flops(model, x, t):
     return total[0]
 
 
-def median_ms(fn, iterations):
-    fn()
-    times = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000.0)
-    times.sort()
-    return times[len(times) // 2]
-
-
 def main():
-    model_dir, io_path, iterations = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    cfg = json.load(open(f"{model_dir}/config.json"))
-    model = RollUnet(cfg)
-    model.load_state_dict(load_file(f"{model_dir}/model.safetensors"), strict=True)
-    io = load_file(io_path)
+    cfg, model, io, iterations = load_twin(RollUnet)
     x, t, x0, expected = io["x_t"], io["t"], io["x0"], io["logits"]
     model.eval()
     with torch.no_grad():

@@ -17,7 +17,7 @@
 //! attn_out, norm2, mlp_in, mlp_out}`, `norm`, `output`.
 
 use candle_core::{D, DType, Device, Module, Result, Tensor};
-use candle_nn::{LayerNorm, Linear, VarBuilder, layer_norm, linear};
+use candle_nn::{Linear, VarBuilder, linear};
 use serde::{Deserialize, Serialize};
 
 /// Shapes of the network and the data normalization (stored as `config.json`).
@@ -114,11 +114,42 @@ impl Config {
     }
 }
 
+/// Layer normalization over the last dimension with PyTorch's names (`weight`, `bias`). Two
+/// paths: candle's fused kernel for sampling (it has no backward pass), and the same formula in
+/// differentiable tensor ops for training.
+struct Norm {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Norm {
+    fn new(d: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_hints(d, "weight", candle_nn::Init::Const(1.0))?,
+            bias: vb.get_with_hints(d, "bias", candle_nn::Init::Const(0.0))?,
+        })
+    }
+
+    /// `[…, d]` → `[…, d]`.
+    fn forward(&self, x: &Tensor, grad: bool) -> Result<Tensor> {
+        if !grad {
+            return candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, 1e-5);
+        }
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let centered = x.broadcast_sub(&mean)?;
+        let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+        centered
+            .broadcast_div(&(var + 1e-5)?.sqrt()?)?
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)
+    }
+}
+
 struct Block {
-    norm1: LayerNorm,
+    norm1: Norm,
     qkv: Linear,
     attn_out: Linear,
-    norm2: LayerNorm,
+    norm2: Norm,
     mlp_in: Linear,
     mlp_out: Linear,
     heads: usize,
@@ -127,21 +158,21 @@ struct Block {
 impl Block {
     fn new(d: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            norm1: layer_norm(d, 1e-5, vb.pp("norm1"))?,
+            norm1: Norm::new(d, vb.pp("norm1"))?,
             qkv: linear(d, 3 * d, vb.pp("qkv"))?,
             attn_out: linear(d, d, vb.pp("attn_out"))?,
-            norm2: layer_norm(d, 1e-5, vb.pp("norm2"))?,
+            norm2: Norm::new(d, vb.pp("norm2"))?,
             mlp_in: linear(d, 4 * d, vb.pp("mlp_in"))?,
             mlp_out: linear(4 * d, d, vb.pp("mlp_out"))?,
             heads,
         })
     }
 
-    /// `[b, l, d]` → `[b, l, d]`.
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `[b, l, d]` → `[b, l, d]`; `grad`: through ops that pass gradients back.
+    fn forward(&self, x: &Tensor, grad: bool) -> Result<Tensor> {
         let (b, l, d) = x.dims3()?;
         let hd = d / self.heads;
-        let qkv = self.qkv.forward(&self.norm1.forward(x)?)?; // [b, l, 3d]
+        let qkv = self.qkv.forward(&self.norm1.forward(x, grad)?)?; // [b, l, 3d]
         let qkv = qkv
             .reshape((b, l, 3, self.heads, hd))?
             .permute((2, 0, 3, 1, 4))?; // [3, b, h, l, hd]
@@ -149,11 +180,18 @@ impl Block {
         let k = qkv.get(1)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;
         let att = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?; // [b, h, l, l]
-        let att = candle_nn::ops::softmax_last_dim(&att)?;
+        let att = if grad {
+            candle_nn::ops::softmax(&att, D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&att)?
+        };
         let mixed = att.matmul(&v)?; // [b, h, l, hd]
         let mixed = mixed.transpose(1, 2)?.reshape((b, l, d))?;
         let x = (x + self.attn_out.forward(&mixed)?)?;
-        let h = self.mlp_in.forward(&self.norm2.forward(&x)?)?.gelu()?;
+        let h = self
+            .mlp_in
+            .forward(&self.norm2.forward(&x, grad)?)?
+            .gelu()?;
         x + self.mlp_out.forward(&h)?
     }
 }
@@ -166,7 +204,7 @@ pub struct LatentScore {
     time_in: Linear,
     time_out: Linear,
     blocks: Vec<Block>,
-    norm: LayerNorm,
+    norm: Norm,
     output: Linear,
     cfg: Config,
 }
@@ -194,7 +232,7 @@ impl LatentScore {
             time_in: linear(d, d, vb.pp("time.0"))?,
             time_out: linear(d, d, vb.pp("time.2"))?,
             blocks,
-            norm: layer_norm(d, 1e-5, vb.pp("norm"))?,
+            norm: Norm::new(d, vb.pp("norm"))?,
             output: linear(d, cfg.z_dim, vb.pp("output"))?,
             cfg: cfg.clone(),
         })
@@ -217,8 +255,18 @@ impl LatentScore {
     }
 
     /// The predicted noise ε̂ `[b, positions, z_dim]` of `x` `[b, positions, z_dim]` at times
-    /// `t` `[b]` (f32, in (0, 1]).
+    /// `t` `[b]` (f32, in (0, 1]), for sampling (fused kernels without backward passes).
     pub fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, t, false)
+    }
+
+    /// [`LatentScore::forward`] for training: every op passes gradients back (candle's fused
+    /// layer norm and softmax do not, which once left all but the output layer untrained).
+    pub fn forward_train(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, t, true)
+    }
+
+    fn forward_with(&self, x: &Tensor, t: &Tensor, grad: bool) -> Result<Tensor> {
         let temb = self.time_features(t)?; // [b, d]
         let temb = self
             .time_out
@@ -228,9 +276,9 @@ impl LatentScore {
             .broadcast_add(&self.position.unsqueeze(0)?)?
             .broadcast_add(&temb.unsqueeze(1)?)?;
         for block in &self.blocks {
-            h = block.forward(&h)?;
+            h = block.forward(&h, grad)?;
         }
-        let correction = self.output.forward(&self.norm.forward(&h)?)?;
+        let correction = self.output.forward(&self.norm.forward(&h, grad)?)?;
         // ε̂ = σ(t)·x + network: σ(t)·x is the exact noise predictor of standard normal data
         // (what standardized latents are to first order), so the network only learns the
         // correction, and ε̂ keeps tracking x at large t where the sampler needs it most.
@@ -274,4 +322,49 @@ fn stats(cfg: &Config, device: &Device) -> Result<(Tensor, Tensor)> {
 /// Mean squared error over the last dimension, averaged: `[]`.
 pub fn mse(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     (a - b)?.sqr()?.mean(D::Minus1)?.mean_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_nn::VarMap;
+
+    #[test]
+    fn training_reaches_every_weight_and_both_paths_agree() {
+        let cfg = Config {
+            d_model: 32,
+            heads: 4,
+            layers: 2,
+            ..Config::small()
+        };
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let model = LatentScore::new(&cfg, vb).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (3, cfg.positions, cfg.z_dim), &Device::Cpu).unwrap();
+        let t = Tensor::new(&[0.1f32, 0.5, 0.9], &Device::Cpu).unwrap();
+        let fast = model.forward(&x, &t).unwrap();
+        let train = model.forward_train(&x, &t).unwrap();
+        let diff = (fast - &train).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-4);
+        let grads = train.sqr().unwrap().mean_all().unwrap().backward().unwrap();
+        let vars = varmap.data().lock().unwrap();
+        for name in [
+            "blocks.0.norm1.weight",
+            "blocks.0.qkv.weight",
+            "input.weight",
+            "position",
+        ] {
+            let g = grads
+                .get(&vars[name])
+                .unwrap_or_else(|| panic!("no gradient for {name}"));
+            let size = g
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(size > 0.0, "zero gradient for {name}");
+        }
+    }
 }
