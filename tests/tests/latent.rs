@@ -84,7 +84,7 @@ fn every_sampler_draws_gaussian_data_from_its_exact_score() {
         let expected = match sampler {
             Sampler::EulerMaruyama => Some(200),
             Sampler::PredictorCorrector { .. } => Some(200),
-            Sampler::OdeHeun => Some(50),
+            Sampler::OdeHeun => Some(2 * sampler.default_steps()),
             Sampler::OdeRk45 { .. } => None,
         };
         if let Some(e) = expected {
