@@ -40,38 +40,30 @@ pub fn run(args: &[String]) -> Result {
             &shell::cargo(),
             &["bench", "-p", "bandmate-engine", "--bench", "band"],
         ),
-        Some("latent") => {
-            let compare = args.iter().any(|a| a == "--compare-torch");
-            let mut env = Vec::new();
-            if compare {
-                env.push(("BANDMATE_TORCH_PYTHON".to_string(), torch_venv()?));
-            }
-            shell::run_with_env(
-                &shell::cargo(),
-                &["bench", "-p", "bandmate-engine", "--bench", "latent"],
-                &env,
-            )
-        }
+        Some("latent") => engine_bench_with_torch("latent", args),
         Some("data") => shell::run(
             &shell::cargo(),
             &["bench", "-p", "bandmate-engine", "--bench", "data"],
         ),
-        Some("roll") => {
-            let compare = args.iter().any(|a| a == "--compare-torch");
-            let mut env = Vec::new();
-            if compare {
-                env.push(("BANDMATE_TORCH_PYTHON".to_string(), torch_venv()?));
-            }
-            shell::run_with_env(
-                &shell::cargo(),
-                &["bench", "-p", "bandmate-engine", "--bench", "roll"],
-                &env,
-            )
-        }
+        Some("roll") => engine_bench_with_torch("roll", args),
         _ => Err(format!(
             "usage: cargo xtask bench plugin|data|editor|roll|latent|band [--compare-torch] (got {args:?})"
         )),
     }
+}
+
+/// `cargo bench -p bandmate-engine --bench NAME`, with the PyTorch twin when `args` has
+/// `--compare-torch`.
+fn engine_bench_with_torch(name: &str, args: &[String]) -> Result<()> {
+    let mut env = Vec::new();
+    if args.iter().any(|a| a == "--compare-torch") {
+        env.push(("BANDMATE_TORCH_PYTHON".to_string(), torch_venv()?));
+    }
+    shell::run_with_env(
+        &shell::cargo(),
+        &["bench", "-p", "bandmate-engine", "--bench", name],
+        &env,
+    )
 }
 
 /// A venv with PyTorch (CPU wheels from PyTorch's index, else PyPI's), safetensors and numpy under
