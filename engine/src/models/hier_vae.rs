@@ -17,7 +17,7 @@ use candle_core::{DType, Device, Module, Result, Tensor, bail};
 use candle_nn::{Linear, VarBuilder, linear};
 use serde::{Deserialize, Serialize};
 
-use super::music_vae::{VaeOutput, choose_tokens, one_hot, reparameterize, tokens_tensor};
+use super::music_vae::{VaeOutput, emit_tokens, one_hot, reparameterize, tokens_tensor};
 use crate::data::melody::CLASSES;
 use crate::nn::lstm::{LstmCell, split_steps};
 
@@ -305,12 +305,7 @@ impl HierVae {
                 let input = Tensor::cat(&[&previous, &e], 1)?;
                 (h, cs) = cell.step(&input, &h, &cs)?;
                 let logits = self.output.forward(&h)?; // [batch, classes]
-                let chosen = choose_tokens(&logits, temperature, uniforms.get(t * b..))?;
-                for (seq, &tok) in out.iter_mut().zip(&chosen) {
-                    seq.push(tok as u8);
-                }
-                let ids = Tensor::from_vec(chosen, (b, 1), z.device())?;
-                previous = self.one_hot(&ids)?.squeeze(1)?;
+                previous = emit_tokens(&logits, temperature, uniforms.get(t * b..), &mut out)?;
             }
         }
         Ok(out)

@@ -231,12 +231,7 @@ impl MusicVae {
             let input = Tensor::cat(&[&previous, z], 1)?; // [batch, classes + z]
             (h, c) = cell.step(&input, &h, &c)?;
             let logits = self.output.forward(&h)?; // [batch, classes]
-            let chosen = choose_tokens(&logits, temperature, uniforms.get(t * b..))?;
-            for (seq, &tok) in out.iter_mut().zip(&chosen) {
-                seq.push(tok as u8);
-            }
-            let ids = Tensor::from_vec(chosen, (b, 1), z.device())?;
-            previous = self.one_hot(&ids)?.squeeze(1)?;
+            previous = emit_tokens(&logits, temperature, uniforms.get(t * b..), &mut out)?;
         }
         Ok(out)
     }
@@ -294,6 +289,24 @@ pub(crate) fn choose_tokens(
         .zip(uniforms)
         .map(|(p, &u)| draw(p, u))
         .collect())
+}
+
+/// One autoregressive step's output: the tokens chosen from `logits` `[batch, classes]` (see
+/// [`choose_tokens`]) appended to `out`, and returned one-hot `[batch, classes]` as the next
+/// step's input.
+pub(crate) fn emit_tokens(
+    logits: &Tensor,
+    temperature: Option<f64>,
+    uniforms: Option<&[f32]>,
+    out: &mut [Vec<u8>],
+) -> Result<Tensor> {
+    let (b, classes) = logits.dims2()?;
+    let chosen = choose_tokens(logits, temperature, uniforms)?;
+    for (seq, &tok) in out.iter_mut().zip(&chosen) {
+        seq.push(tok as u8);
+    }
+    let ids = Tensor::from_vec(chosen, (b, 1), logits.device())?;
+    one_hot(&ids, classes)?.squeeze(1)
 }
 
 /// Tokens `[batch][steps]` as a u32 tensor `[batch, steps]`, checking lengths and classes.
