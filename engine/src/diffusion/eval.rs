@@ -59,6 +59,20 @@ impl Task {
     }
 }
 
+impl std::str::FromStr for Task {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "infill" | "fill" => Ok(Task::Infill),
+            "harmonize" | "harmonise" => Ok(Task::Harmonize),
+            "unconditional" | "generate" => Ok(Task::Unconditional),
+            other => Err(format!(
+                "unknown task '{other}' (infill, harmonize, unconditional)"
+            )),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
     Model,
@@ -102,6 +116,9 @@ pub struct RollEvalOptions {
     pub seed: u64,
     pub sampling: RollOptions,
     pub tasks: Vec<Task>,
+    /// Where the windows come from: the test split for reporting, the valid split for tuning
+    /// sampling options (such as the density) without looking at the test split.
+    pub split: Split,
 }
 
 impl Default for RollEvalOptions {
@@ -111,6 +128,7 @@ impl Default for RollEvalOptions {
             seed: 0,
             sampling: RollOptions::default(),
             tasks: Task::ALL.to_vec(),
+            split: Split::Test,
         }
     }
 }
@@ -320,10 +338,16 @@ pub fn evaluate_roll(
     if opts.count == 0 {
         bail!("evaluate at least one window");
     }
-    let test = data::load_cached(Dataset::Pop909, Split::Test, data_root, cache_dir)?;
-    let windows = test_windows(&test, opts.count, opts.seed);
+    if opts.split == Split::Train {
+        bail!("evaluate on the valid or the test split (the model trained on the train split)");
+    }
+    let songs = data::load_cached(Dataset::Pop909, opts.split, data_root, cache_dir)?;
+    let windows = test_windows(&songs, opts.count, opts.seed);
     if windows.is_empty() {
-        bail!("the POP909 test split has no 4/4 window to evaluate on");
+        bail!(
+            "the POP909 {} split has no 4/4 window to evaluate on",
+            opts.split
+        );
     }
     let train_windows: Vec<Clip> = if opts.tasks.contains(&Task::Unconditional) {
         let train = data::load_cached(Dataset::Pop909, Split::Train, data_root, cache_dir)?;

@@ -38,7 +38,9 @@ pub struct RollOptions {
     pub key: Option<Key>,
     /// Generated notes stay inside these pitches.
     pub pitch_range: Option<RangeInclusive<u8>>,
-    /// Multiplies the predicted odds of a cell being on: below 1 sparser, above 1 denser.
+    /// Multiplies the predicted odds of a cell being on: below 1 sparser, above 1 denser. The
+    /// model's per-task calibration (`Config::density`) multiplies it again, so 1 is the density
+    /// that scored best on the valid split.
     pub density: f32,
     /// Progress and cancellation: called after every network evaluation.
     pub on_step: Option<StepHook>,
@@ -83,7 +85,16 @@ impl Default for RollOptions {
 
 /// Regenerate the masked cells of `clip`.
 pub fn fill(model: &RollModel, clip: &Clip, mask: &Mask, opts: &RollOptions) -> Result<Clip> {
-    regenerate(model, clip, mask, None, opts)
+    let factor = model.config().density.fill;
+    regenerate(model, clip, mask, None, &calibrated(opts, factor))
+}
+
+/// `opts` with the density multiplied by a task's calibration factor.
+fn calibrated(opts: &RollOptions, factor: f32) -> RollOptions {
+    RollOptions {
+        density: opts.density * factor,
+        ..opts.clone()
+    }
 }
 
 /// A variation of the masked part: start from the clip's own notes noised to step
@@ -98,7 +109,8 @@ pub fn vary(
     if !(strength > 0.0 && strength <= 1.0) {
         bail!("vary: strength {strength} must be in (0, 1]");
     }
-    regenerate(model, clip, mask, Some(strength), opts)
+    let factor = model.config().density.fill;
+    regenerate(model, clip, mask, Some(strength), &calibrated(opts, factor))
 }
 
 /// Keep the first `prompt_bars` bars and rewrite bars `prompt_bars..total_bars` (the clip grows
@@ -127,7 +139,8 @@ pub fn continue_clip(
     let mut grown = clip.clone();
     grown.bars = total_bars.max(clip.bars);
     let mask = Mask::bars(&grown, prompt_bars..=total_bars - 1);
-    let mut out = regenerate(model, &grown, &mask, None, opts)?;
+    let factor = model.config().density.fill;
+    let mut out = regenerate(model, &grown, &mask, None, &calibrated(opts, factor))?;
     out.bars = total_bars.max(clip.bars);
     Ok(out)
 }
@@ -183,7 +196,8 @@ pub fn harmonize(
     });
     let mut mask = Mask::all(base.steps());
     mask.track = Some(target);
-    regenerate(model, &base, &mask, None, opts)
+    let factor = model.config().density.harmonize;
+    regenerate(model, &base, &mask, None, &calibrated(opts, factor))
 }
 
 /// A new clip of `bars` bars of 4/4 at 120 BPM on one piano track.
@@ -193,7 +207,8 @@ pub fn generate(model: &RollModel, bars: u32, opts: &RollOptions) -> Result<Clip
     }
     let clip = Clip::new(bars);
     let mask = Mask::all(clip.steps());
-    regenerate(model, &clip, &mask, None, opts)
+    let factor = model.config().density.generate;
+    regenerate(model, &clip, &mask, None, &calibrated(opts, factor))
 }
 
 /// Check what every task needs of a clip.

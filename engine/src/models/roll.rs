@@ -10,7 +10,7 @@ use candle_nn::{Linear, VarBuilder, linear};
 use serde::{Deserialize, Serialize};
 
 pub use crate::nn::upsample_nearest2x;
-use crate::nn::{Conv2d, GroupNormSilu, add_channel_bias};
+use crate::nn::{Conv2d, GroupNormSilu, add_channel_bias, add_same};
 
 /// Shapes of the network and the diffusion it was trained for (stored as `config.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -33,6 +33,33 @@ pub struct Config {
     /// Prior p of the binomial diffusion per channel (onset, sustain): the training data's mean
     /// cell density.
     pub prior: [f32; 2],
+    /// Per-task density factors chosen after training on the valid split (absent in older
+    /// configs: all 1).
+    #[serde(default)]
+    pub density: DensityCalibration,
+}
+
+/// Factors the sampler multiplies the user's density by, per task, so that density 1 gives
+/// the best-scoring density on the valid split (`bandmate eval-roll --split valid --density d`):
+/// a model fitted to whole songs can be too busy when it only writes an accompaniment.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DensityCalibration {
+    /// Fill, vary and continue.
+    pub fill: f32,
+    /// Harmonize (the accompaniment under a given melody).
+    pub harmonize: f32,
+    /// Generate from nothing.
+    pub generate: f32,
+}
+
+impl Default for DensityCalibration {
+    fn default() -> Self {
+        Self {
+            fill: 1.0,
+            harmonize: 1.0,
+            generate: 1.0,
+        }
+    }
 }
 
 impl Default for Config {
@@ -55,6 +82,7 @@ impl Config {
             groups: 8,
             diffusion_steps: 100,
             prior: [0.01, 0.05],
+            density: DensityCalibration::default(),
         }
     }
 
@@ -143,6 +171,15 @@ impl Config {
                 self.prior
             ));
         }
+        let d = self.density;
+        if [d.fill, d.harmonize, d.generate]
+            .iter()
+            .any(|f| !(f.is_finite() && *f > 0.0 && *f <= 100.0))
+        {
+            return Err(format!(
+                "density calibration {d:?} must be positive factors (at most 100)"
+            ));
+        }
         Ok(())
     }
 }
@@ -196,8 +233,8 @@ impl ResBlock {
         let h = add_channel_bias(&h, &self.time.forward(temb)?)?; // + [batch, cout]
         let h = self.conv2.forward(&self.norm2.forward(&h)?)?;
         match &self.skip {
-            Some(skip) => skip.forward(x)? + h,
-            None => x + h,
+            Some(skip) => add_same(&skip.forward(x)?, &h),
+            None => add_same(x, &h),
         }
     }
 }

@@ -606,15 +606,14 @@ pub fn conv2d_forward(
         rs: kd,
         cs: 1,
     };
-    (0..tasks).into_par_iter().for_each_init(
-        || {
-            if pointwise {
-                Vec::new()
-            } else {
-                vec![0f32; kd * tile]
-            }
-        },
-        |cols, task| {
+    (0..tasks).into_par_iter().for_each(|task| {
+        let mut cols = if pointwise {
+            Vec::new()
+        } else {
+            take_cols(kd * tile)
+        };
+        {
+            let cols = &mut cols;
             let (b, p0) = (task / tiles, task % tiles * tile);
             let n = tile.min(p - p0);
             // SAFETY: task (b, p0) is the only writer of columns [p0, p0 + n) of image b.
@@ -640,9 +639,37 @@ pub fn conv2d_forward(
                 }
             };
             unsafe { sgemm((g.c_out, n, kd), dst, (p, 1), bias.is_some(), lhs, rhs, par) };
-        },
-    );
+        }
+        put_back_cols(cols);
+    });
     y
+}
+
+thread_local! {
+    /// Each thread's im2col column buffer, kept between convolutions: a fresh zeroed buffer per
+    /// task cost as much as the unrolling itself at batch 1.
+    static COLS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// This thread's column buffer with at least `len` elements (taken out, so that a task this
+/// thread steals while gemm waits gets its own).
+fn take_cols(len: usize) -> Vec<f32> {
+    let mut cols = COLS.take();
+    if cols.len() < len {
+        // im2col overwrites every element it uses, so growing is the only zeroing.
+        cols.resize(len, 0.0);
+    }
+    cols
+}
+
+/// Keep the larger of `cols` and the buffer a stolen task may have left.
+fn put_back_cols(cols: Vec<f32>) {
+    let other = COLS.take();
+    COLS.set(if other.len() > cols.len() {
+        other
+    } else {
+        cols
+    });
 }
 
 /// `grad_weight` (`[c_out, k_dim]`) and `grad_bias` (`[c_out]`), each only if asked for.

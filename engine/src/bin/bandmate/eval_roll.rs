@@ -1,10 +1,10 @@
 //! `bandmate eval-roll`: the roll model against the random and copy baselines on 4-bar windows
-//! of the POP909 test split (infill of bars 3–4, harmonization, unconditional samples); see
+//! of the POP909 test split (or the valid split, to tune on) (infill of bars 3–4, harmonization, unconditional samples); see
 //! `bandmate::diffusion::eval`.
 
 use anyhow::{Context, Result};
-use bandmate::data::{default_cache_dir, default_data_root};
-use bandmate::diffusion::eval::{RollEvalOptions, evaluate_roll, markdown_table, wins};
+use bandmate::data::{Split, default_cache_dir, default_data_root};
+use bandmate::diffusion::eval::{RollEvalOptions, Task, evaluate_roll, markdown_table, wins};
 use bandmate::diffusion::{RollOptions, SamplerKind};
 use clap::Args;
 use std::path::PathBuf;
@@ -21,6 +21,19 @@ pub struct EvalRollArgs {
     pub sampler: SamplerKind,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Multiplies the predicted odds of every cell being on (1 = as trained; >1 denser).
+    #[arg(long, default_value_t = 1.0)]
+    pub density: f32,
+    /// Tasks to run (comma-separated: infill, harmonize, unconditional).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "infill,harmonize,unconditional"
+    )]
+    pub tasks: Vec<Task>,
+    /// Windows from this POP909 split: test to report, valid to tune options on.
+    #[arg(long, default_value = "test")]
+    pub split: Split,
     /// Model name or folder (default: the embedded model).
     #[arg(long)]
     pub model: Option<String>,
@@ -40,9 +53,11 @@ pub fn run(args: EvalRollArgs) -> Result<()> {
         sampling: RollOptions {
             steps: args.steps,
             sampler: args.sampler,
+            density: args.density,
             ..RollOptions::default()
         },
-        ..RollEvalOptions::default()
+        tasks: args.tasks,
+        split: args.split,
     };
     let data = args.data.unwrap_or_else(default_data_root);
     let rows = evaluate_roll(&model, &data, &default_cache_dir(), &opts, |row| {

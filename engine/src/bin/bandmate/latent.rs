@@ -46,7 +46,7 @@ pub struct ModelArgs {
     /// (probability flow, adaptive).
     #[arg(long, default_value = "ode")]
     pub sampler: String,
-    /// Steps [default: em 200, pc 100, ode 25; rk45 adapts].
+    /// Steps [default: em 200, pc 100, ode 12; rk45 adapts] (`eval`: of every sampler).
     #[arg(long)]
     pub steps: Option<usize>,
     /// Scale of the starting noise (1 = the model's prior; lower = safer melodies).
@@ -171,9 +171,6 @@ pub struct EvalArgs {
     /// Samplers to evaluate (comma-separated); the first also does the infill.
     #[arg(long, default_value = "ode,em,pc,rk45")]
     pub samplers: String,
-    /// Steps of every sampler (default: each sampler's own).
-    #[arg(long)]
-    pub steps: Option<usize>,
     /// Also append the table to this model card (e.g. assets/latent/CARD.md).
     #[arg(long)]
     pub card: Option<PathBuf>,
@@ -305,7 +302,7 @@ pub fn run(args: LatentArgs) -> Result<()> {
                     count: a.count,
                     seed: a.model.seed,
                     samplers,
-                    steps: a.steps.unwrap_or(0),
+                    steps: a.model.steps.unwrap_or(0),
                     data_root: bandmate::data::default_data_root(),
                     cache_dir: bandmate::data::default_cache_dir(),
                 },
