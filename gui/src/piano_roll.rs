@@ -17,8 +17,8 @@ use crate::panels::Action;
 use crate::transform::{RollTransform, View};
 use bandmate::music::{Clip, Mask, Note};
 use egui::{
-    Align2, Color32, Event, FontId, IdSalt, Key, Modifiers, MouseWheelUnit, PointerButton, Pos2,
-    Rect, Response, Sense, Shape, Stroke, StrokeKind, Ui, Vec2, pos2, vec2,
+    Align2, Color32, Event, FontId, IdSalt, Key, Mesh, Modifiers, MouseWheelUnit, PointerButton,
+    Pos2, Rect, Response, Sense, Shape, Stroke, StrokeKind, Ui, Vec2, pos2, vec2,
 };
 use std::collections::BTreeSet;
 
@@ -873,6 +873,21 @@ fn clamp_cell(t: &RollTransform, p: Pos2) -> (u32, u8) {
     (s.max(0.0) as u32, pitch.clamp(0.0, 127.0) as u8)
 }
 
+/// A filled rectangle with an outline of `width` inside its edge, as five quads.
+fn add_outlined_rect(mesh: &mut Mesh, r: Rect, fill: Color32, width: f32, outline: Color32) {
+    mesh.add_colored_rect(r, fill);
+    let w = width.min(r.width() / 2.0).min(r.height() / 2.0);
+    let (x0, x1, y0, y1) = (r.left(), r.right(), r.top(), r.bottom());
+    for edge in [
+        Rect::from_min_max(pos2(x0, y0), pos2(x1, y0 + w)),
+        Rect::from_min_max(pos2(x0, y1 - w), pos2(x1, y1)),
+        Rect::from_min_max(pos2(x0, y0 + w), pos2(x0 + w, y1 - w)),
+        Rect::from_min_max(pos2(x1 - w, y0 + w), pos2(x1, y1 - w)),
+    ] {
+        mesh.add_colored_rect(edge, outline);
+    }
+}
+
 fn paint(
     ui: &Ui,
     ctx: &Interaction<'_>,
@@ -954,8 +969,11 @@ fn paint(
             Color32::from_black_alpha(90),
         ));
     }
-    // Notes: other tracks dimmed first, the edit track on top.
+    // Notes: other tracks dimmed first, the edit track on top; all of them in one mesh of
+    // plain quads (a rounded, anti-aliased rectangle and outline per note tessellated into
+    // ~100 triangles each, most of a 500-note frame's time).
     let edit_track = ctx.settings.edit_track;
+    let mut notes = Mesh::default();
     for pass_edit in [false, true] {
         for (i, n) in clip.notes.iter().enumerate() {
             if (n.track == edit_track) != pass_edit || !ctx.visible(n) {
@@ -971,15 +989,15 @@ fn paint(
             if !pass_edit {
                 fill = fill.gamma_multiply(0.4);
             }
-            shapes.push(Shape::rect_filled(r, 2.0, fill));
-            let stroke = if ctx.selection.contains(&i) {
-                Stroke::new(1.5, Color32::WHITE)
+            let (width, outline) = if ctx.selection.contains(&i) {
+                (1.5, Color32::WHITE)
             } else {
-                Stroke::new(1.0, Color32::from_black_alpha(120))
+                (1.0, Color32::from_black_alpha(120))
             };
-            shapes.push(Shape::rect_stroke(r, 2.0, stroke, StrokeKind::Inside));
+            add_outlined_rect(&mut notes, r, fill, width, outline);
         }
     }
+    shapes.push(Shape::mesh(notes));
     if let (Some(g), Some(p)) = (drag, pointer) {
         match g {
             Drag::Rubber { origin } => {
