@@ -188,10 +188,7 @@ impl Block {
         let mixed = att.matmul(&v)?; // [b, h, l, hd]
         let mixed = mixed.transpose(1, 2)?.reshape((b, l, d))?;
         let x = (x + self.attn_out.forward(&mixed)?)?;
-        let h = self
-            .mlp_in
-            .forward(&self.norm2.forward(&x, grad)?)?
-            .gelu()?;
+        let h = crate::nn::gelu(&self.mlp_in.forward(&self.norm2.forward(&x, grad)?)?)?;
         x + self.mlp_out.forward(&h)?
     }
 }

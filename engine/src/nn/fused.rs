@@ -21,12 +21,12 @@ use std::borrow::Cow;
 
 use super::conv_kernel::{contiguous_f32, cpu_f32};
 
-fn on_cpu_f32(t: &Tensor) -> bool {
+pub(crate) fn on_cpu_f32(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32
 }
 
 /// The contiguous f32 elements of a CPU tensor (borrowed when already contiguous).
-fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+pub(crate) fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
     let Storage::Cpu(cpu) = &*storage else {
         bail!("fused op: tensor is not on the CPU")
@@ -47,7 +47,7 @@ fn dims4(layout: &Layout, op: &str) -> Result<(usize, usize, usize, usize)> {
 /// (relative error below 2e-7), 2^n put into the exponent bits. Inputs are clamped to
 /// [−87, 88], so the result stays a normal float (e^−87 ≈ 1.6e−38).
 #[inline(always)]
-fn fast_exp(x: f32) -> f32 {
+pub(crate) fn fast_exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // ln 2 split so that n·LN2_HI is exact for |n| < 256.
     const LN2_HI: f32 = 0.693_359_4; // 0.693359375: 9 significant bits
@@ -67,7 +67,7 @@ fn fast_exp(x: f32) -> f32 {
 }
 
 #[inline(always)]
-fn sigmoid(z: f32) -> f32 {
+pub(crate) fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + fast_exp(-z))
 }
 
@@ -489,6 +489,83 @@ impl CustomOp2 for AddSame {
     }
 }
 
+/// GELU with the tanh approximation (candle's `gelu`, PyTorch's `approximate="tanh"`):
+/// `x·σ(2u)`, `u = √(2/π)·(x + 0.044715·x³)`, since `(1 + tanh u)/2 = σ(2u)`. One vectorized
+/// pass forward and one backward, where candle's backward builds about a dozen temporaries.
+pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    if on_cpu_f32(x) {
+        return x.apply_op1(Gelu);
+    }
+    x.gelu()
+}
+
+const GELU_K: f32 = 0.797_884_6; // √(2/π)
+const GELU_C: f32 = 0.044_715;
+
+avx2_dispatch! {
+    fn gelu_slice(y: &mut [f32], x: &[f32]) => gelu_slice_imp
+}
+
+#[inline(always)]
+fn gelu_slice_imp(y: &mut [f32], x: &[f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        let u = GELU_K * (x + GELU_C * x * x * x);
+        *y = x * sigmoid(2.0 * u);
+    }
+}
+
+avx2_dispatch! {
+    /// `gx = gy · d gelu(x)/dx`.
+    fn gelu_grad_slice(gx: &mut [f32], x: &[f32], gy: &[f32]) => gelu_grad_slice_imp
+}
+
+#[inline(always)]
+fn gelu_grad_slice_imp(gx: &mut [f32], x: &[f32], gy: &[f32]) {
+    for ((gx, &x), &gy) in gx.iter_mut().zip(x).zip(gy) {
+        let u = GELU_K * (x + GELU_C * x * x * x);
+        let s = sigmoid(2.0 * u);
+        let du = GELU_K * (1.0 + 3.0 * GELU_C * x * x);
+        *gx = gy * (s + x * s * (1.0 - s) * 2.0 * du);
+    }
+}
+
+/// Elements per parallel task of the elementwise ops.
+const ELEMENTWISE_CHUNK: usize = 16 * 1024;
+
+struct Gelu;
+
+impl CustomOp1 for Gelu {
+    fn name(&self) -> &'static str {
+        "gelu-tanh"
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, x_l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(cpu_f32(x)?, x_l);
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(ELEMENTWISE_CHUNK)
+            .zip(x.par_chunks(ELEMENTWISE_CHUNK))
+            .for_each(|(y, x)| gelu_slice(y, x));
+        Ok((CpuStorage::F32(y), x_l.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        if !x.track_op() {
+            return Ok(None);
+        }
+        let gx = with_cpu_f32(x, |xs| {
+            with_cpu_f32(grad_res, |gy| {
+                let mut gx = vec![0f32; xs.len()];
+                gx.par_chunks_mut(ELEMENTWISE_CHUNK)
+                    .zip(xs.par_chunks(ELEMENTWISE_CHUNK))
+                    .zip(gy.par_chunks(ELEMENTWISE_CHUNK))
+                    .for_each(|((gx, x), gy)| gelu_grad_slice(gx, x, gy));
+                Ok(gx)
+            })
+        })?;
+        Ok(Some(Tensor::from_vec(gx, x.shape(), x.device())?))
+    }
+}
+
 /// Nearest-neighbour upsampling ×2: `[b, c, h, w]` → `[b, c, 2h, 2w]` (the values of candle's
 /// `upsample_nearest2d(2h, 2w)`; the backward sums each 2×2 block).
 pub fn upsample_nearest2x(x: &Tensor) -> Result<Tensor> {
@@ -671,6 +748,17 @@ mod tests {
         let reference = (x.as_tensor() + y.as_tensor()).unwrap();
         assert!(max_rel_diff(&fused, &reference) == 0.0);
         assert!(max_grad_diff(fused, reference, &[x.as_tensor(), y.as_tensor()]) == 0.0);
+    }
+
+    #[test]
+    fn gelu_matches_candle_forward_and_backward() {
+        let x = Var::from_tensor(&random(&[3, 5, 40], 1)).unwrap();
+        let x4 = (x.as_tensor() * 3.0).unwrap();
+        let fused = gelu(&x4).unwrap();
+        let reference = x4.gelu().unwrap();
+        assert!(max_rel_diff(&fused, &reference) < 1e-6);
+        let diff = max_grad_diff(fused, reference, &[x.as_tensor()]);
+        assert!(diff < 1e-5, "{diff}");
     }
 
     #[test]
