@@ -114,9 +114,8 @@ impl Config {
     }
 }
 
-/// Layer normalization over the last dimension with PyTorch's names (`weight`, `bias`). Two
-/// paths: candle's fused kernel for sampling (it has no backward pass), and the same formula in
-/// differentiable tensor ops for training.
+/// Layer normalization over the last dimension with PyTorch's names (`weight`, `bias`), through
+/// [`crate::nn::layer_norm`] (candle's fused kernel has no backward pass).
 struct Norm {
     weight: Tensor,
     bias: Tensor,
@@ -131,17 +130,8 @@ impl Norm {
     }
 
     /// `[…, d]` → `[…, d]`.
-    fn forward(&self, x: &Tensor, grad: bool) -> Result<Tensor> {
-        if !grad {
-            return candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, 1e-5);
-        }
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let centered = x.broadcast_sub(&mean)?;
-        let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
-        centered
-            .broadcast_div(&(var + 1e-5)?.sqrt()?)?
-            .broadcast_mul(&self.weight)?
-            .broadcast_add(&self.bias)
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        crate::nn::layer_norm(x, &self.weight, &self.bias, 1e-5)
     }
 }
 
@@ -172,7 +162,7 @@ impl Block {
     fn forward(&self, x: &Tensor, grad: bool) -> Result<Tensor> {
         let (b, l, d) = x.dims3()?;
         let hd = d / self.heads;
-        let qkv = self.qkv.forward(&self.norm1.forward(x, grad)?)?; // [b, l, 3d]
+        let qkv = self.qkv.forward(&self.norm1.forward(x)?)?; // [b, l, 3d]
         let qkv = qkv
             .reshape((b, l, 3, self.heads, hd))?
             .permute((2, 0, 3, 1, 4))?; // [3, b, h, l, hd]
@@ -188,7 +178,7 @@ impl Block {
         let mixed = att.matmul(&v)?; // [b, h, l, hd]
         let mixed = mixed.transpose(1, 2)?.reshape((b, l, d))?;
         let x = (x + self.attn_out.forward(&mixed)?)?;
-        let h = crate::nn::gelu(&self.mlp_in.forward(&self.norm2.forward(&x, grad)?)?)?;
+        let h = crate::nn::gelu(&self.mlp_in.forward(&self.norm2.forward(&x)?)?)?;
         x + self.mlp_out.forward(&h)?
     }
 }
@@ -275,7 +265,7 @@ impl LatentScore {
         for block in &self.blocks {
             h = block.forward(&h, grad)?;
         }
-        let correction = self.output.forward(&self.norm.forward(&h, grad)?)?;
+        let correction = self.output.forward(&self.norm.forward(&h)?)?;
         // ε̂ = σ(t)·x + network: σ(t)·x is the exact noise predictor of standard normal data
         // (what standardized latents are to first order), so the network only learns the
         // correction, and ε̂ keeps tracking x at large t where the sampler needs it most.

@@ -566,6 +566,165 @@ impl CustomOp1 for Gelu {
     }
 }
 
+/// Layer normalization over the last dimension, `(x − μ)/√(σ² + eps)·weight + bias`, with a
+/// backward pass (candle's fused `layer_norm` has none, and its composite form costs about ten
+/// full-size temporaries each way). Rows run in parallel; the weight and bias gradients are
+/// summed over fixed row blocks in a fixed order, so results do not depend on the thread count.
+pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<Tensor> {
+    if on_cpu_f32(x) && on_cpu_f32(weight) && on_cpu_f32(bias) {
+        return x.apply_op3(weight, bias, LayerNorm { eps });
+    }
+    let mean = x.mean_keepdim(candle_core::D::Minus1)?;
+    let centered = x.broadcast_sub(&mean)?;
+    let var = centered.sqr()?.mean_keepdim(candle_core::D::Minus1)?;
+    centered
+        .broadcast_div(&(var + eps as f64)?.sqrt()?)?
+        .broadcast_mul(weight)?
+        .broadcast_add(bias)
+}
+
+struct LayerNorm {
+    eps: f32,
+}
+
+/// Rows per block of the weight and bias gradient sums.
+const LAYER_NORM_ROWS: usize = 64;
+
+/// Mean and 1/σ of one row.
+fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+impl CustomOp3 for LayerNorm {
+    fn name(&self) -> &'static str {
+        "layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_l: &Layout,
+        weight: &CpuStorage,
+        weight_l: &Layout,
+        bias: &CpuStorage,
+        bias_l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let d = *x_l.dims().last().unwrap_or(&0);
+        if d == 0 || weight_l.dims() != [d] || bias_l.dims() != [d] {
+            bail!(
+                "layer norm: input {:?} needs a weight and a bias of [{d}], got {:?} and {:?}",
+                x_l.dims(),
+                weight_l.dims(),
+                bias_l.dims()
+            )
+        }
+        let x = contiguous_f32(cpu_f32(x)?, x_l);
+        let gamma = contiguous_f32(cpu_f32(weight)?, weight_l);
+        let beta = contiguous_f32(cpu_f32(bias)?, bias_l);
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(d * LAYER_NORM_ROWS)
+            .zip(x.par_chunks(d * LAYER_NORM_ROWS))
+            .for_each(|(y, x)| {
+                for (y, x) in y.chunks_mut(d).zip(x.chunks(d)) {
+                    let (mean, inv) = row_stats(x, self.eps);
+                    for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(&*gamma).zip(&*beta) {
+                        *y = (x - mean) * inv * g + b;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(y), x_l.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let d = x.dim(candle_core::D::Minus1)?;
+        let want_x = x.track_op();
+        let (gx, partials) = with_cpu_f32(x, |xs| {
+            with_cpu_f32(weight, |gamma| {
+                with_cpu_f32(grad_res, |gy| {
+                    let mut gx = vec![0f32; if want_x { xs.len() } else { 0 }];
+                    let block = d * LAYER_NORM_ROWS;
+                    let blocks = xs.len().div_ceil(block);
+                    // Per block: Σ gy·x̂ (weight) and Σ gy (bias) over its rows.
+                    let mut partials = vec![0f32; blocks * 2 * d];
+                    let rows_of = |b: usize,
+                                   xs: &[f32],
+                                   gy: &[f32],
+                                   part: &mut [f32],
+                                   mut gx: Option<&mut [f32]>| {
+                        let (g_w, g_b) = part.split_at_mut(d);
+                        let lo = b * block;
+                        let hi = (lo + block).min(xs.len());
+                        for (r, (x, gy)) in
+                            xs[lo..hi].chunks(d).zip(gy[lo..hi].chunks(d)).enumerate()
+                        {
+                            let (mean, inv) = row_stats(x, self.eps);
+                            let (mut s_dxhat, mut s_dxhat_xhat) = (0f32, 0f32);
+                            for j in 0..d {
+                                let xhat = (x[j] - mean) * inv;
+                                g_w[j] += gy[j] * xhat;
+                                g_b[j] += gy[j];
+                                let dxhat = gy[j] * gamma[j];
+                                s_dxhat += dxhat;
+                                s_dxhat_xhat += dxhat * xhat;
+                            }
+                            if let Some(gx) = gx.as_deref_mut() {
+                                let (m1, m2) = (s_dxhat / d as f32, s_dxhat_xhat / d as f32);
+                                let gx = &mut gx[r * d..(r + 1) * d];
+                                for j in 0..d {
+                                    let xhat = (x[j] - mean) * inv;
+                                    gx[j] = inv * (gy[j] * gamma[j] - m1 - xhat * m2);
+                                }
+                            }
+                        }
+                    };
+                    if want_x {
+                        partials
+                            .par_chunks_mut(2 * d)
+                            .zip(gx.par_chunks_mut(block))
+                            .enumerate()
+                            .for_each(|(b, (part, gx))| rows_of(b, xs, gy, part, Some(gx)));
+                    } else {
+                        partials
+                            .par_chunks_mut(2 * d)
+                            .enumerate()
+                            .for_each(|(b, part)| rows_of(b, xs, gy, part, None));
+                    }
+                    Ok((gx, partials))
+                })
+            })
+        })?;
+        let mut g_w = vec![0f32; d];
+        let mut g_b = vec![0f32; d];
+        for part in partials.chunks(2 * d) {
+            for j in 0..d {
+                g_w[j] += part[j];
+                g_b[j] += part[d + j];
+            }
+        }
+        let dev = x.device();
+        Ok((
+            want_x
+                .then(|| Tensor::from_vec(gx, x.shape(), dev))
+                .transpose()?,
+            weight
+                .track_op()
+                .then(|| Tensor::from_vec(g_w, d, dev))
+                .transpose()?,
+            Some(Tensor::from_vec(g_b, d, dev)?),
+        ))
+    }
+}
+
 /// Nearest-neighbour upsampling ×2: `[b, c, h, w]` → `[b, c, 2h, 2w]` (the values of candle's
 /// `upsample_nearest2d(2h, 2w)`; the backward sums each 2×2 block).
 pub fn upsample_nearest2x(x: &Tensor) -> Result<Tensor> {
@@ -759,6 +918,35 @@ mod tests {
         assert!(max_rel_diff(&fused, &reference) < 1e-6);
         let diff = max_grad_diff(fused, reference, &[x.as_tensor()]);
         assert!(diff < 1e-5, "{diff}");
+    }
+
+    #[test]
+    fn layer_norm_matches_candle_forward_and_backward() {
+        for shape in [[2usize, 3, 16], [1, 130, 24]] {
+            let d = shape[2];
+            let x = Var::from_tensor(&random(&shape, 1)).unwrap();
+            let w = Var::from_tensor(&random(&[d], 2)).unwrap();
+            let b = Var::from_tensor(&random(&[d], 3)).unwrap();
+            let (x, w, b) = (x.as_tensor(), w.as_tensor(), b.as_tensor());
+            let fused = layer_norm(x, w, b, 1e-5).unwrap();
+            let mean = x.mean_keepdim(candle_core::D::Minus1).unwrap();
+            let centered = x.broadcast_sub(&mean).unwrap();
+            let var = centered
+                .sqr()
+                .unwrap()
+                .mean_keepdim(candle_core::D::Minus1)
+                .unwrap();
+            let reference = centered
+                .broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap())
+                .unwrap()
+                .broadcast_mul(w)
+                .unwrap()
+                .broadcast_add(b)
+                .unwrap();
+            assert!(max_rel_diff(&fused, &reference) < 1e-5);
+            let diff = max_grad_diff(fused, reference, &[x, w, b]);
+            assert!(diff < 1e-4, "{shape:?}: gradient differs by {diff}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ pub mod lstm;
 
 pub use conv::Conv2d;
 pub use conv_kernel::{ConvGeometry, candle_conv2d, conv2d};
-pub use fused::{GroupNormSilu, add_channel_bias, add_same, gelu, upsample_nearest2x};
+pub use fused::{GroupNormSilu, add_channel_bias, add_same, gelu, layer_norm, upsample_nearest2x};
 pub use huge_pages::{HugePageAlloc, keep_freed_memory};
 
 /// Run `f` on a one-thread rayon pool (made once per process). Batch-1 inference is a long
