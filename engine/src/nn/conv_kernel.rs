@@ -26,7 +26,7 @@ use rayon::prelude::*;
 use super::huge_pages::zeroed_f32;
 
 /// Column-buffer bytes per tile: with gemm's packed panels this stays inside a core's L2.
-const COLS_BUDGET_BYTES: usize = 512 * 1024;
+const COLS_BUDGET_BYTES: usize = 256 * 1024;
 
 /// Shapes of one convolution: input `[batch, c_in, h, w]`, weight `[c_out, c_in, kernel, kernel]`,
 /// output `[batch, c_out, h_out, w_out]`.
