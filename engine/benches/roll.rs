@@ -11,7 +11,7 @@
 
 use anyhow::{Context, Result, bail};
 use bandmate::data::{Dataset, Split, default_cache_dir, default_data_root, load_cached};
-use bandmate::diffusion::eval::test_windows;
+use bandmate::diffusion::eval::eval_windows;
 use bandmate::diffusion::{RollModel, RollOptions, fill};
 use bandmate::music::Mask;
 use candle_core::{Device, Tensor};
@@ -47,7 +47,7 @@ fn main() -> Result<()> {
         &default_data_root(),
         &default_cache_dir(),
     )?;
-    let window = test_windows(&songs, 1, 0)
+    let window = eval_windows(&songs, 1, 0)
         .pop()
         .context("no POP909 test window")?;
     let mask = Mask::bars(&window.clip, 2..=3);

@@ -4,7 +4,7 @@
 
 use bandmate::data::{self, Dataset, Split, default_cache_dir, default_data_root};
 use bandmate::diffusion::eval::{
-    Method, RollEvalOptions, Task, evaluate_roll, markdown_table, test_windows, wins,
+    Method, RollEvalOptions, Task, eval_windows, evaluate_roll, markdown_table, wins,
 };
 use bandmate::diffusion::{RollModel, RollOptions};
 use bandmate::music::TimeSignature;
@@ -59,8 +59,8 @@ fn evaluation_windows_are_4_4_with_a_previous_window_and_seeded() {
         &default_cache_dir(),
     )
     .unwrap();
-    let a = test_windows(&songs, 20, 3);
-    let b = test_windows(&songs, 20, 3);
+    let a = eval_windows(&songs, 20, 3);
+    let b = eval_windows(&songs, 20, 3);
     assert_eq!(a.len(), 20);
     for (x, y) in a.iter().zip(&b) {
         assert_eq!((&x.song, x.first_bar), (&y.song, y.first_bar));
@@ -69,7 +69,7 @@ fn evaluation_windows_are_4_4_with_a_previous_window_and_seeded() {
         assert_eq!(x.clip.time_signature, TimeSignature::FOUR_FOUR);
         assert!(x.first_bar >= 4 && x.first_bar % 4 == 0);
     }
-    let c = test_windows(&songs, 20, 4);
+    let c = eval_windows(&songs, 20, 4);
     assert!(
         a.iter()
             .zip(&c)

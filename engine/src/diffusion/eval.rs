@@ -1,5 +1,6 @@
 //! Evaluation of the roll model on the POP909 test split (issue: piano-roll diffusion): 4-bar
-//! windows, three tasks, the model against two baselines.
+//! windows, three tasks, the model against two baselines. Sampling options are tuned on the
+//! valid split instead ([`RollEvalOptions::split`]), so the test split only reports.
 //!
 //! | task | what is generated | "random" baseline | "copy" baseline |
 //! |---|---|---|---|
@@ -15,7 +16,7 @@
 //!   (context plus generated part): Mittal's windows are shrunk to 2 bars with a 1-bar hop,
 //!   since a 4-bar clip holds only one of the paper's 4-bar windows.
 //!
-//! Windows: every 4-bar window of a 4/4 test song that starts on a multiple of 4 bars after the
+//! Windows: every 4-bar window of a 4/4 song of the split that starts on a multiple of 4 bars after the
 //! first 4 (so the previous 4 bars exist) and has notes in its melody and in bars 3–4; a seeded
 //! shuffle picks `count` of them.
 
@@ -148,8 +149,8 @@ fn is_melody(clip: &Clip, n: &Note) -> bool {
         .is_some_and(|t| t.role == TrackRole::Melody)
 }
 
-/// The windows of the test split (see the module documentation), `count` of them.
-pub fn test_windows(songs: &[data::Song], count: usize, seed: u64) -> Vec<EvalWindow> {
+/// The evaluation windows of `songs` (one split; see the module documentation), `count` of them.
+pub fn eval_windows(songs: &[data::Song], count: usize, seed: u64) -> Vec<EvalWindow> {
     let mut all = Vec::new();
     for song in songs {
         let clip = &song.clip;
@@ -342,7 +343,7 @@ pub fn evaluate_roll(
         bail!("evaluate on the valid or the test split (the model trained on the train split)");
     }
     let songs = data::load_cached(Dataset::Pop909, opts.split, data_root, cache_dir)?;
-    let windows = test_windows(&songs, opts.count, opts.seed);
+    let windows = eval_windows(&songs, opts.count, opts.seed);
     if windows.is_empty() {
         bail!(
             "the POP909 {} split has no 4/4 window to evaluate on",
