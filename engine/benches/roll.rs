@@ -97,6 +97,8 @@ fn main() -> Result<()> {
         percentile(&times, 0.95)
     );
 
+    compare_winograd(&model)?;
+
     let (forward_s, step_s) = bandmate::train::roll::time_step(model.config(), TORCH_BATCH, 3)?;
     println!(
         "roll: training step at batch {TORCH_BATCH}: {:.0} ms ({:.1} samples/s); forward {:.0} ms",
@@ -119,6 +121,39 @@ fn main() -> Result<()> {
 }
 
 /// Write one batch and candle's logits, run the PyTorch twin on them, print the comparison.
+/// The UNet forward at batch 1 and 16 with the Winograd 3×3 kernel and with the direct
+/// (im2col) kernels only, alternating in one process (best of each, since this shared machine's
+/// speed drifts between runs).
+fn compare_winograd(model: &RollModel) -> Result<()> {
+    let cfg = model.config();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for (batch, runs) in [(1usize, 10usize), (TORCH_BATCH, 2)] {
+        let cells = batch * 2 * cfg.steps * cfg.pitches;
+        let roll: Vec<f32> = (0..cells)
+            .map(|_| f32::from(rng.random_bool(0.05)))
+            .collect();
+        let x = Tensor::from_vec(roll, (batch, 2, cfg.steps, cfg.pitches), &Device::Cpu)?;
+        let t = Tensor::from_vec(vec![50f32; batch], batch, &Device::Cpu)?;
+        let mut best = [f64::MAX; 2];
+        for round in 0..10 {
+            let direct = round % 2;
+            bandmate::nn::winograd::set_enabled(direct == 0);
+            for _ in 0..runs {
+                let ms = timed(|| Ok(model.net().forward(&x, &t)?))?.1;
+                best[direct] = best[direct].min(ms);
+            }
+        }
+        bandmate::nn::winograd::set_enabled(true);
+        println!(
+            "roll: UNet forward at batch {batch:>2}: Winograd {:6.1} ms, direct kernels only {:6.1} ms ({:.2}x)",
+            best[0],
+            best[1],
+            best[1] / best[0]
+        );
+    }
+    Ok(())
+}
+
 fn compare_torch(
     model: &RollModel,
     assets: &std::path::Path,

@@ -183,14 +183,14 @@ impl<'a> Strided4<'a> {
 
 /// A raw pointer that tasks writing disjoint regions of one buffer may share.
 #[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
+pub(super) struct SharedMut(pub(super) *mut f32);
 // SAFETY: every task writes a region no other task touches, and the buffer outlives the tasks.
 unsafe impl Send for SharedMut {}
 unsafe impl Sync for SharedMut {}
 
 impl SharedMut {
     /// The element pointer `offset` past the start (a method, so closures capture the wrapper).
-    fn at(self, offset: usize) -> *mut f32 {
+    pub(super) fn at(self, offset: usize) -> *mut f32 {
         self.0.wrapping_add(offset)
     }
 }
@@ -572,6 +572,9 @@ pub fn conv2d_forward(
         bias.is_none_or(|b| b.len() == g.c_out),
         "conv2d_forward: bias size"
     );
+    if super::winograd::applies(g) {
+        return super::winograd::forward(x, weight, bias, g);
+    }
     let mut y = zeroed_f32(g.batch * g.c_out * p);
     if uses_small_c_out_kernels(g) {
         let rows = small_tile_rows(g);
@@ -653,7 +656,7 @@ thread_local! {
 
 /// This thread's column buffer with at least `len` elements (taken out, so that a task this
 /// thread steals while gemm waits gets its own).
-fn take_cols(len: usize) -> Vec<f32> {
+pub(super) fn take_cols(len: usize) -> Vec<f32> {
     let mut cols = COLS.take();
     if cols.len() < len {
         // im2col overwrites every element it uses, so growing is the only zeroing.
@@ -663,7 +666,7 @@ fn take_cols(len: usize) -> Vec<f32> {
 }
 
 /// Keep the larger of `cols` and the buffer a stolen task may have left.
-fn put_back_cols(cols: Vec<f32>) {
+pub(super) fn put_back_cols(cols: Vec<f32>) {
     let other = COLS.take();
     COLS.set(if other.len() > cols.len() {
         other
@@ -1088,6 +1091,7 @@ pub fn candle_conv2d(
 
 #[cfg(test)]
 mod tests {
+    use super::super::winograd;
     use super::*;
     use candle_core::{Device, Var};
     use candle_nn::{AdamW, Optimizer, ParamsAdamW};
@@ -1142,6 +1146,12 @@ mod tests {
             (1, 5, 3, 6, 7, 4, 1, 2),
             (3, 64, 2, 20, 30, 3, 1, 1),
             (1, 4, 3, 9, 8, 4, 1, 1),
+            // Winograd F(2×2, 3×3): even and odd sizes, one pixel, several blocks per image.
+            (1, 32, 32, 64, 64, 3, 1, 1),
+            (2, 9, 12, 31, 17, 3, 1, 1),
+            (1100, 8, 8, 1, 1, 3, 1, 1),
+            (40, 16, 24, 3, 9, 3, 1, 1),
+            (1, 96, 32, 32, 33, 3, 1, 1),
         ];
         for _ in 0..12 {
             let kernel = [1, 3, 4][rng.random_range(0..3)];
@@ -1188,6 +1198,18 @@ mod tests {
     }
 
     #[test]
+    fn the_winograd_cases_take_the_winograd_path() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let winograd_cases = cases(&mut rng)
+            .into_iter()
+            .filter(|&(b, ci, co, h, w, k, s, p)| {
+                winograd::applies(&ConvGeometry::new(&[b, ci, h, w], &[co, ci, k, k], s, p).unwrap())
+            })
+            .count();
+        assert!(winograd_cases >= 5, "{winograd_cases} Winograd cases");
+    }
+
+    #[test]
     fn forward_reads_strided_inputs_and_weights() {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         // Input stored as [b, c, w, h] and viewed transposed; weight viewed through a transpose too.
@@ -1201,6 +1223,21 @@ mod tests {
             let err = relative_error(&ours, &reference);
             assert!(err < 1e-4, "stride {s} padding {p}: {err}");
         }
+        // Winograd, reading a transposed input with a channel slice.
+        let wide = random(&mut rng, &[8, 12, 11, 13])
+            .transpose(2, 3)
+            .unwrap()
+            .narrow(1, 1, 10)
+            .unwrap();
+        let weight_wide = random(&mut rng, &[9, 10, 3, 3]);
+        assert!(winograd::applies(
+            &ConvGeometry::new(wide.dims(), weight_wide.dims(), 1, 1).unwrap()
+        ));
+        let err = relative_error(
+            &conv2d(&wide, &weight_wide, None, 1, 1).unwrap(),
+            &candle_conv2d(&wide, &weight_wide, None, 1, 1).unwrap(),
+        );
+        assert!(err < 1e-4, "winograd on a transposed channel slice: {err}");
         // Two output channels: the small-c_out kernels, reading the transposed input.
         let small = random(&mut rng, &[2, 3, 3, 3]);
         assert!(uses_small_c_out_kernels(

@@ -94,6 +94,7 @@ macro_rules! avx2_dispatch {
         }
     };
 }
+pub(crate) use avx2_dispatch;
 
 avx2_dispatch! {
     /// `y = silu(x · scale + shift)` over one channel's plane.

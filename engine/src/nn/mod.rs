@@ -5,6 +5,7 @@ pub mod conv_kernel;
 pub mod fused;
 pub mod huge_pages;
 pub mod lstm;
+pub mod winograd;
 
 pub use conv::Conv2d;
 pub use conv_kernel::{ConvGeometry, candle_conv2d, conv2d};
