@@ -25,6 +25,8 @@ fn rss_kib() -> u64 {
 }
 
 fn main() -> Result<()> {
+    // SAFETY: first thing in main, before any other thread exists.
+    unsafe { bandmate::nn::set_thread_count_env() };
     let songs = load_cached(
         Dataset::Nottingham,
         Split::Test,

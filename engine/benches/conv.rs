@@ -151,6 +151,8 @@ impl TrainStep {
 }
 
 fn main() -> Result<()> {
+    // SAFETY: first thing in main, before any other thread exists.
+    unsafe { bandmate::nn::set_thread_count_env() };
     let reps: usize = std::env::var("CONV_BENCH_REPS")
         .ok()
         .and_then(|s| s.parse().ok())

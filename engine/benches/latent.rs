@@ -55,6 +55,8 @@ const TORCH_ITERS: usize = 10;
 const DECODE_LATENTS: usize = 8;
 
 fn main() -> Result<()> {
+    // SAFETY: first thing in main, before any other thread exists.
+    unsafe { bandmate::nn::set_thread_count_env() };
     bandmate::nn::keep_freed_memory();
     let (vae_dir, score_dir) = (bandmate::vae::default_weights_dir(), default_weights_dir());
     let (vae, vae_ms) = timed(|| MelodyVae::load(&vae_dir))?;

@@ -31,6 +31,8 @@ const PEAK_GFLOPS: f64 = 190.0;
 const TORCH_BATCH: usize = 16;
 
 fn main() -> Result<()> {
+    // SAFETY: first thing in main, before any other thread exists.
+    unsafe { bandmate::nn::set_thread_count_env() };
     bandmate::nn::keep_freed_memory();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let assets = root.join("assets/roll");

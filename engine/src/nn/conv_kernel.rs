@@ -1203,7 +1203,9 @@ mod tests {
         let winograd_cases = cases(&mut rng)
             .into_iter()
             .filter(|&(b, ci, co, h, w, k, s, p)| {
-                winograd::applies(&ConvGeometry::new(&[b, ci, h, w], &[co, ci, k, k], s, p).unwrap())
+                winograd::applies(
+                    &ConvGeometry::new(&[b, ci, h, w], &[co, ci, k, k], s, p).unwrap(),
+                )
             })
             .count();
         assert!(winograd_cases >= 5, "{winograd_cases} Winograd cases");

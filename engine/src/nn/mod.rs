@@ -12,6 +12,23 @@ pub use conv_kernel::{ConvGeometry, candle_conv2d, conv2d};
 pub use fused::{GroupNormSilu, add_channel_bias, add_same, gelu, layer_norm, upsample_nearest2x};
 pub use huge_pages::{HugePageAlloc, keep_freed_memory};
 
+/// Sets `RAYON_NUM_THREADS` to the machine's logical CPU count (rayon's own default) unless it is
+/// set already. Candle asks for its thread count on every CPU matmul, and without the variable
+/// it parses `/proc/cpuinfo` each time (80 µs here, and the kernel interrupts every CPU to
+/// report its clock): an LSTM step is one small matmul, so this was ~28% of a 16-bar latent
+/// melody (ODE sampler 160 → 115 ms, `cargo xtask bench latent`).
+///
+/// # Safety
+/// Changes the environment: call it first thing in `main`, while the process has one thread.
+/// Not for a plugin inside a host, whose other threads may read the environment concurrently.
+pub unsafe fn set_thread_count_env() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // SAFETY: the caller guarantees no other thread exists yet.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+    }
+}
+
 /// Run `f` on a one-thread rayon pool (made once per process). Batch-1 inference is a long
 /// chain of small ops, where spreading each over two threads costs more in wake-ups than it
 /// gains (measured on the latent sampler: 502 → 376 ms per 16-bar melody); candle's matmuls

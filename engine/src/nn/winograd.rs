@@ -16,9 +16,7 @@
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::conv_kernel::{
-    ConvGeometry, SharedMut, Strided4, put_back_cols, take_cols,
-};
+use super::conv_kernel::{ConvGeometry, SharedMut, Strided4, put_back_cols, take_cols};
 use super::fused::avx2_dispatch;
 use super::huge_pages::zeroed_f32;
 
@@ -93,15 +91,12 @@ avx2_dispatch! {
 fn transform_filters_imp(taps: &[[f32; FILTER_LANES]; 9], out: &mut [[f32; FILTER_LANES]; 16]) {
     for l in 0..FILTER_LANES {
         let g = |i: usize, j: usize| taps[3 * i + j][l];
-        // t = G g: [4, 3]
-        let mut t = [[0f32; 3]; 4];
-        for j in 0..3 {
+        // t = G g: [4, 3], built column by column.
+        let columns: [[f32; 4]; 3] = std::array::from_fn(|j| {
             let (g0, g1, g2) = (g(0, j), g(1, j), g(2, j));
-            t[0][j] = g0;
-            t[1][j] = 0.5 * (g0 + g1 + g2);
-            t[2][j] = 0.5 * (g0 - g1 + g2);
-            t[3][j] = g2;
-        }
+            [g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2]
+        });
+        let t: [[f32; 3]; 4] = std::array::from_fn(|i| std::array::from_fn(|j| columns[j][i]));
         // U = t Gᵀ: [4, 4]
         for (i, row) in t.iter().enumerate() {
             out[i * 4][l] = row[0];
@@ -212,7 +207,12 @@ fn input_tile_row_imp(rows: &mut PatchRows, v: &mut [f32], v_stride: usize, tile
         let (v0, rest) = block.split_at_mut(v_stride);
         let (v1, rest) = rest.split_at_mut(v_stride);
         let (v2, v3) = rest.split_at_mut(v_stride);
-        let (v0, v1, v2, v3) = (&mut v0[..tiles], &mut v1[..tiles], &mut v2[..tiles], &mut v3[..tiles]);
+        let (v0, v1, v2, v3) = (
+            &mut v0[..tiles],
+            &mut v1[..tiles],
+            &mut v2[..tiles],
+            &mut v3[..tiles],
+        );
         let (e0, e1, o0, o1) = (&even[..tiles], &even[1..len], &odd[..tiles], &odd[1..len]);
         for t in 0..tiles {
             v0[t] = e0[t] - e1[t];
@@ -297,7 +297,10 @@ impl Products<'_> {
             unsafe { self.run_avx2(xi) };
             return;
         }
-        let (u, v) = (&self.u[xi * self.c_out * self.c_in..], &self.v[xi * self.v_stride..]);
+        let (u, v) = (
+            &self.u[xi * self.c_out * self.c_in..],
+            &self.v[xi * self.v_stride..],
+        );
         for k in 0..self.c_out {
             // SAFETY: row k of M_ξ lies inside `m` and belongs to this call.
             let row = unsafe {
@@ -455,7 +458,15 @@ pub(crate) fn forward(
                 for r in 0..rows {
                     let oh = 2 * (th0 + r);
                     let first = co * n + r * tiles_per_row;
-                    output_tile_row(&m[first..], m_stride, tiles_per_row, b_value, &mut corners, &mut top, &mut bottom);
+                    output_tile_row(
+                        &m[first..],
+                        m_stride,
+                        tiles_per_row,
+                        b_value,
+                        &mut corners,
+                        &mut top,
+                        &mut bottom,
+                    );
                     for (dy, line) in [(0, &top), (1, &bottom)] {
                         if oh + dy < g.h_out {
                             // SAFETY: output rows [2·th0, 2·(th0 + rows)) of image b belong to

@@ -78,6 +78,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // SAFETY: first thing in main, before any other thread exists.
+    unsafe { bandmate::nn::set_thread_count_env() };
     bandmate::nn::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
