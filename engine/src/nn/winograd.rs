@@ -427,7 +427,7 @@ pub(crate) fn forward(
                     let th = th0 + r;
                     for i in 0..4 {
                         let ih = (2 * th + i).wrapping_sub(1);
-                        let row = (ih < g.h).then_some((x.data, channel + ih * s2, s3));
+                        let row = (ih < g.h).then(|| (x.data, channel + ih * s2, s3));
                         patch_rows.load(i, row, g.w);
                     }
                     let first = ci * n + r * tiles_per_row;
