@@ -297,6 +297,11 @@ impl Products<'_> {
             unsafe { self.run_avx2(xi) };
             return;
         }
+        self.run_portable(xi);
+    }
+
+    /// [`Products::run`] without SIMD: CPUs without AVX2, and the reference in the tests.
+    fn run_portable(&self, xi: usize) {
         let (u, v) = (
             &self.u[xi * self.c_out * self.c_in..],
             &self.v[xi * self.v_stride..],
@@ -486,4 +491,59 @@ pub(crate) fn forward(
         put_back_cols(scratch);
     });
     y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn the_avx2_products_match_the_portable_ones() {
+        #[cfg(target_arch = "x86_64")]
+        if !(std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma"))
+        {
+            eprintln!("no AVX2+FMA here: the convolution tests cover the portable path");
+            return;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        // Channel and tile counts that leave remainders of every register-tile size.
+        for (c_in, c_out, n) in [(8, 8, 8), (9, 13, 40), (32, 30, 24), (5, 3, 16)] {
+            let (v_stride, m_stride) = (c_in * n + SKEW, c_out * n + SKEW);
+            let u: Vec<f32> = (0..16 * c_out * c_in)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let v: Vec<f32> = (0..16 * v_stride)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let mut results = [vec![0f32; 16 * m_stride], vec![0f32; 16 * m_stride]];
+            for (simd, m) in results.iter_mut().enumerate() {
+                let products = Products {
+                    u: &u,
+                    v: &v,
+                    v_stride,
+                    m: SharedMut(m.as_mut_ptr()),
+                    m_stride,
+                    c_in,
+                    c_out,
+                    n,
+                };
+                for xi in 0..16 {
+                    if simd == 1 {
+                        products.run(xi);
+                    } else {
+                        products.run_portable(xi);
+                    }
+                }
+            }
+            let worst = results[0]
+                .iter()
+                .zip(&results[1])
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-5, "{c_in}→{c_out}, {n} tiles: max |Δ| {worst}");
+        }
+    }
 }
