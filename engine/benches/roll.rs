@@ -3,6 +3,7 @@
 //! - Model loading (the embedded default and `assets/roll` from disk).
 //! - One 4-bar fill of bars 3–4 of a POP909 test window at 25 and at 100 network evaluations,
 //!   p50/p95 (after one warm-up run).
+//! - The UNet forward at batch 1 and 16 with and without the Winograd 3×3 kernel, alternating.
 //! - Training throughput: one AdamW step of the shipped config at batch 16 (random rolls).
 //! - With `BANDMATE_TORCH_PYTHON` set (the xtask does it for `--compare-torch`, after making a
 //!   venv with PyTorch from PyPI): the same UNet in PyTorch (`xtask/torch/roll_unet.py`) with our

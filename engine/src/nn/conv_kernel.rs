@@ -7,6 +7,8 @@
 //! stride-1 convolutions with at most [`SMALL_C_OUT`] output channels (a UNet's output layer)
 //! skip it too and run as long multiply-adds over zero-padded input rows.
 //!
+//! 3×3 stride-1 layers with enough channels and positions go to [`super::winograd`] instead.
+//!
 //! Backward: `grad_weight = Σ grad_out · colsᵀ` (columns recomputed per tile, one partial sum per
 //! batch chunk, added in a fixed order so results are deterministic for a given thread count),
 //! `grad_bias = Σ grad_out`, and `grad_input` either as a forward convolution of `grad_out` with
