@@ -168,7 +168,9 @@ pub fn sample_with_hook(
         let flat: Vec<f32> = x.iter().flatten().copied().collect();
         let input = Tensor::from_vec(flat, (n, 2, steps, pitches), &device)?;
         let tt = Tensor::from_vec(vec![t as f32; n], n, &device)?;
-        let logits = net.forward(&input, &tt)?.flatten_all()?.to_vec1::<f32>()?;
+        let logits = crate::nn::in_pool(|| net.forward(&input, &tt))?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         let noise = schedule.noise_level(next);
         for (b, p) in problems.iter().enumerate() {
             let rng = &mut rngs[b];

@@ -25,7 +25,7 @@ use candle_core::{
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::huge_pages::zeroed_f32;
+use super::huge_pages::{uninit_f32, zeroed_f32};
 
 /// Column-buffer bytes per tile: with gemm's packed panels this stays inside a core's L2.
 const COLS_BUDGET_BYTES: usize = 256 * 1024;
@@ -577,7 +577,8 @@ pub fn conv2d_forward(
     if super::winograd::applies(g) {
         return super::winograd::forward(x, weight, bias, g);
     }
-    let mut y = zeroed_f32(g.batch * g.c_out * p);
+    // Every path below writes every output element (gemm without reading `y` first).
+    let mut y = uninit_f32(g.batch * g.c_out * p);
     if uses_small_c_out_kernels(g) {
         let rows = small_tile_rows(g);
         let tiles = g.h_out.div_ceil(rows);

@@ -20,6 +20,7 @@ use rayon::prelude::*;
 use std::borrow::Cow;
 
 use super::conv_kernel::{contiguous_f32, cpu_f32};
+use super::huge_pages::uninit_f32;
 
 pub(crate) fn on_cpu_f32(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32
@@ -246,7 +247,7 @@ impl CustomOp3 for GroupNormSiluOp {
         let beta = contiguous_f32(cpu_f32(bias)?, bias_l);
         let per_group = c / self.groups;
         let group_len = per_group * plane;
-        let mut y = vec![0f32; x.len()];
+        let mut y = uninit_f32(x.len()); // every group writes its planes
         y.par_chunks_mut(group_len)
             .zip(x.par_chunks(group_len))
             .enumerate()
@@ -411,10 +412,12 @@ impl CustomOp2 for AddChannelBias {
         }
         let x = contiguous_f32(cpu_f32(x)?, x_l);
         let v = contiguous_f32(cpu_f32(v)?, v_l);
-        let mut y = x.into_owned();
+        // Written in the parallel pass (copying `x` first ran on the calling thread alone).
+        let mut y = uninit_f32(x.len());
         y.par_chunks_mut(h * w)
+            .zip(x.par_chunks(h * w))
             .zip(v.par_iter())
-            .for_each(|(y, &v)| y.iter_mut().for_each(|y| *y += v));
+            .for_each(|((y, x), &v)| y.iter_mut().zip(x).for_each(|(y, x)| *y = x + v));
         Ok((CpuStorage::F32(y), x_l.shape().clone()))
     }
 
@@ -468,11 +471,18 @@ impl CustomOp2 for AddSame {
         if x_l.dims() != y_l.dims() {
             bail!("add: shapes {:?} and {:?} differ", x_l.dims(), y_l.dims())
         }
-        let mut out = contiguous_f32(cpu_f32(x)?, x_l).into_owned();
+        let x = contiguous_f32(cpu_f32(x)?, x_l);
         let y = contiguous_f32(cpu_f32(y)?, y_l);
-        out.par_chunks_mut(16 * 1024)
-            .zip(y.par_chunks(16 * 1024))
-            .for_each(|(o, y)| o.iter_mut().zip(y).for_each(|(o, y)| *o += y));
+        // Written in the parallel pass (copying `x` first ran on the calling thread alone).
+        let mut out = uninit_f32(x.len());
+        out.par_chunks_mut(ELEMENTWISE_CHUNK)
+            .zip(x.par_chunks(ELEMENTWISE_CHUNK))
+            .zip(y.par_chunks(ELEMENTWISE_CHUNK))
+            .for_each(|((o, x), y)| {
+                o.iter_mut()
+                    .zip(x.iter().zip(y))
+                    .for_each(|(o, (x, y))| *o = x + y)
+            });
         Ok((CpuStorage::F32(out), x_l.shape().clone()))
     }
 
@@ -542,7 +552,7 @@ impl CustomOp1 for Gelu {
 
     fn cpu_fwd(&self, x: &CpuStorage, x_l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(cpu_f32(x)?, x_l);
-        let mut y = vec![0f32; x.len()];
+        let mut y = uninit_f32(x.len());
         y.par_chunks_mut(ELEMENTWISE_CHUNK)
             .zip(x.par_chunks(ELEMENTWISE_CHUNK))
             .for_each(|(y, x)| gelu_slice(y, x));
@@ -625,7 +635,7 @@ impl CustomOp3 for LayerNorm {
         let x = contiguous_f32(cpu_f32(x)?, x_l);
         let gamma = contiguous_f32(cpu_f32(weight)?, weight_l);
         let beta = contiguous_f32(cpu_f32(bias)?, bias_l);
-        let mut y = vec![0f32; x.len()];
+        let mut y = uninit_f32(x.len());
         y.par_chunks_mut(d * LAYER_NORM_ROWS)
             .zip(x.par_chunks(d * LAYER_NORM_ROWS))
             .for_each(|(y, x)| {
@@ -749,7 +759,7 @@ impl CustomOp1 for UpsampleNearest2x {
     fn cpu_fwd(&self, x: &CpuStorage, x_l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, c, h, w) = dims4(x_l, "upsample")?;
         let x = contiguous_f32(cpu_f32(x)?, x_l);
-        let mut y = vec![0f32; x.len() * 4];
+        let mut y = uninit_f32(x.len() * 4);
         y.par_chunks_mut(4 * w)
             .zip(x.par_chunks(w))
             .for_each(|(rows, x)| {

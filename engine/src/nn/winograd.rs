@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::conv_kernel::{ConvGeometry, SharedMut, Strided4, put_back_cols, take_cols};
 use super::fused::avx2_dispatch;
-use super::huge_pages::zeroed_f32;
+use super::huge_pages::uninit_f32;
 
 /// Channels (in and out) below which the direct kernels are as fast: the transforms cost
 /// O(channels) per tile, the products O(c_in · c_out).
@@ -410,7 +410,7 @@ pub(crate) fn forward(
     let blocks_per_image = tile_rows.div_ceil(rows_per_block);
     let tasks = g.batch * blocks_per_image;
     let plane = g.h_out * g.w_out;
-    let mut y = zeroed_f32(g.batch * c_out * plane);
+    let mut y = uninit_f32(g.batch * c_out * plane); // every tile writes its outputs
     let y_ptr = SharedMut(y.as_mut_ptr());
     let [s0, s1, s2, s3] = x.strides;
 
