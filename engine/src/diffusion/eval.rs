@@ -11,7 +11,13 @@
 //! Metrics, each set against the ground truth of the same windows (the test windows themselves
 //! for unconditional samples):
 //! - Yang & Lerch's overlapping area per feature on the generated part only (bars 3–4, the
-//!   accompaniment, the whole window);
+//!   accompaniment, the whole window), with every pitched note of that part on one track, for
+//!   the model, the baselines and the ground truth alike. The model writes one merged roll (it
+//!   was trained on all tracks merged), while POP909 splits each song into melody, bridge and
+//!   piano tracks; two features read tracks (the average pitch interval and the pitch-class
+//!   transitions between consecutive notes of a track), so per-track they measured which track
+//!   a note lands on rather than the music, and rewarded the copy baseline for keeping the
+//!   original tracks;
 //! - Mittal et al.'s consistency and variance and the diatonicity on the whole 4-bar clips
 //!   (context plus generated part): Mittal's windows are shrunk to 2 bars with a 1-bar hop,
 //!   since a 4-bar clip holds only one of the paper's 4-bar windows.
@@ -240,6 +246,21 @@ fn generated_part(task: Task, clip: &Clip) -> Clip {
     }
 }
 
+/// `clip` with every pitched note moved to the first pitched track (drum notes stay), as the
+/// roll model sees it.
+fn one_pitched_track(mut clip: Clip) -> Clip {
+    let pitched = |t: &u16| clip.tracks.get(*t as usize).is_some_and(|t| !t.is_drums());
+    if let Some(first) = (0..clip.tracks.len() as u16).find(|t| pitched(t)) {
+        let moved: Vec<bool> = clip.notes.iter().map(|n| pitched(&n.track)).collect();
+        for (note, moved) in clip.notes.iter_mut().zip(moved) {
+            if moved {
+                note.track = first;
+            }
+        }
+    }
+    clip
+}
+
 /// Produce the set of whole clips for one task and method.
 fn produce(
     model: &RollModel,
@@ -371,12 +392,18 @@ pub fn evaluate_roll(
     let reference_diatonicity = rhythm_melody_stats(&truth).diatonicity;
     let mut rows = Vec::new();
     for &task in &opts.tasks {
-        let truth_parts: Vec<Clip> = truth.iter().map(|c| generated_part(task, c)).collect();
+        let truth_parts: Vec<Clip> = truth
+            .iter()
+            .map(|c| one_pitched_track(generated_part(task, c)))
+            .collect();
         for method in Method::ALL {
             let started = std::time::Instant::now();
             let clips = produce(model, task, method, &windows, &train_windows, opts)?;
             let seconds = started.elapsed().as_secs_f64();
-            let parts: Vec<Clip> = clips.iter().map(|c| generated_part(task, c)).collect();
+            let parts: Vec<Clip> = clips
+                .iter()
+                .map(|c| one_pitched_track(generated_part(task, c)))
+                .collect();
             let row = RollEvalRow {
                 task,
                 method,
@@ -486,4 +513,40 @@ pub fn wins(rows: &[RollEvalRow]) -> Vec<(Task, usize, usize, usize)> {
         out.push((task, total, vs_random, vs_copy));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::features::ClipFeatures;
+    use crate::music::Track;
+
+    #[test]
+    fn one_pitched_track_merges_pitched_notes_and_keeps_drums() {
+        let mut clip = Clip::new(1);
+        clip.tracks = vec![
+            Track::new("Drums", TrackRole::Drums, 9),
+            Track::new("Melody", TrackRole::Melody, 0),
+            Track::new("Piano", TrackRole::Accompaniment, 1),
+        ];
+        // Melody 72 → 74, piano 48 → 50: two-semitone steps within each track.
+        clip.notes = vec![
+            Note::new(0, 36, 1, 100, 0),
+            Note::new(0, 72, 4, 90, 1),
+            Note::new(4, 74, 4, 90, 1),
+            Note::new(0, 48, 4, 70, 2),
+            Note::new(4, 50, 4, 70, 2),
+        ];
+        assert_eq!(ClipFeatures::of(&clip).avg_pitch_interval, 2.0);
+        let merged = one_pitched_track(clip.clone());
+        let tracks: Vec<u16> = merged.notes.iter().map(|n| n.track).collect();
+        assert_eq!(tracks, vec![0, 1, 1, 1, 1]);
+        assert_eq!(merged.tracks, clip.tracks);
+        // Sorted by (start, pitch): 48, 72, 50, 74 → steps of 24, 22, 24.
+        let merged_interval = ClipFeatures::of(&merged).avg_pitch_interval;
+        assert!(
+            (merged_interval - 70.0 / 3.0).abs() < 1e-9,
+            "{merged_interval}"
+        );
+    }
 }
