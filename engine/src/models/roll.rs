@@ -10,7 +10,7 @@ use candle_nn::{Linear, VarBuilder, linear};
 use serde::{Deserialize, Serialize};
 
 pub use crate::nn::upsample_nearest2x;
-use crate::nn::{Conv2d, GroupNormSilu, add_channel_bias, add_same};
+use crate::nn::{Conv2d, GroupNormSilu, add_channel_bias, add_same, cat_channels};
 
 /// Shapes of the network and the diffusion it was trained for (stored as `config.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -389,7 +389,7 @@ impl RollUnet {
         for level in &self.up {
             for block in &level.blocks {
                 let skip = skips.pop().expect("one skip per up block");
-                h = block.forward(&Tensor::cat(&[&h, &skip], 1)?, &temb)?;
+                h = block.forward(&cat_channels(&h, &skip)?, &temb)?;
             }
             if let Some(up) = &level.up {
                 h = up.forward(&upsample_nearest2x(&h)?)?;

@@ -500,6 +500,81 @@ impl CustomOp2 for AddSame {
     }
 }
 
+/// `[x, y]` along the channel axis (`[b, cx, h, w]`, `[b, cy, h, w]` -> `[b, cx + cy, h, w]`), the
+/// UNet's skip connections: candle's `cat` copies on the calling thread alone; here each
+/// (image, input) block is one parallel task.
+pub fn cat_channels(x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    if on_cpu_f32(x) && on_cpu_f32(y) {
+        return x.apply_op2(y, CatChannels);
+    }
+    Tensor::cat(&[x, y], 1)
+}
+
+struct CatChannels;
+
+impl CustomOp2 for CatChannels {
+    fn name(&self) -> &'static str {
+        "cat-channels"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_l: &Layout,
+        y: &CpuStorage,
+        y_l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, cx, h, w) = dims4(x_l, "cat channels")?;
+        let (by, cy, hy, wy) = dims4(y_l, "cat channels")?;
+        if (b, h, w) != (by, hy, wy) {
+            bail!(
+                "cat channels: shapes {:?} and {:?} differ outside the channels",
+                x_l.dims(),
+                y_l.dims()
+            )
+        }
+        let x = contiguous_f32(cpu_f32(x)?, x_l);
+        let y = contiguous_f32(cpu_f32(y)?, y_l);
+        let (x_len, y_len) = (cx * h * w, cy * h * w);
+        let mut out = uninit_f32(b * (x_len + y_len));
+        // Chunks alternate x block, y block per image; every element is copied once.
+        let (x_parts, y_parts) = (x.chunks(x_len.max(1)), y.chunks(y_len.max(1)));
+        let sources: Vec<&[f32]> = x_parts.zip(y_parts).flat_map(|(x, y)| [x, y]).collect();
+        let mut targets = Vec::with_capacity(2 * b);
+        let mut rest = out.as_mut_slice();
+        for _ in 0..b {
+            let (tx, r) = rest.split_at_mut(x_len);
+            let (ty, r) = r.split_at_mut(y_len);
+            targets.extend([tx, ty]);
+            rest = r;
+        }
+        targets
+            .into_par_iter()
+            .zip(sources)
+            .for_each(|(t, s)| t.copy_from_slice(s));
+        Ok((CpuStorage::F32(out), Shape::from((b, cx + cy, h, w))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let cx = x.dim(1)?;
+        let cy = y.dim(1)?;
+        Ok((
+            x.track_op()
+                .then(|| grad_res.narrow(1, 0, cx))
+                .transpose()?,
+            y.track_op()
+                .then(|| grad_res.narrow(1, cx, cy))
+                .transpose()?,
+        ))
+    }
+}
+
 /// GELU with the tanh approximation (candle's `gelu`, PyTorch's `approximate="tanh"`):
 /// `x·σ(2u)`, `u = √(2/π)·(x + 0.044715·x³)`, since `(1 + tanh u)/2 = σ(2u)`. One vectorized
 /// pass forward and one backward, where candle's backward builds about a dozen temporaries.
@@ -918,6 +993,21 @@ mod tests {
         let reference = (x.as_tensor() + y.as_tensor()).unwrap();
         assert!(max_rel_diff(&fused, &reference) == 0.0);
         assert!(max_grad_diff(fused, reference, &[x.as_tensor(), y.as_tensor()]) == 0.0);
+    }
+
+    #[test]
+    fn cat_channels_matches_candle_cat() {
+        for (batch, cx, cy) in [(1, 3, 5), (3, 4, 2)] {
+            let x = Var::from_tensor(&random(&[batch, cx, 6, 7], 1)).unwrap();
+            let y = Var::from_tensor(&random(&[batch, cy, 6, 7], 2)).unwrap();
+            let fused = cat_channels(x.as_tensor(), y.as_tensor()).unwrap();
+            let reference = Tensor::cat(&[x.as_tensor(), y.as_tensor()], 1).unwrap();
+            assert_eq!(fused.dims(), reference.dims());
+            assert!(max_rel_diff(&fused, &reference) == 0.0);
+            assert!(max_grad_diff(fused, reference, &[x.as_tensor(), y.as_tensor()]) == 0.0);
+        }
+        let wrong = random(&[1, 2, 6, 8], 3);
+        assert!(cat_channels(&random(&[1, 2, 6, 7], 4), &wrong).is_err());
     }
 
     #[test]

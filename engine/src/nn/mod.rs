@@ -9,7 +9,9 @@ pub mod winograd;
 
 pub use conv::Conv2d;
 pub use conv_kernel::{ConvGeometry, candle_conv2d, conv2d};
-pub use fused::{GroupNormSilu, add_channel_bias, add_same, gelu, layer_norm, upsample_nearest2x};
+pub use fused::{
+    GroupNormSilu, add_channel_bias, add_same, cat_channels, gelu, layer_norm, upsample_nearest2x,
+};
 pub use huge_pages::{HugePageAlloc, keep_freed_memory};
 
 /// Sets `RAYON_NUM_THREADS` to the machine's logical CPU count (rayon's own default) unless it is
