@@ -9,9 +9,10 @@
 //! 3. a GRU runs over the bars' z;
 //! 4. from its state after bar t, each track's decoder gives the logits of bar t + 1.
 
+use crate::nn::{Linear, linear};
 use candle_core::{D, Result, Tensor, bail};
 use candle_nn::rnn::{GRU, GRUConfig, GRUState, RNN, gru};
-use candle_nn::{Linear, Module, VarBuilder, linear};
+use candle_nn::{Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::music::TrackRole;

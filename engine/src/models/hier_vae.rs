@@ -13,8 +13,9 @@
 //!
 //! Tokens as the flat model: 130 classes (128 note-ons, rest, hold), [`crate::data::melody`].
 
+use crate::nn::{Linear, linear};
 use candle_core::{DType, Device, Module, Result, Tensor, bail};
-use candle_nn::{Linear, VarBuilder, linear};
+use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use super::music_vae::{VaeOutput, emit_tokens, one_hot, reparameterize, tokens_tensor};

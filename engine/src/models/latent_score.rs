@@ -16,8 +16,9 @@
 //! Weight paths (`vb.pp`): `input`, `position`, `time.0`, `time.2`, `blocks.{i}.{norm1, qkv,
 //! attn_out, norm2, mlp_in, mlp_out}`, `norm`, `output`.
 
+use crate::nn::{Linear, linear};
 use candle_core::{D, DType, Device, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder, linear};
+use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 /// Shapes of the network and the data normalization (stored as `config.json`).
@@ -169,13 +170,13 @@ impl Block {
         let q = qkv.get(0)?.contiguous()?;
         let k = qkv.get(1)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;
-        let att = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?; // [b, h, l, l]
+        let att = (crate::nn::matmul(&q, &k.t()?)? / (hd as f64).sqrt())?; // [b, h, l, l]
         let att = if grad {
             candle_nn::ops::softmax(&att, D::Minus1)?
         } else {
             candle_nn::ops::softmax_last_dim(&att)?
         };
-        let mixed = att.matmul(&v)?; // [b, h, l, hd]
+        let mixed = crate::nn::matmul(&att, &v)?; // [b, h, l, hd]
         let mixed = mixed.transpose(1, 2)?.reshape((b, l, d))?;
         let x = (x + self.attn_out.forward(&mixed)?)?;
         let h = crate::nn::gelu(&self.mlp_in.forward(&self.norm2.forward(&x)?)?)?;

@@ -11,8 +11,9 @@
 //! gate order).
 //! Tokens: see [`crate::data::melody`].
 
+use crate::nn::{Linear, linear};
 use candle_core::{D, DType, Device, Module, Result, Tensor, bail};
-use candle_nn::{Linear, VarBuilder, linear};
+use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::data::melody::{CLASSES, WINDOW_STEPS};

@@ -5,8 +5,9 @@
 //! Input and output are `[batch, 2, steps, pitches]` (channel 0 onsets, 1 sustain); the output
 //! is logits of p(x_0 = 1 | x_t).
 
+use crate::nn::{Linear, linear};
 use candle_core::{DType, Module, Result, Tensor, bail};
-use candle_nn::{Linear, VarBuilder, linear};
+use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 pub use crate::nn::upsample_nearest2x;

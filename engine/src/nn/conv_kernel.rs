@@ -199,10 +199,10 @@ impl SharedMut {
 
 /// A gemm operand: element `(i, j)` lives at `ptr + i·rs + j·cs`.
 #[derive(Clone, Copy)]
-struct Mat {
-    ptr: *const f32,
-    rs: usize,
-    cs: usize,
+pub(super) struct Mat {
+    pub(super) ptr: *const f32,
+    pub(super) rs: usize,
+    pub(super) cs: usize,
 }
 // SAFETY: a `Mat` only ever points into buffers that outlive the parallel section reading them.
 unsafe impl Send for Mat {}
@@ -213,7 +213,7 @@ unsafe impl Sync for Mat {}
 /// # Safety
 /// Every element addressed through `dst`, `lhs` and `rhs` must be valid, and `dst` must not be
 /// written by anyone else during the call.
-unsafe fn sgemm(
+pub(super) unsafe fn sgemm(
     (m, n, k): (usize, usize, usize),
     dst: *mut f32,
     (dst_rs, dst_cs): (usize, usize),

@@ -5,6 +5,7 @@ pub mod conv_kernel;
 pub mod fused;
 pub mod huge_pages;
 pub mod lstm;
+pub mod matmul;
 pub mod winograd;
 
 pub use conv::Conv2d;
@@ -13,6 +14,7 @@ pub use fused::{
     GroupNormSilu, add_channel_bias, add_same, cat_channels, gelu, layer_norm, upsample_nearest2x,
 };
 pub use huge_pages::{HugePageAlloc, keep_freed_memory};
+pub use matmul::{Linear, linear, matmul};
 
 /// Sets `RAYON_NUM_THREADS` to the machine's logical CPU count (rayon's own default) unless it is
 /// set already. Candle asks for its thread count on every CPU matmul, and without the variable

@@ -1,0 +1,354 @@
+//! Matrix products of f32 CPU tensors through the gemm crate, with our own choice of threads,
+//! and the [`Linear`] layer built on them.
+//!
+//! candle's CPU matmul asks `candle_core::utils::get_num_threads` on every call. Unless
+//! `RAYON_NUM_THREADS` is set, that parses `/proc/cpuinfo` (80 µs here, and the kernel
+//! interrupts every CPU to report its clock), and a plugin inside a host cannot set the
+//! variable safely. It also spreads every product, however small, over all threads. Here a
+//! product runs on the current rayon pool's threads when it has at least [`PARALLEL_MACS`]
+//! multiply-adds, on the calling thread otherwise, and batches of small products (attention
+//! heads) run one per task.
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Module, Result, Shape, Tensor, bail};
+use candle_nn::VarBuilder;
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use super::conv_kernel::{Mat, SharedMut, cpu_f32, sgemm};
+use super::fused::on_cpu_f32;
+use super::huge_pages::uninit_f32;
+
+/// Products with fewer multiply-adds run on one thread: waking a second costs more than it
+/// saves below about a million (≈ 50 µs of work on one core here).
+pub const PARALLEL_MACS: usize = 1 << 20;
+
+/// `a · b`: `a` `[..., m, k]`, `b` `[k, n]` (shared by every batch) or `[..., k, n]` with `a`'s
+/// batch dimensions; -> `[..., m, n]`. Strided (transposed) inputs need no copy. Anything other
+/// than f32 on the CPU, or batch dimensions that cannot be flattened, goes to candle.
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if on_cpu_f32(a) && on_cpu_f32(b) && Operands::of(a.layout(), b.layout()).is_ok() {
+        return a.apply_op2(b, MatMul);
+    }
+    a.broadcast_matmul(b)
+}
+
+/// Shapes and strides of one product, checked.
+#[derive(Clone, Copy, Debug)]
+struct Operands {
+    batch: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    /// (batch stride, row stride, column stride) of each operand; batch stride 0 for a shared
+    /// `b`.
+    a: (usize, usize, usize),
+    b: (usize, usize, usize),
+}
+
+/// Batch stride of `dims[..rank-2]` when those dimensions flatten into one (1 when none).
+fn batch_stride(layout: &Layout) -> Option<usize> {
+    let (dims, strides) = (layout.dims(), layout.stride());
+    let r = dims.len();
+    if r == 2 {
+        return Some(0);
+    }
+    for i in 0..r - 3 {
+        if dims[i + 1] > 1 && strides[i] != strides[i + 1] * dims[i + 1] {
+            return None;
+        }
+    }
+    Some(strides[r - 3])
+}
+
+impl Operands {
+    fn of(a: &Layout, b: &Layout) -> Result<Self> {
+        let (ad, bd) = (a.dims(), b.dims());
+        let r = ad.len();
+        if r < 2 || !(bd.len() == 2 || bd.len() == r) {
+            bail!("matmul: shapes {ad:?} and {bd:?} do not multiply");
+        }
+        let (m, k) = (ad[r - 2], ad[r - 1]);
+        let (kb, n) = (bd[bd.len() - 2], bd[bd.len() - 1]);
+        if k != kb || (bd.len() == r && bd[..r - 2] != ad[..r - 2]) {
+            bail!("matmul: shapes {ad:?} and {bd:?} do not multiply");
+        }
+        let (Some(a_bs), Some(b_bs)) = (batch_stride(a), batch_stride(b)) else {
+            bail!("matmul: batch dimensions of {ad:?} or {bd:?} do not flatten");
+        };
+        let (sa, sb) = (a.stride(), b.stride());
+        Ok(Self {
+            batch: ad[..r - 2].iter().product(),
+            m,
+            k,
+            n,
+            a: (a_bs, sa[r - 2], sa[r - 1]),
+            b: (
+                if bd.len() == 2 { 0 } else { b_bs },
+                sb[bd.len() - 2],
+                sb[bd.len() - 1],
+            ),
+        })
+    }
+}
+
+fn parallelism(macs: usize) -> Parallelism {
+    let threads = rayon::current_num_threads();
+    if threads > 1 && macs >= PARALLEL_MACS {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    }
+}
+
+struct MatMul;
+
+impl CustomOp2 for MatMul {
+    fn name(&self) -> &'static str {
+        "matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &CpuStorage,
+        a_l: &Layout,
+        b: &CpuStorage,
+        b_l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let o = Operands::of(a_l, b_l)?;
+        let (a, b) = (
+            &cpu_f32(a)?[a_l.start_offset()..],
+            &cpu_f32(b)?[b_l.start_offset()..],
+        );
+        let mut dims = a_l.dims().to_vec();
+        *dims.last_mut().expect("rank >= 2") = o.n;
+        let (m, k, n) = (o.m, o.k, o.n);
+        let mut y = uninit_f32(o.batch * m * n); // gemm writes every element (no read)
+        if y.is_empty() {
+            return Ok((CpuStorage::F32(y), Shape::from(dims)));
+        }
+        if k == 0 {
+            y.fill(0.0);
+            return Ok((CpuStorage::F32(y), Shape::from(dims)));
+        }
+        let (a_bs, a_rs, a_cs) = o.a;
+        let (b_bs, b_rs, b_cs) = o.b;
+        let mat = |data: &[f32], offset: usize, rs: usize, cs: usize| Mat {
+            ptr: data[offset..].as_ptr(),
+            rs,
+            cs,
+        };
+        if b_bs == 0 && (o.batch == 1 || a_bs == m * a_rs) {
+            // A shared `b` and batches that continue `a`'s rows: one (batch·m × k) product.
+            let rows = o.batch * m;
+            // SAFETY: `y` holds rows × n elements; the operands lie inside their storages.
+            unsafe {
+                sgemm(
+                    (rows, n, k),
+                    y.as_mut_ptr(),
+                    (n, 1),
+                    false,
+                    mat(a, 0, a_rs, a_cs),
+                    mat(b, 0, b_rs, b_cs),
+                    parallelism(rows * n * k),
+                )
+            };
+        } else if o.batch >= rayon::current_num_threads() && m * n * k < PARALLEL_MACS {
+            // Many small products (attention heads): one per task.
+            let y_ptr = SharedMut(y.as_mut_ptr());
+            (0..o.batch).into_par_iter().for_each(|i| {
+                // SAFETY: product `i` alone writes its m × n block of `y`.
+                unsafe {
+                    sgemm(
+                        (m, n, k),
+                        y_ptr.at(i * m * n),
+                        (n, 1),
+                        false,
+                        mat(a, i * a_bs, a_rs, a_cs),
+                        mat(b, i * b_bs, b_rs, b_cs),
+                        Parallelism::None,
+                    )
+                }
+            });
+        } else {
+            let par = parallelism(m * n * k);
+            for i in 0..o.batch {
+                // SAFETY: as above, one product at a time.
+                unsafe {
+                    sgemm(
+                        (m, n, k),
+                        y.as_mut_ptr().add(i * m * n),
+                        (n, 1),
+                        false,
+                        mat(a, i * a_bs, a_rs, a_cs),
+                        mat(b, i * b_bs, b_rs, b_cs),
+                        par,
+                    )
+                }
+            }
+        }
+        Ok((CpuStorage::F32(y), Shape::from(dims)))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // dA = dY · Bᵀ; dB = Aᵀ · dY, summed over the batch when `b` is shared.
+        let grad_a = if a.track_op() {
+            Some(matmul(grad_res, &b.t()?)?)
+        } else {
+            None
+        };
+        let grad_b = if !b.track_op() {
+            None
+        } else if b.rank() == 2 && a.rank() > 2 {
+            let k = a.dim(a.rank() - 1)?;
+            let n = grad_res.dim(grad_res.rank() - 1)?;
+            let a_rows = a.reshape(((), k))?;
+            let g_rows = grad_res.reshape(((), n))?;
+            Some(matmul(&a_rows.t()?, &g_rows)?)
+        } else {
+            Some(matmul(&a.t()?, grad_res)?)
+        };
+        Ok((grad_a, grad_b))
+    }
+}
+
+/// A fully connected layer with candle's parameters (`weight` `[out, in]`, `bias` `[out]`, the
+/// same initialization), computed through [`matmul`].
+#[derive(Clone, Debug)]
+pub struct Linear {
+    inner: candle_nn::Linear,
+}
+
+/// [`Linear`] from `in_dim` to `out_dim` features with a bias, at `vb` (as `candle_nn::linear`).
+pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
+    Ok(Linear {
+        inner: candle_nn::linear(in_dim, out_dim, vb)?,
+    })
+}
+
+impl Linear {
+    pub fn weight(&self) -> &Tensor {
+        self.inner.weight()
+    }
+
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.inner.bias()
+    }
+}
+
+impl Module for Linear {
+    /// `[..., in]` -> `[..., out]`
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = matmul(x, &self.inner.weight().t()?)?;
+        match self.inner.bias() {
+            Some(bias) => y.broadcast_add(bias),
+            None => Ok(y),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn random(shape: &[usize], seed: u64) -> Tensor {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let n = shape.iter().product();
+        let data: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        assert_eq!(a.dims(), b.dims());
+        let (a, b) = (
+            a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        a.iter()
+            .zip(&b)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max)
+    }
+
+    /// Forward and both gradients against candle's `broadcast_matmul`, with `a` and `b` built
+    /// from variables by `make_a` / `make_b` (to test strided views).
+    fn check(
+        a_shape: &[usize],
+        b_shape: &[usize],
+        make_a: impl Fn(&Tensor) -> Tensor,
+        make_b: impl Fn(&Tensor) -> Tensor,
+    ) {
+        let va = Var::from_tensor(&random(a_shape, 1)).unwrap();
+        let vb = Var::from_tensor(&random(b_shape, 2)).unwrap();
+        let (a, b) = (make_a(va.as_tensor()), make_b(vb.as_tensor()));
+        let ours = matmul(&a, &b).unwrap();
+        let reference = a.broadcast_matmul(&b).unwrap();
+        let k = a.dim(a.rank() - 1).unwrap() as f32;
+        let tolerance = 1e-5 * k.max(1.0);
+        assert!(
+            max_abs_diff(&ours, &reference) <= tolerance,
+            "forward {a_shape:?} x {b_shape:?}"
+        );
+        let upstream = random(ours.dims(), 3);
+        let grads = |y: &Tensor| {
+            let g = (y * &upstream)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            (
+                g.get(va.as_tensor()).unwrap().clone(),
+                g.get(vb.as_tensor()).unwrap().clone(),
+            )
+        };
+        let (ga, gb) = grads(&ours);
+        let (ra, rb) = grads(&reference);
+        let tolerance = 1e-5 * (ours.elem_count() as f32).sqrt().max(k);
+        assert!(max_abs_diff(&ga, &ra) <= tolerance, "dA {a_shape:?}");
+        assert!(max_abs_diff(&gb, &rb) <= tolerance, "dB {b_shape:?}");
+    }
+
+    #[test]
+    fn products_and_gradients_match_candle() {
+        let same = |t: &Tensor| t.clone();
+        let t = |t: &Tensor| t.t().unwrap();
+        check(&[5, 7], &[7, 3], same, same);
+        check(&[5, 7], &[3, 7], same, t); // a Linear's weight, transposed
+        check(&[7, 5], &[7, 3], t, same);
+        check(&[2, 5, 7], &[7, 3], same, same); // shared b, batches continue a's rows
+        check(&[2, 7, 5], &[7, 3], t, same); // shared b, batches do not
+        check(&[2, 5, 7], &[2, 7, 3], same, same);
+        check(&[2, 3, 4, 5], &[2, 3, 5, 6], same, same); // attention-like, small products
+        check(&[2, 3, 5, 4], &[2, 3, 6, 5], t, t);
+        check(&[64, 300], &[300, 128], same, same); // above PARALLEL_MACS on two threads
+        check(&[1, 0], &[0, 4], same, same);
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        let a = random(&[2, 3], 1);
+        assert!(matmul(&a, &random(&[4, 5], 2)).is_err());
+        assert!(matmul(&random(&[2, 2, 3], 3), &random(&[3, 3, 4], 4)).is_err());
+    }
+
+    #[test]
+    fn linear_matches_candle_linear() {
+        let map = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, candle_core::DType::F32, &Device::Cpu);
+        let ours = linear(6, 4, vb.pp("layer")).unwrap();
+        let reference = candle_nn::Linear::new(ours.weight().clone(), ours.bias().cloned());
+        for shape in [&[3usize, 6][..], &[2, 5, 6]] {
+            let x = random(shape, 7);
+            let diff = max_abs_diff(&ours.forward(&x).unwrap(), &reference.forward(&x).unwrap());
+            assert!(diff < 1e-5, "{shape:?}: {diff}");
+        }
+    }
+}
