@@ -141,6 +141,70 @@ fn sums_imp(x: &[f32], center: f32) -> (f64, f64) {
     (total, total_sq)
 }
 
+/// One channel plane's normalization: `z = γ·(x − mean)·inv_std + β`.
+#[derive(Clone, Copy)]
+struct PlaneNorm {
+    mean: f32,
+    inv_std: f32,
+    gamma: f32,
+    beta: f32,
+}
+
+/// `dz = dy · silu'(z)` of one element (`x̂` and `z` as in [`PlaneNorm`]).
+#[inline(always)]
+fn silu_grad(x: f32, gy: f32, n: PlaneNorm) -> (f32, f32) {
+    let xhat = (x - n.mean) * n.inv_std;
+    let z = n.gamma * xhat + n.beta;
+    let s = sigmoid(z);
+    (gy * s * (1.0 + z * (1.0 - s)), xhat)
+}
+
+avx2_dispatch! {
+    /// (Σ dz·x̂, Σ dz) over one channel plane, in 16 f32 lanes (vectorizes, unlike one serial
+    /// sum).
+    fn silu_grad_sums(x: &[f32], gy: &[f32], n: PlaneNorm) -> (f32, f32) => silu_grad_sums_imp
+}
+
+#[inline(always)]
+fn silu_grad_sums_imp(x: &[f32], gy: &[f32], n: PlaneNorm) -> (f32, f32) {
+    const LANES: usize = 16;
+    let (mut dz_xhat, mut dz_sum) = ([0f32; LANES], [0f32; LANES]);
+    let (xs, gys) = (x.chunks_exact(LANES), gy.chunks_exact(LANES));
+    let (x_rest, gy_rest) = (xs.remainder(), gys.remainder());
+    for (x, gy) in xs.zip(gys) {
+        for i in 0..LANES {
+            let (dz, xhat) = silu_grad(x[i], gy[i], n);
+            dz_xhat[i] += dz * xhat;
+            dz_sum[i] += dz;
+        }
+    }
+    for (&x, &gy) in x_rest.iter().zip(gy_rest) {
+        let (dz, xhat) = silu_grad(x, gy, n);
+        dz_xhat[0] += dz * xhat;
+        dz_sum[0] += dz;
+    }
+    (dz_xhat.iter().sum(), dz_sum.iter().sum())
+}
+
+avx2_dispatch! {
+    /// `gx = inv_std·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂))` over one channel plane, `dx̂ = dz·γ`.
+    fn silu_grad_input(gx: &mut [f32], x: &[f32], gy: &[f32], n: PlaneNorm, means: (f32, f32)) => silu_grad_input_imp
+}
+
+#[inline(always)]
+fn silu_grad_input_imp(
+    gx: &mut [f32],
+    x: &[f32],
+    gy: &[f32],
+    n: PlaneNorm,
+    (mean_dxhat, mean_dxhat_xhat): (f32, f32),
+) {
+    for ((&x, &gy), gx) in x.iter().zip(gy).zip(gx.iter_mut()) {
+        let (dz, xhat) = silu_grad(x, gy, n);
+        *gx = n.inv_std * (dz * n.gamma - mean_dxhat - xhat * mean_dxhat_xhat);
+    }
+}
+
 /// GroupNorm followed by SiLU, with PyTorch's parameter names (`weight`, `bias`, one per
 /// channel) so weights are interchangeable with `candle_nn::group_norm` and `torch.nn.GroupNorm`.
 #[derive(Clone, Debug)]
@@ -280,7 +344,8 @@ impl CustomOp3 for GroupNormSiluOp {
             with_cpu_f32(weight, |gamma| {
                 with_cpu_f32(bias, |beta| {
                     with_cpu_f32(grad_res, |gy| {
-                        let mut gx = vec![0f32; if want_x { xs.len() } else { 0 }];
+                        // Every group writes its part of `gx`.
+                        let mut gx = uninit_f32(if want_x { xs.len() } else { 0 });
                         // Per (image, channel): Σ dz·x̂ and Σ dz.
                         let mut partials = vec![(0f32, 0f32); b * c];
                         let tasks = xs
@@ -304,19 +369,16 @@ impl CustomOp3 for GroupNormSiluOp {
                                     .zip(partials.iter_mut())
                                     .enumerate()
                                 {
-                                    let (g, bt) = (gamma[c0 + k], beta[c0 + k]);
-                                    let (mut s_dz_xhat, mut s_dz) = (0f32, 0f32);
-                                    for (&x, &gy) in x.iter().zip(gy) {
-                                        let xhat = (x - mean) * inv_std;
-                                        let z = g * xhat + bt;
-                                        let s = sigmoid(z);
-                                        let dz = gy * s * (1.0 + z * (1.0 - s));
-                                        s_dz_xhat += dz * xhat;
-                                        s_dz += dz;
-                                    }
+                                    let norm = PlaneNorm {
+                                        mean,
+                                        inv_std,
+                                        gamma: gamma[c0 + k],
+                                        beta: beta[c0 + k],
+                                    };
+                                    let (s_dz_xhat, s_dz) = silu_grad_sums(x, gy, norm);
                                     *part = (s_dz_xhat, s_dz);
-                                    sum_dxhat += (s_dz * g) as f64;
-                                    sum_dxhat_xhat += (s_dz_xhat * g) as f64;
+                                    sum_dxhat += (s_dz * norm.gamma) as f64;
+                                    sum_dxhat_xhat += (s_dz_xhat * norm.gamma) as f64;
                                 }
                                 let Some(gx) = gx else { return };
                                 let n = group_len as f64;
@@ -328,15 +390,13 @@ impl CustomOp3 for GroupNormSiluOp {
                                     .zip(gx.chunks_mut(plane))
                                     .enumerate()
                                 {
-                                    let (g, bt) = (gamma[c0 + k], beta[c0 + k]);
-                                    for ((&x, &gy), gx) in x.iter().zip(gy).zip(gx.iter_mut()) {
-                                        let xhat = (x - mean) * inv_std;
-                                        let z = g * xhat + bt;
-                                        let s = sigmoid(z);
-                                        let dxhat = gy * s * (1.0 + z * (1.0 - s)) * g;
-                                        *gx =
-                                            inv_std * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat);
-                                    }
+                                    let norm = PlaneNorm {
+                                        mean,
+                                        inv_std,
+                                        gamma: gamma[c0 + k],
+                                        beta: beta[c0 + k],
+                                    };
+                                    silu_grad_input(gx, x, gy, norm, (mean_dxhat, mean_dxhat_xhat));
                                 }
                             };
                         if want_x {
