@@ -16,11 +16,20 @@ pub use fused::{
 pub use huge_pages::{HugePageAlloc, keep_freed_memory};
 pub use matmul::{Linear, linear, matmul};
 
-/// Sets `RAYON_NUM_THREADS` to the machine's logical CPU count (rayon's own default) unless it is
-/// set already. Candle asks for its thread count on every CPU matmul, and without the variable
-/// it parses `/proc/cpuinfo` each time (80 µs here, and the kernel interrupts every CPU to
-/// report its clock): an LSTM step is one small matmul, so this was ~28% of a 16-bar latent
-/// melody (ODE sampler 160 → 115 ms, `cargo xtask bench latent`).
+/// Sets `RAYON_NUM_THREADS` to the machine's logical CPU count (rayon's own default) and
+/// `CANDLE_NUM_THREADS` to 1, unless they are set already.
+///
+/// - Candle asks for its thread count on every CPU matmul, and without `RAYON_NUM_THREADS` it
+///   parses `/proc/cpuinfo` each time (80 µs here, and the kernel interrupts every CPU to report
+///   its clock): ODE latent sampler 160 → 115 ms (`cargo xtask bench latent`). Our own
+///   [`matmul`] no longer asks, so this now matters only for candle's remaining ops.
+/// - Candle runs elementwise ops of 64 Ki elements or more on its own pool of spinning threads
+///   (`candle-bp-*`), beside rayon's pool that runs all our kernels. With one candle thread
+///   those ops run inline on the calling thread. On an idle machine that changes little
+///   (MusicVAE training step at batch 128 749–768 → 685–757 ms, `bandmate train vae --bench
+///   small`; its spin-waits no longer burn a quarter of the CPU samples), but while another
+///   job uses the cores the pools fight: 1,389–1,543 → 851–908 ms with a roll evaluation
+///   running.
 ///
 /// # Safety
 /// Changes the environment: call it first thing in `main`, while the process has one thread.
@@ -30,6 +39,10 @@ pub unsafe fn set_thread_count_env() {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         // SAFETY: the caller guarantees no other thread exists yet.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+    }
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // SAFETY: as above.
+        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
     }
 }
 
