@@ -67,8 +67,8 @@ impl LstmWeights {
     /// One step from the input `x` `[batch, in]` (a constant: slicing a projected sequence
     /// instead would make every step's gradient a full-sequence tensor); returns (h, c).
     pub fn step(&self, x: &Tensor, h: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)> {
-        let gates =
-            super::matmul(&Tensor::cat(&[x, h], 1)?, &self.w_t)?.broadcast_add(&self.bias)?; // [batch, 4·hidden]
+        // [batch, 4·hidden]
+        let gates = super::matmul::matmul_bias(&Tensor::cat(&[x, h], 1)?, &self.w_t, &self.bias)?;
         let n = self.hidden;
         if on_cpu_f32(&gates) && on_cpu_f32(c) {
             let hc = gates.apply_op2(c, LstmGates { hidden: n })?; // [batch, 2·hidden]

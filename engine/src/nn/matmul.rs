@@ -9,12 +9,12 @@
 //! multiply-adds, on the calling thread otherwise, and batches of small products (attention
 //! heads) run one per task.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Module, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shape, Tensor, bail};
 use candle_nn::VarBuilder;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::conv_kernel::{Mat, SharedMut, cpu_f32, sgemm};
+use super::conv_kernel::{Mat, SharedMut, contiguous_f32, cpu_f32, sgemm};
 use super::fused::on_cpu_f32;
 use super::huge_pages::uninit_f32;
 
@@ -30,6 +30,22 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         return a.apply_op2(b, MatMul);
     }
     a.broadcast_matmul(b)
+}
+
+/// `a · b + bias`: `a` `[..., m, k]`, `b` `[k, n]`, `bias` `[n]` added to every row; the
+/// bias is written first and the product added onto it (no separate broadcast pass).
+pub fn matmul_bias(a: &Tensor, b: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let n = b.dims().last().copied();
+    if on_cpu_f32(a)
+        && on_cpu_f32(b)
+        && on_cpu_f32(bias)
+        && b.rank() == 2
+        && bias.dims() == [n.unwrap_or(0)]
+        && Operands::of(a.layout(), b.layout()).is_ok()
+    {
+        return a.apply_op3(b, bias, MatMulBias);
+    }
+    matmul(a, b)?.broadcast_add(bias)
 }
 
 /// Shapes and strides of one product, checked.
@@ -100,6 +116,94 @@ fn parallelism(macs: usize) -> Parallelism {
     }
 }
 
+/// `y (+)= a · b` for the checked operands `o` (`y` contiguous `[batch, m, n]`; added to when
+/// `accumulate`, else overwritten without being read).
+fn run(o: &Operands, a: &[f32], b: &[f32], y: &mut [f32], accumulate: bool) {
+    let (m, k, n) = (o.m, o.k, o.n);
+    let (a_bs, a_rs, a_cs) = o.a;
+    let (b_bs, b_rs, b_cs) = o.b;
+    let mat = |data: &[f32], offset: usize, rs: usize, cs: usize| Mat {
+        ptr: data[offset..].as_ptr(),
+        rs,
+        cs,
+    };
+    if b_bs == 0 && (o.batch == 1 || a_bs == m * a_rs) {
+        // A shared `b` and batches that continue `a`'s rows: one (batch·m × k) product.
+        let rows = o.batch * m;
+        // SAFETY: `y` holds rows × n elements; the operands lie inside their storages.
+        unsafe {
+            sgemm(
+                (rows, n, k),
+                y.as_mut_ptr(),
+                (n, 1),
+                accumulate,
+                mat(a, 0, a_rs, a_cs),
+                mat(b, 0, b_rs, b_cs),
+                parallelism(rows * n * k),
+            )
+        };
+    } else if o.batch >= rayon::current_num_threads() && m * n * k < PARALLEL_MACS {
+        // Many small products (attention heads): one per task.
+        let y_ptr = SharedMut(y.as_mut_ptr());
+        (0..o.batch).into_par_iter().for_each(|i| {
+            // SAFETY: product `i` alone writes its m × n block of `y`.
+            unsafe {
+                sgemm(
+                    (m, n, k),
+                    y_ptr.at(i * m * n),
+                    (n, 1),
+                    accumulate,
+                    mat(a, i * a_bs, a_rs, a_cs),
+                    mat(b, i * b_bs, b_rs, b_cs),
+                    Parallelism::None,
+                )
+            }
+        });
+    } else {
+        let par = parallelism(m * n * k);
+        for i in 0..o.batch {
+            // SAFETY: as above, one product at a time.
+            unsafe {
+                sgemm(
+                    (m, n, k),
+                    y.as_mut_ptr().add(i * m * n),
+                    (n, 1),
+                    accumulate,
+                    mat(a, i * a_bs, a_rs, a_cs),
+                    mat(b, i * b_bs, b_rs, b_cs),
+                    par,
+                )
+            }
+        }
+    }
+}
+
+/// The gradients of `a · b` under the upstream gradient `grad`, each only if its operand is
+/// tracked: dA = dY · Bᵀ; dB = Aᵀ · dY, summed over the batch when `b` is shared.
+fn product_grads(
+    a: &Tensor,
+    b: &Tensor,
+    grad_res: &Tensor,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let grad_a = if a.track_op() {
+        Some(matmul(grad_res, &b.t()?)?)
+    } else {
+        None
+    };
+    let grad_b = if !b.track_op() {
+        None
+    } else if b.rank() == 2 && a.rank() > 2 {
+        let k = a.dim(a.rank() - 1)?;
+        let n = grad_res.dim(grad_res.rank() - 1)?;
+        let a_rows = a.reshape(((), k))?;
+        let g_rows = grad_res.reshape(((), n))?;
+        Some(matmul(&a_rows.t()?, &g_rows)?)
+    } else {
+        Some(matmul(&a.t()?, grad_res)?)
+    };
+    Ok((grad_a, grad_b))
+}
+
 struct MatMul;
 
 impl CustomOp2 for MatMul {
@@ -121,71 +225,15 @@ impl CustomOp2 for MatMul {
         );
         let mut dims = a_l.dims().to_vec();
         *dims.last_mut().expect("rank >= 2") = o.n;
-        let (m, k, n) = (o.m, o.k, o.n);
-        let mut y = uninit_f32(o.batch * m * n); // gemm writes every element (no read)
+        let mut y = uninit_f32(o.batch * o.m * o.n); // gemm writes every element (no read)
         if y.is_empty() {
             return Ok((CpuStorage::F32(y), Shape::from(dims)));
         }
-        if k == 0 {
+        if o.k == 0 {
             y.fill(0.0);
             return Ok((CpuStorage::F32(y), Shape::from(dims)));
         }
-        let (a_bs, a_rs, a_cs) = o.a;
-        let (b_bs, b_rs, b_cs) = o.b;
-        let mat = |data: &[f32], offset: usize, rs: usize, cs: usize| Mat {
-            ptr: data[offset..].as_ptr(),
-            rs,
-            cs,
-        };
-        if b_bs == 0 && (o.batch == 1 || a_bs == m * a_rs) {
-            // A shared `b` and batches that continue `a`'s rows: one (batch·m × k) product.
-            let rows = o.batch * m;
-            // SAFETY: `y` holds rows × n elements; the operands lie inside their storages.
-            unsafe {
-                sgemm(
-                    (rows, n, k),
-                    y.as_mut_ptr(),
-                    (n, 1),
-                    false,
-                    mat(a, 0, a_rs, a_cs),
-                    mat(b, 0, b_rs, b_cs),
-                    parallelism(rows * n * k),
-                )
-            };
-        } else if o.batch >= rayon::current_num_threads() && m * n * k < PARALLEL_MACS {
-            // Many small products (attention heads): one per task.
-            let y_ptr = SharedMut(y.as_mut_ptr());
-            (0..o.batch).into_par_iter().for_each(|i| {
-                // SAFETY: product `i` alone writes its m × n block of `y`.
-                unsafe {
-                    sgemm(
-                        (m, n, k),
-                        y_ptr.at(i * m * n),
-                        (n, 1),
-                        false,
-                        mat(a, i * a_bs, a_rs, a_cs),
-                        mat(b, i * b_bs, b_rs, b_cs),
-                        Parallelism::None,
-                    )
-                }
-            });
-        } else {
-            let par = parallelism(m * n * k);
-            for i in 0..o.batch {
-                // SAFETY: as above, one product at a time.
-                unsafe {
-                    sgemm(
-                        (m, n, k),
-                        y.as_mut_ptr().add(i * m * n),
-                        (n, 1),
-                        false,
-                        mat(a, i * a_bs, a_rs, a_cs),
-                        mat(b, i * b_bs, b_rs, b_cs),
-                        par,
-                    )
-                }
-            }
-        }
+        run(&o, a, b, &mut y, false);
         Ok((CpuStorage::F32(y), Shape::from(dims)))
     }
 
@@ -196,24 +244,71 @@ impl CustomOp2 for MatMul {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        // dA = dY · Bᵀ; dB = Aᵀ · dY, summed over the batch when `b` is shared.
-        let grad_a = if a.track_op() {
-            Some(matmul(grad_res, &b.t()?)?)
+        product_grads(a, b, grad_res)
+    }
+}
+
+struct MatMulBias;
+
+impl CustomOp3 for MatMulBias {
+    fn name(&self) -> &'static str {
+        "matmul-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &CpuStorage,
+        a_l: &Layout,
+        b: &CpuStorage,
+        b_l: &Layout,
+        bias: &CpuStorage,
+        bias_l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let o = Operands::of(a_l, b_l)?;
+        if o.b.0 != 0 || bias_l.dims() != [o.n] {
+            bail!(
+                "matmul with bias: {:?} · {:?} + {:?} do not fit",
+                a_l.dims(),
+                b_l.dims(),
+                bias_l.dims()
+            );
+        }
+        let bias = contiguous_f32(cpu_f32(bias)?, bias_l);
+        let (a, b) = (
+            &cpu_f32(a)?[a_l.start_offset()..],
+            &cpu_f32(b)?[b_l.start_offset()..],
+        );
+        let mut dims = a_l.dims().to_vec();
+        *dims.last_mut().expect("rank >= 2") = o.n;
+        let mut y = uninit_f32(o.batch * o.m * o.n);
+        if o.n > 0 {
+            y.par_chunks_mut(o.n * 64).for_each(|rows| {
+                rows.chunks_mut(o.n)
+                    .for_each(|row| row.copy_from_slice(&bias))
+            });
+        }
+        if !y.is_empty() && o.k > 0 {
+            run(&o, a, b, &mut y, true);
+        }
+        Ok((CpuStorage::F32(y), Shape::from(dims)))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (grad_a, grad_b) = product_grads(a, b, grad_res)?;
+        let grad_bias = if bias.track_op() {
+            let n = bias.dim(0)?;
+            Some(grad_res.reshape(((), n))?.sum(0)?)
         } else {
             None
         };
-        let grad_b = if !b.track_op() {
-            None
-        } else if b.rank() == 2 && a.rank() > 2 {
-            let k = a.dim(a.rank() - 1)?;
-            let n = grad_res.dim(grad_res.rank() - 1)?;
-            let a_rows = a.reshape(((), k))?;
-            let g_rows = grad_res.reshape(((), n))?;
-            Some(matmul(&a_rows.t()?, &g_rows)?)
-        } else {
-            Some(matmul(&a.t()?, grad_res)?)
-        };
-        Ok((grad_a, grad_b))
+        Ok((grad_a, grad_b, grad_bias))
     }
 }
 
@@ -244,10 +339,10 @@ impl Linear {
 impl Module for Linear {
     /// `[..., in]` -> `[..., out]`
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = matmul(x, &self.inner.weight().t()?)?;
+        let w_t = self.inner.weight().t()?;
         match self.inner.bias() {
-            Some(bias) => y.broadcast_add(bias),
-            None => Ok(y),
+            Some(bias) => matmul_bias(x, &w_t, bias),
+            None => matmul(x, &w_t),
         }
     }
 }
@@ -330,6 +425,43 @@ mod tests {
         check(&[2, 3, 5, 4], &[2, 3, 6, 5], t, t);
         check(&[64, 300], &[300, 128], same, same); // above PARALLEL_MACS on two threads
         check(&[1, 0], &[0, 4], same, same);
+    }
+
+    #[test]
+    fn product_plus_bias_matches_candle() {
+        for a_shape in [&[5usize, 7][..], &[2, 5, 7], &[1, 0, 7]] {
+            let a = Var::from_tensor(&random(a_shape, 1)).unwrap();
+            let b = Var::from_tensor(&random(&[3, 7], 2)).unwrap();
+            let bias = Var::from_tensor(&random(&[3], 3)).unwrap();
+            let b_t = b.as_tensor().t().unwrap(); // strided, as in a Linear layer
+            let ours = matmul_bias(a.as_tensor(), &b_t, bias.as_tensor()).unwrap();
+            let reference = a
+                .as_tensor()
+                .broadcast_matmul(&b_t)
+                .unwrap()
+                .broadcast_add(bias.as_tensor())
+                .unwrap();
+            assert!(max_abs_diff(&ours, &reference) < 1e-5, "{a_shape:?}");
+            if ours.elem_count() == 0 {
+                continue; // candle leaves some gradients of empty products out
+            }
+            let upstream = random(ours.dims(), 4);
+            let grads = |y: &Tensor| {
+                let g = (y * &upstream)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                [a.as_tensor(), b.as_tensor(), bias.as_tensor()].map(|v| g.get(v).cloned())
+            };
+            for (ours, reference) in grads(&ours).iter().zip(grads(&reference).iter()) {
+                match (ours, reference) {
+                    (Some(o), Some(r)) => assert!(max_abs_diff(o, r) < 1e-4, "{a_shape:?}"),
+                    (o, r) => assert_eq!(o.is_some(), r.is_some(), "{a_shape:?}"),
+                }
+            }
+        }
     }
 
     #[test]
