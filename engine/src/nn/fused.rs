@@ -7,7 +7,8 @@
 //! (image, group) or (image, channel) planes, deterministic for a given thread count:
 //! - [`GroupNormSilu`]: `silu(group_norm(x))`, the pre-activation of every residual block;
 //! - [`add_channel_bias`]: `x [b, c, h, w] + v [b, c]` broadcast over the plane;
-//! - [`upsample_nearest2x`]: nearest-neighbour ×2 upsampling.
+//! - [`upsample_nearest2x`]: nearest-neighbour ×2 upsampling;
+//! - [`cat_channels`]: the skip connections' concatenation along the channels.
 //!
 //! Anything other than f32 on the CPU runs the same maths through candle's own ops.
 
@@ -597,9 +598,10 @@ impl CustomOp2 for CatChannels {
         let y = contiguous_f32(cpu_f32(y)?, y_l);
         let (x_len, y_len) = (cx * h * w, cy * h * w);
         let mut out = uninit_f32(b * (x_len + y_len));
-        // Chunks alternate x block, y block per image; every element is copied once.
-        let (x_parts, y_parts) = (x.chunks(x_len.max(1)), y.chunks(y_len.max(1)));
-        let sources: Vec<&[f32]> = x_parts.zip(y_parts).flat_map(|(x, y)| [x, y]).collect();
+        // Blocks alternate x block, y block per image; every element is copied once.
+        let sources: Vec<&[f32]> = (0..b)
+            .flat_map(|i| [&x[i * x_len..][..x_len], &y[i * y_len..][..y_len]])
+            .collect();
         let mut targets = Vec::with_capacity(2 * b);
         let mut rest = out.as_mut_slice();
         for _ in 0..b {
@@ -1066,6 +1068,11 @@ mod tests {
             assert!(max_rel_diff(&fused, &reference) == 0.0);
             assert!(max_grad_diff(fused, reference, &[x.as_tensor(), y.as_tensor()]) == 0.0);
         }
+        let no_channels = random(&[2, 0, 6, 7], 5);
+        let both = cat_channels(&no_channels, &random(&[2, 3, 6, 7], 6)).unwrap();
+        assert_eq!(both.dims(), &[2, 3, 6, 7]);
+        let values = both.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(values.iter().all(|v| v.is_finite()));
         let wrong = random(&[1, 2, 6, 8], 3);
         assert!(cat_channels(&random(&[1, 2, 6, 7], 4), &wrong).is_err());
     }
