@@ -58,9 +58,9 @@ pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 
 /// Run `f` on a one-thread rayon pool (made once per process). Batch-1 inference is a long
 /// chain of small ops, where spreading each over two threads costs more in wake-ups than it
-/// gains (measured on the latent sampler: 502 → 376 ms per 16-bar melody); candle's matmuls
-/// run inside the current pool, so they stay on this thread. Falls back to the caller's pool
-/// if the thread cannot be made.
+/// gains (measured on the latent sampler: 502 → 376 ms per 16-bar melody); [`matmul`] and our
+/// kernels size their work by the current pool, so they stay on this thread. Falls back to the
+/// caller's pool if the thread cannot be made.
 pub fn on_one_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
     let pool = POOL.get_or_init(|| {
