@@ -22,7 +22,7 @@ pub use matmul::{Linear, linear, matmul};
 /// - Candle asks for its thread count on every CPU matmul, and without `RAYON_NUM_THREADS` it
 ///   parses `/proc/cpuinfo` each time (80 µs here, and the kernel interrupts every CPU to report
 ///   its clock): ODE latent sampler 160 → 115 ms (`cargo xtask bench latent`). Our own
-///   [`matmul`] no longer asks, so this now matters only for candle's remaining ops.
+///   [`matmul()`] no longer asks, so this now matters only for candle's remaining ops.
 /// - Candle runs elementwise ops of 64 Ki elements or more on its own pool of spinning threads
 ///   (`candle-bp-*`), beside rayon's pool that runs all our kernels. With one candle thread
 ///   those ops run inline on the calling thread. On an idle machine that changes little
@@ -58,7 +58,7 @@ pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 
 /// Run `f` on a one-thread rayon pool (made once per process). Batch-1 inference is a long
 /// chain of small ops, where spreading each over two threads costs more in wake-ups than it
-/// gains (measured on the latent sampler: 502 → 376 ms per 16-bar melody); [`matmul`] and our
+/// gains (measured on the latent sampler: 502 → 376 ms per 16-bar melody); [`matmul()`] and our
 /// kernels size their work by the current pool, so they stay on this thread. Falls back to the
 /// caller's pool if the thread cannot be made.
 pub fn on_one_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
