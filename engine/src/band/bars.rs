@@ -100,7 +100,7 @@ impl Default for DecodeOptions {
 /// where its probability, times the density odds, passes one half (the most likely ones first,
 /// at most `max_notes`), held while the sustain probability stays above one half and no new
 /// onset of that pitch comes. A melody track is decoded as one line instead
-/// ([`monophonic_notes`]).
+/// (`monophonic_notes`).
 pub fn notes_from_probs(
     probs: &[f32],
     spec: &TrackSpec,
