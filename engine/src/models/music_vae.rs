@@ -17,7 +17,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::data::melody::{CLASSES, WINDOW_STEPS};
-use crate::nn::lstm::{LstmCell, split_steps};
+use crate::nn::lstm::LstmCell;
 
 /// Shapes of the network (stored as `config.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -151,15 +151,14 @@ impl MusicVae {
     pub fn encode(&self, tokens: &Tensor) -> Result<(Tensor, Tensor)> {
         let x = self.one_hot(tokens)?; // [batch, steps, classes]
         let (b, steps, _) = x.dims3()?;
-        let xs = split_steps(&x)?; // steps × [batch, classes]
+        let xs = x.transpose(0, 1)?.contiguous()?; // [steps, batch, classes]
+        let reversed: Vec<u32> = (0..steps as u32).rev().collect();
+        let reversed = Tensor::from_vec(reversed, steps, x.device())?;
+        let xs_reversed = xs.index_select(&reversed, 0)?;
         let (fwd, bwd) = (self.encoder_fwd.weights()?, self.encoder_bwd.weights()?);
         let zeros = Tensor::zeros((b, self.cfg.encoder_hidden), DType::F32, x.device())?;
-        let (mut hf, mut cf) = (zeros.clone(), zeros.clone());
-        let (mut hb, mut cb) = (zeros.clone(), zeros);
-        for t in 0..steps {
-            (hf, cf) = fwd.step(&xs[t], &hf, &cf)?;
-            (hb, cb) = bwd.step(&xs[steps - 1 - t], &hb, &cb)?;
-        }
+        let hf = fwd.sequence(&xs, &zeros, &zeros)?.get(steps - 1)?; // [batch, H]
+        let hb = bwd.sequence(&xs_reversed, &zeros, &zeros)?.get(steps - 1)?;
         let h = Tensor::cat(&[hf, hb], 1)?; // [batch, 2·H]
         Ok((self.mu.forward(&h)?, self.log_var.forward(&h)?))
     }
@@ -180,15 +179,11 @@ impl MusicVae {
         let previous = Tensor::cat(&[start, target.narrow(1, 0, steps - 1)?], 1)?;
         let zs = z.unsqueeze(1)?.broadcast_as((b, steps, self.cfg.z_dim))?;
         let inputs = Tensor::cat(&[previous, zs.contiguous()?], 2)?; // [batch, steps, classes + z]
-        let inputs = split_steps(&inputs)?; // steps × [batch, classes + z]
+        let inputs = inputs.transpose(0, 1)?.contiguous()?; // [steps, batch, classes + z]
         let cell = self.decoder.weights()?;
-        let (mut h, mut c) = self.initial_state(z)?;
-        let mut hs = Vec::with_capacity(steps);
-        for x in &inputs {
-            (h, c) = cell.step(x, &h, &c)?;
-            hs.push(h.clone());
-        }
-        let hs = Tensor::stack(&hs, 1)?; // [batch, steps, H]
+        let (h, c) = self.initial_state(z)?;
+        let hs = cell.sequence(&inputs, &h, &c)?; // [steps, batch, H]
+        let hs = hs.transpose(0, 1)?.contiguous()?; // [batch, steps, H]
         self.output.forward(&hs) // [batch, steps, classes]
     }
 
