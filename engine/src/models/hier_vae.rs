@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::music_vae::{VaeOutput, emit_tokens, one_hot, reparameterize, tokens_tensor};
 use crate::data::melody::CLASSES;
-use crate::nn::lstm::{LstmCell, split_steps};
+use crate::nn::lstm::LstmCell;
 
 /// Shapes of the network (stored as `config.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -131,24 +131,19 @@ pub struct HierVae {
     output: Linear,
 }
 
-/// Runs a bidirectional LSTM over `xs` (steps × `[batch, in]`) and returns the last forward
+/// Runs a bidirectional LSTM over `x` `[batch, steps, in]` and returns the last forward
 /// and the first backward hidden states concatenated: `[batch, 2·hidden]`.
-fn bidirectional_ends(
-    fwd: &LstmCell,
-    bwd: &LstmCell,
-    xs: &[Tensor],
-    hidden: usize,
-) -> Result<Tensor> {
-    let b = xs[0].dim(0)?;
+fn bidirectional_ends(fwd: &LstmCell, bwd: &LstmCell, x: &Tensor, hidden: usize) -> Result<Tensor> {
+    let (b, n, _) = x.dims3()?;
+    let xs = x.transpose(0, 1)?.contiguous()?; // [steps, batch, in]
+    let reversed: Vec<u32> = (0..n as u32).rev().collect();
+    let reversed = Tensor::from_vec(reversed, n, x.device())?;
     let (wf, wb) = (fwd.weights()?, bwd.weights()?);
-    let zeros = Tensor::zeros((b, hidden), DType::F32, xs[0].device())?;
-    let (mut hf, mut cf) = (zeros.clone(), zeros.clone());
-    let (mut hb, mut cb) = (zeros.clone(), zeros);
-    let n = xs.len();
-    for t in 0..n {
-        (hf, cf) = wf.step(&xs[t], &hf, &cf)?;
-        (hb, cb) = wb.step(&xs[n - 1 - t], &hb, &cb)?;
-    }
+    let zeros = Tensor::zeros((b, hidden), DType::F32, x.device())?;
+    let hf = wf.sequence(&xs, &zeros, &zeros)?.get(n - 1)?;
+    let hb = wb
+        .sequence(&xs.index_select(&reversed, 0)?, &zeros, &zeros)?
+        .get(n - 1)?;
     Tensor::cat(&[hf, hb], 1)
 }
 
@@ -211,14 +206,14 @@ impl HierVae {
         let bars = bidirectional_ends(
             &self.bar_encoder_fwd,
             &self.bar_encoder_bwd,
-            &split_steps(&x)?,
+            &x,
             c.bar_encoder_hidden,
         )? // [batch·bars, 2·Hb]
         .reshape((b, c.bars, 2 * c.bar_encoder_hidden))?;
         let h = bidirectional_ends(
             &self.encoder_fwd,
             &self.encoder_bwd,
-            &split_steps(&bars)?,
+            &bars,
             c.encoder_hidden,
         )?; // [batch, 2·H]
         Ok((self.mu.forward(&h)?, self.log_var.forward(&h)?))
@@ -226,14 +221,15 @@ impl HierVae {
 
     /// The conductor's bar embeddings of z `[batch, z_dim]`: `[batch, bars, bar_embedding]`.
     fn conduct(&self, z: &Tensor) -> Result<Tensor> {
-        let (mut h, mut c) = init_state(&self.conductor_init, z, self.cfg.conductor_hidden)?;
+        let (h, c) = init_state(&self.conductor_init, z, self.cfg.conductor_hidden)?;
         let cell = self.conductor.weights()?;
-        let mut out = Vec::with_capacity(self.cfg.bars);
-        for _ in 0..self.cfg.bars {
-            (h, c) = cell.step(z, &h, &c)?;
-            out.push(self.conductor_out.forward(&h)?.tanh()?);
-        }
-        Tensor::stack(&out, 1)
+        let (b, z_dim) = z.dims2()?;
+        let zs = z
+            .unsqueeze(0)?
+            .broadcast_as((self.cfg.bars, b, z_dim))?
+            .contiguous()?; // [bars, batch, z]
+        let hs = cell.sequence(&zs, &h, &c)?.transpose(0, 1)?.contiguous()?; // [batch, bars, H]
+        self.conductor_out.forward(&hs)?.tanh()
     }
 
     /// Teacher-forced logits `[batch, bars·16, classes]` given z and the target tokens.
@@ -253,15 +249,13 @@ impl HierVae {
             .unsqueeze(1)?
             .broadcast_as((rows, c.steps_per_bar, e))?
             .contiguous()?;
-        let inputs = split_steps(&Tensor::cat(&[previous, es], 2)?)?; // 16 × [rows, classes + E]
+        let inputs = Tensor::cat(&[previous, es], 2)?
+            .transpose(0, 1)?
+            .contiguous()?; // [16, rows, classes + E]
         let cell = self.decoder.weights()?;
-        let (mut h, mut cs) = init_state(&self.decoder_init, &embeddings, c.decoder_hidden)?;
-        let mut hs = Vec::with_capacity(c.steps_per_bar);
-        for x in &inputs {
-            (h, cs) = cell.step(x, &h, &cs)?;
-            hs.push(h.clone());
-        }
-        let hs = Tensor::stack(&hs, 1)?; // [rows, 16, H]
+        let (h, cs) = init_state(&self.decoder_init, &embeddings, c.decoder_hidden)?;
+        let hs = cell.sequence(&inputs, &h, &cs)?; // [16, rows, H]
+        let hs = hs.transpose(0, 1)?.contiguous()?; // [rows, 16, H]
         self.output.forward(&hs)?.reshape((b, steps, c.classes))
     }
 

@@ -3,7 +3,7 @@
 //! names (`weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0`, `…_reverse` for the
 //! backward direction) and gate order (i, f, g, o).
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, IndexOp, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
@@ -537,12 +537,6 @@ impl CustomOp2 for LstmGates {
                 .transpose()?,
         ))
     }
-}
-
-/// The steps of `[batch, steps, features]` as contiguous `[batch, features]` tensors.
-pub fn split_steps(xs: &Tensor) -> Result<Vec<Tensor>> {
-    let steps = xs.dim(1)?;
-    (0..steps).map(|t| xs.i((.., t))?.contiguous()).collect()
 }
 
 #[cfg(test)]
