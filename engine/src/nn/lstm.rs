@@ -7,8 +7,9 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
-use super::conv_kernel::{contiguous_f32, cpu_f32};
+use super::conv_kernel::{Mat, contiguous_f32, cpu_f32, sgemm};
 use super::fused::{on_cpu_f32, sigmoid, with_cpu_f32};
+use super::matmul::parallelism;
 
 /// One LSTM direction with PyTorch's parameter names and gate order (i, f, g, o).
 #[derive(Clone, Debug)]
@@ -373,34 +374,21 @@ unsafe fn gemm_rows(
     (rhs_rs, rhs_cs): (usize, usize),
     (m, n, k): (usize, usize, usize),
 ) {
-    let macs = m * n * k;
-    let par = if rayon::current_num_threads() > 1 && macs >= super::matmul::PARALLEL_MACS {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
-    } else {
-        gemm::Parallelism::None
+    let operand = |data: &[f32], rs, cs| Mat {
+        ptr: data.as_ptr(),
+        rs,
+        cs,
     };
-    // SAFETY: forwarded from the caller.
+    // SAFETY: forwarded from the caller; `dst` is contiguous m×n.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
+        sgemm(
+            (m, n, k),
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            (n, 1),
             true,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
+            operand(lhs, lhs_rs, lhs_cs),
+            operand(rhs, rhs_rs, rhs_cs),
+            parallelism(m * n * k),
         )
     }
 }

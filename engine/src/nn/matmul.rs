@@ -107,7 +107,7 @@ impl Operands {
     }
 }
 
-fn parallelism(macs: usize) -> Parallelism {
+pub(super) fn parallelism(macs: usize) -> Parallelism {
     let threads = rayon::current_num_threads();
     if threads > 1 && macs >= PARALLEL_MACS {
         Parallelism::Rayon(threads)
@@ -204,6 +204,53 @@ fn product_grads(
     Ok((grad_a, grad_b))
 }
 
+/// `a · b` (+ `bias` on every row): the forward pass of [`MatMul`] and [`MatMulBias`].
+fn product(
+    a: &CpuStorage,
+    a_l: &Layout,
+    b: &CpuStorage,
+    b_l: &Layout,
+    bias: Option<(&CpuStorage, &Layout)>,
+) -> Result<(CpuStorage, Shape)> {
+    let o = Operands::of(a_l, b_l)?;
+    let (a, b) = (
+        &cpu_f32(a)?[a_l.start_offset()..],
+        &cpu_f32(b)?[b_l.start_offset()..],
+    );
+    let mut dims = a_l.dims().to_vec();
+    *dims.last_mut().expect("rank >= 2") = o.n;
+    let mut y = uninit_f32(o.batch * o.m * o.n);
+    let accumulate = match bias {
+        Some((bias, bias_l)) => {
+            if o.b.0 != 0 || bias_l.dims() != [o.n] {
+                bail!(
+                    "matmul with bias: {:?} · {:?} + {:?} do not fit",
+                    a_l.dims(),
+                    b_l.dims(),
+                    bias_l.dims()
+                );
+            }
+            let bias = contiguous_f32(cpu_f32(bias)?, bias_l);
+            if o.n > 0 {
+                y.par_chunks_mut(o.n * 64).for_each(|rows| {
+                    rows.chunks_mut(o.n)
+                        .for_each(|row| row.copy_from_slice(&bias))
+                });
+            }
+            true
+        }
+        None if o.k == 0 => {
+            y.fill(0.0);
+            true
+        }
+        None => false, // gemm writes every element without reading it
+    };
+    if !y.is_empty() && o.k > 0 {
+        run(&o, a, b, &mut y, accumulate);
+    }
+    Ok((CpuStorage::F32(y), Shape::from(dims)))
+}
+
 struct MatMul;
 
 impl CustomOp2 for MatMul {
@@ -218,23 +265,7 @@ impl CustomOp2 for MatMul {
         b: &CpuStorage,
         b_l: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let o = Operands::of(a_l, b_l)?;
-        let (a, b) = (
-            &cpu_f32(a)?[a_l.start_offset()..],
-            &cpu_f32(b)?[b_l.start_offset()..],
-        );
-        let mut dims = a_l.dims().to_vec();
-        *dims.last_mut().expect("rank >= 2") = o.n;
-        let mut y = uninit_f32(o.batch * o.m * o.n); // gemm writes every element (no read)
-        if y.is_empty() {
-            return Ok((CpuStorage::F32(y), Shape::from(dims)));
-        }
-        if o.k == 0 {
-            y.fill(0.0);
-            return Ok((CpuStorage::F32(y), Shape::from(dims)));
-        }
-        run(&o, a, b, &mut y, false);
-        Ok((CpuStorage::F32(y), Shape::from(dims)))
+        product(a, a_l, b, b_l, None)
     }
 
     fn bwd(
@@ -264,33 +295,7 @@ impl CustomOp3 for MatMulBias {
         bias: &CpuStorage,
         bias_l: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let o = Operands::of(a_l, b_l)?;
-        if o.b.0 != 0 || bias_l.dims() != [o.n] {
-            bail!(
-                "matmul with bias: {:?} · {:?} + {:?} do not fit",
-                a_l.dims(),
-                b_l.dims(),
-                bias_l.dims()
-            );
-        }
-        let bias = contiguous_f32(cpu_f32(bias)?, bias_l);
-        let (a, b) = (
-            &cpu_f32(a)?[a_l.start_offset()..],
-            &cpu_f32(b)?[b_l.start_offset()..],
-        );
-        let mut dims = a_l.dims().to_vec();
-        *dims.last_mut().expect("rank >= 2") = o.n;
-        let mut y = uninit_f32(o.batch * o.m * o.n);
-        if o.n > 0 {
-            y.par_chunks_mut(o.n * 64).for_each(|rows| {
-                rows.chunks_mut(o.n)
-                    .for_each(|row| row.copy_from_slice(&bias))
-            });
-        }
-        if !y.is_empty() && o.k > 0 {
-            run(&o, a, b, &mut y, true);
-        }
-        Ok((CpuStorage::F32(y), Shape::from(dims)))
+        product(a, a_l, b, b_l, Some((bias, bias_l)))
     }
 
     fn bwd(
