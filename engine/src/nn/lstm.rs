@@ -581,19 +581,12 @@ mod tests {
         assert_eq!(ours.dims(), &[steps, batch, hidden]);
         assert!(max_abs_diff(&ours, &reference) < 1e-5);
         let upstream = random(&[steps, batch, hidden], 4, 1.0);
-        let mut wrt: Vec<Tensor> = vec![xs.as_tensor().clone(), h0.as_tensor().clone()];
-        wrt.push(c0.as_tensor().clone());
-        wrt.extend(map.all_vars().iter().map(|v| v.as_tensor().clone()));
-        let grads = |y: &Tensor| {
-            let g = (y * &upstream)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            wrt.iter()
-                .map(|v| g.get(v).unwrap().clone())
-                .collect::<Vec<_>>()
+        let vars = map.all_vars();
+        let mut wrt = vec![xs.as_tensor(), h0.as_tensor(), c0.as_tensor()];
+        wrt.extend(vars.iter().map(|v| v.as_tensor()));
+        let grads = |y: &Tensor| -> Vec<Tensor> {
+            let g = crate::nn::test_support::gradients(y, &upstream, &wrt);
+            g.into_iter().map(|g| g.expect("a gradient")).collect()
         };
         for (i, (a, b)) in grads(&ours).iter().zip(grads(&reference)).enumerate() {
             let diff = max_abs_diff(a, &b);

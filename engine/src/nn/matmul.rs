@@ -355,6 +355,7 @@ impl Module for Linear {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::test_support::{gradients, max_abs_diff};
     use candle_core::{Device, Var};
 
     fn random(shape: &[usize], seed: u64) -> Tensor {
@@ -363,18 +364,6 @@ mod tests {
         let n = shape.iter().product();
         let data: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
         Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        assert_eq!(a.dims(), b.dims());
-        let (a, b) = (
-            a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-            b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-        );
-        a.iter()
-            .zip(&b)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max)
     }
 
     /// Forward and both gradients against candle's `broadcast_matmul`, with `a` and `b` built
@@ -398,16 +387,8 @@ mod tests {
         );
         let upstream = random(ours.dims(), 3);
         let grads = |y: &Tensor| {
-            let g = (y * &upstream)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            (
-                g.get(va.as_tensor()).unwrap().clone(),
-                g.get(vb.as_tensor()).unwrap().clone(),
-            )
+            let g = gradients(y, &upstream, &[va.as_tensor(), vb.as_tensor()]);
+            (g[0].clone().unwrap(), g[1].clone().unwrap())
         };
         let (ga, gb) = grads(&ours);
         let (ra, rb) = grads(&reference);
@@ -452,13 +433,11 @@ mod tests {
             }
             let upstream = random(ours.dims(), 4);
             let grads = |y: &Tensor| {
-                let g = (y * &upstream)
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .backward()
-                    .unwrap();
-                [a.as_tensor(), b.as_tensor(), bias.as_tensor()].map(|v| g.get(v).cloned())
+                gradients(
+                    y,
+                    &upstream,
+                    &[a.as_tensor(), b.as_tensor(), bias.as_tensor()],
+                )
             };
             for (ours, reference) in grads(&ours).iter().zip(grads(&reference).iter()) {
                 match (ours, reference) {

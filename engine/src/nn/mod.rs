@@ -6,6 +6,8 @@ pub mod fused;
 pub mod huge_pages;
 pub mod lstm;
 pub mod matmul;
+#[cfg(test)]
+mod test_support;
 pub mod winograd;
 
 pub use conv::Conv2d;
