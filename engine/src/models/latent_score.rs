@@ -159,25 +159,10 @@ impl Block {
         })
     }
 
-    /// `[b, l, d]` → `[b, l, d]`; `grad`: through ops that pass gradients back.
-    fn forward(&self, x: &Tensor, grad: bool) -> Result<Tensor> {
-        let (b, l, d) = x.dims3()?;
-        let hd = d / self.heads;
+    /// `[b, l, d]` → `[b, l, d]`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let qkv = self.qkv.forward(&self.norm1.forward(x)?)?; // [b, l, 3d]
-        let qkv = qkv
-            .reshape((b, l, 3, self.heads, hd))?
-            .permute((2, 0, 3, 1, 4))?; // [3, b, h, l, hd]
-        let q = qkv.get(0)?.contiguous()?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        let att = (crate::nn::matmul(&q, &k.t()?)? / (hd as f64).sqrt())?; // [b, h, l, l]
-        let att = if grad {
-            candle_nn::ops::softmax(&att, D::Minus1)?
-        } else {
-            candle_nn::ops::softmax_last_dim(&att)?
-        };
-        let mixed = crate::nn::matmul(&att, &v)?; // [b, h, l, hd]
-        let mixed = mixed.transpose(1, 2)?.reshape((b, l, d))?;
+        let mixed = crate::nn::self_attention(&qkv, self.heads)?; // [b, l, d]
         let x = (x + self.attn_out.forward(&mixed)?)?;
         let h = crate::nn::gelu(&self.mlp_in.forward(&self.norm2.forward(&x)?)?)?;
         x + self.mlp_out.forward(&h)?
@@ -243,18 +228,9 @@ impl LatentScore {
     }
 
     /// The predicted noise ε̂ `[b, positions, z_dim]` of `x` `[b, positions, z_dim]` at times
-    /// `t` `[b]` (f32, in (0, 1]), for sampling (fused kernels without backward passes).
+    /// `t` `[b]` (f32, in (0, 1]). Every op passes gradients back (candle's fused layer norm
+    /// and softmax do not, which once left all but the output layer untrained).
     pub fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
-        self.forward_with(x, t, false)
-    }
-
-    /// [`LatentScore::forward`] for training: every op passes gradients back (candle's fused
-    /// layer norm and softmax do not, which once left all but the output layer untrained).
-    pub fn forward_train(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
-        self.forward_with(x, t, true)
-    }
-
-    fn forward_with(&self, x: &Tensor, t: &Tensor, grad: bool) -> Result<Tensor> {
         let temb = self.time_features(t)?; // [b, d]
         let temb = self
             .time_out
@@ -264,7 +240,7 @@ impl LatentScore {
             .broadcast_add(&self.position.unsqueeze(0)?)?
             .broadcast_add(&temb.unsqueeze(1)?)?;
         for block in &self.blocks {
-            h = block.forward(&h, grad)?;
+            h = block.forward(&h)?;
         }
         let correction = self.output.forward(&self.norm.forward(&h)?)?;
         // ε̂ = σ(t)·x + network: σ(t)·x is the exact noise predictor of standard normal data
@@ -318,7 +294,7 @@ mod tests {
     use candle_nn::VarMap;
 
     #[test]
-    fn training_reaches_every_weight_and_both_paths_agree() {
+    fn training_reaches_every_weight() {
         let cfg = Config {
             d_model: 32,
             heads: 4,
@@ -330,11 +306,8 @@ mod tests {
         let model = LatentScore::new(&cfg, vb).unwrap();
         let x = Tensor::randn(0f32, 1.0, (3, cfg.positions, cfg.z_dim), &Device::Cpu).unwrap();
         let t = Tensor::new(&[0.1f32, 0.5, 0.9], &Device::Cpu).unwrap();
-        let fast = model.forward(&x, &t).unwrap();
-        let train = model.forward_train(&x, &t).unwrap();
-        let diff = (fast - &train).unwrap().abs().unwrap().max_all().unwrap();
-        assert!(diff.to_scalar::<f32>().unwrap() < 1e-4);
-        let grads = train.sqr().unwrap().mean_all().unwrap().backward().unwrap();
+        let y = model.forward(&x, &t).unwrap();
+        let grads = y.sqr().unwrap().mean_all().unwrap().backward().unwrap();
         let vars = varmap.data().lock().unwrap();
         for name in [
             "blocks.0.norm1.weight",

@@ -937,11 +937,7 @@ mod tests {
     use candle_nn::VarMap;
 
     fn random(shape: &[usize], seed: u64) -> Tensor {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let n = shape.iter().product();
-        let data: Vec<f32> = (0..n).map(|_| rng.random_range(-2.0..2.0)).collect();
-        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+        super::super::test_support::random(shape, seed, 2.0)
     }
 
     fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {

@@ -530,15 +530,8 @@ impl CustomOp2 for LstmGates {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
-    use rand::{Rng, SeedableRng};
-
-    fn random(shape: &[usize], seed: u64, scale: f32) -> Tensor {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let n = shape.iter().product();
-        let data: Vec<f32> = (0..n).map(|_| rng.random_range(-scale..scale)).collect();
-        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
-    }
+    use crate::nn::test_support::random;
+    use candle_core::Var;
 
     fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)

@@ -1,5 +1,6 @@
 //! Neural-network building blocks shared by the models, tuned for the CPU.
 
+pub mod attention;
 pub mod conv;
 pub mod conv_kernel;
 pub mod fused;
@@ -10,6 +11,7 @@ pub mod matmul;
 mod test_support;
 pub mod winograd;
 
+pub use attention::self_attention;
 pub use conv::Conv2d;
 pub use conv_kernel::{ConvGeometry, candle_conv2d, conv2d};
 pub use fused::{

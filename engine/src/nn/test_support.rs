@@ -26,3 +26,12 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f32::max)
 }
+
+/// A tensor of `shape` with elements uniform in `[-scale, scale)`, from a seeded ChaCha8.
+pub fn random(shape: &[usize], seed: u64, scale: f32) -> Tensor {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let n = shape.iter().product();
+    let data: Vec<f32> = (0..n).map(|_| rng.random_range(-scale..scale)).collect();
+    Tensor::from_vec(data, shape, &candle_core::Device::Cpu).unwrap()
+}

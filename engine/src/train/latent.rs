@@ -206,7 +206,7 @@ pub fn dsm_loss(model: &LatentScore, x0: &Tensor, t: &[f32], noise: &[f32]) -> R
     let eps = Tensor::from_slice(noise, (b, l, z), device)?;
     let xt = (x0.broadcast_mul(&m)? + eps.broadcast_mul(&s)?)?;
     let tt = Tensor::from_slice(t, b, device)?;
-    Ok(mse(&model.forward_train(&xt, &tt)?, &eps)?)
+    Ok(mse(&model.forward(&xt, &tt)?, &eps)?)
 }
 
 fn learning_rate(opts: &LatentTrainOptions, step: usize, progress: f64) -> f64 {
