@@ -174,6 +174,9 @@ pub struct EvalArgs {
     /// Also append the table to this model card (e.g. assets/latent/CARD.md).
     #[arg(long)]
     pub card: Option<PathBuf>,
+    /// Nottingham split to compare with and infill: test to report, valid to choose on.
+    #[arg(long, default_value = "test")]
+    pub split: bandmate::data::Split,
     #[command(flatten)]
     pub model: ModelArgs,
 }
@@ -295,6 +298,9 @@ pub fn run(args: LatentArgs) -> Result<()> {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let models = a.model.load()?;
+            if a.card.is_some() && a.split != bandmate::data::Split::Test {
+                bail!("--card reports the test split; leave it out with --split {}", a.split);
+            }
             let lm = models.melody();
             let rows = evaluate_latent(
                 &lm,
@@ -303,6 +309,7 @@ pub fn run(args: LatentArgs) -> Result<()> {
                     seed: a.model.seed,
                     samplers,
                     steps: a.model.steps.unwrap_or(0),
+                    split: a.split,
                     data_root: bandmate::data::default_data_root(),
                     cache_dir: bandmate::data::default_cache_dir(),
                 },
