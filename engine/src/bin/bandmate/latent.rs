@@ -299,7 +299,10 @@ pub fn run(args: LatentArgs) -> Result<()> {
                 .collect::<Result<Vec<_>>>()?;
             let models = a.model.load()?;
             if a.card.is_some() && a.split != bandmate::data::Split::Test {
-                bail!("--card reports the test split; leave it out with --split {}", a.split);
+                bail!(
+                    "--card reports the test split; leave it out with --split {}",
+                    a.split
+                );
             }
             let lm = models.melody();
             let rows = evaluate_latent(
