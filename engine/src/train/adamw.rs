@@ -9,7 +9,7 @@ use candle_core::{Tensor, Var, backprop::GradStore};
 use candle_nn::VarMap;
 use rayon::prelude::*;
 
-use crate::nn::fused::with_cpu_f32;
+use crate::nn::fused::{on_cpu_f32, with_cpu_f32};
 use crate::nn::huge_pages::uninit_f32;
 
 pub struct AdamW {
@@ -80,6 +80,14 @@ impl AdamW {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
+            if !on_cpu_f32(var.as_tensor()) {
+                let (param, m, v) =
+                    self.step_by_ops(self.step, var.as_tensor(), g, &self.m[i], &self.v[i])?;
+                var.set(&param)?;
+                self.m[i] = m;
+                self.v[i] = v;
+                continue;
+            }
             let (param, m, v) = with_cpu_f32(var.as_tensor(), |p| {
                 with_cpu_f32(g, |g| {
                     with_cpu_f32(&self.m[i], |m| {
@@ -93,6 +101,25 @@ impl AdamW {
             self.v[i] = Tensor::from_vec(v, shape, device)?;
         }
         Ok(())
+    }
+
+    /// The update of step `step` in candle ops: for tensors off the CPU, and the reference for
+    /// the fused loop in tests. Returns the new parameters and moments.
+    fn step_by_ops(
+        &self,
+        step: usize,
+        param: &Tensor,
+        g: &Tensor,
+        m: &Tensor,
+        v: &Tensor,
+    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let bc1 = 1.0 - self.beta1.powi(step as i32);
+        let bc2 = 1.0 - self.beta2.powi(step as i32);
+        let m = ((m * self.beta1)? + (g * (1.0 - self.beta1))?)?;
+        let v = ((v * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
+        let update = ((&m / bc1)? / ((&v / bc2)?.sqrt()? + self.eps)?)?;
+        let decayed = (param * (1.0 - self.lr * self.weight_decay))?;
+        Ok(((decayed - (update * self.lr)?)?, m, v))
     }
 
     /// Write the moments to `path` (safetensors, `m.NAME` and `v.NAME`).
@@ -215,28 +242,6 @@ mod tests {
         assert!(got.iter().all(|x| (x - 3.0).abs() < 0.05), "{got:?}");
     }
 
-    /// The update written with candle ops, as this optimizer computed it before the fused loop.
-    fn reference_step(
-        opt: &AdamW,
-        step: usize,
-        param: &Tensor,
-        g: &Tensor,
-        m: &Tensor,
-        v: &Tensor,
-    ) -> (Tensor, Tensor, Tensor) {
-        let bc1 = 1.0 - opt.beta1.powi(step as i32);
-        let bc2 = 1.0 - opt.beta2.powi(step as i32);
-        let m = ((m * opt.beta1).unwrap() + (g * (1.0 - opt.beta1)).unwrap()).unwrap();
-        let v =
-            ((v * opt.beta2).unwrap() + (g.sqr().unwrap() * (1.0 - opt.beta2)).unwrap()).unwrap();
-        let update = ((&m / bc1).unwrap()
-            / ((&v / bc2).unwrap().sqrt().unwrap() + opt.eps).unwrap())
-        .unwrap();
-        let decayed = (param * (1.0 - opt.lr * opt.weight_decay)).unwrap();
-        let param = (decayed - (update * opt.lr).unwrap()).unwrap();
-        (param, m, v)
-    }
-
     fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
             .unwrap()
@@ -281,8 +286,9 @@ mod tests {
             let mut expected = Vec::new();
             for (k, var) in [&big, &small].into_iter().enumerate() {
                 let g = grads.get(var).unwrap();
-                let (param, m, v) =
-                    reference_step(&opt, step, var, g, &expected_m[k], &expected_v[k]);
+                let (param, m, v) = opt
+                    .step_by_ops(step, var, g, &expected_m[k], &expected_v[k])
+                    .unwrap();
                 expected.push(param);
                 expected_m[k] = m;
                 expected_v[k] = v;
