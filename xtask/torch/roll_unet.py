@@ -69,7 +69,13 @@ class RollUnet(nn.Module):
             for _ in range(cfg["res_blocks"] + 1):
                 level.res.append(ResBlock(ch + skips.pop(), cout, cfg))
                 ch = cout
-            level.up = nn.Conv2d(ch, ch, 3, padding=1) if i > 0 else None
+            if i > 0:
+                # Before upsampling it maps to the next level's channels, after it keeps them.
+                cout = base * mults[i - 1] if cfg.get("conv_before_upsample") else ch
+                level.up = nn.Conv2d(ch, cout, 3, padding=1)
+                ch = cout
+            else:
+                level.up = None
             up[i] = level
         self.up = nn.ModuleList(up)
         self.norm_out = nn.GroupNorm(cfg["groups"], ch, eps=1e-5)
@@ -94,7 +100,11 @@ class RollUnet(nn.Module):
         for level in reversed(self.up):
             for block in level.res:
                 h = block(torch.cat([h, skips.pop()], 1), temb)
-            if level.up is not None:
+            if level.up is None:
+                pass
+            elif self.cfg.get("conv_before_upsample"):
+                h = F.interpolate(level.up(h), scale_factor=2, mode="nearest")
+            else:
                 h = level.up(F.interpolate(h, scale_factor=2, mode="nearest"))
         return self.conv_out(F.silu(self.norm_out(h)))
 
