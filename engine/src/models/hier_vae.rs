@@ -18,9 +18,9 @@ use candle_core::{DType, Device, Module, Result, Tensor, bail};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use super::music_vae::{VaeOutput, emit_tokens, one_hot, reparameterize, tokens_tensor};
+use super::music_vae::{VaeOutput, emit_tokens, reparameterize, tokens_tensor};
 use crate::data::melody::CLASSES;
-use crate::nn::lstm::LstmCell;
+use crate::nn::lstm::{LstmCell, SequenceInput, bidirectional_ends};
 
 /// Shapes of the network (stored as `config.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -131,22 +131,6 @@ pub struct HierVae {
     output: Linear,
 }
 
-/// Runs a bidirectional LSTM over `x` `[batch, steps, in]` and returns the last forward
-/// and the first backward hidden states concatenated: `[batch, 2·hidden]`.
-fn bidirectional_ends(fwd: &LstmCell, bwd: &LstmCell, x: &Tensor, hidden: usize) -> Result<Tensor> {
-    let (b, n, _) = x.dims3()?;
-    let xs = x.transpose(0, 1)?.contiguous()?; // [steps, batch, in]
-    let reversed: Vec<u32> = (0..n as u32).rev().collect();
-    let reversed = Tensor::from_vec(reversed, n, x.device())?;
-    let (wf, wb) = (fwd.weights()?, bwd.weights()?);
-    let zeros = Tensor::zeros((b, hidden), DType::F32, x.device())?;
-    let hf = wf.sequence(&xs, &zeros, &zeros)?.get(n - 1)?;
-    let hb = wb
-        .sequence(&xs.index_select(&reversed, 0)?, &zeros, &zeros)?
-        .get(n - 1)?;
-    Tensor::cat(&[hf, hb], 1)
-}
-
 /// (h, c) from `tanh(layer(x))`, split in halves of `hidden`.
 fn init_state(layer: &Linear, x: &Tensor, hidden: usize) -> Result<(Tensor, Tensor)> {
     let hc = layer.forward(x)?.tanh()?; // [batch, 2·hidden]
@@ -192,29 +176,26 @@ impl HierVae {
         &self.cfg
     }
 
-    fn one_hot(&self, tokens: &Tensor) -> Result<Tensor> {
-        one_hot(tokens, self.cfg.classes)
-    }
-
     /// μ and log σ² (`[batch, z_dim]` each) of `[batch, bars·16]` u32 tokens.
     pub fn encode(&self, tokens: &Tensor) -> Result<(Tensor, Tensor)> {
         let c = &self.cfg;
         let (b, _) = tokens.dims2()?;
-        let x = self
-            .one_hot(tokens)?
-            .reshape((b * c.bars, c.steps_per_bar, c.classes))?; // [batch·bars, 16, classes]
+        let ts = tokens
+            .reshape((b * c.bars, c.steps_per_bar))?
+            .t()?
+            .contiguous()?; // [16, batch·bars]
         let bars = bidirectional_ends(
             &self.bar_encoder_fwd,
             &self.bar_encoder_bwd,
-            &x,
-            c.bar_encoder_hidden,
+            SequenceInput::Tokens(&ts, c.classes),
         )? // [batch·bars, 2·Hb]
-        .reshape((b, c.bars, 2 * c.bar_encoder_hidden))?;
+        .reshape((b, c.bars, 2 * c.bar_encoder_hidden))?
+        .transpose(0, 1)?
+        .contiguous()?; // [bars, batch, 2·Hb]
         let h = bidirectional_ends(
             &self.encoder_fwd,
             &self.encoder_bwd,
-            &bars,
-            c.encoder_hidden,
+            SequenceInput::Dense(&bars),
         )?; // [batch, 2·H]
         Ok((self.mu.forward(&h)?, self.log_var.forward(&h)?))
     }
@@ -238,23 +219,18 @@ impl HierVae {
         let (b, steps) = tokens.dims2()?;
         let (rows, e) = (b * c.bars, c.bar_embedding);
         let embeddings = self.conduct(z)?.reshape((rows, e))?; // [batch·bars, E]
-        let target = self.one_hot(tokens)?; // [batch, steps, classes]
-        let start = Tensor::zeros((b, 1, c.classes), DType::F32, z.device())?;
-        let previous = Tensor::cat(&[start, target.narrow(1, 0, steps - 1)?], 1)?.reshape((
-            rows,
-            c.steps_per_bar,
-            c.classes,
-        ))?;
-        let es = embeddings
-            .unsqueeze(1)?
-            .broadcast_as((rows, c.steps_per_bar, e))?
+        // The previous token at every step (`classes`, an all-zero input, at the first), each
+        // bar a row: [16, batch·bars].
+        let start = Tensor::full(c.classes as u32, (b, 1), tokens.device())?;
+        let previous = Tensor::cat(&[&start, &tokens.narrow(1, 0, steps - 1)?], 1)?
+            .reshape((rows, c.steps_per_bar))?
+            .t()?
             .contiguous()?;
-        let inputs = Tensor::cat(&[previous, es], 2)?
-            .transpose(0, 1)?
-            .contiguous()?; // [16, rows, classes + E]
         let cell = self.decoder.weights()?;
+        // The input is [one-hot previous token, the bar's embedding].
+        let gx = cell.one_hot_gates(&previous, c.classes, Some(&embeddings))?; // [16, rows, 4·H]
         let (h, cs) = init_state(&self.decoder_init, &embeddings, c.decoder_hidden)?;
-        let hs = cell.sequence(&inputs, &h, &cs)?; // [16, rows, H]
+        let hs = cell.recurrence(&gx, &h, &cs)?; // [16, rows, H]
         let hs = hs.transpose(0, 1)?.contiguous()?; // [rows, 16, H]
         self.output.forward(&hs)?.reshape((b, steps, c.classes))
     }

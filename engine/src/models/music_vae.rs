@@ -17,7 +17,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::data::melody::{CLASSES, WINDOW_STEPS};
-use crate::nn::lstm::LstmCell;
+use crate::nn::lstm::{LstmCell, SequenceInput, bidirectional_ends};
 
 /// Shapes of the network (stored as `config.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -149,17 +149,9 @@ impl MusicVae {
 
     /// μ and log σ² (`[batch, z_dim]` each) of `[batch, steps]` u32 tokens.
     pub fn encode(&self, tokens: &Tensor) -> Result<(Tensor, Tensor)> {
-        let x = self.one_hot(tokens)?; // [batch, steps, classes]
-        let (b, steps, _) = x.dims3()?;
-        let xs = x.transpose(0, 1)?.contiguous()?; // [steps, batch, classes]
-        let reversed: Vec<u32> = (0..steps as u32).rev().collect();
-        let reversed = Tensor::from_vec(reversed, steps, x.device())?;
-        let xs_reversed = xs.index_select(&reversed, 0)?;
-        let (fwd, bwd) = (self.encoder_fwd.weights()?, self.encoder_bwd.weights()?);
-        let zeros = Tensor::zeros((b, self.cfg.encoder_hidden), DType::F32, x.device())?;
-        let hf = fwd.sequence(&xs, &zeros, &zeros)?.get(steps - 1)?; // [batch, H]
-        let hb = bwd.sequence(&xs_reversed, &zeros, &zeros)?.get(steps - 1)?;
-        let h = Tensor::cat(&[hf, hb], 1)?; // [batch, 2·H]
+        let ts = tokens.t()?.contiguous()?; // [steps, batch]
+        let input = SequenceInput::Tokens(&ts, self.cfg.classes);
+        let h = bidirectional_ends(&self.encoder_fwd, &self.encoder_bwd, input)?; // [batch, 2·H]
         Ok((self.mu.forward(&h)?, self.log_var.forward(&h)?))
     }
 
@@ -174,15 +166,15 @@ impl MusicVae {
     /// and the target tokens `[batch, steps]` (u32).
     pub fn decode_teacher_forced(&self, z: &Tensor, tokens: &Tensor) -> Result<Tensor> {
         let (b, steps) = tokens.dims2()?;
-        let target = self.one_hot(tokens)?; // [batch, steps, classes]
-        let start = Tensor::zeros((b, 1, self.cfg.classes), DType::F32, z.device())?;
-        let previous = Tensor::cat(&[start, target.narrow(1, 0, steps - 1)?], 1)?;
-        let zs = z.unsqueeze(1)?.broadcast_as((b, steps, self.cfg.z_dim))?;
-        let inputs = Tensor::cat(&[previous, zs.contiguous()?], 2)?; // [batch, steps, classes + z]
-        let inputs = inputs.transpose(0, 1)?.contiguous()?; // [steps, batch, classes + z]
+        let classes = self.cfg.classes;
+        // The previous token at every step; `classes` (an all-zero input) at the first.
+        let start = Tensor::full(classes as u32, (1, b), tokens.device())?;
+        let previous = Tensor::cat(&[&start, &tokens.t()?.narrow(0, 0, steps - 1)?], 0)?; // [steps, batch]
         let cell = self.decoder.weights()?;
+        // The input is [one-hot previous token, z]: a row lookup plus z's share, once.
+        let gx = cell.one_hot_gates(&previous.contiguous()?, classes, Some(z))?; // [steps, batch, 4·H]
         let (h, c) = self.initial_state(z)?;
-        let hs = cell.sequence(&inputs, &h, &c)?; // [steps, batch, H]
+        let hs = cell.recurrence(&gx, &h, &c)?; // [steps, batch, H]
         let hs = hs.transpose(0, 1)?.contiguous()?; // [batch, steps, H]
         self.output.forward(&hs) // [batch, steps, classes]
     }

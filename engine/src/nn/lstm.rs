@@ -1,7 +1,9 @@
-//! An LSTM direction written for the CPU: one matmul of `[x_t, h]` with the stacked weights per
-//! step (candle's cell does two matmuls and two bias adds). The weights keep PyTorch's `nn.LSTM`
-//! names (`weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0`, `…_reverse` for the
-//! backward direction) and gate order (i, f, g, o).
+//! An LSTM direction written for the CPU. A sequence is one matmul of all its inputs with the
+//! input weights (or, for one-hot inputs, a row lookup) followed by one op for the recurrence,
+//! whose steps multiply only `h` by the recurrent weights; a single step is one matmul of
+//! `[x_t, h]` with the stacked weights (candle's cell does two matmuls and two bias adds). The
+//! weights keep PyTorch's `nn.LSTM` names (`weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`,
+//! `bias_hh_l0`, `…_reverse` for the backward direction) and gate order (i, f, g, o).
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
 use candle_nn::VarBuilder;
@@ -31,6 +33,7 @@ pub struct LstmWeights {
     w_t: Tensor,
     /// `[4·hidden]`: `bias_ih + bias_hh`.
     bias: Tensor,
+    input: usize,
     hidden: usize,
 }
 
@@ -59,6 +62,7 @@ impl LstmCell {
         Ok(LstmWeights {
             w_t: Tensor::cat(&[self.w_ih.t()?, self.w_hh.t()?], 0)?.contiguous()?,
             bias: (&self.b_ih + &self.b_hh)?,
+            input: self.w_ih.dim(1)?,
             hidden: self.hidden,
         })
     }
@@ -77,133 +81,329 @@ impl LstmWeights {
         }
         lstm_gates_reference(&gates, c, n)
     }
-}
 
-impl LstmWeights {
-    /// Every hidden state of a run over `xs` `[steps, batch, in]` from `h0`, `c0`
-    /// `[batch, hidden]`, as `[steps, batch, hidden]`: one op with its own backward
-    /// (backpropagation through time), where [`LstmWeights::step`] records about ten candle
-    /// ops per step (and their zero-padded gradients) on the autograd graph.
-    pub fn sequence(&self, xs: &Tensor, h0: &Tensor, c0: &Tensor) -> Result<Tensor> {
-        let n = self.hidden;
-        if !(on_cpu_f32(xs) && on_cpu_f32(h0) && on_cpu_f32(c0) && on_cpu_f32(&self.w_t)) {
-            let (mut h, mut c) = (h0.clone(), c0.clone());
-            let mut hs = Vec::new();
-            for t in 0..xs.dim(0)? {
-                (h, c) = self.step(&xs.get(t)?, &h, &c)?;
-                hs.push(h.clone());
+    /// The input's share of every step's gates, bias included: `xs` `[steps, batch, in]` ->
+    /// `[steps, batch, 4·hidden]`, one matmul for the whole sequence.
+    pub fn input_gates(&self, xs: &Tensor) -> Result<Tensor> {
+        let (_, _, input) = xs.dims3()?;
+        if input != self.input {
+            bail!("lstm: inputs of size {input} for a cell of {}", self.input)
+        }
+        super::matmul::matmul_bias(xs, &self.w_t.narrow(0, 0, input)?, &self.bias)
+    }
+
+    /// [`LstmWeights::input_gates`] of one-hot inputs, without building them: `tokens`
+    /// `[steps, batch]` (u32 below `classes`, or `classes` itself for an all-zero input such as
+    /// a decoder's first step) select rows of the first `classes` input weights. The remaining
+    /// `in − classes` inputs are `rest` `[batch, in − classes]`, the same at every step (a
+    /// decoder's z), or absent when the input is only the one-hot part.
+    pub fn one_hot_gates(
+        &self,
+        tokens: &Tensor,
+        classes: usize,
+        rest: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (steps, batch) = tokens.dims2()?;
+        let four_n = 4 * self.hidden;
+        let Some(extra) = self.input.checked_sub(classes) else {
+            bail!(
+                "lstm: {classes} classes for a cell of {} inputs",
+                self.input
+            )
+        };
+        let per_sequence = match rest {
+            Some(rest) => {
+                if rest.dims() != [batch, extra] {
+                    bail!(
+                        "lstm: the constant input is {:?}, not [{batch}, {extra}]",
+                        rest.dims()
+                    )
+                }
+                let w_rest = self.w_t.narrow(0, classes, extra)?; // [in − classes, 4·hidden]
+                super::matmul::matmul_bias(rest, &w_rest, &self.bias)? // [batch, 4·hidden]
             }
-            return Tensor::stack(&hs, 0);
+            None if extra == 0 => self.bias.unsqueeze(0)?,
+            None => bail!("lstm: {extra} inputs besides the one-hot part are missing"),
+        };
+        if batch > 0 && on_cpu_f32(&self.w_t) && on_cpu_f32(&per_sequence) {
+            let ids = tokens.flatten_all()?.to_vec1::<u32>()?;
+            if let Some(bad) = ids.iter().find(|&&id| id as usize > classes) {
+                bail!("lstm: token {bad} of {classes} classes")
+            }
+            return self.w_t.apply_op2(
+                &per_sequence,
+                OneHotGates {
+                    ids,
+                    classes,
+                    batch,
+                },
+            );
+        }
+        let zero_row = Tensor::zeros((1, four_n), self.w_t.dtype(), self.w_t.device())?;
+        let table = Tensor::cat(&[&self.w_t.narrow(0, 0, classes)?, &zero_row], 0)?; // [classes + 1, 4·hidden]
+        table
+            .index_select(&tokens.flatten_all()?, 0)?
+            .reshape((steps, batch, four_n))?
+            .broadcast_add(&per_sequence) // [steps, batch, 4·hidden]
+    }
+
+    /// Every hidden state of a run over `xs` `[steps, batch, in]` from `h0`, `c0`
+    /// `[batch, hidden]`, as `[steps, batch, hidden]`.
+    pub fn sequence(&self, xs: &Tensor, h0: &Tensor, c0: &Tensor) -> Result<Tensor> {
+        self.recurrence(&self.input_gates(xs)?, h0, c0)
+    }
+
+    /// Every hidden state `[steps, batch, hidden]` from `h0`, `c0` `[batch, hidden]`, given the
+    /// inputs' share of the gates `gx` `[steps, batch, 4·hidden]` ([`LstmWeights::input_gates`]
+    /// or [`LstmWeights::one_hot_gates`]): one op with its own backward (backpropagation
+    /// through time) whose steps multiply only `h` by the recurrent weights, where
+    /// [`LstmWeights::recurrence_by_ops`] records about ten candle ops per step.
+    pub fn recurrence(&self, gx: &Tensor, h0: &Tensor, c0: &Tensor) -> Result<Tensor> {
+        let w_hh = self.w_t.narrow(0, self.input, self.hidden)?; // [hidden, 4·hidden]
+        if !(on_cpu_f32(gx) && on_cpu_f32(h0) && on_cpu_f32(c0) && on_cpu_f32(&w_hh)) {
+            return self.recurrence_by_ops(gx, h0, c0);
         }
         let hc0 = Tensor::cat(&[h0, c0], 1)?; // [batch, 2·hidden]
-        let wb = Tensor::cat(&[&self.w_t, &self.bias.unsqueeze(0)?], 0)?; // [in + hidden + 1, 4·hidden]
-        xs.apply_op3(
+        gx.apply_op3(
             &hc0,
-            &wb,
-            LstmSequence {
-                hidden: n,
+            &w_hh,
+            LstmRecurrence {
+                hidden: self.hidden,
                 saved: std::sync::Mutex::new(None),
             },
         )
     }
+
+    /// [`LstmWeights::recurrence`] in candle ops, step by step (other devices; the tests'
+    /// reference).
+    pub fn recurrence_by_ops(&self, gx: &Tensor, h0: &Tensor, c0: &Tensor) -> Result<Tensor> {
+        let w_hh = self.w_t.narrow(0, self.input, self.hidden)?;
+        let (mut h, mut c) = (h0.clone(), c0.clone());
+        let mut hs = Vec::new();
+        for t in 0..gx.dim(0)? {
+            let gates = (gx.get(t)? + h.matmul(&w_hh)?)?; // [batch, 4·hidden]
+            (h, c) = lstm_gates_reference(&gates, &c, self.hidden)?;
+            hs.push(h.clone());
+        }
+        Tensor::stack(&hs, 0)
+    }
 }
 
-/// [`LstmWeights::sequence`] as one op: inputs `xs` `[steps, batch, in]`, `hc0`
-/// `[batch, 2·hidden]` (h0 then c0), `wb` `[in + hidden + 1, 4·hidden]` (the stacked weights
-/// with the bias as the last row); output every h `[steps, batch, hidden]`.
-struct LstmSequence {
+/// [`LstmWeights::one_hot_gates`] as one op: inputs the stacked weights `w_t`
+/// `[in + hidden, 4·hidden]` (only the first `classes` rows are read) and the per-sequence
+/// share (bias included) `[batch or 1, 4·hidden]`; output `[steps, batch, 4·hidden]`. In candle
+/// ops the broadcast add and the sum that is its backward took a quarter of a MusicVAE training
+/// step.
+struct OneHotGates {
+    /// Tokens `[steps · batch]`, step-major; `classes` is the all-zero input.
+    ids: Vec<u32>,
+    classes: usize,
+    batch: usize,
+}
+
+impl OneHotGates {
+    /// (rows of `w_t`, 4·hidden, rows of the per-sequence share), checked.
+    fn dims(&self, w_l: &Layout, per_l: &Layout) -> Result<(usize, usize, usize)> {
+        let (&[rows, width], &[per_rows, per_width]) = (w_l.dims(), per_l.dims()) else {
+            bail!("one-hot gates: expected [in + hidden, 4·hidden] and [batch, 4·hidden]")
+        };
+        if per_width != width
+            || !(per_rows == 1 || per_rows == self.batch)
+            || rows < self.classes
+            || !self.ids.len().is_multiple_of(self.batch.max(1))
+        {
+            bail!(
+                "one-hot gates: weights {:?}, per-sequence share {:?}, {} tokens in rows of {}",
+                w_l.dims(),
+                per_l.dims(),
+                self.ids.len(),
+                self.batch
+            )
+        }
+        Ok((rows, width, per_rows))
+    }
+}
+
+impl CustomOp2 for OneHotGates {
+    fn name(&self) -> &'static str {
+        "lstm-one-hot-gates"
+    }
+
+    fn cpu_fwd(
+        &self,
+        w: &CpuStorage,
+        w_l: &Layout,
+        per: &CpuStorage,
+        per_l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, width, per_rows) = self.dims(w_l, per_l)?;
+        let w = contiguous_f32(cpu_f32(w)?, w_l);
+        let per = contiguous_f32(cpu_f32(per)?, per_l);
+        let mut out = vec![0f32; self.ids.len() * width];
+        out.par_chunks_mut(width)
+            .zip(self.ids.par_iter())
+            .enumerate()
+            .for_each(|(row, (out, &id))| {
+                let shared = &per[(row % self.batch) % per_rows * width..][..width];
+                let id = id as usize;
+                if id < self.classes {
+                    let w_row = &w[id * width..][..width];
+                    for ((o, a), b) in out.iter_mut().zip(w_row).zip(shared) {
+                        *o = a + b;
+                    }
+                } else {
+                    out.copy_from_slice(shared);
+                }
+            });
+        let steps = self.ids.len() / self.batch;
+        Ok((
+            CpuStorage::F32(out),
+            Shape::from((steps, self.batch, width)),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        w: &Tensor,
+        per: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (rows, width, per_rows) = self.dims(w.layout(), per.layout())?;
+        let (gw, gper) = with_cpu_f32(grad_res, |g| {
+            // Each token's row of the weights gathers the gradients of the cells it fed; the
+            // per-sequence share gathers its sequence's (or everything, when shared).
+            let mut gw = vec![0f32; rows * width];
+            let mut gper = vec![0f32; per_rows * width];
+            for (row, (g, &id)) in g.chunks(width).zip(&self.ids).enumerate() {
+                let id = id as usize;
+                if id < self.classes {
+                    let dst = &mut gw[id * width..][..width];
+                    dst.iter_mut().zip(g).for_each(|(d, v)| *d += v);
+                }
+                let dst = &mut gper[(row % self.batch) % per_rows * width..][..width];
+                dst.iter_mut().zip(g).for_each(|(d, v)| *d += v);
+            }
+            Ok((gw, gper))
+        })?;
+        let device = w.device();
+        Ok((
+            w.track_op()
+                .then(|| Tensor::from_vec(gw, (rows, width), device))
+                .transpose()?,
+            per.track_op()
+                .then(|| Tensor::from_vec(gper, (per_rows, width), device))
+                .transpose()?,
+        ))
+    }
+}
+
+/// A time-major sequence fed to an LSTM.
+#[derive(Clone, Copy)]
+pub enum SequenceInput<'a> {
+    /// `[steps, batch, in]`.
+    Dense(&'a Tensor),
+    /// One-hot tokens `[steps, batch]` (u32) of this many classes (the cell's whole input).
+    Tokens(&'a Tensor, usize),
+}
+
+/// A bidirectional LSTM's summary of a sequence: the forward direction's last hidden state and
+/// the backward direction's (after reading the sequence from its end), concatenated:
+/// `[batch, 2·hidden]`, both directions starting from zeros.
+pub fn bidirectional_ends(fwd: &LstmCell, bwd: &LstmCell, input: SequenceInput) -> Result<Tensor> {
+    let (SequenceInput::Dense(x) | SequenceInput::Tokens(x, _)) = input;
+    let (steps, batch) = (x.dim(0)?, x.dim(1)?);
+    if steps == 0 {
+        bail!("lstm: an empty sequence has no last state")
+    }
+    let reversed: Vec<u32> = (0..steps as u32).rev().collect();
+    let reversed = Tensor::from_vec(reversed, steps, x.device())?;
+    let last_state = |cell: &LstmCell, reverse: bool| -> Result<Tensor> {
+        let x = if reverse {
+            x.index_select(&reversed, 0)?
+        } else {
+            x.clone()
+        };
+        let w = cell.weights()?;
+        let gx = match input {
+            SequenceInput::Dense(_) => w.input_gates(&x)?,
+            SequenceInput::Tokens(_, classes) => w.one_hot_gates(&x, classes, None)?,
+        }; // [steps, batch, 4·hidden]
+        let zeros = Tensor::zeros((batch, cell.hidden), gx.dtype(), gx.device())?;
+        w.recurrence(&gx, &zeros, &zeros)?.get(steps - 1) // [batch, hidden]
+    };
+    Tensor::cat(&[last_state(fwd, false)?, last_state(bwd, true)?], 1)
+}
+
+/// [`LstmWeights::recurrence`] as one op: inputs `gx` `[steps, batch, 4·hidden]`, `hc0`
+/// `[batch, 2·hidden]` (h0 then c0), `w_hh` `[hidden, 4·hidden]` (transposed recurrent
+/// weights); output every h `[steps, batch, hidden]`.
+struct LstmRecurrence {
     hidden: usize,
     /// The forward pass's gate activations `[steps, batch, 4·hidden]` and cells
     /// `[steps, batch, hidden]`, for the backward pass.
     saved: std::sync::Mutex<Option<(Vec<f32>, Vec<f32>)>>,
 }
 
-/// Sizes of one sequence run, checked.
-struct SequenceDims {
-    steps: usize,
-    batch: usize,
-    input: usize,
-}
-
-impl LstmSequence {
-    fn dims(&self, xs: &Layout, hc0: &Layout, wb: &Layout) -> Result<SequenceDims> {
+impl LstmRecurrence {
+    /// (steps, batch), checked against the other shapes.
+    fn dims(&self, gx: &Layout, hc0: &Layout, w_hh: &Layout) -> Result<(usize, usize)> {
         let n = self.hidden;
-        let (&[steps, batch, input], &[b2, two_n], &[rows, four_n]) =
-            (xs.dims(), hc0.dims(), wb.dims())
+        let (&[steps, batch, four_n], &[b2, two_n], &[rows, four_n2]) =
+            (gx.dims(), hc0.dims(), w_hh.dims())
         else {
-            bail!("lstm sequence: expected [steps, batch, in], [batch, 2·hidden], [rows, 4·hidden]")
-        };
-        if b2 != batch || two_n != 2 * n || four_n != 4 * n || rows != input + n + 1 {
             bail!(
-                "lstm sequence: {:?}, {:?} and {:?} do not fit hidden size {n}",
-                xs.dims(),
+                "lstm recurrence: expected [steps, batch, 4·hidden], [batch, 2·hidden], [hidden, 4·hidden]"
+            )
+        };
+        if b2 != batch || two_n != 2 * n || four_n != 4 * n || four_n2 != 4 * n || rows != n {
+            bail!(
+                "lstm recurrence: {:?}, {:?} and {:?} do not fit hidden size {n}",
+                gx.dims(),
                 hc0.dims(),
-                wb.dims()
+                w_hh.dims()
             )
         }
-        Ok(SequenceDims {
-            steps,
-            batch,
-            input,
-        })
+        Ok((steps, batch))
     }
 }
 
-/// `[x_t, h]` rows of one step: `[batch, in + hidden]`.
-fn step_inputs(inp: &mut [f32], x_t: &[f32], h: &[f32], input: usize, n: usize) {
-    for (b, row) in inp.chunks_mut(input + n).enumerate() {
-        row[..input].copy_from_slice(&x_t[b * input..][..input]);
-        row[input..].copy_from_slice(&h[b * n..][..n]);
-    }
+/// (h0, c0) `[batch, hidden]` each from `[batch, 2·hidden]` rows.
+fn split_state(hc0: &[f32], n: usize) -> (Vec<f32>, Vec<f32>) {
+    (
+        hc0.chunks(2 * n).flat_map(|r| r[..n].to_vec()).collect(),
+        hc0.chunks(2 * n).flat_map(|r| r[n..].to_vec()).collect(),
+    )
 }
 
-impl CustomOp3 for LstmSequence {
+impl CustomOp3 for LstmRecurrence {
     fn name(&self) -> &'static str {
-        "lstm-sequence"
+        "lstm-recurrence"
     }
 
     fn cpu_fwd(
         &self,
-        xs: &CpuStorage,
-        xs_l: &Layout,
+        gx: &CpuStorage,
+        gx_l: &Layout,
         hc0: &CpuStorage,
         hc0_l: &Layout,
-        wb: &CpuStorage,
-        wb_l: &Layout,
+        w_hh: &CpuStorage,
+        w_hh_l: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let SequenceDims {
-            steps,
-            batch,
-            input,
-        } = self.dims(xs_l, hc0_l, wb_l)?;
+        let (steps, batch) = self.dims(gx_l, hc0_l, w_hh_l)?;
         let n = self.hidden;
-        let k = input + n;
-        let xs = contiguous_f32(cpu_f32(xs)?, xs_l);
         let hc0 = contiguous_f32(cpu_f32(hc0)?, hc0_l);
-        let wb = contiguous_f32(cpu_f32(wb)?, wb_l);
-        let (w, bias) = wb.split_at(k * 4 * n);
+        let w = contiguous_f32(cpu_f32(w_hh)?, w_hh_l);
+        // The gates start as the inputs' share; each step adds h · W_hh and then holds the
+        // activations.
+        let mut acts = contiguous_f32(cpu_f32(gx)?, gx_l).into_owned();
         let mut hs = vec![0f32; steps * batch * n];
-        let mut acts = vec![0f32; steps * batch * 4 * n];
         let mut cells = vec![0f32; steps * batch * n];
-        let mut inp = vec![0f32; batch * k];
-        let (mut h, mut c): (Vec<f32>, Vec<f32>) = (
-            hc0.chunks(2 * n).flat_map(|r| r[..n].to_vec()).collect(),
-            hc0.chunks(2 * n).flat_map(|r| r[n..].to_vec()).collect(),
-        );
+        let (mut h, mut c) = split_state(&hc0, n);
         for t in 0..steps {
-            step_inputs(
-                &mut inp,
-                &xs[t * batch * input..][..batch * input],
-                &h,
-                input,
-                n,
-            );
             let gates = &mut acts[t * batch * 4 * n..][..batch * 4 * n];
-            gates
-                .chunks_mut(4 * n)
-                .for_each(|row| row.copy_from_slice(bias));
-            // SAFETY: `gates` is [batch, 4n], `inp` [batch, k], `w` [k, 4n], all contiguous.
-            unsafe { gemm_rows(gates, &inp, (k, 1), w, (4 * n, 1), (batch, 4 * n, k)) };
+            // SAFETY: `gates` is [batch, 4n], `h` [batch, n], `w` [n, 4n], all contiguous.
+            unsafe { gemm_rows(gates, &h, (n, 1), &w, (4 * n, 1), (batch, 4 * n, n)) };
             let cell = &mut cells[t * batch * n..][..batch * n];
             let h_t = &mut hs[t * batch * n..][..batch * n];
             gates
@@ -222,141 +422,111 @@ impl CustomOp3 for LstmSequence {
             h.copy_from_slice(h_t);
             c.copy_from_slice(cell);
         }
-        *self.saved.lock().expect("lstm sequence lock") = Some((acts, cells));
+        *self.saved.lock().expect("lstm recurrence lock") = Some((acts, cells));
         Ok((CpuStorage::F32(hs), Shape::from((steps, batch, n))))
     }
 
     fn bwd(
         &self,
-        xs: &Tensor,
+        gx: &Tensor,
         hc0: &Tensor,
-        wb: &Tensor,
+        w_hh: &Tensor,
         res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let SequenceDims {
-            steps,
-            batch,
-            input,
-        } = self.dims(xs.layout(), hc0.layout(), wb.layout())?;
+        let (steps, batch) = self.dims(gx.layout(), hc0.layout(), w_hh.layout())?;
         let n = self.hidden;
-        let k = input + n;
-        let saved = self.saved.lock().expect("lstm sequence lock");
+        let saved = self.saved.lock().expect("lstm recurrence lock");
         let Some((acts, cells)) = saved.as_ref() else {
-            bail!("lstm sequence: backward without a forward pass")
+            bail!("lstm recurrence: backward without a forward pass")
         };
-        let (gx, ghc0, gwb) = with_cpu_f32(xs, |xs| {
-            with_cpu_f32(hc0, |hc0| {
-                with_cpu_f32(wb, |wb| {
-                    with_cpu_f32(res, |hs| {
-                        with_cpu_f32(grad_res, |ghs| {
-                            let w = &wb[..k * 4 * n];
-                            let mut gx = vec![0f32; steps * batch * input];
-                            let mut gwb = vec![0f32; (k + 1) * 4 * n];
-                            let (mut dh, mut dc) = (vec![0f32; batch * n], vec![0f32; batch * n]);
-                            let mut dgates = vec![0f32; batch * 4 * n];
-                            let mut inp = vec![0f32; batch * k];
-                            let mut dinp = vec![0f32; batch * k];
-                            let h0: Vec<f32> =
-                                hc0.chunks(2 * n).flat_map(|r| r[..n].to_vec()).collect();
-                            let c0: Vec<f32> =
-                                hc0.chunks(2 * n).flat_map(|r| r[n..].to_vec()).collect();
-                            for t in (0..steps).rev() {
-                                let a = &acts[t * batch * 4 * n..][..batch * 4 * n];
-                                let c_t = &cells[t * batch * n..][..batch * n];
-                                let c_prev = if t > 0 {
-                                    &cells[(t - 1) * batch * n..][..batch * n]
-                                } else {
-                                    &c0[..]
-                                };
-                                let h_prev = if t > 0 {
-                                    &hs[(t - 1) * batch * n..][..batch * n]
-                                } else {
-                                    &h0[..]
-                                };
-                                let gh_t = &ghs[t * batch * n..][..batch * n];
-                                dgates
-                                    .par_chunks_mut(4 * n)
-                                    .zip(dc.par_chunks_mut(n))
-                                    .enumerate()
-                                    .for_each(|(b, (dg, dc))| {
-                                        let a = &a[b * 4 * n..][..4 * n];
-                                        for j in 0..n {
-                                            let (i, f, g, o) =
-                                                (a[j], a[n + j], a[2 * n + j], a[3 * n + j]);
-                                            let tc = tanh(c_t[b * n + j]);
-                                            let dh = gh_t[b * n + j] + dh[b * n + j];
-                                            let dcell = dc[j] + dh * o * (1.0 - tc * tc);
-                                            dg[j] = dcell * g * i * (1.0 - i);
-                                            dg[n + j] = dcell * c_prev[b * n + j] * f * (1.0 - f);
-                                            dg[2 * n + j] = dcell * i * (1.0 - g * g);
-                                            dg[3 * n + j] = dh * tc * o * (1.0 - o);
-                                            dc[j] = dcell * f;
-                                        }
-                                    });
-                                step_inputs(
-                                    &mut inp,
-                                    &xs[t * batch * input..][..batch * input],
+        let (ggx, ghc0, gw) = with_cpu_f32(hc0, |hc0| {
+            with_cpu_f32(w_hh, |w| {
+                with_cpu_f32(res, |hs| {
+                    with_cpu_f32(grad_res, |ghs| {
+                        // The gates' gradients are the inputs' share's.
+                        let mut ggx = vec![0f32; steps * batch * 4 * n];
+                        let mut gw = vec![0f32; n * 4 * n];
+                        let (mut dh, mut dc) = (vec![0f32; batch * n], vec![0f32; batch * n]);
+                        let (h0, c0) = split_state(hc0, n);
+                        for t in (0..steps).rev() {
+                            let a = &acts[t * batch * 4 * n..][..batch * 4 * n];
+                            let c_t = &cells[t * batch * n..][..batch * n];
+                            let c_prev = if t > 0 {
+                                &cells[(t - 1) * batch * n..][..batch * n]
+                            } else {
+                                &c0[..]
+                            };
+                            let h_prev = if t > 0 {
+                                &hs[(t - 1) * batch * n..][..batch * n]
+                            } else {
+                                &h0[..]
+                            };
+                            let gh_t = &ghs[t * batch * n..][..batch * n];
+                            let dgates = &mut ggx[t * batch * 4 * n..][..batch * 4 * n];
+                            dgates
+                                .par_chunks_mut(4 * n)
+                                .zip(dc.par_chunks_mut(n))
+                                .enumerate()
+                                .for_each(|(b, (dg, dc))| {
+                                    let a = &a[b * 4 * n..][..4 * n];
+                                    for j in 0..n {
+                                        let (i, f, g, o) =
+                                            (a[j], a[n + j], a[2 * n + j], a[3 * n + j]);
+                                        let tc = tanh(c_t[b * n + j]);
+                                        let dh = gh_t[b * n + j] + dh[b * n + j];
+                                        let dcell = dc[j] + dh * o * (1.0 - tc * tc);
+                                        dg[j] = dcell * g * i * (1.0 - i);
+                                        dg[n + j] = dcell * c_prev[b * n + j] * f * (1.0 - f);
+                                        dg[2 * n + j] = dcell * i * (1.0 - g * g);
+                                        dg[3 * n + j] = dh * tc * o * (1.0 - o);
+                                        dc[j] = dcell * f;
+                                    }
+                                });
+                            let dgates = &*dgates;
+                            // SAFETY: all buffers contiguous with the sizes named.
+                            unsafe {
+                                // dW_hh += h_prevᵀ · dgates.
+                                gemm_rows(
+                                    &mut gw,
                                     h_prev,
-                                    input,
-                                    n,
+                                    (1, n),
+                                    dgates,
+                                    (4 * n, 1),
+                                    (n, 4 * n, batch),
                                 );
-                                // dW += [x_t, h]ᵀ · dgates; d bias += Σ_rows dgates.
-                                // SAFETY: all buffers contiguous with the sizes named.
-                                unsafe {
-                                    gemm_rows(
-                                        &mut gwb[..k * 4 * n],
-                                        &inp,
-                                        (1, k),
-                                        &dgates,
-                                        (4 * n, 1),
-                                        (k, 4 * n, batch),
-                                    )
-                                };
-                                let gb = &mut gwb[k * 4 * n..];
-                                for row in dgates.chunks(4 * n) {
-                                    gb.iter_mut().zip(row).for_each(|(s, v)| *s += v);
-                                }
-                                // d[x_t, h] = dgates · Wᵀ.
-                                dinp.fill(0.0);
-                                // SAFETY: as above.
-                                unsafe {
-                                    gemm_rows(
-                                        &mut dinp,
-                                        &dgates,
-                                        (4 * n, 1),
-                                        w,
-                                        (1, 4 * n),
-                                        (batch, k, 4 * n),
-                                    )
-                                };
-                                let gx_t = &mut gx[t * batch * input..][..batch * input];
-                                for (b, row) in dinp.chunks(k).enumerate() {
-                                    gx_t[b * input..][..input].copy_from_slice(&row[..input]);
-                                    dh[b * n..][..n].copy_from_slice(&row[input..]);
-                                }
+                                // dh_prev = dgates · W_hhᵀ.
+                                dh.fill(0.0);
+                                gemm_rows(
+                                    &mut dh,
+                                    dgates,
+                                    (4 * n, 1),
+                                    w,
+                                    (1, 4 * n),
+                                    (batch, n, 4 * n),
+                                );
                             }
-                            let ghc0: Vec<f32> = dh
-                                .chunks(n)
-                                .zip(dc.chunks(n))
-                                .flat_map(|(h, c)| h.iter().chain(c).copied())
-                                .collect();
-                            Ok((gx, ghc0, gwb))
-                        })
+                        }
+                        let ghc0: Vec<f32> = dh
+                            .chunks(n)
+                            .zip(dc.chunks(n))
+                            .flat_map(|(h, c)| h.iter().chain(c).copied())
+                            .collect();
+                        Ok((ggx, ghc0, gw))
                     })
                 })
             })
         })?;
-        let device = xs.device();
+        let device = gx.device();
         Ok((
-            xs.track_op()
-                .then(|| Tensor::from_vec(gx, (steps, batch, input), device))
+            gx.track_op()
+                .then(|| Tensor::from_vec(ggx, (steps, batch, 4 * n), device))
                 .transpose()?,
             hc0.track_op()
                 .then(|| Tensor::from_vec(ghc0, (batch, 2 * n), device))
                 .transpose()?,
-            wb.track_op()
-                .then(|| Tensor::from_vec(gwb, (k + 1, 4 * n), device))
+            w_hh.track_op()
+                .then(|| Tensor::from_vec(gw, (n, 4 * n), device))
                 .transpose()?,
         ))
     }
@@ -584,6 +754,128 @@ mod tests {
         for (i, (a, b)) in grads(&ours).iter().zip(grads(&reference)).enumerate() {
             let diff = max_abs_diff(a, &b);
             assert!(diff < 1e-4, "gradient {i}: {diff}");
+        }
+    }
+
+    /// The recurrence op gives the step-by-step candle ops' values and gradients (input
+    /// gates, initial state and recurrent weights), with a batch large enough to be split
+    /// between threads.
+    #[test]
+    fn recurrence_op_matches_candle_ops_forward_and_backward() {
+        use candle_core::{DType, Device};
+        let (steps, batch, input, hidden) = (4, 9, 3, 5);
+        let map = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        let weights = LstmCell::new(input, hidden, "", &vb)
+            .unwrap()
+            .weights()
+            .unwrap();
+        let gx = Var::from_tensor(&random(&[steps, batch, 4 * hidden], 1, 2.0)).unwrap();
+        let h0 = Var::from_tensor(&random(&[batch, hidden], 2, 0.8)).unwrap();
+        let c0 = Var::from_tensor(&random(&[batch, hidden], 3, 0.8)).unwrap();
+        let (gx, h0, c0) = (gx.as_tensor(), h0.as_tensor(), c0.as_tensor());
+        let ours = weights.recurrence(gx, h0, c0).unwrap();
+        let reference = weights.recurrence_by_ops(gx, h0, c0).unwrap();
+        assert_eq!(ours.dims(), &[steps, batch, hidden]);
+        assert!(max_abs_diff(&ours, &reference) < 1e-5);
+        let upstream = random(&[steps, batch, hidden], 4, 1.0);
+        let vars = map.all_vars();
+        let mut wrt = vec![gx, h0, c0];
+        wrt.extend(vars.iter().map(|v| v.as_tensor()));
+        let grads = |y: &Tensor| crate::nn::test_support::gradients(y, &upstream, &wrt);
+        for (i, (a, b)) in grads(&ours).iter().zip(grads(&reference)).enumerate() {
+            match (a, b) {
+                (Some(a), Some(b)) => {
+                    let diff = max_abs_diff(a, &b);
+                    assert!(diff < 1e-4, "gradient {i}: {diff}");
+                }
+                // The input weights do not take part in the recurrence.
+                (None, None) => assert!(i >= 3),
+                _ => panic!("gradient {i} exists on one side only"),
+            }
+        }
+    }
+
+    /// Gates looked up from tokens (with the all-zero start token, and with and without a
+    /// constant extra input) equal the matmul of the one-hot inputs, forward and backward.
+    #[test]
+    fn one_hot_gates_match_the_matmul_of_one_hot_inputs() {
+        use candle_core::{DType, Device};
+        let (steps, batch, classes, hidden) = (3, 4, 5, 3);
+        for extra in [0, 2] {
+            let map = candle_nn::VarMap::new();
+            let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+            let cell = LstmCell::new(classes + extra, hidden, "", &vb).unwrap();
+            let rest = Var::from_tensor(&random(&[batch, extra], 5, 1.0)).unwrap();
+            let rest = (extra > 0).then_some(rest.as_tensor());
+            // Token `classes` is the all-zero input.
+            let ids: Vec<u32> = (0..steps * batch)
+                .map(|i| (i * 7 % (classes + 1)) as u32)
+                .collect();
+            let tokens = Tensor::from_vec(ids.clone(), (steps, batch), &Device::Cpu).unwrap();
+            let one_hot: Vec<f32> = ids
+                .iter()
+                .flat_map(|&id| (0..classes).map(move |c| f32::from(c == id as usize)))
+                .collect();
+            let one_hot = Tensor::from_vec(one_hot, (steps, batch, classes), &Device::Cpu).unwrap();
+            // The dense inputs, with the constant input taking part in the graph.
+            let xs = match rest {
+                Some(rest) => Tensor::cat(
+                    &[
+                        one_hot,
+                        rest.unsqueeze(0)
+                            .unwrap()
+                            .broadcast_as((steps, batch, extra))
+                            .unwrap()
+                            .contiguous()
+                            .unwrap(),
+                    ],
+                    2,
+                )
+                .unwrap(),
+                None => one_hot,
+            };
+            let upstream = random(&[steps, batch, 4 * hidden], 6, 1.0);
+            let vars = map.all_vars();
+            let mut wrt: Vec<&Tensor> = vars.iter().map(|v| v.as_tensor()).collect();
+            wrt.extend(rest);
+            let weights = cell.weights().unwrap();
+            let looked_up = weights.one_hot_gates(&tokens, classes, rest).unwrap();
+            let multiplied = weights.input_gates(&xs).unwrap();
+            assert_eq!(looked_up.dims(), &[steps, batch, 4 * hidden]);
+            assert!(max_abs_diff(&looked_up, &multiplied) < 1e-6);
+            let grads = |y: &Tensor| crate::nn::test_support::gradients(y, &upstream, &wrt);
+            for (i, (a, b)) in grads(&looked_up).iter().zip(grads(&multiplied)).enumerate() {
+                match (a, b) {
+                    (Some(a), Some(b)) => {
+                        let diff = max_abs_diff(a, &b);
+                        assert!(diff < 1e-5, "extra {extra}, gradient {i}: {diff}");
+                    }
+                    (a, b) => panic!(
+                        "extra {extra}, gradient {i}: {} vs {}",
+                        a.is_some(),
+                        b.is_some()
+                    ),
+                }
+            }
+            // Bad shapes and tokens are errors.
+            assert!(
+                weights
+                    .one_hot_gates(
+                        &tokens,
+                        classes,
+                        if extra > 0 { None } else { Some(&upstream) }
+                    )
+                    .is_err()
+            );
+            assert!(
+                weights
+                    .one_hot_gates(&tokens, classes + extra + 1, None)
+                    .is_err()
+            );
+            let past_the_end =
+                Tensor::full(classes as u32 + 1, (steps, batch), &Device::Cpu).unwrap();
+            assert!(weights.one_hot_gates(&past_the_end, classes, rest).is_err());
         }
     }
 
