@@ -5,16 +5,41 @@
 //!   notes out), p50/p99/max over the first 1,000 bars of the Nottingham test melodies, fed bar
 //!   by bar as the plugin's band thread does (melody heard, own accompaniment fed back).
 //! - The same for a bar of 300 notes (bounded work on absurd input).
+//! - With `BANDMATE_TORCH_PYTHON` set (the xtask does it for `--compare-torch`, after making a
+//!   venv with PyTorch under `target/torch-venv`): the same model in PyTorch
+//!   (`xtask/torch/band_vae.py`) with our weights on the same batch of 32 Nottingham test
+//!   sequences of 8 bars (some tracks missing, so that the product of experts varies): the
+//!   next-bar logits and KL (within 1e-4), the training forward pass, one AdamW step of the
+//!   training loss (with the scale, rhythm and harmony terms) and one live next-bar answer at
+//!   batch 1, with the candle/PyTorch ratios and GFLOP/s, and the loss after the timed steps in
+//!   both.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use bandmate::band::player::{BandModel, BandPlayer};
-use bandmate::data::{Dataset, Split, default_cache_dir, default_data_root, load_cached};
+use bandmate::data::{Dataset, Song, Split, default_cache_dir, default_data_root, load_cached};
+use bandmate::models::band::BandVae;
 use bandmate::music::{Clip, Note, TrackRole};
+use bandmate::train::adamw::AdamW;
+use bandmate::train::band::{AuxWeights, TrainOptions, batch_loss, make_batch, sequences};
+use bandmate::train::vae::normal_noise;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
 
 #[path = "support/timing.rs"]
 mod timing;
 use timing::{percentile, timed};
+#[path = "support/twin.rs"]
+mod twin;
+use twin::{Twin, median_ms, number, print_row, print_trained, scalar, within};
+
+/// Timed runs per comparison (the live answer runs 10× as many); the twin takes the same.
+const TORCH_ITERS: usize = 10;
+/// The training batch and sequence length (`bandmate train band`'s defaults).
+const TORCH_BATCH: usize = 32;
+const SEQ_BARS: usize = 8;
 
 /// Resident memory of this process in KiB.
 fn rss_kib() -> u64 {
@@ -84,6 +109,132 @@ fn main() -> Result<()> {
         percentile(&heavy, 0.5),
         heavy[heavy.len() - 1],
         rss_kib()
+    );
+    if let Some(twin) = Twin::from_env(TORCH_ITERS) {
+        compare_torch(&twin, &model, &songs)?;
+    }
+    Ok(())
+}
+
+/// The band model in candle and in PyTorch on one training batch of test sequences.
+fn compare_torch(twin: &Twin, model: &BandModel, songs: &[Song]) -> Result<()> {
+    let net = model.net();
+    let cfg = net.config();
+    let device = Device::Cpu;
+    let all = sequences(songs, cfg, SEQ_BARS, SEQ_BARS);
+    if all.len() < TORCH_BATCH {
+        bail!("only {} test sequences of {SEQ_BARS} bars", all.len());
+    }
+    let seqs: Vec<_> = all.iter().take(TORCH_BATCH).collect();
+    let tracks = cfg.tracks.len();
+    // Every fifth (sequence, bar, track) is missing.
+    let present: Vec<Vec<Vec<bool>>> = (0..TORCH_BATCH)
+        .map(|i| {
+            (0..SEQ_BARS)
+                .map(|t| (0..tracks).map(|k| (i + t + k) % 5 != 0).collect())
+                .collect()
+        })
+        .collect();
+    let batch = make_batch(&seqs, &[0; TORCH_BATCH], &present, cfg, &device)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let eps = Tensor::from_vec(
+        normal_noise(&mut rng, TORCH_BATCH * SEQ_BARS * cfg.latent),
+        (TORCH_BATCH, SEQ_BARS, cfg.latent),
+        &device,
+    )?;
+    let opts = TrainOptions::new(cfg.clone());
+    let aux = AuxWeights::DEFAULT;
+    let (logits, kl) = net.forward(&batch.inputs, &batch.present, None)?;
+    let loss = batch_loss(net, &batch, Some(&eps), opts.beta, aux)?
+        .total
+        .to_scalar::<f32>()?;
+    let forward = median_ms(TORCH_ITERS, || {
+        net.forward(&batch.inputs, &batch.present, Some(&eps))?;
+        Ok(())
+    })?;
+    // One live answer: the first sequence's first bar heard, one GRU step, the decoders.
+    let live_bars: Vec<Tensor> = batch
+        .inputs
+        .iter()
+        .map(|x| x.get(0)?.narrow(0, 0, 1))
+        .collect::<candle_core::Result<_>>()?; // [1, cells] each
+    let live_present = batch.present.get(0)?.narrow(0, 0, 1)?; // [1, tracks]
+    let state = net.initial_state(1)?;
+    let live = median_ms(10 * TORCH_ITERS, || {
+        let z = net.posterior(&live_bars, &live_present)?.sample(None)?;
+        net.decode(&net.step(&z, &state)?)?;
+        Ok(())
+    })?;
+    // Training changes the weights: train a second copy.
+    let mut varmap = VarMap::new();
+    let trained = BandVae::new(cfg, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+    varmap.load(BandModel::shipped_dir().join("model.safetensors"))?;
+    let mut opt = AdamW::new(&varmap, opts.lr, opts.weight_decay)?;
+    let step = median_ms(TORCH_ITERS, || {
+        opt.backward_step(&batch_loss(&trained, &batch, Some(&eps), opts.beta, aux)?.total)
+    })?;
+    let loss_after = batch_loss(&trained, &batch, Some(&eps), opts.beta, aux)?
+        .total
+        .to_scalar::<f32>()?;
+
+    let mut io: Vec<(String, Tensor)> = Vec::new();
+    for (k, logits) in logits.into_iter().enumerate() {
+        io.push((format!("inputs_{k}"), batch.inputs[k].clone()));
+        io.push((format!("targets_{k}"), batch.targets[k].clone()));
+        io.push((format!("out_of_key_{k}"), batch.out_of_key[k].clone()));
+        io.push((format!("logits_{k}"), logits));
+    }
+    io.extend([
+        ("present".to_string(), batch.present.clone()),
+        ("eps".to_string(), eps),
+        ("kl".to_string(), kl),
+        ("loss".to_string(), scalar(f64::from(loss))?),
+        ("beta".to_string(), scalar(opts.beta)?),
+        ("lr".to_string(), scalar(opts.lr)?),
+        ("weight_decay".to_string(), scalar(opts.weight_decay)?),
+        (
+            "aux".to_string(),
+            Tensor::new(
+                &[aux.scale as f32, aux.rhythm as f32, aux.harmony as f32],
+                &device,
+            )?,
+        ),
+    ]);
+    let torch = twin.run("band_vae.py", &BandModel::shipped_dir(), "band", io)?;
+    println!(
+        "band model vs torch {} ({} threads), same weights and batch ({TORCH_BATCH} Nottingham test sequences of {SEQ_BARS} bars):",
+        torch["torch"], torch["threads"]
+    );
+    let flops = number(&torch, "forward_flops");
+    let forward_row = format!("forward, batch {TORCH_BATCH}×{SEQ_BARS}");
+    print_row(&forward_row, flops, forward, number(&torch, "forward_ms"));
+    print_row(
+        "training step",
+        3.0 * flops,
+        step,
+        number(&torch, "train_step_ms"),
+    );
+    print_row(
+        "live next bar, batch 1",
+        number(&torch, "live_flops"),
+        live,
+        number(&torch, "live_ms"),
+    );
+    let (logit_diff, kl_diff) = (
+        number(&torch, "max_abs_diff_logits"),
+        number(&torch, "max_abs_diff_kl"),
+    );
+    let torch_loss = number(&torch, "loss");
+    println!(
+        "  same outputs: logits max |Δ| = {logit_diff:.2e} ({}), KL {kl_diff:.2e} ({}); loss candle {loss:.6}, torch {torch_loss:.6} (|Δ| {:.1e})",
+        within(logit_diff),
+        within(kl_diff),
+        (f64::from(loss) - torch_loss).abs()
+    );
+    print_trained(
+        TORCH_ITERS + 1,
+        loss_after,
+        number(&torch, "loss_after_steps"),
     );
     Ok(())
 }

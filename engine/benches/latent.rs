@@ -20,7 +20,7 @@
 //!   - for both, the loss of the training batch before and after the timed AdamW steps in each,
 //!     which agree when both compute the same gradients.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use bandmate::data::melody::melody_windows_of;
 use bandmate::data::{Dataset, Split, default_cache_dir, default_data_root, load_cached};
 use bandmate::latent::{
@@ -34,18 +34,18 @@ use bandmate::vae::{MelodyVae, VaeNet};
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[path = "support/timing.rs"]
 mod timing;
 use timing::{percentile, timed};
+#[path = "support/twin.rs"]
+mod twin;
+use twin::{Twin, median_ms, number, print_row, print_trained, scalar, within};
 
 #[global_allocator]
 static ALLOC: bandmate::nn::HugePageAlloc = bandmate::nn::HugePageAlloc;
 
-/// The machine's f32 peak the issue measured (2 cores; the roll bench uses the same).
-const PEAK_GFLOPS: f64 = 190.0;
 /// The training batch of both comparisons.
 const TORCH_BATCH: usize = 128;
 /// Timed runs per comparison (the median after one warm-up run; the batch-1 forward pass and
@@ -107,60 +107,12 @@ fn main() -> Result<()> {
         128.0 / step
     );
 
-    if let Some(python) = std::env::var_os("BANDMATE_TORCH_PYTHON") {
-        let twin = Twin {
-            python: PathBuf::from(python),
-            root: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."),
-        };
+    if let Some(twin) = Twin::from_env(TORCH_ITERS) {
         let windows = test_windows(&vae, TORCH_BATCH * model.config().positions)?;
         compare_score(&twin, &model, &score_dir, &vae, &windows)?;
         compare_vae(&twin, &vae, &vae_dir, &windows[..TORCH_BATCH])?;
     }
     Ok(())
-}
-
-/// Where the PyTorch twins run: the venv's python and the workspace root.
-struct Twin {
-    python: PathBuf,
-    root: PathBuf,
-}
-
-impl Twin {
-    /// Write `io` to `target/bench-latent/{name}.safetensors`, run `xtask/torch/{script}` on the
-    /// model in `model_dir` and that file, and return the one JSON object it prints.
-    fn run(
-        &self,
-        script: &str,
-        model_dir: &Path,
-        name: &str,
-        io: Vec<(&str, Tensor)>,
-    ) -> Result<serde_json::Value> {
-        let dir = self.root.join("target/bench-latent");
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join(format!("{name}.safetensors"));
-        let tensors: HashMap<String, Tensor> =
-            io.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        candle_core::safetensors::save(&tensors, &path)?;
-        let out = std::process::Command::new(&self.python)
-            .arg(self.root.join("xtask/torch").join(script))
-            .arg(model_dir)
-            .arg(&path)
-            .arg(TORCH_ITERS.to_string())
-            .output()
-            .with_context(|| format!("cannot run {}", self.python.display()))?;
-        if !out.status.success() {
-            bail!(
-                "the PyTorch twin {script} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        serde_json::from_slice(&out.stdout).with_context(|| {
-            format!(
-                "unexpected output of {script}: {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    }
 }
 
 /// The first `count` melody windows of the Nottingham test split in the VAE's length, hop one
@@ -180,48 +132,6 @@ fn test_windows(vae: &MelodyVae, count: usize) -> Result<Vec<Vec<u8>>> {
     Ok((0..count)
         .map(|i| windows.window(i % windows.len()).to_vec())
         .collect())
-}
-
-/// Median wall time (ms) of `iterations` runs of `f` after one warm-up run, as the twins time.
-fn median_ms(iterations: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    f()?;
-    let mut times = Vec::with_capacity(iterations);
-    for _ in 0..iterations {
-        times.push(timed(&mut f)?.1);
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(percentile(&times, 0.5))
-}
-
-/// `[1]`, for a scalar in the exchange file.
-fn scalar(value: f64) -> Result<Tensor> {
-    Ok(Tensor::new(&[value as f32], &Device::Cpu)?)
-}
-
-/// A number of the twin's JSON (NaN when missing).
-fn number(json: &serde_json::Value, key: &str) -> f64 {
-    json[key].as_f64().unwrap_or(f64::NAN)
-}
-
-fn within(diff: f64) -> &'static str {
-    if diff <= 1e-4 {
-        "within 1e-4"
-    } else {
-        "NOT within 1e-4"
-    }
-}
-
-/// One comparison line: `flops` of work done in `candle_ms` and in `torch_ms`.
-fn print_row(what: &str, flops: f64, candle_ms: f64, torch_ms: f64) {
-    let gflops = |ms: f64| flops / (ms / 1e3) / 1e9;
-    println!(
-        "  {what:<26} {:6.3} GFLOP  candle {candle_ms:8.2} ms ({:5.1} GFLOP/s, {:4.1}% of peak)  torch {torch_ms:8.2} ms ({:5.1} GFLOP/s)  speed ratio candle/torch {:.2}",
-        flops / 1e9,
-        gflops(candle_ms),
-        100.0 * gflops(candle_ms) / PEAK_GFLOPS,
-        gflops(torch_ms),
-        torch_ms / candle_ms
-    );
 }
 
 /// The score network in candle and in PyTorch: the noisy standardized latents of 128 runs of 8
@@ -329,18 +239,12 @@ fn compare_score(
         within(diff),
         (f64::from(loss) - torch_loss).abs()
     );
-    print_trained(loss_after, number(&torch, "loss_after_steps"));
-    Ok(())
-}
-
-/// The loss of the training batch after the timed steps (the warm-up and [`TORCH_ITERS`]) in
-/// both: the same descent when both train the same network.
-fn print_trained(candle: f32, torch: f64) {
-    println!(
-        "  after {} AdamW steps on that batch: loss candle {candle:.6}, torch {torch:.6} (|Δ| {:.1e})",
+    print_trained(
         TORCH_ITERS + 1,
-        (f64::from(candle) - torch).abs()
+        loss_after,
+        number(&torch, "loss_after_steps"),
     );
+    Ok(())
 }
 
 /// The flat MusicVAE in candle and in PyTorch on 128 test windows: μ and the teacher-forced
@@ -459,6 +363,10 @@ fn compare_vae(twin: &Twin, vae: &MelodyVae, model_dir: &Path, windows: &[Vec<u8
         (f64::from(loss) - torch_loss).abs(),
         if same == total { "" } else { " (NOT equal)" }
     );
-    print_trained(loss_after, number(&torch, "loss_after_steps"));
+    print_trained(
+        TORCH_ITERS + 1,
+        loss_after,
+        number(&torch, "loss_after_steps"),
+    );
     Ok(())
 }

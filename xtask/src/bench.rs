@@ -13,8 +13,9 @@
 //! - `latent [--compare-torch]`: the latent diffusion model's loading, 16-bar generation with
 //!   each sampler and training step (`engine/benches/latent.rs`); with `--compare-torch`, also
 //!   the score network and the MusicVAE in PyTorch from the same venv.
-//! - `band`: the band player's next-bar latency over 1,000 Nottingham test bars and its memory
-//!   (`engine/benches/band.rs`).
+//! - `band [--compare-torch]`: the band player's next-bar latency over 1,000 Nottingham test
+//!   bars and its memory (`engine/benches/band.rs`); with `--compare-torch`, also the same model
+//!   in PyTorch from the same venv (forward, training step, live next bar).
 
 use crate::shell::{self, Result};
 
@@ -36,10 +37,7 @@ pub fn run(args: &[String]) -> Result {
             &shell::cargo(),
             &["bench", "-p", "bandmate-gui", "--bench", "editor"],
         ),
-        Some("band") => shell::run(
-            &shell::cargo(),
-            &["bench", "-p", "bandmate-engine", "--bench", "band"],
-        ),
+        Some("band") => engine_bench_with_torch("band", args),
         Some("latent") => engine_bench_with_torch("latent", args),
         Some("data") => shell::run(
             &shell::cargo(),

@@ -96,7 +96,7 @@ def lstm_flops(batch, steps, inputs, hidden):
 
 def forward_flops(cfg, batch):
     """Matmul flops (2·m·n·k) of encode + teacher-forced decode; one-hot inputs count as dense,
-    since both implementations multiply them densely."""
+    as PyTorch multiplies them (candle looks their rows up, so its GFLOP/s are effective)."""
     c, z, steps, he = cfg["classes"], cfg["z_dim"], cfg["steps"], cfg["encoder_hidden"]
     encoder = 2 * lstm_flops(batch, steps, c, he) + 2 * (2 * batch * 2 * he * z)
     return encoder + decode_flops(cfg, batch)
