@@ -10,25 +10,25 @@
 //!   weights on the same input at batch 16, the candle/PyTorch ratios, GFLOP/s, the share of a
 //!   190 GFLOP/s machine peak, and whether both give the same x̂_0 within 1e-4.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use bandmate::data::{Dataset, Split, default_cache_dir, default_data_root, load_cached};
 use bandmate::diffusion::eval::eval_windows;
 use bandmate::diffusion::{RollModel, RollOptions, fill};
 use bandmate::music::Mask;
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 #[path = "support/timing.rs"]
 mod timing;
 use timing::{percentile, timed};
+#[path = "support/twin.rs"]
+mod twin;
+use twin::{Twin, number, print_row, within};
 
 #[global_allocator]
 static ALLOC: bandmate::nn::HugePageAlloc = bandmate::nn::HugePageAlloc;
 
-/// The machine's f32 peak the issue measured (2 cores, AVX-512).
-const PEAK_GFLOPS: f64 = 190.0;
 const TORCH_BATCH: usize = 16;
 
 fn main() -> Result<()> {
@@ -110,20 +110,12 @@ fn main() -> Result<()> {
         forward_s * 1e3
     );
 
-    if let Some(python) = std::env::var_os("BANDMATE_TORCH_PYTHON") {
-        compare_torch(
-            &model,
-            &assets,
-            &root,
-            PathBuf::from(python),
-            forward_s,
-            step_s,
-        )?;
+    if let Some(twin) = Twin::from_env(5) {
+        compare_torch(&twin, &model, &assets, forward_s, step_s)?;
     }
     Ok(())
 }
 
-/// Write one batch and candle's logits, run the PyTorch twin on them, print the comparison.
 /// The UNet forward at batch 1 and 16 with the Winograd 3×3 kernel and with the direct
 /// (im2col) kernels only, alternating in one process (best of each, since this shared machine's
 /// speed drifts between runs).
@@ -157,11 +149,11 @@ fn compare_winograd(model: &RollModel) -> Result<()> {
     Ok(())
 }
 
+/// Write one batch and candle's logits, run the PyTorch twin on them, print the comparison.
 fn compare_torch(
+    twin: &Twin,
     model: &RollModel,
     assets: &std::path::Path,
-    root: &std::path::Path,
-    python: PathBuf,
     candle_forward_s: f64,
     candle_step_s: f64,
 ) -> Result<()> {
@@ -182,67 +174,32 @@ fn compare_torch(
         .collect();
     let t = Tensor::from_vec(t, TORCH_BATCH, &dev)?;
     let logits = model.net().forward(&x_t, &t)?;
-    let dir = root.join("target/bench-roll");
-    std::fs::create_dir_all(&dir)?;
-    let io = dir.join("io.safetensors");
-    let tensors: HashMap<String, Tensor> = [("x_t", x_t), ("t", t), ("x0", x0), ("logits", logits)]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    candle_core::safetensors::save(&tensors, &io)?;
-    let script = root.join("xtask/torch/roll_unet.py");
-    let out = std::process::Command::new(&python)
-        .arg(&script)
-        .arg(assets)
-        .arg(&io)
-        .arg("5")
-        .output()
-        .with_context(|| format!("cannot run {}", python.display()))?;
-    if !out.status.success() {
-        bail!(
-            "the PyTorch twin failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let torch: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
-        format!(
-            "unexpected output: {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })?;
-    let number = |k: &str| torch[k].as_f64().unwrap_or(f64::NAN);
-    let flops = number("forward_flops");
-    let (torch_fwd, torch_step) = (number("forward_ms") / 1e3, number("train_step_ms") / 1e3);
-    let gflops = |seconds: f64| flops / seconds / 1e9;
+    let io = vec![("x_t", x_t), ("t", t), ("x0", x0), ("logits", logits)];
+    let torch = twin.run("roll_unet.py", assets, "roll", io)?;
+    let flops = number(&torch, "forward_flops");
     println!(
-        "torch {} ({} threads), batch {TORCH_BATCH}, {:.2} GFLOP per forward:",
+        "torch {} ({} threads), batch {TORCH_BATCH}, {:.2} GFLOP per forward (direct convolution):",
         torch["torch"],
         torch["threads"],
         flops / 1e9
     );
-    for (what, c, p, work) in [
-        ("forward", candle_forward_s, torch_fwd, 1.0),
-        ("training step", candle_step_s, torch_step, 3.0),
-    ] {
-        println!(
-            "  {what:<14} candle {:7.1} ms ({:5.1} GFLOP/s, {:4.1}% of peak)  torch {:7.1} ms ({:5.1} GFLOP/s)  speed ratio candle/torch {:.2}",
-            c * 1e3,
-            work * gflops(c),
-            100.0 * work * gflops(c) / PEAK_GFLOPS,
-            p * 1e3,
-            work * gflops(p),
-            p / c
-        );
-    }
-    let diff = number("max_abs_diff_x0");
+    print_row(
+        "forward",
+        flops,
+        candle_forward_s * 1e3,
+        number(&torch, "forward_ms"),
+    );
+    print_row(
+        "training step",
+        3.0 * flops,
+        candle_step_s * 1e3,
+        number(&torch, "train_step_ms"),
+    );
+    let diff = number(&torch, "max_abs_diff_x0");
     println!(
         "  same x̂_0: max |Δp| = {diff:.2e} ({}), max |Δlogit| = {:.2e}",
-        if diff <= 1e-4 {
-            "within 1e-4"
-        } else {
-            "NOT within 1e-4"
-        },
-        number("max_abs_diff_logits")
+        within(diff),
+        number(&torch, "max_abs_diff_logits")
     );
     Ok(())
 }

@@ -1,6 +1,9 @@
 //! Running a PyTorch twin of one of our models (`xtask/torch/*.py`) and printing the
 //! comparison; shared by the benches (included with `#[path]`, after `timing.rs`).
 
+// Not every bench uses every helper.
+#![allow(dead_code)]
+
 use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
