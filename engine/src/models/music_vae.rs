@@ -7,8 +7,9 @@
 //!   and every input is the previous token (one-hot; zeros at step 0) concatenated with z.
 //!   Training uses teacher forcing; sampling feeds back its own argmax (or sampled) tokens.
 //!
-//! The LSTM cells are [`crate::nn::lstm`]'s (one matmul per step, PyTorch's weight names and
-//! gate order).
+//! The LSTM cells are [`crate::nn::lstm`]'s (PyTorch's weight names and gate order); the
+//! one-hot inputs of the encoder and the teacher-forced decoder are row lookups of the input
+//! weights, and each step multiplies only `h`.
 //! Tokens: see [`crate::data::melody`].
 
 use crate::nn::{Linear, linear};
