@@ -473,14 +473,16 @@ impl CustomOp3 for LstmRecurrence {
                                     for j in 0..n {
                                         let (i, f, g, o) =
                                             (a[j], a[n + j], a[2 * n + j], a[3 * n + j]);
-                                        let tc = tanh(c_t[b * n + j]);
-                                        let dh = gh_t[b * n + j] + dh[b * n + j];
-                                        let dcell = dc[j] + dh * o * (1.0 - tc * tc);
-                                        dg[j] = dcell * g * i * (1.0 - i);
-                                        dg[n + j] = dcell * c_prev[b * n + j] * f * (1.0 - f);
-                                        dg[2 * n + j] = dcell * i * (1.0 - g * g);
-                                        dg[3 * n + j] = dh * tc * o * (1.0 - o);
-                                        dc[j] = dcell * f;
+                                        let ([di, df, dgg, d_o], dc_prev) = unit_gradients(
+                                            (i, f, g, o),
+                                            tanh(c_t[b * n + j]),
+                                            c_prev[b * n + j],
+                                            gh_t[b * n + j] + dh[b * n + j],
+                                            dc[j],
+                                        );
+                                        (dg[j], dg[n + j], dg[2 * n + j], dg[3 * n + j]) =
+                                            (di, df, dgg, d_o);
+                                        dc[j] = dc_prev;
                                     }
                                 });
                             let dgates = &*dgates;
@@ -583,6 +585,30 @@ fn tanh(x: f32) -> f32 {
     2.0 * sigmoid(2.0 * x) - 1.0
 }
 
+/// One unit's backward step: the gradients of its gate pre-activations (i, f, g, o) and of the
+/// previous cell, from the activations, tanh of the new cell, the previous cell, and the
+/// gradients reaching h and (directly) the new cell; the loss reaches the new cell through
+/// h = o·tanh(c) and directly.
+#[inline(always)]
+fn unit_gradients(
+    (i, f, g, o): (f32, f32, f32, f32),
+    tanh_c: f32,
+    c_prev: f32,
+    dh: f32,
+    dc_new: f32,
+) -> ([f32; 4], f32) {
+    let dcell = dc_new + dh * o * (1.0 - tanh_c * tanh_c);
+    (
+        [
+            dcell * g * i * (1.0 - i),
+            dcell * c_prev * f * (1.0 - f),
+            dcell * i * (1.0 - g * g),
+            dh * tanh_c * o * (1.0 - o),
+        ],
+        dcell * f,
+    )
+}
+
 /// The gate arithmetic of [`lstm_gates_reference`] as one op, (gates, c) to [h, new c]
 /// `[batch, 2·hidden]`: candle spends about ten full-size temporaries (and as many passes) on
 /// it, for a step whose matmul is small.
@@ -668,15 +694,16 @@ impl CustomOp2 for LstmGates {
                                 let (gh, gc) = grad[b * 2 * n..][..2 * n].split_at(n);
                                 for j in 0..n {
                                     let (i, f, g, o) = activations(gates, n, j);
-                                    let t = tanh(c_new[j]);
-                                    // The loss reaches the new cell through h = o·tanh(c)
-                                    // and directly.
-                                    let dc = gc[j] + gh[j] * o * (1.0 - t * t);
-                                    g_gates[j] = dc * g * i * (1.0 - i);
-                                    g_gates[n + j] = dc * c[j] * f * (1.0 - f);
-                                    g_gates[2 * n + j] = dc * i * (1.0 - g * g);
-                                    g_gates[3 * n + j] = gh[j] * t * o * (1.0 - o);
-                                    g_c[j] = dc * f;
+                                    let ([di, df, dg, d_o], dc_prev) = unit_gradients(
+                                        (i, f, g, o),
+                                        tanh(c_new[j]),
+                                        c[j],
+                                        gh[j],
+                                        gc[j],
+                                    );
+                                    (g_gates[j], g_gates[n + j], g_gates[2 * n + j]) = (di, df, dg);
+                                    g_gates[3 * n + j] = d_o;
+                                    g_c[j] = dc_prev;
                                 }
                             });
                         Ok((g_gates, g_c))
