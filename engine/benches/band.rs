@@ -49,9 +49,14 @@ fn rss_kib() -> u64 {
         .map_or(0, |pages| pages * 4)
 }
 
+/// As in the `bandmate` tool that trains the model.
+#[global_allocator]
+static ALLOC: bandmate::nn::HugePageAlloc = bandmate::nn::HugePageAlloc;
+
 fn main() -> Result<()> {
     // SAFETY: first thing in main, before any other thread exists.
     unsafe { bandmate::nn::set_thread_count_env() };
+    bandmate::nn::keep_freed_memory();
     let songs = load_cached(
         Dataset::Nottingham,
         Split::Test,
@@ -148,8 +153,9 @@ fn compare_torch(twin: &Twin, model: &BandModel, songs: &[Song]) -> Result<()> {
     let loss = batch_loss(net, &batch, Some(&eps), opts.beta, aux)?
         .total
         .to_scalar::<f32>()?;
+    // On a pool thread, as training runs them (`train::band::train_step`).
     let forward = median_ms(TORCH_ITERS, || {
-        net.forward(&batch.inputs, &batch.present, Some(&eps))?;
+        bandmate::nn::in_pool(|| net.forward(&batch.inputs, &batch.present, Some(&eps)))?;
         Ok(())
     })?;
     // One live answer: the first sequence's first bar heard, one GRU step, the decoders.
@@ -171,7 +177,9 @@ fn compare_torch(twin: &Twin, model: &BandModel, songs: &[Song]) -> Result<()> {
     varmap.load(BandModel::shipped_dir().join("model.safetensors"))?;
     let mut opt = AdamW::new(&varmap, opts.lr, opts.weight_decay)?;
     let step = median_ms(TORCH_ITERS, || {
-        opt.backward_step(&batch_loss(&trained, &batch, Some(&eps), opts.beta, aux)?.total)
+        bandmate::nn::in_pool(|| {
+            opt.backward_step(&batch_loss(&trained, &batch, Some(&eps), opts.beta, aux)?.total)
+        })
     })?;
     let loss_after = batch_loss(&trained, &batch, Some(&eps), opts.beta, aux)?
         .total

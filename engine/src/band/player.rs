@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::nn::gru::GruState;
 use anyhow::{Context, Result, anyhow, bail};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_nn::rnn::GRUState;
 
 use super::bars::{BarNote, DecodeOptions, bar_tracks, notes_from_probs, render};
 use crate::models::band::{BandVae, Config};
@@ -108,8 +108,8 @@ impl BandModel {
     pub fn step(
         &self,
         bar: &[Option<Vec<BarNote>>],
-        state: &GRUState,
-    ) -> Result<(GRUState, Vec<Vec<f32>>)> {
+        state: &GruState,
+    ) -> Result<(GruState, Vec<Vec<f32>>)> {
         let cfg = self.config();
         let device = Device::Cpu;
         let mut rolls = Vec::with_capacity(cfg.tracks.len());
@@ -132,7 +132,7 @@ impl BandModel {
     }
 
     /// The next bar's probabilities per track from a state (`[2, steps, pitches]` flattened).
-    pub fn predict(&self, state: &GRUState) -> Result<Vec<Vec<f32>>> {
+    pub fn predict(&self, state: &GruState) -> Result<Vec<Vec<f32>>> {
         Ok(self
             .net
             .decode(state)?
@@ -141,7 +141,7 @@ impl BandModel {
             .collect::<candle_core::Result<Vec<_>>>()?)
     }
 
-    pub fn initial_state(&self) -> Result<GRUState> {
+    pub fn initial_state(&self) -> Result<GruState> {
         Ok(self.net.initial_state(1)?)
     }
 }
@@ -189,7 +189,7 @@ pub struct BandPlayer<'m> {
     /// Model tracks the player answers with (default: every track that is not the melody).
     plays: Vec<usize>,
     pub options: PlayOptions,
-    state: GRUState,
+    state: GruState,
     /// The notes the player answered last, per model track.
     answered: Vec<Option<Vec<BarNote>>>,
     /// The bar number pushed last (for [`BandPlayer::next_bar_at`]).

@@ -9,9 +9,9 @@
 //! 3. a GRU runs over the bars' z;
 //! 4. from its state after bar t, each track's decoder gives the logits of bar t + 1.
 
+use crate::nn::gru::{GruCell, GruState};
 use crate::nn::{Linear, linear};
 use candle_core::{D, Result, Tensor, bail};
-use candle_nn::rnn::{GRU, GRUConfig, GRUState, RNN, gru};
 use candle_nn::{Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -216,12 +216,12 @@ impl Posterior {
     }
 }
 
-/// The recurrent multimodal VAE. Weight names: `encoders.{k}.{hidden,out}`, `rnn.*` (candle's
-/// GRU: `weight_ih_l0`, …), `decoders.{k}.{hidden,out}`.
+/// The recurrent multimodal VAE. Weight names: `encoders.{k}.{hidden,out}`, `rnn.*` (PyTorch's
+/// and candle's GRU: `weight_ih_l0`, …), `decoders.{k}.{hidden,out}`.
 pub struct BandVae {
     cfg: Config,
     encoders: Vec<BarEncoder>,
-    rnn: GRU,
+    rnn: GruCell,
     decoders: Vec<BarDecoder>,
 }
 
@@ -237,12 +237,7 @@ impl BandVae {
             encoders.push(BarEncoder::new(cells, cfg, vb.pp(format!("encoders.{k}")))?);
             decoders.push(BarDecoder::new(cells, cfg, vb.pp(format!("decoders.{k}")))?);
         }
-        let rnn = gru(
-            cfg.latent,
-            cfg.rnn_hidden,
-            GRUConfig::default(),
-            vb.pp("rnn"),
-        )?;
+        let rnn = GruCell::new(cfg.latent, cfg.rnn_hidden, &vb.pp("rnn"))?;
         Ok(Self {
             cfg: cfg.clone(),
             encoders,
@@ -312,10 +307,13 @@ impl BandVae {
             .transpose()?;
         let z = post
             .sample(eps.as_ref())?
-            .reshape((batch, seq, self.cfg.latent))?;
-        let states = self.rnn.seq(&z)?;
-        let h = Tensor::stack(&states.iter().map(|s| s.h().clone()).collect::<Vec<_>>(), 1)?; // [batch, seq, rnn_hidden]
-        let h = h.reshape((batch * seq, self.cfg.rnn_hidden))?;
+            .reshape((batch, seq, self.cfg.latent))?
+            .transpose(0, 1)?
+            .contiguous()?; // [seq, batch, latent]
+        let h = self.rnn.sequence(&z, &self.rnn.zero_state(batch)?)?; // [seq, batch, rnn_hidden]
+        let h = h
+            .transpose(0, 1)?
+            .reshape((batch * seq, self.cfg.rnn_hidden))?;
         let logits = self
             .decoders
             .iter()
@@ -330,17 +328,17 @@ impl BandVae {
     }
 
     /// The GRU state before any bar, for `batch` sequences.
-    pub fn initial_state(&self, batch: usize) -> Result<GRUState> {
+    pub fn initial_state(&self, batch: usize) -> Result<GruState> {
         self.rnn.zero_state(batch)
     }
 
     /// One bar of the live loop: fold the bar's latent `z` (`[n, latent]`) into the state.
-    pub fn step(&self, z: &Tensor, state: &GRUState) -> Result<GRUState> {
+    pub fn step(&self, z: &Tensor, state: &GruState) -> Result<GruState> {
         self.rnn.step(z, state)
     }
 
     /// Next-bar logits of every track from a GRU state: `[n, cells_k]` each.
-    pub fn decode(&self, state: &GRUState) -> Result<Vec<Tensor>> {
+    pub fn decode(&self, state: &GruState) -> Result<Vec<Tensor>> {
         self.decoders.iter().map(|d| d.forward(state.h())).collect()
     }
 }

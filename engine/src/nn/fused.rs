@@ -73,6 +73,11 @@ pub(crate) fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + fast_exp(-z))
 }
 
+#[inline(always)]
+pub(crate) fn tanh(x: f32) -> f32 {
+    2.0 * sigmoid(2.0 * x) - 1.0
+}
+
 /// Compiles `$imp` once for AVX2+FMA and calls it when the CPU has them: the crate is built for
 /// baseline x86-64 (SSE2), which leaves auto-vectorized loops at a quarter of the vector width.
 macro_rules! avx2_dispatch {
@@ -930,6 +935,120 @@ impl CustomOp1 for UpsampleNearest2x {
     }
 }
 
+/// Mean binary cross-entropy of `logits` against 0/1 (or soft) `target` of the same shape,
+/// `mean(max(x, 0) − x·z + log(1 + e^{−|x|}))`, as one pass with its own backward
+/// (`(σ(x) − z)/N` for the logits, `−x/N` for the target); candle ops take eight full-size
+/// temporaries forward and as many backward. Partial sums run over fixed blocks in f64, so the
+/// result does not depend on the thread count.
+pub fn bce_with_logits_mean(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
+    if on_cpu_f32(logits) && on_cpu_f32(target) && logits.shape() == target.shape() {
+        return logits.apply_op2(target, BceWithLogitsMean);
+    }
+    let softplus = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
+    ((logits.relu()? - (logits * target)?)? + softplus)?.mean_all()
+}
+
+struct BceWithLogitsMean;
+
+avx2_dispatch! {
+    fn bce_sum_slice(x: &[f32], z: &[f32]) -> f32 => bce_sum_slice_imp
+}
+
+#[inline(always)]
+fn bce_sum_slice_imp(x: &[f32], z: &[f32]) -> f32 {
+    // Eight lanes, so that the loop vectorizes.
+    let mut acc = [0f32; 8];
+    let (xc, zc) = (x.chunks_exact(8), z.chunks_exact(8));
+    let (xr, zr) = (xc.remainder(), zc.remainder());
+    for (x, z) in xc.zip(zc) {
+        for l in 0..8 {
+            acc[l] += bce_term(x[l], z[l]);
+        }
+    }
+    let tail: f32 = xr.iter().zip(zr).map(|(&x, &z)| bce_term(x, z)).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+#[inline(always)]
+fn bce_term(x: f32, z: f32) -> f32 {
+    // log(1 + e^{−|x|}) = −log σ(|x|)
+    x.max(0.0) - x * z - sigmoid(x.abs()).ln()
+}
+
+impl CustomOp2 for BceWithLogitsMean {
+    fn name(&self) -> &'static str {
+        "bce-with-logits-mean"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_l: &Layout,
+        z: &CpuStorage,
+        z_l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(cpu_f32(x)?, x_l);
+        let z = contiguous_f32(cpu_f32(z)?, z_l);
+        if x.is_empty() {
+            bail!("bce with logits: empty tensors have no mean")
+        }
+        let sum: f64 = x
+            .par_chunks(ELEMENTWISE_CHUNK)
+            .zip(z.par_chunks(ELEMENTWISE_CHUNK))
+            .map(|(x, z)| f64::from(bce_sum_slice(x, z)))
+            .collect::<Vec<f64>>()
+            .iter()
+            .sum();
+        Ok((
+            CpuStorage::F32(vec![(sum / x.len() as f64) as f32]),
+            Shape::from(()),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        z: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = grad_res.to_dtype(DType::F32)?.to_scalar::<f32>()? / x.elem_count() as f32;
+        let gx = if x.track_op() {
+            let gx = with_cpu_f32(x, |xs| {
+                with_cpu_f32(z, |zs| {
+                    let mut gx = uninit_f32(xs.len());
+                    gx.par_chunks_mut(ELEMENTWISE_CHUNK)
+                        .zip(xs.par_chunks(ELEMENTWISE_CHUNK))
+                        .zip(zs.par_chunks(ELEMENTWISE_CHUNK))
+                        .for_each(|((gx, x), z)| bce_grad_slice(gx, x, z, g));
+                    Ok(gx)
+                })
+            })?;
+            Some(Tensor::from_vec(gx, x.shape(), x.device())?)
+        } else {
+            None
+        };
+        let gz = if z.track_op() {
+            Some((x * f64::from(-g))?)
+        } else {
+            None
+        };
+        Ok((gx, gz))
+    }
+}
+
+avx2_dispatch! {
+    /// `gx = g · (σ(x) − z)`.
+    fn bce_grad_slice(gx: &mut [f32], x: &[f32], z: &[f32], g: f32) => bce_grad_slice_imp
+}
+
+#[inline(always)]
+fn bce_grad_slice_imp(gx: &mut [f32], x: &[f32], z: &[f32], g: f32) {
+    for ((gx, &x), &z) in gx.iter_mut().zip(x).zip(z) {
+        *gx = g * (sigmoid(x) - z);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -969,6 +1088,42 @@ mod tests {
         wrt.iter()
             .map(|t| max_rel_diff(gf.get(t).unwrap(), gr.get(t).unwrap()))
             .fold(0.0, f32::max)
+    }
+
+    /// The fused mean BCE gives candle's composite value and gradients (logits and soft
+    /// targets), over sizes below and above one parallel block, with large logits.
+    #[test]
+    fn bce_with_logits_mean_matches_candle_forward_and_backward() {
+        for (shape, scale) in [(vec![3usize, 5], 2.0f32), (vec![4, 2, 64, 130], 30.0)] {
+            let x =
+                Var::from_tensor(&super::super::test_support::random(&shape, 1, scale)).unwrap();
+            // Soft targets in [0, 1) in even cells, hard 0/1 in odd ones.
+            let soft = ((random(&shape, 2) / 4.0).unwrap() + 0.5).unwrap();
+            let z: Vec<f32> = soft
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| if i % 2 == 0 { v } else { v.round() })
+                .collect();
+            let z = Var::from_tensor(&Tensor::from_vec(z, shape.as_slice(), &Device::Cpu).unwrap())
+                .unwrap();
+            let (x, z) = (x.as_tensor(), z.as_tensor());
+            let fused = bce_with_logits_mean(x, z).unwrap();
+            let softplus = (x.abs().unwrap().neg().unwrap().exp().unwrap() + 1.0)
+                .unwrap()
+                .log()
+                .unwrap();
+            let reference = ((x.relu().unwrap() - (x * z).unwrap()).unwrap() + softplus)
+                .unwrap()
+                .mean_all()
+                .unwrap();
+            assert!(fused.dims().is_empty());
+            assert!(max_rel_diff(&fused, &reference) < 1e-5);
+            assert!(max_grad_diff(fused, reference, &[x, z]) < 1e-5);
+        }
     }
 
     /// Forward values and the gradients of x, weight and bias under a random upstream gradient

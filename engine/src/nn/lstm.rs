@@ -10,7 +10,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::conv_kernel::{Mat, contiguous_f32, cpu_f32, sgemm};
-use super::fused::{on_cpu_f32, sigmoid, with_cpu_f32};
+use super::fused::{on_cpu_f32, sigmoid, tanh, with_cpu_f32};
 use super::matmul::parallelism;
 
 /// One LSTM direction with PyTorch's parameter names and gate order (i, f, g, o).
@@ -538,7 +538,7 @@ impl CustomOp3 for LstmRecurrence {
 ///
 /// # Safety
 /// The slices must hold every element the strides address.
-unsafe fn gemm_rows(
+pub(super) unsafe fn gemm_rows(
     dst: &mut [f32],
     lhs: &[f32],
     (lhs_rs, lhs_cs): (usize, usize),
@@ -578,11 +578,6 @@ pub fn lstm_gates_reference(gates: &Tensor, c: &Tensor, n: usize) -> Result<(Ten
     let c = ((f * c)? + (i * g)?)?;
     let h = (o * c.tanh()?)?;
     Ok((h, c))
-}
-
-#[inline(always)]
-fn tanh(x: f32) -> f32 {
-    2.0 * sigmoid(2.0 * x) - 1.0
 }
 
 /// One unit's backward step: the gradients of its gate pre-activations (i, f, g, o) and of the

@@ -4,6 +4,7 @@ pub mod attention;
 pub mod conv;
 pub mod conv_kernel;
 pub mod fused;
+pub mod gru;
 pub mod huge_pages;
 pub mod lstm;
 pub mod matmul;

@@ -463,9 +463,12 @@ pub fn train_step(
         .collect();
     let b = make_batch(batch_seqs, &shifts, &present, cfg, device)?;
     let eps = Tensor::randn(0f32, 1f32, (batch_seqs.len(), seq_bars, cfg.latent), device)?;
-    let l = batch_loss(model, &b, Some(&eps), opts.beta, opts.aux)?;
-    opt.backward_step(&l.total)?;
-    Ok(l.total.to_scalar::<f32>()? as f64)
+    // On a pool thread, so that its parallel ops do not each wake two threads.
+    crate::nn::in_pool(|| {
+        let l = batch_loss(model, &b, Some(&eps), opts.beta, opts.aux)?;
+        opt.backward_step(&l.total)?;
+        Ok(l.total.to_scalar::<f32>()? as f64)
+    })
 }
 
 /// Train (or resume) a band model. Progress lines on stderr.

@@ -190,11 +190,10 @@ fn random_shift(w: &RollWindow, cfg: &Config, max_shift: i32, rng: &mut impl Rng
     if a > b { 0 } else { rng.random_range(a..=b) }
 }
 
-/// Numerically stable mean binary cross-entropy of `logits` against 0/1 `target`.
+/// Numerically stable mean binary cross-entropy of `logits` against 0/1 `target`
+/// (`crate::nn::fused::bce_with_logits_mean`: one pass each way on the CPU).
 pub fn bce_with_logits(logits: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
-    // max(x, 0) − x·z + log(1 + e^{−|x|})
-    let softplus = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
-    ((logits.relu()? - (logits * target)?)? + softplus)?.mean_all()
+    crate::nn::fused::bce_with_logits_mean(logits, target)
 }
 
 /// One batch: x_0, x_t and t.
