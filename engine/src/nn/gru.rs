@@ -107,12 +107,12 @@ impl GruCell {
         if !(on_cpu_f32(gx) && on_cpu_f32(h0) && on_cpu_f32(&self.w_hh) && on_cpu_f32(&self.b_hh)) {
             return self.recurrence_by_ops(gx, h0);
         }
-        // [hidden + 1, 3·hidden]: the transposed recurrent weights over their bias, so that a
-        // step's recurrent share is one product written onto the bias row.
-        let w_b = Tensor::cat(&[self.w_hh.t()?, self.b_hh.unsqueeze(0)?], 0)?;
+        // The weights go in as stored (no copy per call: the live player steps one bar at a
+        // time); h0 and the recurrent bias, both small, go in as one vector.
+        let h0_b = Tensor::cat(&[h0.flatten_all()?, self.b_hh.clone()], 0)?;
         gx.apply_op3(
-            h0,
-            &w_b,
+            &self.w_hh,
+            &h0_b,
             GruRecurrence {
                 hidden: self.hidden,
                 saved: std::sync::Mutex::new(None),
@@ -139,9 +139,9 @@ impl GruCell {
     }
 }
 
-/// [`GruCell::recurrence`] as one op: inputs `gx` `[steps, batch, 3·hidden]`, `h0`
-/// `[batch, hidden]`, `w_b` `[hidden + 1, 3·hidden]` (transposed recurrent weights, then their
-/// bias); output every h `[steps, batch, hidden]`.
+/// [`GruCell::recurrence`] as one op: inputs `gx` `[steps, batch, 3·hidden]`, `w_hh`
+/// `[3·hidden, hidden]` (the recurrent weights as stored), `h0_b` `[batch·hidden + 3·hidden]`
+/// (h0, then the recurrent bias); output every h `[steps, batch, hidden]`.
 struct GruRecurrence {
     hidden: usize,
     /// Per step and row, for the backward pass: r, z, n and the recurrent share of n's
@@ -151,21 +151,21 @@ struct GruRecurrence {
 
 impl GruRecurrence {
     /// (steps, batch), checked against the other shapes.
-    fn dims(&self, gx: &Layout, h0: &Layout, w_b: &Layout) -> Result<(usize, usize)> {
+    fn dims(&self, gx: &Layout, w_hh: &Layout, h0_b: &Layout) -> Result<(usize, usize)> {
         let n = self.hidden;
-        let (&[steps, batch, three_n], &[b2, n2], &[rows, three_n2]) =
-            (gx.dims(), h0.dims(), w_b.dims())
+        let (&[steps, batch, three_n], &[rows, cols], &[len]) =
+            (gx.dims(), w_hh.dims(), h0_b.dims())
         else {
             bail!(
-                "gru recurrence: expected [steps, batch, 3·hidden], [batch, hidden], [hidden + 1, 3·hidden]"
+                "gru recurrence: expected [steps, batch, 3·hidden], [3·hidden, hidden], [batch·hidden + 3·hidden]"
             )
         };
-        if b2 != batch || n2 != n || three_n != 3 * n || three_n2 != 3 * n || rows != n + 1 {
+        if three_n != 3 * n || rows != 3 * n || cols != n || len != (batch + 3) * n {
             bail!(
                 "gru recurrence: {:?}, {:?} and {:?} do not fit hidden size {n}",
                 gx.dims(),
-                h0.dims(),
-                w_b.dims()
+                w_hh.dims(),
+                h0_b.dims()
             )
         }
         Ok((steps, batch))
@@ -203,17 +203,18 @@ impl CustomOp3 for GruRecurrence {
         &self,
         gx: &CpuStorage,
         gx_l: &Layout,
-        h0: &CpuStorage,
-        h0_l: &Layout,
-        w_b: &CpuStorage,
-        w_b_l: &Layout,
+        w_hh: &CpuStorage,
+        w_hh_l: &Layout,
+        h0_b: &CpuStorage,
+        h0_b_l: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (steps, batch) = self.dims(gx_l, h0_l, w_b_l)?;
+        let (steps, batch) = self.dims(gx_l, w_hh_l, h0_b_l)?;
         let n = self.hidden;
         let gx = contiguous_f32(cpu_f32(gx)?, gx_l);
-        let w_b = contiguous_f32(cpu_f32(w_b)?, w_b_l);
-        let (w, bias) = w_b.split_at(n * 3 * n);
-        let mut h = contiguous_f32(cpu_f32(h0)?, h0_l).into_owned();
+        let w = contiguous_f32(cpu_f32(w_hh)?, w_hh_l);
+        let h0_b = contiguous_f32(cpu_f32(h0_b)?, h0_b_l);
+        let (h0, bias) = h0_b.split_at(batch * n);
+        let mut h = h0.to_vec();
         let mut hs = vec![0f32; steps * batch * n];
         let mut saved = vec![0f32; steps * batch * 4 * n];
         let mut gh = vec![0f32; batch * 3 * n];
@@ -221,8 +222,9 @@ impl CustomOp3 for GruRecurrence {
             for row in gh.chunks_mut(3 * n) {
                 row.copy_from_slice(bias);
             }
-            // SAFETY: `gh` is [batch, 3n], `h` [batch, n], `w` [n, 3n], all contiguous.
-            unsafe { gemm_rows(&mut gh, &h, (n, 1), w, (3 * n, 1), (batch, 3 * n, n)) };
+            // gh += h · W_hhᵀ. SAFETY: `gh` is [batch, 3n], `h` [batch, n], `w` [3n, n], all
+            // contiguous.
+            unsafe { gemm_rows(&mut gh, &h, (n, 1), &w, (1, n), (batch, 3 * n, n)) };
             let gx_t = &gx[t * batch * 3 * n..][..batch * 3 * n];
             let h_t = &mut hs[t * batch * n..][..batch * n];
             let saved_t = &mut saved[t * batch * 4 * n..][..batch * 4 * n];
@@ -252,26 +254,27 @@ impl CustomOp3 for GruRecurrence {
     fn bwd(
         &self,
         gx: &Tensor,
-        h0: &Tensor,
-        w_b: &Tensor,
+        w_hh: &Tensor,
+        h0_b: &Tensor,
         res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (steps, batch) = self.dims(gx.layout(), h0.layout(), w_b.layout())?;
+        let (steps, batch) = self.dims(gx.layout(), w_hh.layout(), h0_b.layout())?;
         let n = self.hidden;
         let saved = self.saved.lock().expect("gru recurrence lock");
         let Some(saved) = saved.as_ref() else {
             bail!("gru recurrence: backward without a forward pass")
         };
-        let (ggx, gh0, gw_b) = with_cpu_f32(h0, |h0| {
-            with_cpu_f32(w_b, |w_b| {
+        let (ggx, gw, gh0_b) = with_cpu_f32(w_hh, |w| {
+            with_cpu_f32(h0_b, |h0_b| {
                 with_cpu_f32(res, |hs| {
                     with_cpu_f32(grad_res, |ghs| {
-                        let w = &w_b[..n * 3 * n];
+                        let h0 = &h0_b[..batch * n];
                         let mut ggx = vec![0f32; steps * batch * 3 * n];
                         // The recurrent share's gradient per step, [batch, 3n].
                         let mut dgh = vec![0f32; batch * 3 * n];
-                        let mut gw_b = vec![0f32; (n + 1) * 3 * n];
+                        let mut gw = vec![0f32; 3 * n * n];
+                        let mut db = vec![0f32; 3 * n];
                         // The gradient reaching h_t from later steps; then h_{t−1}'s.
                         let mut dh_next = vec![0f32; batch * n];
                         let mut dh_prev = vec![0f32; batch * n];
@@ -302,32 +305,32 @@ impl CustomOp3 for GruRecurrence {
                             }
                             // SAFETY: all buffers contiguous with the sizes named.
                             unsafe {
-                                // dW += h_prevᵀ · dgh.
+                                // dW_hh += dghᵀ · h_prev.
                                 gemm_rows(
-                                    &mut gw_b[..n * 3 * n],
-                                    h_prev,
-                                    (1, n),
+                                    &mut gw,
                                     &dgh,
-                                    (3 * n, 1),
-                                    (n, 3 * n, batch),
+                                    (1, 3 * n),
+                                    h_prev,
+                                    (n, 1),
+                                    (3 * n, n, batch),
                                 );
-                                // dh_prev += dgh · Wᵀ.
+                                // dh_prev += dgh · W_hh.
                                 gemm_rows(
                                     &mut dh_prev,
                                     &dgh,
                                     (3 * n, 1),
                                     w,
-                                    (1, 3 * n),
+                                    (n, 1),
                                     (batch, n, 3 * n),
                                 );
                             }
-                            let db = &mut gw_b[n * 3 * n..];
                             for row in dgh.chunks(3 * n) {
                                 db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
                             }
                             std::mem::swap(&mut dh_next, &mut dh_prev);
                         }
-                        Ok((ggx, dh_next, gw_b))
+                        dh_next.extend_from_slice(&db);
+                        Ok((ggx, gw, dh_next))
                     })
                 })
             })
@@ -337,11 +340,11 @@ impl CustomOp3 for GruRecurrence {
             gx.track_op()
                 .then(|| Tensor::from_vec(ggx, (steps, batch, 3 * n), device))
                 .transpose()?,
-            h0.track_op()
-                .then(|| Tensor::from_vec(gh0, (batch, n), device))
+            w_hh.track_op()
+                .then(|| Tensor::from_vec(gw, (3 * n, n), device))
                 .transpose()?,
-            w_b.track_op()
-                .then(|| Tensor::from_vec(gw_b, (n + 1, 3 * n), device))
+            h0_b.track_op()
+                .then(|| Tensor::from_vec(gh0_b, (batch + 3) * n, device))
                 .transpose()?,
         ))
     }
