@@ -177,15 +177,16 @@ fn compare_score(
         net.forward(&x_1, &t_1)?;
         Ok(())
     })?;
+    // Batches on a pool thread, as training runs them.
     let forward = median_ms(TORCH_ITERS, || {
-        net.forward(&x_t, &times)?;
+        bandmate::nn::in_pool(|| net.forward(&x_t, &times))?;
         Ok(())
     })?;
     // Training changes the weights: train a second copy.
     let trained = LatentModel::load(model_dir)?;
     let mut opt = AdamW::new(trained.varmap(), opts.lr, opts.weight_decay)?;
     let step = median_ms(TORCH_ITERS, || {
-        opt.backward_step(&dsm_loss(trained.score(), &x0, &t, &noise)?)
+        bandmate::nn::in_pool(|| opt.backward_step(&dsm_loss(trained.score(), &x0, &t, &noise)?))
     })?;
     let loss_after = dsm_loss(trained.score(), &x0, &t, &noise)?.to_scalar::<f32>()?;
 
@@ -274,10 +275,13 @@ fn compare_vae(twin: &Twin, vae: &MelodyVae, model_dir: &Path, windows: &[Vec<u8
     // 8 consecutive windows of a test song: what the plugin decodes after sampling.
     let z8 = mu.narrow(0, 0, DECODE_LATENTS)?;
     let decoded = net.decode(&z8, None, &[])?;
+    // Batches on a pool thread, as training runs them.
     let forward = median_ms(TORCH_ITERS, || {
-        let (mu, _) = net.encode(&tokens)?;
-        net.decode_teacher_forced(&mu, &tokens)?;
-        Ok(())
+        bandmate::nn::in_pool(|| -> Result<()> {
+            let (mu, _) = net.encode(&tokens)?;
+            net.decode_teacher_forced(&mu, &tokens)?;
+            Ok(())
+        })
     })?;
     let decode = median_ms(5 * TORCH_ITERS, || {
         net.decode(&z8, None, &[])?;
@@ -287,14 +291,16 @@ fn compare_vae(twin: &Twin, vae: &MelodyVae, model_dir: &Path, windows: &[Vec<u8
     let trained = MelodyVae::load(model_dir)?;
     let mut opt = AdamW::new(trained.varmap(), opts.lr, opts.weight_decay)?;
     let step = median_ms(TORCH_ITERS, || {
-        let terms = batch_loss(
-            trained.model(),
-            &tokens,
-            Some(&noise),
-            opts.beta,
-            opts.free_bits,
-        )?;
-        opt.backward_step(&terms.loss)
+        bandmate::nn::in_pool(|| {
+            let terms = batch_loss(
+                trained.model(),
+                &tokens,
+                Some(&noise),
+                opts.beta,
+                opts.free_bits,
+            )?;
+            opt.backward_step(&terms.loss)
+        })
     })?;
     let loss_after = batch_loss(
         trained.model(),

@@ -369,8 +369,12 @@ pub fn train_latent(opts: &LatentTrainOptions) -> Result<LatentTrainState> {
                     .map_or(0.0, |m| state.step as f64 / m.max(1) as f64),
             );
             opt.lr = learning_rate(opts, state.step, progress);
-            let loss = dsm_loss(&model, &x0, &t, &noise)?;
-            opt.backward_step(&loss)?;
+            // On a pool thread, so that its parallel ops do not each wake two threads.
+            let loss = crate::nn::in_pool(|| -> Result<_> {
+                let loss = dsm_loss(&model, &x0, &t, &noise)?;
+                opt.backward_step(&loss)?;
+                Ok(loss)
+            })?;
             let loss = loss.to_scalar::<f32>()? as f64;
             if !loss.is_finite() {
                 bail!("training loss became {loss} at step {}", state.step);
@@ -570,8 +574,7 @@ pub fn time_latent_step(cfg: &Config, batch: usize, iters: usize) -> Result<f64>
             .collect();
         let noise = normal_noise(&mut rng, n);
         let tick = Instant::now();
-        let loss = dsm_loss(&model, &x0, &t, &noise)?;
-        opt.backward_step(&loss)?;
+        crate::nn::in_pool(|| opt.backward_step(&dsm_loss(&model, &x0, &t, &noise)?))?;
         best = best.min(tick.elapsed().as_secs_f64());
     }
     Ok(best)

@@ -457,9 +457,12 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
                 by_time.max(by_steps).max(by_epochs)
             };
             opt.lr = learning_rate(opts, state.step, progress);
-            let logits = net.forward(&b.xt, &b.t)?;
-            let loss = bce_with_logits(&logits, &b.x0)?;
-            opt.backward_step(&loss)?;
+            // On a pool thread, so that its parallel ops do not each wake two threads.
+            let loss = crate::nn::in_pool(|| -> Result<_> {
+                let loss = bce_with_logits(&net.forward(&b.xt, &b.t)?, &b.x0)?;
+                opt.backward_step(&loss)?;
+                Ok(loss)
+            })?;
             let loss = loss.to_scalar::<f32>()? as f64;
             if !loss.is_finite() {
                 bail!("training loss became {loss} at step {}", state.step);
@@ -723,8 +726,7 @@ pub fn time_step(cfg: &Config, batch: usize, iters: usize) -> Result<(f64, f64)>
         &device,
     )?;
     let mut step = || -> Result<()> {
-        let loss = bce_with_logits(&net.forward(&xt, &t)?, &x0)?;
-        opt.backward_step(&loss)
+        crate::nn::in_pool(|| opt.backward_step(&bce_with_logits(&net.forward(&xt, &t)?, &x0)?))
     };
     step()?;
     let tick = Instant::now();
@@ -734,7 +736,7 @@ pub fn time_step(cfg: &Config, batch: usize, iters: usize) -> Result<(f64, f64)>
     let per_step = tick.elapsed().as_secs_f64() / iters.max(1) as f64;
     let tick = Instant::now();
     for _ in 0..iters {
-        net.forward(&xt, &t)?.to_vec1::<f32>().ok();
+        crate::nn::in_pool(|| net.forward(&xt, &t))?;
     }
     let per_forward = tick.elapsed().as_secs_f64() / iters.max(1) as f64;
     Ok((per_forward, per_step))

@@ -406,8 +406,12 @@ pub fn train_vae(opts: &VaeTrainOptions) -> Result<VaeTrainReport> {
             );
             opt.lr = learning_rate(opts, state.step, progress);
             let beta = beta_at(opts, state.step);
-            let terms = batch_loss(&vae, &tokens, Some(&noise), beta, opts.free_bits)?;
-            opt.backward_step(&terms.loss)?;
+            // On a pool thread, so that its parallel ops do not each wake two threads.
+            let terms = crate::nn::in_pool(|| -> Result<_> {
+                let terms = batch_loss(&vae, &tokens, Some(&noise), beta, opts.free_bits)?;
+                opt.backward_step(&terms.loss)?;
+                Ok(terms)
+            })?;
             let loss = terms.loss.to_scalar::<f32>()? as f64;
             if !loss.is_finite() {
                 bail!("training loss became {loss} at step {}", state.step);
@@ -678,8 +682,10 @@ pub fn time_vae_step(cfg: &VaeShape, batch: usize, iters: usize) -> Result<f64> 
         &device,
     )?;
     let mut step = || -> Result<()> {
-        let terms = batch_loss(&vae, &tokens, Some(&noise), 0.2, 1.0)?;
-        opt.backward_step(&terms.loss)
+        crate::nn::in_pool(|| {
+            let terms = batch_loss(&vae, &tokens, Some(&noise), 0.2, 1.0)?;
+            opt.backward_step(&terms.loss)
+        })
     };
     step()?;
     let tick = Instant::now();
