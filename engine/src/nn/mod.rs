@@ -57,8 +57,13 @@ pub unsafe fn set_thread_count_env() {
 /// caller takes part in the work and the other worker steals its share. The roll sampler runs
 /// each UNet evaluation this way: a 25-step fill went from p50 700 to 565 ms (median of five
 /// alternating runs of `cargo xtask bench roll`, together with the uninitialized kernel outputs).
+///
+/// `BANDMATE_IN_POOL=0` in the environment runs `f` on the calling thread instead (read once per
+/// process), for measuring what the hop is worth.
 pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    rayon::scope(|_| f())
+    static HOP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let hop = *HOP.get_or_init(|| std::env::var_os("BANDMATE_IN_POOL").is_none_or(|v| v != "0"));
+    if hop { rayon::scope(|_| f()) } else { f() }
 }
 
 /// Run `f` on a one-thread rayon pool (made once per process). Batch-1 inference is a long
