@@ -8,6 +8,7 @@ pub mod gru;
 pub mod huge_pages;
 pub mod lstm;
 pub mod matmul;
+pub mod roll_sums;
 #[cfg(test)]
 mod test_support;
 pub mod winograd;

@@ -28,6 +28,7 @@ use crate::band::bars::{BarNote, render, song_bars};
 use crate::data::{self, Dataset, Song, Split};
 use crate::models::band::{BandVae, Config};
 use crate::music::Key;
+use crate::nn::roll_sums::roll_summaries;
 
 /// Weights of the seed's auxiliary losses (0 turns one off).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -269,15 +270,6 @@ pub struct Losses {
     pub kl: Tensor,
 }
 
-/// `[pitches, 12]` one-hot pitch-class matrix of a window starting at `pitch_lo`.
-fn pitch_class_matrix(pitch_lo: u8, pitches: usize, device: &Device) -> Result<Tensor> {
-    let mut m = vec![0.0f32; pitches * 12];
-    for p in 0..pitches {
-        m[p * 12 + (pitch_lo as usize + p) % 12] = 1.0;
-    }
-    Ok(Tensor::from_vec(m, (pitches, 12), device)?)
-}
-
 /// Loss of a batch; `eps` is the posterior noise (`None`: means).
 pub fn batch_loss(
     model: &BandVae,
@@ -287,7 +279,6 @@ pub fn batch_loss(
     aux: AuxWeights,
 ) -> Result<Losses> {
     let cfg = model.config();
-    let device = batch.present.device();
     let (n, seq, _) = batch.present.dims3()?;
     let (logits, kl) = model.forward(&batch.inputs, &batch.present, eps)?;
     let mut reconstruction: Option<Tensor> = None;
@@ -305,36 +296,33 @@ pub fn batch_loss(
         if aux == AuxWeights::OFF {
             continue;
         }
-        let p = cfg.tracks[k].pitches;
-        let prob = candle_nn::ops::sigmoid(l)?.reshape((n * seq, 2, cfg.steps, p))?;
-        let target = y.reshape((n * seq, 2, cfg.steps, p))?;
-        let onset_p = prob.narrow(1, 0, 1)?.squeeze(1)?; // [n*seq, steps, pitches]
-        let sustain_p = prob.narrow(1, 1, 1)?.squeeze(1)?;
-        let onset_y = target.narrow(1, 0, 1)?.squeeze(1)?;
-        let sustain_y = target.narrow(1, 1, 1)?.squeeze(1)?;
-        let step_counts = (onset_p.sum(2)?, onset_y.sum(2)?);
+        let spec = &cfg.tracks[k];
+        let (rows, steps, p) = (n * seq, cfg.steps, spec.pitches);
+        let prob = candle_nn::ops::sigmoid(l)?.reshape((rows, 2, steps, p))?;
+        let target = y.reshape((rows, 2, steps, p))?;
+        let ook = batch.out_of_key[k]
+            .broadcast_as((n, seq, p))?
+            .reshape((rows, p))?; // [n·seq, pitches]
+        // [n·seq, steps + 13]: onsets per step, sustain per pitch class, out-of-key onsets.
+        let sums = (
+            roll_summaries(&prob, &ook, spec.pitch_lo)?,
+            roll_summaries(&target, &ook, spec.pitch_lo)?,
+        );
+        let step_counts = (sums.0.narrow(1, 0, steps)?, sums.1.narrow(1, 0, steps)?);
         onsets_per_step = Some(match onsets_per_step {
             None => step_counts,
             Some((a, b)) => ((a + step_counts.0)?, (b + step_counts.1)?),
         });
-        let pcm = pitch_class_matrix(cfg.tracks[k].pitch_lo, p, device)?;
-        let track_pcs = (
-            sustain_p.sum(1)?.matmul(&pcm)?,
-            sustain_y.sum(1)?.matmul(&pcm)?,
-        );
+        let track_pcs = (sums.0.narrow(1, steps, 12)?, sums.1.narrow(1, steps, 12)?);
         pcs = Some(match pcs {
             None => track_pcs,
             Some((a, b)) => ((a + track_pcs.0)?, (b + track_pcs.1)?),
         });
         // Expected out-of-key onsets per bar.
-        let ook = batch.out_of_key[k]
-            .unsqueeze(1)? // [n, 1, 1, pitches]
-            .broadcast_as((n, seq, cfg.steps, p))?
-            .reshape((n * seq, cfg.steps, p))?;
-        let s = (onset_p * ook)?.sum_all()? / (n * seq) as f64;
+        let s = (sums.0.narrow(1, steps + 12, 1)?.sum_all()? / rows as f64)?;
         scale = Some(match scale {
-            None => s?,
-            Some(a) => (a + s?)?,
+            None => s,
+            Some(a) => (a + s)?,
         });
     }
     let reconstruction = reconstruction.context("the model has no track")?;
