@@ -185,12 +185,6 @@ fn unit_row(n: usize, h_new: &mut [f32], keep: &mut [f32], gx: &[f32], gh: &[f32
     }
 }
 
-/// A row's slices of a forward step: (((new h, kept values), inputs' share), recurrent share), old h.
-type Row<'a> = (
-    (((&'a mut [f32], &'a mut [f32]), &'a [f32]), &'a [f32]),
-    &'a [f32],
-);
-
 /// Rows are split between threads only when a step has this much gate arithmetic.
 const PARALLEL_CELLS: usize = 1 << 14;
 
@@ -228,23 +222,21 @@ impl CustomOp3 for GruRecurrence {
             let gx_t = &gx[t * batch * 3 * n..][..batch * 3 * n];
             let h_t = &mut hs[t * batch * n..][..batch * n];
             let saved_t = &mut saved[t * batch * 4 * n..][..batch * 4 * n];
-            let row =
-                |((((h_new, keep), gx), gh), h_old): Row| unit_row(n, h_new, keep, gx, gh, h_old);
-            if batch * n >= PARALLEL_CELLS {
-                h_t.par_chunks_mut(n)
-                    .zip(saved_t.par_chunks_mut(4 * n))
-                    .zip(gx_t.par_chunks(3 * n))
-                    .zip(gh.par_chunks(3 * n))
-                    .zip(h.par_chunks(n))
-                    .for_each(row);
+            // Small steps stay in one task on this thread.
+            let min_rows = if batch * n >= PARALLEL_CELLS {
+                1
             } else {
-                h_t.chunks_mut(n)
-                    .zip(saved_t.chunks_mut(4 * n))
-                    .zip(gx_t.chunks(3 * n))
-                    .zip(gh.chunks(3 * n))
-                    .zip(h.chunks(n))
-                    .for_each(row);
-            }
+                batch
+            };
+            h_t.par_chunks_mut(n)
+                .zip(saved_t.par_chunks_mut(4 * n))
+                .zip(gx_t.par_chunks(3 * n))
+                .zip(gh.par_chunks(3 * n))
+                .zip(h.par_chunks(n))
+                .with_min_len(min_rows)
+                .for_each(|((((h_new, keep), gx), gh), h_old)| {
+                    unit_row(n, h_new, keep, gx, gh, h_old)
+                });
             h.copy_from_slice(h_t);
         }
         *self.saved.lock().expect("gru recurrence lock") = Some(saved);
