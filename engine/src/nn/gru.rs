@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use super::conv_kernel::{contiguous_f32, cpu_f32};
 use super::fused::{on_cpu_f32, sigmoid, tanh, with_cpu_f32};
-use super::lstm::gemm_rows;
+use super::matmul::gemm_rows;
 
 /// One GRU layer with PyTorch's parameter names, initialized as candle's `GRU` is (Kaiming
 /// uniform weights, zero biases).

@@ -9,9 +9,9 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
-use super::conv_kernel::{Mat, contiguous_f32, cpu_f32, sgemm};
+use super::conv_kernel::{contiguous_f32, cpu_f32};
 use super::fused::{on_cpu_f32, sigmoid, tanh, with_cpu_f32};
-use super::matmul::parallelism;
+use super::matmul::gemm_rows;
 
 /// One LSTM direction with PyTorch's parameter names and gate order (i, f, g, o).
 #[derive(Clone, Debug)]
@@ -531,37 +531,6 @@ impl CustomOp3 for LstmRecurrence {
                 .then(|| Tensor::from_vec(gw, (n, 4 * n), device))
                 .transpose()?,
         ))
-    }
-}
-
-/// `dst (m×n, contiguous) += lhs (m×k) · rhs (k×n)`, operands given by (row, column) strides.
-///
-/// # Safety
-/// The slices must hold every element the strides address.
-pub(super) unsafe fn gemm_rows(
-    dst: &mut [f32],
-    lhs: &[f32],
-    (lhs_rs, lhs_cs): (usize, usize),
-    rhs: &[f32],
-    (rhs_rs, rhs_cs): (usize, usize),
-    (m, n, k): (usize, usize, usize),
-) {
-    let operand = |data: &[f32], rs, cs| Mat {
-        ptr: data.as_ptr(),
-        rs,
-        cs,
-    };
-    // SAFETY: forwarded from the caller; `dst` is contiguous m×n.
-    unsafe {
-        sgemm(
-            (m, n, k),
-            dst.as_mut_ptr(),
-            (n, 1),
-            true,
-            operand(lhs, lhs_rs, lhs_cs),
-            operand(rhs, rhs_rs, rhs_cs),
-            parallelism(m * n * k),
-        )
     }
 }
 

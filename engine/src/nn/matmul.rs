@@ -370,6 +370,37 @@ impl Module for Linear {
     }
 }
 
+/// `dst (m×n, contiguous) += lhs (m×k) · rhs (k×n)`, operands given by (row, column) strides.
+///
+/// # Safety
+/// The slices must hold every element the strides address.
+pub(crate) unsafe fn gemm_rows(
+    dst: &mut [f32],
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+    (m, n, k): (usize, usize, usize),
+) {
+    let operand = |data: &[f32], rs, cs| Mat {
+        ptr: data.as_ptr(),
+        rs,
+        cs,
+    };
+    // SAFETY: forwarded from the caller; `dst` is contiguous m×n.
+    unsafe {
+        sgemm(
+            (m, n, k),
+            dst.as_mut_ptr(),
+            (n, 1),
+            true,
+            operand(lhs, lhs_rs, lhs_cs),
+            operand(rhs, rhs_rs, rhs_cs),
+            parallelism(m * n * k),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
