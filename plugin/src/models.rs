@@ -35,7 +35,7 @@ impl RollGenerator {
 /// The roll sampler has no temperature; it ignores that setting.
 pub fn roll_options(settings: &JobSettings, clip: Option<&Clip>) -> RollOptions {
     let key = if settings.key_lock {
-        clip.and_then(estimate_key)
+        clip.and_then(Clip::estimate_key)
     } else {
         None
     };
@@ -46,21 +46,6 @@ pub fn roll_options(settings: &JobSettings, clip: Option<&Clip>) -> RollOptions 
         density: 4f32.powf(2.0 * settings.density.clamp(0.0, 1.0) - 1.0),
         ..RollOptions::default()
     }
-}
-
-/// The key of the clip's pitched notes, weighted by length.
-fn estimate_key(clip: &Clip) -> Option<Key> {
-    let mut weights = [0.0f64; 12];
-    for n in &clip.notes {
-        if !clip
-            .tracks
-            .get(n.track as usize)
-            .is_some_and(|t| t.is_drums())
-        {
-            weights[n.pitch as usize % 12] += n.length as f64;
-        }
-    }
-    Key::estimate(&weights)
 }
 
 impl Generator for RollGenerator {

@@ -126,6 +126,10 @@ pub struct RollEvalOptions {
     /// Where the windows come from: the test split for reporting, the valid split for tuning
     /// sampling options (such as the density) without looking at the test split.
     pub split: Split,
+    /// Lock the model's notes to the key estimated from what it is given (bars 1–2 for an
+    /// infill, the melody for a harmonization), as the plugin's key lock does; unconditional
+    /// samples have no context and stay unlocked.
+    pub key_lock: bool,
 }
 
 impl Default for RollEvalOptions {
@@ -136,6 +140,7 @@ impl Default for RollEvalOptions {
             sampling: RollOptions::default(),
             tasks: Task::ALL.to_vec(),
             split: Split::Test,
+            key_lock: false,
         }
     }
 }
@@ -273,13 +278,22 @@ fn produce(
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0xe7a1);
     let mut out = Vec::with_capacity(windows.len());
     for (i, w) in windows.iter().enumerate() {
-        let sampling = RollOptions {
-            seed: opts.seed.wrapping_add(i as u64),
-            ..opts.sampling.clone()
-        };
         let clip = &w.clip;
         let spb = clip.steps_per_bar();
         let tail = *INFILL_BARS.start() * spb..(*INFILL_BARS.end() + 1) * spb;
+        let mut sampling = RollOptions {
+            seed: opts.seed.wrapping_add(i as u64),
+            ..opts.sampling.clone()
+        };
+        if opts.key_lock && method == Method::Model {
+            let mut given = clip.clone();
+            match task {
+                Task::Infill => given.notes.retain(|n| n.start < tail.start),
+                Task::Harmonize => given.notes.retain(|n| is_melody(clip, n)),
+                Task::Unconditional => given.notes.clear(),
+            }
+            sampling.key = given.estimate_key();
+        }
         let produced = match (task, method) {
             (Task::Infill, Method::Model) => {
                 tasks::fill(model, clip, &Mask::bars(clip, INFILL_BARS), &sampling)?

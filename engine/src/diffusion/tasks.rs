@@ -493,7 +493,7 @@ pub fn regenerate(
             }
         }
     }
-    let mut notes = roll.to_notes(0.5, 1, target);
+    let mut notes = roll.to_notes_from_onsets(0.5, 1, target);
     assign_velocities(&context, &mut notes, target, out.steps_per_bar());
     out.notes = context;
     out.notes.extend(notes);

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::key::Key;
+
 /// Grid steps per quarter note (a step is a 16th note).
 pub const STEPS_PER_BEAT: u32 = 4;
 
@@ -194,6 +196,22 @@ impl Clip {
             tempo_changes: Vec::new(),
             meter_changes: Vec::new(),
         }
+    }
+
+    /// The key of the pitched (non-drum) notes, weighted by length ([`Key::estimate`]); `None`
+    /// without pitched notes.
+    pub fn estimate_key(&self) -> Option<Key> {
+        let mut weights = [0.0f64; 12];
+        for n in &self.notes {
+            let drums = self
+                .tracks
+                .get(n.track as usize)
+                .is_some_and(Track::is_drums);
+            if !drums {
+                weights[(n.pitch % 12) as usize] += n.length as f64;
+            }
+        }
+        Key::estimate(&weights)
     }
 
     pub fn steps_per_bar(&self) -> u32 {

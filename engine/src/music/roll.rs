@@ -141,6 +141,42 @@ impl PianoRoll {
         notes
     }
 
+    /// Read notes back the way a sampled roll is meant: a note starts only at an onset cell
+    /// and lasts while sustain stays on and no new onset comes; sustain cells outside such a
+    /// run are ignored (a sampled roll's stray sustain cells would otherwise become short notes
+    /// that nobody wrote). An onset without sustain makes a one-step note.
+    pub fn to_notes_from_onsets(&self, threshold: f32, velocity: u8, track: u16) -> Vec<Note> {
+        let mut notes = Vec::new();
+        for o in 0..self.pitches {
+            let pitch = self.pitch_lo + o as u8;
+            let mut open: Option<u32> = None;
+            for s in 0..self.steps {
+                let onset = self.data[self.index(ONSET, s, o)] >= threshold;
+                let sustain = self.data[self.index(SUSTAIN, s, o)] >= threshold;
+                if let Some(start) = open
+                    && (onset || !sustain)
+                {
+                    notes.push(Note::new(start, pitch, s as u32 - start, velocity, track));
+                    open = None;
+                }
+                if onset {
+                    open = Some(s as u32);
+                }
+            }
+            if let Some(start) = open {
+                notes.push(Note::new(
+                    start,
+                    pitch,
+                    self.steps as u32 - start,
+                    velocity,
+                    track,
+                ));
+            }
+        }
+        notes.sort_by_key(|n| (n.start, n.pitch));
+        notes
+    }
+
     /// Share of cells that are on in `channel` (the data's density, the prior of the binomial
     /// diffusion).
     pub fn density(&self, channel: usize) -> f32 {
@@ -186,6 +222,28 @@ mod tests {
             roll.set(SUSTAIN, s, 40, 1.0);
         }
         assert_eq!(roll.to_notes(0.5, 80, 1), vec![Note::new(2, 40, 3, 80, 1)]);
+    }
+
+    #[test]
+    fn decoding_from_onsets_ignores_stray_sustain() {
+        let mut roll = PianoRoll::full(8);
+        roll.set(ONSET, 0, 60, 1.0);
+        for s in 0..3 {
+            roll.set(SUSTAIN, s, 60, 1.0);
+        }
+        // A sustain gap at step 3, then sustain without an onset: not a note.
+        for s in 4..6 {
+            roll.set(SUSTAIN, s, 60, 1.0);
+        }
+        // A lone sustain cell on another pitch; an onset without sustain.
+        roll.set(SUSTAIN, 2, 62, 1.0);
+        roll.set(ONSET, 7, 64, 1.0);
+        assert_eq!(
+            roll.to_notes_from_onsets(0.5, 90, 2),
+            vec![Note::new(0, 60, 3, 90, 2), Note::new(7, 64, 1, 90, 2)]
+        );
+        // The lenient reader turns the stray cells into notes.
+        assert_eq!(roll.to_notes(0.5, 90, 2).len(), 4);
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! `bandmate demo`: what the engine does, on the embedded example clip.
 
 use crate::args::{RegionArgs, Timings};
-use crate::info::estimate_key;
 use anyhow::{Context, Result, bail};
 use bandmate::metrics::{self, EvalOptions};
 use bandmate::midi;
@@ -32,7 +31,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         clip.tempo,
         clip.notes.len(),
         clip.tracks.len(),
-        estimate_key(&clip)
+        clip.estimate_key()
             .map(|k| k.to_string())
             .unwrap_or_default()
     );

@@ -31,6 +31,10 @@ pub struct EvalRollArgs {
         default_value = "infill,harmonize,unconditional"
     )]
     pub tasks: Vec<Task>,
+    /// Lock the model's notes to the key estimated from what it is given (bars 1–2 / the
+    /// melody), as the plugin's key lock does.
+    #[arg(long)]
+    pub key_lock: bool,
     /// Windows from this POP909 split: test to report, valid to tune options on.
     #[arg(long, default_value = "test")]
     pub split: Split,
@@ -58,6 +62,7 @@ pub fn run(args: EvalRollArgs) -> Result<()> {
         },
         tasks: args.tasks,
         split: args.split,
+        key_lock: args.key_lock,
     };
     let data = args.data.unwrap_or_else(default_data_root);
     let rows = evaluate_roll(&model, &data, &default_cache_dir(), &opts, |row| {

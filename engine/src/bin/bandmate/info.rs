@@ -3,7 +3,7 @@
 use crate::args::Timings;
 use crate::files::read_clip;
 use anyhow::Result;
-use bandmate::music::{Clip, Key, pitch_name};
+use bandmate::music::pitch_name;
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
@@ -20,7 +20,7 @@ pub struct InfoArgs {
 pub fn run(args: InfoArgs) -> Result<()> {
     let mut timings = Timings::default();
     let clip = timings.time("read", || read_clip(&args.file))?;
-    let key = estimate_key(&clip);
+    let key = clip.estimate_key();
     let tracks: Vec<_> = clip
         .tracks
         .iter()
@@ -72,18 +72,4 @@ pub fn run(args: InfoArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Key of the pitched notes, weighted by duration.
-pub fn estimate_key(clip: &Clip) -> Option<Key> {
-    let mut weights = [0.0; 12];
-    for n in clip.notes.iter().filter(|n| {
-        !clip
-            .tracks
-            .get(n.track as usize)
-            .is_some_and(|t| t.is_drums())
-    }) {
-        weights[(n.pitch % 12) as usize] += n.length as f64;
-    }
-    Key::estimate(&weights)
 }
