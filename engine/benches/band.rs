@@ -10,7 +10,8 @@
 //!   (`xtask/torch/band_vae.py`) with our weights on the same batch of 32 Nottingham test
 //!   sequences of 8 bars (some tracks missing, so that the product of experts varies): the
 //!   next-bar logits and KL (within 1e-4), the training forward pass, one AdamW step of the
-//!   training loss (with the scale, rhythm and harmony terms) and one live next-bar answer at
+//!   training loss (with the scale, rhythm and harmony terms; in candle one sub-batch per pool
+//!   thread, as `bandmate train band` runs it) and one live next-bar answer at
 //!   batch 1, with the candle/PyTorch ratios and GFLOP/s, and the loss after the timed steps in
 //!   both.
 
@@ -19,8 +20,9 @@ use bandmate::band::player::{BandModel, BandPlayer};
 use bandmate::data::{Dataset, Song, Split, default_cache_dir, default_data_root, load_cached};
 use bandmate::models::band::BandVae;
 use bandmate::music::{Clip, Note, TrackRole};
+use bandmate::nn::pool_parts;
 use bandmate::train::adamw::AdamW;
-use bandmate::train::band::{AuxWeights, TrainOptions, batch_loss, make_batch, sequences};
+use bandmate::train::band::{AuxWeights, Batch, TrainOptions, batch_loss, make_batch, sequences};
 use bandmate::train::vae::normal_noise;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -176,10 +178,29 @@ fn compare_torch(twin: &Twin, model: &BandModel, songs: &[Song]) -> Result<()> {
     let trained = BandVae::new(cfg, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
     varmap.load(BandModel::shipped_dir().join("model.safetensors"))?;
     let mut opt = AdamW::new(&varmap, opts.lr, opts.weight_decay)?;
+    // As `train::band::train_step` runs it: one sub-batch per pool thread.
+    let (ranges, weights) = pool_parts(TORCH_BATCH, 4);
+    let parts: Vec<(Batch, Tensor)> = ranges
+        .iter()
+        .map(|r| {
+            let sub = make_batch(
+                &seqs[r.clone()],
+                &[0; TORCH_BATCH][r.clone()],
+                &present[r.clone()],
+                cfg,
+                &device,
+            )?;
+            Ok((sub, eps.narrow(0, r.start, r.len())?))
+        })
+        .collect::<Result<_>>()?;
     let step = median_ms(TORCH_ITERS, || {
         bandmate::nn::in_pool(|| {
-            opt.backward_step(&batch_loss(&trained, &batch, Some(&eps), opts.beta, aux)?.total)
-        })
+            opt.split_backward_step(&weights, |i| {
+                let (sub, eps) = &parts[i];
+                Ok(batch_loss(&trained, sub, Some(eps), opts.beta, aux)?.total)
+            })
+        })?;
+        Ok(())
     })?;
     let loss_after = batch_loss(&trained, &batch, Some(&eps), opts.beta, aux)?
         .total

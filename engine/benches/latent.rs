@@ -28,7 +28,7 @@ use bandmate::latent::{
 };
 use bandmate::models::latent_score::standardize;
 use bandmate::train::adamw::AdamW;
-use bandmate::train::latent::{LatentTrainOptions, dsm_loss};
+use bandmate::train::latent::{LatentTrainOptions, dsm_loss, dsm_step};
 use bandmate::train::vae::{VaeTrainOptions, batch_loss, normal_noise};
 use bandmate::vae::{MelodyVae, VaeNet};
 use candle_core::{DType, Device, Tensor};
@@ -186,7 +186,8 @@ fn compare_score(
     let trained = LatentModel::load(model_dir)?;
     let mut opt = AdamW::new(trained.varmap(), opts.lr, opts.weight_decay)?;
     let step = median_ms(TORCH_ITERS, || {
-        bandmate::nn::in_pool(|| opt.backward_step(&dsm_loss(trained.score(), &x0, &t, &noise)?))
+        dsm_step(trained.score(), &mut opt, &x0, &t, &noise)?;
+        Ok(())
     })?;
     let loss_after = dsm_loss(trained.score(), &x0, &t, &noise)?.to_scalar::<f32>()?;
 

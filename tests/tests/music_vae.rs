@@ -220,6 +220,28 @@ fn shipped_weights_reconstruct_test_melodies() {
     assert!(acc.sampled > 0.66, "{acc:?}");
 }
 
+#[test]
+fn encoding_a_large_batch_equals_encoding_window_by_window() {
+    // 200 windows: the batch is cut into one part per pool thread (at least 64 each).
+    let vae = MelodyVae::load(&bandmate::vae::default_weights_dir()).unwrap();
+    let rows: Vec<&[u8]> = test_windows()
+        .tokens
+        .chunks(WINDOW_STEPS)
+        .take(200)
+        .collect();
+    let batched = vae.encode(&rows).unwrap();
+    assert_eq!(batched.len(), 200);
+    for i in [0, 63, 64, 99, 100, 150, 199] {
+        let alone = &vae.encode(&rows[i..i + 1]).unwrap()[0];
+        let diff = alone
+            .iter()
+            .zip(&batched[i])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-4, "window {i}: |Δμ| {diff}");
+    }
+}
+
 /// The 16-bar melody windows of the Nottingham test split (hop 2 bars).
 fn test_windows_16() -> MelodyWindows {
     bandmate::data::melody::melody_windows_of(songs(Split::Test), 16, 2).unwrap()

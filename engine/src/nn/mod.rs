@@ -52,6 +52,31 @@ pub unsafe fn set_thread_count_env() {
     }
 }
 
+/// A batch of `n` items cut into one contiguous part per thread of the current rayon pool (fewer
+/// when a part would hold under `min_part` items), with each part's share of the batch: the
+/// parts and weights of [`crate::train::adamw::AdamW::split_backward_step`].
+///
+/// `BANDMATE_SPLIT=0` in the environment keeps every batch whole (read once per process), for
+/// measuring what the split is worth.
+pub fn pool_parts(n: usize, min_part: usize) -> (Vec<std::ops::Range<usize>>, Vec<f64>) {
+    static SPLIT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let split = *SPLIT.get_or_init(|| std::env::var_os("BANDMATE_SPLIT").is_none_or(|v| v != "0"));
+    let threads = if split {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    let parts = threads.min(n / min_part.max(1)).clamp(1, n.max(1));
+    let ranges: Vec<_> = (0..parts)
+        .map(|i| i * n / parts..(i + 1) * n / parts)
+        .collect();
+    let weights = ranges
+        .iter()
+        .map(|r| r.len() as f64 / n.max(1) as f64)
+        .collect();
+    (ranges, weights)
+}
+
 /// Run `f` on a worker thread of the current rayon pool (inline when the caller is one already).
 /// A parallel op called from outside the pool injects its job and then sleeps until a worker has
 /// finished it, so every op of a network costs two thread wake-ups; from inside the pool the
@@ -133,4 +158,20 @@ pub fn read_weights_dir(
     let weights = std::fs::read(&weights_path)
         .with_context(|| format!("cannot read {}", weights_path.display()))?;
     Ok((config, weights))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pool_parts_cover_the_batch_in_order() {
+        let (ranges, weights) = super::pool_parts(33, 4);
+        let threads = rayon::current_num_threads().min(8);
+        assert_eq!(ranges.len(), threads);
+        assert_eq!(ranges.first().unwrap().start, 0);
+        assert_eq!(ranges.last().unwrap().end, 33);
+        assert!(ranges.windows(2).all(|w| w[0].end == w[1].start));
+        assert!((weights.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        // Too small to split.
+        assert_eq!(super::pool_parts(3, 4).0, vec![0..3]);
+    }
 }

@@ -449,13 +449,28 @@ pub fn train_step(
                 .collect()
         })
         .collect();
-    let b = make_batch(batch_seqs, &shifts, &present, cfg, device)?;
-    let eps = Tensor::randn(0f32, 1f32, (batch_seqs.len(), seq_bars, cfg.latent), device)?;
+    // One sub-batch per pool thread (of at least 4 sequences), each trained on its own core.
+    let (ranges, weights) = crate::nn::pool_parts(batch_seqs.len(), 4);
+    let parts: Vec<(Batch, Tensor)> = ranges
+        .iter()
+        .map(|r| {
+            let b = make_batch(
+                &batch_seqs[r.clone()],
+                &shifts[r.clone()],
+                &present[r.clone()],
+                cfg,
+                device,
+            )?;
+            let eps = Tensor::randn(0f32, 1f32, (r.len(), seq_bars, cfg.latent), device)?;
+            Ok((b, eps))
+        })
+        .collect::<Result<_>>()?;
     // On a pool thread, so that its parallel ops do not each wake two threads.
     crate::nn::in_pool(|| {
-        let l = batch_loss(model, &b, Some(&eps), opts.beta, opts.aux)?;
-        opt.backward_step(&l.total)?;
-        Ok(l.total.to_scalar::<f32>()? as f64)
+        opt.split_backward_step(&weights, |i| {
+            let (b, eps) = &parts[i];
+            Ok(batch_loss(model, b, Some(eps), opts.beta, opts.aux)?.total)
+        })
     })
 }
 

@@ -209,6 +209,31 @@ pub fn dsm_loss(model: &LatentScore, x0: &Tensor, t: &[f32], noise: &[f32]) -> R
     Ok(mse(&model.forward(&xt, &tt)?, &eps)?)
 }
 
+/// One AdamW step on [`dsm_loss`] of the batch `x0` `[batch, positions, z]` (times `t`, noise
+/// `noise`), cut into one sub-batch per pool thread ([`crate::nn::pool_parts`]); returns the loss.
+pub fn dsm_step(
+    model: &LatentScore,
+    opt: &mut AdamW,
+    x0: &Tensor,
+    t: &[f32],
+    noise: &[f32],
+) -> Result<f64> {
+    let (b, l, z) = x0.dims3()?;
+    let (ranges, weights) = crate::nn::pool_parts(b, 16);
+    // On a pool thread, so that its parallel ops do not each wake two threads.
+    crate::nn::in_pool(|| {
+        opt.split_backward_step(&weights, |i| {
+            let r = ranges[i].clone();
+            dsm_loss(
+                model,
+                &x0.narrow(0, r.start, r.len())?,
+                &t[r.clone()],
+                &noise[r.start * l * z..r.end * l * z],
+            )
+        })
+    })
+}
+
 fn learning_rate(opts: &LatentTrainOptions, step: usize, progress: f64) -> f64 {
     if step < opts.warmup {
         return opts.lr * (step + 1) as f64 / opts.warmup.max(1) as f64;
@@ -369,13 +394,7 @@ pub fn train_latent(opts: &LatentTrainOptions) -> Result<LatentTrainState> {
                     .map_or(0.0, |m| state.step as f64 / m.max(1) as f64),
             );
             opt.lr = learning_rate(opts, state.step, progress);
-            // On a pool thread, so that its parallel ops do not each wake two threads.
-            let loss = crate::nn::in_pool(|| -> Result<_> {
-                let loss = dsm_loss(&model, &x0, &t, &noise)?;
-                opt.backward_step(&loss)?;
-                Ok(loss)
-            })?;
-            let loss = loss.to_scalar::<f32>()? as f64;
+            let loss = dsm_step(&model, &mut opt, &x0, &t, &noise)?;
             if !loss.is_finite() {
                 bail!("training loss became {loss} at step {}", state.step);
             }
@@ -574,7 +593,7 @@ pub fn time_latent_step(cfg: &Config, batch: usize, iters: usize) -> Result<f64>
             .collect();
         let noise = normal_noise(&mut rng, n);
         let tick = Instant::now();
-        crate::nn::in_pool(|| opt.backward_step(&dsm_loss(&model, &x0, &t, &noise)?))?;
+        dsm_step(&model, &mut opt, &x0, &t, &noise)?;
         best = best.min(tick.elapsed().as_secs_f64());
     }
     Ok(best)

@@ -457,13 +457,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
                 by_time.max(by_steps).max(by_epochs)
             };
             opt.lr = learning_rate(opts, state.step, progress);
-            // On a pool thread, so that its parallel ops do not each wake two threads.
-            let loss = crate::nn::in_pool(|| -> Result<_> {
-                let loss = bce_with_logits(&net.forward(&b.xt, &b.t)?, &b.x0)?;
-                opt.backward_step(&loss)?;
-                Ok(loss)
-            })?;
-            let loss = loss.to_scalar::<f32>()? as f64;
+            let loss = train_step(&net, &mut opt, &b.xt, &b.t, &b.x0)?;
             if !loss.is_finite() {
                 bail!("training loss became {loss} at step {}", state.step);
             }
@@ -698,6 +692,30 @@ fn write_card(dir: &Path, cfg: &Config, state: &TrainState, opts: &TrainOptions)
         .with_context(|| format!("cannot write {}", dir.join("CARD.md").display()))
 }
 
+/// One AdamW step on the mean BCE of the x̂_0 logits for noisy rolls `xt`
+/// `[batch, 2, steps, pitches]` at times `t` `[batch]` against `x0`, the batch cut into one
+/// sub-batch per pool thread ([`crate::nn::pool_parts`]); returns the loss.
+pub fn train_step(
+    net: &RollUnet,
+    opt: &mut AdamW,
+    xt: &Tensor,
+    t: &Tensor,
+    x0: &Tensor,
+) -> Result<f64> {
+    let (ranges, weights) = crate::nn::pool_parts(xt.dim(0)?, 4);
+    // On a pool thread, so that its parallel ops do not each wake two threads.
+    crate::nn::in_pool(|| {
+        opt.split_backward_step(&weights, |i| {
+            let r = &ranges[i];
+            let part = |x: &Tensor| x.narrow(0, r.start, r.len());
+            Ok(bce_with_logits(
+                &net.forward(&part(xt)?, &part(t)?)?,
+                &part(x0)?,
+            )?)
+        })
+    })
+}
+
 /// Seconds per forward pass and per training step (forward, backward, AdamW) of `cfg` on
 /// random rolls of `batch`, averaged over `iters` after one warm-up step.
 pub fn time_step(cfg: &Config, batch: usize, iters: usize) -> Result<(f64, f64)> {
@@ -726,7 +744,8 @@ pub fn time_step(cfg: &Config, batch: usize, iters: usize) -> Result<(f64, f64)>
         &device,
     )?;
     let mut step = || -> Result<()> {
-        crate::nn::in_pool(|| opt.backward_step(&bce_with_logits(&net.forward(&xt, &t)?, &x0)?))
+        train_step(&net, &mut opt, &xt, &t, &x0)?;
+        Ok(())
     };
     step()?;
     let tick = Instant::now();

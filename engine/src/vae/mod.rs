@@ -13,6 +13,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use crate::data::melody::{WINDOW_STEPS, melody_track, tokenize, top_line};
 use crate::models::music_vae::slerp;
@@ -111,9 +112,21 @@ impl MelodyVae {
         if windows.is_empty() {
             return Ok(Vec::new());
         }
-        let tokens = self.model.tokens_tensor(windows, &self.device)?; // [n, 32]
-        let (mu, _) = self.model.encode(&tokens)?;
-        Ok(mu.to_vec2::<f32>()?)
+        // One part of the batch per pool thread, each encoded on its own core.
+        let (parts, _) = crate::nn::pool_parts(windows.len(), 64);
+        let encoded = crate::nn::in_pool(|| {
+            parts
+                .par_iter()
+                .map(|r| {
+                    let tokens = self
+                        .model
+                        .tokens_tensor(&windows[r.clone()], &self.device)?; // [n, 32]
+                    let (mu, _) = self.model.encode(&tokens)?;
+                    Ok(mu.to_vec2::<f32>()?)
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        Ok(encoded.concat())
     }
 
     /// Decode latents into token windows: argmax at every step (`temperature` `None`) or
