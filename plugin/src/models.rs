@@ -7,7 +7,7 @@ use crate::worker::{Generator, Job, JobControl, JobKind, JobRequest, JobSettings
 use bandmate::band::player::{BandModel, BandPlayer};
 use bandmate::diffusion::{self, RollModel, RollOptions, StepHook};
 use bandmate::latent::{LatentMelody, LatentModel, SampleOptions, apply_windows, song_windows};
-use bandmate::music::{Clip, Key, TimeSignature, TrackRole};
+use bandmate::music::{Clip, TimeSignature, TrackRole};
 use bandmate::vae::MelodyVae;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
