@@ -68,9 +68,8 @@ impl AdamW {
     ///
     /// With the batch cut into `weights.len()` sub-batches and `weights[i]` the share of part
     /// `i`, this is the step of the whole batch (for losses that are means over the batch), with
-    /// each core busy on its own sub-batch: a network of many small ops (the band model's per-bar
-    /// products, gates and sums) spends less time waking the other core for every op than it
-    /// gains from splitting each op in two.
+    /// each core busy on its own sub-batch instead of both cores meeting at every op (which costs
+    /// a network of many small ops, like the band model's, more than splitting each op gains).
     pub fn split_backward_step(
         &mut self,
         weights: &[f64],
@@ -88,6 +87,13 @@ impl AdamW {
             })
             .collect::<Result<_>>()?;
         let total = parts.iter().zip(weights).map(|((l, _), w)| l * w).sum();
+        if let [(_, grads)] = parts.as_slice()
+            && weights[0] == 1.0
+        {
+            // One part: its gradients are the batch's.
+            self.apply(grads)?;
+            return Ok(total);
+        }
         let mut parts = parts.into_iter().map(|(_, g)| g);
         let mut grads = parts.next().expect("at least one part");
         let rest: Vec<GradStore> = parts.collect();
