@@ -110,35 +110,7 @@ impl PianoRoll {
     /// onset channel was lost still decodes), and lasts while sustain stays on and no new onset
     /// comes. An onset without sustain makes a one-step note.
     pub fn to_notes(&self, threshold: f32, velocity: u8, track: u16) -> Vec<Note> {
-        let mut notes = Vec::new();
-        for o in 0..self.pitches {
-            let pitch = self.pitch_lo + o as u8;
-            let mut open: Option<u32> = None;
-            for s in 0..self.steps {
-                let onset = self.data[self.index(ONSET, s, o)] >= threshold;
-                let sustain = self.data[self.index(SUSTAIN, s, o)] >= threshold;
-                if let Some(start) = open
-                    && (onset || !sustain)
-                {
-                    notes.push(Note::new(start, pitch, s as u32 - start, velocity, track));
-                    open = None;
-                }
-                if open.is_none() && (onset || sustain) {
-                    open = Some(s as u32);
-                }
-            }
-            if let Some(start) = open {
-                notes.push(Note::new(
-                    start,
-                    pitch,
-                    self.steps as u32 - start,
-                    velocity,
-                    track,
-                ));
-            }
-        }
-        notes.sort_by_key(|n| (n.start, n.pitch));
-        notes
+        self.read_notes(threshold, velocity, track, true)
     }
 
     /// Read notes back the way a sampled roll is meant: a note starts only at an onset cell
@@ -146,6 +118,18 @@ impl PianoRoll {
     /// run are ignored (a sampled roll's stray sustain cells would otherwise become short notes
     /// that nobody wrote). An onset without sustain makes a one-step note.
     pub fn to_notes_from_onsets(&self, threshold: f32, velocity: u8, track: u16) -> Vec<Note> {
+        self.read_notes(threshold, velocity, track, false)
+    }
+
+    /// Notes of the roll; a sustain cell after a silent one starts a note only when
+    /// `sustain_starts`.
+    fn read_notes(
+        &self,
+        threshold: f32,
+        velocity: u8,
+        track: u16,
+        sustain_starts: bool,
+    ) -> Vec<Note> {
         let mut notes = Vec::new();
         for o in 0..self.pitches {
             let pitch = self.pitch_lo + o as u8;
@@ -159,7 +143,7 @@ impl PianoRoll {
                     notes.push(Note::new(start, pitch, s as u32 - start, velocity, track));
                     open = None;
                 }
-                if onset {
+                if open.is_none() && (onset || (sustain_starts && sustain)) {
                     open = Some(s as u32);
                 }
             }
