@@ -123,11 +123,17 @@ fn compare_winograd(model: &RollModel) -> Result<()> {
     let cfg = model.config();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     for (batch, runs) in [(1usize, 10usize), (TORCH_BATCH, 2)] {
-        let cells = batch * 2 * cfg.steps * cfg.pitches;
+        // x_t (and random known cells for a conditioned model).
+        let channels = cfg.input_channels();
+        let cells = batch * channels * cfg.steps * cfg.pitches;
         let roll: Vec<f32> = (0..cells)
             .map(|_| f32::from(rng.random_bool(0.05)))
             .collect();
-        let x = Tensor::from_vec(roll, (batch, 2, cfg.steps, cfg.pitches), &Device::Cpu)?;
+        let x = Tensor::from_vec(
+            roll,
+            (batch, channels, cfg.steps, cfg.pitches),
+            &Device::Cpu,
+        )?;
         let t = Tensor::from_vec(vec![50f32; batch], batch, &Device::Cpu)?;
         let mut best = [f64::MAX; 2];
         for round in 0..10 {
@@ -160,15 +166,17 @@ fn compare_torch(
     let cfg = model.config();
     let dev = Device::Cpu;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-    let cells = TORCH_BATCH * 2 * cfg.steps * cfg.pitches;
-    let shape = (TORCH_BATCH, 2, cfg.steps, cfg.pitches);
-    let binary = |rng: &mut rand_chacha::ChaCha8Rng, p: f32| -> Vec<f32> {
-        (0..cells)
+    let shape = |channels: usize| (TORCH_BATCH, channels, cfg.steps, cfg.pitches);
+    let binary = |rng: &mut rand_chacha::ChaCha8Rng, channels: usize, p: f32| {
+        let cells = TORCH_BATCH * channels * cfg.steps * cfg.pitches;
+        let v: Vec<f32> = (0..cells)
             .map(|_| f32::from(rng.random::<f32>() < p))
-            .collect()
+            .collect();
+        Tensor::from_vec(v, shape(channels), &dev)
     };
-    let x_t = Tensor::from_vec(binary(&mut rng, 0.05), shape, &dev)?;
-    let x0 = Tensor::from_vec(binary(&mut rng, 0.03), shape, &dev)?;
+    // The network input: x_t, and random known cells for a conditioned model.
+    let x_t = binary(&mut rng, cfg.input_channels(), 0.05)?;
+    let x0 = binary(&mut rng, 2, 0.03)?;
     let t: Vec<f32> = (0..TORCH_BATCH)
         .map(|_| rng.random_range(1..=cfg.diffusion_steps) as f32)
         .collect();

@@ -25,6 +25,18 @@ fn model() -> &'static RollModel {
     })
 }
 
+/// [`model`] that also reads the known cells (`conditioned`, as the shipped model may).
+fn conditioned_model() -> &'static RollModel {
+    static MODEL: OnceLock<RollModel> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let cfg = Config {
+            conditioned: true,
+            ..model().config().clone()
+        };
+        RollModel::random(&cfg, 12).expect("random conditioned model")
+    })
+}
+
 /// 4/4 clips of `bars` bars from the POP909 test split (first window of the first songs).
 fn test_clips(bars: u32, count: usize) -> Vec<Clip> {
     static SONGS: OnceLock<Vec<data::Song>> = OnceLock::new();
@@ -94,7 +106,12 @@ fn fill_keeps_everything_outside_the_mask() {
     assert_eq!(clips.len(), 3);
     for (i, clip) in clips.iter().enumerate() {
         let mask = Mask::bars(clip, 2..=3);
-        let out = diffusion::fill(model(), clip, &mask, &opts(i as u64)).unwrap();
+        let model = if i % 2 == 0 {
+            model()
+        } else {
+            conditioned_model()
+        };
+        let out = diffusion::fill(model, clip, &mask, &opts(i as u64)).unwrap();
         let generated = check_fill(clip, &mask, &out);
         println!(
             "clip {i}: {} notes, {} outside bars 3-4 kept, {generated} generated",
@@ -109,8 +126,10 @@ fn fill_keeps_everything_outside_the_mask() {
 fn pitch_rectangles_and_one_track_keep_the_rest() {
     let clip = &test_clips(4, 1)[0];
     let rect = Mask::rect(clip.steps(), 8..40, 48..=72);
-    let out = diffusion::fill(model(), clip, &rect, &opts(3)).unwrap();
-    check_fill(clip, &rect, &out);
+    for model in [model(), conditioned_model()] {
+        let out = diffusion::fill(model, clip, &rect, &opts(3)).unwrap();
+        check_fill(clip, &rect, &out);
+    }
 
     let piano = clip
         .tracks
@@ -200,6 +219,11 @@ fn continue_harmonize_vary_generate() {
     assert!(
         melody_notes.iter().all(|n| harm.notes.contains(n)),
         "the melody changed"
+    );
+    let conditioned = diffusion::harmonize(conditioned_model(), clip, None, &opts(2)).unwrap();
+    assert!(
+        melody_notes.iter().all(|n| conditioned.notes.contains(n)),
+        "the melody changed (conditioned model)"
     );
     assert!(harm.notes.iter().all(
         |n| n.track == melody || harm.tracks[n.track as usize].role == TrackRole::Accompaniment

@@ -47,7 +47,8 @@ class RollUnet(nn.Module):
         levels, tc = len(mults), base * 4
         self.time_embed = nn.Sequential(nn.Linear(base, tc), nn.SiLU(), nn.Linear(tc, tc))
         c0 = base * mults[0]
-        self.conv_in = nn.Conv2d(2, c0, 3, padding=1)
+        # x_t, then for a conditioned model the known onset, known sustain and known-cell planes.
+        self.conv_in = nn.Conv2d(5 if cfg.get("conditioned") else 2, c0, 3, padding=1)
         skips, ch = [c0], c0
         self.down = nn.ModuleList()
         for i in range(levels):

@@ -123,7 +123,7 @@ impl RollModel {
     }
 
     /// p(x_0 = 1 | x_t) per cell for a batch of flat `[2, steps, pitches]` rolls `x_t`, one step
-    /// each in `t`.
+    /// each in `t`, with no cell known.
     pub fn predict_x0(&self, x_t: &[f32], t: &[usize]) -> Result<Vec<f32>> {
         let cfg = self.config();
         let per = 2 * cfg.steps * cfg.pitches;
@@ -135,7 +135,16 @@ impl RollModel {
             );
         }
         let dev = Device::Cpu;
-        let x = Tensor::from_vec(x_t.to_vec(), (t.len(), 2, cfg.steps, cfg.pitches), &dev)?;
+        // Nothing known: a conditioned net gets empty known-cell channels.
+        let mut input = Vec::with_capacity(t.len() * cfg.input_channels() * per / 2);
+        for roll in x_t.chunks(per) {
+            crate::models::roll::conditioned_input(cfg, roll, roll, None, &mut input);
+        }
+        let x = Tensor::from_vec(
+            input,
+            (t.len(), cfg.input_channels(), cfg.steps, cfg.pitches),
+            &dev,
+        )?;
         let tt = Tensor::from_vec(
             t.iter().map(|&v| v as f32).collect::<Vec<_>>(),
             t.len(),

@@ -9,7 +9,8 @@
 //!
 //! Conditioning: at every step the known cells of x̂_0 are replaced by their true values before
 //! the update, so known cells follow the forward process from the same x_T; the returned roll
-//! holds the known cells exactly. Any subsequence of 1..=T steps works (evenly spaced).
+//! holds the known cells exactly. A conditioned network also reads the known cells' clean
+//! values and where they are at every step. Any subsequence of 1..=T steps works (evenly spaced).
 
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
@@ -165,8 +166,12 @@ pub fn sample_with_hook(
             candle_core::bail!("{CANCELLED}");
         }
         let (t, next) = (w[0], w[1]);
-        let flat: Vec<f32> = x.iter().flatten().copied().collect();
-        let input = Tensor::from_vec(flat, (n, 2, steps, pitches), &device)?;
+        // [n, input channels, steps, pitches]: x_t, and for a conditioned net the known cells.
+        let mut flat = Vec::with_capacity(n * cfg.input_channels() * plane);
+        for (xb, p) in x.iter().zip(problems) {
+            crate::models::roll::conditioned_input(cfg, xb, &p.x0, Some(&p.free), &mut flat);
+        }
+        let input = Tensor::from_vec(flat, (n, cfg.input_channels(), steps, pitches), &device)?;
         let tt = Tensor::from_vec(vec![t as f32; n], n, &device)?;
         let logits = crate::nn::in_pool(|| net.forward(&input, &tt))?
             .flatten_all()?

@@ -3,7 +3,10 @@
 //! connections, a sinusoidal timestep embedding added in every residual block.
 //!
 //! Input and output are `[batch, 2, steps, pitches]` (channel 0 onsets, 1 sustain); the output
-//! is logits of p(x_0 = 1 | x_t).
+//! is logits of p(x_0 = 1 | x_t). A `conditioned` model also reads what is known: its input has
+//! three more channels, the known cells' clean values (onset, sustain; 0 where free) and a plane
+//! that is 1 on known cells, so that it sees a given melody or context from the first step
+//! instead of only through the known cells of x_t, which are as noisy as the rest at large t.
 
 use crate::nn::{Linear, linear};
 use candle_core::{DType, Module, Result, Tensor, bail};
@@ -43,6 +46,10 @@ pub struct Config {
     /// configs: all 1).
     #[serde(default)]
     pub density: DensityCalibration,
+    /// The network also reads the known cells and where they are (3 more input channels:
+    /// known onset, known sustain, known-cell plane); absent in older configs: x_t only.
+    #[serde(default)]
+    pub conditioned: bool,
 }
 
 /// Factors the sampler multiplies the user's density by, per task, so that density 1 gives
@@ -90,6 +97,7 @@ impl Config {
             diffusion_steps: 100,
             prior: [0.01, 0.05],
             density: DensityCalibration::default(),
+            conditioned: false,
         }
     }
 
@@ -125,11 +133,20 @@ impl Config {
         }
     }
 
-    /// A named preset: `tiny`, `small`, `fast` or `base`.
+    /// [`Config::fast`] reading the known cells too (`conditioned`).
+    pub fn fast_conditioned() -> Self {
+        Self {
+            conditioned: true,
+            ..Self::fast()
+        }
+    }
+
+    /// A named preset: `tiny`, `small`, `fast`, `fast-cond` or `base`.
     pub fn preset(name: &str) -> Option<Self> {
         match name {
             "tiny" => Some(Self::tiny()),
             "fast" => Some(Self::fast()),
+            "fast-cond" => Some(Self::fast_conditioned()),
             "small" => Some(Self::small()),
             "base" => Some(Self::base()),
             _ => None,
@@ -139,6 +156,12 @@ impl Config {
     /// Channels of level `i`.
     pub fn level_channels(&self, i: usize) -> usize {
         self.base_channels * self.channel_mults[i]
+    }
+
+    /// Channels of the network's input: x_t (onset, sustain), then for a conditioned model the
+    /// known onset, known sustain and known-cell planes.
+    pub fn input_channels(&self) -> usize {
+        if self.conditioned { 5 } else { 2 }
     }
 
     /// Channels of the timestep embedding.
@@ -202,6 +225,29 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The network input of one window, flat `[input channels, steps, pitches]`, appended to `out`:
+/// `x_t` (`[2, plane]`), then for a conditioned model the known cells' values of `x0`
+/// (`[2, plane]`, 0 on free cells) and the known-cell plane (1 where `free` is false). `free`
+/// `[plane]`; `None` means every cell is free (nothing known).
+pub fn conditioned_input(
+    cfg: &Config,
+    x_t: &[f32],
+    x0: &[f32],
+    free: Option<&[bool]>,
+    out: &mut Vec<f32>,
+) {
+    let plane = cfg.steps * cfg.pitches;
+    out.extend_from_slice(&x_t[..2 * plane]);
+    if !cfg.conditioned {
+        return;
+    }
+    let known = |i: usize| free.is_some_and(|f| !f[i]);
+    for c in 0..2 {
+        out.extend((0..plane).map(|i| if known(i) { x0[c * plane + i] } else { 0.0 }));
+    }
+    out.extend((0..plane).map(|i| if known(i) { 1.0 } else { 0.0 }));
 }
 
 /// Sinusoidal embedding of (possibly fractional) timesteps. `t: [batch]` -> `[batch, dim]`.
@@ -300,7 +346,7 @@ impl RollUnet {
         let c0 = cfg.level_channels(0);
         let time1 = linear(cfg.base_channels, tc, vb.pp("time_embed.0"))?;
         let time2 = linear(tc, tc, vb.pp("time_embed.2"))?;
-        let conv_in = Conv2d::new(2, c0, 3, 1, 1, vb.pp("conv_in"))?;
+        let conv_in = Conv2d::new(cfg.input_channels(), c0, 3, 1, 1, vb.pp("conv_in"))?;
 
         // Channels of every skip tensor, in the order they are pushed.
         let mut skips = vec![c0];
@@ -381,13 +427,15 @@ impl RollUnet {
         &self.cfg
     }
 
-    /// `x_t: [batch, 2, steps, pitches]` (0/1 values), `t: [batch]` timesteps (f32, 1..=T) ->
+    /// `x_t: [batch, input channels, steps, pitches]` (0/1 values: x_t, then for a conditioned
+    /// model the known cells, see [`conditioned_input`]), `t: [batch]` timesteps (f32, 1..=T) ->
     /// logits of x̂_0 `[batch, 2, steps, pitches]`.
     pub fn forward(&self, x_t: &Tensor, t: &Tensor) -> Result<Tensor> {
         let (_, c, steps, pitches) = x_t.dims4()?;
-        if c != 2 || steps != self.cfg.steps || pitches != self.cfg.pitches {
+        let want = self.cfg.input_channels();
+        if c != want || steps != self.cfg.steps || pitches != self.cfg.pitches {
             bail!(
-                "roll model expects [batch, 2, {}, {}], got {:?}",
+                "roll model expects [batch, {want}, {}, {}], got {:?}",
                 self.cfg.steps,
                 self.cfg.pitches,
                 x_t.dims()
@@ -468,6 +516,52 @@ mod tests {
             };
             assert_eq!(up1, [want_out, cfg.level_channels(1), 3, 3]);
         }
+        // A conditioned model reads 5 channels and refuses 2.
+        let cfg = Config {
+            conditioned: true,
+            ..cfg
+        };
+        let map = VarMap::new();
+        let net = RollUnet::new(
+            &cfg,
+            VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        let t = Tensor::new(&[1f32, 50.], &Device::Cpu).unwrap();
+        let x = Tensor::zeros((2, 5, 16, 24), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(net.forward(&x, &t).unwrap().dims(), &[2, 2, 16, 24]);
+        let two = Tensor::zeros((2, 2, 16, 24), DType::F32, &Device::Cpu).unwrap();
+        assert!(net.forward(&two, &t).is_err());
+    }
+
+    #[test]
+    fn conditioned_input_holds_the_known_cells() {
+        let cfg = Config {
+            steps: 2,
+            pitches: 2,
+            ..Config::fast_conditioned()
+        };
+        let x_t = [1., 0., 0., 1., 0., 0., 1., 1.];
+        let x0 = [0., 1., 1., 0., 1., 1., 0., 1.];
+        let free = [true, false, true, false];
+        let mut out = Vec::new();
+        conditioned_input(&cfg, &x_t, &x0, Some(&free), &mut out);
+        #[rustfmt::skip]
+        assert_eq!(out, [
+            1., 0., 0., 1., 0., 0., 1., 1., // x_t
+            0., 1., 0., 0., 0., 1., 0., 1., // known onset, sustain
+            0., 1., 0., 1., // known plane
+        ]);
+        out.clear();
+        conditioned_input(&cfg, &x_t, &x0, None, &mut out);
+        assert_eq!(&out[8..], &[0.0; 12]);
+        out.clear();
+        let plain = Config {
+            conditioned: false,
+            ..cfg
+        };
+        conditioned_input(&plain, &x_t, &x0, Some(&free), &mut out);
+        assert_eq!(out, x_t);
     }
 
     #[test]
@@ -510,7 +604,7 @@ mod tests {
             .validate()
             .is_err()
         );
-        for name in ["tiny", "small", "fast", "base"] {
+        for name in ["tiny", "small", "fast", "fast-cond", "base"] {
             assert!(Config::preset(name).unwrap().validate().is_ok(), "{name}");
         }
     }

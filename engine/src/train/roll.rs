@@ -24,8 +24,8 @@ use super::run_files::{export_best, export_loss_curve, save_weights_atomic, writ
 use super::{format_duration, parse_duration};
 use crate::data::{self, Dataset, Song, Split};
 use crate::diffusion::binomial::BinomialSchedule;
-use crate::models::roll::{Config, RollUnet};
-use crate::music::{STEPS_PER_BEAT, TimeSignature, Track};
+use crate::models::roll::{Config, RollUnet, conditioned_input};
+use crate::music::{Note, STEPS_PER_BEAT, TimeSignature, Track, TrackRole};
 
 /// Everything a training run needs.
 #[derive(Clone, Debug)]
@@ -99,6 +99,8 @@ impl TrainOptions {
 #[derive(Clone, Debug, PartialEq)]
 pub struct RollWindow {
     pub notes: Vec<(u16, u8, u16)>,
+    /// Per note: it is on a melody-role track (what harmonize keeps).
+    pub melody: Vec<bool>,
 }
 
 impl RollWindow {
@@ -144,10 +146,13 @@ pub fn roll_windows(songs: &[Song], cfg: &Config, hop_bars: u32) -> Result<Vec<R
             if w.time_signature != TimeSignature::FOUR_FOUR {
                 continue;
             }
-            let notes: Vec<(u16, u8, u16)> = w
+            let pitched: Vec<&Note> = w
                 .notes
                 .iter()
                 .filter(|n| !w.tracks.get(n.track as usize).is_some_and(Track::is_drums))
+                .collect();
+            let notes: Vec<(u16, u8, u16)> = pitched
+                .iter()
                 .map(|n| {
                     (
                         n.start as u16,
@@ -156,12 +161,90 @@ pub fn roll_windows(songs: &[Song], cfg: &Config, hop_bars: u32) -> Result<Vec<R
                     )
                 })
                 .collect();
+            let melody = pitched
+                .iter()
+                .map(|n| {
+                    w.tracks
+                        .get(n.track as usize)
+                        .is_some_and(|t| t.role == TrackRole::Melody)
+                })
+                .collect();
             if !notes.is_empty() {
-                out.push(RollWindow { notes });
+                out.push(RollWindow { notes, melody });
             }
         }
     }
     Ok(out)
+}
+
+/// The cells a conditioned model is asked to generate in one training window (`[steps,
+/// pitches]`, true = free), drawn like the tasks it serves; `None`: every cell (generate).
+///
+/// A region is drawn: 20% nothing known (generate), 25% a run of bars (fill, continue), 25%
+/// everything but the melody (harmonize; windows without a melody take a run of bars), 15% a
+/// pitch band over a run of bars, 15% one to three rectangles. As in the tasks, a note whose
+/// onset lies outside the region is context: all its cells are known; the region's other cells
+/// are free.
+pub fn training_free_cells(
+    w: &RollWindow,
+    shift: i32,
+    cfg: &Config,
+    rng: &mut impl Rng,
+) -> Option<Vec<bool>> {
+    let (steps, pitches) = (cfg.steps, cfg.pitches);
+    let spb = TimeSignature::FOUR_FOUR.steps_per_bar() as usize;
+    let bars = steps / spb;
+    let mut region = vec![false; steps * pitches];
+    let bar_run = |rng: &mut dyn rand::RngCore| {
+        let first = rng.random_range(0..bars);
+        let last = rng.random_range(first..bars);
+        (first * spb, (last + 1) * spb)
+    };
+    let u: f32 = rng.random();
+    let harmonize = (0.45..0.7).contains(&u) && w.melody.iter().any(|&m| m);
+    if u < 0.2 {
+        return None;
+    } else if harmonize {
+        region.fill(true);
+    } else if u < 0.7 {
+        let (a, b) = bar_run(rng);
+        region[a * pitches..b * pitches].fill(true);
+    } else {
+        let rects = if u < 0.85 { 1 } else { rng.random_range(1..=3) };
+        for _ in 0..rects {
+            let (a, b) = if u < 0.85 {
+                bar_run(rng)
+            } else {
+                let len = rng.random_range(4..=steps);
+                let a = rng.random_range(0..=steps - len);
+                (a, a + len)
+            };
+            let width = rng.random_range(4..=pitches.min(40));
+            let lo = rng.random_range(0..=pitches - width);
+            for s in a..b {
+                region[s * pitches + lo..s * pitches + lo + width].fill(true);
+            }
+        }
+    }
+    let mut free = region.clone();
+    for (k, &(start, pitch, len)) in w.notes.iter().enumerate() {
+        let offset = pitch as i32 + shift - cfg.pitch_lo as i32;
+        if offset < 0 || offset >= pitches as i32 || start as usize >= steps {
+            continue;
+        }
+        let (o, s0) = (offset as usize, start as usize);
+        let context = if harmonize {
+            w.melody[k]
+        } else {
+            !region[s0 * pitches + o]
+        };
+        if context {
+            for s in s0..(s0 + len.max(1) as usize).min(steps) {
+                free[s * pitches + o] = false;
+            }
+        }
+    }
+    Some(free)
 }
 
 /// Mean cell density per channel (onset, sustain) of `windows` in the model's window.
@@ -196,19 +279,23 @@ pub fn bce_with_logits(logits: &Tensor, target: &Tensor) -> candle_core::Result<
     crate::nn::fused::bce_with_logits_mean(logits, target)
 }
 
-/// One batch: x_0, x_t and t.
+/// One batch: x_0, the network input (x_t, and the known cells for a conditioned model) and t.
 struct Batch {
     x0: Tensor,
-    xt: Tensor,
+    input: Tensor,
     t: Tensor,
 }
 
+/// `conditioned_masks`: draw the free cells of every window ([`training_free_cells`]) for a
+/// conditioned model; otherwise (and for validation) nothing is known.
+#[allow(clippy::too_many_arguments)]
 fn make_batch(
     windows: &[&RollWindow],
     shifts: &[i32],
     ts: &[usize],
     cfg: &Config,
     schedule: &BinomialSchedule,
+    conditioned_masks: bool,
     rng: &mut impl Rng,
     device: &Device,
 ) -> Result<Batch> {
@@ -219,10 +306,27 @@ fn make_batch(
         w.render(cfg, shifts[i], &mut x0[i * 2 * plane..(i + 1) * 2 * plane]);
     }
     let xt = schedule.q_sample(&x0, plane, ts, rng);
-    let shape = (n, 2, cfg.steps, cfg.pitches);
+    let mut input = Vec::with_capacity(n * cfg.input_channels() * plane);
+    for (i, w) in windows.iter().enumerate() {
+        let free = (cfg.conditioned && conditioned_masks)
+            .then(|| training_free_cells(w, shifts[i], cfg, rng))
+            .flatten();
+        let roll = i * 2 * plane..(i + 1) * 2 * plane;
+        conditioned_input(
+            cfg,
+            &xt[roll.clone()],
+            &x0[roll],
+            free.as_deref(),
+            &mut input,
+        );
+    }
     Ok(Batch {
-        x0: Tensor::from_vec(x0, shape, device)?,
-        xt: Tensor::from_vec(xt, shape, device)?,
+        x0: Tensor::from_vec(x0, (n, 2, cfg.steps, cfg.pitches), device)?,
+        input: Tensor::from_vec(
+            input,
+            (n, cfg.input_channels(), cfg.steps, cfg.pitches),
+            device,
+        )?,
         t: Tensor::from_vec(ts.iter().map(|&t| t as f32).collect::<Vec<_>>(), n, device)?,
     })
 }
@@ -277,10 +381,11 @@ fn validate(
             &ts,
             cfg,
             schedule,
+            false,
             &mut rng,
             device,
         )?;
-        let logits = net.forward(&b.xt, &b.t)?;
+        let logits = net.forward(&b.input, &b.t)?;
         let loss = bce_with_logits(&logits, &b.x0)?.to_scalar::<f32>()? as f64;
         total += loss * ws.len() as f64;
     }
@@ -445,7 +550,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
                 .iter()
                 .map(|_| rng.random_range(1..=cfg.diffusion_steps))
                 .collect();
-            let b = make_batch(&ws, &shifts, &ts, &cfg, &schedule, &mut rng, &device)?;
+            let b = make_batch(&ws, &shifts, &ts, &cfg, &schedule, true, &mut rng, &device)?;
             let progress = {
                 let by_time = now / budget.max(1.0);
                 let by_steps = opts
@@ -457,7 +562,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
                 by_time.max(by_steps).max(by_epochs)
             };
             opt.lr = learning_rate(opts, state.step, progress);
-            let loss = train_step(&net, &mut opt, &b.xt, &b.t, &b.x0)?;
+            let loss = train_step(&net, &mut opt, &b.input, &b.t, &b.x0)?;
             if !loss.is_finite() {
                 bail!("training loss became {loss} at step {}", state.step);
             }
@@ -652,6 +757,7 @@ fn write_card(dir: &Path, cfg: &Config, state: &TrainState, opts: &TrainOptions)
          - Diffusion: T = {t}, cosine ᾱ_t, prior p = {p0:.5} (onsets), {p1:.5} (sustain): the mean\n  \
            cell density of the train windows.\n\
          - Shape: base channels {bc}, channel multipliers {mults:?}, {rb} residual block(s) per level.\n\
+         {conditioning}\
          - Training: AdamW (lr {lr}, weight decay {wd}, warm-up {warm} steps, cosine decay to lr/10\n  \
            over the {budget} budget), batch {batch}, {steps_done} steps, {epochs} epoch(s),\n  \
            {wall} wall time on a 2-core CPU, seed {seed}.\n\
@@ -677,6 +783,13 @@ fn write_card(dir: &Path, cfg: &Config, state: &TrainState, opts: &TrainOptions)
         bc = cfg.base_channels,
         mults = cfg.channel_mults,
         rb = cfg.res_blocks,
+        conditioning = if cfg.conditioned {
+            "- Conditioned: the network also reads the known cells and where they are; trained on\n  \
+             masks drawn like the tasks (`train::roll::training_free_cells`); validation with\n  \
+             nothing known.\n"
+        } else {
+            ""
+        },
         lr = opts.lr,
         wd = opts.weight_decay,
         warm = opts.warmup,
@@ -692,8 +805,9 @@ fn write_card(dir: &Path, cfg: &Config, state: &TrainState, opts: &TrainOptions)
         .with_context(|| format!("cannot write {}", dir.join("CARD.md").display()))
 }
 
-/// One AdamW step on the mean BCE of the x̂_0 logits for noisy rolls `xt`
-/// `[batch, 2, steps, pitches]` at times `t` `[batch]` against `x0`, the batch cut into one
+/// One AdamW step on the mean BCE of the x̂_0 logits for network inputs `xt`
+/// `[batch, input channels, steps, pitches]` (noisy rolls, and the known cells for a
+/// conditioned model) at times `t` `[batch]` against `x0`, the batch cut into one
 /// sub-batch per pool thread ([`crate::nn::pool_parts`]); returns the loss.
 pub fn train_step(
     net: &RollUnet,
@@ -733,10 +847,18 @@ pub fn time_step(cfg: &Config, batch: usize, iters: usize) -> Result<(f64, f64)>
         .map(|_| rng.random_range(1..=cfg.diffusion_steps))
         .collect();
     let xt = schedule.q_sample(&x0, plane, &ts, &mut rng);
-    let shape = (batch, 2, cfg.steps, cfg.pitches);
+    let mut input = Vec::with_capacity(batch * cfg.input_channels() * plane);
+    for b in 0..batch {
+        let roll = b * 2 * plane..(b + 1) * 2 * plane;
+        conditioned_input(cfg, &xt[roll.clone()], &x0[roll], None, &mut input);
+    }
     let (x0, xt) = (
-        Tensor::from_vec(x0, shape, &device)?,
-        Tensor::from_vec(xt, shape, &device)?,
+        Tensor::from_vec(x0, (batch, 2, cfg.steps, cfg.pitches), &device)?,
+        Tensor::from_vec(
+            input,
+            (batch, cfg.input_channels(), cfg.steps, cfg.pitches),
+            &device,
+        )?,
     );
     let t = Tensor::from_vec(
         ts.iter().map(|&t| t as f32).collect::<Vec<_>>(),
@@ -775,6 +897,7 @@ mod tests {
         };
         let w = RollWindow {
             notes: vec![(0, 60, 4), (8, 71, 20)],
+            melody: vec![true, false],
         };
         let mut buf = vec![0.0; 2 * 16 * 24];
         w.render(&cfg, 2, &mut buf);
@@ -789,6 +912,50 @@ mod tests {
             let s = random_shift(&w, &cfg, 6, &mut rng);
             assert!((-6..=0).contains(&s) && 60 + s >= 48 && 71 + s < 72, "{s}");
         }
+    }
+
+    #[test]
+    fn training_masks_keep_whole_context_notes_and_cover_every_task() {
+        let cfg = Config {
+            steps: 64,
+            pitches: 24,
+            pitch_lo: 48,
+            ..Config::fast_conditioned()
+        };
+        // A melody note over bars 1-2 and an accompaniment note crossing into bar 3.
+        let w = RollWindow {
+            notes: vec![(0, 71, 24), (20, 55, 20), (40, 60, 8)],
+            melody: vec![true, false, false],
+        };
+        let cell = |s: usize, p: u8| s * 24 + (p - 48) as usize;
+        let (mut none, mut harmonize) = (0, 0);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..400 {
+            let Some(free) = training_free_cells(&w, 0, &cfg, &mut rng) else {
+                none += 1;
+                continue;
+            };
+            assert_eq!(free.len(), 64 * 24);
+            // A note whose onset is known is context: every cell of it is known.
+            for &(start, pitch, len) in &w.notes {
+                let cells: Vec<bool> = (start..start + len)
+                    .map(|s| free[cell(s as usize, pitch)])
+                    .collect();
+                assert!(cells[0] || cells.iter().all(|f| !f), "{cells:?}");
+            }
+            let melody_known = (0..24).all(|s| !free[cell(s, 71)]);
+            let rest_free = (0..64 * 24)
+                .filter(|&i| !(i % 24 == 71 - 48 && i / 24 < 24))
+                .all(|i| free[i]);
+            if melody_known && rest_free {
+                harmonize += 1;
+            }
+        }
+        assert!((40..120).contains(&none), "{none} draws knew nothing");
+        assert!(
+            (60..160).contains(&harmonize),
+            "{harmonize} harmonize draws"
+        );
     }
 
     #[test]
