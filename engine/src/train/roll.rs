@@ -184,7 +184,9 @@ pub fn roll_windows(songs: &[Song], cfg: &Config, hop_bars: u32) -> Result<Vec<R
 /// everything but the melody (harmonize; windows without a melody take a run of bars), 15% a
 /// pitch band over a run of bars, 15% one to three rectangles. As in the tasks, a note whose
 /// onset lies outside the region is context: all its cells are known; the region's other cells
-/// are free.
+/// are free. Known cells take the window's values, so a free note running past the end of an
+/// inner region leaves a known tail there, where the tasks hold 0 (they cut generated notes at
+/// the mask); the evaluated fill (bars 3–4), harmonize and generate masks have no such tails.
 pub fn training_free_cells(
     w: &RollWindow,
     shift: i32,

@@ -30,8 +30,8 @@ pub struct TrainArgs {
     /// Which model to train.
     #[arg(value_enum)]
     pub model: TrainModel,
-    /// Model shape: a preset (roll: `tiny`, `small`, `base`; vae: `tiny`, `small`) or a
-    /// config.json file.
+    /// Model shape: a preset (roll: `tiny`, `small`, `fast`, `fast-cond`, `base`; vae: `tiny`,
+    /// `small`) or a config.json file.
     #[arg(long, default_value = "small")]
     pub config: String,
     /// Wall-time budget, counting time before a resume: `95m`, `1h30m`, `45s`
