@@ -228,24 +228,36 @@ fn check_clip(clip: &Clip) -> Result<()> {
 }
 
 /// The octave shift (in octaves, added to the clip's pitches) that puts the most context
-/// notes inside the model's window; 0 on ties or without notes.
+/// notes inside the model's window, taken only when at least a tenth of them lie outside it
+/// unshifted; 0 otherwise or without notes. The model learned where accompaniment lies from
+/// the notes' absolute pitch, so shifting a melody whose few top notes leave the window would
+/// move everything it writes under it by an octave.
 fn octave_shift(clip: &Clip, lo: u8, pitches: usize) -> i32 {
+    let pitched: Vec<i32> = clip
+        .notes
+        .iter()
+        .filter(|n| {
+            !clip
+                .tracks
+                .get(n.track as usize)
+                .is_some_and(Track::is_drums)
+        })
+        .map(|n| n.pitch as i32)
+        .collect();
     let inside = |k: i32| {
-        clip.notes
+        pitched
             .iter()
-            .filter(|n| {
-                !clip
-                    .tracks
-                    .get(n.track as usize)
-                    .is_some_and(Track::is_drums)
-            })
-            .filter(|n| {
-                let p = n.pitch as i32 + 12 * k;
+            .filter(|&&p| {
+                let p = p + 12 * k;
                 p >= lo as i32 && p < lo as i32 + pitches as i32
             })
             .count()
     };
-    let mut best = (inside(0), 0);
+    let unshifted = inside(0);
+    if unshifted * 10 >= pitched.len() * 9 {
+        return 0;
+    }
+    let mut best = (unshifted, 0);
     for k in [-1, 1, -2, 2, -3, 3] {
         let window_lo = lo as i32 - 12 * k;
         if window_lo < 0 || window_lo + pitches as i32 > 128 {
@@ -499,4 +511,34 @@ pub fn regenerate(
     out.notes.extend(notes);
     out.sort_notes();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn melody_clip(pitches: &[u8]) -> Clip {
+        let mut clip = Clip::new(4);
+        let track = clip.add_track(Track::new("Melody", TrackRole::Melody, 0));
+        for (i, &p) in pitches.iter().enumerate() {
+            clip.notes.push(Note::new(i as u32 * 2, p, 2, 90, track));
+        }
+        clip
+    }
+
+    #[test]
+    fn the_window_moves_by_an_octave_only_when_many_notes_leave_it() {
+        // Window 32..=95. A melody whose 2 top notes of 30 leave it stays where it is (the
+        // model places what it writes by absolute pitch).
+        let mut pitches: Vec<u8> = (0..28).map(|i| 70 + (i % 20) as u8).collect();
+        pitches.extend([97, 98]);
+        assert_eq!(octave_shift(&melody_clip(&pitches), 32, 64), 0);
+        // Half of them above: one octave down (the window one octave up).
+        let high: Vec<u8> = (0..30).map(|i| 85 + (i % 20) as u8).collect();
+        assert_eq!(octave_shift(&melody_clip(&high), 32, 64), -1);
+        // All far below: up by two octaves (the most the MIDI range leaves: window 8..=71).
+        let low: Vec<u8> = (0..30).map(|i| 12 + (i % 10) as u8).collect();
+        assert_eq!(octave_shift(&melody_clip(&low), 32, 64), 2);
+        assert_eq!(octave_shift(&Clip::new(2), 32, 64), 0);
+    }
 }
