@@ -161,17 +161,22 @@ pub fn sample_with_hook(
 
     let device = Device::Cpu;
     let mut last_x0 = x.clone();
+    // The network input `[n, input channels, steps, pitches]`: x_t, and for a conditioned net
+    // the known cells, which stay as they are; each step writes only its x_t planes.
+    let channels = cfg.input_channels();
+    let mut input_buf = Vec::with_capacity(n * channels * plane);
+    for (xb, p) in x.iter().zip(problems) {
+        crate::models::roll::conditioned_input(cfg, xb, &p.x0, Some(&p.free), &mut input_buf);
+    }
     for (done, w) in ts.windows(2).enumerate() {
         if done > 0 && !after_step(done) {
             candle_core::bail!("{CANCELLED}");
         }
         let (t, next) = (w[0], w[1]);
-        // [n, input channels, steps, pitches]: x_t, and for a conditioned net the known cells.
-        let mut flat = Vec::with_capacity(n * cfg.input_channels() * plane);
-        for (xb, p) in x.iter().zip(problems) {
-            crate::models::roll::conditioned_input(cfg, xb, &p.x0, Some(&p.free), &mut flat);
+        for (b, xb) in x.iter().enumerate() {
+            input_buf[b * channels * plane..][..2 * plane].copy_from_slice(xb);
         }
-        let input = Tensor::from_vec(flat, (n, cfg.input_channels(), steps, pitches), &device)?;
+        let input = Tensor::from_slice(&input_buf, (n, channels, steps, pitches), &device)?;
         let tt = Tensor::from_vec(vec![t as f32; n], n, &device)?;
         let logits = crate::nn::in_pool(|| net.forward(&input, &tt))?
             .flatten_all()?
