@@ -123,6 +123,42 @@ fn fill_keeps_everything_outside_the_mask() {
 }
 
 #[test]
+fn guidance_keeps_the_known_notes_and_leans_on_them() {
+    let clip = &test_clips(4, 1)[0];
+    let mask = Mask::bars(clip, 2..=3);
+    let guided = |w: f32| RollOptions {
+        guidance: Some(w),
+        ..opts(5)
+    };
+    let m = conditioned_model();
+    let plain = diffusion::fill(m, clip, &mask, &guided(0.0)).unwrap();
+    let strong = diffusion::fill(m, clip, &mask, &guided(2.0)).unwrap();
+    check_fill(clip, &mask, &strong);
+    // The second pass (nothing known) changes the logits, hence the sample.
+    assert_ne!(plain, strong);
+    // A net that does not read the known cells has nothing to guide with: same result.
+    let m = model();
+    assert_eq!(
+        diffusion::fill(m, clip, &mask, &guided(2.0)).unwrap(),
+        diffusion::fill(m, clip, &mask, &guided(0.0)).unwrap()
+    );
+    // The model's own calibration applies when the caller leaves it unset: the harmonize
+    // weight of a conditioned config is used, and an explicit weight overrides it.
+    let calibrated = {
+        let mut cfg = conditioned_model().config().clone();
+        cfg.guidance.harmonize = 2.0;
+        // The same seed as `conditioned_model`: the same weights.
+        RollModel::random(&cfg, 12).unwrap()
+    };
+    let by_config = diffusion::harmonize(&calibrated, clip, None, &opts(5)).unwrap();
+    let explicit = diffusion::harmonize(conditioned_model(), clip, None, &guided(2.0)).unwrap();
+    assert_eq!(by_config, explicit);
+    for bad in [-1.0, f32::NAN, 11.0] {
+        assert!(diffusion::fill(conditioned_model(), clip, &mask, &guided(bad)).is_err());
+    }
+}
+
+#[test]
 fn pitch_rectangles_and_one_track_keep_the_rest() {
     let clip = &test_clips(4, 1)[0];
     let rect = Mask::rect(clip.steps(), 8..40, 48..=72);

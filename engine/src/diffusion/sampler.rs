@@ -10,7 +10,8 @@
 //! Conditioning: at every step the known cells of x̂_0 are replaced by their true values before
 //! the update, so known cells follow the forward process from the same x_T; the returned roll
 //! holds the known cells exactly. A conditioned network also reads the known cells' clean
-//! values and where they are at every step. Any subsequence of 1..=T steps works (evenly spaced).
+//! values and where they are at every step, and with guidance a second pass without them
+//! sharpens what the known cells say. Any subsequence of 1..=T steps works (evenly spaced).
 
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
@@ -63,6 +64,10 @@ pub struct SamplerOptions {
     pub start: usize,
     /// Multiplies the predicted odds of every cell being on (1 = as trained; >1 denser).
     pub density: f32,
+    /// Classifier-free guidance weight w for a conditioned net: logits `cond + w·(cond −
+    /// uncond)`, the second pass reading no known cells (twice the network work). 0 = one pass;
+    /// ignored by a net that does not read the known cells.
+    pub guidance: f32,
     pub seed: u64,
 }
 
@@ -163,24 +168,43 @@ pub fn sample_with_hook(
     let mut last_x0 = x.clone();
     // The network input `[n, input channels, steps, pitches]`: x_t, and for a conditioned net
     // the known cells, which stay as they are; each step writes only its x_t planes.
+    // With guidance, `n` more windows follow that read nothing known (batch `2n`).
     let channels = cfg.input_channels();
-    let mut input_buf = Vec::with_capacity(n * channels * plane);
+    let guided = cfg.conditioned && opts.guidance > 0.0;
+    let batch = if guided { 2 * n } else { n };
+    let mut input_buf = Vec::with_capacity(batch * channels * plane);
     for (xb, p) in x.iter().zip(problems) {
         crate::models::roll::conditioned_input(cfg, xb, &p.x0, Some(&p.free), &mut input_buf);
     }
+    if guided {
+        for (xb, p) in x.iter().zip(problems) {
+            crate::models::roll::conditioned_input(cfg, xb, &p.x0, None, &mut input_buf);
+        }
+    }
+    let mut logits = vec![0f32; n * 2 * plane];
     for (done, w) in ts.windows(2).enumerate() {
         if done > 0 && !after_step(done) {
             candle_core::bail!("{CANCELLED}");
         }
         let (t, next) = (w[0], w[1]);
-        for (b, xb) in x.iter().enumerate() {
+        for (b, xb) in x.iter().cycle().take(batch).enumerate() {
             input_buf[b * channels * plane..][..2 * plane].copy_from_slice(xb);
         }
-        let input = Tensor::from_slice(&input_buf, (n, channels, steps, pitches), &device)?;
-        let tt = Tensor::from_vec(vec![t as f32; n], n, &device)?;
-        let logits = crate::nn::in_pool(|| net.forward(&input, &tt))?
+        let input = Tensor::from_slice(&input_buf, (batch, channels, steps, pitches), &device)?;
+        let tt = Tensor::from_vec(vec![t as f32; batch], batch, &device)?;
+        // [batch, 2, steps, pitches] flat
+        let out = crate::nn::in_pool(|| net.forward(&input, &tt))?
             .flatten_all()?
             .to_vec1::<f32>()?;
+        let (cond, uncond) = out.split_at(n * 2 * plane);
+        if guided {
+            let w = opts.guidance;
+            for ((l, c), u) in logits.iter_mut().zip(cond).zip(uncond) {
+                *l = c + w * (c - u);
+            }
+        } else {
+            logits.copy_from_slice(cond);
+        }
         let noise = schedule.noise_level(next);
         for (b, p) in problems.iter().enumerate() {
             let rng = &mut rngs[b];

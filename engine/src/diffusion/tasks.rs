@@ -42,6 +42,10 @@ pub struct RollOptions {
     /// model's per-task calibration (`Config::density`) multiplies it again, so 1 is the density
     /// that scored best on the valid split.
     pub density: f32,
+    /// Classifier-free guidance weight for a conditioned model (see
+    /// [`SamplerOptions::guidance`]); `None` takes the model's per-task calibration
+    /// (`Config::guidance`).
+    pub guidance: Option<f32>,
     /// Progress and cancellation: called after every network evaluation.
     pub on_step: Option<StepHook>,
 }
@@ -78,6 +82,7 @@ impl Default for RollOptions {
             key: None,
             pitch_range: None,
             density: 1.0,
+            guidance: None,
             on_step: None,
         }
     }
@@ -85,14 +90,17 @@ impl Default for RollOptions {
 
 /// Regenerate the masked cells of `clip`.
 pub fn fill(model: &RollModel, clip: &Clip, mask: &Mask, opts: &RollOptions) -> Result<Clip> {
-    let factor = model.config().density.fill;
-    regenerate(model, clip, mask, None, &calibrated(opts, factor))
+    let cfg = model.config();
+    let opts = calibrated(opts, cfg.density.fill, cfg.guidance.fill);
+    regenerate(model, clip, mask, None, &opts)
 }
 
-/// `opts` with the density multiplied by a task's calibration factor.
-fn calibrated(opts: &RollOptions, factor: f32) -> RollOptions {
+/// `opts` with the density multiplied by a task's calibration factor, and the task's
+/// guidance weight unless the caller chose one.
+fn calibrated(opts: &RollOptions, factor: f32, guidance: f32) -> RollOptions {
     RollOptions {
         density: opts.density * factor,
+        guidance: Some(opts.guidance.unwrap_or(guidance)),
         ..opts.clone()
     }
 }
@@ -109,8 +117,9 @@ pub fn vary(
     if !(strength > 0.0 && strength <= 1.0) {
         bail!("vary: strength {strength} must be in (0, 1]");
     }
-    let factor = model.config().density.fill;
-    regenerate(model, clip, mask, Some(strength), &calibrated(opts, factor))
+    let cfg = model.config();
+    let opts = calibrated(opts, cfg.density.fill, cfg.guidance.fill);
+    regenerate(model, clip, mask, Some(strength), &opts)
 }
 
 /// Keep the first `prompt_bars` bars and rewrite bars `prompt_bars..total_bars` (the clip grows
@@ -139,8 +148,9 @@ pub fn continue_clip(
     let mut grown = clip.clone();
     grown.bars = total_bars.max(clip.bars);
     let mask = Mask::bars(&grown, prompt_bars..=total_bars - 1);
-    let factor = model.config().density.fill;
-    let mut out = regenerate(model, &grown, &mask, None, &calibrated(opts, factor))?;
+    let cfg = model.config();
+    let opts = calibrated(opts, cfg.density.fill, cfg.guidance.fill);
+    let mut out = regenerate(model, &grown, &mask, None, &opts)?;
     out.bars = total_bars.max(clip.bars);
     Ok(out)
 }
@@ -196,8 +206,9 @@ pub fn harmonize(
     });
     let mut mask = Mask::all(base.steps());
     mask.track = Some(target);
-    let factor = model.config().density.harmonize;
-    regenerate(model, &base, &mask, None, &calibrated(opts, factor))
+    let cfg = model.config();
+    let opts = calibrated(opts, cfg.density.harmonize, cfg.guidance.harmonize);
+    regenerate(model, &base, &mask, None, &opts)
 }
 
 /// A new clip of `bars` bars of 4/4 at 120 BPM on one piano track.
@@ -207,8 +218,9 @@ pub fn generate(model: &RollModel, bars: u32, opts: &RollOptions) -> Result<Clip
     }
     let clip = Clip::new(bars);
     let mask = Mask::all(clip.steps());
-    let factor = model.config().density.generate;
-    regenerate(model, &clip, &mask, None, &calibrated(opts, factor))
+    // Nothing is known: guidance would change nothing.
+    let opts = calibrated(opts, model.config().density.generate, 0.0);
+    regenerate(model, &clip, &mask, None, &opts)
 }
 
 /// Check what every task needs of a clip.
@@ -322,6 +334,11 @@ pub fn regenerate(
     }
     if !(opts.density.is_finite() && opts.density > 0.0) {
         bail!("density {} must be a positive number", opts.density);
+    }
+    if let Some(w) = opts.guidance
+        && !(w.is_finite() && (0.0..=10.0).contains(&w))
+    {
+        bail!("guidance {w} must be a weight from 0 to 10");
     }
     if mask.steps != clip.steps() {
         bail!(
@@ -470,6 +487,7 @@ pub fn regenerate(
             steps: eval_steps,
             start: start_step,
             density: opts.density,
+            guidance: opts.guidance.unwrap_or(0.0),
             seed: opts.seed.wrapping_add(1_000_003 * w as u64),
         };
         let mut after_step = |done: usize| match &opts.on_step {

@@ -24,6 +24,10 @@ pub struct EvalRollArgs {
     /// Multiplies the predicted odds of every cell being on (1 = as trained; >1 denser).
     #[arg(long, default_value_t = 1.0)]
     pub density: f32,
+    /// Classifier-free guidance weight for every task (default: the model's per-task
+    /// calibration; 0 = one pass without guidance).
+    #[arg(long)]
+    pub guidance: Option<f32>,
     /// Tasks to run (comma-separated: infill, harmonize, unconditional).
     #[arg(
         long,
@@ -58,6 +62,7 @@ pub fn run(args: EvalRollArgs) -> Result<()> {
             steps: args.steps,
             sampler: args.sampler,
             density: args.density,
+            guidance: args.guidance,
             ..RollOptions::default()
         },
         tasks: args.tasks,

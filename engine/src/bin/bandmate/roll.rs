@@ -27,6 +27,10 @@ pub struct SamplingArgs {
     /// Note density: multiplies the odds of every cell being on (0.5 sparser, 2 denser).
     #[arg(long, default_value_t = 1.0)]
     pub density: f32,
+    /// How hard the result leans on the given notes (classifier-free guidance weight; 0 = off,
+    /// twice the work otherwise). Default: the model's choice per task.
+    #[arg(long)]
+    pub guidance: Option<f32>,
 }
 
 impl SamplingArgs {
@@ -38,6 +42,7 @@ impl SamplingArgs {
             key: self.key,
             pitch_range: self.range.clone(),
             density: self.density,
+            guidance: self.guidance,
             on_step: None,
         }
     }
