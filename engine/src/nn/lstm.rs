@@ -10,8 +10,8 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::conv_kernel::{contiguous_f32, cpu_f32};
-use super::fused::{on_cpu_f32, sigmoid, tanh, with_cpu_f32};
-use super::matmul::gemm_rows;
+use super::fused::{avx2_dispatch, on_cpu_f32, sigmoid, tanh, with_cpu_f32};
+use super::matmul::gemm_rows_serial;
 
 /// One LSTM direction with PyTorch's parameter names and gate order (i, f, g, o).
 #[derive(Clone, Debug)]
@@ -399,29 +399,34 @@ impl CustomOp3 for LstmRecurrence {
         let mut acts = contiguous_f32(cpu_f32(gx)?, gx_l).into_owned();
         let mut hs = vec![0f32; steps * batch * n];
         let mut cells = vec![0f32; steps * batch * n];
-        let (mut h, mut c) = split_state(&hc0, n);
-        for t in 0..steps {
-            let gates = &mut acts[t * batch * 4 * n..][..batch * 4 * n];
-            // SAFETY: `gates` is [batch, 4n], `h` [batch, n], `w` [n, 4n], all contiguous.
-            unsafe { gemm_rows(gates, &h, (n, 1), &w, (4 * n, 1), (batch, 4 * n, n)) };
-            let cell = &mut cells[t * batch * n..][..batch * n];
-            let h_t = &mut hs[t * batch * n..][..batch * n];
-            gates
-                .par_chunks_mut(4 * n)
-                .zip(cell.par_chunks_mut(n))
-                .zip(h_t.par_chunks_mut(n))
-                .zip(c.par_chunks(n))
-                .for_each(|(((a, c_new), h_new), c_old)| {
-                    for j in 0..n {
-                        let (i, f, g, o) = activations(a, n, j);
-                        c_new[j] = f * c_old[j] + i * g;
-                        h_new[j] = o * tanh(c_new[j]);
-                        (a[j], a[n + j], a[2 * n + j], a[3 * n + j]) = (i, f, g, o);
+        let parts = row_parts(batch);
+        let (h0, c0) = split_state(&hc0, n);
+        split_rows(&mut acts, batch, 4 * n, &parts)
+            .into_par_iter()
+            .zip(split_rows(&mut hs, batch, n, &parts))
+            .zip(split_rows(&mut cells, batch, n, &parts))
+            .zip(&parts)
+            .for_each(|(((mut acts, mut hs), mut cells), rows)| {
+                let m = rows.len();
+                let mut h = h0[rows.start * n..rows.end * n].to_vec();
+                let mut c = c0[rows.start * n..rows.end * n].to_vec();
+                for t in 0..steps {
+                    let gates = &mut *acts[t];
+                    // SAFETY: `gates` is [m, 4n], `h` [m, n], `w` [n, 4n], all contiguous.
+                    unsafe { gemm_rows_serial(gates, &h, (n, 1), &w, (4 * n, 1), (m, 4 * n, n)) };
+                    let (cell, h_t) = (&mut *cells[t], &mut *hs[t]);
+                    for (((a, c_new), h_new), c_old) in gates
+                        .chunks_mut(4 * n)
+                        .zip(cell.chunks_mut(n))
+                        .zip(h_t.chunks_mut(n))
+                        .zip(c.chunks(n))
+                    {
+                        gate_row(a, c_new, h_new, c_old);
                     }
-                });
-            h.copy_from_slice(h_t);
-            c.copy_from_slice(cell);
-        }
+                    h.copy_from_slice(h_t);
+                    c.copy_from_slice(cell);
+                }
+            });
         *self.saved.lock().expect("lstm recurrence lock") = Some((acts, cells));
         Ok((CpuStorage::F32(hs), Shape::from((steps, batch, n))))
     }
@@ -446,74 +451,93 @@ impl CustomOp3 for LstmRecurrence {
                     with_cpu_f32(grad_res, |ghs| {
                         // The gates' gradients are the inputs' share's.
                         let mut ggx = vec![0f32; steps * batch * 4 * n];
-                        let mut gw = vec![0f32; n * 4 * n];
-                        let (mut dh, mut dc) = (vec![0f32; batch * n], vec![0f32; batch * n]);
                         let (h0, c0) = split_state(hc0, n);
-                        for t in (0..steps).rev() {
-                            let a = &acts[t * batch * 4 * n..][..batch * 4 * n];
-                            let c_t = &cells[t * batch * n..][..batch * n];
-                            let c_prev = if t > 0 {
-                                &cells[(t - 1) * batch * n..][..batch * n]
-                            } else {
-                                &c0[..]
-                            };
-                            let h_prev = if t > 0 {
-                                &hs[(t - 1) * batch * n..][..batch * n]
-                            } else {
-                                &h0[..]
-                            };
-                            let gh_t = &ghs[t * batch * n..][..batch * n];
-                            let dgates = &mut ggx[t * batch * 4 * n..][..batch * 4 * n];
-                            dgates
-                                .par_chunks_mut(4 * n)
-                                .zip(dc.par_chunks_mut(n))
-                                .enumerate()
-                                .for_each(|(b, (dg, dc))| {
-                                    let a = &a[b * 4 * n..][..4 * n];
-                                    for j in 0..n {
-                                        let (i, f, g, o) =
-                                            (a[j], a[n + j], a[2 * n + j], a[3 * n + j]);
-                                        let ([di, df, dgg, d_o], dc_prev) = unit_gradients(
-                                            (i, f, g, o),
-                                            tanh(c_t[b * n + j]),
-                                            c_prev[b * n + j],
-                                            gh_t[b * n + j] + dh[b * n + j],
-                                            dc[j],
-                                        );
-                                        (dg[j], dg[n + j], dg[2 * n + j], dg[3 * n + j]) =
-                                            (di, df, dgg, d_o);
-                                        dc[j] = dc_prev;
+                        let parts = row_parts(batch);
+                        // Each part of the rows runs back through time on its own thread: its
+                        // share of dW_hh, and its rows' dh and dc at step 0.
+                        let per_part: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> =
+                            split_rows(&mut ggx, batch, 4 * n, &parts)
+                                .into_par_iter()
+                                .zip(&parts)
+                                .map(|(mut ggx, rows)| {
+                                    let m = rows.len();
+                                    // Rows `rows` of step t of a [steps, batch, width] buffer.
+                                    fn rows_at(
+                                        buf: &[f32],
+                                        first_row: usize,
+                                        m: usize,
+                                        width: usize,
+                                    ) -> &[f32] {
+                                        &buf[first_row * width..][..m * width]
                                     }
-                                });
-                            let dgates = &*dgates;
-                            // SAFETY: all buffers contiguous with the sizes named.
-                            unsafe {
-                                // dW_hh += h_prevᵀ · dgates.
-                                gemm_rows(
-                                    &mut gw,
-                                    h_prev,
-                                    (1, n),
-                                    dgates,
-                                    (4 * n, 1),
-                                    (n, 4 * n, batch),
-                                );
-                                // dh_prev = dgates · W_hhᵀ.
-                                dh.fill(0.0);
-                                gemm_rows(
-                                    &mut dh,
-                                    dgates,
-                                    (4 * n, 1),
-                                    w,
-                                    (1, 4 * n),
-                                    (batch, n, 4 * n),
-                                );
+                                    let at = |buf, t: usize, width| {
+                                        rows_at(buf, t * batch + rows.start, m, width)
+                                    };
+                                    let mut gw = vec![0f32; n * 4 * n];
+                                    let (mut dh, mut dc) = (vec![0f32; m * n], vec![0f32; m * n]);
+                                    let (h0, c0) = (
+                                        &h0[rows.start * n..rows.end * n],
+                                        &c0[rows.start * n..rows.end * n],
+                                    );
+                                    for t in (0..steps).rev() {
+                                        let a = at(acts, t, 4 * n);
+                                        let c_t = at(cells, t, n);
+                                        let c_prev = if t > 0 { at(cells, t - 1, n) } else { c0 };
+                                        let h_prev = if t > 0 { at(hs, t - 1, n) } else { h0 };
+                                        let gh_t = at(ghs, t, n);
+                                        let dgates = &mut *ggx[t];
+                                        for (b, (dg, dc)) in dgates
+                                            .chunks_mut(4 * n)
+                                            .zip(dc.chunks_mut(n))
+                                            .enumerate()
+                                        {
+                                            let row = b * n..(b + 1) * n;
+                                            gate_row_gradients(
+                                                dg,
+                                                dc,
+                                                &a[b * 4 * n..][..4 * n],
+                                                &c_t[row.clone()],
+                                                &c_prev[row.clone()],
+                                                &gh_t[row.clone()],
+                                                &dh[row],
+                                            );
+                                        }
+                                        let dgates = &*dgates;
+                                        // SAFETY: all buffers contiguous with the sizes named.
+                                        unsafe {
+                                            // dW_hh += h_prevᵀ · dgates.
+                                            gemm_rows_serial(
+                                                &mut gw,
+                                                h_prev,
+                                                (1, n),
+                                                dgates,
+                                                (4 * n, 1),
+                                                (n, 4 * n, m),
+                                            );
+                                            // dh_prev = dgates · W_hhᵀ.
+                                            dh.fill(0.0);
+                                            gemm_rows_serial(
+                                                &mut dh,
+                                                dgates,
+                                                (4 * n, 1),
+                                                w,
+                                                (1, 4 * n),
+                                                (m, n, 4 * n),
+                                            );
+                                        }
+                                    }
+                                    (gw, dh, dc)
+                                })
+                                .collect();
+                        let mut gw = vec![0f32; n * 4 * n];
+                        let mut ghc0 = Vec::with_capacity(batch * 2 * n);
+                        for (part_gw, dh, dc) in &per_part {
+                            gw.iter_mut().zip(part_gw).for_each(|(g, p)| *g += p);
+                            for (h, c) in dh.chunks(n).zip(dc.chunks(n)) {
+                                ghc0.extend_from_slice(h);
+                                ghc0.extend_from_slice(c);
                             }
                         }
-                        let ghc0: Vec<f32> = dh
-                            .chunks(n)
-                            .zip(dc.chunks(n))
-                            .flat_map(|(h, c)| h.iter().chain(c).copied())
-                            .collect();
                         Ok((ggx, ghc0, gw))
                     })
                 })
@@ -532,6 +556,116 @@ impl CustomOp3 for LstmRecurrence {
                 .transpose()?,
         ))
     }
+}
+
+avx2_dispatch! {
+    /// One row of a step: the pre-activations `a` `[4·hidden]` (i, f, g, o) become the
+    /// activations; `c_new = f·c_old + i·g`, `h_new = o·tanh(c_new)`.
+    fn gate_row(a: &mut [f32], c_new: &mut [f32], h_new: &mut [f32], c_old: &[f32]) => gate_row_imp
+}
+
+#[inline(always)]
+fn gate_row_imp(a: &mut [f32], c_new: &mut [f32], h_new: &mut [f32], c_old: &[f32]) {
+    let n = c_old.len();
+    let (i_s, rest) = a.split_at_mut(n);
+    let (f_s, rest) = rest.split_at_mut(n);
+    let (g_s, o_s) = rest.split_at_mut(n);
+    // One zip over equal-length slices, so the loop has no bounds checks and vectorizes.
+    for (((((i, f), g), o), c_new), (h_new, &c_old)) in i_s
+        .iter_mut()
+        .zip(f_s.iter_mut())
+        .zip(g_s.iter_mut())
+        .zip(&mut o_s[..n])
+        .zip(&mut c_new[..n])
+        .zip(h_new[..n].iter_mut().zip(c_old))
+    {
+        (*i, *f, *g, *o) = (sigmoid(*i), sigmoid(*f), tanh(*g), sigmoid(*o));
+        *c_new = *f * c_old + *i * *g;
+        *h_new = *o * tanh(*c_new);
+    }
+}
+
+avx2_dispatch! {
+    /// One row of a step back through time: the gates' gradients `dg` `[4·hidden]` from the
+    /// activations `a`, the cells `c_t` and `c_prev`, the output's gradient `gh` plus the next
+    /// step's `dh`; `dc` holds the next step's cell gradient on entry and this step's on exit.
+    fn gate_row_gradients(
+        dg: &mut [f32],
+        dc: &mut [f32],
+        a: &[f32],
+        c_t: &[f32],
+        c_prev: &[f32],
+        gh: &[f32],
+        dh: &[f32],
+    ) => gate_row_gradients_imp
+}
+
+#[inline(always)]
+fn gate_row_gradients_imp(
+    dg: &mut [f32],
+    dc: &mut [f32],
+    a: &[f32],
+    c_t: &[f32],
+    c_prev: &[f32],
+    gh: &[f32],
+    dh: &[f32],
+) {
+    let n = dc.len();
+    let (di_s, rest) = dg.split_at_mut(n);
+    let (df_s, rest) = rest.split_at_mut(n);
+    let (dg_s, do_s) = rest.split_at_mut(n);
+    let (i_s, f_s, g_s, o_s) = (&a[..n], &a[n..2 * n], &a[2 * n..3 * n], &a[3 * n..4 * n]);
+    let (c_t, c_prev, gh, dh) = (&c_t[..n], &c_prev[..n], &gh[..n], &dh[..n]);
+    for (j, ((((di, df), dgg), d_o), dc)) in di_s
+        .iter_mut()
+        .zip(df_s.iter_mut())
+        .zip(dg_s.iter_mut())
+        .zip(&mut do_s[..n])
+        .zip(dc.iter_mut())
+        .enumerate()
+    {
+        let ([gi, gf, gg, go], dc_prev) = unit_gradients(
+            (i_s[j], f_s[j], g_s[j], o_s[j]),
+            tanh(c_t[j]),
+            c_prev[j],
+            gh[j] + dh[j],
+            *dc,
+        );
+        (*di, *df, *dgg, *d_o, *dc) = (gi, gf, gg, go, dc_prev);
+    }
+}
+
+/// Consecutive row ranges of a batch, one per pool thread (at least [`MIN_PART_ROWS`] rows
+/// each): an LSTM's rows are independent through time, so each part runs every step on its
+/// own thread instead of all threads meeting at every step's product and gate arithmetic.
+fn row_parts(batch: usize) -> Vec<std::ops::Range<usize>> {
+    super::pool_parts(batch, MIN_PART_ROWS).0
+}
+
+/// Below this many rows a part's products are too small to be worth a thread.
+const MIN_PART_ROWS: usize = 16;
+
+/// A `[steps, batch, width]` buffer cut into, per part of `parts` (consecutive row ranges
+/// covering the batch), that part's rows at every step: `[part][step]` -> `[rows, width]`.
+fn split_rows<'a>(
+    buf: &'a mut [f32],
+    batch: usize,
+    width: usize,
+    parts: &[std::ops::Range<usize>],
+) -> Vec<Vec<&'a mut [f32]>> {
+    let mut out: Vec<Vec<&mut [f32]>> = parts.iter().map(|_| Vec::new()).collect();
+    if batch * width == 0 {
+        return out;
+    }
+    for step in buf.chunks_mut(batch * width) {
+        let mut rest = step;
+        for (part, rows) in out.iter_mut().zip(parts) {
+            let (head, tail) = rest.split_at_mut(rows.len() * width);
+            part.push(head);
+            rest = tail;
+        }
+    }
+    out
 }
 
 /// The gate arithmetic of one step in candle ops: `gates` `[batch, 4·hidden]` (i, f, g, o
@@ -753,8 +887,22 @@ mod tests {
     /// between threads.
     #[test]
     fn recurrence_op_matches_candle_ops_forward_and_backward() {
+        // One part of rows, and three parts (16, 17, 17 rows) on a three-thread pool, each
+        // running every step on its own thread.
+        recurrence_matches(9);
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap()
+            .install(|| {
+                assert_eq!(row_parts(50), vec![0..16, 16..33, 33..50]);
+                recurrence_matches(50)
+            });
+    }
+
+    fn recurrence_matches(batch: usize) {
         use candle_core::{DType, Device};
-        let (steps, batch, input, hidden) = (4, 9, 3, 5);
+        let (steps, input, hidden) = (4, 3, 5);
         let map = candle_nn::VarMap::new();
         let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
         let weights = LstmCell::new(input, hidden, "", &vb)

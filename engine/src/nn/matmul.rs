@@ -377,6 +377,57 @@ impl Module for Linear {
 pub(crate) unsafe fn gemm_rows(
     dst: &mut [f32],
     lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_strides: (usize, usize),
+    (m, n, k): (usize, usize, usize),
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        gemm_rows_with(
+            parallelism(m * n * k),
+            dst,
+            lhs,
+            lhs_strides,
+            rhs,
+            rhs_strides,
+            (m, n, k),
+        )
+    }
+}
+
+/// [`gemm_rows`] on the calling thread only, for work already split across the pool.
+///
+/// # Safety
+/// As [`gemm_rows`].
+pub(crate) unsafe fn gemm_rows_serial(
+    dst: &mut [f32],
+    lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_strides: (usize, usize),
+    mnk: (usize, usize, usize),
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        gemm_rows_with(
+            Parallelism::None,
+            dst,
+            lhs,
+            lhs_strides,
+            rhs,
+            rhs_strides,
+            mnk,
+        )
+    }
+}
+
+/// # Safety
+/// As [`gemm_rows`].
+unsafe fn gemm_rows_with(
+    parallelism: Parallelism,
+    dst: &mut [f32],
+    lhs: &[f32],
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[f32],
     (rhs_rs, rhs_cs): (usize, usize),
@@ -396,7 +447,7 @@ pub(crate) unsafe fn gemm_rows(
             true,
             operand(lhs, lhs_rs, lhs_cs),
             operand(rhs, rhs_rs, rhs_cs),
-            parallelism(m * n * k),
+            parallelism,
         )
     }
 }
