@@ -173,8 +173,9 @@ fn compare_score(
     let eps_hat = net.forward(&x_t, &times)?;
     let eps_hat_1 = net.forward(&x_1, &t_1)?;
     let loss = dsm_loss(net, &x0, &t, &noise)?.to_scalar::<f32>()?;
+    // Batch 1 on one thread, as the samplers run it (`nn::on_one_thread`).
     let forward_1 = median_ms(5 * TORCH_ITERS, || {
-        net.forward(&x_1, &t_1)?;
+        bandmate::nn::on_one_thread(|| net.forward(&x_1, &t_1))?;
         Ok(())
     })?;
     // Batches on a pool thread, as training runs them.
