@@ -595,6 +595,12 @@ unsafe fn gemm_rows_with(
     (rhs_rs, rhs_cs): (usize, usize),
     (m, n, k): (usize, usize, usize),
 ) {
+    if m <= FEW_ROWS && lhs_cs == 1 && rhs_rs == 1 {
+        // A few rows times transposed weights (a GRU step's h · W_hhᵀ at batch 1, or a
+        // training part's rows): the dot-product kernel, on this thread.
+        few_rows_product(dst, lhs, lhs_rs, rhs, rhs_cs, (m, n, k), true);
+        return;
+    }
     let operand = |data: &[f32], rs, cs| Mat {
         ptr: data.as_ptr(),
         rs,
@@ -743,6 +749,38 @@ mod tests {
         let w = random(&[5, 13], 12);
         let reference = a.broadcast_matmul(&w.t().unwrap()).unwrap();
         assert!(max_abs_diff(&matmul(&a, &w.t().unwrap()).unwrap(), &reference) < 1e-4);
+    }
+
+    /// `gemm_rows` adds onto `dst`, through the few-row kernel (a transposed `rhs`, up to 16
+    /// rows) or gemm, the same as a plain triple loop.
+    #[test]
+    fn gemm_rows_adds_the_product() {
+        let values =
+            |len: usize, seed: u64| -> Vec<f32> { random(&[len], seed).to_vec1::<f32>().unwrap() };
+        let (n, k) = (9, 21);
+        for m in [1, 5, 16, 17] {
+            let lhs = values(m * k, 1);
+            let w = values(n * k, 2); // [n, k]: the rhs is its transpose
+            let start = values(m * n, 3);
+            for (rhs_strides, at) in [((1, k), k), ((n, 1), 1)] {
+                let mut dst = start.clone();
+                // SAFETY: every operand holds the elements its strides address.
+                unsafe { gemm_rows(&mut dst, &lhs, (k, 1), &w, rhs_strides, (m, n, k)) };
+                for r in 0..m {
+                    for j in 0..n {
+                        let want = start[r * n + j]
+                            + (0..k)
+                                .map(|i| lhs[r * k + i] * w[i * rhs_strides.0 + j * rhs_strides.1])
+                                .sum::<f32>();
+                        let got = dst[r * n + j];
+                        assert!(
+                            (got - want).abs() < 1e-4,
+                            "m {m}, strides at {at}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
