@@ -181,7 +181,6 @@ pub fn sample_with_hook(
             crate::models::roll::conditioned_input(cfg, xb, &p.x0, None, &mut input_buf);
         }
     }
-    let mut logits = vec![0f32; n * 2 * plane];
     for (done, w) in ts.windows(2).enumerate() {
         if done > 0 && !after_step(done) {
             candle_core::bail!("{CANCELLED}");
@@ -193,18 +192,18 @@ pub fn sample_with_hook(
         let input = Tensor::from_slice(&input_buf, (batch, channels, steps, pitches), &device)?;
         let tt = Tensor::from_vec(vec![t as f32; batch], batch, &device)?;
         // [batch, 2, steps, pitches] flat
-        let out = crate::nn::in_pool(|| net.forward(&input, &tt))?
+        let mut out = crate::nn::in_pool(|| net.forward(&input, &tt))?
             .flatten_all()?
             .to_vec1::<f32>()?;
-        let (cond, uncond) = out.split_at(n * 2 * plane);
+        // The guided logits overwrite the conditioned half in place.
+        let (logits, uncond) = out.split_at_mut(n * 2 * plane);
         if guided {
             let w = opts.guidance;
-            for ((l, c), u) in logits.iter_mut().zip(cond).zip(uncond) {
-                *l = c + w * (c - u);
+            for (c, u) in logits.iter_mut().zip(&*uncond) {
+                *c += w * (*c - u);
             }
-        } else {
-            logits.copy_from_slice(cond);
         }
+        let logits = &*logits;
         let noise = schedule.noise_level(next);
         for (b, p) in problems.iter().enumerate() {
             let rng = &mut rngs[b];
