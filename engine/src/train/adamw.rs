@@ -78,34 +78,34 @@ impl AdamW {
         if weights.is_empty() {
             bail!("a split step needs at least one part");
         }
+        // Each part's loss is scaled by its weight before its backward pass, so its gradients
+        // come out already weighted (the scale rides along the chain rule for free) and the
+        // parts' gradients only need adding.
         let parts: Vec<(f64, GradStore)> = (0..weights.len())
             .into_par_iter()
             .map(|i| {
                 let loss = loss_of(i)?;
                 let value = f64::from(loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?);
-                Ok((value, loss.backward()?))
+                let weighted = if weights[i] == 1.0 {
+                    loss
+                } else {
+                    (loss * weights[i])?
+                };
+                Ok((value * weights[i], weighted.backward()?))
             })
             .collect::<Result<_>>()?;
-        let total = parts.iter().zip(weights).map(|((l, _), w)| l * w).sum();
-        if let [(_, grads)] = parts.as_slice()
-            && weights[0] == 1.0
-        {
-            // One part: its gradients are the batch's.
-            self.apply(grads)?;
-            return Ok(total);
-        }
+        let total = parts.iter().map(|(l, _)| l).sum();
         let mut parts = parts.into_iter().map(|(_, g)| g);
         let mut grads = parts.next().expect("at least one part");
         let rest: Vec<GradStore> = parts.collect();
         for (_, var) in &self.vars {
             let t = var.as_tensor();
-            let mut sum: Option<Tensor> = grads.remove(t).map(|g| g * weights[0]).transpose()?;
-            for (store, &w) in rest.iter().zip(&weights[1..]) {
+            let mut sum: Option<Tensor> = grads.remove(t);
+            for store in &rest {
                 if let Some(g) = store.get(t) {
-                    let scaled = (g * w)?;
                     sum = Some(match sum {
-                        None => scaled,
-                        Some(s) => (s + scaled)?,
+                        None => g.clone(),
+                        Some(s) => (s + g)?,
                     });
                 }
             }
