@@ -10,6 +10,7 @@
 //! 4. from its state after bar t, each track's decoder gives the logits of bar t + 1.
 
 use crate::nn::gru::{GruCell, GruState};
+use crate::nn::sparse_linear::sparse_input_linear;
 use crate::nn::{Linear, linear};
 use candle_core::{D, Result, Tensor, bail};
 use candle_nn::{Module, VarBuilder};
@@ -165,7 +166,12 @@ impl BarEncoder {
 
     /// `[n, cells]` → (mean, log-variance), each `[n, latent]`.
     fn forward(&self, bars: &Tensor) -> Result<(Tensor, Tensor)> {
-        let h = self.hidden.forward(bars)?.relu()?;
+        // A bar's roll has a few dozen of its cells on: only their weight rows are added.
+        let h = match self.hidden.bias() {
+            Some(bias) => sparse_input_linear(bars, self.hidden.weight(), bias)?,
+            None => self.hidden.forward(bars)?,
+        }
+        .relu()?;
         let out = self.out.forward(&h)?; // [n, 2 * latent]
         let mean = out.narrow(1, 0, self.latent)?;
         // Bounded so that the experts' precisions stay finite.

@@ -53,7 +53,7 @@ pub fn matmul_bias(a: &Tensor, b: &Tensor, bias: &Tensor) -> Result<Tensor> {
 /// a `weight.t()` node, candle's backward added the product's contiguous gradient, transposed,
 /// onto the weight's zeros: a strided sum over every weight element (13% of a band training
 /// step); here the weight's gradient comes out contiguous `[n, k]`.
-fn linear_bias(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+pub(crate) fn linear_bias(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
     let w_t = weight.t()?;
     if on_cpu_f32(x)
         && on_cpu_f32(weight)

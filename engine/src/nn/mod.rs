@@ -9,6 +9,7 @@ pub mod huge_pages;
 pub mod lstm;
 pub mod matmul;
 pub mod roll_sums;
+pub mod sparse_linear;
 #[cfg(test)]
 mod test_support;
 pub mod winograd;
