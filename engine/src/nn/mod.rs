@@ -11,7 +11,7 @@ pub mod matmul;
 pub mod roll_sums;
 pub mod sparse_linear;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 pub mod winograd;
 
 pub use attention::self_attention;

@@ -167,6 +167,7 @@ impl CustomOp3 for SparseInputLinear {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::test_support::{gradients, max_abs_diff};
     use candle_core::{DType, Device, Var};
 
     /// A `[rows, cols]` roll-like input: about `density` of the cells on (1), a few 0.5.
@@ -185,17 +186,6 @@ mod tests {
             })
             .collect();
         Tensor::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap()
     }
 
     #[test]
@@ -217,13 +207,13 @@ mod tests {
                 .unwrap()
                 .broadcast_add(&b)
                 .unwrap();
-            assert!(max_diff(&ours, &want) < 1e-4);
-            let g_ours = (ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
-            let g_want = (want * &up).unwrap().sum_all().unwrap().backward().unwrap();
-            for t in [x.as_tensor(), w.as_tensor(), b.as_tensor()] {
-                let (a, e) = (g_ours.get(t).unwrap(), g_want.get(t).unwrap());
-                assert_eq!(a.dims(), e.dims());
-                assert!(max_diff(a, e) < 1e-4, "{:?}", t.dims());
+            assert!(max_abs_diff(&ours, &want) < 1e-4);
+            let wrt = [x.as_tensor(), w.as_tensor(), b.as_tensor()];
+            let g_ours = gradients(&ours, &up, &wrt);
+            let g_want = gradients(&want, &up, &wrt);
+            for (a, e) in g_ours.iter().zip(&g_want) {
+                let (a, e) = (a.as_ref().unwrap(), e.as_ref().unwrap());
+                assert!(max_abs_diff(a, e) < 1e-4, "{:?}", e.dims());
             }
         }
     }
@@ -239,7 +229,7 @@ mod tests {
                 .unwrap()
                 .broadcast_add(&b)
                 .unwrap();
-            assert!(max_diff(&sparse_input_linear(&x, &w, &b).unwrap(), &want) < 1e-4);
+            assert!(max_abs_diff(&sparse_input_linear(&x, &w, &b).unwrap(), &want) < 1e-4);
         }
         let f64_x = sparse(4, 10, 0.05, 1).to_dtype(DType::F64).unwrap();
         let (w64, b64) = (
