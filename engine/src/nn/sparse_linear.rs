@@ -10,7 +10,7 @@
 //! Backward: `dW = dYᵀ · x` over the non-zero inputs, `db = Σ_rows dY`, and `dx = dY · W`
 //! (dense, only when `x` itself needs a gradient).
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::conv_kernel::{contiguous_f32, cpu_f32};
 use super::fused::{on_cpu_f32, with_cpu_f32};
@@ -18,21 +18,19 @@ use super::fused::{on_cpu_f32, with_cpu_f32};
 /// Above this share of non-zero inputs the dense product is faster.
 const MAX_DENSITY: f32 = 0.15;
 
-/// `x · weightᵀ + bias` for an `x` `[rows, in]` that is mostly zeros; the dense
-/// [`super::matmul::Linear`] product when it is not (or off the CPU, or not f32).
+/// `x · weightᵀ + bias` for an `x` `[rows, in]` that is mostly zeros; the layer's dense product
+/// ([`super::matmul::linear_bias`], which also reports shapes that do not fit) when it is not,
+/// or off the CPU, or not f32.
 pub fn sparse_input_linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    let (out, input) = weight.dims2()?;
-    let dense = || x.matmul(&weight.t()?)?.broadcast_add(bias);
-    if !(on_cpu_f32(x) && on_cpu_f32(weight) && on_cpu_f32(bias)) || x.rank() != 2 {
-        return dense();
-    }
-    if x.dim(1)? != input || bias.dims() != [out] {
-        bail!(
-            "sparse-input linear: {:?} · {:?}ᵀ + {:?} do not fit",
-            x.dims(),
-            weight.dims(),
-            bias.dims()
-        );
+    let fits = on_cpu_f32(x)
+        && on_cpu_f32(weight)
+        && on_cpu_f32(bias)
+        && x.rank() == 2
+        && weight.rank() == 2
+        && x.dim(1)? == weight.dim(1)?
+        && bias.dims() == [weight.dim(0)?];
+    if !fits {
+        return super::matmul::linear_bias(x, weight, bias);
     }
     let nonzero = with_cpu_f32(x, |v| Ok(v.iter().filter(|&&e| e != 0.0).count()))?;
     if nonzero as f32 > MAX_DENSITY * x.elem_count().max(1) as f32 {
@@ -126,8 +124,7 @@ impl CustomOp3 for SparseInputLinear {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (rows, input) = x.dims2()?;
-        let out = w.dim(0)?;
+        let (out, input) = w.dims2()?;
         let grad_x = if x.track_op() {
             Some(grad_res.matmul(w)?)
         } else {
@@ -137,7 +134,7 @@ impl CustomOp3 for SparseInputLinear {
             let dw_t = with_cpu_f32(x, |x| {
                 with_cpu_f32(grad_res, |g| {
                     let mut dw_t = vec![0f32; input * out]; // [in, out]
-                    for (x_row, g_row) in x.chunks(input).zip(g.chunks(out)).take(rows) {
+                    for (x_row, g_row) in x.chunks(input).zip(g.chunks(out)) {
                         for (i, &v) in x_row.iter().enumerate() {
                             if v != 0.0 {
                                 axpy(&mut dw_t[i * out..][..out], v, g_row);
