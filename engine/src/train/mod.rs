@@ -2,6 +2,7 @@
 
 pub mod adamw;
 pub mod band;
+pub mod ema;
 pub mod latent;
 pub mod plot;
 pub mod roll;

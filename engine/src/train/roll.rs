@@ -19,6 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::adamw::AdamW;
+use super::ema::Ema;
 use super::plot::{Series, loss_curve};
 use super::run_files::{export_best, export_loss_curve, save_weights_atomic, write_json_atomic};
 use super::{format_duration, parse_duration};
@@ -66,6 +67,9 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Start over even when the run folder holds a checkpoint.
     pub fresh: bool,
+    /// Keep an exponential moving average of the weights with this decay ([`Ema`]); it is
+    /// then what is validated and exported (the raw weights' validation loss is logged too).
+    pub ema: Option<f64>,
 }
 
 impl TrainOptions {
@@ -91,6 +95,7 @@ impl TrainOptions {
             cache_dir: data::default_cache_dir(),
             seed: 0,
             fresh: false,
+            ema: None,
         }
     }
 }
@@ -344,8 +349,14 @@ pub struct TrainState {
     pub elapsed_secs: f64,
     /// (step, mean training loss since the previous point).
     pub train_loss: Vec<(usize, f64)>,
-    /// (step, epoch, validation loss).
+    /// (step, epoch, validation loss) of the exported weights (the average, with an EMA).
     pub val_loss: Vec<(usize, usize, f64)>,
+    /// (step, validation loss of the raw weights) when an EMA is exported instead.
+    #[serde(default)]
+    pub raw_val_loss: Vec<(usize, f64)>,
+    /// The EMA decay of the run, if any.
+    #[serde(default)]
+    pub ema: Option<f64>,
     pub best_val: Option<f64>,
     pub train_windows: usize,
     pub val_windows: usize,
@@ -392,6 +403,32 @@ fn validate(
         total += loss * ws.len() as f64;
     }
     Ok(total / n.max(1) as f64)
+}
+
+/// The validation loss of the weights that are exported: the average's with an EMA (the raw
+/// weights' loss then goes to `state.raw_val_loss`), else the raw weights'.
+fn validate_exported(
+    net: &RollUnet,
+    ema_net: Option<&RollUnet>,
+    windows: &[RollWindow],
+    cfg: &Config,
+    schedule: &BinomialSchedule,
+    batch: usize,
+    state: &mut TrainState,
+) -> Result<f64> {
+    let device = Device::Cpu;
+    let raw = validate(net, windows, cfg, schedule, batch, &device)?;
+    let Some(ema_net) = ema_net else {
+        return Ok(raw);
+    };
+    state.raw_val_loss.push((state.step, raw));
+    eprintln!("roll: validation loss of the raw weights {raw:.5}");
+    validate(ema_net, windows, cfg, schedule, batch, &device)
+}
+
+/// The variables that are validated and exported: the average's, if there is one.
+fn exported<'a>(varmap: &'a VarMap, ema: Option<&'a Ema>) -> &'a VarMap {
+    ema.map_or(varmap, |e| &e.shadow)
 }
 
 /// Evenly spaced `count` of `items`.
@@ -506,6 +543,27 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         opt.load(&optim_path)?;
         opt.step = state.step;
     }
+    let ema_path = opts.run_dir.join("ema.safetensors");
+    let mut ema = match opts.ema.or(state.ema) {
+        Some(decay) => Some(Ema::new(&varmap, decay)?),
+        None => None,
+    };
+    if let Some(ema) = ema.as_mut() {
+        if resume && ema_path.exists() {
+            ema.load(&ema_path)?;
+        }
+        state.ema = Some(ema.decay);
+        eprintln!("roll: weight average with decay {}", ema.decay);
+    }
+    // The averaged weights as a network of their own (it reads the average's variables, which
+    // every update sets in place).
+    let ema_net = match &ema {
+        Some(e) => Some(RollUnet::new(
+            &cfg,
+            VarBuilder::from_varmap(&e.shadow, DType::F32, &device),
+        )?),
+        None => None,
+    };
     let params: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
     eprintln!(
         "roll: {params} parameters, config {}",
@@ -568,6 +626,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
             if !loss.is_finite() {
                 bail!("training loss became {loss} at step {}", state.step);
             }
+            if let Some(ema) = &ema {
+                ema.update(state.step)?;
+            }
             state.step += 1;
             state.batch_in_epoch += 1;
             window_loss.0 += loss;
@@ -607,6 +668,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
                 checkpoint(
                     &varmap,
                     &opt,
+                    ema.as_ref(),
                     &state,
                     &weights_path,
                     &optim_path,
@@ -617,15 +679,24 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         }
         // End of an epoch: validate, keep the best weights.
         let vt = Instant::now();
-        let val = validate(&net, &val_windows, &cfg, &schedule, opts.batch, &device)?;
+        let val = validate_exported(
+            &net,
+            ema_net.as_ref(),
+            &val_windows,
+            &cfg,
+            &schedule,
+            opts.batch,
+            &mut state,
+        )?;
         val_seconds = vt.elapsed().as_secs_f64();
         state.epoch += 1;
         state.batch_in_epoch = 0;
         state.elapsed_secs = used();
-        end_of_epoch(opts, &cfg, &varmap, &mut state, val)?;
+        end_of_epoch(opts, &cfg, exported(&varmap, ema.as_ref()), &mut state, val)?;
         checkpoint(
             &varmap,
             &opt,
+            ema.as_ref(),
             &state,
             &weights_path,
             &optim_path,
@@ -637,15 +708,24 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     if state.batch_in_epoch > 0 {
         state.epoch += 1;
         state.batch_in_epoch = 0;
-        let val = validate(&net, &val_windows, &cfg, &schedule, opts.batch, &device)?;
+        let val = validate_exported(
+            &net,
+            ema_net.as_ref(),
+            &val_windows,
+            &cfg,
+            &schedule,
+            opts.batch,
+            &mut state,
+        )?;
         state.elapsed_secs = used();
-        end_of_epoch(opts, &cfg, &varmap, &mut state, val)?;
+        end_of_epoch(opts, &cfg, exported(&varmap, ema.as_ref()), &mut state, val)?;
     }
     state.elapsed_secs = used();
     state.finished = true;
     checkpoint(
         &varmap,
         &opt,
+        ema.as_ref(),
         &state,
         &weights_path,
         &optim_path,
@@ -670,12 +750,16 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
 fn checkpoint(
     varmap: &VarMap,
     opt: &AdamW,
+    ema: Option<&Ema>,
     state: &TrainState,
     weights: &Path,
     optim: &Path,
     state_path: &Path,
 ) -> Result<()> {
     save_weights_atomic(varmap, weights)?;
+    if let Some(ema) = ema {
+        ema.save(&weights.with_file_name("ema.safetensors"))?;
+    }
     let tmp = optim.with_extension("safetensors.tmp");
     opt.save(&tmp)?;
     std::fs::rename(&tmp, optim).with_context(|| format!("cannot write {}", optim.display()))?;
@@ -710,23 +794,40 @@ fn end_of_epoch(
         .iter()
         .map(|&(s, _, l)| (s as f64, l))
         .collect();
+    let raw_pts: Vec<(f64, f64)> = state
+        .raw_val_loss
+        .iter()
+        .map(|&(s, l)| (s as f64, l))
+        .collect();
     let png = opts.run_dir.join("loss.png");
+    let mut series = vec![
+        Series {
+            name: "train (mean per log interval)",
+            points: &train_pts,
+            color: plotters::style::RGBColor(40, 90, 200),
+        },
+        Series {
+            name: if state.ema.is_some() {
+                "validation, weight average (POP909 valid)"
+            } else {
+                "validation (POP909 valid)"
+            },
+            points: &val_pts,
+            color: plotters::style::RGBColor(220, 60, 40),
+        },
+    ];
+    if !raw_pts.is_empty() {
+        series.push(Series {
+            name: "validation, raw weights",
+            points: &raw_pts,
+            color: plotters::style::RGBColor(240, 160, 40),
+        });
+    }
     loss_curve(
         &png,
         "Roll diffusion: BCE of x̂_0",
         "optimizer step",
-        &[
-            Series {
-                name: "train (mean per log interval)",
-                points: &train_pts,
-                color: plotters::style::RGBColor(40, 90, 200),
-            },
-            Series {
-                name: "validation (POP909 valid)",
-                points: &val_pts,
-                color: plotters::style::RGBColor(220, 60, 40),
-            },
-        ],
+        &series,
     )?;
     if best {
         state.best_val = Some(val);
@@ -740,11 +841,31 @@ fn end_of_epoch(
 
 /// The model card: data, shape, steps, wall time and losses.
 fn write_card(dir: &Path, cfg: &Config, state: &TrainState, opts: &TrainOptions) -> Result<()> {
+    let raw_at = |step: usize| {
+        state
+            .raw_val_loss
+            .iter()
+            .find(|r| r.0 == step)
+            .map_or(String::new(), |r| format!(" {:.5} |", r.1))
+    };
     let val_rows: String = state
         .val_loss
         .iter()
-        .map(|(step, epoch, l)| format!("| {epoch} | {step} | {l:.5} |\n"))
+        .map(|&(step, epoch, l)| format!("| {epoch} | {step} | {l:.5} |{}\n", raw_at(step)))
         .collect();
+    let (val_head, ema_line) = match state.ema {
+        Some(d) => (
+            "| epoch | step | validation loss (weight average) | raw weights |\n|---|---|---|---|\n",
+            format!(
+                "- Exported weights: the exponential moving average of the training weights, decay\n  \
+                 {d} (`train::ema`); the raw weights' validation loss is in the last column.\n"
+            ),
+        ),
+        None => (
+            "| epoch | step | validation loss |\n|---|---|---|\n",
+            String::new(),
+        ),
+    };
     let card = format!(
         "# Roll diffusion model (default weights)\n\n\
          Binomial diffusion on two-channel (onset, sustain) piano rolls, after Atassi (2023),\n\
@@ -763,8 +884,9 @@ fn write_card(dir: &Path, cfg: &Config, state: &TrainState, opts: &TrainOptions)
          - Training: AdamW (lr {lr}, weight decay {wd}, warm-up {warm} steps, cosine decay to lr/10\n  \
            over the {budget} budget), batch {batch}, {steps_done} steps, {epochs} epoch(s),\n  \
            {wall} wall time on a 2-core CPU, seed {seed}.\n\
+         {ema_line}\
          - Best validation loss (mean BCE per cell over t uniform in 1..T): {best:.5}\n\n\
-         | epoch | step | validation loss |\n|---|---|---|\n{val_rows}\n\
+         {val_head}{val_rows}\n\
          Loss curve: `loss.png`. Reproduce: `cargo xtask train roll`.\n",
         status = if state.finished {
             "finished"

@@ -94,6 +94,10 @@ pub struct TrainArgs {
     /// latent: the MusicVAE whose latents are modelled [default: assets/vae].
     #[arg(long)]
     pub vae: Option<PathBuf>,
+    /// roll: keep an exponential moving average of the weights with this decay (e.g. 0.999)
+    /// and validate and export it instead of the raw weights.
+    #[arg(long)]
+    pub ema: Option<f64>,
     /// band: train without the scale, rhythm and harmony losses (the ablation).
     #[arg(long)]
     pub no_aux: bool,
@@ -182,6 +186,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     opts.fresh = args.fresh;
     opts.seed = args.seed;
     opts.log_every = args.log_every;
+    opts.ema = args.ema;
     let report = train(&opts)?;
     println!(
         "trained {} steps in {} epochs; best validation loss {:.5}; run folder {}",
