@@ -558,30 +558,66 @@ impl CustomOp3 for LstmRecurrence {
     }
 }
 
-avx2_dispatch! {
-    /// One row of a step: the pre-activations `a` `[4·hidden]` (i, f, g, o) become the
-    /// activations; `c_new = f·c_old + i·g`, `h_new = o·tanh(c_new)`.
-    fn gate_row(a: &mut [f32], c_new: &mut [f32], h_new: &mut [f32], c_old: &[f32]) => gate_row_imp
+/// One row of a step: the pre-activations `a` `[4·hidden]` (i, f, g, o) become the
+/// activations; `c_new = f·c_old + i·g`, `h_new = o·tanh(c_new)`.
+fn gate_row(a: &mut [f32], c_new: &mut [f32], h_new: &mut [f32], c_old: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the kernel is compiled for.
+        return unsafe { gate_row_avx2(a, c_new, h_new, c_old) };
+    }
+    gate_row_scalar(a, c_new, h_new, c_old, 0);
 }
 
-#[inline(always)]
-fn gate_row_imp(a: &mut [f32], c_new: &mut [f32], h_new: &mut [f32], c_old: &[f32]) {
+/// [`gate_row`] in eight-lane registers (exp, sigmoid and tanh of
+/// [`super::simd_math::avx2`]), the units past the last multiple of 8 in scalar code.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gate_row_avx2(a: &mut [f32], c_new: &mut [f32], h_new: &mut [f32], c_old: &[f32]) {
+    use super::simd_math::avx2::{sigmoid, tanh};
+    use std::arch::x86_64::*;
     let n = c_old.len();
-    let (i_s, rest) = a.split_at_mut(n);
-    let (f_s, rest) = rest.split_at_mut(n);
-    let (g_s, o_s) = rest.split_at_mut(n);
-    // One zip over equal-length slices, so the loop has no bounds checks and vectorizes.
-    for (((((i, f), g), o), c_new), (h_new, &c_old)) in i_s
-        .iter_mut()
-        .zip(f_s.iter_mut())
-        .zip(g_s.iter_mut())
-        .zip(&mut o_s[..n])
-        .zip(&mut c_new[..n])
-        .zip(h_new[..n].iter_mut().zip(c_old))
-    {
-        (*i, *f, *g, *o) = (sigmoid(*i), sigmoid(*f), tanh(*g), sigmoid(*o));
-        *c_new = *f * c_old + *i * *g;
-        *h_new = *o * tanh(*c_new);
+    assert!(a.len() >= 4 * n && c_new.len() >= n && h_new.len() >= n);
+    let vectors = n / 8 * 8;
+    let (pa, pc, ph, pold) = (
+        a.as_mut_ptr(),
+        c_new.as_mut_ptr(),
+        h_new.as_mut_ptr(),
+        c_old.as_ptr(),
+    );
+    for j in (0..vectors).step_by(8) {
+        // SAFETY: j + 8 ≤ n and the slices hold 4n, n, n and n floats (asserted above).
+        unsafe {
+            let i = sigmoid(_mm256_loadu_ps(pa.add(j)));
+            let f = sigmoid(_mm256_loadu_ps(pa.add(n + j)));
+            let g = tanh(_mm256_loadu_ps(pa.add(2 * n + j)));
+            let o = sigmoid(_mm256_loadu_ps(pa.add(3 * n + j)));
+            _mm256_storeu_ps(pa.add(j), i);
+            _mm256_storeu_ps(pa.add(n + j), f);
+            _mm256_storeu_ps(pa.add(2 * n + j), g);
+            _mm256_storeu_ps(pa.add(3 * n + j), o);
+            let c = _mm256_fmadd_ps(f, _mm256_loadu_ps(pold.add(j)), _mm256_mul_ps(i, g));
+            _mm256_storeu_ps(pc.add(j), c);
+            _mm256_storeu_ps(ph.add(j), _mm256_mul_ps(o, tanh(c)));
+        }
+    }
+    gate_row_scalar(a, c_new, h_new, c_old, vectors);
+}
+
+/// [`gate_row`] for the units from `first` on.
+fn gate_row_scalar(
+    a: &mut [f32],
+    c_new: &mut [f32],
+    h_new: &mut [f32],
+    c_old: &[f32],
+    first: usize,
+) {
+    let n = c_old.len();
+    for j in first..n {
+        let (i, f, g, o) = activations(a, n, j);
+        (a[j], a[n + j], a[2 * n + j], a[3 * n + j]) = (i, f, g, o);
+        c_new[j] = f * c_old[j] + i * g;
+        h_new[j] = o * tanh(c_new[j]);
     }
 }
 
@@ -759,15 +795,14 @@ impl CustomOp2 for LstmGates {
         out.par_chunks_mut(2 * n)
             .zip(gates.par_chunks(4 * n))
             .zip(c.par_chunks(n))
-            .for_each(|((out, gates), c)| {
-                let (h_out, c_out) = out.split_at_mut(n);
-                for j in 0..n {
-                    let (i, f, g, o) = activations(gates, n, j);
-                    let c_new = f * c[j] + i * g;
-                    c_out[j] = c_new;
-                    h_out[j] = o * tanh(c_new);
-                }
-            });
+            .for_each_init(
+                || vec![0f32; 4 * n],
+                |acts, ((out, gates), c)| {
+                    let (h_out, c_out) = out.split_at_mut(n);
+                    acts.copy_from_slice(gates);
+                    gate_row(acts, c_out, h_out, c);
+                },
+            );
         Ok((CpuStorage::F32(out), Shape::from((batch, 2 * n))))
     }
 
@@ -909,7 +944,8 @@ mod tests {
 
     fn recurrence_matches(batch: usize) {
         use candle_core::{DType, Device};
-        let (steps, input, hidden) = (4, 3, 5);
+        // 13 units: one eight-lane block of the gate kernel and a scalar tail.
+        let (steps, input, hidden) = (4, 3, 13);
         let map = candle_nn::VarMap::new();
         let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
         let weights = LstmCell::new(input, hidden, "", &vb)
@@ -1034,7 +1070,8 @@ mod tests {
 
     #[test]
     fn fused_gates_match_candle_forward_and_backward() {
-        let (batch, n) = (5, 7);
+        // 11 units: one eight-lane block of the gate kernel and a scalar tail.
+        let (batch, n) = (5, 11);
         let gates = [
             Var::from_tensor(&random(&[batch, 4 * n], 1, 4.0)).unwrap(),
             Var::from_tensor(&random(&[batch, 4 * n], 2, 4.0)).unwrap(),

@@ -9,6 +9,7 @@ pub mod huge_pages;
 pub mod lstm;
 pub mod matmul;
 pub mod roll_sums;
+pub(crate) mod simd_math;
 pub mod sparse_linear;
 #[cfg(test)]
 pub(crate) mod test_support;
