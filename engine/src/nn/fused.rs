@@ -103,9 +103,34 @@ macro_rules! avx2_dispatch {
 }
 pub(crate) use avx2_dispatch;
 
-avx2_dispatch! {
-    /// `y = silu(x · scale + shift)` over one channel's plane.
-    fn scale_shift_silu(y: &mut [f32], x: &[f32], scale: f32, shift: f32) => scale_shift_silu_imp
+/// `y = silu(x · scale + shift)` over one channel's plane.
+fn scale_shift_silu(y: &mut [f32], x: &[f32], scale: f32, shift: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if super::simd_math::has_avx2_fma() {
+        // SAFETY: the CPU has the features the kernel is compiled for.
+        return unsafe { scale_shift_silu_avx2(y, x, scale, shift) };
+    }
+    scale_shift_silu_imp(y, x, scale, shift);
+}
+
+/// [`scale_shift_silu`] in eight-lane registers ([`super::simd_math::avx2`]), the elements
+/// past the last multiple of 8 in scalar code.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn scale_shift_silu_avx2(y: &mut [f32], x: &[f32], scale: f32, shift: f32) {
+    use super::simd_math::avx2::sigmoid;
+    use std::arch::x86_64::*;
+    let len = y.len().min(x.len());
+    let vectors = len / 8 * 8;
+    let (scale8, shift8) = (_mm256_set1_ps(scale), _mm256_set1_ps(shift));
+    for j in (0..vectors).step_by(8) {
+        // SAFETY: j + 8 ≤ len, within both slices.
+        unsafe {
+            let z = _mm256_fmadd_ps(_mm256_loadu_ps(x.as_ptr().add(j)), scale8, shift8);
+            _mm256_storeu_ps(y.as_mut_ptr().add(j), _mm256_mul_ps(z, sigmoid(z)));
+        }
+    }
+    scale_shift_silu_imp(&mut y[vectors..len], &x[vectors..len], scale, shift);
 }
 
 #[inline(always)]
@@ -655,8 +680,37 @@ pub fn gelu(x: &Tensor) -> Result<Tensor> {
 const GELU_K: f32 = 0.797_884_6; // √(2/π)
 const GELU_C: f32 = 0.044_715;
 
-avx2_dispatch! {
-    fn gelu_slice(y: &mut [f32], x: &[f32]) => gelu_slice_imp
+/// `y = gelu(x)` (tanh form) over a slice.
+fn gelu_slice(y: &mut [f32], x: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::simd_math::has_avx2_fma() {
+        // SAFETY: the CPU has the features the kernel is compiled for.
+        return unsafe { gelu_slice_avx2(y, x) };
+    }
+    gelu_slice_imp(y, x);
+}
+
+/// [`gelu_slice`] in eight-lane registers, the elements past the last multiple of 8 in scalar
+/// code.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gelu_slice_avx2(y: &mut [f32], x: &[f32]) {
+    use super::simd_math::avx2::sigmoid;
+    use std::arch::x86_64::*;
+    let len = y.len().min(x.len());
+    let vectors = len / 8 * 8;
+    for j in (0..vectors).step_by(8) {
+        // SAFETY: j + 8 ≤ len, within both slices.
+        unsafe {
+            let x8 = _mm256_loadu_ps(x.as_ptr().add(j));
+            // 2u = 2K·x·(1 + C·x²)
+            let x2 = _mm256_mul_ps(x8, x8);
+            let inner = _mm256_fmadd_ps(_mm256_set1_ps(GELU_C), x2, _mm256_set1_ps(1.0));
+            let two_u = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(2.0 * GELU_K), x8), inner);
+            _mm256_storeu_ps(y.as_mut_ptr().add(j), _mm256_mul_ps(x8, sigmoid(two_u)));
+        }
+    }
+    gelu_slice_imp(&mut y[vectors..len], &x[vectors..len]);
 }
 
 #[inline(always)]

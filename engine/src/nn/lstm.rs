@@ -562,7 +562,7 @@ impl CustomOp3 for LstmRecurrence {
 /// activations; `c_new = f·c_old + i·g`, `h_new = o·tanh(c_new)`.
 fn gate_row(a: &mut [f32], c_new: &mut [f32], h_new: &mut [f32], c_old: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if super::simd_math::has_avx2_fma() {
         // SAFETY: the CPU has the features the kernel is compiled for.
         return unsafe { gate_row_avx2(a, c_new, h_new, c_old) };
     }

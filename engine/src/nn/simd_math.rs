@@ -4,6 +4,13 @@
 //! contraction and with one division per sigmoid; an LSTM step evaluates five of these per
 //! hidden unit, which made the gate arithmetic a sixth of a MusicVAE pass.
 
+/// Whether this CPU runs the [`avx2`] functions (detected once, then a cached load).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
     use std::arch::x86_64::*;
