@@ -17,7 +17,9 @@
 //!     decoder logits (z = μ) of 128 windows and the time of both, one AdamW step of the VAE
 //!     loss at batch 128, and the argmax decoding of 8 latents (16 bars, the plugin's case),
 //!     whose tokens must be equal;
-//!   - for both, the loss of the training batch before and after the timed AdamW steps in each,
+//!   - the hierarchical 16-bar MusicVAE (`assets/vae16`, the same script) likewise at its
+//!     training batch of 64, decoding 1 latent (16 bars);
+//!   - for all, the loss of the training batch before and after the timed AdamW steps in each,
 //!     which agree when both compute the same gradients.
 
 use anyhow::{Result, bail};
@@ -53,6 +55,12 @@ const TORCH_BATCH: usize = 128;
 const TORCH_ITERS: usize = 10;
 /// Latents the plugin decodes at once: 8 × 2 bars.
 const DECODE_LATENTS: usize = 8;
+/// The hierarchical MusicVAE's training batch (`bandmate train vae --config hier`), and what its
+/// argmax decoding compares: one latent is 16 bars.
+const HIER_BATCH: usize = 64;
+const HIER_DECODE_LATENTS: usize = 1;
+/// Its free bits λ (the trainer's default for the hierarchical model).
+const HIER_FREE_BITS: f64 = 64.0;
 
 fn main() -> Result<()> {
     // SAFETY: first thing in main, before any other thread exists.
@@ -111,6 +119,11 @@ fn main() -> Result<()> {
         let windows = test_windows(&vae, TORCH_BATCH * model.config().positions)?;
         compare_score(&twin, &model, &score_dir, &vae, &windows)?;
         compare_vae(&twin, &vae, &vae_dir, &windows[..TORCH_BATCH])?;
+        // The hierarchical 16-bar MusicVAE at its training batch.
+        let vae16_dir = vae_dir.with_file_name("vae16");
+        let vae16 = MelodyVae::load(&vae16_dir)?;
+        let windows16 = test_windows(&vae16, HIER_BATCH)?;
+        compare_vae(&twin, &vae16, &vae16_dir, &windows16)?;
     }
     Ok(())
 }
@@ -250,23 +263,25 @@ fn compare_score(
     Ok(())
 }
 
-/// The flat MusicVAE in candle and in PyTorch on 128 test windows: μ and the teacher-forced
-/// logits (z = μ), a training step, and the argmax decoding of the first 8 windows' μ.
+/// A MusicVAE (flat or hierarchical) in candle and in PyTorch on test windows: μ and the
+/// teacher-forced logits (z = μ), a training step, and the argmax decoding of the first
+/// windows' μ (16 bars: 8 flat latents, 1 hierarchical).
 fn compare_vae(twin: &Twin, vae: &MelodyVae, model_dir: &Path, windows: &[Vec<u8>]) -> Result<()> {
     let net = vae.model();
-    if !matches!(net, VaeNet::Flat(_)) {
-        println!(
-            "MusicVAE vs torch: skipped ({} is {}; xtask/torch/music_vae.py is the flat 2-bar model)",
-            model_dir.display(),
-            vae.shape().describe()
-        );
-        return Ok(());
-    }
+    let hierarchical = matches!(net, VaeNet::Hierarchical(_));
+    let (name, latents) = if hierarchical {
+        ("hierarchical MusicVAE", HIER_DECODE_LATENTS)
+    } else {
+        ("MusicVAE", DECODE_LATENTS)
+    };
     let dev = Device::Cpu;
     let (b, z_dim) = (windows.len(), vae.z_dim());
     let refs: Vec<&[u8]> = windows.iter().map(Vec::as_slice).collect();
     let tokens = net.tokens_tensor(&refs, &dev)?;
-    let opts = VaeTrainOptions::new(vae.shape());
+    let mut opts = VaeTrainOptions::new(vae.shape());
+    if hierarchical {
+        opts.free_bits = HIER_FREE_BITS;
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(12);
     let noise = Tensor::from_vec(normal_noise(&mut rng, b * z_dim), (b, z_dim), &dev)?;
     let (mu, _) = net.encode(&tokens)?;
@@ -274,8 +289,8 @@ fn compare_vae(twin: &Twin, vae: &MelodyVae, model_dir: &Path, windows: &[Vec<u8
     let loss = batch_loss(net, &tokens, Some(&noise), opts.beta, opts.free_bits)?
         .loss
         .to_scalar::<f32>()?;
-    // 8 consecutive windows of a test song: what the plugin decodes after sampling.
-    let z8 = mu.narrow(0, 0, DECODE_LATENTS)?;
+    // 16 bars of a test song: what the plugin decodes after sampling.
+    let z8 = mu.narrow(0, 0, latents)?;
     let decoded = net.decode(&z8, None, &[])?;
     // Batches on a pool thread, as training runs them.
     let forward = median_ms(TORCH_ITERS, || {
@@ -316,11 +331,11 @@ fn compare_vae(twin: &Twin, vae: &MelodyVae, model_dir: &Path, windows: &[Vec<u8
 
     let steps = vae.window_steps();
     let flat: Vec<i64> = decoded.iter().flatten().map(|&t| i64::from(t)).collect();
-    let decoded = Tensor::from_vec(flat, (DECODE_LATENTS, steps), &dev)?;
+    let decoded = Tensor::from_vec(flat, (latents, steps), &dev)?;
     let torch = twin.run(
         "music_vae.py",
         model_dir,
-        "vae",
+        if hierarchical { "vae16" } else { "vae" },
         vec![
             ("tokens", tokens.to_dtype(DType::I64)?),
             ("noise", noise),
@@ -336,7 +351,7 @@ fn compare_vae(twin: &Twin, vae: &MelodyVae, model_dir: &Path, windows: &[Vec<u8
         ],
     )?;
     println!(
-        "MusicVAE vs torch {} ({} threads), same weights, {b} Nottingham test windows, z = μ:",
+        "{name} vs torch {} ({} threads), same weights, {b} Nottingham test windows, z = μ:",
         torch["torch"], torch["threads"]
     );
     let flops = number(&torch, "forward_flops");
@@ -353,7 +368,7 @@ fn compare_vae(twin: &Twin, vae: &MelodyVae, model_dir: &Path, windows: &[Vec<u8
         number(&torch, "train_step_ms"),
     );
     print_row(
-        &format!("argmax decode, {DECODE_LATENTS} latents"),
+        &format!("argmax decode, {latents} latent(s)"),
         number(&torch, "decode_flops"),
         decode,
         number(&torch, "decode_ms"),
