@@ -26,16 +26,22 @@ pub struct AdamW {
     pub weight_decay: f64,
 }
 
+/// The variables of `varmap` with their names, sorted by name.
+pub(crate) fn sorted_vars(varmap: &VarMap) -> Result<Vec<(String, Var)>> {
+    let mut vars: Vec<(String, Var)> = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("variable map lock poisoned"))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(vars)
+}
+
 impl AdamW {
     pub fn new(varmap: &VarMap, lr: f64, weight_decay: f64) -> Result<Self> {
-        let mut vars: Vec<(String, Var)> = varmap
-            .data()
-            .lock()
-            .map_err(|_| anyhow::anyhow!("variable map lock poisoned"))?
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let vars = sorted_vars(varmap)?;
         let m = vars
             .iter()
             .map(|(_, v)| v.zeros_like())

@@ -24,14 +24,7 @@ impl Ema {
         if !(0.0..1.0).contains(&decay) {
             bail!("EMA decay must be in [0, 1), got {decay}");
         }
-        let mut vars: Vec<(String, Var)> = model
-            .data()
-            .lock()
-            .map_err(|_| anyhow::anyhow!("variable map lock poisoned"))?
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let vars = super::adamw::sorted_vars(model)?;
         let shadow = VarMap::new();
         let mut pairs = Vec::with_capacity(vars.len());
         {

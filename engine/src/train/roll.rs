@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 use super::adamw::AdamW;
 use super::ema::Ema;
 use super::plot::{Series, loss_curve};
-use super::run_files::{export_best, export_loss_curve, save_weights_atomic, write_json_atomic};
+use super::run_files::{
+    CheckpointFiles, export_best, export_loss_curve, save_weights_atomic, write_json_atomic,
+};
 use super::{format_duration, parse_duration};
 use crate::data::{self, Dataset, Song, Split};
 use crate::diffusion::binomial::BinomialSchedule;
@@ -454,9 +456,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     let device = Device::Cpu;
     std::fs::create_dir_all(&opts.run_dir)
         .with_context(|| format!("cannot create {}", opts.run_dir.display()))?;
-    let state_path = opts.run_dir.join("state.json");
-    let weights_path = opts.run_dir.join("checkpoint.safetensors");
-    let optim_path = opts.run_dir.join("optimizer.safetensors");
+    let files = CheckpointFiles::in_dir(&opts.run_dir);
 
     eprintln!("roll: loading POP909 from {}", opts.data_root.display());
     let train_songs = data::load_cached(
@@ -498,10 +498,10 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     );
 
     let mut state = TrainState::default();
-    let resume = !opts.fresh && state_path.exists() && weights_path.exists();
+    let resume = !opts.fresh && files.state.exists() && files.weights.exists();
     if resume {
-        state = serde_json::from_str(&std::fs::read_to_string(&state_path)?)
-            .with_context(|| format!("{} is not a training state", state_path.display()))?;
+        state = serde_json::from_str(&std::fs::read_to_string(&files.state)?)
+            .with_context(|| format!("{} is not a training state", files.state.display()))?;
         let saved = state.config.clone().context("state.json has no config")?;
         if (Config {
             prior: saved.prior,
@@ -538,9 +538,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     let mut opt = AdamW::new(&varmap, opts.lr, opts.weight_decay)?;
     if resume {
         varmap
-            .load(&weights_path)
-            .with_context(|| format!("cannot load {}", weights_path.display()))?;
-        opt.load(&optim_path)?;
+            .load(&files.weights)
+            .with_context(|| format!("cannot load {}", files.weights.display()))?;
+        opt.load(&files.optimizer)?;
         opt.step = state.step;
     }
     let ema_path = opts.run_dir.join("ema.safetensors");
@@ -563,6 +563,17 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
             VarBuilder::from_varmap(&e.shadow, DType::F32, &device),
         )?),
         None => None,
+    };
+    let validate_now = |state: &mut TrainState| {
+        validate_exported(
+            &net,
+            ema_net.as_ref(),
+            &val_windows,
+            &cfg,
+            &schedule,
+            opts.batch,
+            state,
+        )
     };
     let params: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
     eprintln!(
@@ -665,72 +676,32 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
             }
             if last_checkpoint.elapsed() >= opts.checkpoint_every {
                 state.elapsed_secs = used();
-                checkpoint(
-                    &varmap,
-                    &opt,
-                    ema.as_ref(),
-                    &state,
-                    &weights_path,
-                    &optim_path,
-                    &state_path,
-                )?;
+                checkpoint(&varmap, &opt, ema.as_ref(), &state, &files)?;
                 last_checkpoint = Instant::now();
             }
         }
         // End of an epoch: validate, keep the best weights.
         let vt = Instant::now();
-        let val = validate_exported(
-            &net,
-            ema_net.as_ref(),
-            &val_windows,
-            &cfg,
-            &schedule,
-            opts.batch,
-            &mut state,
-        )?;
+        let val = validate_now(&mut state)?;
         val_seconds = vt.elapsed().as_secs_f64();
         state.epoch += 1;
         state.batch_in_epoch = 0;
         state.elapsed_secs = used();
         end_of_epoch(opts, &cfg, exported(&varmap, ema.as_ref()), &mut state, val)?;
-        checkpoint(
-            &varmap,
-            &opt,
-            ema.as_ref(),
-            &state,
-            &weights_path,
-            &optim_path,
-            &state_path,
-        )?;
+        checkpoint(&varmap, &opt, ema.as_ref(), &state, &files)?;
         last_checkpoint = Instant::now();
     }
     // Stopped by the budget or a step limit in the middle of an epoch: validate what we have.
     if state.batch_in_epoch > 0 {
         state.epoch += 1;
         state.batch_in_epoch = 0;
-        let val = validate_exported(
-            &net,
-            ema_net.as_ref(),
-            &val_windows,
-            &cfg,
-            &schedule,
-            opts.batch,
-            &mut state,
-        )?;
+        let val = validate_now(&mut state)?;
         state.elapsed_secs = used();
         end_of_epoch(opts, &cfg, exported(&varmap, ema.as_ref()), &mut state, val)?;
     }
     state.elapsed_secs = used();
     state.finished = true;
-    checkpoint(
-        &varmap,
-        &opt,
-        ema.as_ref(),
-        &state,
-        &weights_path,
-        &optim_path,
-        &state_path,
-    )?;
+    checkpoint(&varmap, &opt, ema.as_ref(), &state, &files)?;
     if let Some(dir) = &opts.assets_dir {
         write_card(dir, &cfg, &state, opts)?;
     }
@@ -752,13 +723,12 @@ fn checkpoint(
     opt: &AdamW,
     ema: Option<&Ema>,
     state: &TrainState,
-    weights: &Path,
-    optim: &Path,
-    state_path: &Path,
+    files: &CheckpointFiles,
 ) -> Result<()> {
-    save_weights_atomic(varmap, weights)?;
+    let (optim, state_path) = (&files.optimizer, &files.state);
+    save_weights_atomic(varmap, &files.weights)?;
     if let Some(ema) = ema {
-        ema.save(&weights.with_file_name("ema.safetensors"))?;
+        ema.save(&files.weights.with_file_name("ema.safetensors"))?;
     }
     let tmp = optim.with_extension("safetensors.tmp");
     opt.save(&tmp)?;
