@@ -11,6 +11,7 @@ use rayon::prelude::*;
 
 use super::conv_kernel::{contiguous_f32, cpu_f32};
 use super::fused::{avx2_dispatch, on_cpu_f32, sigmoid, tanh, with_cpu_f32};
+use super::huge_pages::uninit_f32;
 use super::matmul::gemm_rows_serial;
 
 /// One LSTM direction with PyTorch's parameter names and gate order (i, f, g, o).
@@ -394,11 +395,13 @@ impl CustomOp3 for LstmRecurrence {
         let n = self.hidden;
         let hc0 = contiguous_f32(cpu_f32(hc0)?, hc0_l);
         let w = contiguous_f32(cpu_f32(w_hh)?, w_hh_l);
-        // The gates start as the inputs' share; each step adds h · W_hh and then holds the
-        // activations.
-        let mut acts = contiguous_f32(cpu_f32(gx)?, gx_l).into_owned();
-        let mut hs = vec![0f32; steps * batch * n];
-        let mut cells = vec![0f32; steps * batch * n];
+        let gx = contiguous_f32(cpu_f32(gx)?, gx_l);
+        // The gates start as the inputs' share (copied in by each part, step by step, just
+        // before its product: in parallel and still in cache); each step adds h · W_hh and then
+        // holds the activations. Every element of the three buffers is written.
+        let mut acts = uninit_f32(steps * batch * 4 * n);
+        let mut hs = uninit_f32(steps * batch * n);
+        let mut cells = uninit_f32(steps * batch * n);
         let parts = row_parts(batch);
         let (h0, c0) = split_state(&hc0, n);
         split_rows(&mut acts, steps, batch, 4 * n, &parts)
@@ -412,6 +415,8 @@ impl CustomOp3 for LstmRecurrence {
                 let mut c = c0[rows.start * n..rows.end * n].to_vec();
                 for t in 0..steps {
                     let gates = &mut *acts[t];
+                    let first = (t * batch + rows.start) * 4 * n;
+                    gates.copy_from_slice(&gx[first..first + m * 4 * n]);
                     // SAFETY: `gates` is [m, 4n], `h` [m, n], `w` [n, 4n], all contiguous.
                     unsafe { gemm_rows_serial(gates, &h, (n, 1), &w, (4 * n, 1), (m, 4 * n, n)) };
                     let (cell, h_t) = (&mut *cells[t], &mut *hs[t]);
