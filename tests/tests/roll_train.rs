@@ -66,10 +66,9 @@ fn a_run_with_a_weight_average_resumes_and_exports_the_average() {
     opts.ema = None;
     opts.max_steps = Some(6);
     let second = train(&opts).expect("resumed run");
-    let state: TrainState = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("run/state.json")).unwrap(),
-    )
-    .unwrap();
+    let state: TrainState =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run/state.json")).unwrap())
+            .unwrap();
     assert_eq!(second.state.step, 6);
     assert_eq!(state.step, 6);
     assert_eq!(state.ema, Some(0.99));
