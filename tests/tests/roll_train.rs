@@ -19,16 +19,8 @@ fn max_abs_diff(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>) -> f32
     assert_eq!(a.len(), b.len());
     a.iter()
         .map(|(name, x)| {
-            (x - &b[name])
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
+            let diff = (x - &b[name]).and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>());
+            diff.unwrap()
         })
         .fold(0.0, f32::max)
 }

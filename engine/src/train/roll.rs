@@ -30,6 +30,9 @@ use crate::diffusion::binomial::BinomialSchedule;
 use crate::models::roll::{Config, RollUnet, conditioned_input};
 use crate::music::{Note, STEPS_PER_BEAT, TimeSignature, Track, TrackRole};
 
+/// The weight average's file in the run folder, beside the checkpoint.
+const EMA_FILE: &str = "ema.safetensors";
+
 /// Everything a training run needs.
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
@@ -543,7 +546,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         opt.load(&files.optimizer)?;
         opt.step = state.step;
     }
-    let ema_path = opts.run_dir.join("ema.safetensors");
+    let ema_path = opts.run_dir.join(EMA_FILE);
     let mut ema = match opts.ema.or(state.ema) {
         Some(decay) => Some(Ema::new(&varmap, decay)?),
         None => None,
@@ -728,7 +731,7 @@ fn checkpoint(
     let (optim, state_path) = (&files.optimizer, &files.state);
     save_weights_atomic(varmap, &files.weights)?;
     if let Some(ema) = ema {
-        ema.save(&files.weights.with_file_name("ema.safetensors"))?;
+        ema.save(&files.weights.with_file_name(EMA_FILE))?;
     }
     let tmp = optim.with_extension("safetensors.tmp");
     opt.save(&tmp)?;
