@@ -29,7 +29,7 @@ fn the_model_beats_random_notes_on_every_task() {
         |_| {},
     )
     .unwrap();
-    assert_eq!(rows.len(), 9);
+    assert_eq!(rows.len(), 12);
     for task in Task::ALL {
         let mean_oa = |m: Method| {
             rows.iter()
@@ -46,8 +46,8 @@ fn the_model_beats_random_notes_on_every_task() {
         );
     }
     let table = markdown_table(&rows);
-    assert_eq!(table.lines().count(), 2 + 9);
-    assert_eq!(wins(&rows).len(), 3);
+    assert_eq!(table.lines().count(), 2 + 12);
+    assert_eq!(wins(&rows).len(), 4);
 }
 
 #[test]
@@ -66,6 +66,12 @@ fn evaluation_windows_are_4_4_with_a_previous_window_and_seeded() {
         assert_eq!((&x.song, x.first_bar), (&y.song, y.first_bar));
         assert_eq!(x.clip.bars, 4);
         assert_eq!(x.previous.bars, 4);
+        assert_eq!(x.with_previous.bars, 8);
+        assert_eq!(
+            x.with_previous.window(4, 4).notes,
+            x.clip.notes,
+            "the window follows its previous bars"
+        );
         assert_eq!(x.clip.time_signature, TimeSignature::FOUR_FOUR);
         assert!(x.first_bar >= 4 && x.first_bar % 4 == 0);
     }

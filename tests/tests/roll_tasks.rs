@@ -123,6 +123,51 @@ fn fill_keeps_everything_outside_the_mask() {
 }
 
 #[test]
+fn an_echoed_fill_varies_the_bars_before_the_hole() {
+    // The shipped weights: a slightly noised echo must come back close to bars 1–2.
+    let model = RollModel::embedded().expect("the embedded roll model loads");
+    let spb = 16;
+    // (step in the 2-bar period, pitch) of every onset.
+    let onsets = |notes: &mut dyn Iterator<Item = &Note>| -> std::collections::BTreeSet<(u32, u8)> {
+        notes.map(|n| (n.start % (2 * spb), n.pitch)).collect()
+    };
+    let jaccard = |a: &std::collections::BTreeSet<(u32, u8)>,
+                   b: &std::collections::BTreeSet<(u32, u8)>| {
+        a.intersection(b).count() as f64 / a.union(b).count().max(1) as f64
+    };
+    let (mut echoed_total, mut fresh_total) = (0.0, 0.0);
+    let clips = test_clips(4, 4);
+    for (i, clip) in clips.iter().enumerate() {
+        let mask = Mask::bars(clip, 2..=3);
+        let before = onsets(&mut clip.notes.iter().filter(|n| n.start < 2 * spb));
+        let run = |echo: f32| {
+            let o = RollOptions {
+                echo: Some(echo),
+                ..opts(i as u64)
+            };
+            let out = diffusion::fill(&model, clip, &mask, &o).unwrap();
+            check_fill(clip, &mask, &out);
+            let generated = onsets(&mut out.notes.iter().filter(|n| n.start >= 2 * spb));
+            jaccard(&before, &generated)
+        };
+        let (echoed, fresh) = (run(0.1), run(0.0));
+        println!("clip {i}: onsets shared with bars 1-2: echo 0.1 {echoed:.2}, fresh {fresh:.2}");
+        echoed_total += echoed;
+        fresh_total += fresh;
+    }
+    let n = clips.len() as f64;
+    assert!(echoed_total / n > 0.6, "echo 0.1: {}", echoed_total / n);
+    assert!(echoed_total > fresh_total + 0.1 * n);
+    // Strengths outside 0..=1 are an error.
+    let o = RollOptions {
+        echo: Some(1.5),
+        ..opts(0)
+    };
+    let err = diffusion::fill(&model, &clips[0], &Mask::bars(&clips[0], 2..=3), &o).unwrap_err();
+    assert!(err.to_string().contains("echo"), "{err}");
+}
+
+#[test]
 fn guidance_keeps_the_known_notes_and_leans_on_them() {
     let clip = &test_clips(4, 1)[0];
     let mask = Mask::bars(clip, 2..=3);

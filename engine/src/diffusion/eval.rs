@@ -51,16 +51,26 @@ const MITTAL_HOP_BARS: usize = 1;
 pub enum Task {
     Infill,
     Harmonize,
+    /// Harmonize the window's melody with the song's previous 4 bars (melody and
+    /// accompaniment) before it, as a fill of the accompaniment track: what the copy baseline
+    /// of [`Task::Harmonize`] knows, given to the model too.
+    HarmonizeAfter,
     Unconditional,
 }
 
 impl Task {
-    pub const ALL: [Task; 3] = [Task::Infill, Task::Harmonize, Task::Unconditional];
+    pub const ALL: [Task; 4] = [
+        Task::Infill,
+        Task::Harmonize,
+        Task::HarmonizeAfter,
+        Task::Unconditional,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Task::Infill => "infill bars 3-4",
             Task::Harmonize => "harmonize",
+            Task::HarmonizeAfter => "harmonize after 4 bars",
             Task::Unconditional => "unconditional",
         }
     }
@@ -72,9 +82,10 @@ impl std::str::FromStr for Task {
         match s.to_ascii_lowercase().as_str() {
             "infill" | "fill" => Ok(Task::Infill),
             "harmonize" | "harmonise" => Ok(Task::Harmonize),
+            "harmonize-after" | "accompany" => Ok(Task::HarmonizeAfter),
             "unconditional" | "generate" => Ok(Task::Unconditional),
             other => Err(format!(
-                "unknown task '{other}' (infill, harmonize, unconditional)"
+                "unknown task '{other}' (infill, harmonize, harmonize-after, unconditional)"
             )),
         }
     }
@@ -152,6 +163,8 @@ pub struct EvalWindow {
     pub first_bar: u32,
     pub clip: Clip,
     pub previous: Clip,
+    /// The previous 4 bars and this window: 8 bars.
+    pub with_previous: Clip,
 }
 
 fn is_melody(clip: &Clip, n: &Note) -> bool {
@@ -183,6 +196,7 @@ pub fn eval_windows(songs: &[data::Song], count: usize, seed: u64) -> Vec<EvalWi
                     song: song.id.clone(),
                     first_bar: first,
                     previous: clip.window(first - WINDOW_BARS, WINDOW_BARS),
+                    with_previous: clip.window(first - WINDOW_BARS, 2 * WINDOW_BARS),
                     clip: window,
                 });
             }
@@ -242,7 +256,7 @@ fn accompaniment_track(clip: &mut Clip) -> u16 {
 fn generated_part(task: Task, clip: &Clip) -> Clip {
     match task {
         Task::Infill => clip.window(*INFILL_BARS.start(), INFILL_BARS.clone().count() as u32),
-        Task::Harmonize => {
+        Task::Harmonize | Task::HarmonizeAfter => {
             let mut out = clip.clone();
             out.notes.retain(|n| !is_melody(clip, n));
             out
@@ -289,7 +303,9 @@ fn produce(
             let mut given = clip.clone();
             match task {
                 Task::Infill => given.notes.retain(|n| n.start < tail.start),
-                Task::Harmonize => given.notes.retain(|n| is_melody(clip, n)),
+                Task::Harmonize | Task::HarmonizeAfter => {
+                    given.notes.retain(|n| is_melody(clip, n))
+                }
                 Task::Unconditional => given.notes.clear(),
             }
             sampling.key = given.estimate_key();
@@ -322,7 +338,33 @@ fn produce(
                 c
             }
             (Task::Harmonize, Method::Model) => tasks::harmonize(model, clip, None, &sampling)?,
-            (Task::Harmonize, Method::Random) => {
+            (Task::HarmonizeAfter, Method::Model) => {
+                // Every accompaniment note on one track; the window's own ones go.
+                let mut c = w.with_previous.clone();
+                let track = accompaniment_track(&mut c);
+                let pitched_accompaniment = |c: &Clip, n: &Note| {
+                    !is_melody(c, n)
+                        && c.tracks
+                            .get(n.track as usize)
+                            .is_some_and(|t| !t.is_drums())
+                };
+                let moved: Vec<bool> = c
+                    .notes
+                    .iter()
+                    .map(|n| pitched_accompaniment(&c, n))
+                    .collect();
+                for (n, moved) in c.notes.iter_mut().zip(moved) {
+                    if moved {
+                        n.track = track;
+                    }
+                }
+                let start = WINDOW_BARS * spb;
+                c.notes.retain(|n| n.start < start || n.track != track);
+                let mut mask = Mask::bars(&c, WINDOW_BARS..=2 * WINDOW_BARS - 1);
+                mask.track = Some(track);
+                tasks::fill(model, &c, &mask, &sampling)?.window(WINDOW_BARS, WINDOW_BARS)
+            }
+            (Task::Harmonize | Task::HarmonizeAfter, Method::Random) => {
                 let mut c = clip.clone();
                 c.notes.retain(|n| is_melody(clip, n));
                 let track = accompaniment_track(&mut c);
@@ -330,7 +372,7 @@ fn produce(
                     .extend(random_notes(model, 0..clip.steps(), track, &mut rng));
                 c
             }
-            (Task::Harmonize, Method::Copy) => {
+            (Task::Harmonize | Task::HarmonizeAfter, Method::Copy) => {
                 let mut c = clip.clone();
                 c.notes.retain(|n| is_melody(clip, n));
                 c.notes.extend(

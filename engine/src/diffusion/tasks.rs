@@ -11,6 +11,10 @@
 //!   most of the clip's notes; masked cells outside it are left as they are, and a mask with no
 //!   cell inside it is an error.
 //! - Only 4/4 clips: other meters are an error (the model was trained on 4/4 bars of 16 steps).
+//! - A fill or continuation may start from the bars just before the free region, repeated
+//!   across it and noised to step `echo · T` ([`RollOptions::echo`], the model's
+//!   calibration by default), and is denoised from there like a variation; with no bars or no
+//!   notes before the region it starts from noise.
 //! - Generated notes go to `mask.track` when set, else to the clip's only pitched track, else to
 //!   a new "Generated" track; their velocities follow the surrounding notes.
 
@@ -46,6 +50,10 @@ pub struct RollOptions {
     /// [`SamplerOptions::guidance`]); `None` takes the model's per-task calibration
     /// (`Config::guidance`).
     pub guidance: Option<f32>,
+    /// Echo strength for fill and continue (see [`crate::models::roll::EchoCalibration`]):
+    /// start from the bars before the hole, noised to step `echo · T`; 0 = from noise; `None`
+    /// takes the model's calibration (`Config::echo`).
+    pub echo: Option<f32>,
     /// Progress and cancellation: called after every network evaluation.
     pub on_step: Option<StepHook>,
 }
@@ -83,6 +91,7 @@ impl Default for RollOptions {
             pitch_range: None,
             density: 1.0,
             guidance: None,
+            echo: None,
             on_step: None,
         }
     }
@@ -91,16 +100,17 @@ impl Default for RollOptions {
 /// Regenerate the masked cells of `clip`.
 pub fn fill(model: &RollModel, clip: &Clip, mask: &Mask, opts: &RollOptions) -> Result<Clip> {
     let cfg = model.config();
-    let opts = calibrated(opts, cfg.density.fill, cfg.guidance.fill);
+    let opts = calibrated(opts, cfg.density.fill, cfg.guidance.fill, cfg.echo.fill);
     regenerate(model, clip, mask, None, &opts)
 }
 
 /// `opts` with the density multiplied by a task's calibration factor, and the task's
-/// guidance weight unless the caller chose one.
-fn calibrated(opts: &RollOptions, factor: f32, guidance: f32) -> RollOptions {
+/// guidance weight and echo strength unless the caller chose them.
+fn calibrated(opts: &RollOptions, factor: f32, guidance: f32, echo: f32) -> RollOptions {
     RollOptions {
         density: opts.density * factor,
         guidance: Some(opts.guidance.unwrap_or(guidance)),
+        echo: Some(opts.echo.unwrap_or(echo)),
         ..opts.clone()
     }
 }
@@ -118,7 +128,7 @@ pub fn vary(
         bail!("vary: strength {strength} must be in (0, 1]");
     }
     let cfg = model.config();
-    let opts = calibrated(opts, cfg.density.fill, cfg.guidance.fill);
+    let opts = calibrated(opts, cfg.density.fill, cfg.guidance.fill, 0.0);
     regenerate(model, clip, mask, Some(strength), &opts)
 }
 
@@ -149,7 +159,7 @@ pub fn continue_clip(
     grown.bars = total_bars.max(clip.bars);
     let mask = Mask::bars(&grown, prompt_bars..=total_bars - 1);
     let cfg = model.config();
-    let opts = calibrated(opts, cfg.density.fill, cfg.guidance.fill);
+    let opts = calibrated(opts, cfg.density.fill, cfg.guidance.fill, cfg.echo.fill);
     let mut out = regenerate(model, &grown, &mask, None, &opts)?;
     out.bars = total_bars.max(clip.bars);
     Ok(out)
@@ -207,7 +217,8 @@ pub fn harmonize(
     let mut mask = Mask::all(base.steps());
     mask.track = Some(target);
     let cfg = model.config();
-    let opts = calibrated(opts, cfg.density.harmonize, cfg.guidance.harmonize);
+    // A harmonization has no accompaniment before it to echo.
+    let opts = calibrated(opts, cfg.density.harmonize, cfg.guidance.harmonize, 0.0);
     regenerate(model, &base, &mask, None, &opts)
 }
 
@@ -219,8 +230,51 @@ pub fn generate(model: &RollModel, bars: u32, opts: &RollOptions) -> Result<Clip
     let clip = Clip::new(bars);
     let mask = Mask::all(clip.steps());
     // Nothing is known: guidance would change nothing.
-    let opts = calibrated(opts, model.config().density.generate, 0.0);
+    let opts = calibrated(opts, model.config().density.generate, 0.0, 0.0);
     regenerate(model, &clip, &mask, None, &opts)
+}
+
+/// The start content of an echo (`[2, padded steps, pitches]` like `free`'s rolls): the bars
+/// just before the first free step, as many as the free region spans (at most as many as there
+/// are), repeated across the clip from there; `None` when the free region starts in the first
+/// bar or the echoed cells hold no onset. `source` are the notes that may be echoed, `draw`
+/// puts a note into a roll.
+fn echo_content<'a>(
+    source: impl Iterator<Item = &'a Note>,
+    free: &[bool],
+    len: usize,
+    pitches: usize,
+    steps_per_bar: usize,
+    draw: &dyn Fn(&mut [f32], &Note),
+) -> Option<Vec<f32>> {
+    let plane = free.len();
+    let free_step = |s: &usize| free[s * pitches..(s + 1) * pitches].iter().any(|&f| f);
+    let first = (0..len).find(free_step)?;
+    let last = (0..len).rev().find(free_step)?;
+    let first_bar = first / steps_per_bar.max(1);
+    let span_bars = last / steps_per_bar.max(1) - first_bar + 1;
+    let period = span_bars.min(first_bar) * steps_per_bar;
+    if period == 0 {
+        return None;
+    }
+    let hole = first_bar * steps_per_bar;
+    let mut before = vec![0.0f32; 2 * plane];
+    for n in source {
+        draw(&mut before, n);
+    }
+    let mut content = vec![0.0f32; 2 * plane];
+    let mut onsets = 0usize;
+    for s in hole..len {
+        let from = hole - period + (s - hole) % period;
+        for c in 0..2 {
+            let (to, src) = (c * plane + s * pitches, c * plane + from * pitches);
+            content[to..to + pitches].copy_from_slice(&before[src..src + pitches]);
+        }
+        onsets += (0..pitches)
+            .filter(|&o| free[s * pitches + o] && content[s * pitches + o] > 0.5)
+            .count();
+    }
+    (onsets > 0).then_some(content)
 }
 
 /// Check what every task needs of a clip.
@@ -340,6 +394,11 @@ pub fn regenerate(
     {
         bail!("guidance {w} must be a weight from 0 to 10");
     }
+    if let Some(e) = opts.echo
+        && !(e.is_finite() && (0.0..=1.0).contains(&e))
+    {
+        bail!("echo {e} must be a strength from 0 to 1");
+    }
     if mask.steps != clip.steps() {
         bail!(
             "the mask covers {} steps but the clip has {}",
@@ -429,6 +488,30 @@ pub fn regenerate(
         );
     }
     let generated_cells = free.clone();
+
+    // A fresh fill with an echo starts from the bars before the hole; a variation from the
+    // notes it replaces.
+    let echo = match (strength, opts.echo) {
+        (None, Some(e)) if e > 0.0 => {
+            let source = context.iter().filter(|n| {
+                !is_drum(n) && mask.track.is_none_or(|t| n.track == t) && offset(n.pitch).is_some()
+            });
+            echo_content(
+                source,
+                &free,
+                len,
+                pitches,
+                clip.steps_per_bar() as usize,
+                &draw,
+            )
+            .map(|content| (e, content))
+        }
+        _ => None,
+    };
+    let (strength, content) = match echo {
+        Some((e, echoed)) => (Some(e), echoed),
+        None => (strength, content),
+    };
 
     // Windows of `steps` steps, hop half a window, the last one flush with the end.
     let hop = steps / 2;
@@ -542,6 +625,52 @@ mod tests {
             clip.notes.push(Note::new(i as u32 * 2, p, 2, 90, track));
         }
         clip
+    }
+
+    /// `echo_content` on 4 bars of 16 steps × 4 pitches (lowest 60) with these free steps.
+    fn echo_of(notes: &[Note], free_steps: std::ops::Range<usize>) -> Option<Vec<f32>> {
+        let (len, pitches) = (64usize, 4usize);
+        let plane = len * pitches;
+        let free: Vec<bool> = (0..plane)
+            .map(|i| free_steps.contains(&(i / pitches)))
+            .collect();
+        let draw = |roll: &mut [f32], n: &Note| {
+            let o = (n.pitch - 60) as usize;
+            roll[n.start as usize * pitches + o] = 1.0;
+            for s in n.start..n.end() {
+                roll[plane + s as usize * pitches + o] = 1.0;
+            }
+        };
+        echo_content(notes.iter(), &free, len, pitches, 16, &draw)
+    }
+
+    #[test]
+    fn an_echo_repeats_the_bars_before_the_hole_across_it() {
+        let pitches = 4;
+        let onset = |c: &[f32], step: usize, o: usize| c[step * pitches + o];
+        let sustain = |c: &[f32], step: usize, o: usize| c[64 * pitches + step * pitches + o];
+        // Bars 3–4 free: bars 1–2 echoed once (a note in bar 1, one in bar 2).
+        let notes = [Note::new(2, 61, 3, 90, 0), Note::new(20, 63, 1, 90, 0)];
+        let c = echo_of(&notes, 32..64).unwrap();
+        assert_eq!(onset(&c, 34, 1), 1.0);
+        assert_eq!(
+            (sustain(&c, 34, 1), sustain(&c, 36, 1), sustain(&c, 37, 1)),
+            (1.0, 1.0, 0.0)
+        );
+        assert_eq!(onset(&c, 52, 3), 1.0);
+        assert_eq!(c.iter().filter(|&&x| x > 0.0).count(), 2 + 4);
+        // Bars 2–4 free after one bar: that bar repeats three times.
+        let c = echo_of(&notes[..1], 16..64).unwrap();
+        for bar in 1..4 {
+            assert_eq!(onset(&c, bar * 16 + 2, 1), 1.0);
+        }
+        // A hole inside a bar echoes the whole bar before: step 40 of bar 3 takes step 24.
+        let c = echo_of(&[Note::new(24, 60, 1, 90, 0)], 40..41).unwrap();
+        assert_eq!(onset(&c, 40, 0), 1.0);
+        // Nothing before the hole, or nothing on its free cells: no echo.
+        assert!(echo_of(&notes, 0..64).is_none());
+        assert!(echo_of(&[], 32..64).is_none());
+        assert!(echo_of(&[Note::new(0, 60, 1, 90, 0)], 33..64).is_none());
     }
 
     #[test]

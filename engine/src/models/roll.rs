@@ -53,6 +53,20 @@ pub struct Config {
     /// Per-task guidance weights chosen on the valid split (absent in older configs: none).
     #[serde(default)]
     pub guidance: GuidanceCalibration,
+    /// Per-task echo strengths chosen on the valid split (absent in older configs: none).
+    #[serde(default)]
+    pub echo: EchoCalibration,
+}
+
+/// How a fill starts from the bars before the hole (0 = off): the sampler noises the notes of
+/// the bars just before the free region, repeated across it, to step `strength · T` and
+/// denoises from there, as a variation does (Atassi's Figure 7) — pop songs repeat, and the
+/// echo hands the model the song's own material to vary instead of a blank. A fill with no
+/// bars before it, or nothing in them, starts from noise as before.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EchoCalibration {
+    /// Fill and continue (0 = start from noise; up to 1, where the echo is all but noised away).
+    pub fill: f32,
 }
 
 /// Guidance weights w per task for a conditioned net (classifier-free guidance, Ho & Salimans
@@ -115,6 +129,7 @@ impl Config {
             density: DensityCalibration::default(),
             conditioned: false,
             guidance: GuidanceCalibration::default(),
+            echo: EchoCalibration::default(),
         }
     }
 
@@ -249,6 +264,12 @@ impl Config {
         }
         if !self.conditioned && (g.fill > 0.0 || g.harmonize > 0.0) {
             return Err("guidance needs a conditioned net (\"conditioned\": true)".into());
+        }
+        if !(self.echo.fill.is_finite() && (0.0..=1.0).contains(&self.echo.fill)) {
+            return Err(format!(
+                "echo {:?} must be strengths from 0 to 1",
+                self.echo
+            ));
         }
         Ok(())
     }

@@ -28,11 +28,14 @@ pub struct EvalRollArgs {
     /// calibration; 0 = one pass without guidance).
     #[arg(long)]
     pub guidance: Option<f32>,
-    /// Tasks to run (comma-separated: infill, harmonize, unconditional).
+    /// Echo strength for the infills (default: the model's calibration; 0 = from noise).
+    #[arg(long)]
+    pub echo: Option<f32>,
+    /// Tasks to run (comma-separated: infill, harmonize, harmonize-after, unconditional).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "infill,harmonize,unconditional"
+        default_value = "infill,harmonize,harmonize-after,unconditional"
     )]
     pub tasks: Vec<Task>,
     /// Lock the model's notes to the key estimated from what it is given (bars 1–2 / the
@@ -63,6 +66,7 @@ pub fn run(args: EvalRollArgs) -> Result<()> {
             sampler: args.sampler,
             density: args.density,
             guidance: args.guidance,
+            echo: args.echo,
             ..RollOptions::default()
         },
         tasks: args.tasks,

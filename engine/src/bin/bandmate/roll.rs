@@ -31,6 +31,10 @@ pub struct SamplingArgs {
     /// twice the work otherwise). Default: the model's choice per task.
     #[arg(long)]
     pub guidance: Option<f32>,
+    /// fill, continue: start from the bars before the region, noised to this strength (0 = from
+    /// noise, 1 = nearly all noise). Default: the model's choice.
+    #[arg(long)]
+    pub echo: Option<f32>,
 }
 
 impl SamplingArgs {
@@ -43,6 +47,7 @@ impl SamplingArgs {
             pitch_range: self.range.clone(),
             density: self.density,
             guidance: self.guidance,
+            echo: self.echo,
             on_step: None,
         }
     }
