@@ -156,7 +156,7 @@ fn compare_torch(twin: &Twin, model: &BandModel, songs: &[Song]) -> Result<()> {
         .total
         .to_scalar::<f32>()?;
     // On a pool thread, as training runs them (`train::band::train_step`).
-    let forward = median_ms(TORCH_ITERS, || {
+    let forward = median_ms(twin.iterations, || {
         bandmate::nn::in_pool(|| net.forward(&batch.inputs, &batch.present, Some(&eps)))?;
         Ok(())
     })?;
@@ -168,7 +168,7 @@ fn compare_torch(twin: &Twin, model: &BandModel, songs: &[Song]) -> Result<()> {
         .collect::<candle_core::Result<_>>()?; // [1, cells] each
     let live_present = batch.present.get(0)?.narrow(0, 0, 1)?; // [1, tracks]
     let state = net.initial_state(1)?;
-    let live = median_ms(10 * TORCH_ITERS, || {
+    let live = median_ms(10 * twin.iterations, || {
         let z = net.posterior(&live_bars, &live_present)?.sample(None)?;
         net.decode(&net.step(&z, &state)?)?;
         Ok(())
@@ -193,7 +193,7 @@ fn compare_torch(twin: &Twin, model: &BandModel, songs: &[Song]) -> Result<()> {
             Ok((sub, eps.narrow(0, r.start, r.len())?))
         })
         .collect::<Result<_>>()?;
-    let step = median_ms(TORCH_ITERS, || {
+    let step = median_ms(twin.iterations, || {
         bandmate::nn::in_pool(|| {
             opt.split_backward_step(&weights, |i| {
                 let (sub, eps) = &parts[i];
@@ -261,7 +261,7 @@ fn compare_torch(twin: &Twin, model: &BandModel, songs: &[Song]) -> Result<()> {
         (f64::from(loss) - torch_loss).abs()
     );
     print_trained(
-        TORCH_ITERS + 1,
+        twin.iterations + 1,
         loss_after,
         number(&torch, "loss_after_steps"),
     );

@@ -187,19 +187,19 @@ fn compare_score(
     let eps_hat_1 = net.forward(&x_1, &t_1)?;
     let loss = dsm_loss(net, &x0, &t, &noise)?.to_scalar::<f32>()?;
     // Batch 1 on one thread, as the samplers run it (`nn::on_one_thread`).
-    let forward_1 = median_ms(5 * TORCH_ITERS, || {
+    let forward_1 = median_ms(5 * twin.iterations, || {
         bandmate::nn::on_one_thread(|| net.forward(&x_1, &t_1))?;
         Ok(())
     })?;
     // Batches on a pool thread, as training runs them.
-    let forward = median_ms(TORCH_ITERS, || {
+    let forward = median_ms(twin.iterations, || {
         bandmate::nn::in_pool(|| net.forward(&x_t, &times))?;
         Ok(())
     })?;
     // Training changes the weights: train a second copy.
     let trained = LatentModel::load(model_dir)?;
     let mut opt = AdamW::new(trained.varmap(), opts.lr, opts.weight_decay)?;
-    let step = median_ms(TORCH_ITERS, || {
+    let step = median_ms(twin.iterations, || {
         dsm_step(trained.score(), &mut opt, &x0, &t, &noise)?;
         Ok(())
     })?;
@@ -256,7 +256,7 @@ fn compare_score(
         (f64::from(loss) - torch_loss).abs()
     );
     print_trained(
-        TORCH_ITERS + 1,
+        twin.iterations + 1,
         loss_after,
         number(&torch, "loss_after_steps"),
     );
@@ -293,21 +293,21 @@ fn compare_vae(twin: &Twin, vae: &MelodyVae, model_dir: &Path, windows: &[Vec<u8
     let z8 = mu.narrow(0, 0, latents)?;
     let decoded = net.decode(&z8, None, &[])?;
     // Batches on a pool thread, as training runs them.
-    let forward = median_ms(TORCH_ITERS, || {
+    let forward = median_ms(twin.iterations, || {
         bandmate::nn::in_pool(|| -> Result<()> {
             let (mu, _) = net.encode(&tokens)?;
             net.decode_teacher_forced(&mu, &tokens)?;
             Ok(())
         })
     })?;
-    let decode = median_ms(5 * TORCH_ITERS, || {
+    let decode = median_ms(5 * twin.iterations, || {
         net.decode(&z8, None, &[])?;
         Ok(())
     })?;
     // Training changes the weights: train a second copy.
     let trained = MelodyVae::load(model_dir)?;
     let mut opt = AdamW::new(trained.varmap(), opts.lr, opts.weight_decay)?;
-    let step = median_ms(TORCH_ITERS, || {
+    let step = median_ms(twin.iterations, || {
         bandmate::nn::in_pool(|| {
             let terms = batch_loss(
                 trained.model(),
@@ -387,7 +387,7 @@ fn compare_vae(twin: &Twin, vae: &MelodyVae, model_dir: &Path, windows: &[Vec<u8
         if same == total { "" } else { " (NOT equal)" }
     );
     print_trained(
-        TORCH_ITERS + 1,
+        twin.iterations + 1,
         loss_after,
         number(&torch, "loss_after_steps"),
     );

@@ -16,6 +16,9 @@
 //! - `band [--compare-torch]`: the band player's next-bar latency over 1,000 Nottingham test
 //!   bars and its memory (`engine/benches/band.rs`); with `--compare-torch`, also the same model
 //!   in PyTorch from the same venv (forward, training step, live next bar).
+//! - `roll`, `latent` and `band` take `--rounds N`: the bench runs N times and the command ends
+//!   with the median candle and PyTorch times of every comparison row (this machine's speed
+//!   drifts by ±20% between runs). `BANDMATE_BENCH_ITERS=n` sets the timed runs per row.
 
 use crate::shell::{self, Result};
 
@@ -45,23 +48,79 @@ pub fn run(args: &[String]) -> Result {
         ),
         Some("roll") => engine_bench_with_torch("roll", args),
         _ => Err(format!(
-            "usage: cargo xtask bench plugin|data|editor|roll|latent|band [--compare-torch] (got {args:?})"
+            "usage: cargo xtask bench plugin|data|editor|roll|latent|band [--compare-torch] [--rounds N] (got {args:?})"
         )),
     }
 }
 
 /// `cargo bench -p bandmate-engine --bench NAME`, with the PyTorch twin when `args` has
-/// `--compare-torch`.
+/// `--compare-torch`; `--rounds N` runs it N times and ends with the median of every
+/// comparison row.
 fn engine_bench_with_torch(name: &str, args: &[String]) -> Result<()> {
     let mut env = Vec::new();
     if args.iter().any(|a| a == "--compare-torch") {
         env.push(("BANDMATE_TORCH_PYTHON".to_string(), torch_venv()?));
     }
-    shell::run_with_env(
-        &shell::cargo(),
-        &["bench", "-p", "bandmate-engine", "--bench", name],
-        &env,
-    )
+    let rounds = match args.iter().position(|a| a == "--rounds") {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .ok_or("--rounds needs a number of runs")?,
+        None => 1,
+    };
+    let bench = ["bench", "-p", "bandmate-engine", "--bench", name];
+    if rounds == 1 {
+        return shell::run_with_env(&shell::cargo(), &bench, &env);
+    }
+    let mut rows: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for round in 1..=rounds {
+        eprintln!("round {round} of {rounds}");
+        let printed = shell::run_teed_with_env(&shell::cargo(), &bench, &env)?;
+        for (label, candle, torch) in printed.lines().filter_map(comparison_row) {
+            match rows.iter_mut().find(|(l, _)| *l == label) {
+                Some((_, times)) => times.push((candle, torch)),
+                None => rows.push((label, vec![(candle, torch)])),
+            }
+        }
+    }
+    println!("median of {rounds} rounds (each round times candle, then PyTorch):");
+    for (label, times) in &rows {
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let candle = median(times.iter().map(|t| t.0).collect());
+        let torch = median(times.iter().map(|t| t.1).collect());
+        let ratios: Vec<f64> = times.iter().map(|t| t.1 / t.0).collect();
+        let (low, high) = ratios
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)));
+        println!(
+            "  {label:<30} candle {candle:8.2} ms  torch {torch:8.2} ms  speed ratio candle/torch {:.2} (rounds {low:.2}–{high:.2})",
+            torch / candle
+        );
+    }
+    Ok(())
+}
+
+/// (label, candle ms, PyTorch ms) of a bench's comparison line: `  LABEL  F GFLOP  candle C ms
+/// (…)  torch T ms (…)  speed ratio …`.
+fn comparison_row(line: &str) -> Option<(String, f64, f64)> {
+    if !line.contains("speed ratio candle/torch") {
+        return None;
+    }
+    let before_flops = &line[..line.find(" GFLOP")?];
+    let label = before_flops.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+    let ms_after = |word: &str| -> Option<f64> {
+        let rest = &line[line.find(word)? + word.len()..];
+        rest.split_whitespace().next()?.parse().ok()
+    };
+    Some((
+        label.trim().to_string(),
+        ms_after(" candle ")?,
+        ms_after(" torch ")?,
+    ))
 }
 
 /// A venv with PyTorch (CPU wheels from PyTorch's index, else PyPI's), safetensors and numpy under
@@ -97,4 +156,20 @@ fn torch_venv() -> Result<String> {
         )?;
     }
     Ok(python)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::comparison_row;
+
+    #[test]
+    fn reads_a_comparison_row_of_the_benches() {
+        let line = "  training step, batch 128   19.730 GFLOP  candle   157.04 ms (125.6 GFLOP/s, 66.1% of peak)  torch   166.54 ms (118.5 GFLOP/s)  speed ratio candle/torch 1.06";
+        let (label, candle, torch) = comparison_row(line).unwrap();
+        assert_eq!(label, "training step, batch 128");
+        assert_eq!((candle, torch), (157.04, 166.54));
+        let band = "  forward, batch 32×8         1.002 GFLOP  candle     8.11 ms (123.6 GFLOP/s, 65.1% of peak)  torch     8.59 ms (116.6 GFLOP/s)  speed ratio candle/torch 1.06";
+        assert_eq!(comparison_row(band).unwrap().0, "forward, batch 32×8");
+        assert!(comparison_row("band: next bar over 1000 test bars: p50 0.252 ms").is_none());
+    }
 }

@@ -34,6 +34,37 @@ pub fn run_with_env(program: &str, args: &[&str], env: &[(String, String)]) -> R
     }
 }
 
+/// [`run_with_env`], also returning what the program printed on stdout (passed through as it
+/// comes).
+pub fn run_teed_with_env(program: &str, args: &[&str], env: &[(String, String)]) -> Result<String> {
+    use std::io::{BufRead, BufReader};
+    eprintln!("$ {program} {}", args.join(" "));
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("could not start {program}: {e}"))?;
+    let mut printed = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
+            let line = line.map_err(|e| format!("reading {program}'s output: {e}"))?;
+            println!("{line}");
+            printed.push_str(&line);
+            printed.push('\n');
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for {program}: {e}"))?;
+    if status.success() {
+        Ok(printed)
+    } else {
+        Err(format!("{program} {} failed ({status})", args.join(" ")))
+    }
+}
+
 /// Run and capture stdout; `None` if the program is missing or fails.
 pub fn output(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;

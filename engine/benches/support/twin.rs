@@ -24,7 +24,14 @@ pub struct Twin {
 
 impl Twin {
     /// The twin of `BANDMATE_TORCH_PYTHON` (set by `cargo xtask bench … --compare-torch`), if set.
+    /// `BANDMATE_BENCH_ITERS` replaces the default number of timed runs `iterations` (more
+    /// runs give steadier medians on a machine whose speed drifts).
     pub fn from_env(iterations: usize) -> Option<Self> {
+        let iterations = std::env::var("BANDMATE_BENCH_ITERS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(iterations);
         std::env::var_os("BANDMATE_TORCH_PYTHON").map(|python| Self {
             python: PathBuf::from(python),
             root: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."),

@@ -98,10 +98,36 @@ impl Default for RollOptions {
 }
 
 /// Regenerate the masked cells of `clip`.
+///
+/// A fill of one track under other tracks' notes (an accompaniment written to a given melody
+/// after the bars before it) takes the harmonization's density and guidance, and the fill's echo.
 pub fn fill(model: &RollModel, clip: &Clip, mask: &Mask, opts: &RollOptions) -> Result<Clip> {
     let cfg = model.config();
-    let opts = calibrated(opts, cfg.density.fill, cfg.guidance.fill, cfg.echo.fill);
+    let (density, guidance) = if accompanies(clip, mask) {
+        (cfg.density.harmonize, cfg.guidance.harmonize)
+    } else {
+        (cfg.density.fill, cfg.guidance.fill)
+    };
+    let opts = calibrated(opts, density, guidance, cfg.echo.fill);
     regenerate(model, clip, mask, None, &opts)
+}
+
+/// Whether `mask` rewrites one track while another pitched track sounds in a masked step.
+fn accompanies(clip: &Clip, mask: &Mask) -> bool {
+    let Some(target) = mask.track else {
+        return false;
+    };
+    let masked: Vec<u32> = mask.masked_steps().collect();
+    clip.notes.iter().any(|n| {
+        n.track != target
+            && clip
+                .tracks
+                .get(n.track as usize)
+                .is_some_and(|t| !t.is_drums())
+            && masked
+                .iter()
+                .any(|&s| s >= n.start && s < n.start + n.length)
+    })
 }
 
 /// `opts` with the density multiplied by a task's calibration factor, and the task's
@@ -642,6 +668,24 @@ mod tests {
             }
         };
         echo_content(notes.iter(), &free, len, pitches, 16, &draw)
+    }
+
+    #[test]
+    fn a_fill_of_one_track_under_another_tracks_notes_is_an_accompaniment() {
+        let mut clip = melody_clip(&[60, 62, 64, 65]); // steps 0–7
+        let melody = clip.track_with_role(TrackRole::Melody).unwrap();
+        let accompaniment =
+            clip.add_track(Track::new("Accompaniment", TrackRole::Accompaniment, 1));
+        let on_track = |bars, track| {
+            let mut mask = Mask::bars(&clip, bars);
+            mask.track = track;
+            mask
+        };
+        assert!(accompanies(&clip, &on_track(0..=0, Some(accompaniment))));
+        // Every track rewritten, the hole after the melody, or the melody's own track.
+        assert!(!accompanies(&clip, &on_track(0..=0, None)));
+        assert!(!accompanies(&clip, &on_track(1..=3, Some(accompaniment))));
+        assert!(!accompanies(&clip, &on_track(0..=3, Some(melody))));
     }
 
     #[test]

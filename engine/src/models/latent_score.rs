@@ -19,7 +19,12 @@
 use crate::nn::{Linear, linear};
 use candle_core::{D, DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+/// [`LatentScore::forward`] cuts a batch between the pool threads only when each part holds at
+/// least this many sequences.
+pub const PART_SEQUENCES: usize = 64;
 
 /// Shapes of the network and the data normalization (stored as `config.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -230,7 +235,31 @@ impl LatentScore {
     /// The predicted noise ε̂ `[b, positions, z_dim]` of `x` `[b, positions, z_dim]` at times
     /// `t` `[b]` (f32, in (0, 1]). Every op passes gradients back (candle's fused layer norm
     /// and softmax do not, which once left all but the output layer untrained).
+    ///
+    /// A batch of at least two parts of [`PART_SEQUENCES`] is cut into one part per pool thread
+    /// ([`crate::nn::pool_parts`]), each run through the network on its thread alone
+    /// ([`crate::nn::serially`]), and the outputs joined. (A training step's sub-batches are
+    /// smaller and stay whole.)
     pub fn forward(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
+        let (ranges, _) = crate::nn::pool_parts(x.dim(0)?, PART_SEQUENCES);
+        if ranges.len() < 2 {
+            return self.forward_whole(x, t);
+        }
+        let parts: Vec<Tensor> = ranges
+            .into_par_iter()
+            .map(|r| {
+                let (x, t) = (
+                    x.narrow(0, r.start, r.len())?,
+                    t.narrow(0, r.start, r.len())?,
+                );
+                crate::nn::serially(|| self.forward_whole(&x, &t))
+            })
+            .collect::<Result<_>>()?;
+        Tensor::cat(&parts, 0)
+    }
+
+    /// [`LatentScore::forward`] on the whole batch at once.
+    fn forward_whole(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
         let temb = self.time_features(t)?; // [b, d]
         let temb = self
             .time_out
@@ -292,6 +321,30 @@ pub fn mse(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 mod tests {
     use super::*;
     use candle_nn::VarMap;
+
+    #[test]
+    fn a_batch_cut_between_threads_gives_the_whole_batch_outputs() {
+        let cfg = Config {
+            d_model: 16,
+            heads: 2,
+            layers: 1,
+            ..Config::small()
+        };
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let model = LatentScore::new(&cfg, vb).unwrap();
+        let batch = 2 * PART_SEQUENCES + 5;
+        let x = Tensor::randn(0f32, 1.0, (batch, cfg.positions, cfg.z_dim), &Device::Cpu).unwrap();
+        let t = Tensor::rand(0.01f32, 1.0, batch, &Device::Cpu).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let cut = pool.install(|| model.forward(&x, &t).unwrap());
+        let whole = model.forward_whole(&x, &t).unwrap();
+        let diff = crate::nn::test_support::max_abs_diff(&cut, &whole);
+        assert!(diff < 1e-5, "{diff}");
+    }
 
     #[test]
     fn training_reaches_every_weight() {

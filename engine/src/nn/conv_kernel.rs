@@ -251,7 +251,7 @@ pub(super) unsafe fn sgemm(
 /// Gemm parallelism for `tasks` independent tasks: inside gemm only when tasks can't fill the pool.
 fn gemm_parallelism(tasks: usize) -> Parallelism {
     let threads = rayon::current_num_threads();
-    if tasks < threads {
+    if tasks < threads && !super::is_serial() {
         Parallelism::Rayon(threads)
     } else {
         Parallelism::None

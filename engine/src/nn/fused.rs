@@ -37,6 +37,48 @@ pub(crate) fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -
     f(&data)
 }
 
+/// The elements of a contiguous CPU f32 tensor, written in place: the tensor's own storage, so
+/// every tensor that shares it sees the change (as with `Var::set`, without a new buffer).
+pub(crate) fn with_cpu_f32_mut<R>(
+    t: &Tensor,
+    f: impl FnOnce(&mut [f32]) -> Result<R>,
+) -> Result<R> {
+    /// Runs `f` once on the storage candle hands to an in-place op.
+    struct InPlace<F, R> {
+        f: std::cell::Cell<Option<F>>,
+        out: std::cell::Cell<Option<Result<R>>>,
+    }
+    impl<F: FnOnce(&mut [f32]) -> Result<R>, R> candle_core::InplaceOp1 for InPlace<F, R> {
+        fn name(&self) -> &'static str {
+            "with-cpu-f32-mut"
+        }
+        fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
+            let CpuStorage::F32(data) = storage else {
+                bail!("in-place f32 access: the tensor is not f32");
+            };
+            if !layout.is_contiguous() {
+                bail!("in-place f32 access: the tensor is not contiguous");
+            }
+            let start = layout.start_offset();
+            let data = &mut data[start..start + layout.shape().elem_count()];
+            let f = self.f.take().expect("an in-place op runs once");
+            self.out.set(Some(f(data)));
+            Ok(())
+        }
+    }
+    let op = InPlace {
+        f: std::cell::Cell::new(Some(f)),
+        out: std::cell::Cell::new(None),
+    };
+    if !t.device().is_cpu() {
+        bail!("in-place f32 access: the tensor is not on the CPU");
+    }
+    t.inplace_op1(&op)?;
+    op.out
+        .take()
+        .unwrap_or_else(|| bail!("in-place f32 access: the op did not run"))
+}
+
 fn dims4(layout: &Layout, op: &str) -> Result<(usize, usize, usize, usize)> {
     match layout.dims() {
         &[b, c, h, w] => Ok((b, c, h, w)),
@@ -71,6 +113,36 @@ pub(crate) fn fast_exp(x: f32) -> f32 {
 #[inline(always)]
 pub(crate) fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + fast_exp(-z))
+}
+
+/// ln v for a normal positive f32 in plain arithmetic the compiler vectorizes (libm's `logf` is
+/// one call per element): v = m·2^e with m in [√½, √2), ln m by Cephes' `logf` polynomial in
+/// m − 1 (relative error about 1e-7), plus e·ln 2.
+#[inline(always)]
+pub(crate) fn fast_ln(v: f32) -> f32 {
+    const SQRT2: f32 = std::f32::consts::SQRT_2;
+    let bits = v.to_bits();
+    let exponent = ((bits >> 23) & 0xff) as i32 - 127;
+    let mantissa = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000); // [1, 2)
+    let high = mantissa > SQRT2;
+    let m = if high { mantissa * 0.5 } else { mantissa };
+    let e = (exponent + i32::from(high)) as f32;
+    let x = m - 1.0;
+    let z = x * x;
+    let mut y = 7.037_683_6e-2;
+    y = y * x - 1.151_461e-1;
+    y = y * x + 1.167_699_9e-1;
+    y = y * x - 1.242_014_1e-1;
+    y = y * x + 1.424_932_3e-1;
+    y = y * x - 1.666_805_8e-1;
+    y = y * x + 2.000_071_4e-1;
+    y = y * x - 2.499_999_4e-1;
+    y = y * x + 3.333_333e-1;
+    y = y * x * z;
+    // ln 2 in two parts, as in `fast_exp`.
+    y += e * -2.121_944_4e-4;
+    y -= 0.5 * z;
+    x + y + e * 0.693_359_4
 }
 
 #[inline(always)]
@@ -1223,6 +1295,23 @@ mod tests {
         assert!(fast_exp(1000.0).is_finite());
         assert!(fast_exp(f32::NAN).is_nan());
         assert!((sigmoid(0.0) - 0.5).abs() < 1e-7);
+    }
+
+    #[test]
+    fn fast_ln_is_accurate_from_the_smallest_normal_float_up() {
+        let mut worst = 0f64;
+        let mut v = f32::MIN_POSITIVE;
+        while v < 1e30 {
+            let (got, want) = (f64::from(fast_ln(v)), f64::from(v).ln());
+            // Relative, except near v = 1 where ln v crosses zero.
+            worst = worst.max((got - want).abs() / want.abs().max(1.0));
+            v *= 1.000_37;
+        }
+        assert!(worst < 3e-7, "error {worst}");
+        for v in [0.5f32, 0.999_999, 1.0, 1.000_001, 2.0] {
+            let err = (f64::from(fast_ln(v)) - f64::from(v).ln()).abs();
+            assert!(err < 1e-7, "ln {v}: off by {err}");
+        }
     }
 
     #[test]

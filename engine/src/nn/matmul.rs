@@ -128,7 +128,7 @@ impl Operands {
 
 pub(super) fn parallelism(macs: usize) -> Parallelism {
     let threads = rayon::current_num_threads();
-    if threads > 1 && macs >= PARALLEL_MACS {
+    if threads > 1 && macs >= PARALLEL_MACS && !super::is_serial() {
         Parallelism::Rayon(threads)
     } else {
         Parallelism::None

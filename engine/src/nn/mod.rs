@@ -94,6 +94,32 @@ pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if hop { rayon::scope(|_| f()) } else { f() }
 }
 
+thread_local! {
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` with every matrix product on the calling thread: for one part of a batch that each
+/// pool thread runs alone while the others run theirs ([`pool_parts`]), where a product split
+/// between the threads would only make the busy threads wait for each other at every product
+/// (`perf` on the latent score network's training step: 8.6% of it in the gemm crate's thread
+/// hand-over). Elementwise kernels still split, so a thread that finishes its part early helps.
+pub fn serially<R>(f: impl FnOnce() -> R) -> R {
+    /// Puts the flag back even when `f` panics.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SERIAL.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(SERIAL.with(|s| s.replace(true)));
+    f()
+}
+
+/// Whether the calling thread is inside [`serially`].
+pub(crate) fn is_serial() -> bool {
+    SERIAL.with(std::cell::Cell::get)
+}
+
 /// Run `f` on a one-thread rayon pool (made once per process). Batch-1 inference is a long
 /// chain of small ops, where spreading each over two threads costs more in wake-ups than it
 /// gains (measured on the latent sampler: 502 → 376 ms per 16-bar melody); [`matmul()`] and our

@@ -4,11 +4,12 @@
 //! pitches). In candle ops these took a dozen narrows, sums, broadcasts and a matmul per track,
 //! each with its own backward, for outputs of a few numbers per bar.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
 use super::conv_kernel::{contiguous_f32, cpu_f32};
-use super::fused::{on_cpu_f32, with_cpu_f32};
+use super::fused::{avx2_dispatch, fast_exp, fast_ln, on_cpu_f32, sigmoid, with_cpu_f32};
+use super::huge_pages::uninit_f32;
 
 /// `roll` `[n, 2, steps, pitches]` (channel 0 onsets, 1 sustain, values such as probabilities),
 /// `pitch_weights` `[n, pitches]` (a constant: no gradient flows to it), the window's lowest
@@ -55,6 +56,215 @@ pub fn roll_summaries_by_ops(
     .reshape((n, ()))
 }
 
+/// The band model's per-track loss terms from its logits in one op: [`roll_summaries`] of the
+/// cell probabilities σ(`logits`) and, in one more column, each row's binary cross-entropy
+/// against `targets` summed over its cells. `logits` and `targets` hold `n · 2 · steps ·
+/// pitches` values in any shape (rows of `[2, steps, pitches]`); `pitch_weights` `[n, pitches]`
+/// -> `[n, steps + 14]`. Only the logits get a gradient. As candle ops (sigmoid, reshape,
+/// summaries, cross-entropy) the logits' gradient passed through five full-size temporaries,
+/// each zeroed and added into by candle's backward pass; here it is one buffer.
+pub fn logit_summaries(
+    logits: &Tensor,
+    targets: &Tensor,
+    pitch_weights: &Tensor,
+    steps: usize,
+    pitch_lo: u8,
+) -> Result<Tensor> {
+    let (n, pitches) = pitch_weights.dims2()?;
+    let cells = 2 * steps * pitches;
+    if logits.elem_count() != n * cells || targets.shape() != logits.shape() {
+        bail!(
+            "logit summaries: {n} rows of {cells} cells, got logits {:?} and targets {:?}",
+            logits.dims(),
+            targets.dims()
+        )
+    }
+    let op = LogitSums { steps, pitch_lo };
+    if on_cpu_f32(logits) && on_cpu_f32(targets) && on_cpu_f32(pitch_weights) {
+        return logits.apply_op3(targets, pitch_weights, op);
+    }
+    op.by_ops(logits, targets, pitch_weights)
+}
+
+/// [`RollSums::row`] over σ(x) plus the row's cross-entropy against `z`, into `out`
+/// (`steps + 14` values); `prob` is scratch of the row's length.
+#[inline(always)]
+fn logit_row_imp(
+    out: &mut [f32],
+    prob: &mut [f32],
+    x: &[f32],
+    z: &[f32],
+    w: &[f32],
+    steps: usize,
+    pitch_lo: u8,
+) {
+    // e = e^{−|x|}; σ(|x|) = 1 / (1 + e); σ(x) = σ(|x|) for x ≥ 0, else e·σ(|x|);
+    // cross-entropy max(x, 0) − x·z + log(1 + e).
+    let term = |x: f32, z: f32| {
+        let e = fast_exp(-x.abs());
+        let s = 1.0 / (1.0 + e);
+        let p = if x >= 0.0 { s } else { e * s };
+        (p, x.max(0.0) - x * z + fast_ln(1.0 + e))
+    };
+    // Eight lanes, so that the loop vectorizes.
+    let mut acc = [0f32; 8];
+    let mut chunks = prob.chunks_exact_mut(8);
+    for ((p, x), z) in (&mut chunks).zip(x.chunks_exact(8)).zip(z.chunks_exact(8)) {
+        for l in 0..8 {
+            let (pl, bce) = term(x[l], z[l]);
+            p[l] = pl;
+            acc[l] += bce;
+        }
+    }
+    let done = prob.len() / 8 * 8;
+    let mut tail = 0f32;
+    for j in done..prob.len() {
+        let (pl, bce) = term(x[j], z[j]);
+        prob[j] = pl;
+        tail += bce;
+    }
+    RollSums { pitch_lo }.row(out, prob, w, steps);
+    out[steps + 13] = acc.iter().sum::<f32>() + tail;
+}
+
+avx2_dispatch! {
+    fn logit_row(
+        out: &mut [f32],
+        prob: &mut [f32],
+        x: &[f32],
+        z: &[f32],
+        w: &[f32],
+        steps: usize,
+        pitch_lo: u8,
+    ) => logit_row_imp
+}
+
+/// `g_x = g_prob · σ'(x) + g_bce · (σ(x) − z)` element by element.
+#[inline(always)]
+fn logit_row_grad_imp(g_x: &mut [f32], g_prob: &[f32], x: &[f32], z: &[f32], g_bce: f32) {
+    for (((g_x, g_prob), &x), &z) in g_x.iter_mut().zip(g_prob).zip(x).zip(z) {
+        let prob = sigmoid(x);
+        *g_x = g_prob * prob * (1.0 - prob) + g_bce * (prob - z);
+    }
+}
+
+avx2_dispatch! {
+    fn logit_row_grad(g_x: &mut [f32], g_prob: &[f32], x: &[f32], z: &[f32], g_bce: f32) => logit_row_grad_imp
+}
+
+struct LogitSums {
+    steps: usize,
+    pitch_lo: u8,
+}
+
+impl LogitSums {
+    /// [`logit_summaries`] in candle ops (other devices; the tests' reference).
+    fn by_ops(&self, logits: &Tensor, targets: &Tensor, pitch_weights: &Tensor) -> Result<Tensor> {
+        let (n, pitches) = pitch_weights.dims2()?;
+        let cells = 2 * self.steps * pitches;
+        let sums = roll_summaries_by_ops(
+            &candle_nn::ops::sigmoid(&logits.reshape((n, 2, self.steps, pitches))?)?,
+            pitch_weights,
+            self.pitch_lo,
+        )?;
+        let (x, z) = (logits.reshape((n, cells))?, targets.reshape((n, cells))?);
+        let softplus = (x.abs()?.neg()?.exp()? + 1.0)?.log()?;
+        let bce = ((x.relu()? - (&x * &z)?)? + softplus)?.sum_keepdim(1)?;
+        Tensor::cat(&[sums, bce], 1)
+    }
+}
+
+impl CustomOp3 for LogitSums {
+    fn name(&self) -> &'static str {
+        "logit-summaries"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_l: &Layout,
+        z: &CpuStorage,
+        z_l: &Layout,
+        w: &CpuStorage,
+        w_l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, pitches) = w_l.shape().dims2()?;
+        let (x, z, w) = (
+            contiguous_f32(cpu_f32(x)?, x_l),
+            contiguous_f32(cpu_f32(z)?, z_l),
+            contiguous_f32(cpu_f32(w)?, w_l),
+        );
+        let (steps, cells) = (self.steps, 2 * self.steps * pitches);
+        let width = steps + 14;
+        let mut out = vec![0f32; n * width];
+        out.par_chunks_mut(width).enumerate().for_each_init(
+            || vec![0f32; cells],
+            |prob, (i, out)| {
+                let row = i * cells..(i + 1) * cells;
+                let w = &w[i * pitches..][..pitches];
+                logit_row(out, prob, &x[row.clone()], &z[row], w, steps, self.pitch_lo);
+            },
+        );
+        Ok((CpuStorage::F32(out), Shape::from((n, width))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        z: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, pitches) = w.dims2()?;
+        let (steps, plane) = (self.steps, self.steps * pitches);
+        let width = steps + 14;
+        let class = |p: usize| (self.pitch_lo as usize + p) % 12;
+        let g_x = with_cpu_f32(x, |x| {
+            with_cpu_f32(z, |z| {
+                with_cpu_f32(w, |w| {
+                    with_cpu_f32(grad_res, |g| {
+                        let mut g_x = uninit_f32(n * 2 * plane);
+                        g_x.par_chunks_mut(2 * plane).enumerate().for_each_init(
+                            || vec![0f32; 2 * plane],
+                            |g_prob, (i, g_x)| {
+                                let g = &g[i * width..][..width];
+                                let w = &w[i * pitches..][..pitches];
+                                let row = i * 2 * plane..(i + 1) * 2 * plane;
+                                // d(sums)/dσ, as in `RollSums::bwd`.
+                                let (onsets, sustain) = g_prob.split_at_mut(plane);
+                                for (s, onsets) in onsets.chunks_mut(pitches).enumerate() {
+                                    for (o, w) in onsets.iter_mut().zip(w) {
+                                        *o = g[s] + g[steps + 12] * w;
+                                    }
+                                }
+                                for sustain in sustain.chunks_mut(pitches) {
+                                    for (p, o) in sustain.iter_mut().enumerate() {
+                                        *o = g[steps + class(p)];
+                                    }
+                                }
+                                logit_row_grad(
+                                    g_x,
+                                    g_prob,
+                                    &x[row.clone()],
+                                    &z[row],
+                                    g[steps + 13],
+                                );
+                            },
+                        );
+                        Ok(g_x)
+                    })
+                })
+            })
+        })?;
+        Ok((
+            Some(Tensor::from_vec(g_x, x.shape(), x.device())?),
+            None,
+            None,
+        ))
+    }
+}
+
 struct RollSums {
     pitch_lo: u8,
 }
@@ -62,6 +272,25 @@ struct RollSums {
 impl RollSums {
     fn class(&self, p: usize) -> usize {
         (self.pitch_lo as usize + p) % 12
+    }
+
+    /// One row's `steps + 13` sums into `out` (whose entries from `steps` on start at zero)
+    /// from its roll `[2, steps, pitches]` and pitch weights `w`.
+    #[inline(always)]
+    fn row(&self, out: &mut [f32], roll: &[f32], w: &[f32], steps: usize) {
+        let pitches = w.len();
+        let plane = steps * pitches;
+        let (onsets, sustain) = roll.split_at(plane);
+        let mut weighted = 0f32;
+        for s in 0..steps {
+            let row = &onsets[s * pitches..][..pitches];
+            out[s] = row.iter().sum();
+            weighted += row.iter().zip(w).map(|(a, b)| a * b).sum::<f32>();
+            for (p, v) in sustain[s * pitches..][..pitches].iter().enumerate() {
+                out[steps + self.class(p)] += v;
+            }
+        }
+        out[steps + 12] = weighted;
     }
 }
 
@@ -86,19 +315,8 @@ impl CustomOp2 for RollSums {
         let plane = steps * pitches;
         let mut out = vec![0f32; n * width];
         out.par_chunks_mut(width).enumerate().for_each(|(i, out)| {
-            let onsets = &roll[i * 2 * plane..][..plane];
-            let sustain = &roll[i * 2 * plane + plane..][..plane];
             let w = &w[i * pitches..][..pitches];
-            let mut weighted = 0f32;
-            for s in 0..steps {
-                let row = &onsets[s * pitches..][..pitches];
-                out[s] = row.iter().sum();
-                weighted += row.iter().zip(w).map(|(a, b)| a * b).sum::<f32>();
-                for (p, v) in sustain[s * pitches..][..pitches].iter().enumerate() {
-                    out[steps + self.class(p)] += v;
-                }
-            }
-            out[steps + 12] = weighted;
+            self.row(out, &roll[i * 2 * plane..][..2 * plane], w, steps);
         });
         Ok((CpuStorage::F32(out), Shape::from((n, width))))
     }
@@ -145,6 +363,30 @@ mod tests {
     use super::*;
     use crate::nn::test_support::{gradients, max_abs_diff, random};
     use candle_core::Var;
+
+    /// Values and the logits' gradient equal the candle ops', with soft targets and a row
+    /// length that leaves a tail after the eight-lane blocks.
+    #[test]
+    fn logit_summaries_match_candle_ops_forward_and_backward() {
+        let (n, steps, pitches, pitch_lo) = (6, 4, 7, 50);
+        let logits = Var::from_tensor(&random(&[n, 2 * steps * pitches], 4, 6.0)).unwrap();
+        let targets = (random(&[n, 2 * steps * pitches], 5, 0.5) + 0.5).unwrap();
+        let w = (random(&[n, pitches], 6, 0.5) + 0.5).unwrap();
+        let logits = logits.as_tensor();
+        let ours = logit_summaries(logits, &targets, &w, steps, pitch_lo).unwrap();
+        let theirs = LogitSums { steps, pitch_lo }
+            .by_ops(logits, &targets, &w)
+            .unwrap();
+        assert_eq!(ours.dims(), &[n, steps + 14]);
+        assert!(max_abs_diff(&ours, &theirs) < 1e-4);
+        let upstream = random(&[n, steps + 14], 7, 1.0);
+        let a = gradients(&ours, &upstream, &[logits]);
+        let b = gradients(&theirs, &upstream, &[logits]);
+        let diff = max_abs_diff(a[0].as_ref().unwrap(), b[0].as_ref().unwrap());
+        assert!(diff < 1e-5, "{diff}");
+        let wrong = targets.narrow(1, 0, 8).unwrap();
+        assert!(logit_summaries(logits, &wrong, &w, steps, pitch_lo).is_err());
+    }
 
     /// Values and the roll's gradient equal the candle ops', for a window not starting on C.
     #[test]

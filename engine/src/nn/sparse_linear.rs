@@ -14,6 +14,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::conv_kernel::{contiguous_f32, cpu_f32};
 use super::fused::{on_cpu_f32, with_cpu_f32};
+use super::huge_pages::uninit_f32;
 
 /// Above this share of non-zero inputs the dense product is faster.
 const MAX_DENSITY: f32 = 0.15;
@@ -46,7 +47,8 @@ struct SparseInputLinear;
 fn transpose(w: &[f32], out: usize, input: usize) -> Vec<f32> {
     const BLOCK: usize = 16;
     assert_eq!(w.len(), out * input);
-    let mut t = vec![0f32; w.len()];
+    // Every element is written below.
+    let mut t = uninit_f32(w.len());
     for o0 in (0..out).step_by(BLOCK) {
         let rows = (out - o0).min(BLOCK);
         let src: Vec<&[f32]> = (o0..o0 + rows).map(|o| &w[o * input..][..input]).collect();

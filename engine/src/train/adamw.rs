@@ -9,8 +9,7 @@ use candle_core::{Tensor, Var, backprop::GradStore};
 use candle_nn::VarMap;
 use rayon::prelude::*;
 
-use crate::nn::fused::{on_cpu_f32, with_cpu_f32};
-use crate::nn::huge_pages::uninit_f32;
+use crate::nn::fused::{on_cpu_f32, with_cpu_f32, with_cpu_f32_mut};
 
 pub struct AdamW {
     /// Variables sorted by name.
@@ -87,17 +86,27 @@ impl AdamW {
         // Each part's loss is scaled by its weight before its backward pass, so its gradients
         // come out already weighted (the scale rides along the chain rule for free) and the
         // parts' gradients only need adding.
+        // With a part for every pool thread, each part's products stay on its thread.
+        let serial = weights.len() >= rayon::current_num_threads();
         let parts: Vec<(f64, GradStore)> = (0..weights.len())
             .into_par_iter()
             .map(|i| {
-                let loss = loss_of(i)?;
-                let value = f64::from(loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?);
-                let weighted = if weights[i] == 1.0 {
-                    loss
-                } else {
-                    (loss * weights[i])?
+                let part = || {
+                    let loss = loss_of(i)?;
+                    let value =
+                        f64::from(loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?);
+                    let weighted = if weights[i] == 1.0 {
+                        loss
+                    } else {
+                        (loss * weights[i])?
+                    };
+                    Ok((value * weights[i], weighted.backward()?))
                 };
-                Ok((value * weights[i], weighted.backward()?))
+                if serial {
+                    crate::nn::serially(part)
+                } else {
+                    part()
+                }
             })
             .collect::<Result<_>>()?;
         let total = parts.iter().map(|(l, _)| l).sum();
@@ -148,17 +157,22 @@ impl AdamW {
                 self.v[i] = v;
                 continue;
             }
-            let (param, m, v) = with_cpu_f32(var.as_tensor(), |p| {
-                with_cpu_f32(g, |g| {
-                    with_cpu_f32(&self.m[i], |m| {
-                        with_cpu_f32(&self.v[i], |v| Ok(consts.update(p, g, m, v)))
+            // In place: no new buffers to fault in each step, no copy into the variable.
+            with_cpu_f32(g, |g| {
+                with_cpu_f32_mut(var.as_tensor(), |p| {
+                    with_cpu_f32_mut(&self.m[i], |m| {
+                        with_cpu_f32_mut(&self.v[i], |v| {
+                            if [g.len(), m.len(), v.len()] != [p.len(); 3] {
+                                candle_core::bail!(
+                                    "AdamW: gradient or moments of another size than the parameters"
+                                );
+                            }
+                            consts.update(p, g, m, v);
+                            Ok(())
+                        })
                     })
                 })
             })?;
-            let (shape, device) = (var.shape(), var.device());
-            var.set(&Tensor::from_vec(param, shape, device)?)?;
-            self.m[i] = Tensor::from_vec(m, shape, device)?;
-            self.v[i] = Tensor::from_vec(v, shape, device)?;
         }
         Ok(())
     }
@@ -241,43 +255,33 @@ struct StepConsts {
 const PARALLEL_CHUNK: usize = 1 << 16;
 
 impl StepConsts {
-    /// The new parameters and moments of one variable, in one pass over its parameters `p`,
-    /// gradient `g` and moments `m`, `v` (all the same length):
+    /// One variable's step in place, in one pass over its parameters `p`, gradient `g` and
+    /// moments `m`, `v` (all the same length):
     /// m' = β1·m + (1 − β1)·g, v' = β2·v + (1 − β2)·g², p' = decay·p − lr·m̂ / (√v̂ + ε), with
     /// m̂ = m' / (1 − β1^step) and v̂ = v' / (1 − β2^step). Candle's ops take a dozen passes
     /// and temporaries per variable for the same update.
-    fn update(&self, p: &[f32], g: &[f32], m: &[f32], v: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-        let n = p.len();
-        let (mut new_p, mut new_m, mut new_v) = (uninit_f32(n), uninit_f32(n), uninit_f32(n));
-        let chunk = |offset: usize, np: &mut [f32], nm: &mut [f32], nv: &mut [f32]| {
-            let range = offset..offset + np.len();
-            let (p, g, m, v) = (
-                &p[range.clone()],
-                &g[range.clone()],
-                &m[range.clone()],
-                &v[range],
-            );
-            for j in 0..np.len() {
+    fn update(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        let chunk = |offset: usize, p: &mut [f32], m: &mut [f32], v: &mut [f32]| {
+            let g = &g[offset..offset + p.len()];
+            for j in 0..p.len() {
                 let mj = self.beta1 * m[j] + self.one_minus_beta1 * g[j];
                 let vj = self.beta2 * v[j] + self.one_minus_beta2 * (g[j] * g[j]);
                 let step =
                     (mj / self.bias_correction1) / ((vj / self.bias_correction2).sqrt() + self.eps);
-                np[j] = self.decay * p[j] - self.lr * step;
-                nm[j] = mj;
-                nv[j] = vj;
+                p[j] = self.decay * p[j] - self.lr * step;
+                m[j] = mj;
+                v[j] = vj;
             }
         };
-        if n < PARALLEL_CHUNK {
-            chunk(0, &mut new_p, &mut new_m, &mut new_v);
+        if p.len() < PARALLEL_CHUNK {
+            chunk(0, p, m, v);
         } else {
-            new_p
-                .par_chunks_mut(PARALLEL_CHUNK)
-                .zip(new_m.par_chunks_mut(PARALLEL_CHUNK))
-                .zip(new_v.par_chunks_mut(PARALLEL_CHUNK))
+            p.par_chunks_mut(PARALLEL_CHUNK)
+                .zip(m.par_chunks_mut(PARALLEL_CHUNK))
+                .zip(v.par_chunks_mut(PARALLEL_CHUNK))
                 .enumerate()
-                .for_each(|(k, ((np, nm), nv))| chunk(k * PARALLEL_CHUNK, np, nm, nv));
+                .for_each(|(k, ((p, m), v))| chunk(k * PARALLEL_CHUNK, p, m, v));
         }
-        (new_p, new_m, new_v)
     }
 }
 

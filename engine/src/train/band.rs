@@ -28,7 +28,7 @@ use crate::band::bars::{BarNote, render, song_bars};
 use crate::data::{self, Dataset, Song, Split};
 use crate::models::band::{BandVae, Config};
 use crate::music::Key;
-use crate::nn::roll_sums::roll_summaries;
+use crate::nn::roll_sums::{logit_summaries, roll_summaries};
 
 /// Weights of the seed's auxiliary losses (0 turns one off).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -287,27 +287,33 @@ pub fn batch_loss(
     let mut scale: Option<Tensor> = None;
     for (k, (l, y)) in logits.iter().zip(&batch.targets).enumerate() {
         let cells = cfg.bar_cells(k) as f64;
-        // Mean BCE per cell × cells: nats per bar of this track.
-        let r = (bce_with_logits(l, y)? * cells)?;
-        reconstruction = Some(match reconstruction {
-            None => r,
-            Some(s) => (s + r)?,
-        });
-        if aux == AuxWeights::OFF {
-            continue;
-        }
         let spec = &cfg.tracks[k];
         let (rows, steps, p) = (n * seq, cfg.steps, spec.pitches);
-        let prob = candle_nn::ops::sigmoid(l)?.reshape((rows, 2, steps, p))?;
+        if aux == AuxWeights::OFF {
+            // Mean BCE per cell × cells: nats per bar of this track.
+            let r = (bce_with_logits(l, y)? * cells)?;
+            reconstruction = Some(match reconstruction {
+                None => r,
+                Some(s) => (s + r)?,
+            });
+            continue;
+        }
         let target = y.reshape((rows, 2, steps, p))?;
         let ook = batch.out_of_key[k]
             .broadcast_as((n, seq, p))?
             .reshape((rows, p))?; // [n·seq, pitches]
-        // [n·seq, steps + 13]: onsets per step, sustain per pitch class, out-of-key onsets.
+        // [n·seq, steps + 13]: onsets per step, sustain per pitch class, out-of-key onsets; of
+        // the predicted probabilities with each bar's cross-entropy in one more column.
         let sums = (
-            roll_summaries(&prob, &ook, spec.pitch_lo)?,
+            logit_summaries(l, y, &ook, steps, spec.pitch_lo)?,
             roll_summaries(&target, &ook, spec.pitch_lo)?,
         );
+        // Summed cross-entropy over the bars: nats per bar of this track.
+        let r = (sums.0.narrow(1, steps + 13, 1)?.sum_all()? / rows as f64)?;
+        reconstruction = Some(match reconstruction {
+            None => r,
+            Some(s) => (s + r)?,
+        });
         let step_counts = (sums.0.narrow(1, 0, steps)?, sums.1.narrow(1, 0, steps)?);
         onsets_per_step = Some(match onsets_per_step {
             None => step_counts,
