@@ -77,7 +77,17 @@ fn engine_bench_with_torch(name: &str, args: &[String]) -> Result<()> {
     for round in 1..=rounds {
         eprintln!("round {round} of {rounds}");
         let printed = shell::run_teed_with_env(&shell::cargo(), &bench, &env)?;
-        for (label, candle, torch) in printed.lines().filter_map(comparison_row) {
+        // Rows are named by their model's header ("MusicVAE vs torch …") and their label, as
+        // two models may have rows of the same label.
+        let mut model = String::new();
+        for line in printed.lines() {
+            if let Some((name, _)) = line.split_once(" vs torch ") {
+                model = name.trim().to_string();
+            }
+            let Some((label, candle, torch)) = comparison_row(line) else {
+                continue;
+            };
+            let label = format!("{model}: {label}");
             match rows.iter_mut().find(|(l, _)| *l == label) {
                 Some((_, times)) => times.push((candle, torch)),
                 None => rows.push((label, vec![(candle, torch)])),
@@ -97,7 +107,7 @@ fn engine_bench_with_torch(name: &str, args: &[String]) -> Result<()> {
             .iter()
             .fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)));
         println!(
-            "  {label:<30} candle {candle:8.2} ms  torch {torch:8.2} ms  speed ratio candle/torch {:.2} (rounds {low:.2}–{high:.2})",
+            "  {label:<46} candle {candle:8.2} ms  torch {torch:8.2} ms  speed ratio candle/torch {:.2} (rounds {low:.2}–{high:.2})",
             torch / candle
         );
     }
