@@ -322,17 +322,23 @@ mod tests {
     use super::*;
     use candle_nn::VarMap;
 
-    #[test]
-    fn a_batch_cut_between_threads_gives_the_whole_batch_outputs() {
+    /// A small network with fresh weights (the map holds them).
+    fn small_model(d_model: usize, heads: usize, layers: usize) -> (Config, VarMap, LatentScore) {
         let cfg = Config {
-            d_model: 16,
-            heads: 2,
-            layers: 1,
+            d_model,
+            heads,
+            layers,
             ..Config::small()
         };
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let model = LatentScore::new(&cfg, vb).unwrap();
+        (cfg, varmap, model)
+    }
+
+    #[test]
+    fn a_batch_cut_between_threads_gives_the_whole_batch_outputs() {
+        let (cfg, _weights, model) = small_model(16, 2, 1);
         let batch = 2 * PART_SEQUENCES + 5;
         let x = Tensor::randn(0f32, 1.0, (batch, cfg.positions, cfg.z_dim), &Device::Cpu).unwrap();
         let t = Tensor::rand(0.01f32, 1.0, batch, &Device::Cpu).unwrap();
@@ -348,15 +354,7 @@ mod tests {
 
     #[test]
     fn training_reaches_every_weight() {
-        let cfg = Config {
-            d_model: 32,
-            heads: 4,
-            layers: 2,
-            ..Config::small()
-        };
-        let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let model = LatentScore::new(&cfg, vb).unwrap();
+        let (cfg, varmap, model) = small_model(32, 4, 2);
         let x = Tensor::randn(0f32, 1.0, (3, cfg.positions, cfg.z_dim), &Device::Cpu).unwrap();
         let t = Tensor::new(&[0.1f32, 0.5, 0.9], &Device::Cpu).unwrap();
         let y = model.forward(&x, &t).unwrap();
