@@ -18,13 +18,20 @@ pub fn run(program: &str, args: &[&str]) -> Result {
     run_with_env(program, args, &[])
 }
 
-/// [`run`] with extra environment variables.
-pub fn run_with_env(program: &str, args: &[&str], env: &[(String, String)]) -> Result {
+/// `program args...` with extra environment variables in the workspace root, echoed.
+fn command(program: &str, args: &[&str], env: &[(String, String)]) -> Command {
     eprintln!("$ {program} {}", args.join(" "));
-    let status = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .current_dir(root())
+        .current_dir(root());
+    command
+}
+
+/// [`run`] with extra environment variables.
+pub fn run_with_env(program: &str, args: &[&str], env: &[(String, String)]) -> Result {
+    let status = command(program, args, env)
         .status()
         .map_err(|e| format!("could not start {program}: {e}"))?;
     if status.success() {
@@ -38,11 +45,7 @@ pub fn run_with_env(program: &str, args: &[&str], env: &[(String, String)]) -> R
 /// comes).
 pub fn run_teed_with_env(program: &str, args: &[&str], env: &[(String, String)]) -> Result<String> {
     use std::io::{BufRead, BufReader};
-    eprintln!("$ {program} {}", args.join(" "));
-    let mut child = Command::new(program)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .current_dir(root())
+    let mut child = command(program, args, env)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| format!("could not start {program}: {e}"))?;

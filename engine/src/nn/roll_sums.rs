@@ -219,7 +219,6 @@ impl CustomOp3 for LogitSums {
         let (n, pitches) = w.dims2()?;
         let (steps, plane) = (self.steps, self.steps * pitches);
         let width = steps + 14;
-        let class = |p: usize| (self.pitch_lo as usize + p) % 12;
         let g_x = with_cpu_f32(x, |x| {
             with_cpu_f32(z, |z| {
                 with_cpu_f32(w, |w| {
@@ -231,18 +230,10 @@ impl CustomOp3 for LogitSums {
                                 let g = &g[i * width..][..width];
                                 let w = &w[i * pitches..][..pitches];
                                 let row = i * 2 * plane..(i + 1) * 2 * plane;
-                                // d(sums)/dσ, as in `RollSums::bwd`.
-                                let (onsets, sustain) = g_prob.split_at_mut(plane);
-                                for (s, onsets) in onsets.chunks_mut(pitches).enumerate() {
-                                    for (o, w) in onsets.iter_mut().zip(w) {
-                                        *o = g[s] + g[steps + 12] * w;
-                                    }
+                                RollSums {
+                                    pitch_lo: self.pitch_lo,
                                 }
-                                for sustain in sustain.chunks_mut(pitches) {
-                                    for (p, o) in sustain.iter_mut().enumerate() {
-                                        *o = g[steps + class(p)];
-                                    }
-                                }
+                                .row_grad(g_prob, g, w, steps);
                                 logit_row_grad(
                                     g_x,
                                     g_prob,
@@ -292,6 +283,24 @@ impl RollSums {
         }
         out[steps + 12] = weighted;
     }
+
+    /// One row's gradient `[2, steps, pitches]` into `g_roll` from the gradient `g` of its sums
+    /// (the first `steps + 13` values) and its pitch weights `w`.
+    #[inline(always)]
+    fn row_grad(&self, g_roll: &mut [f32], g: &[f32], w: &[f32], steps: usize) {
+        let pitches = w.len();
+        let (g_onsets, g_sustain) = g_roll.split_at_mut(steps * pitches);
+        for (s, onsets) in g_onsets.chunks_mut(pitches).enumerate() {
+            for (o, w) in onsets.iter_mut().zip(w) {
+                *o = g[s] + g[steps + 12] * w;
+            }
+        }
+        for sustain in g_sustain.chunks_mut(pitches) {
+            for (p, o) in sustain.iter_mut().enumerate() {
+                *o = g[steps + self.class(p)];
+            }
+        }
+    }
 }
 
 impl CustomOp2 for RollSums {
@@ -339,14 +348,7 @@ impl CustomOp2 for RollSums {
                     .enumerate()
                     .for_each(|(i, g_roll)| {
                         let g = &g[i * width..][..width];
-                        let w = &w[i * pitches..][..pitches];
-                        let (g_onsets, g_sustain) = g_roll.split_at_mut(plane);
-                        for s in 0..steps {
-                            for p in 0..pitches {
-                                g_onsets[s * pitches + p] = g[s] + g[steps + 12] * w[p];
-                                g_sustain[s * pitches + p] = g[steps + self.class(p)];
-                            }
-                        }
+                        self.row_grad(g_roll, g, &w[i * pitches..][..pitches], steps);
                     });
                 Ok(g_roll)
             })

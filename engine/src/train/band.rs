@@ -289,31 +289,33 @@ pub fn batch_loss(
         let cells = cfg.bar_cells(k) as f64;
         let spec = &cfg.tracks[k];
         let (rows, steps, p) = (n * seq, cfg.steps, spec.pitches);
-        if aux == AuxWeights::OFF {
-            // Mean BCE per cell × cells: nats per bar of this track.
-            let r = (bce_with_logits(l, y)? * cells)?;
-            reconstruction = Some(match reconstruction {
-                None => r,
-                Some(s) => (s + r)?,
-            });
-            continue;
-        }
-        let target = y.reshape((rows, 2, steps, p))?;
-        let ook = batch.out_of_key[k]
-            .broadcast_as((n, seq, p))?
-            .reshape((rows, p))?; // [n·seq, pitches]
-        // [n·seq, steps + 13]: onsets per step, sustain per pitch class, out-of-key onsets; of
-        // the predicted probabilities with each bar's cross-entropy in one more column.
-        let sums = (
-            logit_summaries(l, y, &ook, steps, spec.pitch_lo)?,
-            roll_summaries(&target, &ook, spec.pitch_lo)?,
-        );
-        // Summed cross-entropy over the bars: nats per bar of this track.
-        let r = (sums.0.narrow(1, steps + 13, 1)?.sum_all()? / rows as f64)?;
+        // Nats per bar of this track, and (with the auxiliary losses) the sums they read,
+        // `[n·seq, steps + 13]`: onsets per step, sustain per pitch class, out-of-key onsets; of
+        // the predicted probabilities (with each bar's cross-entropy in one more column) and of
+        // the targets.
+        let (r, sums) = if aux == AuxWeights::OFF {
+            // Mean BCE per cell × cells.
+            ((bce_with_logits(l, y)? * cells)?, None)
+        } else {
+            let target = y.reshape((rows, 2, steps, p))?;
+            let ook = batch.out_of_key[k]
+                .broadcast_as((n, seq, p))?
+                .reshape((rows, p))?; // [n·seq, pitches]
+            let predicted = logit_summaries(l, y, &ook, steps, spec.pitch_lo)?;
+            // Summed cross-entropy over the bars.
+            let r = (predicted.narrow(1, steps + 13, 1)?.sum_all()? / rows as f64)?;
+            (
+                r,
+                Some((predicted, roll_summaries(&target, &ook, spec.pitch_lo)?)),
+            )
+        };
         reconstruction = Some(match reconstruction {
             None => r,
             Some(s) => (s + r)?,
         });
+        let Some(sums) = sums else {
+            continue;
+        };
         let step_counts = (sums.0.narrow(1, 0, steps)?, sums.1.narrow(1, 0, steps)?);
         onsets_per_step = Some(match onsets_per_step {
             None => step_counts,
