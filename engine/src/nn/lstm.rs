@@ -240,7 +240,8 @@ impl CustomOp2 for OneHotGates {
         let (_, width, per_rows) = self.dims(w_l, per_l)?;
         let w = contiguous_f32(cpu_f32(w)?, w_l);
         let per = contiguous_f32(cpu_f32(per)?, per_l);
-        let mut out = vec![0f32; self.ids.len() * width];
+        // Every row is written below (zeroing first was a tenth of a MusicVAE encode).
+        let mut out = uninit_f32(self.ids.len() * width);
         out.par_chunks_mut(width)
             .zip(self.ids.par_iter())
             .enumerate()
@@ -333,7 +334,18 @@ pub fn bidirectional_ends(fwd: &LstmCell, bwd: &LstmCell, input: SequenceInput) 
         let zeros = Tensor::zeros((batch, cell.hidden), gx.dtype(), gx.device())?;
         w.recurrence(&gx, &zeros, &zeros)?.get(steps - 1) // [batch, hidden]
     };
-    Tensor::cat(&[last_state(fwd, false)?, last_state(bwd, true)?], 1)
+    // A batch that the recurrence would cut between the pool threads runs the two directions
+    // side by side instead, each whole on its thread: one meeting instead of two, and each
+    // step's product has twice the rows to spread gemm's packing of the weights over.
+    let (forward, backward) = if row_parts(batch).len() >= 2 {
+        rayon::join(
+            || super::serially(|| last_state(fwd, false)),
+            || super::serially(|| last_state(bwd, true)),
+        )
+    } else {
+        (last_state(fwd, false), last_state(bwd, true))
+    };
+    Tensor::cat(&[forward?, backward?], 1)
 }
 
 /// [`LstmWeights::recurrence`] as one op: inputs `gx` `[steps, batch, 4·hidden]`, `hc0`
@@ -396,9 +408,9 @@ impl CustomOp3 for LstmRecurrence {
         let hc0 = contiguous_f32(cpu_f32(hc0)?, hc0_l);
         let w = contiguous_f32(cpu_f32(w_hh)?, w_hh_l);
         let gx = contiguous_f32(cpu_f32(gx)?, gx_l);
-        // The gates start as the inputs' share (copied in by each part, step by step, just
-        // before its product: in parallel and still in cache); each step adds h · W_hh and then
-        // holds the activations. Every element of the three buffers is written.
+        // Each step writes h · W_hh into the gates, and the gate kernel adds the inputs' share
+        // as it reads them and leaves the activations there; h and c are read from the
+        // previous step's rows. Every element of the three buffers is written.
         let mut acts = uninit_f32(steps * batch * 4 * n);
         let mut hs = uninit_f32(steps * batch * n);
         let mut cells = uninit_f32(steps * batch * n);
@@ -411,25 +423,41 @@ impl CustomOp3 for LstmRecurrence {
             .zip(&parts)
             .for_each(|(((mut acts, mut hs), mut cells), rows)| {
                 let m = rows.len();
-                let mut h = h0[rows.start * n..rows.end * n].to_vec();
-                let mut c = c0[rows.start * n..rows.end * n].to_vec();
+                let (h0, c0) = (
+                    &h0[rows.start * n..rows.end * n],
+                    &c0[rows.start * n..rows.end * n],
+                );
                 for t in 0..steps {
+                    let (hs_done, hs_rest) = hs.split_at_mut(t);
+                    let (cells_done, cells_rest) = cells.split_at_mut(t);
+                    let (h_prev, c_prev): (&[f32], &[f32]) = match t {
+                        0 => (h0, c0),
+                        _ => (&*hs_done[t - 1], &*cells_done[t - 1]),
+                    };
                     let gates = &mut *acts[t];
                     let first = (t * batch + rows.start) * 4 * n;
-                    gates.copy_from_slice(&gx[first..first + m * 4 * n]);
-                    // SAFETY: `gates` is [m, 4n], `h` [m, n], `w` [n, 4n], all contiguous.
-                    unsafe { gemm_rows_serial(gates, &h, (n, 1), &w, (4 * n, 1), (m, 4 * n, n)) };
-                    let (cell, h_t) = (&mut *cells[t], &mut *hs[t]);
-                    for (((a, c_new), h_new), c_old) in gates
+                    let gx = &gx[first..first + m * 4 * n];
+                    // SAFETY: `gates` is [m, 4n], `h_prev` [m, n], `w` [n, 4n], all contiguous.
+                    unsafe {
+                        gemm_rows_serial(
+                            gates,
+                            h_prev,
+                            (n, 1),
+                            &w,
+                            (4 * n, 1),
+                            (m, 4 * n, n),
+                            false,
+                        )
+                    };
+                    for ((((a, gx), c_new), h_new), c_old) in gates
                         .chunks_mut(4 * n)
-                        .zip(cell.chunks_mut(n))
-                        .zip(h_t.chunks_mut(n))
-                        .zip(c.chunks(n))
+                        .zip(gx.chunks(4 * n))
+                        .zip(cells_rest[0].chunks_mut(n))
+                        .zip(hs_rest[0].chunks_mut(n))
+                        .zip(c_prev.chunks(n))
                     {
-                        gate_row(a, c_new, h_new, c_old);
+                        gate_row(a, Some(gx), c_new, h_new, c_old);
                     }
-                    h.copy_from_slice(h_t);
-                    c.copy_from_slice(cell);
                 }
             });
         *self.saved.lock().expect("lstm recurrence lock") = Some((acts, cells));
@@ -518,9 +546,9 @@ impl CustomOp3 for LstmRecurrence {
                                                 dgates,
                                                 (4 * n, 1),
                                                 (n, 4 * n, m),
+                                                true,
                                             );
                                             // dh_prev = dgates · W_hhᵀ.
-                                            dh.fill(0.0);
                                             gemm_rows_serial(
                                                 &mut dh,
                                                 dgates,
@@ -528,6 +556,7 @@ impl CustomOp3 for LstmRecurrence {
                                                 w,
                                                 (1, 4 * n),
                                                 (m, n, 4 * n),
+                                                false,
                                             );
                                         }
                                     }
@@ -563,40 +592,146 @@ impl CustomOp3 for LstmRecurrence {
     }
 }
 
-/// One row of a step: the pre-activations `a` `[4·hidden]` (i, f, g, o) become the
+/// One row of a step: the pre-activations `a` `[4·hidden]` (i, f, g, o), plus the inputs'
+/// share `gx` `[4·hidden]` when given (a recurrence's product of h alone), become the
 /// activations; `c_new = f·c_old + i·g`, `h_new = o·tanh(c_new)`.
-fn gate_row(a: &mut [f32], c_new: &mut [f32], h_new: &mut [f32], c_old: &[f32]) {
+fn gate_row(
+    a: &mut [f32],
+    gx: Option<&[f32]>,
+    c_new: &mut [f32],
+    h_new: &mut [f32],
+    c_old: &[f32],
+) {
+    let n = c_old.len();
+    assert!(
+        a.len() >= 4 * n
+            && c_new.len() >= n
+            && h_new.len() >= n
+            && gx.is_none_or(|gx| gx.len() >= 4 * n)
+    );
     #[cfg(target_arch = "x86_64")]
-    if super::simd_math::has_avx2_fma() {
-        // SAFETY: the CPU has the features the kernel is compiled for.
-        return unsafe { gate_row_avx2(a, c_new, h_new, c_old) };
+    {
+        if super::simd_math::has_avx512() {
+            // SAFETY: the CPU has the features the kernel is compiled for; lengths asserted.
+            return unsafe { gate_row_avx512(a, gx, c_new, h_new, c_old) };
+        }
+        if super::simd_math::has_avx2_fma() {
+            // SAFETY: as above.
+            return unsafe { gate_row_avx2(a, gx, c_new, h_new, c_old) };
+        }
     }
-    gate_row_scalar(a, c_new, h_new, c_old, 0);
+    gate_row_scalar(a, gx, c_new, h_new, c_old, 0);
 }
 
-/// [`gate_row`] in eight-lane registers (exp, sigmoid and tanh of
-/// [`super::simd_math::avx2`]), the units past the last multiple of 8 in scalar code.
+/// [`gate_row`] in sixteen-lane registers ([`super::simd_math::avx512`]), the units past the
+/// last multiple of 16 in [`gate_row_avx2`].
+///
+/// # Safety
+/// The CPU must have AVX-512 F, AVX2 and FMA; `a` and `gx` hold 4n floats, the others n.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gate_row_avx2(a: &mut [f32], c_new: &mut [f32], h_new: &mut [f32], c_old: &[f32]) {
-    use super::simd_math::avx2::{sigmoid, tanh};
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn gate_row_avx512(
+    a: &mut [f32],
+    gx: Option<&[f32]>,
+    c_new: &mut [f32],
+    h_new: &mut [f32],
+    c_old: &[f32],
+) {
+    use super::simd_math::avx512::{sigmoid, tanh};
     use std::arch::x86_64::*;
     let n = c_old.len();
-    assert!(a.len() >= 4 * n && c_new.len() >= n && h_new.len() >= n);
-    let vectors = n / 8 * 8;
+    let vectors = n / 16 * 16;
     let (pa, pc, ph, pold) = (
         a.as_mut_ptr(),
         c_new.as_mut_ptr(),
         h_new.as_mut_ptr(),
         c_old.as_ptr(),
     );
-    for j in (0..vectors).step_by(8) {
-        // SAFETY: j + 8 ≤ n and the slices hold 4n, n, n and n floats (asserted above).
+    let px = gx.map(<[f32]>::as_ptr);
+    for j in (0..vectors).step_by(16) {
+        // SAFETY: j + 16 ≤ n and the slices hold 4n, 4n, n, n and n floats.
         unsafe {
-            let i = sigmoid(_mm256_loadu_ps(pa.add(j)));
-            let f = sigmoid(_mm256_loadu_ps(pa.add(n + j)));
-            let g = tanh(_mm256_loadu_ps(pa.add(2 * n + j)));
-            let o = sigmoid(_mm256_loadu_ps(pa.add(3 * n + j)));
+            let pre = |g: usize| {
+                let v = _mm512_loadu_ps(pa.add(g * n + j));
+                match px {
+                    Some(px) => _mm512_add_ps(v, _mm512_loadu_ps(px.add(g * n + j))),
+                    None => v,
+                }
+            };
+            let i = sigmoid(pre(0));
+            let f = sigmoid(pre(1));
+            let g = tanh(pre(2));
+            let o = sigmoid(pre(3));
+            _mm512_storeu_ps(pa.add(j), i);
+            _mm512_storeu_ps(pa.add(n + j), f);
+            _mm512_storeu_ps(pa.add(2 * n + j), g);
+            _mm512_storeu_ps(pa.add(3 * n + j), o);
+            let c = _mm512_fmadd_ps(f, _mm512_loadu_ps(pold.add(j)), _mm512_mul_ps(i, g));
+            _mm512_storeu_ps(pc.add(j), c);
+            _mm512_storeu_ps(ph.add(j), _mm512_mul_ps(o, tanh(c)));
+        }
+    }
+    // SAFETY: the CPU has AVX2 and FMA; the units from `vectors` on.
+    unsafe { gate_row_avx2_from(a, gx, c_new, h_new, c_old, vectors) };
+}
+
+/// [`gate_row`] in eight-lane registers (exp, sigmoid and tanh of
+/// [`super::simd_math::avx2`]), the units past the last multiple of 8 in scalar code.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; `a` and `gx` hold 4n floats, the others n.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gate_row_avx2(
+    a: &mut [f32],
+    gx: Option<&[f32]>,
+    c_new: &mut [f32],
+    h_new: &mut [f32],
+    c_old: &[f32],
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { gate_row_avx2_from(a, gx, c_new, h_new, c_old, 0) };
+}
+
+/// [`gate_row_avx2`] for the units from `first` on.
+///
+/// # Safety
+/// As [`gate_row_avx2`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gate_row_avx2_from(
+    a: &mut [f32],
+    gx: Option<&[f32]>,
+    c_new: &mut [f32],
+    h_new: &mut [f32],
+    c_old: &[f32],
+    first: usize,
+) {
+    use super::simd_math::avx2::{sigmoid, tanh};
+    use std::arch::x86_64::*;
+    let n = c_old.len();
+    let vectors = first + (n - first) / 8 * 8;
+    let (pa, pc, ph, pold) = (
+        a.as_mut_ptr(),
+        c_new.as_mut_ptr(),
+        h_new.as_mut_ptr(),
+        c_old.as_ptr(),
+    );
+    let px = gx.map(<[f32]>::as_ptr);
+    for j in (first..vectors).step_by(8) {
+        // SAFETY: j + 8 ≤ n and the slices hold 4n, 4n, n, n and n floats.
+        unsafe {
+            let pre = |g: usize| {
+                let v = _mm256_loadu_ps(pa.add(g * n + j));
+                match px {
+                    Some(px) => _mm256_add_ps(v, _mm256_loadu_ps(px.add(g * n + j))),
+                    None => v,
+                }
+            };
+            let i = sigmoid(pre(0));
+            let f = sigmoid(pre(1));
+            let g = tanh(pre(2));
+            let o = sigmoid(pre(3));
             _mm256_storeu_ps(pa.add(j), i);
             _mm256_storeu_ps(pa.add(n + j), f);
             _mm256_storeu_ps(pa.add(2 * n + j), g);
@@ -606,12 +741,13 @@ unsafe fn gate_row_avx2(a: &mut [f32], c_new: &mut [f32], h_new: &mut [f32], c_o
             _mm256_storeu_ps(ph.add(j), _mm256_mul_ps(o, tanh(c)));
         }
     }
-    gate_row_scalar(a, c_new, h_new, c_old, vectors);
+    gate_row_scalar(a, gx, c_new, h_new, c_old, vectors);
 }
 
 /// [`gate_row`] for the units from `first` on.
 fn gate_row_scalar(
     a: &mut [f32],
+    gx: Option<&[f32]>,
     c_new: &mut [f32],
     h_new: &mut [f32],
     c_old: &[f32],
@@ -619,6 +755,11 @@ fn gate_row_scalar(
 ) {
     let n = c_old.len();
     for j in first..n {
+        if let Some(gx) = gx {
+            for g in 0..4 {
+                a[g * n + j] += gx[g * n + j];
+            }
+        }
         let (i, f, g, o) = activations(a, n, j);
         (a[j], a[n + j], a[2 * n + j], a[3 * n + j]) = (i, f, g, o);
         c_new[j] = f * c_old[j] + i * g;
@@ -678,8 +819,12 @@ fn gate_row_gradients_imp(
 
 /// Consecutive row ranges of a batch, one per pool thread (at least [`MIN_PART_ROWS`] rows
 /// each): an LSTM's rows are independent through time, so each part runs every step on its
-/// own thread instead of all threads meeting at every step's product and gate arithmetic.
+/// own thread instead of all threads meeting at every step's product and gate arithmetic. Inside
+/// [`super::serially`] the whole batch is one part.
 fn row_parts(batch: usize) -> Vec<std::ops::Range<usize>> {
+    if super::is_serial() {
+        return std::iter::once(0..batch).collect();
+    }
     super::pool_parts(batch, MIN_PART_ROWS).0
 }
 
@@ -805,7 +950,7 @@ impl CustomOp2 for LstmGates {
                 |acts, ((out, gates), c)| {
                     let (h_out, c_out) = out.split_at_mut(n);
                     acts.copy_from_slice(gates);
-                    gate_row(acts, c_out, h_out, c);
+                    gate_row(acts, None, c_out, h_out, c);
                 },
             );
         Ok((CpuStorage::F32(out), Shape::from((batch, 2 * n))))
@@ -949,8 +1094,9 @@ mod tests {
 
     fn recurrence_matches(batch: usize) {
         use candle_core::{DType, Device};
-        // 13 units: one eight-lane block of the gate kernel and a scalar tail.
-        let (steps, input, hidden) = (4, 3, 13);
+        // 29 units: a sixteen-lane block of the gate kernel (where the CPU has AVX-512), an
+        // eight-lane block and a scalar tail.
+        let (steps, input, hidden) = (4, 3, 29);
         let map = candle_nn::VarMap::new();
         let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
         let weights = LstmCell::new(input, hidden, "", &vb)
@@ -1074,9 +1220,54 @@ mod tests {
     }
 
     #[test]
+    fn both_directions_side_by_side_equal_one_after_the_other() {
+        use candle_core::{DType, Device};
+        // 40 sequences: on a two-thread pool the recurrence would cut them in two parts, so the
+        // directions run side by side, each whole; inside `serially`, one after the other.
+        let (steps, batch, classes, hidden) = (6, 40, 9, 21);
+        let map = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        let fwd = LstmCell::new(classes, hidden, "", &vb).unwrap();
+        let bwd = LstmCell::new(classes, hidden, "_reverse", &vb).unwrap();
+        let ids: Vec<u32> = (0..steps * batch)
+            .map(|i| (i * 5 % classes) as u32)
+            .collect();
+        let tokens = Tensor::from_vec(ids, (steps, batch), &Device::Cpu).unwrap();
+        let input = SequenceInput::Tokens(&tokens, classes);
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap()
+            .install(|| {
+                assert_eq!(row_parts(batch).len(), 2);
+                let side_by_side = bidirectional_ends(&fwd, &bwd, input).unwrap();
+                let serial = crate::nn::serially(|| bidirectional_ends(&fwd, &bwd, input)).unwrap();
+                assert_eq!(side_by_side.dims(), &[batch, 2 * hidden]);
+                assert!(max_abs_diff(&side_by_side, &serial) < 1e-6);
+                // The gradients of both directions' weights arrive through the side-by-side run.
+                let loss = side_by_side.sqr().unwrap().sum_all().unwrap();
+                let grads = loss.backward().unwrap();
+                for var in map.all_vars() {
+                    let g = grads
+                        .get(var.as_tensor())
+                        .expect("every weight has a gradient");
+                    let norm = g
+                        .sqr()
+                        .unwrap()
+                        .sum_all()
+                        .unwrap()
+                        .to_scalar::<f32>()
+                        .unwrap();
+                    assert!(norm > 0.0);
+                }
+            });
+    }
+
+    #[test]
     fn fused_gates_match_candle_forward_and_backward() {
-        // 11 units: one eight-lane block of the gate kernel and a scalar tail.
-        let (batch, n) = (5, 11);
+        // 27 units: a sixteen-lane block of the gate kernel (where the CPU has AVX-512), an
+        // eight-lane block and a scalar tail.
+        let (batch, n) = (5, 27);
         let gates = [
             Var::from_tensor(&random(&[batch, 4 * n], 1, 4.0)).unwrap(),
             Var::from_tensor(&random(&[batch, 4 * n], 2, 4.0)).unwrap(),

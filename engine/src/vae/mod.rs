@@ -121,7 +121,12 @@ impl MelodyVae {
                     let tokens = self
                         .model
                         .tokens_tensor(&windows[r.clone()], &self.device)?; // [n, 32]
-                    let (mu, _) = self.model.encode(&tokens)?;
+                    let encode = || self.model.encode(&tokens);
+                    let (mu, _) = if parts.len() > 1 {
+                        crate::nn::serially(encode)?
+                    } else {
+                        encode()?
+                    };
                     Ok(mu.to_vec2::<f32>()?)
                 })
                 .collect::<Result<Vec<_>>>()
