@@ -300,8 +300,8 @@ impl BandVae {
     /// t + 1) and the KL of every bar's posterior (`[batch, seq]`).
     ///
     /// A batch big enough to share is cut into one part of whole sequences per pool thread
-    /// ([`crate::nn::pool_parts`]), each run through the network alone on its thread
-    /// ([`crate::nn::serially`]), and the outputs joined: every product then stays on one thread (no hand-over between the threads at each layer,
+    /// ([`crate::nn::pool_parts`]), each run through the network alone, and the outputs joined:
+    /// every product then stays on one thread (no hand-over between the threads at each layer,
     /// and a part's GRU rows fit the few-row kernel).
     pub fn forward(
         &self,
@@ -323,8 +323,7 @@ impl BandVae {
                     .map(|b| b.narrow(0, start, len))
                     .collect::<Result<_>>()?;
                 let eps = eps.map(|e| e.narrow(0, start, len)).transpose()?;
-                let present = present.narrow(0, start, len)?;
-                crate::nn::serially(|| self.forward_whole(&bars, &present, eps.as_ref()))
+                self.forward_whole(&bars, &present.narrow(0, start, len)?, eps.as_ref())
             })
             .collect::<Result<_>>()?;
         let logits = (0..self.decoders.len())
