@@ -220,10 +220,26 @@ const LONG_DOT_K: usize = 512;
 
 /// `y (+)= a · b` for `rows` rows of `a` (row stride `a_rs`, contiguous rows) and `b` given by
 /// its columns (column `j` contiguous at `j · b_cs`): each output is the dot product of a row of
-/// `a` and a column of `b`, on the calling thread. AVX-512 or AVX2+FMA kernel where the CPU
-/// has it. (Cutting the columns between two threads did not speed up the score network's
-/// batch-1 forward: the kernel is bound by its instructions, and the hand-over costs as much.)
+/// `a` and a column of `b`. AVX2+FMA kernel where the CPU has it.
 fn few_rows_product(
+    y: &mut [f32],
+    a: &[f32],
+    a_rs: usize,
+    b: &[f32],
+    b_cs: usize,
+    rnk: (usize, usize, usize),
+    accumulate: bool,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA.
+        unsafe { few_rows_product_avx2(y, a, a_rs, b, b_cs, rnk, accumulate) };
+        return;
+    }
+    few_rows_product_scalar(y, a, a_rs, b, b_cs, rnk, accumulate);
+}
+
+fn few_rows_product_scalar(
     y: &mut [f32],
     a: &[f32],
     a_rs: usize,
@@ -232,6 +248,36 @@ fn few_rows_product(
     (rows, n, k): (usize, usize, usize),
     accumulate: bool,
 ) {
+    for j in 0..n {
+        let w = &b[j * b_cs..][..k];
+        for r in 0..rows {
+            let v: f32 = a[r * a_rs..][..k].iter().zip(w).map(|(x, w)| x * w).sum();
+            let o = &mut y[r * n + j];
+            *o = if accumulate { *o + v } else { v };
+        }
+    }
+}
+
+/// [`few_rows_product`] in AVX2: four columns at a time over every row (the four columns, 4·k
+/// floats, stay in L1 while the rows pass, so `b` is read from memory once), two rows at a
+/// time, one 8-lane FMA accumulator per (row, column); a scalar tail for `k mod 8`. The first
+/// row pair prefetches the columns two blocks ahead: without it the loads waited on L3 (the
+/// score network's 12.6 MB of weights, 3.0 → 1.0–1.4 ms per batch-1 forward).
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn few_rows_product_avx2(
+    y: &mut [f32],
+    a: &[f32],
+    a_rs: usize,
+    b: &[f32],
+    b_cs: usize,
+    (rows, n, k): (usize, usize, usize),
+    accumulate: bool,
+) {
+    use std::arch::x86_64::*;
     assert!(
         rows == 0
             || n == 0
@@ -246,77 +292,6 @@ fn few_rows_product(
         }
         return;
     }
-    let y = SharedMut(y.as_mut_ptr());
-    let shape = (rows, n, k);
-    #[cfg(target_arch = "x86_64")]
-    {
-        if super::simd_math::has_avx512() {
-            // SAFETY: the CPU has the features; bounds asserted above.
-            return unsafe {
-                few_rows_columns_avx512(y, a, a_rs, b, b_cs, shape, 0..n, accumulate)
-            };
-        }
-        if super::simd_math::has_avx2_fma() {
-            // SAFETY: as above.
-            return unsafe { few_rows_columns_avx2(y, a, a_rs, b, b_cs, shape, 0..n, accumulate) };
-        }
-    }
-    // SAFETY: bounds asserted above.
-    unsafe { few_rows_columns_scalar(y, a, a_rs, b, b_cs, shape, 0..n, accumulate) }
-}
-
-/// [`few_rows_product`] of the columns `cols` in plain code.
-///
-/// # Safety
-/// `y` holds `rows × n` floats, the operands every element the shape addresses, `cols` lie
-/// in `0..n`, and no other thread writes these columns of `y`.
-#[allow(clippy::too_many_arguments)] // the product's operands and the column range
-unsafe fn few_rows_columns_scalar(
-    y: SharedMut,
-    a: &[f32],
-    a_rs: usize,
-    b: &[f32],
-    b_cs: usize,
-    (rows, n, k): (usize, usize, usize),
-    cols: std::ops::Range<usize>,
-    accumulate: bool,
-) {
-    for j in cols {
-        let w = &b[j * b_cs..][..k];
-        for r in 0..rows {
-            let v: f32 = a[r * a_rs..][..k].iter().zip(w).map(|(x, w)| x * w).sum();
-            // SAFETY: r · n + j < rows · n, a column of this caller's range.
-            unsafe {
-                let o = y.at(r * n + j);
-                *o = if accumulate { *o + v } else { v };
-            }
-        }
-    }
-}
-
-/// [`few_rows_product`] of the columns `cols` in AVX2: four columns at a time over every row
-/// (the four columns, 4·k floats, stay in L1 while the rows pass, so `b` is read from memory
-/// once), two rows at a time, one 8-lane FMA accumulator per (row, column); a scalar tail for
-/// `k mod 8`. The first row pair prefetches the columns two blocks ahead: without it the loads
-/// waited on L3 (the score network's 12.6 MB of weights, 3.0 → 1.0–1.4 ms per batch-1
-/// forward).
-///
-/// # Safety
-/// As [`few_rows_columns_scalar`], and the CPU must have AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)] // the product's operands and the column range
-unsafe fn few_rows_columns_avx2(
-    y: SharedMut,
-    a: &[f32],
-    a_rs: usize,
-    b: &[f32],
-    b_cs: usize,
-    (rows, n, k): (usize, usize, usize),
-    cols: std::ops::Range<usize>,
-    accumulate: bool,
-) {
-    use std::arch::x86_64::*;
     let body = k / 8 * 8;
     let hsum = |v: __m256| -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -324,19 +299,30 @@ unsafe fn few_rows_columns_avx2(
         let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
         _mm_cvtss_f32(s)
     };
+    let tail = |r: usize, j: usize| -> f32 {
+        a[r * a_rs + body..r * a_rs + k]
+            .iter()
+            .zip(&b[j * b_cs + body..j * b_cs + k])
+            .map(|(x, w)| x * w)
+            .sum()
+    };
+    let mut store = |r: usize, j: usize, v: f32| {
+        let o = &mut y[r * n + j];
+        *o = if accumulate { *o + v } else { v };
+    };
     let (ap, bp) = (a.as_ptr(), b.as_ptr());
-    let mut j = cols.start;
-    while j < cols.end {
-        let block = (cols.end - j).min(4);
+    let mut j = 0;
+    while j < n {
+        let cols = (n - j).min(4);
         // Column pointers; a block of fewer than 4 repeats its last column (computed, unused).
         let w: [*const f32; 4] = std::array::from_fn(|c| {
-            // SAFETY: column j + min(c, block − 1) < n lies inside `b`.
-            unsafe { bp.add((j + c.min(block - 1)) * b_cs) }
+            // SAFETY: column j + min(c, cols − 1) < n lies inside `b` (checked above).
+            unsafe { bp.add((j + c.min(cols - 1)) * b_cs) }
         });
         let mut r = 0;
         while r < rows {
             let pair = (rows - r).min(2);
-            // SAFETY: rows r and r + pair − 1 < rows lie inside `a`.
+            // SAFETY: rows r and r + pair − 1 < rows lie inside `a` (checked above).
             let x0 = unsafe { ap.add(r * a_rs) };
             let x1 = unsafe { ap.add((r + pair - 1) * a_rs) };
             // SAFETY: every load reads i..i + 8 ≤ body ≤ k elements of a row or column.
@@ -371,175 +357,15 @@ unsafe fn few_rows_columns_avx2(
                 }
                 (acc0, acc1)
             };
-            for c in 0..block {
-                // SAFETY: as for the scalar kernel.
-                unsafe {
-                    store_dot(
-                        y,
-                        a,
-                        a_rs,
-                        b,
-                        b_cs,
-                        (r, n, k),
-                        j + c,
-                        body,
-                        hsum(acc0[c]),
-                        accumulate,
-                    );
-                    if pair == 2 {
-                        store_dot(
-                            y,
-                            a,
-                            a_rs,
-                            b,
-                            b_cs,
-                            (r + 1, n, k),
-                            j + c,
-                            body,
-                            hsum(acc1[c]),
-                            accumulate,
-                        );
-                    }
+            for c in 0..cols {
+                store(r, j + c, hsum(acc0[c]) + tail(r, j + c));
+                if pair == 2 {
+                    store(r + 1, j + c, hsum(acc1[c]) + tail(r + 1, j + c));
                 }
             }
             r += pair;
         }
-        j += block;
-    }
-}
-
-/// [`few_rows_columns_avx2`] on sixteen lanes (AVX-512): the same blocks of four columns and
-/// pairs of rows, a scalar tail for `k mod 16`.
-///
-/// # Safety
-/// As [`few_rows_columns_scalar`], and the CPU must have AVX-512 F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)] // the product's operands and the column range
-unsafe fn few_rows_columns_avx512(
-    y: SharedMut,
-    a: &[f32],
-    a_rs: usize,
-    b: &[f32],
-    b_cs: usize,
-    (rows, n, k): (usize, usize, usize),
-    cols: std::ops::Range<usize>,
-    accumulate: bool,
-) {
-    use std::arch::x86_64::*;
-    let body = k / 16 * 16;
-    let (ap, bp) = (a.as_ptr(), b.as_ptr());
-    let mut j = cols.start;
-    while j < cols.end {
-        let block = (cols.end - j).min(4);
-        let w: [*const f32; 4] = std::array::from_fn(|c| {
-            // SAFETY: column j + min(c, block − 1) < n lies inside `b`.
-            unsafe { bp.add((j + c.min(block - 1)) * b_cs) }
-        });
-        let mut r = 0;
-        while r < rows {
-            let pair = (rows - r).min(2);
-            // SAFETY: rows r and r + pair − 1 < rows lie inside `a`.
-            let x0 = unsafe { ap.add(r * a_rs) };
-            let x1 = unsafe { ap.add((r + pair - 1) * a_rs) };
-            // SAFETY: every load reads i..i + 16 ≤ body ≤ k elements of a row or column.
-            let (acc0, acc1) = unsafe {
-                let mut acc0 = [_mm512_setzero_ps(); 4];
-                let mut acc1 = [_mm512_setzero_ps(); 4];
-                let mut i = 0;
-                while i < body {
-                    if r == 0 {
-                        // One line per column and step: the next block's line at this offset.
-                        for wc in &w {
-                            let next = wc.wrapping_add(8 * b_cs + i);
-                            _mm_prefetch::<_MM_HINT_T0>(next.cast::<i8>());
-                        }
-                    }
-                    let xa = _mm512_loadu_ps(x0.add(i));
-                    if pair == 2 {
-                        let xb = _mm512_loadu_ps(x1.add(i));
-                        for c in 0..4 {
-                            let wc = _mm512_loadu_ps(w[c].add(i));
-                            acc0[c] = _mm512_fmadd_ps(xa, wc, acc0[c]);
-                            acc1[c] = _mm512_fmadd_ps(xb, wc, acc1[c]);
-                        }
-                    } else {
-                        for c in 0..4 {
-                            acc0[c] = _mm512_fmadd_ps(xa, _mm512_loadu_ps(w[c].add(i)), acc0[c]);
-                        }
-                    }
-                    i += 16;
-                }
-                (acc0, acc1)
-            };
-            for c in 0..block {
-                // SAFETY: as for the scalar kernel.
-                unsafe {
-                    let sum0 = _mm512_reduce_add_ps(acc0[c]);
-                    store_dot(
-                        y,
-                        a,
-                        a_rs,
-                        b,
-                        b_cs,
-                        (r, n, k),
-                        j + c,
-                        body,
-                        sum0,
-                        accumulate,
-                    );
-                    if pair == 2 {
-                        let sum1 = _mm512_reduce_add_ps(acc1[c]);
-                        store_dot(
-                            y,
-                            a,
-                            a_rs,
-                            b,
-                            b_cs,
-                            (r + 1, n, k),
-                            j + c,
-                            body,
-                            sum1,
-                            accumulate,
-                        );
-                    }
-                }
-            }
-            r += pair;
-        }
-        j += block;
-    }
-}
-
-/// Writes (or adds) output `(r, j)`: the vector part `body_sum` of the dot product of row `r`
-/// and column `j` plus its scalar tail from `body` to `k`.
-///
-/// # Safety
-/// As [`few_rows_columns_scalar`], for the one element `(r, j)`.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)] // the product's operands and the element
-unsafe fn store_dot(
-    y: SharedMut,
-    a: &[f32],
-    a_rs: usize,
-    b: &[f32],
-    b_cs: usize,
-    (r, n, k): (usize, usize, usize),
-    j: usize,
-    body: usize,
-    body_sum: f32,
-    accumulate: bool,
-) {
-    let tail: f32 = a[r * a_rs + body..r * a_rs + k]
-        .iter()
-        .zip(&b[j * b_cs + body..j * b_cs + k])
-        .map(|(x, w)| x * w)
-        .sum();
-    let v = body_sum + tail;
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        let o = y.at(r * n + j);
-        *o = if accumulate { *o + v } else { v };
+        j += cols;
     }
 }
 
