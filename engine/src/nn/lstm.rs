@@ -613,136 +613,92 @@ fn gate_row(
     {
         if super::simd_math::has_avx512() {
             // SAFETY: the CPU has the features the kernel is compiled for; lengths asserted.
-            return unsafe { gate_row_avx512(a, gx, c_new, h_new, c_old) };
+            return unsafe { gate_row_avx512(a, gx, c_new, h_new, c_old, 0) };
         }
         if super::simd_math::has_avx2_fma() {
             // SAFETY: as above.
-            return unsafe { gate_row_avx2(a, gx, c_new, h_new, c_old) };
+            return unsafe { gate_row_avx2(a, gx, c_new, h_new, c_old, 0) };
         }
     }
     gate_row_scalar(a, gx, c_new, h_new, c_old, 0);
 }
 
-/// [`gate_row`] in sixteen-lane registers ([`super::simd_math::avx512`]), the units past the
-/// last multiple of 16 in [`gate_row_avx2`].
-///
-/// # Safety
-/// The CPU must have AVX-512 F, AVX2 and FMA; `a` and `gx` hold 4n floats, the others n.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn gate_row_avx512(
-    a: &mut [f32],
-    gx: Option<&[f32]>,
-    c_new: &mut [f32],
-    h_new: &mut [f32],
-    c_old: &[f32],
-) {
-    use super::simd_math::avx512::{sigmoid, tanh};
-    use std::arch::x86_64::*;
-    let n = c_old.len();
-    let vectors = n / 16 * 16;
-    let (pa, pc, ph, pold) = (
-        a.as_mut_ptr(),
-        c_new.as_mut_ptr(),
-        h_new.as_mut_ptr(),
-        c_old.as_ptr(),
-    );
-    let px = gx.map(<[f32]>::as_ptr);
-    for j in (0..vectors).step_by(16) {
-        // SAFETY: j + 16 ≤ n and the slices hold 4n, 4n, n, n and n floats.
-        unsafe {
-            let pre = |g: usize| {
-                let v = _mm512_loadu_ps(pa.add(g * n + j));
-                match px {
-                    Some(px) => _mm512_add_ps(v, _mm512_loadu_ps(px.add(g * n + j))),
-                    None => v,
+/// A vector version of [`gate_row`] for the units from `first` on: whole registers of
+/// `$lanes` units through the `$math` module's sigmoid and tanh, the rest handed to `$rest`
+/// (the next narrower kernel, or the scalar code).
+macro_rules! gate_row_kernel {
+    ($(#[$meta:meta])* $name:ident, $features:literal, $lanes:literal, $math:ident,
+     $load:ident, $store:ident, $add:ident, $mul:ident, $fmadd:ident, $rest:ident) => {
+        $(#[$meta])*
+        ///
+        /// # Safety
+        /// The CPU must have the kernel's features; `a` and `gx` hold 4n floats, the others n.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name(
+            a: &mut [f32],
+            gx: Option<&[f32]>,
+            c_new: &mut [f32],
+            h_new: &mut [f32],
+            c_old: &[f32],
+            first: usize,
+        ) {
+            use super::simd_math::$math::{sigmoid, tanh};
+            use std::arch::x86_64::*;
+            let n = c_old.len();
+            let vectors = first + (n - first) / $lanes * $lanes;
+            let (pa, pc, ph, pold) = (
+                a.as_mut_ptr(),
+                c_new.as_mut_ptr(),
+                h_new.as_mut_ptr(),
+                c_old.as_ptr(),
+            );
+            let px = gx.map(<[f32]>::as_ptr);
+            for j in (first..vectors).step_by($lanes) {
+                // SAFETY: j + lanes ≤ n and the slices hold 4n, 4n, n, n and n floats.
+                unsafe {
+                    let pre = |g: usize| {
+                        let v = $load(pa.add(g * n + j));
+                        match px {
+                            Some(px) => $add(v, $load(px.add(g * n + j))),
+                            None => v,
+                        }
+                    };
+                    let i = sigmoid(pre(0));
+                    let f = sigmoid(pre(1));
+                    let g = tanh(pre(2));
+                    let o = sigmoid(pre(3));
+                    $store(pa.add(j), i);
+                    $store(pa.add(n + j), f);
+                    $store(pa.add(2 * n + j), g);
+                    $store(pa.add(3 * n + j), o);
+                    let c = $fmadd(f, $load(pold.add(j)), $mul(i, g));
+                    $store(pc.add(j), c);
+                    $store(ph.add(j), $mul(o, tanh(c)));
                 }
+            }
+            // SAFETY: the narrower kernel needs a subset of this one's features.
+            #[allow(unused_unsafe)]
+            unsafe {
+                $rest(a, gx, c_new, h_new, c_old, vectors)
             };
-            let i = sigmoid(pre(0));
-            let f = sigmoid(pre(1));
-            let g = tanh(pre(2));
-            let o = sigmoid(pre(3));
-            _mm512_storeu_ps(pa.add(j), i);
-            _mm512_storeu_ps(pa.add(n + j), f);
-            _mm512_storeu_ps(pa.add(2 * n + j), g);
-            _mm512_storeu_ps(pa.add(3 * n + j), o);
-            let c = _mm512_fmadd_ps(f, _mm512_loadu_ps(pold.add(j)), _mm512_mul_ps(i, g));
-            _mm512_storeu_ps(pc.add(j), c);
-            _mm512_storeu_ps(ph.add(j), _mm512_mul_ps(o, tanh(c)));
         }
-    }
-    // SAFETY: the CPU has AVX2 and FMA; the units from `vectors` on.
-    unsafe { gate_row_avx2_from(a, gx, c_new, h_new, c_old, vectors) };
+    };
 }
 
-/// [`gate_row`] in eight-lane registers (exp, sigmoid and tanh of
-/// [`super::simd_math::avx2`]), the units past the last multiple of 8 in scalar code.
-///
-/// # Safety
-/// The CPU must have AVX2 and FMA; `a` and `gx` hold 4n floats, the others n.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gate_row_avx2(
-    a: &mut [f32],
-    gx: Option<&[f32]>,
-    c_new: &mut [f32],
-    h_new: &mut [f32],
-    c_old: &[f32],
-) {
-    // SAFETY: forwarded from the caller.
-    unsafe { gate_row_avx2_from(a, gx, c_new, h_new, c_old, 0) };
-}
+gate_row_kernel!(
+    /// [`gate_row`] in sixteen-lane registers ([`super::simd_math::avx512`]).
+    gate_row_avx512, "avx512f,avx2,fma", 16, avx512,
+    _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps, _mm512_mul_ps, _mm512_fmadd_ps,
+    gate_row_avx2
+);
 
-/// [`gate_row_avx2`] for the units from `first` on.
-///
-/// # Safety
-/// As [`gate_row_avx2`].
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gate_row_avx2_from(
-    a: &mut [f32],
-    gx: Option<&[f32]>,
-    c_new: &mut [f32],
-    h_new: &mut [f32],
-    c_old: &[f32],
-    first: usize,
-) {
-    use super::simd_math::avx2::{sigmoid, tanh};
-    use std::arch::x86_64::*;
-    let n = c_old.len();
-    let vectors = first + (n - first) / 8 * 8;
-    let (pa, pc, ph, pold) = (
-        a.as_mut_ptr(),
-        c_new.as_mut_ptr(),
-        h_new.as_mut_ptr(),
-        c_old.as_ptr(),
-    );
-    let px = gx.map(<[f32]>::as_ptr);
-    for j in (first..vectors).step_by(8) {
-        // SAFETY: j + 8 ≤ n and the slices hold 4n, 4n, n, n and n floats.
-        unsafe {
-            let pre = |g: usize| {
-                let v = _mm256_loadu_ps(pa.add(g * n + j));
-                match px {
-                    Some(px) => _mm256_add_ps(v, _mm256_loadu_ps(px.add(g * n + j))),
-                    None => v,
-                }
-            };
-            let i = sigmoid(pre(0));
-            let f = sigmoid(pre(1));
-            let g = tanh(pre(2));
-            let o = sigmoid(pre(3));
-            _mm256_storeu_ps(pa.add(j), i);
-            _mm256_storeu_ps(pa.add(n + j), f);
-            _mm256_storeu_ps(pa.add(2 * n + j), g);
-            _mm256_storeu_ps(pa.add(3 * n + j), o);
-            let c = _mm256_fmadd_ps(f, _mm256_loadu_ps(pold.add(j)), _mm256_mul_ps(i, g));
-            _mm256_storeu_ps(pc.add(j), c);
-            _mm256_storeu_ps(ph.add(j), _mm256_mul_ps(o, tanh(c)));
-        }
-    }
-    gate_row_scalar(a, gx, c_new, h_new, c_old, vectors);
-}
+gate_row_kernel!(
+    /// [`gate_row`] in eight-lane registers ([`super::simd_math::avx2`]).
+    gate_row_avx2, "avx2,fma", 8, avx2,
+    _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps, _mm256_mul_ps, _mm256_fmadd_ps,
+    gate_row_scalar
+);
 
 /// [`gate_row`] for the units from `first` on.
 fn gate_row_scalar(
