@@ -190,6 +190,8 @@ pub struct LatentEvalOptions {
     pub samplers: Vec<Sampler>,
     /// Steps of every sampler (0: each sampler's default).
     pub steps: usize,
+    /// Scale of every sample's starting noise (1: the model's prior).
+    pub temperature: f64,
     /// The melodies compared against and infilled: the test split to report, the valid split
     /// to choose models and options on (the data row then samples the train split).
     pub split: Split,
@@ -258,6 +260,7 @@ pub fn evaluate_latent(lm: &LatentMelody, opts: &LatentEvalOptions) -> Result<Ve
             sampler,
             seed: opts.seed,
             steps: opts.steps,
+            temperature: opts.temperature,
             ..SampleOptions::default()
         };
         let set = lm.generate(opts.count, &sopts)?;
@@ -303,6 +306,7 @@ pub fn evaluate_latent(lm: &LatentMelody, opts: &LatentEvalOptions) -> Result<Ve
             sampler,
             seed: opts.seed.wrapping_add(i as u64),
             steps: opts.steps,
+            temperature: opts.temperature,
             ..SampleOptions::default()
         };
         filled.push(lm.fill(tune, &regenerate, &sopts)?);

@@ -312,6 +312,8 @@ pub fn run(args: LatentArgs) -> Result<()> {
                     seed: a.model.seed,
                     samplers,
                     steps: a.model.steps.unwrap_or(0),
+                    // (`options` checks it.)
+                    temperature: a.model.options()?.temperature,
                     split: a.split,
                     data_root: bandmate::data::default_data_root(),
                     cache_dir: bandmate::data::default_cache_dir(),
