@@ -2,7 +2,7 @@
 //!
 //! - Model loading (the embedded default and `assets/roll` from disk).
 //! - One 4-bar fill of bars 3–4 of a POP909 test window at 25 and at 100 network evaluations,
-//!   p50/p95 (after one warm-up run).
+//!   p50/p95 (after one warm-up run), with the model's echo calibration and from noise.
 //! - The UNet forward at batch 1 and 16 with and without the Winograd 3×3 kernel, alternating.
 //! - Training throughput: one AdamW step of the shipped config at batch 16 (random rolls).
 //! - With `BANDMATE_TORCH_PYTHON` set (the xtask does it for `--compare-torch`, after making a
@@ -24,7 +24,7 @@ mod timing;
 use timing::{percentile, timed};
 #[path = "support/twin.rs"]
 mod twin;
-use twin::{Twin, number, print_row, within};
+use twin::{Twin, median_ms, number, print_row, within};
 
 #[global_allocator]
 static ALLOC: bandmate::nn::HugePageAlloc = bandmate::nn::HugePageAlloc;
@@ -54,9 +54,17 @@ fn main() -> Result<()> {
         .pop()
         .context("no POP909 test window")?;
     let mask = Mask::bars(&window.clip, 2..=3);
-    for (steps, runs) in [(25usize, 20usize), (100, 6)] {
+    // The model's calibration echoes bars 1–2 at 0.3 (0.3·steps network evaluations); from
+    // noise (echo 0) every one of the steps runs the network.
+    for (steps, runs, echo) in [
+        (25usize, 20usize, None),
+        (25, 20, Some(0.0)),
+        (100, 6, None),
+        (100, 6, Some(0.0)),
+    ] {
         let opts = RollOptions {
             steps,
+            echo,
             ..RollOptions::default()
         };
         fill(&model, &window.clip, &mask, &opts)?; // warm-up
@@ -70,7 +78,12 @@ fn main() -> Result<()> {
         }
         times.sort_by(f64::total_cmp);
         println!(
-            "roll: fill bars 3-4 of a 4-bar window, {steps:>3} steps: p50 {:7.1} ms  p95 {:7.1} ms  ({runs} runs)",
+            "roll: fill bars 3-4 of a 4-bar window, {steps:>3} steps, {:<12} p50 {:7.1} ms  p95 {:7.1} ms  ({runs} runs)",
+            if echo.is_some() {
+                "from noise:"
+            } else {
+                "echo 0.3:"
+            },
             percentile(&times, 0.5),
             percentile(&times, 0.95)
         );
@@ -111,7 +124,7 @@ fn main() -> Result<()> {
     );
 
     if let Some(twin) = Twin::from_env(5) {
-        compare_torch(&twin, &model, &assets, forward_s, step_s)?;
+        compare_torch(&twin, &model, &assets, step_s)?;
     }
     Ok(())
 }
@@ -160,7 +173,6 @@ fn compare_torch(
     twin: &Twin,
     model: &RollModel,
     assets: &std::path::Path,
-    candle_forward_s: f64,
     candle_step_s: f64,
 ) -> Result<()> {
     let cfg = model.config();
@@ -182,21 +194,22 @@ fn compare_torch(
         .collect();
     let t = Tensor::from_vec(t, TORCH_BATCH, &dev)?;
     let logits = model.net().forward(&x_t, &t)?;
+    // Inference with the shipped weights, timed as the twin times its own (median after a
+    // warm-up run, no gradients kept).
+    let forward_ms = median_ms(twin.iterations, || {
+        model.net().forward(&x_t, &t)?;
+        Ok(())
+    })?;
     let io = vec![("x_t", x_t), ("t", t), ("x0", x0), ("logits", logits)];
     let torch = twin.run("roll_unet.py", assets, "roll", io)?;
     let flops = number(&torch, "forward_flops");
     println!(
-        "torch {} ({} threads), batch {TORCH_BATCH}, {:.2} GFLOP per forward (direct convolution):",
+        "roll UNet vs torch {} ({} threads), batch {TORCH_BATCH}, {:.2} GFLOP per forward (direct convolution):",
         torch["torch"],
         torch["threads"],
         flops / 1e9
     );
-    print_row(
-        "forward",
-        flops,
-        candle_forward_s * 1e3,
-        number(&torch, "forward_ms"),
-    );
+    print_row("forward", flops, forward_ms, number(&torch, "forward_ms"));
     print_row(
         "training step",
         3.0 * flops,

@@ -52,6 +52,9 @@ pub struct ModelSettings {
     pub temperature: f32,
     /// Target note density, 0–1.
     pub density: f32,
+    /// How closely Fill and Continue follow the bars before the hole, 0 (fresh material) to 1
+    /// (close to a copy); 0.5 is the model's own setting.
+    pub repeat: f32,
     pub seed: u64,
     /// Keep generated notes in this key.
     pub key_lock: Option<Key>,
@@ -66,6 +69,7 @@ impl Default for ModelSettings {
             steps: 32,
             temperature: 1.0,
             density: 0.5,
+            repeat: 0.5,
             seed: 1,
             key_lock: None,
             pitch_low: 36,
@@ -342,6 +346,11 @@ fn model_controls(ui: &mut Ui, state: &mut EditorState) {
     );
     ui.add(egui::Slider::new(&mut m.temperature, 0.05..=2.0).text("temperature"));
     ui.add(egui::Slider::new(&mut m.density, 0.0..=1.0).text("density"));
+    ui.add(egui::Slider::new(&mut m.repeat, 0.0..=1.0).text("repeat"))
+        .on_hover_text(
+            "Fill and Continue: how closely the new bars follow the bars before them \
+             (0 fresh, 0.5 the model's setting, 1 close to a copy)",
+        );
     ui.add(egui::DragValue::new(&mut m.seed).prefix("seed "));
     if ui.button("Dice").on_hover_text("New random seed").clicked() {
         m.seed = dice_seed(m.seed);

@@ -126,6 +126,7 @@ impl Controller {
             density: p.density.value(),
             strength: p.strength.value(),
             temperature: p.temperature.value(),
+            repeat: p.repeat.value(),
             key_lock: p.key_lock.value(),
             seed: self.next_seed.fetch_add(1, Ordering::Relaxed),
         }

@@ -512,6 +512,7 @@ fn job_settings(settings: &ModelSettings, task: &Task) -> JobSettings {
             _ => 0.5,
         },
         temperature: settings.temperature,
+        repeat: settings.repeat,
         key_lock: settings.key_lock.is_some(),
         seed: settings.seed,
     }

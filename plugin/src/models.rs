@@ -30,10 +30,20 @@ impl RollGenerator {
     }
 }
 
-/// The engine's sampling options for `settings` on `clip`. Density 0–1 maps to the odds
-/// multiplier 1/4–4 (0.5 → 1, as trained); key lock keeps generated notes in the clip's key.
-/// The roll sampler has no temperature; it ignores that setting.
-pub fn roll_options(settings: &JobSettings, clip: Option<&Clip>) -> RollOptions {
+/// Echo strength of the most faithful Repeat (1): the bars before the hole, noised to step
+/// 0.05·T, come back nearly as they were.
+const CLOSEST_ECHO: f32 = 0.05;
+
+/// The engine's sampling options for `settings` on `clip`, for a model whose fills echo the
+/// bars before the hole at `echo_calibration` (`Config::echo.fill`). Density 0–1 maps to the
+/// odds multiplier 1/4–4 (0.5 → 1, as trained); key lock keeps generated notes in the clip's
+/// key; Repeat sets the echo strength ([`echo_strength`]). The roll sampler has no
+/// temperature; it ignores that setting.
+pub fn roll_options(
+    settings: &JobSettings,
+    clip: Option<&Clip>,
+    echo_calibration: f32,
+) -> RollOptions {
     let key = if settings.key_lock {
         clip.and_then(Clip::estimate_key)
     } else {
@@ -44,8 +54,34 @@ pub fn roll_options(settings: &JobSettings, clip: Option<&Clip>) -> RollOptions 
         seed: settings.seed,
         key,
         density: 4f32.powf(2.0 * settings.density.clamp(0.0, 1.0) - 1.0),
+        echo: Some(echo_strength(settings.repeat, echo_calibration)),
         ..RollOptions::default()
     }
+}
+
+/// The echo strength (the engine's `RollOptions::echo`, 0 = off) for Repeat 0–1: how closely
+/// Fill and Continue follow the bars before the hole. 0 writes fresh material (from noise),
+/// 0.5 is the model's calibration `calibrated` (chosen on the valid split; a model without
+/// one counts as fresh there), 1 stays close to a copy ([`CLOSEST_ECHO`]); linear in between,
+/// so the strength falls as Repeat rises.
+pub fn echo_strength(repeat: f32, calibrated: f32) -> f32 {
+    let repeat = if repeat.is_finite() {
+        repeat.clamp(0.0, 1.0)
+    } else {
+        0.5
+    };
+    // Strength 1 noises the echo away entirely: the same start as no echo.
+    let middle = if calibrated > 0.0 && calibrated < 1.0 {
+        calibrated
+    } else {
+        1.0
+    };
+    let strength = if repeat <= 0.5 {
+        1.0 + (middle - 1.0) * repeat / 0.5
+    } else {
+        middle + (CLOSEST_ECHO - middle) * (repeat - 0.5) / 0.5
+    };
+    if strength >= 1.0 { 0.0 } else { strength }
 }
 
 impl Generator for RollGenerator {
@@ -74,9 +110,10 @@ impl Generator for RollGenerator {
             hook_control.progress(done as f32 / planned.max(1) as f32);
             !hook_control.cancelled()
         });
+        let echo_calibration = model.config().echo.fill;
         let roll_options = |settings: &JobSettings, clip: Option<&Clip>| RollOptions {
             on_step: Some(hook.clone()),
-            ..roll_options(settings, clip)
+            ..roll_options(settings, clip, echo_calibration)
         };
         let result = match &request.job {
             Job::Fill { clip, mask } => {
@@ -330,6 +367,122 @@ mod tests {
         clip
     }
 
+    /// `request` run to its end on a worker with `generator` alone.
+    fn run_on_worker(generator: Arc<dyn Generator>, request: JobRequest) -> Result<Clip, String> {
+        let mut worker = crate::worker::Worker::spawn(move || Arc::from(vec![generator])).unwrap();
+        worker.submit(request);
+        loop {
+            match worker
+                .reports()
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .unwrap()
+            {
+                crate::worker::WorkerReport::Done { clip, .. } => return Ok(clip),
+                crate::worker::WorkerReport::Failed { error, .. } => return Err(error),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn repeat_maps_onto_the_echo_strength() {
+        // 0 fresh (no echo), 0.5 the model's calibration, 1 close to a copy.
+        assert_eq!(echo_strength(0.0, 0.3), 0.0);
+        assert!((echo_strength(0.5, 0.3) - 0.3).abs() < 1e-6);
+        assert!((echo_strength(1.0, 0.3) - CLOSEST_ECHO).abs() < 1e-6);
+        // The strength falls as Repeat rises (less noise over the echoed bars).
+        let strengths: Vec<f32> = (1..=20)
+            .map(|i| echo_strength(i as f32 / 20.0, 0.3))
+            .collect();
+        assert!(strengths.windows(2).all(|w| w[1] < w[0]), "{strengths:?}");
+        assert!(strengths.iter().all(|&e| e > 0.0 && e < 1.0));
+        // A model without an echo calibration writes fresh fills at 0.5 and echoes above it.
+        assert_eq!(echo_strength(0.5, 0.0), 0.0);
+        assert!((echo_strength(1.0, 0.0) - CLOSEST_ECHO).abs() < 1e-6);
+        // Out-of-range or broken values stay valid strengths.
+        assert_eq!(echo_strength(-3.0, 0.3), 0.0);
+        assert!((echo_strength(7.0, 0.3) - CLOSEST_ECHO).abs() < 1e-6);
+        assert!((echo_strength(f32::NAN, 0.3) - 0.3).abs() < 1e-6);
+    }
+
+    #[test]
+    fn repeat_makes_fills_follow_the_bars_before_the_hole() {
+        // POP909 test windows, bars 3–4 filled by the embedded model at Repeat 1 and 0.
+        let songs = bandmate::data::load_cached(
+            bandmate::data::Dataset::Pop909,
+            bandmate::data::Split::Test,
+            &bandmate::data::default_data_root(),
+            &bandmate::data::default_cache_dir(),
+        )
+        .expect("POP909 test split loads");
+        let clips: Vec<Clip> = songs
+            .iter()
+            .filter(|s| {
+                s.clip.time_signature == TimeSignature::FOUR_FOUR && s.clip.meter_changes.is_empty()
+            })
+            .filter_map(|s| bandmate::data::windows(&s.clip, 4, 4).into_iter().nth(2))
+            .take(4)
+            .collect();
+        assert_eq!(clips.len(), 4);
+        let generator: Arc<dyn Generator> = Arc::new(RollGenerator::new(
+            "roll diffusion",
+            RollModel::embedded().unwrap(),
+        ));
+        let spb = 16;
+        // (step in the 2-bar period, pitch) of the onsets.
+        let onsets = |notes: &mut dyn Iterator<Item = &bandmate::music::Note>| {
+            notes
+                .map(|n| (n.start % (2 * spb), n.pitch))
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        let (mut close_total, mut fresh_total) = (0.0, 0.0);
+        for (i, clip) in clips.iter().enumerate() {
+            let mask = bandmate::music::Mask::bars(clip, 2..=3);
+            let before = onsets(&mut clip.notes.iter().filter(|n| n.start < 2 * spb));
+            let shared = |repeat: f32| {
+                let request = JobRequest {
+                    job: Job::Fill {
+                        clip: clip.clone(),
+                        mask: mask.clone(),
+                    },
+                    settings: JobSettings {
+                        repeat,
+                        seed: i as u64,
+                        ..JobSettings::default()
+                    },
+                };
+                let out = run_on_worker(generator.clone(), request).unwrap();
+                // Bars 1–2 come back as they were.
+                let kept = |c: &Clip| -> Vec<bandmate::music::Note> {
+                    let mut v: Vec<_> = c
+                        .notes
+                        .iter()
+                        .filter(|n| n.start < 2 * spb)
+                        .cloned()
+                        .collect();
+                    v.sort_by_key(|n| (n.start, n.pitch, n.track));
+                    v
+                };
+                assert_eq!(kept(&out), kept(clip));
+                let generated = onsets(&mut out.notes.iter().filter(|n| n.start >= 2 * spb));
+                before.intersection(&generated).count() as f64
+                    / before.union(&generated).count().max(1) as f64
+            };
+            let (close, fresh) = (shared(1.0), shared(0.0));
+            println!(
+                "clip {i}: onsets shared with bars 1-2: repeat 1 {close:.2}, repeat 0 {fresh:.2}"
+            );
+            close_total += close;
+            fresh_total += fresh;
+        }
+        let n = clips.len() as f64;
+        assert!(close_total / n > 0.6, "repeat 1: {}", close_total / n);
+        assert!(
+            close_total > fresh_total + 0.2 * n,
+            "{close_total} {fresh_total}"
+        );
+    }
+
     #[test]
     fn interpolation_runs_from_one_melody_to_the_other_and_keeps_the_chords() {
         let generator = MelodyGenerator::embedded().unwrap();
@@ -362,22 +515,7 @@ mod tests {
             settings: JobSettings::default(),
         };
         let shared: Arc<dyn Generator> = Arc::new(MelodyGenerator::embedded().unwrap());
-        let mut worker = crate::worker::Worker::spawn(move || Arc::from(vec![shared])).unwrap();
-        worker.submit(request);
-        loop {
-            match worker
-                .reports()
-                .recv_timeout(std::time::Duration::from_secs(60))
-                .unwrap()
-            {
-                crate::worker::WorkerReport::Done { clip, .. } => {
-                    assert_eq!(clip, middle);
-                    break;
-                }
-                crate::worker::WorkerReport::Failed { error, .. } => panic!("{error}"),
-                _ => {}
-            }
-        }
+        assert_eq!(run_on_worker(shared, request).unwrap(), middle);
         // A waltz cannot be interpolated: a clear error.
         let mut waltz = a.clone();
         waltz.time_signature = TimeSignature::new(3, 4);

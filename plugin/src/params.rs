@@ -46,6 +46,10 @@ pub struct BandmateParams {
     /// Sampling temperature of the models.
     #[id = "temperature"]
     pub temperature: FloatParam,
+    /// How closely Fill and Continue follow the bars before the hole: 0 writes fresh material,
+    /// 0.5 is the model's calibration, 1 stays close to a copy.
+    #[id = "repeat"]
+    pub repeat: FloatParam,
     /// Record incoming notes into the clip while the host plays (quantized to 16ths, on a
     /// "Recorded" track).
     #[id = "record"]
@@ -77,6 +81,10 @@ pub fn temperature_range() -> FloatRange {
     }
 }
 
+pub fn repeat_range() -> FloatRange {
+    FloatRange::Linear { min: 0.0, max: 1.0 }
+}
+
 pub fn output_channel_range() -> IntRange {
     IntRange::Linear { min: 0, max: 16 }
 }
@@ -100,6 +108,10 @@ impl Default for BandmateParams {
                 .with_string_to_value(formatters::s2v_f32_percentage()),
             temperature: FloatParam::new("Temperature", 1.0, temperature_range())
                 .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            repeat: FloatParam::new("Repeat", 0.5, repeat_range())
+                .with_unit(" %")
+                .with_value_to_string(formatters::v2s_f32_percentage(0))
+                .with_string_to_value(formatters::s2v_f32_percentage()),
             record: BoolParam::new("Record", false),
             key_lock: BoolParam::new("Key lock", false),
             output_channel: IntParam::new("Output channel", 0, output_channel_range())

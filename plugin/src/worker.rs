@@ -85,6 +85,9 @@ pub struct JobSettings {
     pub density: f32,
     pub strength: f32,
     pub temperature: f32,
+    /// How closely Fill and Continue follow the bars before the hole, 0 (fresh) to 1 (close to
+    /// a copy); 0.5 is the model's calibration (see `models::echo_strength`).
+    pub repeat: f32,
     pub key_lock: bool,
     pub seed: u64,
 }
@@ -95,6 +98,7 @@ impl Default for JobSettings {
             density: 0.5,
             strength: 0.5,
             temperature: 1.0,
+            repeat: 0.5,
             key_lock: false,
             seed: 0,
         }
