@@ -54,8 +54,8 @@ fn main() -> Result<()> {
         .pop()
         .context("no POP909 test window")?;
     let mask = Mask::bars(&window.clip, 2..=3);
-    // The model's calibration echoes bars 1–2 at 0.3 (0.3·steps network evaluations); from
-    // noise (echo 0) every one of the steps runs the network.
+    // The model's calibration echoes bars 1–2 at `echo.fill` (that share of the steps runs the
+    // network); from noise (echo 0) every one of the steps runs it.
     for (steps, runs, echo) in [
         (25usize, 20usize, None),
         (25, 20, Some(0.0)),
@@ -80,9 +80,9 @@ fn main() -> Result<()> {
         println!(
             "roll: fill bars 3-4 of a 4-bar window, {steps:>3} steps, {:<12} p50 {:7.1} ms  p95 {:7.1} ms  ({runs} runs)",
             if echo.is_some() {
-                "from noise:"
+                "from noise:".to_string()
             } else {
-                "echo 0.3:"
+                format!("echo {}:", model.config().echo.fill)
             },
             percentile(&times, 0.5),
             percentile(&times, 0.95)

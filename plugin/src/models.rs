@@ -110,7 +110,12 @@ impl Generator for RollGenerator {
             hook_control.progress(done as f32 / planned.max(1) as f32);
             !hook_control.cancelled()
         });
-        let echo_calibration = model.config().echo.fill;
+        // Repeat's middle: the model's echo for this job (an accompaniment's for a one-track
+        // fill under other tracks' notes).
+        let echo_calibration = match &request.job {
+            Job::Fill { clip, mask } => diffusion::fill_echo(model.config(), clip, mask),
+            _ => model.config().echo.fill,
+        };
         let roll_options = |settings: &JobSettings, clip: Option<&Clip>| RollOptions {
             on_step: Some(hook.clone()),
             ..roll_options(settings, clip, echo_calibration)

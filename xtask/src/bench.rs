@@ -18,7 +18,8 @@
 //!   in PyTorch from the same venv (forward, training step, live next bar).
 //! - `roll`, `latent` and `band` take `--rounds N`: the bench runs N times and the command ends
 //!   with the median candle and PyTorch times of every comparison row (this machine's speed
-//!   drifts by ±20% between runs). `BANDMATE_BENCH_ITERS=n` sets the timed runs per row.
+//!   drifts by ±20% between runs). `BANDMATE_BENCH_ITERS=n` sets the timed runs per row,
+//!   `BANDMATE_BENCH_SPREAD=1` prints each row's run times in order (to tell drift from outliers).
 
 use crate::shell::{self, Result};
 

@@ -75,12 +75,16 @@ impl Twin {
     }
 }
 
-/// Median wall time (ms) of `iterations` runs of `f` after one warm-up run, as the twins time.
+/// Median wall time (ms) of `iterations` runs of `f` after one warm-up run, as the twins time;
+/// `BANDMATE_BENCH_SPREAD=1` prints every run's time to stderr.
 pub fn median_ms(iterations: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     f()?;
     let mut times = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         times.push(timed(&mut f)?.1);
+    }
+    if std::env::var_os("BANDMATE_BENCH_SPREAD").is_some() {
+        eprintln!("  (times in run order, ms: {times:.1?})");
     }
     times.sort_by(f64::total_cmp);
     Ok(percentile(&times, 0.5))

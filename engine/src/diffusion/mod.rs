@@ -15,5 +15,5 @@ pub mod velocity;
 pub use model::RollModel;
 pub use sampler::{CANCELLED, SamplerKind, SamplerOptions, WindowProblem};
 pub use tasks::{
-    RollOptions, StepHook, continue_clip, fill, generate, harmonize, regenerate, vary,
+    RollOptions, StepHook, continue_clip, fill, fill_echo, generate, harmonize, regenerate, vary,
 };

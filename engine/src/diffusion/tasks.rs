@@ -27,6 +27,7 @@ use std::sync::Arc;
 use super::model::RollModel;
 use super::sampler::{SamplerKind, SamplerOptions, WindowProblem};
 use super::velocity::assign_velocities;
+use crate::models::roll::Config;
 use crate::music::{
     Clip, Key, Mask, Note, ONSET, PianoRoll, SUSTAIN, TimeSignature, Track, TrackRole, pitch_name,
 };
@@ -100,7 +101,8 @@ impl Default for RollOptions {
 /// Regenerate the masked cells of `clip`.
 ///
 /// A fill of one track under other tracks' notes (an accompaniment written to a given melody
-/// after the bars before it) takes the harmonization's density and guidance, and the fill's echo.
+/// after the bars before it) takes the harmonization's density and guidance, and the
+/// accompaniment's echo ([`fill_echo`]).
 pub fn fill(model: &RollModel, clip: &Clip, mask: &Mask, opts: &RollOptions) -> Result<Clip> {
     let cfg = model.config();
     let (density, guidance) = if accompanies(clip, mask) {
@@ -108,8 +110,18 @@ pub fn fill(model: &RollModel, clip: &Clip, mask: &Mask, opts: &RollOptions) -> 
     } else {
         (cfg.density.fill, cfg.guidance.fill)
     };
-    let opts = calibrated(opts, density, guidance, cfg.echo.fill);
+    let opts = calibrated(opts, density, guidance, fill_echo(cfg, clip, mask));
     regenerate(model, clip, mask, None, &opts)
+}
+
+/// The calibrated echo strength of [`fill`] on `clip` and `mask`: the accompaniment's when the
+/// mask is one track under other tracks' notes, else the fill's.
+pub fn fill_echo(cfg: &Config, clip: &Clip, mask: &Mask) -> f32 {
+    if accompanies(clip, mask) {
+        cfg.echo.accompaniment()
+    } else {
+        cfg.echo.fill
+    }
 }
 
 /// Whether `mask` rewrites one track while another pitched track sounds in a masked step.
@@ -686,6 +698,20 @@ mod tests {
         assert!(!accompanies(&clip, &on_track(0..=0, None)));
         assert!(!accompanies(&clip, &on_track(1..=3, Some(accompaniment))));
         assert!(!accompanies(&clip, &on_track(0..=3, Some(melody))));
+        // The accompaniment takes its own echo strength; an older config has only the fill's.
+        let mut cfg = crate::models::roll::Config::fast();
+        cfg.echo.fill = 0.7;
+        cfg.echo.accompaniment = Some(0.3);
+        assert_eq!(
+            fill_echo(&cfg, &clip, &on_track(0..=0, Some(accompaniment))),
+            0.3
+        );
+        assert_eq!(fill_echo(&cfg, &clip, &on_track(0..=0, None)), 0.7);
+        cfg.echo.accompaniment = None;
+        assert_eq!(
+            fill_echo(&cfg, &clip, &on_track(0..=0, Some(accompaniment))),
+            0.7
+        );
     }
 
     #[test]

@@ -67,6 +67,17 @@ pub struct Config {
 pub struct EchoCalibration {
     /// Fill and continue (0 = start from noise; up to 1, where the echo is all but noised away).
     pub fill: f32,
+    /// A fill of one track under other tracks' notes (an accompaniment written to a given
+    /// melody after the bars before it); absent in older configs: the fill's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accompaniment: Option<f32>,
+}
+
+impl EchoCalibration {
+    /// The echo strength of a fill that accompanies given notes.
+    pub fn accompaniment(&self) -> f32 {
+        self.accompaniment.unwrap_or(self.fill)
+    }
 }
 
 /// Guidance weights w per task for a conditioned net (classifier-free guidance, Ho & Salimans
@@ -265,7 +276,10 @@ impl Config {
         if !self.conditioned && (g.fill > 0.0 || g.harmonize > 0.0) {
             return Err("guidance needs a conditioned net (\"conditioned\": true)".into());
         }
-        if !(self.echo.fill.is_finite() && (0.0..=1.0).contains(&self.echo.fill)) {
+        if [self.echo.fill, self.echo.accompaniment()]
+            .iter()
+            .any(|e| !(e.is_finite() && (0.0..=1.0).contains(e)))
+        {
             return Err(format!(
                 "echo {:?} must be strengths from 0 to 1",
                 self.echo
@@ -669,5 +683,35 @@ mod tests {
         for name in ["tiny", "small", "fast", "fast-cond", "base"] {
             assert!(Config::preset(name).unwrap().validate().is_ok(), "{name}");
         }
+        // Echo strengths lie in 0..=1, the accompaniment's too.
+        let echoed = |fill: f32, accompaniment: Option<f32>| Config {
+            echo: EchoCalibration {
+                fill,
+                accompaniment,
+            },
+            ..Config::fast()
+        };
+        assert!(echoed(0.7, Some(0.3)).validate().is_ok());
+        assert!(echoed(0.7, Some(1.5)).validate().is_err());
+        assert!(echoed(-0.1, None).validate().is_err());
+        assert!(echoed(0.7, Some(f32::NAN)).validate().is_err());
+    }
+
+    #[test]
+    fn an_older_config_without_the_accompaniment_echo_takes_the_fills() {
+        let old: Config = serde_json::from_str(
+            &serde_json::to_string(&Config::fast())
+                .unwrap()
+                .replace("\"echo\":{\"fill\":0.0}", "\"echo\":{\"fill\":0.4}"),
+        )
+        .unwrap();
+        assert_eq!(old.echo.fill, 0.4);
+        assert_eq!(old.echo.accompaniment, None);
+        assert_eq!(old.echo.accompaniment(), 0.4);
+        // The shipped config holds both.
+        let shipped: Config =
+            serde_json::from_str(include_str!("../../../assets/roll/config.json")).unwrap();
+        assert_eq!(shipped.echo.fill, 0.7);
+        assert_eq!(shipped.echo.accompaniment(), 0.3);
     }
 }
