@@ -330,6 +330,9 @@ fn action_buttons(ui: &mut Ui, state: &mut EditorState, actions: &mut Vec<Action
 }
 
 fn model_controls(ui: &mut Ui, state: &mut EditorState) {
+    // Three sliders share this row with the pitch range: narrower than egui's 100 points, so
+    // the row fits the editor's default width.
+    ui.spacing_mut().slider_width = 64.0;
     let m = &mut state.model;
     let name = state.models.get(m.model).cloned().unwrap_or_default();
     egui::ComboBox::from_label("model")
