@@ -35,7 +35,8 @@ impl RollGenerator {
 const CLOSEST_ECHO: f32 = 0.05;
 
 /// The engine's sampling options for `settings` on `clip`, for a model whose fills echo the
-/// bars before the hole at `echo_calibration` (`Config::echo.fill`). Density 0–1 maps to the
+/// bars before the hole at `echo_calibration` (`diffusion::fill_echo` of the job, else
+/// `Config::echo.fill`). Density 0–1 maps to the
 /// odds multiplier 1/4–4 (0.5 → 1, as trained); key lock keeps generated notes in the clip's
 /// key; Repeat sets the echo strength ([`echo_strength`]). The roll sampler has no
 /// temperature; it ignores that setting.
