@@ -319,6 +319,20 @@ fn im2col(x: &Strided4, g: &ConvGeometry, b: usize, p0: usize, n: usize, cols: &
     }
 }
 
+/// The sum of `values` in f64, over eight lanes so that it vectorizes (a single f64 chain
+/// waits on each add: it was 1.3% of a roll training step, for the bias gradients).
+fn sum_f64(values: &[f32]) -> f64 {
+    let mut lanes = [0f64; 8];
+    let chunks = values.chunks_exact(8);
+    let tail: f64 = chunks.remainder().iter().map(|&v| f64::from(v)).sum();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += f64::from(v);
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
+}
+
 /// Adds the columns `dcols` (`[k_dim, n]`) of output positions `[p0, p0 + n)` back onto the
 /// contiguous input-gradient image `gx` (`[c_in, h, w]`): the adjoint of [`im2col`].
 fn col2im_add(dcols: &[f32], g: &ConvGeometry, p0: usize, n: usize, gx: &mut [f32]) {
@@ -727,7 +741,7 @@ pub fn conv2d_weight_bias_grads(
                 let gy = &grad_out[b * co * p..(b + 1) * co * p];
                 if want_bias {
                     for (acc, row) in gb.iter_mut().zip(gy.chunks_exact(p)) {
-                        *acc += row.iter().map(|&v| v as f64).sum::<f64>();
+                        *acc += sum_f64(row);
                     }
                 }
                 if !want_weight {
@@ -1105,6 +1119,16 @@ mod tests {
         let n = shape.iter().product();
         let data: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
         Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn the_lane_sum_equals_the_plain_f64_sum() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for len in [0, 1, 7, 8, 9, 63, 4096, 4099] {
+            let values: Vec<f32> = (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let plain: f64 = values.iter().map(|&v| f64::from(v)).sum();
+            assert!((sum_f64(&values) - plain).abs() < 1e-12, "{len}");
+        }
     }
 
     /// `max |a − b| / max |b|`: the error relative to the reference's scale.
