@@ -209,12 +209,21 @@ fn main() -> Result<()> {
         .flatten_all()?
         .to_vec1::<f32>()?;
     let x_view = Strided4::contiguous(&x_data, c, h, w);
-    if selected("kernel bwd weight+bias (bandmate)") {
+    // The weight gradient by Winograd products, and by im2col + GEMM (the direct kernels).
+    for (label, winograd) in [
+        ("kernel bwd weight+bias (bandmate)", true),
+        ("kernel bwd weight+bias (bandmate, direct)", false),
+    ] {
+        if !selected(label) {
+            continue;
+        }
+        bandmate::nn::winograd::set_enabled(winograd);
         let run = || {
             conv2d_weight_bias_grads(&x_view, &gy_data, &geometry, true, true);
             Ok(())
         };
-        report("kernel bwd weight+bias (bandmate)", flops, time(reps, run)?);
+        report(label, flops, time(reps, run)?);
+        bandmate::nn::winograd::set_enabled(true);
     }
     if selected("kernel bwd input (bandmate)") {
         let run = || {

@@ -249,7 +249,7 @@ pub(super) unsafe fn sgemm(
 }
 
 /// Gemm parallelism for `tasks` independent tasks: inside gemm only when tasks can't fill the pool.
-fn gemm_parallelism(tasks: usize) -> Parallelism {
+pub(super) fn gemm_parallelism(tasks: usize) -> Parallelism {
     let threads = rayon::current_num_threads();
     if tasks < threads && !super::is_serial() {
         Parallelism::Rayon(threads)
@@ -707,6 +707,10 @@ pub fn conv2d_weight_bias_grads(
         g.batch * co * p,
         "conv2d_weight_bias_grads: grad_out size"
     );
+    if want_weight && super::winograd::applies(g) {
+        let (_, gb) = conv2d_weight_bias_grads(x, grad_out, g, false, want_bias);
+        return (Some(super::winograd::weight_grad(x, grad_out, g)), gb);
+    }
     let pointwise = g.is_pointwise() && x.rows_flatten(g.w);
     let small = uses_small_c_out_kernels(g);
     let tile = g.tile_len();

@@ -10,14 +10,20 @@
 //!
 //! Work is split into blocks of tile rows of one image, sized so one block's `V` and `M` stay
 //! in L2; blocks run in parallel on rayon's pool. Rounding differs from the direct convolution
-//! by a few ulps of the inputs' scale (the transforms only add and halve). Gradients are not
-//! computed here: the op's backward uses the direct kernels (whose stride-1 input gradient is
-//! itself a forward convolution, and so lands here too).
+//! by a few ulps of the inputs' scale (the transforms only add and halve).
+//!
+//! Backward: the input gradient of a stride-1 convolution is itself a forward convolution (of
+//! the output gradient with the flipped kernel), so it lands here too; the weight gradient is
+//! [`weight_grad`], the exact gradient of the products above (`dU_ξ = Σ dM_ξ · V_ξᵀ` over the
+//! tiles, `dM = A dY Aᵀ`, then `Gᵀ dU G`): 16 multiplies per tile and channel pair where the
+//! direct kernel's im2col + GEMM spends 36.
 
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::conv_kernel::{ConvGeometry, SharedMut, Strided4, put_back_cols, take_cols};
+use super::conv_kernel::{
+    ConvGeometry, Mat, SharedMut, Strided4, gemm_parallelism, put_back_cols, sgemm, take_cols,
+};
 use super::fused::avx2_dispatch;
 use super::huge_pages::uninit_f32;
 
@@ -145,6 +151,14 @@ impl PatchRows {
         }
     }
 
+    /// Rows 2 and 3 become rows 0 and 1 (the next tile row's first two).
+    fn shift_up(&mut self) {
+        for rows in [&mut self.even, &mut self.odd] {
+            rows.swap(0, 2);
+            rows.swap(1, 3);
+        }
+    }
+
     /// Row `i` from input row `row` (`None`: padding), read at `data[start + iw · step]`.
     fn load(&mut self, i: usize, row: Option<(&[f32], usize, usize)>, w: usize) {
         let (even, odd) = (&mut self.even[i], &mut self.odd[i]);
@@ -182,6 +196,20 @@ impl PatchRows {
     }
 }
 
+/// The first `len` elements of the four rows `stride` apart at the start of `block`.
+#[inline(always)]
+fn four_rows(block: &mut [f32], stride: usize, len: usize) -> [&mut [f32]; 4] {
+    let (r0, rest) = block.split_at_mut(stride);
+    let (r1, rest) = rest.split_at_mut(stride);
+    let (r2, r3) = rest.split_at_mut(stride);
+    [
+        &mut r0[..len],
+        &mut r1[..len],
+        &mut r2[..len],
+        &mut r3[..len],
+    ]
+}
+
 avx2_dispatch! {
     /// `Bᵀ d B` of one row of patches: writes tile `t` of position ξ to `v[ξ · v_stride + t]`.
     fn input_tile_row(rows: &mut PatchRows, v: &mut [f32], v_stride: usize, tiles: usize) => input_tile_row_imp
@@ -204,16 +232,7 @@ fn input_tile_row_imp(rows: &mut PatchRows, v: &mut [f32], v_stride: usize, tile
             }
         }
         // (Bᵀ d) B: patch t reads padded columns 2t..2t+3 = even[t], odd[t], even[t+1], odd[t+1].
-        let block = &mut v[i * 4 * v_stride..];
-        let (v0, rest) = block.split_at_mut(v_stride);
-        let (v1, rest) = rest.split_at_mut(v_stride);
-        let (v2, v3) = rest.split_at_mut(v_stride);
-        let (v0, v1, v2, v3) = (
-            &mut v0[..tiles],
-            &mut v1[..tiles],
-            &mut v2[..tiles],
-            &mut v3[..tiles],
-        );
+        let [v0, v1, v2, v3] = four_rows(&mut v[i * 4 * v_stride..], v_stride, tiles);
         let (e0, e1, o0, o1) = (&even[..tiles], &even[1..len], &odd[..tiles], &odd[1..len]);
         for t in 0..tiles {
             v0[t] = e0[t] - e1[t];
@@ -393,6 +412,50 @@ unsafe fn tile<const R: usize, const V: usize>(
     }
 }
 
+/// Tile rows `[th0, th0 + rows)` of image `b`, whose `rows · tiles per row` tiles are laid out
+/// `n` apart (a multiple of 8, at least that many) in the transformed buffers.
+struct Block {
+    b: usize,
+    th0: usize,
+    rows: usize,
+    n: usize,
+}
+
+/// `V = Bᵀ d B` of every patch of `block`: patch `t` of input channel `ci` at position ξ goes to
+/// `v[ξ · v_stride + ci · n + t]`.
+fn transform_input_block(
+    x: &Strided4,
+    g: &ConvGeometry,
+    block: &Block,
+    v: &mut [f32],
+    v_stride: usize,
+) {
+    let (_, tiles_per_row) = tile_grid(g);
+    let [s0, s1, s2, s3] = x.strides;
+    let mut patch_rows = PatchRows::new(tiles_per_row);
+    for ci in 0..g.c_in {
+        let channel = x.offset + block.b * s0 + ci * s1;
+        for r in 0..block.rows {
+            let th = block.th0 + r;
+            // Patch rows overlap by two input rows: the last two of one tile row are the
+            // first two of the next.
+            let fresh = if r == 0 {
+                0
+            } else {
+                patch_rows.shift_up();
+                2
+            };
+            for i in fresh..4 {
+                let ih = (2 * th + i).wrapping_sub(1);
+                let row = (ih < g.h).then(|| (x.data, channel + ih * s2, s3));
+                patch_rows.load(i, row, g.w);
+            }
+            let first = ci * block.n + r * tiles_per_row;
+            input_tile_row(&mut patch_rows, &mut v[first..], v_stride, tiles_per_row);
+        }
+    }
+}
+
 /// Forward convolution (see the module doc); same contract as
 /// [`super::conv_kernel::conv2d_forward`]: `weight` contiguous `[c_out, c_in·9]`, `bias`
 /// `[c_out]`, output contiguous `[batch, c_out, h, w]`.
@@ -412,7 +475,6 @@ pub(crate) fn forward(
     let plane = g.h_out * g.w_out;
     let mut y = uninit_f32(g.batch * c_out * plane); // every tile writes its outputs
     let y_ptr = SharedMut(y.as_mut_ptr());
-    let [s0, s1, s2, s3] = x.strides;
 
     (0..tasks).into_par_iter().for_each(|task| {
         let (b, block) = (task / blocks_per_image, task % blocks_per_image);
@@ -426,20 +488,7 @@ pub(crate) fn forward(
         let mut scratch = take_cols(16 * (v_stride + m_stride));
         {
             let (v, m) = scratch.split_at_mut(16 * v_stride); // [16, c_in, n], [16, c_out, n]
-            let mut patch_rows = PatchRows::new(tiles_per_row);
-            for ci in 0..c_in {
-                let channel = x.offset + b * s0 + ci * s1;
-                for r in 0..rows {
-                    let th = th0 + r;
-                    for i in 0..4 {
-                        let ih = (2 * th + i).wrapping_sub(1);
-                        let row = (ih < g.h).then(|| (x.data, channel + ih * s2, s3));
-                        patch_rows.load(i, row, g.w);
-                    }
-                    let first = ci * n + r * tiles_per_row;
-                    input_tile_row(&mut patch_rows, &mut v[first..], v_stride, tiles_per_row);
-                }
-            }
+            transform_input_block(x, g, &Block { b, th0, rows, n }, v, v_stride);
             let products = Products {
                 u: &u,
                 v,
@@ -494,6 +543,192 @@ pub(crate) fn forward(
     y
 }
 
+/// Rows of one row of output-gradient tiles, split into even and odd columns: `[dy(2t, top),
+/// dy(2t + 1, top), dy(2t, bottom), dy(2t + 1, bottom)]`, zero past the image's edge.
+struct GradRows {
+    parts: [Vec<f32>; 4],
+}
+
+impl GradRows {
+    fn new(tiles: usize) -> Self {
+        Self {
+            parts: std::array::from_fn(|_| vec![0f32; tiles]),
+        }
+    }
+
+    /// Loads the two output rows of one tile row (`None`: below the image).
+    fn load(&mut self, top: &[f32], bottom: Option<&[f32]>) {
+        let [top_even, top_odd, bottom_even, bottom_odd] = &mut self.parts;
+        split_columns(top, top_even, top_odd);
+        match bottom {
+            Some(bottom) => split_columns(bottom, bottom_even, bottom_odd),
+            None => {
+                bottom_even.fill(0.0);
+                bottom_odd.fill(0.0);
+            }
+        }
+    }
+}
+
+/// `row[2t]` into `even[t]` and `row[2t + 1]` into `odd[t]`, zero where the row has ended.
+fn split_columns(row: &[f32], even: &mut [f32], odd: &mut [f32]) {
+    for ((pair, e), o) in row.chunks_exact(2).zip(even.iter_mut()).zip(odd.iter_mut()) {
+        *e = pair[0];
+        *o = pair[1];
+    }
+    let whole = row.len() / 2;
+    if row.len() % 2 == 1 {
+        even[whole] = row[row.len() - 1];
+        odd[whole] = 0.0;
+        even[whole + 1..].fill(0.0);
+        odd[whole + 1..].fill(0.0);
+    } else {
+        even[whole..].fill(0.0);
+        odd[whole..].fill(0.0);
+    }
+}
+
+avx2_dispatch! {
+    /// `A dY Aᵀ` of one row of output-gradient tiles (the adjoint of [`output_tile_row`]'s
+    /// `Aᵀ M A`): writes tile `t` of position ξ to `dm[ξ · m_stride + t]`.
+    fn grad_tile_row(rows: &GradRows, dm: &mut [f32], m_stride: usize, tiles: usize) => grad_tile_row_imp
+}
+
+#[inline(always)]
+fn grad_tile_row_imp(rows: &GradRows, dm: &mut [f32], m_stride: usize, tiles: usize) {
+    let [y00, y01, y10, y11] = &rows.parts;
+    let (y00, y01, y10, y11) = (&y00[..tiles], &y01[..tiles], &y10[..tiles], &y11[..tiles]);
+    // Row i of A dY is (a, b) with, for i = 0..4: (y0·), (y0· + y1·), (y0· − y1·), (−y1·);
+    // then each row (a, b) becomes (a, a + b, a − b, −b) along the columns.
+    for i in 0..4 {
+        let [d0, d1, d2, d3] = four_rows(&mut dm[i * 4 * m_stride..], m_stride, tiles);
+        for t in 0..tiles {
+            let (a, b) = match i {
+                0 => (y00[t], y01[t]),
+                1 => (y00[t] + y10[t], y01[t] + y11[t]),
+                2 => (y00[t] - y10[t], y01[t] - y11[t]),
+                _ => (-y10[t], -y11[t]),
+            };
+            d0[t] = a;
+            d1[t] = a + b;
+            d2[t] = a - b;
+            d3[t] = -b;
+        }
+    }
+}
+
+/// `dg = Gᵀ dU G` of every filter (the adjoint of [`transform_weights`]): `du` `[16, c_out,
+/// c_in]` → `[c_out, c_in, 3, 3]`.
+fn weight_grads_from_transformed(du: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
+    // Gᵀ: [3, 4]
+    const GT: [[f32; 4]; 3] = [
+        [1.0, 0.5, 0.5, 0.0],
+        [0.0, 0.5, -0.5, 0.0],
+        [0.0, 0.5, 0.5, 1.0],
+    ];
+    let pairs = c_out * c_in;
+    let mut dg = vec![0f32; 9 * pairs];
+    for (pair, filter) in dg.chunks_exact_mut(9).enumerate() {
+        let d = |i: usize, j: usize| du[(4 * i + j) * pairs + pair];
+        for (a, gt_a) in GT.iter().enumerate() {
+            // (Gᵀ dU)[a][j]
+            let row: [f32; 4] =
+                std::array::from_fn(|j| (0..4).map(|i| gt_a[i] * d(i, j)).sum::<f32>());
+            for (b, gt_b) in GT.iter().enumerate() {
+                filter[3 * a + b] = (0..4).map(|j| row[j] * gt_b[j]).sum();
+            }
+        }
+    }
+    dg
+}
+
+/// The weight gradient of [`forward`] (`[c_out, c_in·9]`): the gradient of the products,
+/// `dU_ξ = Σ_tiles dM_ξ · V_ξᵀ` with `dM = A dY Aᵀ` per output tile, summed over the batch, then
+/// `Gᵀ dU G`. 16 products per tile and channel pair instead of the direct kernel's 36 per 2×2
+/// outputs. `grad_out` is contiguous `[batch, c_out, h_out, w_out]`. Partial sums are taken
+/// over fixed runs of blocks and added in order, so results are deterministic for a given
+/// thread count.
+pub(crate) fn weight_grad(x: &Strided4, grad_out: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    debug_assert!(applies(g));
+    let (c_in, c_out) = (g.c_in, g.c_out);
+    let (tile_rows, tiles_per_row) = tile_grid(g);
+    let rows_per_block = block_rows(g);
+    let blocks_per_image = tile_rows.div_ceil(rows_per_block);
+    let tasks = g.batch * blocks_per_image;
+    let plane = g.h_out * g.w_out;
+    let chunks = tasks.min(4 * rayon::current_num_threads());
+    let tasks_per_chunk = tasks.div_ceil(chunks);
+    let chunks = tasks.div_ceil(tasks_per_chunk);
+    let par = gemm_parallelism(chunks);
+    let pairs = c_out * c_in;
+
+    let partials: Vec<Vec<f32>> = (0..chunks)
+        .into_par_iter()
+        .map(|chunk| {
+            let mut du = vec![0f32; 16 * pairs]; // [16, c_out, c_in]
+            let mut grad_rows = GradRows::new(tiles_per_row);
+            for task in chunk * tasks_per_chunk..((chunk + 1) * tasks_per_chunk).min(tasks) {
+                let (b, block) = (task / blocks_per_image, task % blocks_per_image);
+                let th0 = block * rows_per_block;
+                let rows = rows_per_block.min(tile_rows - th0);
+                let tiles = rows * tiles_per_row;
+                let n = tiles.next_multiple_of(8);
+                let (v_stride, m_stride) = (c_in * n + SKEW, c_out * n + SKEW);
+                let mut scratch = take_cols(16 * (v_stride + m_stride));
+                {
+                    // [16, c_in, n], [16, c_out, n]
+                    let (v, dm) = scratch.split_at_mut(16 * v_stride);
+                    transform_input_block(x, g, &Block { b, th0, rows, n }, v, v_stride);
+                    for co in 0..c_out {
+                        let gy = &grad_out[(b * c_out + co) * plane..][..plane];
+                        for r in 0..rows {
+                            let oh = 2 * (th0 + r);
+                            let line = |row: usize| &gy[row * g.w_out..][..g.w_out];
+                            let bottom = (oh + 1 < g.h_out).then(|| line(oh + 1));
+                            grad_rows.load(line(oh), bottom);
+                            let first = co * n + r * tiles_per_row;
+                            grad_tile_row(&grad_rows, &mut dm[first..], m_stride, tiles_per_row);
+                        }
+                    }
+                    for xi in 0..16 {
+                        let lhs = Mat {
+                            ptr: dm[xi * m_stride..].as_ptr(),
+                            rs: n,
+                            cs: 1,
+                        };
+                        let rhs = Mat {
+                            ptr: v[xi * v_stride..].as_ptr(),
+                            rs: 1,
+                            cs: n,
+                        };
+                        // SAFETY: dM_ξ is [c_out, tiles] with row stride n, V_ξᵀ [tiles, c_in]
+                        // with column stride n, both inside `scratch`; dU_ξ is [c_out, c_in].
+                        unsafe {
+                            sgemm(
+                                (c_out, c_in, tiles),
+                                du[xi * pairs..].as_mut_ptr(),
+                                (c_in, 1),
+                                true,
+                                lhs,
+                                rhs,
+                                par,
+                            )
+                        };
+                    }
+                }
+                put_back_cols(scratch);
+            }
+            du
+        })
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut du = partials.next().expect("at least one block");
+    for partial in partials {
+        du.iter_mut().zip(&partial).for_each(|(acc, v)| *acc += v);
+    }
+    weight_grads_from_transformed(&du, c_out, c_in)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -545,6 +780,76 @@ mod tests {
                 .map(|(a, b)| (a - b).abs())
                 .fold(0f32, f32::max);
             assert!(worst < 1e-5, "{c_in}→{c_out}, {n} tiles: max |Δ| {worst}");
+        }
+    }
+
+    /// `Σ gy · x` over the batch and positions, in f64: the weight gradient by definition.
+    fn reference_weight_grad(x: &Strided4, gy: &[f32], g: &ConvGeometry) -> Vec<f64> {
+        let [s0, s1, s2, s3] = x.strides;
+        let mut dw = vec![0f64; g.c_out * g.c_in * 9];
+        for b in 0..g.batch {
+            for co in 0..g.c_out {
+                for oh in 0..g.h_out {
+                    for ow in 0..g.w_out {
+                        let dy = f64::from(gy[((b * g.c_out + co) * g.h_out + oh) * g.w_out + ow]);
+                        for ci in 0..g.c_in {
+                            for (tap, d) in dw[(co * g.c_in + ci) * 9..][..9].iter_mut().enumerate()
+                            {
+                                let (ih, iw) = (
+                                    (oh + tap / 3).wrapping_sub(1),
+                                    (ow + tap % 3).wrapping_sub(1),
+                                );
+                                if ih < g.h && iw < g.w {
+                                    let at = x.offset + b * s0 + ci * s1 + ih * s2 + iw * s3;
+                                    *d += dy * f64::from(x.data[at]);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        dw
+    }
+
+    #[test]
+    fn the_weight_gradient_matches_its_definition() {
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        // (batch, c_in, c_out, h, w): odd and even sizes, one pixel, several blocks per image,
+        // channel counts off the register tiles.
+        for (batch, c_in, c_out, h, w) in [
+            (2, 8, 8, 31, 17),
+            (1, 9, 13, 64, 88),
+            (1100, 8, 8, 1, 1),
+            (3, 24, 10, 7, 50),
+        ] {
+            let g = ConvGeometry::new(&[batch, c_in, h, w], &[c_out, c_in, 3, 3], 1, 1).unwrap();
+            assert!(applies(&g));
+            // The input stored as [batch, c_in, w, h] and read transposed, after an offset.
+            let offset = 5;
+            let data: Vec<f32> = (0..offset + batch * c_in * h * w)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let x = Strided4 {
+                data: &data,
+                offset,
+                strides: [c_in * h * w, h * w, 1, h],
+            };
+            let gy: Vec<f32> = (0..batch * c_out * h * w)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let ours = weight_grad(&x, &gy, &g);
+            let reference = reference_weight_grad(&x, &gy, &g);
+            let scale = reference.iter().fold(0f64, |m, v| m.max(v.abs()));
+            let worst = ours
+                .iter()
+                .zip(&reference)
+                .map(|(&a, &b)| (f64::from(a) - b).abs())
+                .fold(0f64, f64::max);
+            assert!(
+                worst <= 1e-5 * scale,
+                "{batch}×{c_in}→{c_out} at {h}×{w}: max |Δ| {worst} (scale {scale})"
+            );
         }
     }
 }
