@@ -225,6 +225,35 @@ fn main() -> Result<()> {
         report(label, flops, time(reps, run)?);
         bandmate::nn::winograd::set_enabled(true);
     }
+    // The same on the roll UNet's levels (batch 16, 64 steps × 64 pitches at the top).
+    for (c, h, w) in [(24, 64, 64), (48, 32, 32), (96, 16, 16), (96, 8, 8)] {
+        let label = format!("kernel bwd weight 3x3 {c}->{c} {h}x{w} b16");
+        if !selected(&label) {
+            continue;
+        }
+        let batch = 16;
+        let x_data: Vec<f32> = (0..batch * c * h * w)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1e3)
+            .collect();
+        let gy_data: Vec<f32> = (0..batch * c * h * w)
+            .map(|i| ((i * 104729) % 997) as f32 / 997.0 - 0.5)
+            .collect();
+        let x_view = Strided4::contiguous(&x_data, c, h, w);
+        let geometry = ConvGeometry::new(&[batch, c, h, w], &[c, c, 3, 3], 1, 1)?;
+        for (kind, winograd) in [("winograd", true), ("direct", false)] {
+            bandmate::nn::winograd::set_enabled(winograd);
+            let run = || {
+                conv2d_weight_bias_grads(&x_view, &gy_data, &geometry, true, false);
+                Ok(())
+            };
+            report(
+                &format!("{label} ({kind})"),
+                geometry.flops(),
+                time(reps * 4, run)?,
+            );
+        }
+        bandmate::nn::winograd::set_enabled(true);
+    }
     if selected("kernel bwd input (bandmate)") {
         let run = || {
             conv2d_input_grad(&w_data, &gy_data, &geometry);
