@@ -249,13 +249,38 @@ pub(super) unsafe fn sgemm(
 }
 
 /// Gemm parallelism for `tasks` independent tasks: inside gemm only when tasks can't fill the pool.
-pub(super) fn gemm_parallelism(tasks: usize) -> Parallelism {
+fn gemm_parallelism(tasks: usize) -> Parallelism {
     let threads = rayon::current_num_threads();
     if tasks < threads && !super::is_serial() {
         Parallelism::Rayon(threads)
     } else {
         Parallelism::None
     }
+}
+
+/// A sum over `tasks` independent tasks: they are cut into at most four runs per thread, each
+/// run's partial result is `work(run's task range, gemm parallelism for that many runs)`, and
+/// the partial results are added into the first in order, so the sum is deterministic for a
+/// given thread count. `tasks` must be at least 1.
+pub(super) fn sum_of_runs<T: Send>(
+    tasks: usize,
+    work: impl Fn(std::ops::Range<usize>, Parallelism) -> T + Sync + Send,
+    add: impl Fn(&mut T, T),
+) -> T {
+    let runs = tasks.min(4 * rayon::current_num_threads()).max(1);
+    let run_len = tasks.div_ceil(runs);
+    let runs = tasks.div_ceil(run_len);
+    let par = gemm_parallelism(runs);
+    let partials: Vec<T> = (0..runs)
+        .into_par_iter()
+        .map(|run| work(run * run_len..((run + 1) * run_len).min(tasks), par))
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut sum = partials.next().expect("at least one task");
+    for partial in partials {
+        add(&mut sum, partial);
+    }
+    sum
 }
 
 /// Walks the output positions `[p0, p0 + n)` of one kernel offset `(ki, kj)` row by row, calling
@@ -714,17 +739,13 @@ pub fn conv2d_weight_bias_grads(
     let pointwise = g.is_pointwise() && x.rows_flatten(g.w);
     let small = uses_small_c_out_kernels(g);
     let tile = g.tile_len();
-    let threads = rayon::current_num_threads();
-    let chunk_len = g.batch.div_ceil((4 * threads).min(g.batch));
-    let chunks = g.batch.div_ceil(chunk_len);
-    let par = gemm_parallelism(chunks);
     // gemm runs fastest when the accumulator is contiguous along its shorter side, so it is
     // kept as `[k_dim, c_out]` when c_out is the shorter one and transposed at the end.
     let transposed = co <= kd && !small;
     let gw_strides = if transposed { (1, co) } else { (kd, 1) };
-    let partials: Vec<(Vec<f32>, Vec<f64>)> = (0..chunks)
-        .into_par_iter()
-        .map(|chunk| {
+    let (mut gw, gb) = sum_of_runs(
+        g.batch,
+        |images, par| {
             let mut gw = if want_weight {
                 vec![0f32; co * kd]
             } else {
@@ -741,7 +762,7 @@ pub fn conv2d_weight_bias_grads(
                 Vec::new()
             };
             let mut small_buffers = SmallBuffers::default();
-            for b in chunk * chunk_len..((chunk + 1) * chunk_len).min(g.batch) {
+            for b in images {
                 let gy = &grad_out[b * co * p..(b + 1) * co * p];
                 if want_bias {
                     for (acc, row) in gb.iter_mut().zip(gy.chunks_exact(p)) {
@@ -803,14 +824,12 @@ pub fn conv2d_weight_bias_grads(
                 }
             }
             (gw, gb)
-        })
-        .collect();
-    let mut partials = partials.into_iter();
-    let (mut gw, mut gb) = partials.next().expect("batch is non-empty");
-    for (w, b) in partials {
-        gw.iter_mut().zip(&w).for_each(|(acc, v)| *acc += v);
-        gb.iter_mut().zip(&b).for_each(|(acc, v)| *acc += v);
-    }
+        },
+        |(gw, gb), (w, b)| {
+            gw.iter_mut().zip(&w).for_each(|(acc, v)| *acc += v);
+            gb.iter_mut().zip(&b).for_each(|(acc, v)| *acc += v);
+        },
+    );
     if want_weight && transposed {
         gw = (0..co * kd).map(|i| gw[(i % kd) * co + i / kd]).collect();
     }

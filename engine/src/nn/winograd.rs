@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::conv_kernel::{
-    ConvGeometry, Mat, SharedMut, Strided4, gemm_parallelism, put_back_cols, sgemm, take_cols,
+    ConvGeometry, Mat, SharedMut, Strided4, put_back_cols, sgemm, sum_of_runs, take_cols,
 };
 use super::fused::avx2_dispatch;
 use super::huge_pages::uninit_f32;
@@ -656,18 +656,14 @@ pub(crate) fn weight_grad(x: &Strided4, grad_out: &[f32], g: &ConvGeometry) -> V
     let blocks_per_image = tile_rows.div_ceil(rows_per_block);
     let tasks = g.batch * blocks_per_image;
     let plane = g.h_out * g.w_out;
-    let chunks = tasks.min(4 * rayon::current_num_threads());
-    let tasks_per_chunk = tasks.div_ceil(chunks);
-    let chunks = tasks.div_ceil(tasks_per_chunk);
-    let par = gemm_parallelism(chunks);
     let pairs = c_out * c_in;
 
-    let partials: Vec<Vec<f32>> = (0..chunks)
-        .into_par_iter()
-        .map(|chunk| {
+    let du = sum_of_runs(
+        tasks,
+        |run, par| {
             let mut du = vec![0f32; 16 * pairs]; // [16, c_out, c_in]
             let mut grad_rows = GradRows::new(tiles_per_row);
-            for task in chunk * tasks_per_chunk..((chunk + 1) * tasks_per_chunk).min(tasks) {
+            for task in run {
                 let (b, block) = (task / blocks_per_image, task % blocks_per_image);
                 let th0 = block * rows_per_block;
                 let rows = rows_per_block.min(tile_rows - th0);
@@ -719,13 +715,9 @@ pub(crate) fn weight_grad(x: &Strided4, grad_out: &[f32], g: &ConvGeometry) -> V
                 put_back_cols(scratch);
             }
             du
-        })
-        .collect();
-    let mut partials = partials.into_iter();
-    let mut du = partials.next().expect("at least one block");
-    for partial in partials {
-        du.iter_mut().zip(&partial).for_each(|(acc, v)| *acc += v);
-    }
+        },
+        |du, partial| du.iter_mut().zip(&partial).for_each(|(acc, v)| *acc += v),
+    );
     weight_grads_from_transformed(&du, c_out, c_in)
 }
 
