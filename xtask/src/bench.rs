@@ -20,6 +20,10 @@
 //!   with the median candle and PyTorch times of every comparison row (this machine's speed
 //!   drifts by ±20% between runs). `BANDMATE_BENCH_ITERS=n` sets the timed runs per row,
 //!   `BANDMATE_BENCH_SPREAD=1` prints each row's run times in order (to tell drift from outliers).
+//! - `--compare-torch [--rounds N]` alone (or `all --compare-torch`): the three comparisons for
+//!   every shipped model (roll UNet; latent score network, MusicVAE and hierarchical MusicVAE;
+//!   band player), N rounds each, then one table of every row's medians and the rows where
+//!   candle is slower than PyTorch.
 
 use crate::shell::{self, Result};
 
@@ -48,9 +52,58 @@ pub fn run(args: &[String]) -> Result {
             &["bench", "-p", "bandmate-engine", "--bench", "data"],
         ),
         Some("roll") => engine_bench_with_torch("roll", args),
+        Some("all" | "--compare-torch") if args.iter().any(|a| a == "--compare-torch") => {
+            compare_every_model(args)
+        }
         _ => Err(format!(
-            "usage: cargo xtask bench plugin|data|editor|roll|latent|band [--compare-torch] [--rounds N] (got {args:?})"
+            "usage: cargo xtask bench plugin|data|editor|roll|latent|band [--compare-torch] [--rounds N], or cargo xtask bench --compare-torch [--rounds N] for every model (got {args:?})"
         )),
+    }
+}
+
+/// Candle and PyTorch milliseconds of one comparison row, one pair per round.
+struct ComparisonRow {
+    /// "MODEL: label".
+    label: String,
+    times: Vec<(f64, f64)>,
+}
+
+impl ComparisonRow {
+    /// Median candle ms, median PyTorch ms, and the lowest and highest speed ratio of a round.
+    fn medians(&self) -> (f64, f64, f64, f64) {
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let candle = median(self.times.iter().map(|t| t.0).collect());
+        let torch = median(self.times.iter().map(|t| t.1).collect());
+        let (low, high) = self
+            .times
+            .iter()
+            .map(|t| t.1 / t.0)
+            .fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(r), h.max(r)));
+        (candle, torch, low, high)
+    }
+
+    fn print(&self) {
+        let (candle, torch, low, high) = self.medians();
+        println!(
+            "  {:<46} candle {candle:8.2} ms  torch {torch:8.2} ms  speed ratio candle/torch {:.2} (rounds {low:.2}–{high:.2})",
+            self.label,
+            torch / candle
+        );
+    }
+}
+
+/// `--rounds N` of `args` (1 without it).
+fn rounds(args: &[String]) -> Result<usize> {
+    match args.iter().position(|a| a == "--rounds") {
+        Some(i) => Ok(args
+            .get(i + 1)
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .ok_or("--rounds needs a number of runs")?),
+        None => Ok(1),
     }
 }
 
@@ -62,22 +115,64 @@ fn engine_bench_with_torch(name: &str, args: &[String]) -> Result<()> {
     if args.iter().any(|a| a == "--compare-torch") {
         env.push(("BANDMATE_TORCH_PYTHON".to_string(), torch_venv()?));
     }
-    let rounds = match args.iter().position(|a| a == "--rounds") {
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|n| n.parse::<usize>().ok())
-            .filter(|&n| n > 0)
-            .ok_or("--rounds needs a number of runs")?,
-        None => 1,
-    };
-    let bench = ["bench", "-p", "bandmate-engine", "--bench", name];
+    let rounds = rounds(args)?;
     if rounds == 1 {
+        let bench = ["bench", "-p", "bandmate-engine", "--bench", name];
         return shell::run_with_env(&shell::cargo(), &bench, &env);
     }
-    let mut rows: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    let rows = comparison_rounds(name, rounds, &env)?;
+    println!("median of {rounds} rounds (each round times candle, then PyTorch):");
+    rows.iter().for_each(ComparisonRow::print);
+    Ok(())
+}
+
+/// Every shipped model against its PyTorch twin: the roll, latent and band comparisons, `--rounds
+/// N` each, then every row's medians in one table and the rows where candle is slower.
+fn compare_every_model(args: &[String]) -> Result<()> {
+    let env = vec![("BANDMATE_TORCH_PYTHON".to_string(), torch_venv()?)];
+    let rounds = rounds(args)?;
+    let mut rows = Vec::new();
+    for name in ["roll", "latent", "band"] {
+        rows.extend(comparison_rounds(name, rounds, &env)?);
+    }
+    println!(
+        "every shipped model, median of {rounds} rounds (each round times candle, then PyTorch):"
+    );
+    rows.iter().for_each(ComparisonRow::print);
+    let slower: Vec<&str> = rows
+        .iter()
+        .filter(|r| {
+            let (candle, torch, ..) = r.medians();
+            candle > torch
+        })
+        .map(|r| r.label.as_str())
+        .collect();
+    if slower.is_empty() {
+        println!(
+            "candle is at least as fast as PyTorch on all {} rows (medians)",
+            rows.len()
+        );
+    } else {
+        println!(
+            "candle is slower than PyTorch (medians) on: {}",
+            slower.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// Runs `cargo bench -p bandmate-engine --bench NAME` `rounds` times (its output shown as it
+/// goes) and collects the candle and PyTorch times of every comparison row.
+fn comparison_rounds(
+    name: &str,
+    rounds: usize,
+    env: &[(String, String)],
+) -> Result<Vec<ComparisonRow>> {
+    let bench = ["bench", "-p", "bandmate-engine", "--bench", name];
+    let mut rows: Vec<ComparisonRow> = Vec::new();
     for round in 1..=rounds {
-        eprintln!("round {round} of {rounds}");
-        let printed = shell::run_teed_with_env(&shell::cargo(), &bench, &env)?;
+        eprintln!("{name}: round {round} of {rounds}");
+        let printed = shell::run_teed_with_env(&shell::cargo(), &bench, env)?;
         // Rows are named by their model's header ("MusicVAE vs torch …") and their label, as
         // two models may have rows of the same label.
         let mut model = String::new();
@@ -89,30 +184,16 @@ fn engine_bench_with_torch(name: &str, args: &[String]) -> Result<()> {
                 continue;
             };
             let label = format!("{model}: {label}");
-            match rows.iter_mut().find(|(l, _)| *l == label) {
-                Some((_, times)) => times.push((candle, torch)),
-                None => rows.push((label, vec![(candle, torch)])),
+            match rows.iter_mut().find(|r| r.label == label) {
+                Some(row) => row.times.push((candle, torch)),
+                None => rows.push(ComparisonRow {
+                    label,
+                    times: vec![(candle, torch)],
+                }),
             }
         }
     }
-    println!("median of {rounds} rounds (each round times candle, then PyTorch):");
-    for (label, times) in &rows {
-        let median = |mut v: Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        let candle = median(times.iter().map(|t| t.0).collect());
-        let torch = median(times.iter().map(|t| t.1).collect());
-        let ratios: Vec<f64> = times.iter().map(|t| t.1 / t.0).collect();
-        let (low, high) = ratios
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)));
-        println!(
-            "  {label:<46} candle {candle:8.2} ms  torch {torch:8.2} ms  speed ratio candle/torch {:.2} (rounds {low:.2}–{high:.2})",
-            torch / candle
-        );
-    }
-    Ok(())
+    Ok(rows)
 }
 
 /// (label, candle ms, PyTorch ms) of a bench's comparison line: `  LABEL  F GFLOP  candle C ms
@@ -171,7 +252,18 @@ fn torch_venv() -> Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::comparison_row;
+    use super::{ComparisonRow, comparison_row};
+
+    #[test]
+    fn a_rows_medians_and_round_ratios() {
+        let row = ComparisonRow {
+            label: "band: forward".into(),
+            times: vec![(10.0, 12.0), (14.0, 11.0), (11.0, 22.0)],
+        };
+        let (candle, torch, low, high) = row.medians();
+        assert_eq!((candle, torch), (11.0, 12.0));
+        assert_eq!((low, high), (11.0 / 14.0, 2.0));
+    }
 
     #[test]
     fn reads_a_comparison_row_of_the_benches() {

@@ -21,7 +21,8 @@ commands:
   train   train roll: train the piano-roll diffusion model on POP909 (resumes; --budget 95m)
   bundle  build target/bundled/Bandmate.clap, Bandmate.vst3 and the standalone [--debug]
   install bundle, then copy the plugins into the user's plugin folders [--debug] [--to DIR]
-  bench   bench plugin|data|editor|roll [--compare-torch]: benchmarks
+  bench   bench plugin|data|editor|roll|latent|band [--compare-torch] [--rounds N], or
+          bench --compare-torch [--rounds N] (every model against PyTorch): benchmarks
   screenshot  the standalone's editor under Xvfb: target/screenshot/editor.png";
 
 fn main() -> ExitCode {
