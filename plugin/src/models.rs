@@ -36,7 +36,7 @@ const CLOSEST_ECHO: f32 = 0.05;
 
 /// The engine's sampling options for `settings` on `clip`, for a model whose fills echo the
 /// bars before the hole at `echo_calibration` (`diffusion::fill_echo` of the job, else
-/// `Config::echo.fill`). Density 0–1 maps to the
+/// `Config::echo.fill_for` the job's seed). Density 0–1 maps to the
 /// odds multiplier 1/4–4 (0.5 → 1, as trained); key lock keeps generated notes in the clip's
 /// key; Repeat sets the echo strength ([`echo_strength`]). The roll sampler has no
 /// temperature; it ignores that setting.
@@ -114,8 +114,8 @@ impl Generator for RollGenerator {
         // Repeat's middle: the model's echo for this job (an accompaniment's for a one-track
         // fill under other tracks' notes).
         let echo_calibration = match &request.job {
-            Job::Fill { clip, mask } => diffusion::fill_echo(model.config(), clip, mask),
-            _ => model.config().echo.fill,
+            Job::Fill { clip, mask } => diffusion::fill_echo(model.config(), clip, mask, s.seed),
+            _ => model.config().echo.fill_for(s.seed),
         };
         let roll_options = |settings: &JobSettings, clip: Option<&Clip>| RollOptions {
             on_step: Some(hook.clone()),

@@ -110,17 +110,23 @@ pub fn fill(model: &RollModel, clip: &Clip, mask: &Mask, opts: &RollOptions) -> 
     } else {
         (cfg.density.fill, cfg.guidance.fill)
     };
-    let opts = calibrated(opts, density, guidance, fill_echo(cfg, clip, mask));
+    let opts = calibrated(
+        opts,
+        density,
+        guidance,
+        fill_echo(cfg, clip, mask, opts.seed),
+    );
     regenerate(model, clip, mask, None, &opts)
 }
 
-/// The calibrated echo strength of [`fill`] on `clip` and `mask`: the accompaniment's when the
-/// mask is one track under other tracks' notes, else the fill's.
-pub fn fill_echo(cfg: &Config, clip: &Clip, mask: &Mask) -> f32 {
+/// The calibrated echo strength of [`fill`] on `clip` and `mask` with sampling seed `seed`: the
+/// accompaniment's when the mask is one track under other tracks' notes, else the fill's
+/// ([`EchoCalibration::fill_for`](crate::models::roll::EchoCalibration::fill_for)).
+pub fn fill_echo(cfg: &Config, clip: &Clip, mask: &Mask, seed: u64) -> f32 {
     if accompanies(clip, mask) {
         cfg.echo.accompaniment()
     } else {
-        cfg.echo.fill
+        cfg.echo.fill_for(seed)
     }
 }
 
@@ -197,7 +203,12 @@ pub fn continue_clip(
     grown.bars = total_bars.max(clip.bars);
     let mask = Mask::bars(&grown, prompt_bars..=total_bars - 1);
     let cfg = model.config();
-    let opts = calibrated(opts, cfg.density.fill, cfg.guidance.fill, cfg.echo.fill);
+    let opts = calibrated(
+        opts,
+        cfg.density.fill,
+        cfg.guidance.fill,
+        cfg.echo.fill_for(opts.seed),
+    );
     let mut out = regenerate(model, &grown, &mask, None, &opts)?;
     out.bars = total_bars.max(clip.bars);
     Ok(out)
@@ -703,13 +714,25 @@ mod tests {
         cfg.echo.fill = 0.7;
         cfg.echo.accompaniment = Some(0.3);
         assert_eq!(
-            fill_echo(&cfg, &clip, &on_track(0..=0, Some(accompaniment))),
+            fill_echo(&cfg, &clip, &on_track(0..=0, Some(accompaniment)), 0),
             0.3
         );
-        assert_eq!(fill_echo(&cfg, &clip, &on_track(0..=0, None)), 0.7);
+        assert_eq!(fill_echo(&cfg, &clip, &on_track(0..=0, None), 0), 0.7);
+        // With a range, a fill of every track draws its strength from it; an accompaniment
+        // keeps its own.
+        cfg.echo.fill_range = Some([0.4, 1.0]);
+        for seed in 0..20 {
+            let e = fill_echo(&cfg, &clip, &on_track(0..=0, None), seed);
+            assert!((0.4..1.0).contains(&e) && e == cfg.echo.fill_for(seed));
+            assert_eq!(
+                fill_echo(&cfg, &clip, &on_track(0..=0, Some(accompaniment)), seed),
+                0.3
+            );
+        }
+        cfg.echo.fill_range = None;
         cfg.echo.accompaniment = None;
         assert_eq!(
-            fill_echo(&cfg, &clip, &on_track(0..=0, Some(accompaniment))),
+            fill_echo(&cfg, &clip, &on_track(0..=0, Some(accompaniment)), 0),
             0.7
         );
     }

@@ -11,6 +11,8 @@
 use crate::nn::{Linear, linear};
 use candle_core::{DType, Module, Result, Tensor, bail};
 use candle_nn::VarBuilder;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 pub use crate::nn::upsample_nearest2x;
@@ -71,12 +73,29 @@ pub struct EchoCalibration {
     /// melody after the bars before it); absent in older configs: the fill's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accompaniment: Option<f32>,
+    /// `[lowest, highest]`: fill and continue draw their strength per sample, uniformly from
+    /// this range (seeded by the sampling seed), instead of always `fill` — as songs sometimes
+    /// come back almost as they were and sometimes move on. Absent in older configs: `fill`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill_range: Option<[f32; 2]>,
 }
 
 impl EchoCalibration {
     /// The echo strength of a fill that accompanies given notes.
     pub fn accompaniment(&self) -> f32 {
         self.accompaniment.unwrap_or(self.fill)
+    }
+
+    /// The echo strength of a fill or continuation sampled with `seed`: drawn from
+    /// `fill_range` when there is one (the same seed, the same strength), else `fill`.
+    pub fn fill_for(&self, seed: u64) -> f32 {
+        match self.fill_range {
+            Some([lowest, highest]) => {
+                let u: f32 = ChaCha8Rng::seed_from_u64(seed ^ 0xec40).random();
+                lowest + (highest - lowest) * u
+            }
+            None => self.fill,
+        }
     }
 }
 
@@ -276,9 +295,16 @@ impl Config {
         if !self.conditioned && (g.fill > 0.0 || g.harmonize > 0.0) {
             return Err("guidance needs a conditioned net (\"conditioned\": true)".into());
         }
-        if [self.echo.fill, self.echo.accompaniment()]
-            .iter()
-            .any(|e| !(e.is_finite() && (0.0..=1.0).contains(e)))
+        let range = self.echo.fill_range.unwrap_or([self.echo.fill; 2]);
+        if [
+            self.echo.fill,
+            self.echo.accompaniment(),
+            range[0],
+            range[1],
+        ]
+        .iter()
+        .any(|e| !(e.is_finite() && (0.0..=1.0).contains(e)))
+            || range[0] > range[1]
         {
             return Err(format!(
                 "echo {:?} must be strengths from 0 to 1",
@@ -688,6 +714,7 @@ mod tests {
             echo: EchoCalibration {
                 fill,
                 accompaniment,
+                fill_range: None,
             },
             ..Config::fast()
         };
@@ -713,5 +740,34 @@ mod tests {
             serde_json::from_str(include_str!("../../../assets/roll/config.json")).unwrap();
         assert_eq!(shipped.echo.fill, 0.7);
         assert_eq!(shipped.echo.accompaniment(), 0.3);
+        assert_eq!(shipped.echo.fill_range, Some([0.4, 1.0]));
+        // Without a range every fill takes `fill`.
+        assert_eq!(old.echo.fill_for(3), 0.4);
+    }
+
+    #[test]
+    fn a_fill_range_draws_one_strength_per_seed_inside_it() {
+        let echo = EchoCalibration {
+            fill: 0.7,
+            accompaniment: Some(0.3),
+            fill_range: Some([0.4, 1.0]),
+        };
+        let drawn: Vec<f32> = (0..200).map(|seed| echo.fill_for(seed)).collect();
+        assert!(drawn.iter().all(|e| (0.4..1.0).contains(e)));
+        assert_eq!(echo.fill_for(17), echo.fill_for(17));
+        // Spread over the range: both thirds at the ends are drawn often.
+        assert!(drawn.iter().filter(|&&e| e < 0.6).count() > 40);
+        assert!(drawn.iter().filter(|&&e| e > 0.8).count() > 40);
+        assert_eq!(echo.accompaniment(), 0.3);
+        // A range outside 0..=1 or upside down is refused.
+        let with_range = |range| {
+            let mut cfg = Config::fast();
+            cfg.echo.fill_range = Some(range);
+            cfg.validate()
+        };
+        assert!(with_range([0.4, 1.0]).is_ok());
+        assert!(with_range([0.8, 0.4]).is_err());
+        assert!(with_range([0.4, 1.2]).is_err());
+        assert!(with_range([f32::NAN, 0.5]).is_err());
     }
 }
