@@ -54,8 +54,9 @@ fn main() -> Result<()> {
         .pop()
         .context("no POP909 test window")?;
     let mask = Mask::bars(&window.clip, 2..=3);
-    // The model's calibration echoes bars 1–2 at `echo.fill` (that share of the steps runs the
-    // network); from noise (echo 0) every one of the steps runs it.
+    // The model's calibration echoes bars 1–2 at a strength drawn per seed from
+    // `echo.fill_range` (else `echo.fill`; that share of the steps runs the network); from
+    // noise (echo 0) every one of the steps runs it.
     for (steps, runs, echo) in [
         (25usize, 20usize, None),
         (25, 20, Some(0.0)),
@@ -79,10 +80,10 @@ fn main() -> Result<()> {
         times.sort_by(f64::total_cmp);
         println!(
             "roll: fill bars 3-4 of a 4-bar window, {steps:>3} steps, {:<12} p50 {:7.1} ms  p95 {:7.1} ms  ({runs} runs)",
-            if echo.is_some() {
-                "from noise:".to_string()
-            } else {
-                format!("echo {}:", model.config().echo.fill)
+            match (echo, model.config().echo.fill_range) {
+                (Some(_), _) => "from noise:".to_string(),
+                (None, Some([lowest, highest])) => format!("echo {lowest}–{highest}:"),
+                (None, None) => format!("echo {}:", model.config().echo.fill),
             },
             percentile(&times, 0.5),
             percentile(&times, 0.95)

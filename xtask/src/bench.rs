@@ -120,7 +120,7 @@ fn engine_bench_with_torch(name: &str, args: &[String]) -> Result<()> {
         let bench = ["bench", "-p", "bandmate-engine", "--bench", name];
         return shell::run_with_env(&shell::cargo(), &bench, &env);
     }
-    let rows = comparison_rounds(name, rounds, &env)?;
+    let (rows, _) = comparison_rounds(name, rounds, &env)?;
     println!("median of {rounds} rounds (each round times candle, then PyTorch):");
     rows.iter().for_each(ComparisonRow::print);
     Ok(())
@@ -132,8 +132,11 @@ fn compare_every_model(args: &[String]) -> Result<()> {
     let env = vec![("BANDMATE_TORCH_PYTHON".to_string(), torch_venv()?)];
     let rounds = rounds(args)?;
     let mut rows = Vec::new();
+    let mut disagreements = Vec::new();
     for name in ["roll", "latent", "band"] {
-        rows.extend(comparison_rounds(name, rounds, &env)?);
+        let (model_rows, model_disagreements) = comparison_rounds(name, rounds, &env)?;
+        rows.extend(model_rows);
+        disagreements.extend(model_disagreements);
     }
     println!(
         "every shipped model, median of {rounds} rounds (each round times candle, then PyTorch):"
@@ -158,16 +161,26 @@ fn compare_every_model(args: &[String]) -> Result<()> {
             slower.join("; ")
         );
     }
-    Ok(())
+    if disagreements.is_empty() {
+        println!("candle and PyTorch outputs agree within 1e-4 in every comparison");
+        Ok(())
+    } else {
+        Err(format!(
+            "candle and PyTorch outputs differ by more than 1e-4: {}",
+            disagreements.join("; ")
+        ))
+    }
 }
 
 /// Runs `cargo bench -p bandmate-engine --bench NAME` `rounds` times (its output shown as it
-/// goes) and collects the candle and PyTorch times of every comparison row.
+/// goes) and collects the candle and PyTorch times of every comparison row, and the lines
+/// where the two disagree by more than 1e-4.
 fn comparison_rounds(
     name: &str,
     rounds: usize,
     env: &[(String, String)],
-) -> Result<Vec<ComparisonRow>> {
+) -> Result<(Vec<ComparisonRow>, Vec<String>)> {
+    let mut disagreements = Vec::new();
     let bench = ["bench", "-p", "bandmate-engine", "--bench", name];
     let mut rows: Vec<ComparisonRow> = Vec::new();
     for round in 1..=rounds {
@@ -177,6 +190,9 @@ fn comparison_rounds(
         // two models may have rows of the same label.
         let mut model = String::new();
         for line in printed.lines() {
+            if line.contains("NOT within 1e-4") {
+                disagreements.push(format!("{name}: {}", line.trim()));
+            }
             if let Some((name, _)) = line.split_once(" vs torch ") {
                 model = name.trim().to_string();
             }
@@ -193,7 +209,7 @@ fn comparison_rounds(
             }
         }
     }
-    Ok(rows)
+    Ok((rows, disagreements))
 }
 
 /// (label, candle ms, PyTorch ms) of a bench's comparison line: `  LABEL  F GFLOP  candle C ms
