@@ -67,7 +67,8 @@ pub struct Config {
 /// bars before it, or nothing in them, starts from noise as before.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EchoCalibration {
-    /// Fill and continue (0 = start from noise; up to 1, where the echo is all but noised away).
+    /// Fill and continue (0 = start from noise; up to 1, where the echo is all but noised away)
+    /// when there is no `fill_range`.
     pub fill: f32,
     /// A fill of one track under other tracks' notes (an accompaniment written to a given
     /// melody after the bars before it); absent in older configs: the fill's.
@@ -307,7 +308,7 @@ impl Config {
             || range[0] > range[1]
         {
             return Err(format!(
-                "echo {:?} must be strengths from 0 to 1",
+                "echo {:?} must be strengths from 0 to 1 (a range lowest first)",
                 self.echo
             ));
         }
