@@ -254,6 +254,28 @@ fn main() -> Result<()> {
         }
         bandmate::nn::winograd::set_enabled(true);
     }
+    // The forward on the levels where Winograd applies at batch 1 (a fill's network runs).
+    for (c, h, w) in [(24, 64, 64), (48, 32, 32)] {
+        let label = format!("fwd 3x3 {c}->{c} {h}x{w} b1");
+        if !selected(&label) {
+            continue;
+        }
+        let x = Tensor::randn(0f32, 1.0, (1, c, h, w), &dev)?;
+        let weight = Tensor::randn(0f32, 0.1, (c, c, 3, 3), &dev)?;
+        let bias = Tensor::randn(0f32, 0.1, c, &dev)?;
+        let geometry = ConvGeometry::new(&[1, c, h, w], &[c, c, 3, 3], 1, 1)?;
+        for (kind, winograd) in [("winograd", true), ("direct", false)] {
+            bandmate::nn::winograd::set_enabled(winograd);
+            report(
+                &format!("{label} ({kind})"),
+                geometry.flops(),
+                time(reps * 20, || {
+                    conv2d(&x, &weight, Some(&bias), 1, 1).map(|_| ())
+                })?,
+            );
+        }
+        bandmate::nn::winograd::set_enabled(true);
+    }
     if selected("kernel bwd input (bandmate)") {
         let run = || {
             conv2d_input_grad(&w_data, &gy_data, &geometry);
