@@ -109,22 +109,24 @@ fn rounds(args: &[String]) -> Result<usize> {
 }
 
 /// `cargo bench -p bandmate-engine --bench NAME`, with the PyTorch twin when `args` has
-/// `--compare-torch`; `--rounds N` runs it N times and ends with the median of every
-/// comparison row.
+/// `--compare-torch` (then failing if candle and PyTorch outputs differ by more than 1e-4);
+/// `--rounds N` runs it N times and ends with the median of every comparison row.
 fn engine_bench_with_torch(name: &str, args: &[String]) -> Result<()> {
     let mut env = Vec::new();
     if args.iter().any(|a| a == "--compare-torch") {
         env.push(("BANDMATE_TORCH_PYTHON".to_string(), torch_venv()?));
     }
     let rounds = rounds(args)?;
-    if rounds == 1 {
+    if rounds == 1 && env.is_empty() {
         let bench = ["bench", "-p", "bandmate-engine", "--bench", name];
         return shell::run_with_env(&shell::cargo(), &bench, &env);
     }
-    let (rows, _) = comparison_rounds(name, rounds, &env)?;
-    println!("median of {rounds} rounds (each round times candle, then PyTorch):");
-    rows.iter().for_each(ComparisonRow::print);
-    Ok(())
+    let (rows, disagreements) = comparison_rounds(name, rounds, &env)?;
+    if rounds > 1 {
+        println!("median of {rounds} rounds (each round times candle, then PyTorch):");
+        rows.iter().for_each(ComparisonRow::print);
+    }
+    outputs_agree(&disagreements)
 }
 
 /// Every shipped model against its PyTorch twin: the roll, latent and band comparisons, `--rounds
@@ -162,6 +164,12 @@ fn compare_every_model(args: &[String]) -> Result<()> {
             slower.join("; ")
         );
     }
+    outputs_agree(&disagreements)
+}
+
+/// Ok when no comparison line said the outputs differ by more than 1e-4, else an error naming
+/// those lines.
+fn outputs_agree(disagreements: &[String]) -> Result<()> {
     if disagreements.is_empty() {
         println!("candle and PyTorch outputs agree within 1e-4 in every comparison");
         Ok(())
@@ -194,8 +202,8 @@ fn comparison_rounds(
             if line.contains("NOT within 1e-4") {
                 disagreements.push(format!("{name}: {}", line.trim()));
             }
-            if let Some((name, _)) = line.split_once(" vs torch ") {
-                model = name.trim().to_string();
+            if let Some((header, _)) = line.split_once(" vs torch ") {
+                model = header.trim().to_string();
             }
             let Some((label, candle, torch)) = comparison_row(line) else {
                 continue;
