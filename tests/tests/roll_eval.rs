@@ -1,10 +1,11 @@
 //! The roll model's evaluation (`bandmate eval-roll`) on a few POP909 test windows: every task
-//! has the model's and both baselines' rows, the baselines are what they claim to be, and the
-//! shipped model beats random notes on the mean overlapping area of every task.
+//! has the model's, both baselines' and the real music's rows, the baselines are what they claim
+//! to be, the shipped model beats random notes on the mean overlapping area of every task, and
+//! the real row holds real windows of songs the evaluation does not use.
 
 use bandmate::data::{self, Dataset, Split, default_cache_dir, default_data_root};
 use bandmate::diffusion::eval::{
-    Method, RollEvalOptions, Task, eval_windows, evaluate_roll, markdown_table, wins,
+    Method, RollEvalOptions, Task, eval_windows, evaluate_roll, markdown_table, wins, wins_of,
 };
 use bandmate::diffusion::{RollModel, RollOptions};
 use bandmate::music::TimeSignature;
@@ -29,7 +30,7 @@ fn the_model_beats_random_notes_on_every_task() {
         |_| {},
     )
     .unwrap();
-    assert_eq!(rows.len(), 12);
+    assert_eq!(rows.len(), 16);
     for task in Task::ALL {
         let mean_oa = |m: Method| {
             rows.iter()
@@ -46,8 +47,47 @@ fn the_model_beats_random_notes_on_every_task() {
         );
     }
     let table = markdown_table(&rows);
-    assert_eq!(table.lines().count(), 2 + 12);
+    assert_eq!(table.lines().count(), 2 + 16);
     assert_eq!(wins(&rows).len(), 4);
+    // Real music of other songs: a score for every column, and better than random notes on
+    // the mean OA of every task (real music is what the metrics reward).
+    assert_eq!(wins_of(&rows, Method::Real).len(), 4);
+    for (task, total, _, _) in wins_of(&rows, Method::Real) {
+        assert_eq!(total, 14, "{}", task.name());
+    }
+    for task in Task::ALL {
+        let row = |m: Method| {
+            rows.iter()
+                .find(|r| r.task == task && r.method == m)
+                .unwrap()
+        };
+        let mean_oa = |m: Method| row(m).region.mean_overlap_area().unwrap();
+        assert!(
+            mean_oa(Method::Real) > mean_oa(Method::Random),
+            "{}: real {} vs random {}",
+            task.name(),
+            mean_oa(Method::Real),
+            mean_oa(Method::Random)
+        );
+    }
+}
+
+#[test]
+fn the_real_rows_windows_come_from_the_other_held_out_split() {
+    let load = |split| {
+        data::load_cached(
+            Dataset::Pop909,
+            split,
+            &default_data_root(),
+            &default_cache_dir(),
+        )
+        .unwrap()
+    };
+    let (test, valid) = (load(Split::Test), load(Split::Valid));
+    let test_songs: std::collections::HashSet<&str> = test.iter().map(|s| s.id.as_str()).collect();
+    let real = eval_windows(&valid, 20, 0);
+    assert_eq!(real.len(), 20);
+    assert!(real.iter().all(|w| !test_songs.contains(w.song.as_str())));
 }
 
 #[test]

@@ -8,6 +8,13 @@
 //! | harmonize | everything but the melody | notes at the data's density under the melody | the accompaniment of the song's previous 4 bars under this melody |
 //! | unconditional | a whole 4-bar window | notes at the data's density | a random window of the *train* split (a memorizing model) |
 //!
+//! A fourth row, **real**, is what a model that writes real music would score: the same part
+//! of real 4-bar windows of songs the evaluation does not use (the other held-out split's
+//! windows, chosen the same way), run through the same metrics. Every score is a comparison of
+//! sets (Yang & Lerch's distance distributions, Mittal's set statistics, the set's
+//! diatonicity), so a model whose outputs were real music would land there. It marks what the
+//! baselines' scores mean: the copy baseline hands over real music too.
+//!
 //! Metrics, each set against the ground truth of the same windows (the test windows themselves
 //! for unconditional samples):
 //! - Yang & Lerch's overlapping area per feature on the generated part only (bars 3–4, the
@@ -96,16 +103,19 @@ pub enum Method {
     Model,
     Random,
     Copy,
+    /// Real windows of other songs (see the module documentation).
+    Real,
 }
 
 impl Method {
-    pub const ALL: [Method; 3] = [Method::Model, Method::Random, Method::Copy];
+    pub const ALL: [Method; 4] = [Method::Model, Method::Random, Method::Copy, Method::Real];
 
     pub fn name(self) -> &'static str {
         match self {
             Method::Model => "model",
             Method::Random => "random",
             Method::Copy => "copy",
+            Method::Real => "real (other songs)",
         }
     }
 }
@@ -287,8 +297,19 @@ fn produce(
     method: Method,
     windows: &[EvalWindow],
     train_windows: &[Clip],
+    real_windows: &[EvalWindow],
     opts: &RollEvalOptions,
 ) -> Result<Vec<Clip>> {
+    if method == Method::Real {
+        return Ok(real_windows
+            .iter()
+            .map(|w| {
+                let mut clip = w.clip.clone();
+                clip.sort_notes();
+                clip
+            })
+            .collect());
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0xe7a1);
     let mut out = Vec::with_capacity(windows.len());
     for (i, w) in windows.iter().enumerate() {
@@ -396,6 +417,7 @@ fn produce(
                 }
                 train_windows[rng.random_range(0..train_windows.len())].clone()
             }
+            (_, Method::Real) => unreachable!("real windows are returned above"),
         };
         let mut produced = produced;
         produced.sort_notes();
@@ -440,6 +462,14 @@ pub fn evaluate_roll(
     } else {
         Vec::new()
     };
+    // The other held-out split's windows: songs the evaluation does not use.
+    let other_split = if opts.split == Split::Test {
+        Split::Valid
+    } else {
+        Split::Test
+    };
+    let other_songs = data::load_cached(Dataset::Pop909, other_split, data_root, cache_dir)?;
+    let real_windows = eval_windows(&other_songs, windows.len(), opts.seed);
     let metrics = EvalOptions {
         seed: opts.seed,
         ..EvalOptions::default()
@@ -454,7 +484,15 @@ pub fn evaluate_roll(
             .collect();
         for method in Method::ALL {
             let started = std::time::Instant::now();
-            let clips = produce(model, task, method, &windows, &train_windows, opts)?;
+            let clips = produce(
+                model,
+                task,
+                method,
+                &windows,
+                &train_windows,
+                &real_windows,
+                opts,
+            )?;
             let seconds = started.elapsed().as_secs_f64();
             let parts: Vec<Clip> = clips
                 .iter()
@@ -535,14 +573,17 @@ pub fn markdown_table(rows: &[RollEvalRow]) -> String {
 /// Per task: on how many scores the model beats each baseline (diatonicity counted as closer to
 /// the data's), as (task, scores, beats random, beats copy).
 pub fn wins(rows: &[RollEvalRow]) -> Vec<(Task, usize, usize, usize)> {
+    wins_of(rows, Method::Model)
+}
+
+/// [`wins`] for the rows of `method` (the real music's, to see what the counts can be).
+pub fn wins_of(rows: &[RollEvalRow], method: Method) -> Vec<(Task, usize, usize, usize)> {
     let mut out = Vec::new();
     for task in Task::ALL {
         let find = |m: Method| rows.iter().find(|r| r.task == task && r.method == m);
-        let (Some(model), Some(random), Some(copy)) = (
-            find(Method::Model),
-            find(Method::Random),
-            find(Method::Copy),
-        ) else {
+        let (Some(model), Some(random), Some(copy)) =
+            (find(method), find(Method::Random), find(Method::Copy))
+        else {
             continue;
         };
         let beats = |other: &RollEvalRow| -> (usize, usize) {

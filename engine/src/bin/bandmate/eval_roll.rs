@@ -4,7 +4,9 @@
 
 use anyhow::{Context, Result};
 use bandmate::data::{Split, default_cache_dir, default_data_root};
-use bandmate::diffusion::eval::{RollEvalOptions, Task, evaluate_roll, markdown_table, wins};
+use bandmate::diffusion::eval::{
+    Method, RollEvalOptions, Task, evaluate_roll, markdown_table, wins, wins_of,
+};
 use bandmate::diffusion::{RollOptions, SamplerKind};
 use clap::Args;
 use std::path::PathBuf;
@@ -87,6 +89,12 @@ pub fn run(args: EvalRollArgs) -> Result<()> {
     for (task, total, vs_random, vs_copy) in wins(&rows) {
         println!(
             "{}: the model beats random on {vs_random}/{total} scores and copy on {vs_copy}/{total}",
+            task.name()
+        );
+    }
+    for (task, total, vs_random, vs_copy) in wins_of(&rows, Method::Real) {
+        println!(
+            "{}: real music of other songs beats random on {vs_random}/{total} scores and copy on {vs_copy}/{total}",
             task.name()
         );
     }
