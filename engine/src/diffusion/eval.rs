@@ -218,6 +218,25 @@ pub fn eval_windows(songs: &[data::Song], count: usize, seed: u64) -> Vec<EvalWi
     all
 }
 
+/// The windows of the `real` rows when evaluating on `split`: `count` windows of the other
+/// held-out split (valid for test, test for valid), songs the evaluation does not use, chosen
+/// like [`eval_windows`].
+pub fn real_windows(
+    data_root: &Path,
+    cache_dir: &Path,
+    split: Split,
+    count: usize,
+    seed: u64,
+) -> Result<Vec<EvalWindow>> {
+    let other = if split == Split::Test {
+        Split::Valid
+    } else {
+        Split::Test
+    };
+    let songs = data::load_cached(Dataset::Pop909, other, data_root, cache_dir)?;
+    Ok(eval_windows(&songs, count, seed))
+}
+
 /// Random notes in `steps` × the model's pitch window at the training data's density: each cell
 /// starts a note with the onset density, lengths geometric with the mean the sustain density
 /// implies. Notes go to `track`, velocity 80.
@@ -300,16 +319,6 @@ fn produce(
     real_windows: &[EvalWindow],
     opts: &RollEvalOptions,
 ) -> Result<Vec<Clip>> {
-    if method == Method::Real {
-        return Ok(real_windows
-            .iter()
-            .map(|w| {
-                let mut clip = w.clip.clone();
-                clip.sort_notes();
-                clip
-            })
-            .collect());
-    }
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0xe7a1);
     let mut out = Vec::with_capacity(windows.len());
     for (i, w) in windows.iter().enumerate() {
@@ -417,7 +426,13 @@ fn produce(
                 }
                 train_windows[rng.random_range(0..train_windows.len())].clone()
             }
-            (_, Method::Real) => unreachable!("real windows are returned above"),
+            (_, Method::Real) => {
+                // As many as the other split holds (a short split gives a smaller set).
+                let Some(real) = real_windows.get(i) else {
+                    break;
+                };
+                real.clip.clone()
+            }
         };
         let mut produced = produced;
         produced.sort_notes();
@@ -462,14 +477,7 @@ pub fn evaluate_roll(
     } else {
         Vec::new()
     };
-    // The other held-out split's windows: songs the evaluation does not use.
-    let other_split = if opts.split == Split::Test {
-        Split::Valid
-    } else {
-        Split::Test
-    };
-    let other_songs = data::load_cached(Dataset::Pop909, other_split, data_root, cache_dir)?;
-    let real_windows = eval_windows(&other_songs, windows.len(), opts.seed);
+    let real_windows = real_windows(data_root, cache_dir, opts.split, windows.len(), opts.seed)?;
     let metrics = EvalOptions {
         seed: opts.seed,
         ..EvalOptions::default()
