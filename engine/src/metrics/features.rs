@@ -295,7 +295,7 @@ pub fn beat_steps(ts: TimeSignature) -> u32 {
     if ts.denominator == 8 && ts.numerator.is_multiple_of(3) {
         3 * 2
     } else {
-        ((4 * STEPS_PER_BEAT) / ts.denominator as u32).max(1)
+        ((4 * STEPS_PER_BEAT) / ts.denominator.max(1) as u32).max(1)
     }
 }
 

@@ -13,8 +13,9 @@ use crate::music::{
 
 /// Largest MIDI file accepted (16 MiB; the largest dataset file, in Nottingham, is 34 KB).
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
-/// Longest clip an import may produce, in bars of its first time signature.
-pub const MAX_BARS: u32 = 10_000;
+/// Longest clip an import may produce, in bars of its first time signature: the limit of every
+/// clip ([`crate::music::validate`]), so that whatever imports can be saved and reopened.
+pub use crate::music::MAX_BARS;
 /// Tempo of a file without tempo events: 120 BPM.
 const DEFAULT_MICROS_PER_QUARTER: u32 = 500_000;
 /// A clip's track index is a `u16`.
@@ -226,6 +227,10 @@ fn assemble(
             .collect(),
     };
     clip.sort_notes();
+    // The same limits as every clip: the checks above already keep notes, bars and tempos
+    // inside them; what is left to repair here (a file without notes gets its one track) needs
+    // no warning.
+    let _repairs = clip.sanitize();
     Ok(clip)
 }
 

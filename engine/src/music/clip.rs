@@ -38,9 +38,9 @@ impl Note {
         }
     }
 
-    /// First step after the note.
+    /// First step after the note (saturates: a hostile length cannot wrap around).
     pub fn end(&self) -> u32 {
-        self.start + self.length
+        self.start.saturating_add(self.length)
     }
 
     /// Whether the note sounds during `step`.
@@ -127,9 +127,16 @@ impl TimeSignature {
         }
     }
 
-    /// Grid steps in one bar: 16 for 4/4, 12 for 3/4 and for 6/8. At least one step.
+    /// Grid steps in one bar: 16 for 4/4, 12 for 3/4 and for 6/8. At least one step, also for
+    /// a damaged meter (a zero read from a file or a saved state counts as 1).
     pub fn steps_per_bar(&self) -> u32 {
-        ((self.numerator as u32 * 4 * STEPS_PER_BEAT) / self.denominator as u32).max(1)
+        ((self.numerator.max(1) as u32 * 4 * STEPS_PER_BEAT) / self.denominator.max(1) as u32)
+            .max(1)
+    }
+
+    /// Whether the meter is one a clip may have: numerator and denominator at least 1.
+    pub fn is_valid(&self) -> bool {
+        self.numerator >= 1 && self.denominator >= 1
     }
 }
 
@@ -218,9 +225,10 @@ impl Clip {
         self.time_signature.steps_per_bar()
     }
 
-    /// Length of the clip in grid steps.
+    /// Length of the clip in grid steps (saturating for a hostile bar count; a clip that went
+    /// through [`Clip::sanitize`] is far below the limit).
     pub fn steps(&self) -> u32 {
-        self.bars * self.steps_per_bar()
+        self.bars.saturating_mul(self.steps_per_bar())
     }
 
     /// Grid-step range of 0-based bar `bar`.
@@ -335,6 +343,28 @@ mod tests {
         assert_eq!(TimeSignature::new(6, 8).steps_per_bar(), 12);
         assert_eq!(TimeSignature::new(2, 4).steps_per_bar(), 8);
         assert_eq!(TimeSignature::new(7, 8).steps_per_bar(), 14);
+    }
+
+    #[test]
+    fn a_hostile_length_neither_overflows_nor_wraps() {
+        let note = Note::new(u32::MAX - 2, 60, u32::MAX, 100, 0);
+        assert_eq!(note.end(), u32::MAX);
+        assert!(note.covers(u32::MAX - 1));
+        assert!(
+            !note.covers(3),
+            "a wrapped end would make it cover the clip's start"
+        );
+    }
+
+    #[test]
+    fn a_zero_in_a_saved_meter_does_not_divide_by_zero() {
+        let meter: TimeSignature =
+            serde_json::from_str(r#"{"numerator": 4, "denominator": 0}"#).unwrap();
+        assert!(!meter.is_valid());
+        assert_eq!(meter.steps_per_bar(), 64);
+        let mut clip = Clip::new(u32::MAX);
+        clip.time_signature = meter;
+        assert_eq!(clip.steps(), u32::MAX);
     }
 
     #[test]

@@ -8,12 +8,42 @@ use std::ops::RangeInclusive;
 /// A set of (step, pitch) cells over a clip's whole length and all 128 pitches, optionally
 /// limited to one track (the other tracks are then context only).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "SavedMask")]
 pub struct Mask {
     pub steps: u32,
     /// `[steps, 128]`, row-major.
     cells: Vec<bool>,
     /// Regenerate only this track's notes; `None` means every non-drum track.
     pub track: Option<u16>,
+}
+
+/// A mask as saved, before its cells are checked against its steps.
+#[derive(Deserialize)]
+struct SavedMask {
+    steps: u32,
+    cells: Vec<bool>,
+    track: Option<u16>,
+}
+
+impl From<SavedMask> for Mask {
+    /// A damaged mask (cells not `steps × 128`) keeps the whole steps its cells cover: never more
+    /// memory than the saved text held, never an index past the cells.
+    fn from(saved: SavedMask) -> Self {
+        let SavedMask {
+            mut steps,
+            mut cells,
+            track,
+        } = saved;
+        if cells.len() as u64 != steps as u64 * 128 {
+            steps = (cells.len() / 128).min(u32::MAX as usize) as u32;
+            cells.truncate(steps as usize * 128);
+        }
+        Self {
+            steps,
+            cells,
+            track,
+        }
+    }
 }
 
 impl Mask {
@@ -98,12 +128,21 @@ impl Mask {
     }
 
     pub fn get(&self, step: u32, pitch: u8) -> bool {
-        step < self.steps && pitch < 128 && self.cells[step as usize * 128 + pitch as usize]
+        step < self.steps
+            && pitch < 128
+            && self
+                .cells
+                .get(step as usize * 128 + pitch as usize)
+                .copied()
+                .unwrap_or(false)
     }
 
     pub fn set(&mut self, step: u32, pitch: u8, on: bool) {
-        if step < self.steps && pitch < 128 {
-            self.cells[step as usize * 128 + pitch as usize] = on;
+        if step < self.steps
+            && pitch < 128
+            && let Some(cell) = self.cells.get_mut(step as usize * 128 + pitch as usize)
+        {
+            *cell = on;
         }
     }
 
@@ -218,6 +257,28 @@ pub fn parse_pitch_range(text: &str) -> Result<RangeInclusive<u8>, String> {
 mod tests {
     use super::*;
     use crate::music::clip::{Note, Track};
+
+    #[test]
+    fn a_saved_mask_with_fewer_cells_than_steps_is_cut_to_its_cells() {
+        // 4 steps declared, cells for 2 steps and a half: before, `get(3, 0)` indexed past the
+        // cells and panicked in the editor's first frame.
+        let mut cells = vec![false; 2 * 128 + 64];
+        cells[128 + 5] = true;
+        let text = serde_json::json!({"steps": 4, "cells": cells, "track": null}).to_string();
+        let mask: Mask = serde_json::from_str(&text).unwrap();
+        assert_eq!(mask.steps, 2);
+        assert!(mask.get(1, 5));
+        assert!(!mask.get(3, 0));
+        assert_eq!(mask.count(), 1);
+        // A huge declared length allocates nothing beyond what was saved.
+        let text = serde_json::json!({"steps": u32::MAX, "cells": [true], "track": 2}).to_string();
+        let mask: Mask = serde_json::from_str(&text).unwrap();
+        assert_eq!((mask.steps, mask.count(), mask.track), (0, 0, Some(2)));
+        // An intact mask reads back as it was.
+        let whole = Mask::rect(8, 2..4, 60..=62);
+        let text = serde_json::to_string(&whole).unwrap();
+        assert_eq!(serde_json::from_str::<Mask>(&text).unwrap(), whole);
+    }
 
     #[test]
     fn bar_ranges_are_one_based_and_inclusive() {

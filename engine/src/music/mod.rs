@@ -5,6 +5,7 @@ pub mod example;
 pub mod key;
 pub mod mask;
 pub mod roll;
+pub mod validate;
 
 pub use clip::{
     Clip, DRUM_CHANNEL, MeterChange, Note, STEPS_PER_BEAT, TempoChange, TimeSignature, Track,
@@ -14,3 +15,4 @@ pub use example::example_clip;
 pub use key::{Key, Scale, parse_pitch, pitch_name};
 pub use mask::{Mask, parse_bar_range, parse_pitch_range};
 pub use roll::{ONSET, PianoRoll, RollFilter, SUSTAIN};
+pub use validate::{MAX_BARS, MAX_TEMPO, MIN_TEMPO};
