@@ -507,6 +507,8 @@ pub struct BandVoice {
     events: EventBuffer<MAX_BAND_EVENTS>,
     /// Beat scanned up to and the beat expected next, while playing.
     continuation: Option<(f64, f64)>,
+    /// Every sounding note ends at the next block's first sample (after a reset).
+    release_pending: bool,
     stats: Arc<BandStats>,
 }
 
@@ -527,13 +529,29 @@ impl BandVoice {
             sounding_len: 0,
             events: EventBuffer::default(),
             continuation: None,
+            release_pending: false,
             stats,
         }
+    }
+
+    /// The host's `reset` or a deactivation: sounding notes get their note-offs at the next
+    /// block's first sample (neither can send events), and playback starts over.
+    pub fn reset(&mut self) {
+        self.release_pending = true;
+        self.continuation = None;
+    }
+
+    /// Keys sounding now.
+    pub fn sounding_count(&self) -> usize {
+        self.sounding_len
     }
 
     /// One block: `clock` is `None` while stopped. Events come back sorted by timing.
     pub fn process_block(&mut self, clock: Option<&crate::capture::BlockClock>) -> &[NoteMessage] {
         self.events.clear();
+        if std::mem::take(&mut self.release_pending) {
+            self.release_all(0);
+        }
         let Some(clock) = clock.filter(|c| c.samples > 0 && c.beats_per_sample > 0.0) else {
             self.release_all(0);
             self.bars_len = 0;

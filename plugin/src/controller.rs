@@ -91,17 +91,24 @@ impl Controller {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Replace the clip: it is saved with the project and plays from the next block on.
-    pub fn set_clip(&self, clip: Clip) {
+    /// Replace the clip: it is saved with the project and plays from the next block on. Every
+    /// clip passes here (editor edits, recordings, job results) and goes through the same
+    /// validation as a loaded one ([`Clip::sanitize`]); the repairs made are returned.
+    pub fn set_clip(&self, mut clip: Clip) -> Vec<String> {
+        let repairs = clip.sanitize();
+        for repair in &repairs {
+            nice_plug::nice_warn!("clip repaired: {repair}");
+        }
         let mut session = self.session_mut();
         session.clip = clip;
         if session
             .loop_bars
-            .is_some_and(|(first, count)| first + count > session.clip.bars)
+            .is_some_and(|(first, count)| first.saturating_add(count) > session.clip.bars)
         {
             session.loop_bars = None;
         }
         lock(&self.sender).send(&session.playback_clip());
+        repairs
     }
 
     /// Loop only bars `first..first + count` (0-based) while the host plays, or the whole clip
@@ -112,6 +119,17 @@ impl Controller {
             count > 0 && first.saturating_add(count) <= session.clip.bars
         });
         lock(&self.sender).send(&session.playback_clip());
+    }
+
+    /// A saved session was just loaded (the host's state, at any time, also while playing): its
+    /// clip plays from the next block on and its band settings apply. Older clips still waiting
+    /// for the audio thread are dropped.
+    pub fn session_loaded(&self) {
+        self.apply_band_settings();
+        let session = self.session();
+        let mut sender = lock(&self.sender);
+        sender.discard_pending();
+        sender.send(&session.playback_clip());
     }
 
     /// Forget clips still waiting for the audio thread (the session is about to be reloaded).

@@ -11,6 +11,7 @@ pub mod clip_feed;
 pub mod controller;
 pub mod editor;
 pub mod models;
+pub mod outbox;
 pub mod params;
 pub mod player;
 pub mod state;
@@ -30,6 +31,7 @@ use capture::{BlockClock, Capture, capture_feed};
 use clip_feed::{ClipReceiver, clip_feed};
 use nice_plug::midi::{Channel, Key, VoiceID};
 use nice_plug::prelude::*;
+use outbox::Outbox;
 use player::MAX_EVENTS_PER_BLOCK;
 use std::num::NonZeroU32;
 use std::sync::atomic::Ordering::Relaxed;
@@ -50,6 +52,8 @@ pub struct Bandmate {
     /// (preallocated; `scratch` holds the first merge).
     merged: Box<[NoteMessage; MERGED_EVENTS]>,
     scratch: Box<[NoteMessage; MERGED_EVENTS]>,
+    /// Note-offs the host's queue refused, sent again next block.
+    outbox: Outbox,
 }
 
 const MERGED_EVENTS: usize =
@@ -71,6 +75,14 @@ impl Default for Bandmate {
         let (sender, clips) = clip_feed();
         let controller = Arc::new(Controller::new(params.clone(), sender));
         controller.apply_band_settings();
+        // A state loaded while the plugin is active gets no `activate`: its clip goes to the
+        // audio thread from here. (Weak: the controller holds the parameters.)
+        let loaded = Arc::downgrade(&controller);
+        params.session.on_load(move || {
+            if let Some(controller) = loaded.upgrade() {
+                controller.session_loaded();
+            }
+        });
         let (audition_sender, audition) = audition_feed();
         controller.connect_audition(audition_sender);
         Self {
@@ -84,6 +96,7 @@ impl Default for Bandmate {
             audition,
             merged: Box::new([EMPTY_MESSAGE; MERGED_EVENTS]),
             scratch: Box::new([EMPTY_MESSAGE; MERGED_EVENTS]),
+            outbox: Outbox::default(),
         }
     }
 }
@@ -229,8 +242,18 @@ impl Plugin for Bandmate {
         true
     }
 
+    /// Sounding notes get their note-offs at the next block's first sample.
     fn reset(&mut self) {
         self.player.reset();
+        if let Some(rig) = self.band.as_mut() {
+            rig.voice.reset();
+        }
+    }
+
+    /// As `reset`: the note-offs go out at the first block after the next activation (a host
+    /// that keeps its voices across deactivation hears them end).
+    fn deactivate(&mut self) {
+        self.reset();
     }
 
     fn process(
@@ -306,6 +329,9 @@ impl Plugin for Bandmate {
             rig.capture.begin_block(capture_clock.as_ref());
         }
 
+        // Note-offs the host refused last block go first.
+        let outbox = &mut self.outbox;
+        outbox.retry(|e| context.try_send_event(e).is_ok());
         // Incoming notes pass through (and are captured), merged with ours in timing order.
         let mut ours = self.merged[..merged_len].iter().peekable();
         while let Some(incoming) = context.next_event() {
@@ -334,15 +360,15 @@ impl Plugin for Bandmate {
                 }
             }
             while let Some(m) = ours.next_if(|m| m.timing < incoming.timing()) {
-                let _ = context.try_send_event(note_event(m));
+                outbox.send(note_event(m), |e| context.try_send_event(e).is_ok());
             }
-            let _ = context.try_send_event(incoming);
+            outbox.send(incoming, |e| context.try_send_event(e).is_ok());
         }
         if let Some(rig) = self.band.as_mut() {
             rig.capture.end_block(capture_clock.as_ref());
         }
         for m in ours {
-            let _ = context.try_send_event(note_event(m));
+            outbox.send(note_event(m), |e| context.try_send_event(e).is_ok());
         }
         ProcessStatus::KeepAlive
     }

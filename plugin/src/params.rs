@@ -1,9 +1,9 @@
 //! The parameters the host sees and automates, and the persisted session (clip, mask).
 //! Range constructors are shared with the GUI.
 
-use crate::state::Session;
+use crate::state::SessionStore;
 use nice_plug::prelude::*;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// What the Generate action does (and, for `Band`, what the band player does live).
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub enum Mode {
 pub struct BandmateParams {
     /// Clip, mask and their version; see [`crate::state`].
     #[persist = "session"]
-    pub session: Arc<RwLock<Session>>,
+    pub session: SessionStore,
 
     #[id = "mode"]
     pub mode: EnumParam<Mode>,
@@ -96,7 +96,7 @@ pub fn velocity_scale_range() -> FloatRange {
 impl Default for BandmateParams {
     fn default() -> Self {
         Self {
-            session: Arc::new(RwLock::new(Session::default())),
+            session: SessionStore::default(),
             mode: EnumParam::new("Mode", Mode::Fill),
             density: FloatParam::new("Density", 0.5, density_range())
                 .with_unit(" %")

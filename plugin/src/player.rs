@@ -11,7 +11,9 @@
 
 use bandmate::music::{Clip, STEPS_PER_BEAT};
 
-/// Most note-ons started in one block; more are dropped and counted.
+/// Most clip notes started in one block (a note folded into one starting on the same key at the
+/// same sample counts too, so that a dense clip costs bounded time); more are dropped and
+/// counted.
 pub const MAX_NOTE_ONS_PER_BLOCK: usize = 1024;
 /// Keys that can sound at once: 16 channels × 128 pitches.
 pub const MAX_SOUNDING: usize = 16 * 128;
@@ -24,6 +26,11 @@ pub const MAX_EVENTS_PER_BLOCK: usize = MAX_SOUNDING + 2 * MAX_NOTE_ONS_PER_BLOC
 const SAMPLE_EPSILON: f64 = 1e-3;
 /// Most loop wraps or clip laps handled in one block (guards against degenerate loop ranges).
 const MAX_SEGMENTS_PER_BLOCK: usize = 64;
+/// How far the host's position may drift from where the previous block said the next one starts
+/// and still count as going on, as a share of the previous block's length: a tempo ramp inside
+/// a block (CLAP `tempo_inc`) moves the next block's start by up to about half the block times
+/// the relative tempo change. A seek or an unannounced loop moves it further.
+const DRIFT_PER_BLOCK: f64 = 0.5;
 
 /// One note of the clip as the scheduler needs it, in beats.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -96,8 +103,24 @@ impl PlayerClip {
                 channel,
             });
         }
-        self.notes
-            .sort_unstable_by(|a, b| a.start.total_cmp(&b.start).then(a.pitch.cmp(&b.pitch)));
+        self.notes.sort_unstable_by(|a, b| {
+            a.start
+                .total_cmp(&b.start)
+                .then(a.pitch.cmp(&b.pitch))
+                .then(a.channel.cmp(&b.channel))
+        });
+        // The same key starting twice at once is one note (the longest, the loudest): a host
+        // cannot tell two note-ons of one key at one sample apart.
+        self.notes.dedup_by(|later, kept| {
+            let same = later.start == kept.start
+                && later.pitch == kept.pitch
+                && later.channel == kept.channel;
+            if same {
+                kept.length = kept.length.max(later.length);
+                kept.velocity = kept.velocity.max(later.velocity);
+            }
+            same
+        });
     }
 
     pub fn notes(&self) -> &[ScheduledNote] {
@@ -245,7 +268,18 @@ struct Sounding {
     key: u16,
     /// Host beat of the note-off.
     off: f64,
+    /// The block (its serial number) and sample of the note-on: a note-off in the same block
+    /// must come at a later sample, or the host would see it before the note-on.
+    on_block: u64,
+    on_sample: u32,
 }
+
+const SILENT: Sounding = Sounding {
+    key: 0,
+    off: 0.0,
+    on_block: u64::MAX,
+    on_sample: 0,
+};
 
 const NO_SLOT: u16 = u16::MAX;
 
@@ -258,12 +292,29 @@ pub struct Player {
     slot_of_key: Box<[u16; MAX_SOUNDING]>,
     events: EventBuffer<MAX_EVENTS_PER_BLOCK>,
     note_ons_this_block: usize,
-    /// Where the previous block ended if playback went on: (beat scanned up to, expected first
-    /// beat of the next block).
-    continuation: Option<(f64, f64)>,
+    /// Counts blocks (see [`Sounding::on_block`]).
+    block_serial: u64,
+    /// Where the previous block ended if playback went on.
+    continuation: Option<Continuation>,
+    /// Every sounding note ends at the next block's first sample (after a reset, deactivation
+    /// or clip swap, which cannot send events themselves).
+    release_pending: bool,
+    /// The output-channel option of the last block; a change ends every sounding note.
+    last_channel: Option<Option<u8>>,
     /// Position of the free-running clock, used when the host gives no position.
     free_beats: f64,
     stats: PlayerStats,
+}
+
+/// Where the previous block left off.
+#[derive(Clone, Copy, Debug)]
+struct Continuation {
+    /// The beat scanned up to.
+    scanned_to: f64,
+    /// The beat the next block should start at.
+    expected: f64,
+    /// How far the next block's start may be from `expected` and still go on.
+    tolerance: f64,
 }
 
 impl Default for Player {
@@ -298,20 +349,24 @@ impl Player {
     pub fn new() -> Self {
         Self {
             clip: Box::new(PlayerClip::empty()),
-            sounding: Box::new([Sounding { key: 0, off: 0.0 }; MAX_SOUNDING]),
+            sounding: Box::new([SILENT; MAX_SOUNDING]),
             sounding_len: 0,
             slot_of_key: Box::new([NO_SLOT; MAX_SOUNDING]),
             events: EventBuffer::default(),
             note_ons_this_block: 0,
+            block_serial: 0,
             continuation: None,
+            release_pending: false,
+            last_channel: None,
             free_beats: 0.0,
             stats: PlayerStats::default(),
         }
     }
 
     /// Swap in a new clip and return the old one (to be dropped off the audio thread). Notes
-    /// already sounding keep their note-off times.
+    /// still sounding from the old clip end at the next block's first sample.
     pub fn swap_clip(&mut self, clip: Box<PlayerClip>) -> Box<PlayerClip> {
+        self.release_pending |= self.sounding_len > 0;
         std::mem::replace(&mut self.clip, clip)
     }
 
@@ -328,13 +383,11 @@ impl Player {
         self.sounding_len
     }
 
-    /// Forget the position and every sounding note without sending note-offs (after the host
-    /// called `reset`, its voices are silent anyway) and restart the free-running clock.
+    /// Forget the position and restart the free-running clock (the host's `reset`, or a
+    /// deactivation); every sounding note gets its note-off at the next block's first sample,
+    /// since neither can send events and a host may keep its voices.
     pub fn reset(&mut self) {
-        for s in &self.sounding[..self.sounding_len] {
-            self.slot_of_key[s.key as usize] = NO_SLOT;
-        }
-        self.sounding_len = 0;
+        self.release_pending |= self.sounding_len > 0;
         self.events.clear();
         self.continuation = None;
         self.free_beats = 0.0;
@@ -358,9 +411,17 @@ impl Player {
     ) -> &[NoteMessage] {
         self.events.clear();
         self.note_ons_this_block = 0;
+        self.block_serial += 1;
         let valid_rate = transport.sample_rate.is_finite() && transport.sample_rate > 0.0;
         if samples == 0 || !valid_rate {
             return self.events.as_slice();
+        }
+        if self.last_channel.is_some_and(|c| c != options.channel) {
+            self.release_pending = true;
+        }
+        self.last_channel = Some(options.channel);
+        if std::mem::take(&mut self.release_pending) {
+            self.release_all(0);
         }
         let tempo = transport
             .tempo
@@ -382,11 +443,10 @@ impl Player {
         }
 
         // Carry on from where the last block stopped scanning, unless the host jumped.
-        let tolerance = beats_per_sample + 1e-9;
         let mut from = block_beat - beats_per_sample;
         match self.continuation {
-            Some((scanned_to, expected)) if (block_beat - expected).abs() <= tolerance => {
-                from = scanned_to;
+            Some(c) if (block_beat - c.expected).abs() <= c.tolerance => {
+                from = c.scanned_to;
             }
             Some(_) => {
                 self.stats.jumps += 1;
@@ -396,6 +456,13 @@ impl Player {
         }
 
         let last_sample = samples - 1;
+        let tolerance =
+            (samples as f64 * beats_per_sample * DRIFT_PER_BLOCK).max(beats_per_sample) + 1e-9;
+        let continuation = |to: f64| Continuation {
+            scanned_to: to,
+            expected: to + beats_per_sample,
+            tolerance,
+        };
         let mut segment = Segment {
             first_sample: 0,
             origin_beat: block_beat,
@@ -411,7 +478,7 @@ impl Player {
             let wrap = loop_range.filter(|&(_, end)| segment.from < end && end <= segment.to);
             let Some((loop_start, loop_end)) = wrap else {
                 self.play_segment(&segment, options);
-                self.continuation = Some((segment.to, segment.to + beats_per_sample));
+                self.continuation = Some(continuation(segment.to));
                 return self.finish_block();
             };
             // The host wraps at the first sample at or after the loop end.
@@ -438,7 +505,7 @@ impl Player {
             };
         }
         // A loop shorter than a few samples: stop scanning rather than spin.
-        self.continuation = Some((segment.to, segment.to + beats_per_sample));
+        self.continuation = Some(continuation(segment.to));
         self.finish_block()
     }
 
@@ -460,19 +527,32 @@ impl Player {
                 let notes = &self.clip.notes;
                 let first = notes.partition_point(|n| n.start <= lo);
                 let end = notes.partition_point(|n| n.start <= hi);
-                for i in first..end {
+                // Past the cap the rest are only counted: bounded time for any clip.
+                let room = MAX_NOTE_ONS_PER_BLOCK - self.note_ons_this_block;
+                let taken = (end - first).min(room);
+                self.stats.dropped_note_ons += (end - first - taken) as u64;
+                for i in first..first + taken {
                     let note = self.clip.notes[i];
                     self.start_note(segment, lap_start + note.start, note, options);
                 }
                 lap += 1.0;
             }
         }
-        // Note-offs due up to the segment end (including ones started just now).
+        // Note-offs due up to the segment end (including ones started just now). A note-off
+        // never shares its note-on's sample (the host would read it first): it moves to the next
+        // sample, or to the next block's first one.
         let mut i = 0;
         while i < self.sounding_len {
             let s = self.sounding[i];
             if s.off <= segment.to {
-                let timing = segment.sample_of(s.off);
+                let mut timing = segment.sample_of(s.off);
+                if s.on_block == self.block_serial && timing <= s.on_sample {
+                    if s.on_sample >= segment.last_sample {
+                        i += 1;
+                        continue;
+                    }
+                    timing = s.on_sample + 1;
+                }
                 self.remove_sounding(i);
                 self.events.push_off(timing, s.key);
             } else {
@@ -488,19 +568,26 @@ impl Player {
         note: ScheduledNote,
         options: PlayOptions,
     ) {
-        if self.note_ons_this_block == MAX_NOTE_ONS_PER_BLOCK {
-            self.stats.dropped_note_ons += 1;
-            return;
-        }
         self.note_ons_this_block += 1;
         let channel = options.channel.unwrap_or(note.channel).min(15);
-        let key = channel as u16 * 128 + note.pitch as u16;
+        let key = channel as u16 * 128 + note.pitch.min(127) as u16;
         let timing = segment.sample_of(beat);
-        // The same key again while it sounds: end the old note first.
+        // The same key again while it sounds: end the old note first, or, if it started at this
+        // very sample, let it last as long as the longer of the two (two note-ons of one key at
+        // one sample would leave the host one note-on without its note-off).
         let slot = self.slot_of_key[key as usize];
         if slot != NO_SLOT {
             let old = self.sounding[slot as usize];
-            let off_timing = segment.sample_of(old.off.min(beat));
+            let this_block = old.on_block == self.block_serial;
+            if this_block && old.on_sample == timing {
+                let kept = &mut self.sounding[slot as usize];
+                kept.off = kept.off.max(beat + note.length);
+                return;
+            }
+            let mut off_timing = segment.sample_of(old.off.min(beat));
+            if this_block {
+                off_timing = off_timing.max(old.on_sample + 1);
+            }
             self.remove_sounding(slot as usize);
             self.events.push_off(off_timing, key);
         }
@@ -518,10 +605,14 @@ impl Player {
         self.sounding[self.sounding_len] = Sounding {
             key,
             off: beat + note.length,
+            on_block: self.block_serial,
+            on_sample: timing,
         };
         self.sounding_len += 1;
     }
 
+    /// Note-offs at `timing` for every sounding note (callers make sure no note started in this
+    /// block at or after `timing`: block starts, loop wraps).
     fn release_all(&mut self, timing: u32) {
         while self.sounding_len > 0 {
             let s = self.sounding[self.sounding_len - 1];

@@ -3,13 +3,17 @@
 //! Saved as `{"version": 1, "clip": {..}, "mask": {..} | null, "view": {width, height, zoom},
 //! "band": {plays, lookahead_steps}, "loop_bars": [first, count] | null}` (`view`, `band` and
 //! `loop_bars` are optional when reading). Version 0 was a bare clip and is
-//! migrated. Anything unreadable (corrupt text, another plugin's state, a newer version, a clip
-//! that breaks its invariants) loads as the default session with a warning for the GUI and log.
+//! migrated. Anything unreadable (corrupt text, another plugin's state, a newer version) loads as
+//! the default session with a warning for the GUI and log; a readable clip with hostile values
+//! goes through the same validation as every clip ([`Clip::sanitize`]) and loads repaired, with
+//! the repairs in the warning.
 
 use bandmate::music::{Clip, Mask, TrackRole};
+use nice_plug::params::persist::PersistentField;
 use nice_plug::prelude::PluginState;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
+use std::sync::{LockResult, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The key of the persisted field (see `#[persist]` in [`crate::params`]).
 pub const SESSION_KEY: &str = "session";
@@ -133,7 +137,7 @@ impl Session {
     /// What the audio thread plays: the clip, or only its loop bars (from host beat 0 on).
     pub fn playback_clip(&self) -> std::borrow::Cow<'_, Clip> {
         match self.loop_bars {
-            Some((first, count)) if count > 0 && first + count <= self.clip.bars => {
+            Some((first, count)) if count > 0 && first.saturating_add(count) <= self.clip.bars => {
                 std::borrow::Cow::Owned(self.clip.window(first, count))
             }
             _ => std::borrow::Cow::Borrowed(&self.clip),
@@ -193,52 +197,37 @@ impl Session {
                 );
             }
         };
-        match session.invalid_reason() {
-            Some(why) => Self::rejected(format!("saved Bandmate session is invalid: {why}")),
-            None => session,
-        }
+        session.repaired()
     }
 
-    /// What breaks the clip's invariants, if anything.
-    fn invalid_reason(&self) -> Option<String> {
-        let clip = &self.clip;
-        if clip.tracks.is_empty() {
-            return Some("the clip has no tracks".into());
-        }
-        if !(clip.tempo.is_finite() && clip.tempo > 0.0) {
-            return Some(format!("tempo {} is not a positive number", clip.tempo));
-        }
-        if clip.bars == 0 || clip.bars > 4096 {
-            return Some(format!("{} bars (1–4096 allowed)", clip.bars));
-        }
-        if let Some(n) = clip
-            .notes
-            .iter()
-            .find(|n| n.track as usize >= clip.tracks.len())
-        {
-            return Some(format!(
-                "a note refers to track {} of {}",
-                n.track,
-                clip.tracks.len()
-            ));
-        }
-        if let Some(n) = clip
-            .notes
-            .iter()
-            .find(|n| n.pitch > 127 || n.length == 0 || n.velocity == 0 || n.velocity > 127)
-        {
-            return Some(format!("note {n:?} is out of range"));
-        }
+    /// The session inside the limits every clip obeys ([`Clip::sanitize`]): hostile values are
+    /// repaired or their notes dropped, a mask that does not fit the clip is dropped, and each
+    /// repair is named in the load warning. Nothing else is lost.
+    fn repaired(mut self) -> Self {
+        let mut repairs = self.clip.sanitize();
         if let Some(mask) = &self.mask
-            && mask.steps != clip.steps()
+            && mask.steps != self.clip.steps()
         {
-            return Some(format!(
-                "the mask covers {} steps, the clip {}",
+            repairs.push(format!(
+                "the mask covered {} steps, the clip {}; mask dropped",
                 mask.steps,
-                clip.steps()
+                self.clip.steps()
+            ));
+            self.mask = None;
+        }
+        if self
+            .loop_bars
+            .is_some_and(|(first, count)| first.saturating_add(count) > self.clip.bars)
+        {
+            self.loop_bars = None;
+        }
+        if !repairs.is_empty() {
+            self.load_warning = Some(format!(
+                "saved Bandmate session repaired: {}",
+                repairs.join("; ")
             ));
         }
-        None
+        self
     }
 }
 
@@ -271,16 +260,54 @@ impl<'de> Deserialize<'de> for Session {
     }
 }
 
+/// The persisted session, with a hook that runs after every load: a state the host loads at any
+/// time (also while the plugin is active, when no `activate` follows) reaches the audio thread
+/// through it.
+#[derive(Default)]
+pub struct SessionStore {
+    session: RwLock<Session>,
+    on_load: OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl SessionStore {
+    pub fn read(&self) -> LockResult<RwLockReadGuard<'_, Session>> {
+        self.session.read()
+    }
+
+    pub fn write(&self) -> LockResult<RwLockWriteGuard<'_, Session>> {
+        self.session.write()
+    }
+
+    /// Run `hook` after each load (set once, by the plugin).
+    pub fn on_load(&self, hook: impl Fn() + Send + Sync + 'static) {
+        let _ = self.on_load.set(Box::new(hook));
+    }
+}
+
+impl<'a> PersistentField<'a, Session> for SessionStore {
+    fn set(&self, new_value: Session) {
+        *self.session.write().unwrap_or_else(PoisonError::into_inner) = new_value;
+        if let Some(hook) = self.on_load.get() {
+            hook();
+        }
+    }
+
+    fn map<F, R>(&self, f: F) -> R
+    where
+        F: Fn(&Session) -> R,
+    {
+        f(&self.session.read().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
 /// For demos and the screenshot tool: `BANDMATE_OPEN=clip.mid` starts a new instance with that
 /// clip instead of an empty one, and `BANDMATE_OPEN_MASK=3-4` with those bars masked. Errors
 /// become the session's load warning (shown in the editor). Without the variables, nothing.
-pub fn open_from_env(session: &std::sync::RwLock<Session>) {
+pub fn open_from_env(session: &SessionStore) {
     let Some(path) = std::env::var_os("BANDMATE_OPEN") else {
         return;
     };
-    let mut session = session
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut session = session.write().unwrap_or_else(PoisonError::into_inner);
     match bandmate::midi::read_file(std::path::Path::new(&path)) {
         Ok(clip) => {
             let mask = std::env::var("BANDMATE_OPEN_MASK")
@@ -385,9 +412,6 @@ mod tests {
 
     #[test]
     fn corrupt_foreign_newer_or_invalid_state_loads_defaults_with_a_warning() {
-        let mut bad_track = Clip::new(1);
-        bad_track.notes.push(Note::new(0, 60, 1, 100, 7));
-        let bad_track = serde_json::to_string(&Session::new(bad_track)).unwrap();
         let cases = [
             (None, "no Bandmate session"),
             (Some("{\"version\":1,\"clip\":{\"notes\":["), "not JSON"),
@@ -395,7 +419,6 @@ mod tests {
             (Some("{\"gain\":0.5}"), "not a Bandmate session"),
             (Some("{\"version\":9,\"clip\":{}}"), "newer Bandmate"),
             (Some("{\"version\":1,\"clip\":{\"notes\":7}}"), "damaged"),
-            (Some(bad_track.as_str()), "refers to track 7"),
         ];
         for (field, expected) in cases {
             let session = load(field);
@@ -404,5 +427,69 @@ mod tests {
             assert_eq!(session.clip, Clip::default());
             assert_eq!(session.mask, None);
         }
+    }
+
+    #[test]
+    fn hostile_clip_values_load_repaired_keeping_every_valid_note() {
+        let mut clip = example_clip();
+        let valid = clip.notes.clone();
+        clip.notes.push(Note::new(0, 60, 1, 100, 7));
+        clip.notes.push(Note {
+            start: 3,
+            pitch: 200,
+            length: u32::MAX,
+            velocity: 0,
+            track: 0,
+        });
+        let mut value = serde_json::to_value(Session {
+            mask: Some(Mask::bars(&clip, 0..=0)),
+            ..Session::new(clip)
+        })
+        .unwrap();
+        // Before, denominator 0 passed the checks and divided by zero in `steps_per_bar` when
+        // the host activated the plugin.
+        value["clip"]["time_signature"]["denominator"] = 0.into();
+        value["clip"]["tempo"] = (-5.0).into();
+        let session = load(Some(&value.to_string()));
+        let warning = session.load_warning.clone().unwrap();
+        for expected in [
+            "time signature 4/0",
+            "tempo -5",
+            "track the clip does not have",
+            "pitch above 127",
+        ] {
+            assert!(warning.contains(expected), "{expected:?} in {warning:?}");
+        }
+        assert_eq!(session.clip.time_signature.denominator, 4);
+        assert_eq!(session.clip.tempo, 120.0);
+        assert_eq!(session.clip.notes, valid);
+        assert_eq!(session.mask.map(|m| m.steps), Some(session.clip.steps()));
+    }
+
+    #[test]
+    fn a_long_clip_the_importer_accepts_saves_and_reopens_whole() {
+        // 5,000 bars: the importer takes up to 10,000, the loader used to refuse more than 4,096
+        // and fell back to an empty session.
+        let mut clip = Clip::new(5000);
+        clip.notes = (0..5000)
+            .map(|bar| Note::new(bar * 16, 60, 4, 100, 0))
+            .collect();
+        let session = Session::new(clip);
+        let text = serde_json::to_string(&session).unwrap();
+        let loaded = load(Some(&text));
+        assert_eq!(loaded.load_warning, None);
+        assert_eq!(loaded, session);
+    }
+
+    #[test]
+    fn a_mask_that_does_not_fit_the_clip_is_dropped_alone() {
+        let clip = example_clip();
+        let session = Session {
+            mask: Some(Mask::empty(clip.steps() + 16)),
+            ..Session::new(clip.clone())
+        };
+        let loaded = load(Some(&serde_json::to_string(&session).unwrap()));
+        assert_eq!((loaded.clip, loaded.mask), (clip, None));
+        assert!(loaded.load_warning.unwrap().contains("mask dropped"));
     }
 }

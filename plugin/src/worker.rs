@@ -508,7 +508,45 @@ mod tests {
 
     #[test]
     fn each_instance_has_its_own_thread_and_dropping_stops_it() {
-        let workers: Vec<_> = (0..16).map(|_| worker(1, 0).0).collect();
-        drop(workers); // joins all 16 threads; a hang here fails the test by timeout
+        /// Answers with the clip and tells on which thread it ran.
+        struct ThreadTeller(crossbeam_channel::Sender<std::thread::ThreadId>);
+        impl Generator for ThreadTeller {
+            fn name(&self) -> &str {
+                "thread teller"
+            }
+            fn can_run(&self, _: JobKind) -> bool {
+                true
+            }
+            fn run(&self, request: &JobRequest, _: &JobControl) -> Result<Clip, String> {
+                let _ = self.0.send(std::thread::current().id());
+                let Job::Vary { clip, .. } = &request.job else {
+                    return Err("unexpected job".into());
+                };
+                Ok(clip.clone())
+            }
+        }
+        let (tell, told) = unbounded();
+        let generator: Arc<dyn Generator> = Arc::new(ThreadTeller(tell));
+        let mut workers: Vec<_> = (0..16)
+            .map(|_| {
+                let list: Arc<[Arc<dyn Generator>]> = Arc::from(vec![generator.clone()]);
+                Worker::spawn(move || list).unwrap()
+            })
+            .collect();
+        for worker in &mut workers {
+            let id = worker.submit(vary(60));
+            assert!(matches!(
+                until_end(worker, id).last(),
+                Some(WorkerReport::Done { .. })
+            ));
+        }
+        let threads: std::collections::HashSet<_> = told.try_iter().collect();
+        assert_eq!(threads.len(), 16, "one thread per instance");
+        assert!(!threads.contains(&std::thread::current().id()));
+        // Each thread holds its generator list; once the drop returns, every thread has ended
+        // and let go of it.
+        assert_eq!(Arc::strong_count(&generator), 17);
+        drop(workers);
+        assert_eq!(Arc::strong_count(&generator), 1);
     }
 }

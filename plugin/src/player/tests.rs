@@ -414,7 +414,7 @@ fn output_channel_and_velocity_scale_apply_to_every_note() {
 }
 
 #[test]
-fn a_new_clip_lets_sounding_notes_finish_and_plays_its_own_notes() {
+fn a_new_clip_ends_sounding_notes_and_plays_its_own_notes() {
     let mut player = Player::new();
     player.swap_clip(Box::new(PlayerClip::from_clip(&test_clip())));
     let mut transport = HostTransport {
@@ -438,10 +438,179 @@ fn a_new_clip_lets_sounding_notes_finish_and_plays_its_own_notes() {
             events.push((block * 480 + e.timing as u64, e.on, e.pitch));
         }
     }
-    // C4 from the old clip still ends at the end of bar 1; D3 of the new clip plays at step 1.
-    assert!(events.contains(&(96_000, false, 60)));
+    // C4 from the old clip ends where the new clip arrives; D3 of the new clip plays at step 1.
+    assert_eq!(events[0], (480, false, 60));
     assert!(events.contains(&(6_000, true, 50)));
     assert!(!events.iter().any(|&(_, on, p)| on && p != 50));
+}
+
+/// What a host's voice table makes of the events, in the order it gets them: a second note-on
+/// of a sounding key (a note that will never end) fails; returns the keys still sounding.
+fn host_voices(events: &[NoteMessage], sounding: &mut std::collections::BTreeSet<(u8, u8)>) {
+    for e in events {
+        if e.on {
+            assert!(
+                sounding.insert((e.channel, e.pitch)),
+                "a second note-on of channel {} pitch {} while it sounds, in {events:?}",
+                e.channel,
+                e.pitch
+            );
+        } else {
+            sounding.remove(&(e.channel, e.pitch));
+        }
+    }
+}
+
+#[test]
+fn a_hundred_thousand_notes_in_one_block_all_end_and_cost_bounded_work() {
+    // 16 tracks × 128 pitches × 49 steps = 100,352 notes, all in each block at this tempo, and
+    // all on one channel: keys collide at the same sample and between samples.
+    let mut clip = Clip::new(4);
+    clip.tracks.clear();
+    for channel in 0..16 {
+        clip.add_track(Track::new(
+            format!("T{channel}"),
+            TrackRole::Accompaniment,
+            channel,
+        ));
+    }
+    for step in 0..49 {
+        for track in 0..16u16 {
+            for pitch in 0..128u8 {
+                clip.notes
+                    .push(Note::new(step, pitch, 1 + step % 5, 100, track));
+            }
+        }
+    }
+    assert_eq!(clip.notes.len(), 100_352);
+    for options in [
+        PlayOptions::default(),
+        PlayOptions {
+            channel: Some(0),
+            velocity_scale: 1.0,
+        },
+    ] {
+        let mut player = Player::new();
+        player.swap_clip(Box::new(PlayerClip::from_clip(&clip)));
+        let mut voices = std::collections::BTreeSet::new();
+        let rate = 44_100.0;
+        for (tempo, samples) in [(60_000.0, 4096), (120.0, 512), (2.0e7, 64)] {
+            let mut beat = 0.0;
+            for _ in 0..20 {
+                let transport = HostTransport {
+                    playing: true,
+                    tempo: Some(tempo),
+                    pos_beats: Some(beat),
+                    ..HostTransport::new(rate)
+                };
+                let events = player.process_block(&transport, samples, options);
+                assert!(events.len() <= MAX_EVENTS_PER_BLOCK);
+                host_voices(events, &mut voices);
+                beat += samples as f64 * tempo / 60.0 / rate;
+            }
+        }
+        assert!(player.stats().dropped_note_ons > 0, "the cap was reached");
+        let stopped = HostTransport {
+            playing: false,
+            pos_beats: Some(0.0),
+            ..HostTransport::new(rate)
+        };
+        host_voices(player.process_block(&stopped, 64, options), &mut voices);
+        assert!(voices.is_empty(), "{} notes never ended", voices.len());
+        assert_eq!(player.sounding_count(), 0);
+    }
+}
+
+/// One block at the start of the clip with a whole-bar C4 sounding, then `interrupt`, then a
+/// block whose events come back.
+fn interrupted(interrupt: impl FnOnce(&mut Player), options: PlayOptions) -> Vec<NoteMessage> {
+    let mut player = Player::new();
+    player.swap_clip(Box::new(PlayerClip::from_clip(&test_clip())));
+    let transport = HostTransport {
+        playing: true,
+        tempo: Some(120.0),
+        pos_beats: Some(0.0),
+        ..HostTransport::new(48_000.0)
+    };
+    let first = player.process_block(&transport, 480, PlayOptions::default());
+    assert!(first.iter().any(|e| e.on && e.pitch == 60));
+    interrupt(&mut player);
+    // The host carries on from where it was.
+    let next = HostTransport {
+        pos_beats: Some(0.02),
+        ..transport
+    };
+    player.process_block(&next, 480, options).to_vec()
+}
+
+#[test]
+fn reset_and_deactivation_end_sounding_notes_at_the_next_block() {
+    // Before, `reset` forgot the sounding notes: their note-offs never came.
+    let events = interrupted(Player::reset, PlayOptions::default());
+    assert_eq!(
+        events.first().map(|e| (e.timing, e.on, e.pitch)),
+        Some((0, false, 60)),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_new_output_channel_ends_notes_sounding_on_the_old_one() {
+    let events = interrupted(
+        |_| {},
+        PlayOptions {
+            channel: Some(6),
+            velocity_scale: 1.0,
+        },
+    );
+    assert_eq!(
+        events.first().map(|e| (e.timing, e.on, e.channel, e.pitch)),
+        Some((0, false, 0, 60)),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_tempo_ramp_inside_blocks_is_followed_without_false_jumps() {
+    // The host's tempo rises from 60 to 240 BPM over two seconds, sample by sample (CLAP
+    // `tempo_inc`); each block reports its first sample's tempo and exact position. Before, the
+    // one-sample tolerance read every block as a jump: notes cut, onsets doubled or missed.
+    let rate = 48_000.0;
+    let mut clip = Clip::new(4);
+    clip.notes = (0..64)
+        .map(|s| Note::new(s, 60 + (s % 12) as u8, 1, 100, 0))
+        .collect();
+    for block in [64u32, 512, 1024, 4096] {
+        let mut player = Player::new();
+        player.swap_clip(Box::new(PlayerClip::from_clip(&clip)));
+        let (mut beat, mut sample) = (0.0f64, 0u64);
+        let mut ons = 0;
+        let mut voices = std::collections::BTreeSet::new();
+        let total = 2 * 48_000;
+        while sample < total {
+            let tempo = |k: u64| 60.0 + 180.0 * (k as f64 / total as f64).min(1.0);
+            let transport = HostTransport {
+                playing: true,
+                tempo: Some(tempo(sample)),
+                pos_beats: Some(beat),
+                ..HostTransport::new(rate)
+            };
+            let events = player.process_block(&transport, block, PlayOptions::default());
+            ons += events.iter().filter(|e| e.on).count();
+            host_voices(events, &mut voices);
+            for k in sample..sample + block as u64 {
+                beat += tempo(k) / 60.0 / rate;
+            }
+            sample += block as u64;
+        }
+        assert_eq!(player.stats().jumps, 0, "block {block}");
+        // Every step the host passed started its note once (4 steps per beat, from step 0).
+        let steps_passed = (beat * 4.0).floor() as usize + 1;
+        assert!(
+            ons.abs_diff(steps_passed) <= 1,
+            "block {block}: {ons} note-ons, {steps_passed} steps"
+        );
+    }
 }
 
 #[test]
