@@ -1,6 +1,9 @@
-//! Fuzzing `midi::read_bytes`: random bytes, and mutations of real Nottingham files and of
-//! synthetic files. Every input must give `Ok` or a clean `Err`, in bounded time, and every `Ok`
-//! clip must be consistent and survive an export → import round trip.
+//! Fuzzing `midi::read_bytes` and `midi::read_bytes_with_beats`: random bytes, mutations of real
+//! Nottingham files, of synthetic files and of files near the 16 MiB limit, and random beat lists.
+//! Every input must give `Ok` or a clean `Err`, in bounded time; every `Ok` clip must pass the
+//! validation every clip obeys unchanged and survive an export → import round trip; and each
+//! fuzzer's mix of outcomes is asserted, so that a fuzzer that stops reaching the importer's
+//! interesting paths fails.
 //!
 //! A panicking or slow input is saved under `$CARGO_TARGET_TMPDIR/midi-fuzz-failures/`; copy it to
 //! `tests/regressions/midi/` so that `regression_files_import_cleanly` keeps checking it.
@@ -40,8 +43,17 @@ fn config(cases: u32) -> ProptestConfig {
 /// Import `bytes` and check the result; on a panic or a slow import, save the input.
 /// Returns the outcome: "Ok" or the error variant.
 fn check_import(bytes: &[u8]) -> Result<&'static str, TestCaseError> {
+    check_result(bytes, MAX_CASE_TIME, |b| midi::read_bytes(b))
+}
+
+/// [`check_import`] for any import function and time limit.
+fn check_result(
+    bytes: &[u8],
+    max_time: Duration,
+    import: impl Fn(&[u8]) -> Result<bandmate::music::Clip, midi::MidiError>,
+) -> Result<&'static str, TestCaseError> {
     let started = Instant::now();
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| midi::read_bytes(bytes)));
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| import(bytes)));
     let elapsed = started.elapsed();
     let Ok(result) = result else {
         let path = save_failure(bytes, "panic");
@@ -50,7 +62,7 @@ fn check_import(bytes: &[u8]) -> Result<&'static str, TestCaseError> {
             path.display()
         )));
     };
-    if elapsed > MAX_CASE_TIME {
+    if elapsed > max_time {
         let path = save_failure(bytes, "slow");
         return Err(TestCaseError::fail(format!(
             "read_bytes took {elapsed:?}; input saved to {}",
@@ -68,6 +80,9 @@ fn check_import(bytes: &[u8]) -> Result<&'static str, TestCaseError> {
         }
         Ok(clip) => {
             prop_assert!(clip.bars >= 1 && clip.bars <= midi::MAX_BARS);
+            // What imports obeys the limits of every clip: it can be saved and reopened.
+            let repairs = clip.clone().sanitize();
+            prop_assert!(repairs.is_empty(), "{repairs:?}");
             for note in &clip.notes {
                 prop_assert!(note.length >= 1 && note.end() <= clip.steps(), "{note:?}");
                 prop_assert!((note.track as usize) < clip.tracks.len());
@@ -282,13 +297,14 @@ fn synthetic_file() -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
-/// Run `cases` cases of `strategy` through `check`, then print the count, outcomes and time.
+/// Run `cases` cases of `strategy` through `check`, print the count, outcomes and time, and
+/// return the outcomes (how many cases gave `Ok`, how many each error).
 fn fuzz<S: Strategy>(
     name: &str,
     cases: u32,
     strategy: S,
     check: impl Fn(S::Value) -> Result<&'static str, TestCaseError>,
-) {
+) -> BTreeMap<&'static str, u32> {
     let started = Instant::now();
     let mut runner = TestRunner::new(config(cases));
     let outcomes = RefCell::new(BTreeMap::<&str, u32>::new());
@@ -306,15 +322,28 @@ fn fuzz<S: Strategy>(
         started.elapsed()
     );
     assert!(run >= cases);
+    outcomes
+}
+
+/// The share of cases with `outcome`.
+fn share(outcomes: &BTreeMap<&str, u32>, outcome: &str) -> f64 {
+    let run: u32 = outcomes.values().sum();
+    outcomes.get(outcome).copied().unwrap_or(0) as f64 / run.max(1) as f64
 }
 
 #[test]
 fn random_bytes() {
-    fuzz(
+    let outcomes = fuzz(
         "random bytes",
         30_000,
         prop::collection::vec(any::<u8>(), 0..256),
         |bytes| check_import(&bytes),
+    );
+    // Without a header nothing imports: every case is refused as not MIDI (or empty).
+    assert_eq!(share(&outcomes, "Ok"), 0.0, "{outcomes:?}");
+    assert!(
+        share(&outcomes, "NotMidi") + share(&outcomes, "Empty") == 1.0,
+        "{outcomes:?}"
     );
 }
 
@@ -326,7 +355,7 @@ fn random_bytes_after_a_valid_header() {
         0u16..4,
         prop::collection::vec(any::<u8>(), 0..256),
     );
-    fuzz(
+    let outcomes = fuzz(
         "random bytes after a header",
         20_000,
         strategy,
@@ -345,6 +374,13 @@ fn random_bytes_after_a_valid_header() {
             check_import(&bytes)
         },
     );
+    // Past the header, the event parser's refusals and some clean imports.
+    assert!(share(&outcomes, "Ok") > 0.0, "{outcomes:?}");
+    assert!(
+        share(&outcomes, "Malformed") + share(&outcomes, "Truncated") > 0.1,
+        "{outcomes:?}"
+    );
+    assert!(outcomes.len() >= 4, "{outcomes:?}");
 }
 
 #[test]
@@ -355,7 +391,7 @@ fn mutated_nottingham_files() {
         prop::collection::vec(mutation(), 1..4),
         prop::bool::weighted(0.75),
     );
-    fuzz(
+    let outcomes = fuzz(
         "mutated Nottingham files",
         60_000,
         strategy,
@@ -370,6 +406,10 @@ fn mutated_nottingham_files() {
             check_import(&bytes)
         },
     );
+    // A good share of mutated real files still import (about a quarter with the fixed seed),
+    // and the refusals reach most of the importer's checks.
+    assert!(share(&outcomes, "Ok") > 0.15, "{outcomes:?}");
+    assert!(outcomes.len() >= 6, "{outcomes:?}");
 }
 
 #[test]
@@ -379,7 +419,7 @@ fn mutated_synthetic_files() {
         prop::collection::vec(mutation(), 0..3),
         prop::bool::weighted(0.75),
     );
-    fuzz(
+    let outcomes = fuzz(
         "mutated synthetic files",
         50_000,
         strategy,
@@ -393,6 +433,117 @@ fn mutated_synthetic_files() {
             check_import(&bytes)
         },
     );
+    assert!(share(&outcomes, "Ok") > 0.3, "{outcomes:?}");
+    assert!(share(&outcomes, "Ok") < 0.99, "{outcomes:?}");
+}
+
+/// A file just under the 16 MiB limit: `notes` chords of 17 one-step notes at PPQ 4, with
+/// running status, padded with a text event to `MAX_FILE_BYTES - slack` bytes.
+fn file_near_the_size_limit(slack: usize) -> Vec<u8> {
+    let mut track = vec![0x00, 0x90, 40, 100, 0x01, 40, 0];
+    for step in 0..20_000u32 {
+        for key in 40..57u8 {
+            track.extend_from_slice(&[0x00, key, 100]);
+        }
+        for (i, key) in (40..57u8).enumerate() {
+            track.extend_from_slice(&[u8::from(i == 0) * (1 + (step % 3) as u8), key, 0]);
+        }
+    }
+    let header_and_end = 14 + 8 + 4;
+    // A text meta event (FF 01, 4-byte variable length) fills the rest.
+    let fill = midi::MAX_FILE_BYTES as usize - slack - header_and_end - track.len() - 6;
+    track.extend_from_slice(&[0x00, 0xFF, 0x01]);
+    let len = (fill - 1) as u32;
+    track.extend_from_slice(&[
+        0x80 | (len >> 21) as u8 & 0x7F,
+        0x80 | (len >> 14) as u8 & 0x7F,
+        0x80 | (len >> 7) as u8 & 0x7F,
+        len as u8 & 0x7F,
+    ]);
+    track.resize(track.len() + fill - 1, b'x');
+    track.extend_from_slice(&[0x00, 0xFF, 0x2F, 0x00]);
+    let mut bytes = b"MThd\0\0\0\x06\0\0\0\x01\0\x04MTrk".to_vec();
+    bytes.extend_from_slice(&(track.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&track);
+    bytes
+}
+
+#[test]
+fn mutated_files_near_the_size_limit() {
+    let base = file_near_the_size_limit(0);
+    assert_eq!(base.len() as u64, midi::MAX_FILE_BYTES);
+    // One byte over the limit is refused cleanly.
+    let mut over = base.clone();
+    over.push(0);
+    assert_eq!(check_import(&over).unwrap(), "TooLarge");
+    // Mutations anywhere, mostly inside the notes. The limit is a hang detector: an import of
+    // 16 MiB takes well under a second in the test profile.
+    let strategy = (prop::collection::vec(mutation(), 1..3), prop::bool::ANY);
+    let outcomes = fuzz(
+        "mutated files near the size limit",
+        24,
+        strategy,
+        |(mutations, repair)| {
+            let mut bytes = base.clone();
+            for m in &mutations {
+                apply(&mut bytes, m);
+            }
+            if repair {
+                repair_chunk_lengths(&mut bytes);
+            }
+            bytes.truncate(midi::MAX_FILE_BYTES as usize);
+            check_result(&bytes, Duration::from_secs(60), |b| midi::read_bytes(b))
+        },
+    );
+    assert!(share(&outcomes, "Ok") > 0.0, "{outcomes:?}");
+}
+
+#[test]
+fn read_bytes_with_beats_takes_random_beat_lists() {
+    let files = nottingham();
+    let beat = (0.0f64..1.0, any::<bool>());
+    let strategy = (
+        any::<Index>(),
+        prop::collection::vec(beat, 0..64),
+        prop_oneof![
+            Just(0.0),
+            Just(f64::NAN),
+            Just(-1.0),
+            Just(1e300),
+            0.0f64..100.0
+        ],
+    );
+    let outcomes = fuzz(
+        "read_bytes_with_beats",
+        3_000,
+        strategy,
+        |(file, gaps, odd)| {
+            // Increasing times from random gaps, sometimes one odd value among them.
+            let mut time = 0.0;
+            let mut beats: Vec<midi::BeatMark> = gaps
+                .iter()
+                .map(|&(gap, downbeat)| {
+                    time += gap;
+                    midi::BeatMark {
+                        time_s: time,
+                        downbeat,
+                    }
+                })
+                .collect();
+            if let Some(first) = beats.first_mut()
+                && odd != 0.0
+            {
+                first.time_s = odd;
+            }
+            let bytes = &files[file.index(files.len())];
+            check_result(bytes, MAX_CASE_TIME, |b| {
+                midi::read_bytes_with_beats(b, &beats)
+            })
+        },
+    );
+    // About 40% import with the fixed seed; the rest are refused beat lists (or too long).
+    assert!(share(&outcomes, "Ok") > 0.2, "{outcomes:?}");
+    assert!(share(&outcomes, "Beats") > 0.2, "{outcomes:?}");
 }
 
 /// Inputs that once crashed, hung or were otherwise interesting: each gives `Ok` or a clean `Err`.

@@ -438,15 +438,340 @@ fn sixteen_instances_play_their_own_clips_side_by_side() {
             instance
         })
         .collect();
-    for (i, instance) in instances.iter_mut().enumerate() {
-        let (_, played) = drive(
-            instance,
-            Scenario {
-                seconds: 0.3,
-                ..scenario(44_100)
-            },
-            256,
+    // Activated on the main thread as a host does, then each instance processes on its own
+    // audio thread, all at the same time: every thread waits for all sixteen before its first
+    // block.
+    let rigs: Vec<_> = instances
+        .iter_mut()
+        .map(|instance| Rig::start(instance, 44_100.0, 256))
+        .collect();
+    let ready = std::sync::Barrier::new(16);
+    let finished: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = rigs
+            .into_iter()
+            .map(|mut rig| {
+                let ready = &ready;
+                scope.spawn(move || {
+                    ready.wait();
+                    let mut events = Vec::new();
+                    for _ in 0..60 {
+                        events.extend(rig.block(256, 120.0, 0.0, true));
+                    }
+                    (rig, events)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("no panic"))
+            .collect()
+    });
+    for (i, ((rig, events), instance)) in finished.into_iter().zip(&mut instances).enumerate() {
+        rig.stop(instance);
+        assert_eq!(events[0], (0, true, 0, 60 + i as u8), "instance {i}");
+        let own = test_clip(i as u8);
+        assert!(
+            events
+                .iter()
+                .filter(|e| e.1)
+                .all(|e| own.notes.iter().any(|n| n.pitch == e.3)),
+            "instance {i} plays only its own clip"
         );
-        assert_eq!(played[0], (0, true, 0, 60 + i as u8, 100), "instance {i}");
+    }
+}
+
+/// An activated, processing instance driven block by block (for tests that act between blocks:
+/// state loads, resets, deactivation).
+struct Rig {
+    processor: clack_host::process::StartedPluginAudioProcessor<TestHost>,
+    outputs: Vec<Vec<f32>>,
+    ports: AudioPorts,
+    output_events: EventBuffer,
+    rate: f64,
+    /// Host position at the next block's first sample.
+    beat: f64,
+}
+
+impl Rig {
+    fn start(instance: &mut PluginInstance<TestHost>, rate: f64, max_block: u32) -> Self {
+        let config = PluginAudioConfiguration {
+            sample_rate: rate,
+            min_frames_count: 1,
+            max_frames_count: max_block,
+        };
+        let processor = instance.activate(|_, _| (), config).expect("activation");
+        Self {
+            processor: processor.start_processing().expect("start processing"),
+            outputs: vec![vec![0.0f32; max_block as usize]; 2],
+            ports: AudioPorts::with_capacity(2, 1),
+            output_events: EventBuffer::with_capacity(8192),
+            rate,
+            beat: 0.0,
+        }
+    }
+
+    /// One block of `n` samples: the tempo starts at `bpm` and changes by `tempo_inc` BPM per
+    /// sample (CLAP's in-block ramp); returns (timing, on, channel, key) of the events sent.
+    fn block(
+        &mut self,
+        n: u32,
+        bpm: f64,
+        tempo_inc: f64,
+        playing: bool,
+    ) -> Vec<(u32, bool, u8, u8)> {
+        let mut flags = TransportFlags::HAS_TEMPO
+            | TransportFlags::HAS_BEATS_TIMELINE
+            | TransportFlags::HAS_SECONDS_TIMELINE;
+        if playing {
+            flags |= TransportFlags::IS_PLAYING;
+        }
+        let transport = TransportEvent {
+            header: EventHeader::new_core(0, EventFlags::empty()),
+            flags,
+            song_pos_beats: BeatTime::from_float(self.beat),
+            song_pos_seconds: SecondsTime::from_float(0.0),
+            tempo: bpm,
+            tempo_inc,
+            loop_start_beats: BeatTime::from_int(0),
+            loop_end_beats: BeatTime::from_int(0),
+            loop_start_seconds: SecondsTime::from_int(0),
+            loop_end_seconds: SecondsTime::from_int(0),
+            bar_start: BeatTime::from_int(0),
+            bar_number: 0,
+            time_signature_numerator: 4,
+            time_signature_denominator: 4,
+        };
+        self.output_events.clear();
+        let input_events = EventBuffer::new();
+        {
+            let input_audio = InputAudioBuffers::empty();
+            let mut output_audio = self.ports.with_output_buffers([AudioPortBuffer {
+                latency: 0,
+                channels: AudioPortBufferType::f32_output_only(
+                    self.outputs.iter_mut().map(|b| &mut b[..n as usize]),
+                ),
+            }]);
+            self.processor
+                .process(
+                    &input_audio,
+                    &mut output_audio,
+                    &input_events.as_input(),
+                    &mut self.output_events.as_output(),
+                    None,
+                    Some(&transport),
+                )
+                .expect("process");
+        }
+        if playing {
+            for k in 0..n {
+                self.beat += (bpm + tempo_inc * k as f64) / 60.0 / self.rate;
+            }
+        }
+        let mut events = Vec::new();
+        for event in self.output_events.iter() {
+            let time = event.header().time();
+            assert!(time < n.max(1), "event at {time} in a block of {n}");
+            if let Some(on) = event.as_event::<NoteOnEvent>() {
+                let raw = on.as_raw();
+                events.push((time, true, raw.channel as u8, raw.key as u8));
+            } else if let Some(off) = event.as_event::<NoteOffEvent>() {
+                let raw = off.as_raw();
+                events.push((time, false, raw.channel as u8, raw.key as u8));
+            }
+        }
+        events
+    }
+
+    fn stop(self, instance: &mut PluginInstance<TestHost>) {
+        instance.deactivate(self.processor.stop_processing());
+    }
+}
+
+/// A host's voices: a second note-on of a sounding key fails (that note would never end);
+/// note-offs end keys.
+#[derive(Default)]
+struct Voices(std::collections::BTreeSet<(u8, u8)>);
+
+impl Voices {
+    fn hear(&mut self, events: &[(u32, bool, u8, u8)]) {
+        for &(_, on, channel, key) in events {
+            if on {
+                assert!(
+                    self.0.insert((channel, key)),
+                    "a second note-on of channel {channel} key {key} while it sounds"
+                );
+            } else {
+                self.0.remove(&(channel, key));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_state_loaded_while_playing_is_heard_from_the_next_block() {
+    let entry = load_entry();
+    let mut instance = new_instance(&entry);
+    load_state(&mut instance, &state_with_clip(&test_clip(0))).unwrap();
+    let mut rig = Rig::start(&mut instance, 48_000.0, 512);
+    let first = rig.block(512, 120.0, 0.0, true);
+    assert!(first.contains(&(0, true, 0, 60)), "{first:?}");
+    // The host loads another project's state while the plugin plays: before, the old clip kept
+    // playing (no `activate` follows a load).
+    load_state(&mut instance, &state_with_clip(&test_clip(5))).unwrap();
+    let mut events = Vec::new();
+    for _ in 0..200 {
+        events.extend(rig.block(512, 120.0, 0.0, true));
+    }
+    assert_eq!(
+        events.first(),
+        Some(&(0, false, 0, 60)),
+        "the old note ends at once"
+    );
+    assert!(events.iter().any(|&(_, on, _, key)| on && key == 65));
+    assert!(
+        !events.iter().any(|&(_, on, _, key)| on && key == 60),
+        "nothing of the old clip plays"
+    );
+    rig.stop(&mut instance);
+}
+
+#[test]
+fn reset_deactivation_and_stop_end_every_note_even_with_100_000_notes_and_tempo_ramps() {
+    // 100,000 notes: 128 pitches × 4 channels on 196 steps, dense and overlapping.
+    let mut clip = Clip::new(16);
+    for channel in 1..4 {
+        clip.add_track(Track::new(
+            format!("T{channel}"),
+            TrackRole::Accompaniment,
+            channel,
+        ));
+    }
+    for i in 0..100_000u32 {
+        let step = (i / 512) % 196;
+        clip.notes.push(Note::new(
+            step,
+            (i % 128) as u8,
+            1 + i % 7,
+            100,
+            (i / 128 % 4) as u16,
+        ));
+    }
+    let entry = load_entry();
+    let mut instance = new_instance(&entry);
+    load_state(&mut instance, &state_with_clip(&clip)).unwrap();
+    let mut voices = Voices::default();
+    for round in 0..3 {
+        let mut rig = Rig::start(&mut instance, 44_100.0, 4096);
+        // A tempo ramp inside each block, blocks of changing size.
+        let mut bpm = 90.0;
+        for b in 0..60u32 {
+            let n = [64, 4096, 333, 1][b as usize % 4];
+            let inc = 0.01;
+            voices.hear(&rig.block(n, bpm, inc, true));
+            bpm += inc * n as f64;
+        }
+        assert!(!voices.0.is_empty(), "notes sound mid-clip");
+        match round {
+            // The host resets mid-note: the offs come with the next block.
+            0 => rig.processor.reset(),
+            // Deactivated mid-note, then activated again: the offs come with the first block.
+            1 => {
+                rig.stop(&mut instance);
+                rig = Rig::start(&mut instance, 44_100.0, 4096);
+            }
+            // A plain stop.
+            _ => {}
+        }
+        voices.hear(&rig.block(64, bpm, 0.0, round != 2));
+        if round == 2 {
+            assert!(
+                voices.0.is_empty(),
+                "{} notes never ended after the stop",
+                voices.0.len()
+            );
+        } else {
+            // Notes that start in this very block may sound; none of those before.
+            let stopped = rig.block(64, bpm, 0.0, false);
+            voices.hear(&stopped);
+            assert!(voices.0.is_empty(), "{} notes never ended", voices.0.len());
+        }
+        rig.stop(&mut instance);
+    }
+}
+
+#[test]
+fn hostile_and_damaged_states_load_repaired_or_as_defaults_and_play_without_stuck_notes() {
+    let entry = load_entry();
+    let mut instance = new_instance(&entry);
+    let saved: serde_json::Value = serde_json::json!({
+        "version": 1,
+        "clip": test_clip(0),
+        "mask": { "steps": 32, "cells": vec![false; 32 * 128], "track": null },
+    });
+    // Values that once crashed the host or the editor, then random mutations of a real state.
+    let mut cases: Vec<serde_json::Value> = Vec::new();
+    for (path, value) in [
+        ("/clip/time_signature/denominator", serde_json::json!(0)),
+        ("/clip/time_signature/numerator", serde_json::json!(0)),
+        ("/clip/tempo", serde_json::json!(0.0)),
+        ("/clip/tempo", serde_json::json!(-120.0)),
+        ("/clip/bars", serde_json::json!(0)),
+        ("/clip/bars", serde_json::json!(4_000_000_000u32)),
+        ("/clip/notes/0/length", serde_json::json!(4_294_967_295u32)),
+        ("/clip/notes/0/start", serde_json::json!(4_294_967_295u32)),
+        ("/clip/notes/0/pitch", serde_json::json!(200)),
+        ("/clip/notes/0/velocity", serde_json::json!(0)),
+        ("/clip/notes/0/track", serde_json::json!(9)),
+        ("/clip/tracks", serde_json::json!([])),
+        ("/mask/cells", serde_json::json!([true])),
+        ("/mask/steps", serde_json::json!(4_294_967_295u32)),
+    ] {
+        let mut case = saved.clone();
+        *case.pointer_mut(path).unwrap() = value;
+        cases.push(case);
+    }
+    // Deterministic mutations: each sets one number of the state to a hostile value.
+    let hostile = [0.0, -1.0, 1e300, 255.0, 65_535.0, 4_294_967_295.0];
+    let mut numbers = Vec::new();
+    fn walk(v: &serde_json::Value, path: String, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Number(_) => out.push(path),
+            serde_json::Value::Array(a) if a.len() < 64 => {
+                for (i, x) in a.iter().enumerate() {
+                    walk(x, format!("{path}/{i}"), out);
+                }
+            }
+            serde_json::Value::Object(o) => {
+                for (k, x) in o {
+                    walk(x, format!("{path}/{k}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(&saved, String::new(), &mut numbers);
+    for path in &numbers {
+        for value in hostile {
+            let mut case = saved.clone();
+            *case.pointer_mut(path).unwrap() = serde_json::json!(value);
+            cases.push(case);
+        }
+    }
+    assert!(cases.len() > 300, "{} cases", cases.len());
+    for (i, case) in cases.iter().enumerate() {
+        load_state(&mut instance, &state_with_session_field(&case.to_string()))
+            .unwrap_or_else(|e| panic!("case {i}: {e}"));
+        // Save → load gives the same state: what loads, reopens.
+        let again = save_state(&mut instance);
+        load_state(&mut instance, &again).unwrap();
+        assert_eq!(save_state(&mut instance), again, "case {i}: {case}");
+        let mut rig = Rig::start(&mut instance, 48_000.0, 1024);
+        let mut voices = Voices::default();
+        for _ in 0..8 {
+            voices.hear(&rig.block(1024, 500.0, 0.0, true));
+        }
+        voices.hear(&rig.block(1024, 500.0, 0.0, false));
+        assert!(voices.0.is_empty(), "case {i}: stuck notes");
+        rig.stop(&mut instance);
     }
 }
