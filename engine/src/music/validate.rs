@@ -43,8 +43,9 @@ impl Clip {
     /// - 0 bars become as many as the notes need (at least 1), more than [`MAX_BARS`] are cut;
     /// - a clip without tracks gets one, tracks beyond [`MAX_TRACKS`] go, channels above 15 are 15;
     /// - notes with a pitch above 127, a track that does not exist or a start past the clip's
-    ///   end are dropped; velocity is clamped to 1–127, a length of 0 becomes 1 and a note past
-    ///   the end is cut at the end.
+    ///   end are dropped; velocity is clamped to 1–127, a length of 0 becomes 1 and a length that
+    ///   overflows the step count is cut at the clip's end (a note may otherwise hang past the
+    ///   end: playback cuts it there).
     pub fn sanitize(&mut self) -> Vec<String> {
         let mut tally = Tally::default();
         if !self.time_signature.is_valid() {
@@ -126,7 +127,9 @@ impl Clip {
                 empty += 1;
                 n.length = 1;
             }
-            if n.end() > steps {
+            // A note may hang past the clip's end (playback cuts it there), but not past the
+            // end of the step count.
+            if n.start.checked_add(n.length).is_none() {
                 cut += 1;
                 n.length = steps - n.start;
             }
@@ -143,7 +146,7 @@ impl Clip {
         );
         tally.note(velocity, "with a velocity outside 1–127 clamped");
         tally.note(empty, "of length 0 made one step long");
-        tally.note(cut, "ending after the clip's end cut there");
+        tally.note(cut, "with a length past any step cut at the clip's end");
         let before = (self.tempo_changes.len(), self.meter_changes.len());
         self.tempo_changes
             .retain(|c| c.step < steps && valid_tempo(c.bpm));
@@ -236,7 +239,7 @@ mod tests {
             "1 note starting after",
             "2 notes with a velocity",
             "1 note of length 0",
-            "1 note ending after",
+            "1 note with a length past any step",
             "2 damaged",
         ] {
             assert!(
