@@ -43,7 +43,7 @@ fn config(cases: u32) -> ProptestConfig {
 /// Import `bytes` and check the result; on a panic or a slow import, save the input.
 /// Returns the outcome: "Ok" or the error variant.
 fn check_import(bytes: &[u8]) -> Result<&'static str, TestCaseError> {
-    check_result(bytes, MAX_CASE_TIME, |b| midi::read_bytes(b))
+    check_result(bytes, MAX_CASE_TIME, midi::read_bytes)
 }
 
 /// [`check_import`] for any import function and time limit.
@@ -492,7 +492,7 @@ fn mutated_files_near_the_size_limit() {
                 repair_chunk_lengths(&mut bytes);
             }
             bytes.truncate(midi::MAX_FILE_BYTES as usize);
-            check_result(&bytes, Duration::from_secs(60), |b| midi::read_bytes(b))
+            check_result(&bytes, Duration::from_secs(60), midi::read_bytes)
         },
     );
     assert!(share(&outcomes, "Ok") > 0.0, "{outcomes:?}");
