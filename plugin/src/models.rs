@@ -189,9 +189,15 @@ pub fn load_generators() -> Vec<Arc<dyn Generator>> {
         let name = dir
             .file_name()
             .map_or_else(|| "user model".into(), |n| n.to_string_lossy().into_owned());
-        match RollModel::load_dir(&dir) {
-            Ok(model) => out.push(Arc::new(RollGenerator::new(name, model))),
-            Err(e) => nice_plug::nice_warn!("skipping the model in {}: {e:#}", dir.display()),
+        // A user's model must not take the others down, not even by panicking.
+        let loaded = std::panic::catch_unwind(|| RollModel::load_dir(&dir));
+        match loaded {
+            Ok(Ok(model)) => out.push(Arc::new(RollGenerator::new(name, model))),
+            Ok(Err(e)) => nice_plug::nice_warn!("skipping the model in {}: {e:#}", dir.display()),
+            Err(_) => nice_plug::nice_warn!(
+                "skipping the model in {}: loading it panicked",
+                dir.display()
+            ),
         }
     }
     match RollModel::embedded() {

@@ -261,6 +261,8 @@ fn run_jobs(
 ) {
     let mut generators = Some(generators);
     let mut loaded: Option<Arc<[Arc<dyn Generator>]>> = None;
+    // Why loading the models panicked, told with every job that then finds no model.
+    let mut load_failure: Option<String> = None;
     while let Ok(mut next) = jobs.recv() {
         // Only the newest queued job runs.
         while let Ok(newer) = jobs.try_recv() {
@@ -283,7 +285,11 @@ fn run_jobs(
                 Ok(list) => loaded.insert(list).clone(),
                 Err(panic) => {
                     let error = format!("loading the models panicked: {}", panic_message(&*panic));
-                    let _ = reports.send(WorkerReport::Failed { id, error });
+                    let _ = reports.send(WorkerReport::Failed {
+                        id,
+                        error: error.clone(),
+                    });
+                    load_failure = Some(error);
                     loaded = Some(Arc::from(Vec::new()));
                     continue;
                 }
@@ -292,7 +298,10 @@ fn run_jobs(
         };
         let kind = request.job.kind();
         let Some(generator) = available.iter().find(|g| g.can_run(kind)) else {
-            let error = format!("no model in this build can {} yet", kind.name());
+            let error = match &load_failure {
+                Some(why) => format!("cannot {}: {why}", kind.name()),
+                None => format!("no model in this build can {} yet", kind.name()),
+            };
             let _ = reports.send(WorkerReport::Failed { id, error });
             continue;
         };
@@ -504,6 +513,22 @@ mod tests {
                 error: "no model in this build can continue yet".into()
             }]
         );
+    }
+
+    #[test]
+    fn a_model_load_panic_is_told_with_every_later_job() {
+        // Before, the jobs after the first said "no model in this build can vary yet".
+        let mut worker =
+            Worker::spawn(|| -> Arc<[Arc<dyn Generator>]> { panic!("weights missing") }).unwrap();
+        for _ in 0..2 {
+            let id = worker.submit(vary(60));
+            match until_end(&worker, id).last() {
+                Some(WorkerReport::Failed { error, .. }) => {
+                    assert!(error.contains("weights missing"), "{error}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -238,6 +238,20 @@ impl Config {
         if levels == 0 || self.base_channels == 0 || self.groups == 0 {
             return Err("base_channels, groups and channel_mults must be non-zero".into());
         }
+        // Sizes first, so that the arithmetic below cannot overflow on a hostile config file.
+        if levels > 8
+            || self.base_channels > 4096
+            || self.channel_mults.iter().any(|&m| m > 64)
+            || self.steps > 4096
+            || self.pitches > 128
+        {
+            return Err(format!(
+                "sizes out of range: {levels} levels (at most 8), base_channels {} (at most \
+                 4096), channel_mults {:?} (each at most 64), steps {} (at most 4096), pitches \
+                 {} (at most 128)",
+                self.base_channels, self.channel_mults, self.steps, self.pitches
+            ));
+        }
         let factor = 1usize << (levels - 1);
         if self.steps == 0
             || !self.steps.is_multiple_of(factor)
@@ -673,6 +687,34 @@ mod tests {
             .to_vec1::<f32>()
             .unwrap();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn hostile_config_sizes_are_rejected_without_overflowing() {
+        // Each once panicked inside `validate` (shift or multiplication overflow), taking the
+        // embedded models down with a bad user model.
+        let hostile = [
+            Config {
+                channel_mults: vec![1; 70],
+                ..Config::small()
+            },
+            Config {
+                base_channels: usize::MAX,
+                ..Config::small()
+            },
+            Config {
+                pitches: usize::MAX,
+                ..Config::small()
+            },
+            Config {
+                channel_mults: vec![usize::MAX, 2],
+                ..Config::small()
+            },
+        ];
+        for cfg in hostile {
+            let result = std::panic::catch_unwind(|| cfg.validate());
+            assert!(matches!(result, Ok(Err(_))), "{:?}", cfg.channel_mults);
+        }
     }
 
     #[test]
