@@ -72,7 +72,7 @@ pub fn roles_of(mask: u64) -> Vec<TrackRole> {
 }
 
 /// Makes the predictor on the band thread when the first bar is due (models load lazily).
-pub type PredictorFactory = Box<dyn FnOnce() -> Result<Box<dyn BarPredictor>, String> + Send>;
+pub type PredictorFactory = Box<dyn FnMut() -> Result<Box<dyn BarPredictor>, String> + Send>;
 
 /// Counters and the last error, shared with the GUI. All updates are lock-free except the error
 /// text, which only the band thread writes.
@@ -189,7 +189,10 @@ pub struct BandSession {
     /// Notes that ended, kept until they are before the current bar.
     finished: Vec<PlayedNote>,
     predictor: Option<Box<dyn BarPredictor>>,
-    factory: Option<PredictorFactory>,
+    /// Makes the predictor: on the first bar, and again after a predictor panicked.
+    factory: PredictorFactory,
+    /// The factory failed (with an error, not a panic): not tried again.
+    factory_failed: bool,
     controls: Arc<BandControls>,
     stats: Arc<BandStats>,
     to_audio: Producer<AnsweredBar>,
@@ -208,11 +211,28 @@ impl BandSession {
             held: HashMap::new(),
             finished: Vec::new(),
             predictor: None,
-            factory: Some(factory),
+            factory,
+            factory_failed: false,
             controls,
             stats,
             to_audio,
             applied_plays: None,
+        }
+    }
+
+    /// [`BandSession::handle`] with a panic (a model's) caught: it never reaches the host, the
+    /// editor shows it, and the predictor is made again for the next bar.
+    pub fn handle_guarded(&mut self, event: CaptureEvent, recorded: &mut Vec<(f64, f64, u8, u8)>) {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.handle(event, recorded)
+        }));
+        if let Err(panic) = outcome {
+            self.predictor = None;
+            self.applied_plays = None;
+            self.stats.set_error(Some(format!(
+                "band player: the model panicked on this bar ({}); it restarts at the next bar",
+                crate::worker::panic_message(&*panic)
+            )));
         }
     }
 
@@ -306,12 +326,13 @@ impl BandSession {
 
     fn answer(&mut self, bar: i64, beats_per_bar: f64, started: Instant) {
         if self.predictor.is_none() {
-            let Some(factory) = self.factory.take() else {
+            if self.factory_failed {
                 return;
-            };
-            match factory() {
+            }
+            match (self.factory)() {
                 Ok(p) => self.predictor = Some(p),
                 Err(e) => {
+                    self.factory_failed = true;
                     self.stats
                         .set_error(Some(format!("band player unavailable: {e}")));
                     return;
@@ -442,21 +463,21 @@ impl BandThread {
                 let mut recorded = Vec::new();
                 while !stop_flag.load(Ordering::Relaxed) {
                     while let Ok(event) = events.pop() {
-                        // A predictor that panics must not take the host down.
-                        let outcome =
-                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                session.handle(event, &mut recorded)
-                            }));
-                        if outcome.is_err() {
-                            session.predictor = None;
-                            session.applied_plays = None;
-                            session.stats.set_error(Some(
-                                "band player: the model failed on this bar (internal error)".into(),
-                            ));
-                        }
+                        session.handle_guarded(event, &mut recorded);
                     }
                     if !recorded.is_empty() {
-                        record(&recorded);
+                        // A panic while recording loses these notes, not the thread.
+                        let outcome =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                record(&recorded)
+                            }));
+                        if let Err(panic) = outcome {
+                            session.stats.set_error(Some(format!(
+                                "recording: {} notes lost ({})",
+                                recorded.len(),
+                                crate::worker::panic_message(&*panic)
+                            )));
+                        }
                         recorded.clear();
                     }
                     let controls = &session.controls;

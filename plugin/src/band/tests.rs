@@ -12,13 +12,18 @@ const BLOCK: u32 = 480; // 10 ms
 /// Answers with the bar it was given, an octave up, and counts its calls.
 struct EchoOctaveUp {
     calls: Arc<AtomicU64>,
+    /// Panic on this call (1-based; 0: never), as a broken model would.
+    panic_on_call: Arc<AtomicU64>,
     /// The role of the musician's track in each bar heard.
     heard_as: Arc<Mutex<Vec<TrackRole>>>,
 }
 
 impl BarPredictor for EchoOctaveUp {
     fn next_bar(&mut self, played: &Clip) -> Result<Clip, String> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
+        let call = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.panic_on_call.load(Ordering::Relaxed) == call {
+            panic!("model exploded");
+        }
         self.heard_as
             .lock()
             .unwrap()
@@ -48,6 +53,7 @@ struct Rig {
     stats: Arc<BandStats>,
     controls: Arc<BandControls>,
     calls: Arc<AtomicU64>,
+    panic_on_call: Arc<AtomicU64>,
     heard_as: Arc<Mutex<Vec<TrackRole>>>,
     /// Events held back to simulate the model's latency: (block at which to deliver, event).
     delayed: Vec<(usize, CaptureEvent)>,
@@ -65,10 +71,13 @@ impl Rig {
         let predictor_calls = calls.clone();
         let heard_as = Arc::new(Mutex::new(Vec::new()));
         let predictor_heard_as = heard_as.clone();
+        let panic_on_call = Arc::new(AtomicU64::new(0));
+        let predictor_panic_on_call = panic_on_call.clone();
         let factory: PredictorFactory = Box::new(move || {
             Ok(Box::new(EchoOctaveUp {
-                calls: predictor_calls,
-                heard_as: predictor_heard_as,
+                calls: predictor_calls.clone(),
+                panic_on_call: predictor_panic_on_call.clone(),
+                heard_as: predictor_heard_as.clone(),
             }) as Box<dyn BarPredictor>)
         });
         Self {
@@ -79,6 +88,7 @@ impl Rig {
             stats,
             controls,
             calls,
+            panic_on_call,
             heard_as,
             delayed: Vec::new(),
             recorded: Vec::new(),
@@ -126,7 +136,7 @@ impl Rig {
             .collect();
         self.delayed.retain(|(at, _)| *at > index);
         for (_, event) in due {
-            self.session.handle(event, &mut self.recorded);
+            self.session.handle_guarded(event, &mut self.recorded);
         }
         self.voice.process_block(clock.as_ref()).to_vec()
     }
@@ -190,6 +200,30 @@ fn echoed_beats(beats: u64) -> Vec<(u64, u8)> {
         }
     }
     expected
+}
+
+#[test]
+fn the_band_player_restarts_after_its_model_panics() {
+    let mut rig = Rig::new();
+    // The model panics on its second bar (bar 1's answer, due in bar 2). Before, the band
+    // player stayed silent for the rest of the session.
+    rig.panic_on_call.store(2, Ordering::Relaxed);
+    // Bar 2 starts at block 400; bar 1's cue (its last 16th) is answered by then.
+    let mut out = jam_blocks(&mut rig, 3, 0..420);
+    // The panic reaches the editor as a message (until the next bar is answered).
+    let error = rig.stats.last_error().unwrap_or_default();
+    assert!(
+        error.contains("panicked") && error.contains("model exploded"),
+        "{error:?}"
+    );
+    out.extend(jam_blocks(&mut rig, 3, 420..1_000));
+    let in_bar_2 = |s: u64| (8..12).contains(&(s / SAMPLES_PER_BEAT as u64));
+    let expected: Vec<_> = echoed_beats(4)
+        .into_iter()
+        .filter(|&(s, _)| !in_bar_2(s))
+        .collect();
+    assert_eq!(note_ons(&out), expected);
+    assert!(rig.stats.last_error().is_none(), "later bars answered");
 }
 
 #[test]
