@@ -190,7 +190,13 @@ pub struct Worker {
     latest: Arc<AtomicU64>,
     next_id: JobId,
     thread: Option<JoinHandle<()>>,
+    /// Disconnects when the thread ends (its sender lives on the thread).
+    ended: Receiver<()>,
 }
+
+/// How long dropping a worker waits for its thread: a job checks for cancel between steps, but
+/// one that does not (a model load) must not freeze the host's main thread.
+const DROP_WAIT: Duration = Duration::from_millis(50);
 
 impl Worker {
     /// Start the thread. `generators` is usually [`shared_generators`]; it is resolved on the
@@ -202,15 +208,20 @@ impl Worker {
         let (report_tx, reports) = unbounded();
         let latest = Arc::new(AtomicU64::new(0));
         let thread_latest = latest.clone();
+        let (alive, ended) = crossbeam_channel::bounded::<()>(0);
         let thread = std::thread::Builder::new()
             .name("bandmate-worker".into())
-            .spawn(move || run_jobs(generators, job_rx, report_tx, thread_latest))?;
+            .spawn(move || {
+                let _alive = alive;
+                run_jobs(generators, job_rx, report_tx, thread_latest)
+            })?;
         Ok(Self {
             jobs: Some(jobs),
             reports,
             latest,
             next_id: 1,
             thread: Some(thread),
+            ended,
         })
     }
 
@@ -244,10 +255,19 @@ impl Worker {
 }
 
 impl Drop for Worker {
+    /// Cancels the job and waits at most [`DROP_WAIT`] for the thread: an idle thread or a job
+    /// that checks for cancel ends in that time and is joined; one that does not is left to end
+    /// on its own (its result goes nowhere).
     fn drop(&mut self) {
         self.cancel();
         self.jobs = None;
-        if let Some(thread) = self.thread.take() {
+        let ended = matches!(
+            self.ended.recv_timeout(DROP_WAIT),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        );
+        if let Some(thread) = self.thread.take()
+            && ended
+        {
             let _ = thread.join();
         }
     }
@@ -532,6 +552,45 @@ mod tests {
     }
 
     #[test]
+    fn dropping_a_worker_does_not_wait_for_a_job_that_ignores_cancel() {
+        /// Blocks until the test opens the gate, never checking for cancel (a model load).
+        struct Stuck(Receiver<()>);
+        impl Generator for Stuck {
+            fn name(&self) -> &str {
+                "stuck"
+            }
+            fn can_run(&self, _: JobKind) -> bool {
+                true
+            }
+            fn run(&self, _: &JobRequest, _: &JobControl) -> Result<Clip, String> {
+                let _ = self.0.recv();
+                Err("let go".into())
+            }
+        }
+        let (open, gate) = crossbeam_channel::bounded(0);
+        let list: Arc<[Arc<dyn Generator>]> = Arc::from(vec![Arc::new(Stuck(gate)) as _]);
+        let mut worker = Worker::spawn(move || list).unwrap();
+        worker.submit(vary(60));
+        assert!(matches!(
+            worker.reports().recv(),
+            Ok(WorkerReport::Started { .. })
+        ));
+        // Before, the drop joined the thread: it returned only once the job did, and the host's
+        // main thread froze meanwhile. The drop runs on a helper thread so that a regression
+        // fails here instead of hanging the test.
+        let (dropped, returned) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            drop(worker);
+            let _ = dropped.send(());
+        });
+        returned
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the drop returned while the job still ran");
+        // The job was still waiting: the gate opens only now.
+        open.send(()).expect("the job was still running");
+    }
+
+    #[test]
     fn each_instance_has_its_own_thread_and_dropping_stops_it() {
         /// Answers with the clip and tells on which thread it ran.
         struct ThreadTeller(crossbeam_channel::Sender<std::thread::ThreadId>);
@@ -568,10 +627,15 @@ mod tests {
         let threads: std::collections::HashSet<_> = told.try_iter().collect();
         assert_eq!(threads.len(), 16, "one thread per instance");
         assert!(!threads.contains(&std::thread::current().id()));
-        // Each thread holds its generator list; once the drop returns, every thread has ended
-        // and let go of it.
+        // Each thread holds its generator list; after the drop every thread ends and lets go
+        // of it (idle threads at once; the 30 s only guard against a hang on a loaded machine,
+        // where a thread may not be joined within the drop's short wait).
         assert_eq!(Arc::strong_count(&generator), 17);
         drop(workers);
-        assert_eq!(Arc::strong_count(&generator), 1);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Arc::strong_count(&generator) > 1 {
+            assert!(Instant::now() < deadline, "a worker thread did not end");
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
