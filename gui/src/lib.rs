@@ -5,7 +5,8 @@
 //! - [`transform`]: (step, pitch) ⇄ screen.
 //! - [`piano_roll`]: the widget (see its docs for the mouse, wheel and key bindings).
 //! - [`mask_tool`]: painting and drawing masks.
-//! - [`panels`]: action buttons, model settings, progress, errors, A/B.
+//! - [`panels`]: the toolbar (edit, generate, tracks rows with a tooltip on every control),
+//!   model settings, progress, errors, A/B, the first-run hint.
 
 pub mod edit;
 pub mod mask_tool;
@@ -15,6 +16,9 @@ pub mod transform;
 
 pub use bandmate::music::STEPS_PER_BEAT;
 pub use edit::{Edit, History, UndoStep};
-pub use panels::{AbCompare, Action, EditorState, JobStatus, ModelSettings, Task, editor_ui};
+pub use panels::{
+    AbCompare, Action, EditorState, JobStatus, ModelSettings, Task, editor_ui, roll_area, toolbar,
+    toolbar_row, track_controls,
+};
 pub use piano_roll::{PianoRoll, RollOutput, RollSettings, Selection, Snap, Tool};
 pub use transform::{RollTransform, View};

@@ -129,6 +129,8 @@ pub struct EditorState {
     pub ab: Option<AbCompare>,
     /// Fit the roll to the clip on the next frame.
     pub fit_requested: bool,
+    /// Show the first-run hint above the roll (until "Got it").
+    pub show_hint: bool,
 }
 
 impl EditorState {
@@ -149,6 +151,7 @@ impl EditorState {
             error: None,
             ab: None,
             fit_requested: true,
+            show_hint: true,
         }
     }
 
@@ -230,12 +233,40 @@ impl EditorState {
 /// The longest clip the length control allows.
 pub const MAX_BARS: u32 = 64;
 
+/// Width of the group names at the left of the toolbar rows, so that the rows line up.
+pub const GROUP_WIDTH: f32 = 64.0;
+
+/// The editor's default width in points (the plugin window's default size): every toolbar
+/// row fits in it without wrapping.
+pub const DEFAULT_WIDTH: f32 = 1100.0;
+
+/// One toolbar row: the group's name (`""` continues the group above), then `add_contents`
+/// left to right. Rows never wrap: they are laid out to fit [`DEFAULT_WIDTH`].
+pub fn toolbar_row<R>(ui: &mut Ui, group: &str, add_contents: impl FnOnce(&mut Ui) -> R) -> R {
+    ui.horizontal(|ui| {
+        let height = ui.spacing().interact_size.y;
+        let (rect, _) =
+            ui.allocate_exact_size(egui::vec2(GROUP_WIDTH, height), egui::Sense::hover());
+        if ui.is_rect_visible(rect) && !group.is_empty() {
+            ui.painter().text(
+                rect.left_center(),
+                egui::Align2::LEFT_CENTER,
+                group,
+                egui::FontId::proportional(13.0),
+                ui.visuals().strong_text_color(),
+            );
+        }
+        add_contents(ui)
+    })
+    .inner
+}
+
 /// Loop the whole clip or a range of its bars (1-based on screen, as a DAW numbers bars).
 fn loop_controls(ui: &mut Ui, state: &mut EditorState) {
     let bars = state.clip.bars.max(1);
     let mut on = state.roll.loop_bars.is_some();
     if ui
-        .checkbox(&mut on, "loop bars")
+        .checkbox(&mut on, "loop")
         .on_hover_text("Loop only these bars while the host plays (off: the whole clip)")
         .changed()
     {
@@ -243,9 +274,11 @@ fn loop_controls(ui: &mut Ui, state: &mut EditorState) {
     }
     if let Some((first, count)) = state.roll.loop_bars {
         let (mut from, mut to) = (first + 1, first + count);
-        ui.add(egui::DragValue::new(&mut from).range(1..=bars));
+        ui.add(egui::DragValue::new(&mut from).range(1..=bars))
+            .on_hover_text("First looped bar");
         ui.label("–");
-        ui.add(egui::DragValue::new(&mut to).range(1..=bars));
+        ui.add(egui::DragValue::new(&mut to).range(1..=bars))
+            .on_hover_text("Last looped bar");
         state.roll.loop_bars = Some(loop_range(from, to, bars));
     }
 }
@@ -257,13 +290,32 @@ pub fn loop_range(from: u32, to: u32, bars: u32) -> (u32, u32) {
     (a - 1, b - a + 1)
 }
 
-/// The whole editor: controls on top, the roll below. Returns what the plugin should do.
+/// The whole editor: the toolbar (edit, generate, tracks), the status and the roll. Returns
+/// what the plugin should do. The plugin itself lays out [`toolbar`], a tracks row of its own
+/// (with export and import), its band row and [`roll_area`].
 pub fn editor_ui(ui: &mut Ui, state: &mut EditorState) -> Vec<Action> {
+    let mut actions = toolbar(ui, state);
+    toolbar_row(ui, "Tracks", |ui| track_controls(ui, state));
+    actions.extend(roll_area(ui, state));
+    actions
+}
+
+/// The edit and generate groups of the toolbar, three rows: editing tools, the model
+/// actions, the sampling settings.
+pub fn toolbar(ui: &mut Ui, state: &mut EditorState) -> Vec<Action> {
     let mut actions = Vec::new();
-    ui.horizontal_wrapped(|ui| action_buttons(ui, state, &mut actions));
-    ui.horizontal_wrapped(|ui| model_controls(ui, state));
-    ui.horizontal_wrapped(|ui| roll_controls(ui, state));
+    toolbar_row(ui, "Edit", |ui| edit_controls(ui, state));
+    toolbar_row(ui, "Generate", |ui| action_buttons(ui, state, &mut actions));
+    toolbar_row(ui, "", |ui| model_controls(ui, state));
+    actions
+}
+
+/// Below the toolbar: the job's progress, errors, the first-run hint, and the roll (which
+/// takes the rest of the space and the keyboard shortcuts).
+pub fn roll_area(ui: &mut Ui, state: &mut EditorState) -> Vec<Action> {
+    let mut actions = Vec::new();
     status(ui, state, &mut actions);
+    first_run_hint(ui, state);
     ui.separator();
     let fit = std::mem::take(&mut state.fit_requested);
     let clip_before = state.ab.as_ref().map(|_| state.clip.clone());
@@ -272,6 +324,7 @@ pub fn editor_ui(ui: &mut Ui, state: &mut EditorState) -> Vec<Action> {
         .history(&mut state.history)
         .settings(&state.roll)
         .fit(fit)
+        .keys_anywhere(true)
         .show(ui);
     // An edit while comparing keeps the version being edited.
     if clip_before.is_some_and(|c| c != state.clip) {
@@ -281,16 +334,158 @@ pub fn editor_ui(ui: &mut Ui, state: &mut EditorState) -> Vec<Action> {
     actions
 }
 
+/// What the first-run hint says.
+pub const FIRST_RUN_HINT: &str = "First steps: click the grid to draw notes (or drop a .mid on \
+     the window) · drag across the bar numbers, or paint with the Mask tool, to mark what to \
+     rewrite · press Fill mask · A/B compares, Ctrl+Z undoes. Hover any control for what it does.";
+
+fn first_run_hint(ui: &mut Ui, state: &mut EditorState) {
+    if !state.show_hint {
+        return;
+    }
+    ui.horizontal_wrapped(|ui| {
+        ui.label(RichText::new(FIRST_RUN_HINT).color(Color32::from_rgb(150, 200, 255)));
+        if ui
+            .small_button("Got it")
+            .on_hover_text("Hide this hint (it does not come back)")
+            .clicked()
+        {
+            state.show_hint = false;
+        }
+    });
+}
+
+fn edit_controls(ui: &mut Ui, state: &mut EditorState) {
+    ui.selectable_value(&mut state.roll.tool, Tool::Notes, "Notes")
+        .on_hover_text(
+            "Notes tool: click draws a note, drag moves, drag the right edge resizes, \
+             right-click deletes, drag on empty grid selects",
+        );
+    ui.selectable_value(&mut state.roll.tool, Tool::Mask, "Mask")
+        .on_hover_text(
+            "Mask tool: drag paints the cells the models rewrite (Alt-drag or right-drag \
+             erases). Dragging across the bar numbers masks whole bars with either tool",
+        );
+    egui::ComboBox::from_id_salt("snap")
+        .selected_text(format!("snap {}", state.roll.snap.name()))
+        .width(72.0)
+        .show_ui(ui, |ui| {
+            for s in Snap::ALL {
+                ui.selectable_value(&mut state.roll.snap, s, s.name());
+            }
+        })
+        .response
+        .on_hover_text("Grid for drawing and moving notes, and the length of a drawn note");
+    ui.separator();
+    if ui
+        .add_enabled(state.history.can_undo(), egui::Button::new("Undo"))
+        .on_hover_text(match state.history.undo_label() {
+            Some(label) => format!("Undo {label} (Ctrl+Z)"),
+            None => "Undo (Ctrl+Z)".to_owned(),
+        })
+        .on_disabled_hover_text("Nothing to undo (Ctrl+Z)")
+        .clicked()
+    {
+        state.history.undo(&mut state.clip, &mut state.mask);
+        state.selection.clear();
+    }
+    if ui
+        .add_enabled(state.history.can_redo(), egui::Button::new("Redo"))
+        .on_hover_text("Redo (Ctrl+Shift+Z or Ctrl+Y)")
+        .on_disabled_hover_text("Nothing to redo (Ctrl+Shift+Z or Ctrl+Y)")
+        .clicked()
+    {
+        state.history.redo(&mut state.clip, &mut state.mask);
+        state.selection.clear();
+    }
+    ui.separator();
+    if ui
+        .button("Mask selection")
+        .on_hover_text("Mask the cells under the selected notes")
+        .clicked()
+    {
+        let m = mask_tool::mask_selection(&state.clip, &state.selection, &state.mask);
+        state.set_mask(m, "mask selection");
+    }
+    if ui
+        .button("Clear mask")
+        .on_hover_text("Unmask every cell")
+        .clicked()
+    {
+        state.set_mask(Mask::empty(state.clip.steps()), "clear mask");
+    }
+    if ui
+        .button("Invert mask")
+        .on_hover_text("Mask what is not masked and unmask what is")
+        .clicked()
+    {
+        let m = state.mask.invert();
+        state.set_mask(m, "invert mask");
+    }
+    ui.separator();
+    if ui
+        .button("Fit")
+        .on_hover_text("Zoom to show the whole clip (F)")
+        .clicked()
+    {
+        state.fit_requested = true;
+    }
+    let mut bars = state.clip.bars;
+    let length = ui
+        .add(
+            egui::DragValue::new(&mut bars)
+                .range(1..=MAX_BARS)
+                .prefix("length ")
+                .suffix(" bars"),
+        )
+        .on_hover_text("Clip length in bars (the clip loops over this length)");
+    if length.changed() {
+        state.set_length(bars);
+    }
+    loop_controls(ui, state);
+}
+
 fn action_buttons(ui: &mut Ui, state: &mut EditorState, actions: &mut Vec<Action>) {
     let idle = state.job == JobStatus::Idle;
     ui.add_enabled_ui(idle, |ui| {
+        ui.spacing_mut().slider_width = 56.0;
         if ui
             .add_enabled(!state.mask.is_empty(), egui::Button::new("Fill mask"))
+            .on_hover_text("Rewrite the masked cells to fit what is around them")
+            .on_disabled_hover_text(
+                "Mask something first: drag across the bar numbers or use the Mask tool",
+            )
             .clicked()
         {
             actions.push(state.run(Task::FillMask));
         }
-        if ui.button("Continue").clicked() {
+        if ui
+            .add_enabled(!state.mask.is_empty(), egui::Button::new("Vary"))
+            .on_hover_text("Change the masked cells by the strength beside, keeping their character")
+            .on_disabled_hover_text("Mask the part to vary first")
+            .clicked()
+        {
+            actions.push(state.run(Task::Vary {
+                strength: state.vary_strength,
+            }));
+        }
+        ui.add(egui::Slider::new(&mut state.vary_strength, 0.0..=1.0).show_value(false))
+            .on_hover_text(format!(
+                "Vary strength {:.0}%: 0 keeps the clip, 100% writes new notes",
+                state.vary_strength * 100.0
+            ));
+        if ui
+            .button("Harmonize")
+            .on_hover_text("Write a new accompaniment under the melody track (other pitched tracks are replaced; drums stay)")
+            .clicked()
+        {
+            actions.push(state.run(Task::Harmonize));
+        }
+        if ui
+            .button("Continue")
+            .on_hover_text("Append bars that follow on from the clip")
+            .clicked()
+        {
             actions.push(state.run(Task::Continue {
                 bars: state.continue_bars,
             }));
@@ -299,96 +494,106 @@ fn action_buttons(ui: &mut Ui, state: &mut EditorState, actions: &mut Vec<Action
             egui::DragValue::new(&mut state.continue_bars)
                 .range(1..=32)
                 .suffix(" bars"),
-        );
-        if ui.button("Harmonize").clicked() {
-            actions.push(state.run(Task::Harmonize));
-        }
-        if ui.button("Vary").clicked() {
-            actions.push(state.run(Task::Vary {
-                strength: state.vary_strength,
-            }));
-        }
-        ui.add(egui::Slider::new(&mut state.vary_strength, 0.0..=1.0).text("strength"));
-        if ui.button("Generate").clicked() {
+        )
+        .on_hover_text("How many bars Continue appends");
+        if ui
+            .button("Generate")
+            .on_hover_text("A new clip of this length from nothing (4/4 only); undo brings the old one back")
+            .clicked()
+        {
             actions.push(state.run(Task::Generate));
         }
-        if ui.button("Regenerate voice").clicked() {
+        if ui
+            .button("Regenerate voice")
+            .on_hover_text("Rewrite every note of the edit track (chosen in the Tracks row)")
+            .clicked()
+        {
             actions.push(state.run(Task::RegenerateVoice {
                 track: state.roll.edit_track,
             }));
         }
         if ui
             .add_enabled(state.ab.is_some(), egui::Button::new("Interpolate"))
+            .on_hover_text(
+                "Move the melody part of the way from the previous version (A) to this one (B), \
+                 2 bars at a time (MusicVAE); other tracks stay",
+            )
+            .on_disabled_hover_text("Needs two versions: run a model first")
             .clicked()
         {
             actions.push(state.run(Task::Interpolate {
                 amount: state.interpolate_amount,
             }));
         }
-        ui.add(egui::Slider::new(&mut state.interpolate_amount, 0.0..=1.0).text("A to B"));
+        ui.add(egui::Slider::new(&mut state.interpolate_amount, 0.0..=1.0).show_value(false))
+            .on_hover_text(format!(
+                "Interpolate: {:.0}% of the way from A to B",
+                state.interpolate_amount * 100.0
+            ));
     });
 }
 
 fn model_controls(ui: &mut Ui, state: &mut EditorState) {
-    // Three sliders share this row with the pitch range: narrower than egui's 100 points, so
-    // the row fits the editor's default width.
-    ui.spacing_mut().slider_width = 64.0;
+    ui.spacing_mut().slider_width = 56.0;
     let m = &mut state.model;
     let name = state.models.get(m.model).cloned().unwrap_or_default();
-    egui::ComboBox::from_label("model")
+    egui::ComboBox::from_id_salt("model")
         .selected_text(name)
+        .width(72.0)
         .show_ui(ui, |ui| {
             for (i, n) in state.models.iter().enumerate() {
                 ui.selectable_value(&mut m.model, i, n);
             }
-        });
+        })
+        .response
+        .on_hover_text(
+            "Model (not used yet: the plugin runs the first model in your model folder, else \
+             the built-in roll diffusion)",
+        );
     ui.add(
         egui::DragValue::new(&mut m.steps)
             .range(1..=1000)
             .prefix("steps "),
-    );
-    ui.add(egui::Slider::new(&mut m.temperature, 0.05..=2.0).text("temperature"));
-    ui.add(egui::Slider::new(&mut m.density, 0.0..=1.0).text("density"));
+    )
+    .on_hover_text("Sampling steps (not used yet: the plugin always samples 25 steps)");
+    ui.add(egui::Slider::new(&mut m.temperature, 0.05..=2.0).text("temp"))
+        .on_hover_text("Temperature (not used yet: the roll model's sampler has none)");
+    ui.add(egui::Slider::new(&mut m.density, 0.0..=1.0).text("density"))
+        .on_hover_text(
+            "How many notes the model writes: 0 sparse (¼ the odds), 0.5 as trained, 1 dense (4×)",
+        );
     ui.add(egui::Slider::new(&mut m.repeat, 0.0..=1.0).text("repeat"))
         .on_hover_text(
             "Fill and Continue: how closely the new bars follow the bars before them \
              (0 fresh, 0.5 the model's setting, 1 close to a copy)",
         );
-    ui.add(egui::DragValue::new(&mut m.seed).prefix("seed "));
+    ui.add(egui::DragValue::new(&mut m.seed).prefix("seed "))
+        .on_hover_text("Random seed: the same seed, clip and settings give the same result");
     if ui.button("Dice").on_hover_text("New random seed").clicked() {
         m.seed = dice_seed(m.seed);
     }
     let mut locked = m.key_lock.is_some();
-    if ui.checkbox(&mut locked, "key lock").changed() {
+    if ui
+        .checkbox(&mut locked, "key lock")
+        .on_hover_text("Keep generated notes in the clip's key (estimated from its notes)")
+        .changed()
+    {
         m.key_lock = locked.then(|| Key::new(0, Scale::Major));
     }
-    if let Some(key) = &mut m.key_lock {
-        egui::ComboBox::from_id_salt("key_tonic")
-            .selected_text(bandmate::music::key::PITCH_CLASS_NAMES[key.tonic as usize])
-            .show_ui(ui, |ui| {
-                for (i, n) in bandmate::music::key::PITCH_CLASS_NAMES.iter().enumerate() {
-                    ui.selectable_value(&mut key.tonic, i as u8, *n);
-                }
-            });
-        egui::ComboBox::from_id_salt("key_scale")
-            .selected_text(key.scale.name())
-            .show_ui(ui, |ui| {
-                for s in Scale::ALL {
-                    ui.selectable_value(&mut key.scale, s, s.name());
-                }
-            });
-    }
-    ui.label("pitch");
+    ui.label("pitch")
+        .on_hover_text("Pitch range (not used yet: the models write over their whole range)");
     ui.add(
         egui::DragValue::new(&mut m.pitch_low)
             .range(0..=127)
             .custom_formatter(|v, _| pitch_name(v as u8)),
-    );
+    )
+    .on_hover_text("Lowest pitch (not used yet)");
     ui.add(
         egui::DragValue::new(&mut m.pitch_high)
             .range(0..=127)
             .custom_formatter(|v, _| pitch_name(v as u8)),
-    );
+    )
+    .on_hover_text("Highest pitch (not used yet)");
     if m.pitch_high < m.pitch_low {
         m.pitch_high = m.pitch_low;
     }
@@ -405,74 +610,14 @@ fn dice_seed(old: u64) -> u64 {
     (z ^ (z >> 31)) % 1_000_000
 }
 
-fn roll_controls(ui: &mut Ui, state: &mut EditorState) {
-    ui.selectable_value(&mut state.roll.tool, Tool::Notes, "Notes");
-    ui.selectable_value(&mut state.roll.tool, Tool::Mask, "Mask");
-    egui::ComboBox::from_label("snap")
-        .selected_text(state.roll.snap.name())
-        .show_ui(ui, |ui| {
-            for s in Snap::ALL {
-                ui.selectable_value(&mut state.roll.snap, s, s.name());
-            }
-        });
-    if ui.button("Mask selection").clicked() {
-        let m = mask_tool::mask_selection(&state.clip, &state.selection, &state.mask);
-        state.set_mask(m, "mask selection");
-    }
-    if ui.button("Clear mask").clicked() {
-        state.set_mask(Mask::empty(state.clip.steps()), "clear mask");
-    }
-    if ui.button("Invert mask").clicked() {
-        let m = state.mask.invert();
-        state.set_mask(m, "invert mask");
-    }
-    if ui.button("Fit").clicked() {
-        state.fit_requested = true;
-    }
-    let mut bars = state.clip.bars;
-    let length = ui
-        .add(
-            egui::DragValue::new(&mut bars)
-                .range(1..=MAX_BARS)
-                .prefix("length ")
-                .suffix(" bars"),
-        )
-        .on_hover_text("Clip length in bars (the clip loops over this length)");
-    if length.changed() {
-        state.set_length(bars);
-    }
-    loop_controls(ui, state);
-    if ui
-        .add_enabled(state.history.can_undo(), egui::Button::new("Undo"))
-        .clicked()
-    {
-        state.history.undo(&mut state.clip, &mut state.mask);
-        state.selection.clear();
-    }
-    if ui
-        .add_enabled(state.history.can_redo(), egui::Button::new("Redo"))
-        .clicked()
-    {
-        state.history.redo(&mut state.clip, &mut state.mask);
-        state.selection.clear();
-    }
-    if let Some(ab) = &state.ab {
-        let text = if ab.showing_new {
-            "B (new)"
-        } else {
-            "A (previous)"
-        };
-        if ui.button(format!("A/B: {text}")).clicked() {
-            state.toggle_ab();
-        }
-    }
-    ui.separator();
+/// Each track's visibility and name (a click makes it the edit track), then A/B.
+pub fn track_controls(ui: &mut Ui, state: &mut EditorState) {
     for (i, track) in state.clip.tracks.iter().enumerate() {
         let i = i as u16;
         let mut shown = !state.roll.hidden_tracks.contains(&i);
         if ui
             .checkbox(&mut shown, "")
-            .on_hover_text("Show track")
+            .on_hover_text(format!("Show {}", track.name))
             .changed()
         {
             if shown {
@@ -484,10 +629,29 @@ fn roll_controls(ui: &mut Ui, state: &mut EditorState) {
         let name = RichText::new(&track.name).color(track_color(i));
         if ui
             .selectable_label(state.roll.edit_track == i, name)
+            .on_hover_text(format!(
+                "Edit {} ({}): new notes go here, and Regenerate voice rewrites it",
+                track.name,
+                track.role.name()
+            ))
             .clicked()
         {
             state.roll.edit_track = i;
             state.selection.clear();
+        }
+    }
+    if let Some(ab) = &state.ab {
+        let text = if ab.showing_new {
+            "A/B: B (new)"
+        } else {
+            "A/B: A (previous)"
+        };
+        if ui
+            .button(text)
+            .on_hover_text("Switch between the model's result (B) and the clip before it (A)")
+            .clicked()
+        {
+            state.toggle_ab();
         }
     }
 }
@@ -500,7 +664,11 @@ fn status(ui: &mut Ui, state: &mut EditorState, actions: &mut Vec<Action>) {
                     .text(label.as_str())
                     .desired_width(240.0),
             );
-            if ui.button("Cancel").clicked() {
+            if ui
+                .button("Cancel")
+                .on_hover_text("Stop the model (the clip stays as it was)")
+                .clicked()
+            {
                 actions.push(Action::Cancel);
             }
         });
@@ -509,7 +677,10 @@ fn status(ui: &mut Ui, state: &mut EditorState, actions: &mut Vec<Action>) {
     if let Some(error) = &state.error {
         ui.horizontal(|ui| {
             ui.colored_label(Color32::from_rgb(255, 110, 100), format!("Error: {error}"));
-            dismiss = ui.small_button("Dismiss").clicked();
+            dismiss = ui
+                .small_button("Dismiss")
+                .on_hover_text("Hide this message")
+                .clicked();
         });
     }
     if dismiss {

@@ -9,7 +9,9 @@
 //! Wheel (DAW-like, as in Bitwig and Reaper): wheel scrolls pitch, Shift+wheel (or a horizontal
 //! wheel) scrolls time, Ctrl+wheel zooms time around the pointer, Ctrl+Shift+wheel zooms pitch.
 //! Keys: Delete/Backspace delete, Ctrl+D duplicate, Ctrl+A select all, Ctrl+Z undo,
-//! Ctrl+Shift+Z or Ctrl+Y redo, F fits the view to the clip.
+//! Ctrl+Shift+Z or Ctrl+Y redo, F fits the view to the clip (Cmd instead of Ctrl on macOS).
+//! The roll takes them when it has the keyboard focus or is hovered with nothing focused, or,
+//! with [`PianoRoll::keys_anywhere`], whenever no text field is being typed into.
 
 use crate::edit::{Edit, History};
 use crate::mask_tool;
@@ -137,6 +139,7 @@ pub struct PianoRoll<'a> {
     size: Option<Vec2>,
     fit: bool,
     id_salt: IdSalt,
+    keys_anywhere: bool,
 }
 
 /// A drag in progress, kept in egui memory between frames.
@@ -250,7 +253,16 @@ impl<'a> PianoRoll<'a> {
             size: None,
             fit: false,
             id_salt: IdSalt::new("bandmate_piano_roll"),
+            keys_anywhere: false,
         }
+    }
+
+    /// Take the keyboard shortcuts whenever no text field is being typed into, not only when
+    /// the roll has the focus or the pointer (the editor's setting: a click on a toolbar
+    /// button must not turn Ctrl+Z off).
+    pub fn keys_anywhere(mut self, on: bool) -> Self {
+        self.keys_anywhere = on;
+        self
     }
 
     /// Keep the selection here (otherwise it lasts one frame).
@@ -297,6 +309,7 @@ impl<'a> PianoRoll<'a> {
             size,
             fit,
             id_salt,
+            keys_anywhere,
         } = self;
         let mut local_selection = Selection::new();
         let selection = selection.unwrap_or(&mut local_selection);
@@ -341,8 +354,9 @@ impl<'a> PianoRoll<'a> {
         let t = RollTransform::new(layout.grid, view);
         let mut drag: Option<Drag> = ui.data(|d| d.get_temp(drag_id));
         ctx.pointer(ui, &response, &t, &mut drag);
-        let keys_for_us =
-            response.has_focus() || (response.hovered() && ui.memory(|m| m.focused().is_none()));
+        let keys_for_us = response.has_focus()
+            || (response.hovered() && ui.memory(|m| m.focused().is_none()))
+            || (keys_anywhere && !ui.ctx().text_edit_focused());
         if keys_for_us && drag.is_none() && ctx.keys(ui) {
             view = fit_view(ctx.clip, layout.grid);
         }

@@ -12,7 +12,10 @@ use crate::params::Mode;
 use crate::state::EditorView;
 use crate::worker::{Job, JobSettings, WorkerReport};
 use bandmate::music::{Clip, Mask, TrackRole};
-use bandmate_gui::{Action, EditorState, JobStatus, ModelSettings, Task, editor_ui};
+use bandmate_gui::{
+    Action, EditorState, JobStatus, ModelSettings, Task, roll_area, toolbar, toolbar_row,
+    track_controls,
+};
 use nice_plug::context::gui::GuiContext;
 use nice_plug::editor::dpi::{LogicalSize, Size};
 use nice_plug_egui::{
@@ -61,6 +64,8 @@ pub struct EditorApp {
     gui_context: Option<GuiContext>,
     /// The mode to go back to when the band player is disarmed.
     mode_before_band: Mode,
+    /// The file whose presence means the first-run hint was dismissed (on this machine).
+    hint_marker: Option<PathBuf>,
 }
 
 /// What "Export .mid" writes.
@@ -147,7 +152,16 @@ impl EditorApp {
             import_dialog: None,
             gui_context: None,
             mode_before_band: Mode::Fill,
+            hint_marker: None,
         }
+        .with_hint_marker(config_folder().map(|d| d.join("first-run-hint-seen")))
+    }
+
+    /// Remember the first-run hint's dismissal in `marker` (shown while the file is absent).
+    pub fn with_hint_marker(mut self, marker: Option<PathBuf>) -> Self {
+        self.state.show_hint = !marker.as_ref().is_some_and(|m| m.exists());
+        self.hint_marker = marker;
+        self
     }
 
     /// The editor state (for tests and the screenshot tool).
@@ -373,42 +387,69 @@ impl EditorApp {
         });
     }
 
-    fn top_bar(&mut self, ui: &mut egui::Ui) {
-        ui.horizontal_wrapped(|ui| {
-            if ui
-                .button("Export .mid")
-                .on_hover_text(
-                    "Write the clip as a MIDI file into the export folder (drag it into the DAW from there)",
-                )
-                .clicked()
-            {
-                self.export();
-            }
-            egui::ComboBox::from_id_salt("export_scope")
-                .selected_text(self.export_scope.name())
-                .show_ui(ui, |ui| {
-                    for scope in ExportScope::ALL {
-                        ui.selectable_value(&mut self.export_scope, scope, scope.name());
-                    }
-                });
-            ui.label(format!("to {}", export_folder().display()));
+    /// Export and import, at the end of the tracks row.
+    fn file_controls(&mut self, ui: &mut egui::Ui) {
+        if ui
+            .button("Export .mid")
+            .on_hover_text(format!(
+                "Write the {} as a MIDI file into {} (drag it into the DAW from there)",
+                self.export_scope.name(),
+                export_folder().display()
+            ))
+            .clicked()
+        {
+            self.export();
+        }
+        egui::ComboBox::from_id_salt("export_scope")
+            .selected_text(self.export_scope.name())
+            .width(72.0)
+            .show_ui(ui, |ui| {
+                for scope in ExportScope::ALL {
+                    ui.selectable_value(&mut self.export_scope, scope, scope.name());
+                }
+            })
+            .response
+            .on_hover_text(
+                "What Export .mid writes: the whole clip, the edit track or the selected notes",
+            );
+        if ui
+            .add_enabled(
+                self.import_dialog.is_none(),
+                egui::Button::new("Import .mid…"),
+            )
+            .on_hover_text("Choose a MIDI file to replace the clip (or drop one onto the editor); undo brings the clip back")
+            .clicked()
+        {
+            self.open_import_dialog();
+        }
+    }
+
+    /// The toolbar (edit, generate, tracks and file, band), the status lines and the roll.
+    pub fn draw(&mut self, ui: &mut egui::Ui) -> Vec<Action> {
+        let mut actions = toolbar(ui, &mut self.state);
+        toolbar_row(ui, "Tracks", |ui| {
+            track_controls(ui, &mut self.state);
             ui.separator();
-            if ui
-                .add_enabled(
-                    self.import_dialog.is_none(),
-                    egui::Button::new("Import .mid…"),
-                )
-                .on_hover_text("Choose a MIDI file (or drop one onto the editor)")
-                .clicked()
-            {
-                self.open_import_dialog();
-            }
-            if let Some(status) = &self.export_status {
-                ui.label(egui::RichText::new(status).weak());
-            }
+            self.file_controls(ui);
         });
-        ui.horizontal_wrapped(|ui| self.band_panel(ui));
-        ui.separator();
+        toolbar_row(ui, "Band", |ui| self.band_panel(ui));
+        if let Some(error) = self.band.last_error.try_lock().ok().and_then(|e| e.clone()) {
+            // The band thread holds this lock only to replace the text: skip a frame rather
+            // than wait.
+            ui.colored_label(
+                egui::Color32::from_rgb(230, 120, 80),
+                format!("Band player: {error}"),
+            );
+        }
+        if let Some(status) = &self.export_status {
+            ui.label(egui::RichText::new(status).weak());
+        }
+        let hint_before = self.state.show_hint;
+        actions.extend(roll_area(ui, &mut self.state));
+        if hint_before && !self.state.show_hint {
+            remember_hint_seen(self.hint_marker.as_deref());
+        }
+        actions
     }
 }
 
@@ -419,12 +460,15 @@ impl EditorApp {
         let mode = params.mode.value();
         let mut armed = mode == Mode::Band;
         let mut record = params.record.value();
-        ui.strong("Band player");
         let setter = self.gui_context.as_ref().map(|c| c.param_setter());
         ui.add_enabled_ui(setter.is_some(), |ui| {
             if ui
                 .checkbox(&mut armed, "arm")
-                .on_hover_text("Answer each bar you play with the next one (Mode = Band player)")
+                .on_hover_text(
+                    "Answer each bar you play with the next one while the host plays (the host \
+                     parameter Mode = Band player)",
+                )
+                .on_disabled_hover_text("Needs the host's parameter access (not in this window)")
                 .changed()
                 && let Some(setter) = &setter
             {
@@ -440,7 +484,10 @@ impl EditorApp {
             }
             if ui
                 .checkbox(&mut record, "record")
-                .on_hover_text("Record the notes you play into the clip")
+                .on_hover_text(
+                    "Record the notes you play into the clip while the host plays (16ths, on a \
+                     \"Recorded\" track)",
+                )
                 .changed()
                 && let Some(setter) = &setter
             {
@@ -451,12 +498,16 @@ impl EditorApp {
         });
         let mut band = self.controller.band_settings();
         let mut changed = false;
-        ui.label("model plays:");
+        ui.label("model plays:")
+            .on_hover_text("The parts the band player writes");
         for role in [TrackRole::Melody, TrackRole::Accompaniment] {
             let mut on = band.plays.contains(&role);
             if ui
                 .checkbox(&mut on, role.name())
-                .on_hover_text("You play the part the model does not")
+                .on_hover_text(format!(
+                    "The model plays the {}; you play what it does not",
+                    role.name()
+                ))
                 .changed()
             {
                 band.plays.retain(|&r| r != role);
@@ -471,7 +522,7 @@ impl EditorApp {
                 egui::DragValue::new(&mut band.lookahead_steps)
                     .range(1..=8)
                     .prefix("lookahead ")
-                    .suffix(" × 1/16"),
+                    .suffix("/16"),
             )
             .on_hover_text(
                 "How long before the next downbeat the played bar goes to the model: more gives \
@@ -484,22 +535,18 @@ impl EditorApp {
         if changed {
             self.controller.set_band_settings(band);
         }
+        ui.separator();
         ui.label(format!(
-            "last latency {:.1} ms  answered {}  missed {}",
+            "latency {:.1} ms · {} answered · {} missed · {} recorded",
             self.band.last_latency_us.load(Relaxed) as f64 / 1000.0,
             self.band.answered.load(Relaxed),
             self.band.missed.load(Relaxed),
-        ));
-        ui.label(format!(
-            "recorded {}",
-            self.band.recorded_notes.load(Relaxed)
-        ));
-        // The band thread holds this lock only to replace the text: skip a frame rather than wait.
-        if let Ok(error) = self.band.last_error.try_lock()
-            && let Some(error) = error.as_deref()
-        {
-            ui.colored_label(egui::Color32::from_rgb(230, 120, 80), error);
-        }
+            self.band.recorded_notes.load(Relaxed),
+        ))
+        .on_hover_text(
+            "The band player's last answer time (model and scheduling), bars answered in time, \
+             bars whose answer came too late (not played), notes recorded into the clip",
+        );
     }
 }
 
@@ -515,6 +562,32 @@ fn job_settings(settings: &ModelSettings, task: &Task) -> JobSettings {
         repeat: settings.repeat,
         key_lock: settings.key_lock.is_some(),
         seed: settings.seed,
+    }
+}
+
+/// Bandmate's settings folder: `BANDMATE_CONFIG`, else `$XDG_CONFIG_HOME/bandmate` or
+/// `~/.config/bandmate` (`%APPDATA%\Bandmate` on Windows).
+pub fn config_folder() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("BANDMATE_CONFIG") {
+        return Some(PathBuf::from(dir));
+    }
+    if cfg!(windows) {
+        return std::env::var_os("APPDATA").map(|d| PathBuf::from(d).join("Bandmate"));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME") {
+        return Some(PathBuf::from(dir).join("bandmate"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config").join("bandmate"))
+}
+
+/// Write the marker that keeps the first-run hint hidden in new instances (best effort: a
+/// read-only home only brings the hint back next time).
+fn remember_hint_seen(marker: Option<&Path>) {
+    if let Some(marker) = marker {
+        if let Some(dir) = marker.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = std::fs::write(marker, "dismissed\n");
     }
 }
 
@@ -554,8 +627,7 @@ impl NiceEguiApp for EditorApp {
             self.import(path);
         }
         self.poll_import_dialog();
-        self.top_bar(ui);
-        for action in editor_ui(ui, &mut self.state) {
+        for action in self.draw(ui) {
             self.act(action);
         }
         self.sync_out();
@@ -662,6 +734,112 @@ mod tests {
         let (clip, mask) = (&mut app.state.clip, &mut app.state.mask);
         assert!(app.state.history.undo(clip, mask).is_some());
         assert_eq!(app.state.clip, before);
+    }
+
+    /// One frame of the whole editor at the default size; returns the laid-out width and the
+    /// texts drawn with their rectangles.
+    fn frame(
+        app: &mut EditorApp,
+        ctx: &egui::Context,
+        events: Vec<egui::Event>,
+    ) -> (f32, Vec<(String, egui::Rect)>) {
+        let input = egui::RawInput {
+            screen_rect: Some(egui::Rect::from_min_size(
+                egui::Pos2::ZERO,
+                egui::vec2(EditorView::default().width, EditorView::default().height),
+            )),
+            events,
+            ..Default::default()
+        };
+        let mut width = 0.0;
+        let out = ctx.run_ui(input, |ui| {
+            for action in app.draw(ui) {
+                app.act(action);
+            }
+            width = ui.min_rect().width();
+        });
+        let mut texts = Vec::new();
+        for clipped in &out.shapes {
+            if let egui::epaint::Shape::Text(t) = &clipped.shape {
+                let rect = t.galley.rect.translate(t.pos.to_vec2());
+                texts.push((t.galley.text().to_owned(), rect));
+            }
+        }
+        out.drop_without_applying_deltas();
+        (width, texts)
+    }
+
+    fn has(texts: &[(String, egui::Rect)], text: &str) -> bool {
+        texts.iter().any(|(t, _)| t == text)
+    }
+
+    #[test]
+    fn the_whole_toolbar_fits_the_default_window_width() {
+        let (mut app, _controller) = app();
+        // The widest state: an A/B pair, a loop range, long counters.
+        app.state.accept_result(example_clip(), "Fill mask");
+        app.state.roll.loop_bars = Some((0, 4));
+        app.export_scope = ExportScope::Selection;
+        app.band.answered.store(12_345, Relaxed);
+        app.band.missed.store(678, Relaxed);
+        app.band.recorded_notes.store(9_999, Relaxed);
+        app.band.last_latency_us.store(123_456, Relaxed);
+        let ctx = egui::Context::default();
+        let (width, texts) = frame(&mut app, &ctx, Vec::new());
+        let default = EditorView::default().width;
+        assert_eq!(default, bandmate_gui::panels::DEFAULT_WIDTH);
+        assert!(
+            width <= default + 0.5,
+            "{width} points wide, more than {default}"
+        );
+        let rows: Vec<f32> = ["Edit", "Generate", "Tracks", "Band"]
+            .iter()
+            .map(|g| {
+                let (_, r) = texts.iter().find(|(t, _)| t == g).expect("group shown");
+                r.center().y
+            })
+            .collect();
+        assert!(rows.windows(2).all(|w| w[0] < w[1]), "{rows:?}");
+        // Export sits on the tracks row, the counters on the band row (nothing wrapped).
+        for (text, row) in [("Export .mid", 2), ("Import .mid…", 2), ("arm", 3)] {
+            let (_, r) = texts.iter().find(|(t, _)| t == text).expect(text);
+            assert!((r.center().y - rows[row]).abs() < 4.0, "{text} wrapped");
+        }
+    }
+
+    #[test]
+    fn the_first_run_hint_stays_dismissed_in_new_instances() {
+        let dir = std::env::temp_dir().join(format!("bandmate-hint-{}", std::process::id()));
+        let marker = dir.join("first-run-hint-seen");
+        let _ = std::fs::remove_dir_all(&dir);
+        let (first, _controller) = app();
+        let mut first = first.with_hint_marker(Some(marker.clone()));
+        assert!(first.state.show_hint);
+        let ctx = egui::Context::default();
+        let (_, texts) = frame(&mut first, &ctx, Vec::new());
+        assert!(texts.iter().any(|(t, _)| t.starts_with("First steps")));
+        assert!(!marker.exists());
+        let (_, at) = texts.iter().find(|(t, _)| t == "Got it").expect("Got it");
+        let at = at.center();
+        frame(&mut first, &ctx, vec![egui::Event::PointerMoved(at)]);
+        for pressed in [true, false] {
+            let click = egui::Event::PointerButton {
+                pos: at,
+                button: egui::PointerButton::Primary,
+                pressed,
+                modifiers: egui::Modifiers::NONE,
+            };
+            frame(&mut first, &ctx, vec![click]);
+        }
+        let (_, texts) = frame(&mut first, &ctx, Vec::new());
+        assert!(!texts.iter().any(|(t, _)| t.starts_with("First steps")));
+        assert!(marker.exists(), "the dismissal is not remembered");
+        // A new instance on this machine starts without the hint.
+        let (again, _controller) = app();
+        let mut again = again.with_hint_marker(Some(marker.clone()));
+        let (_, texts) = frame(&mut again, &ctx, Vec::new());
+        assert!(has(&texts, "Edit") && !has(&texts, "Got it"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

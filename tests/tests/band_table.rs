@@ -7,6 +7,7 @@ use bandmate::data::{Dataset, Split, default_cache_dir, default_data_root, load_
 
 #[test]
 fn the_shipped_table_is_the_fit_on_the_train_split_and_answers_in_the_chord() {
+    bandmate_tests::require_data!("nottingham");
     let (root, cache) = (default_data_root(), default_cache_dir());
     let train = load_cached(Dataset::Nottingham, Split::Train, &root, &cache).unwrap();
     let fitted = ChordTable::fit(&train, 16).unwrap();

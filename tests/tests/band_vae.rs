@@ -28,6 +28,7 @@ fn test_sequences() -> Vec<Sequence> {
 
 #[test]
 fn nottingham_bars_fit_the_track_windows() {
+    bandmate_tests::require_data!("nottingham");
     let cfg = Config::small();
     let mut bars = 0;
     for song in songs(Split::Test) {
@@ -47,6 +48,7 @@ fn nottingham_bars_fit_the_track_windows() {
 
 #[test]
 fn a_few_training_steps_lower_the_loss() {
+    bandmate_tests::require_data!("nottingham");
     let cfg = Config::tiny();
     let device = Device::Cpu;
     let seqs = test_sequences();
@@ -71,6 +73,7 @@ fn a_few_training_steps_lower_the_loss() {
 
 #[test]
 fn product_of_experts_handles_any_missing_tracks() {
+    bandmate_tests::require_data!("nottingham");
     let cfg = Config::tiny();
     let device = Device::Cpu;
     let varmap = VarMap::new();
@@ -169,6 +172,7 @@ fn live_player_answers_every_bar_within_bounds() {
 
 #[test]
 fn tasks_keep_the_clip_shape() {
+    bandmate_tests::require_data!("nottingham");
     let model = BandModel::untrained(&Config::tiny(), 6).unwrap();
     let song = songs(Split::Test)
         .iter()
@@ -203,6 +207,7 @@ fn tasks_keep_the_clip_shape() {
 /// and the density choice picks the best of the tried values.
 #[test]
 fn shipped_model_evaluation_beats_its_baselines() {
+    bandmate_tests::require_data!("nottingham");
     use bandmate::band::eval::{
         TUNE_BARS, choose_density, continuation_rows, tunes, voice_fill_rows,
     };

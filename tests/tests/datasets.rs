@@ -86,6 +86,7 @@ fn check_clips(dataset: Dataset, songs: &[Vec<Song>; 3]) {
 
 #[test]
 fn nottingham_loads_melody_and_chords_for_every_split() {
+    bandmate_tests::require_data!("nottingham");
     let loaded = check_counts(Dataset::Nottingham, [827, 103, 104]);
     check_clips(Dataset::Nottingham, loaded);
     let mut meters: BTreeMap<String, usize> = BTreeMap::new();
@@ -146,6 +147,7 @@ fn nottingham_loads_melody_and_chords_for_every_split() {
 
 #[test]
 fn pop909_loads_on_the_beat_grid_with_keys() {
+    bandmate_tests::require_data!("pop909");
     let loaded = check_counts(Dataset::Pop909, [727, 91, 91]);
     check_clips(Dataset::Pop909, loaded);
     let mut first_bars = Vec::new();
@@ -267,6 +269,7 @@ fn check_against_json(dataset: Dataset, path: &Path, steps_per_frame: u32) {
 
 #[test]
 fn jsb_loads_four_voices_and_the_polyphonic_form() {
+    bandmate_tests::require_data!("jsb");
     let path = root().join("jsb/Jsb16thSeparated.json");
     check_against_json(Dataset::Jsb, &path, 1);
     let loaded = splits(Dataset::Jsb);
@@ -325,6 +328,7 @@ fn jsb_loads_four_voices_and_the_polyphonic_form() {
 
 #[test]
 fn bl2012_loads_the_standard_splits_one_frame_per_quarter() {
+    bandmate_tests::require_data!("bl2012");
     for set in Bl2012Set::ALL {
         let path = root().join("bl2012").join(set.file_name());
         check_against_json(Dataset::Bl2012(set), &path, STEPS_PER_BEAT);
@@ -344,6 +348,7 @@ fn bl2012_loads_the_standard_splits_one_frame_per_quarter() {
 
 #[test]
 fn groove_loads_drum_performances_per_info_csv() {
+    bandmate_tests::require_data!("groove");
     let csv = std::fs::read_to_string(root().join("groove/info.csv")).expect("info.csv");
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
     let col = |name| header.iter().position(|h| *h == name).unwrap();
@@ -380,6 +385,7 @@ fn groove_loads_drum_performances_per_info_csv() {
 
 #[test]
 fn transposition_keeps_pitches_in_the_window() {
+    bandmate_tests::require_data!("nottingham", "pop909");
     let songs: Vec<Song> = splits(Dataset::Nottingham)[1]
         .iter()
         .chain(&splits(Dataset::Pop909)[1])
@@ -420,6 +426,7 @@ fn transposition_keeps_pitches_in_the_window() {
 
 #[test]
 fn windows_have_the_requested_length() {
+    bandmate_tests::require_data!("nottingham", "pop909");
     let mut made = 0;
     for song in splits(Dataset::Pop909)[1]
         .iter()
@@ -469,6 +476,7 @@ fn temp_dir(name: &str) -> PathBuf {
 
 #[test]
 fn cache_round_trips_every_dataset_exactly() {
+    bandmate_tests::require_data!("nottingham", "pop909", "jsb", "bl2012", "groove");
     let cache_dir = temp_dir("cache");
     let data_root = root();
     for dataset in Dataset::ALL {
@@ -532,6 +540,7 @@ fn cache_round_trips_every_dataset_exactly() {
 
 #[test]
 fn corrupt_old_and_stale_caches_are_rebuilt() {
+    bandmate_tests::require_data!("jsb");
     // A private copy of the JSB folder, so that the test can change a source file.
     let dir = temp_dir("stale");
     let (data_root, cache_dir) = (dir.join("data"), dir.join("cache"));

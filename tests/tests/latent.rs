@@ -209,6 +209,7 @@ fn is_valid_window(w: &[u8]) -> bool {
 
 #[test]
 fn the_shipped_score_model_denoises_test_latents_better_than_an_untrained_one() {
+    bandmate_tests::require_data!("nottingham");
     let lm = melody();
     let cfg = lm.model.config().clone();
     let seqs: Vec<&Vec<Vec<u8>>> = test_sequences().iter().take(64).collect();
@@ -243,6 +244,7 @@ fn the_shipped_score_model_denoises_test_latents_better_than_an_untrained_one() 
 
 #[test]
 fn generated_melodies_are_closer_to_the_test_split_than_vae_prior_samples() {
+    bandmate_tests::require_data!("nottingham");
     let lm = melody();
     let count = 40;
     let prior = lm.prior_sequences(count, 11).unwrap();
@@ -295,6 +297,7 @@ fn generated_melodies_are_closer_to_the_test_split_than_vae_prior_samples() {
 
 #[test]
 fn fill_and_continue_keep_the_given_bars_of_a_real_tune() {
+    bandmate_tests::require_data!("nottingham");
     let lm = melody();
     let song = songs(Split::Test)
         .iter()
@@ -360,6 +363,7 @@ fn fill_and_continue_keep_the_given_bars_of_a_real_tune() {
 
 #[test]
 fn a_refined_interpolation_keeps_both_ends() {
+    bandmate_tests::require_data!("nottingham");
     let lm = melody();
     let seqs = test_sequences();
     let (a, b) = (&seqs[0][0], &seqs[1][0]);

@@ -385,6 +385,7 @@ fn random_bytes_after_a_valid_header() {
 
 #[test]
 fn mutated_nottingham_files() {
+    bandmate_tests::require_data!("nottingham");
     let files = nottingham();
     let strategy = (
         any::<Index>(),

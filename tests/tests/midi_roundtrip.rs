@@ -51,6 +51,7 @@ fn assert_round_trip(name: &str, clip: &Clip) {
 
 #[test]
 fn every_nottingham_file_round_trips() {
+    bandmate_tests::require_data!("nottingham");
     let started = Instant::now();
     let dir = data_dir().join("nottingham/MIDI");
     let files = sorted_files(&dir, |p| p.extension().is_some_and(|e| e == "mid"));
@@ -83,6 +84,7 @@ fn every_nottingham_file_round_trips() {
 
 #[test]
 fn every_pop909_song_round_trips_with_its_beats() {
+    bandmate_tests::require_data!("pop909");
     let started = Instant::now();
     let dir = data_dir().join("pop909");
     let songs = sorted_files(&dir, |p| p.is_dir());

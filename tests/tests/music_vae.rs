@@ -31,6 +31,7 @@ fn test_windows() -> &'static MelodyWindows {
 
 #[test]
 fn tokenization_round_trips_on_nottingham_melodies() {
+    bandmate_tests::require_data!("nottingham");
     let windows = test_windows();
     assert!(windows.len() > 800, "{} test windows", windows.len());
     let (lo, hi) = windows.pitch_span().unwrap();
@@ -92,6 +93,7 @@ fn train_a_little(vae: &MelodyVae, rows: &[&[u8]], steps: usize) -> (f32, f32) {
 
 #[test]
 fn a_few_training_steps_lower_the_loss() {
+    bandmate_tests::require_data!("nottingham");
     let windows = test_windows();
     let vae = MelodyVae::new_random(&VaeShape::Flat(Config::tiny())).unwrap();
     let rows: Vec<&[u8]> = (0..64).map(|i| windows.window(i * 7)).collect();
@@ -103,6 +105,7 @@ fn a_few_training_steps_lower_the_loss() {
 
 #[test]
 fn interpolation_ends_decode_to_the_reconstructions() {
+    bandmate_tests::require_data!("nottingham");
     let windows = test_windows();
     let vae = MelodyVae::new_random(&VaeShape::Flat(Config::tiny())).unwrap();
     let (a, b) = (windows.window(3), windows.window(400));
@@ -139,6 +142,7 @@ fn melody_clip(bars: u32, meter: TimeSignature, notes: &[(u32, u8, u32)]) -> Cli
 
 #[test]
 fn bad_input_gives_clear_errors() {
+    bandmate_tests::require_data!("nottingham");
     let four = TimeSignature::FOUR_FOUR;
     let short = melody_clip(1, four, &[(0, 60, 4), (4, 62, 4)]);
     let e = first_window(&short).unwrap_err().to_string();
@@ -206,6 +210,7 @@ fn bad_input_gives_clear_errors() {
 
 #[test]
 fn shipped_weights_reconstruct_test_melodies() {
+    bandmate_tests::require_data!("nottingham");
     let dir = bandmate::vae::default_weights_dir();
     let vae = MelodyVae::load(&dir).expect("assets/vae holds the trained MusicVAE");
     let all = test_windows();
@@ -222,6 +227,7 @@ fn shipped_weights_reconstruct_test_melodies() {
 
 #[test]
 fn encoding_a_large_batch_equals_encoding_window_by_window() {
+    bandmate_tests::require_data!("nottingham");
     // 200 windows: the batch is cut into one part per pool thread (at least 64 each).
     let vae = MelodyVae::load(&bandmate::vae::default_weights_dir()).unwrap();
     let rows: Vec<&[u8]> = test_windows()
@@ -249,6 +255,7 @@ fn test_windows_16() -> MelodyWindows {
 
 #[test]
 fn the_hierarchical_model_learns_16_bar_melodies_and_reads_clips_of_its_length() {
+    bandmate_tests::require_data!("nottingham");
     use bandmate::models::hier_vae::HierConfig;
     let windows = test_windows_16();
     assert!(windows.len() > 200, "{} windows", windows.len());
@@ -282,6 +289,7 @@ fn the_hierarchical_model_learns_16_bar_melodies_and_reads_clips_of_its_length()
 
 #[test]
 fn shipped_hierarchical_weights_reconstruct_16_bar_test_melodies() {
+    bandmate_tests::require_data!("nottingham");
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets/vae16");
     let vae = MelodyVae::load(&dir).expect("assets/vae16 holds the trained hierarchical MusicVAE");
     assert_eq!(vae.window_steps(), 256);

@@ -13,6 +13,7 @@ use bandmate::music::TimeSignature;
 
 #[test]
 fn the_model_beats_random_notes_on_every_task() {
+    bandmate_tests::require_data!("pop909");
     let model = RollModel::embedded().unwrap();
     let opts = RollEvalOptions {
         count: 6,
@@ -61,6 +62,7 @@ fn the_model_beats_random_notes_on_every_task() {
 
 #[test]
 fn the_real_rows_windows_come_from_the_other_held_out_split() {
+    bandmate_tests::require_data!("pop909");
     let load = |split| {
         data::load_cached(
             Dataset::Pop909,
@@ -97,6 +99,7 @@ fn the_real_rows_windows_come_from_the_other_held_out_split() {
 
 #[test]
 fn evaluation_windows_are_4_4_with_a_previous_window_and_seeded() {
+    bandmate_tests::require_data!("pop909");
     let songs = data::load_cached(
         Dataset::Pop909,
         Split::Test,

@@ -102,6 +102,7 @@ fn check_fill(clip: &Clip, mask: &Mask, out: &Clip) -> usize {
 
 #[test]
 fn fill_keeps_everything_outside_the_mask() {
+    bandmate_tests::require_data!("pop909");
     let clips = test_clips(4, 3);
     assert_eq!(clips.len(), 3);
     for (i, clip) in clips.iter().enumerate() {
@@ -124,6 +125,7 @@ fn fill_keeps_everything_outside_the_mask() {
 
 #[test]
 fn an_echoed_fill_varies_the_bars_before_the_hole() {
+    bandmate_tests::require_data!("pop909");
     // The shipped weights: a slightly noised echo must come back close to bars 1–2.
     let model = RollModel::embedded().expect("the embedded roll model loads");
     let spb = 16;
@@ -169,6 +171,7 @@ fn an_echoed_fill_varies_the_bars_before_the_hole() {
 
 #[test]
 fn guidance_keeps_the_known_notes_and_leans_on_them() {
+    bandmate_tests::require_data!("pop909");
     let clip = &test_clips(4, 1)[0];
     let mask = Mask::bars(clip, 2..=3);
     let guided = |w: f32| RollOptions {
@@ -205,6 +208,7 @@ fn guidance_keeps_the_known_notes_and_leans_on_them() {
 
 #[test]
 fn pitch_rectangles_and_one_track_keep_the_rest() {
+    bandmate_tests::require_data!("pop909");
     let clip = &test_clips(4, 1)[0];
     let rect = Mask::rect(clip.steps(), 8..40, 48..=72);
     for model in [model(), conditioned_model()] {
@@ -241,6 +245,7 @@ fn pitch_rectangles_and_one_track_keep_the_rest() {
 
 #[test]
 fn long_clips_go_through_overlapping_windows() {
+    bandmate_tests::require_data!("pop909");
     let clip = &test_clips(10, 1)[0];
     let mask = Mask::bars(clip, 1..=8);
     let out = diffusion::fill(model(), clip, &mask, &opts(5)).unwrap();
@@ -261,6 +266,7 @@ fn long_clips_go_through_overlapping_windows() {
 
 #[test]
 fn seeds_reproduce_and_differ() {
+    bandmate_tests::require_data!("pop909");
     let clip = &test_clips(4, 1)[0];
     let mask = Mask::bars(clip, 2..=3);
     let a = diffusion::fill(model(), clip, &mask, &opts(42)).unwrap();
@@ -282,6 +288,7 @@ fn seeds_reproduce_and_differ() {
 
 #[test]
 fn continue_harmonize_vary_generate() {
+    bandmate_tests::require_data!("pop909");
     let clip = &test_clips(4, 1)[0];
     let cont = diffusion::continue_clip(model(), &clip.window(0, 2), 2, 6, &opts(1)).unwrap();
     assert_eq!(cont.bars, 6);
@@ -328,6 +335,7 @@ fn continue_harmonize_vary_generate() {
 
 #[test]
 fn key_lock_range_and_density_steer() {
+    bandmate_tests::require_data!("pop909");
     let clip = &test_clips(4, 1)[0];
     let mask = Mask::bars(clip, 0..=3);
     let key = Key::new(0, Scale::Major);
@@ -367,6 +375,7 @@ fn key_lock_range_and_density_steer() {
 
 #[test]
 fn bad_input_is_an_error_not_a_panic() {
+    bandmate_tests::require_data!("pop909");
     let clip = &test_clips(4, 1)[0];
     let m = model();
     let empty = Clip::new(0);
@@ -486,6 +495,7 @@ fn missing_or_corrupt_weights_are_errors() {
 
 #[test]
 fn shipped_model_beats_the_prior() {
+    bandmate_tests::require_data!("pop909");
     let model = RollModel::embedded().expect("the embedded roll model loads");
     let cfg = model.config().clone();
     let clips = test_clips(4, 8);
@@ -528,6 +538,7 @@ fn shipped_model_beats_the_prior() {
 
 #[test]
 fn the_step_hook_reports_progress_and_cancels() {
+    bandmate_tests::require_data!("pop909");
     use std::sync::{Arc, Mutex};
     let m = model();
     // 8 bars: two 4-bar windows with cells to fill, 10 evaluations each.

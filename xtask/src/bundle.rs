@@ -1,7 +1,8 @@
 //! `cargo xtask bundle [--debug]`: build the plugin and lay out `target/bundled/Bandmate.clap`,
 //! `Bandmate.vst3` and the standalone `bandmate-standalone` for this platform.
 //!
-//! Release by default; `--debug` bundles a debug build, whose `process()` aborts on any
+//! The `dist` profile by default (the release build without debug info, so the bundles stay
+//! small); `--debug` bundles a debug build, whose `process()` aborts on any
 //! allocation (nice-plug's `assert_process_allocs`), for the host-level tests.
 
 use crate::shell::{self, Result};
@@ -41,11 +42,11 @@ pub fn run(args: &[String]) -> Result {
 pub fn build(debug: bool) -> Result<Bundles> {
     let mut args = vec!["build", "-p", PACKAGE, "--lib", "--bin", STANDALONE];
     if !debug {
-        args.push("--release");
+        args.extend(["--profile", "dist"]);
     }
     shell::run(&shell::cargo(), &args)?;
     let target = target_dir();
-    let profile_dir = target.join(if debug { "debug" } else { "release" });
+    let profile_dir = target.join(if debug { "debug" } else { "dist" });
     let bundled = target.join("bundled");
     fs::create_dir_all(&bundled).map_err(|e| format!("creating {}: {e}", bundled.display()))?;
 

@@ -43,7 +43,7 @@ pub fn run() -> Result {
         .spawn()
         .map_err(|e| format!("could not start Xvfb (apt-get install xvfb): {e}"))?;
     std::thread::sleep(Duration::from_secs(2));
-    let standalone = shell::root().join("target/debug/bandmate-standalone");
+    let standalone = crate::bundle::target_dir().join("debug/bandmate-standalone");
     let mut app = Command::new(&standalone)
         .args(["--backend", "dummy"])
         .env("DISPLAY", DISPLAY)

@@ -1,10 +1,10 @@
 //! `cargo xtask train roll|vae|band|latent [ARGS]`: build the release `bandmate` and run `bandmate train
-//! <model>` (roll: POP909 train split, checkpoints in artifacts/train/roll, best weights to
-//! assets/roll; vae: the 2-bar melody MusicVAE on Nottingham, artifacts/train/vae and
-//! assets/vae, on one rayon thread; band: the band player's recurrent VAE on Nottingham,
-//! artifacts/train/band and assets/band; latent: the score model over the shipped MusicVAE's
-//! latents, artifacts/train/latent and assets/latent). Runs resume when the run folder holds one. Extra
-//! arguments are passed on, e.g. `--budget 95m --fresh`.
+//! <model>` (roll: POP909 train split; vae: the 2-bar melody MusicVAE on Nottingham, on one
+//! rayon thread; band: the band player's recurrent VAE on Nottingham; latent: the score model
+//! over the shipped MusicVAE's latents). Checkpoints go to `artifacts/train/<model>` (runs resume
+//! when that folder holds one) and the best weights, config, card and loss curve to
+//! `artifacts/<model>`: the shipped weights in `assets/` are replaced only with `--ship`.
+//! Extra arguments are passed on, e.g. `--budget 95m --fresh`.
 
 use crate::shell::{self, Result};
 
@@ -13,7 +13,7 @@ pub fn run(extra: &[String]) -> Result {
         Some("roll" | "vae" | "band" | "latent") => {}
         Some(other) => return Err(format!("train: unknown model '{other}' (roll, vae, band, latent)")),
         None => return Err(
-            "usage: cargo xtask train roll|vae|band|latent [--budget 95m] [--config tiny|small|base] [--fresh] ..."
+            "usage: cargo xtask train roll|vae|band|latent [--budget 95m] [--config tiny|small|base] [--fresh] [--ship] ..."
                 .into(),
         ),
     }

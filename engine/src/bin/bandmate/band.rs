@@ -1,5 +1,5 @@
 //! `bandmate band-table`: fit the band player's chord table on the Nottingham train split, write
-//! it to `assets/band/table.json` with its card, and score next-bar predictions on the test
+//! it to `artifacts/band/table.json` (`--out assets/band` replaces the shipped one) with its card, and score next-bar predictions on the test
 //! split against the baselines.
 
 use anyhow::{Context, Result};
@@ -15,8 +15,8 @@ type BarCounts = HashMap<Vec<(u32, u8, u32)>, u32>;
 
 #[derive(Args, Debug)]
 pub struct BandTableArgs {
-    /// Where the table and its card go.
-    #[arg(long, default_value = "assets/band")]
+    /// Where the table and its card go (`assets/band` replaces the shipped table).
+    #[arg(long, default_value = "artifacts/band")]
     pub out: PathBuf,
     /// Dataset root (default: BANDMATE_DATA or ../shared/data).
     #[arg(long)]

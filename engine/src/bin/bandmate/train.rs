@@ -13,14 +13,14 @@ pub enum TrainModel {
     /// The piano-roll diffusion UNet (POP909).
     Roll,
     /// The 2-bar melody MusicVAE (Nottingham); see `bandmate train vae --help` for the
-    /// defaults that differ (run folder, assets, batch, lr).
+    /// defaults that differ (run folder, export folder, batch, lr).
     Vae,
     /// The band player's recurrent multimodal VAE with a product of experts (Nottingham
-    /// melody + chords); defaults: run folder artifacts/train/band, assets/band, batch 32,
+    /// melody + chords); defaults: run folder artifacts/train/band, export artifacts/band, batch 32,
     /// lr 1e-3, budget 40m.
     Band,
     /// The latent score model over 2-bar MusicVAE latents (Nottingham melodies, 16 bars);
-    /// defaults: run folder artifacts/train/latent, assets/latent, batch 128, lr 5e-4,
+    /// defaults: run folder artifacts/train/latent, export artifacts/latent, batch 128, lr 5e-4,
     /// budget 30m, transpositions ±5.
     Latent,
 }
@@ -64,11 +64,15 @@ pub struct TrainArgs {
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
     /// Where the best weights, config, card and loss curve are exported
-    /// [default: assets/<model>].
-    #[arg(long)]
+    /// [default: artifacts/<model>; with --ship, the shipped assets/<model>].
+    #[arg(long, conflicts_with = "ship")]
     pub assets: Option<PathBuf>,
-    /// Do not export to the assets folder.
+    /// Export into the shipped assets/<model> folder, replacing the weights and the card that
+    /// the plugin and the `bandmate` program embed (only when the new model is to ship).
     #[arg(long)]
+    pub ship: bool,
+    /// Do not export at all (the run folder only).
+    #[arg(long, conflicts_with_all = ["assets", "ship"])]
     pub no_assets: bool,
     /// Start over even when the run folder holds a checkpoint.
     #[arg(long)]
@@ -105,6 +109,21 @@ pub struct TrainArgs {
     /// files (comma-separated) on random rolls.
     #[arg(long)]
     pub bench: Option<String>,
+}
+
+/// Where a run exports its best weights, config, card and loss curve: `--assets DIR` if given,
+/// the shipped `assets/<folder>` with `--ship`, nothing with `--no-assets`, else
+/// `artifacts/<folder>` (so that a training run never replaces the shipped weights unless
+/// told to).
+pub fn export_dir(args: &TrainArgs, folder: &str) -> Option<PathBuf> {
+    if args.no_assets {
+        return None;
+    }
+    Some(match (&args.assets, args.ship) {
+        (Some(dir), _) => dir.clone(),
+        (None, true) => PathBuf::from("assets").join(folder),
+        (None, false) => PathBuf::from("artifacts").join(folder),
+    })
 }
 
 /// `--config NAME`: a preset of the model (`preset`) or a config.json file (`what` names the
@@ -180,9 +199,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     opts.val_windows = args.val_windows.unwrap_or(512);
     opts.run_dir = args
         .run_dir
+        .clone()
         .unwrap_or_else(|| PathBuf::from("artifacts/train/roll"));
-    opts.assets_dir =
-        (!args.no_assets).then(|| args.assets.unwrap_or_else(|| PathBuf::from("assets/roll")));
+    opts.assets_dir = export_dir(&args, "roll");
     opts.fresh = args.fresh;
     opts.seed = args.seed;
     opts.log_every = args.log_every;
@@ -196,4 +215,40 @@ pub fn run(args: TrainArgs) -> Result<()> {
         report.run_dir.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        train: TrainArgs,
+    }
+
+    fn export(args: &[&str], folder: &str) -> Option<PathBuf> {
+        let cli = Cli::try_parse_from(std::iter::once("train").chain(args.iter().copied()))
+            .expect("arguments parse");
+        export_dir(&cli.train, folder)
+    }
+
+    #[test]
+    fn training_exports_to_artifacts_unless_told_to_ship() {
+        assert_eq!(export(&["roll"], "roll"), Some("artifacts/roll".into()));
+        assert_eq!(export(&["vae"], "vae16"), Some("artifacts/vae16".into()));
+        assert_eq!(
+            export(&["band", "--ship"], "band"),
+            Some("assets/band".into())
+        );
+        assert_eq!(
+            export(&["latent", "--assets", "/tmp/x"], "latent"),
+            Some("/tmp/x".into())
+        );
+        assert_eq!(export(&["roll", "--no-assets"], "roll"), None);
+        // Contradictions are refused, not resolved silently.
+        assert!(Cli::try_parse_from(["train", "roll", "--ship", "--no-assets"]).is_err());
+        assert!(Cli::try_parse_from(["train", "roll", "--ship", "--assets", "a"]).is_err());
+    }
 }

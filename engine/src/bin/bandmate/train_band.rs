@@ -45,9 +45,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     opts.run_dir = args
         .run_dir
+        .clone()
         .unwrap_or_else(|| PathBuf::from("artifacts/train/band"));
-    opts.assets_dir =
-        (!args.no_assets).then(|| args.assets.unwrap_or_else(|| PathBuf::from("assets/band")));
+    opts.assets_dir = crate::train::export_dir(&args, "band");
     opts.fresh = args.fresh;
     opts.seed = args.seed;
     opts.log_every = args.log_every;

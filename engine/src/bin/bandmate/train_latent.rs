@@ -47,11 +47,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     opts.max_shift = args.max_shift.min(5);
     opts.run_dir = args
         .run_dir
+        .clone()
         .unwrap_or_else(|| PathBuf::from("artifacts/train/latent"));
-    opts.assets_dir = (!args.no_assets).then(|| {
-        args.assets
-            .unwrap_or_else(|| PathBuf::from("assets/latent"))
-    });
+    opts.assets_dir = crate::train::export_dir(&args, "latent");
     if let Some(vae) = args.vae {
         opts.vae_dir = vae;
     }

@@ -53,17 +53,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
     opts.free_bits = args.free_bits.unwrap_or(if hier { 64.0 } else { 12.0 });
     opts.kl_anneal_steps = args.kl_anneal_steps;
     opts.max_shift = args.max_shift;
-    opts.run_dir = args.run_dir.unwrap_or_else(|| {
+    opts.run_dir = args.run_dir.clone().unwrap_or_else(|| {
         PathBuf::from(if hier {
             "artifacts/train/vae16"
         } else {
             "artifacts/train/vae"
         })
     });
-    opts.assets_dir = (!args.no_assets).then(|| {
-        args.assets
-            .unwrap_or_else(|| PathBuf::from(if hier { "assets/vae16" } else { "assets/vae" }))
-    });
+    opts.assets_dir = crate::train::export_dir(&args, if hier { "vae16" } else { "vae" });
     opts.fresh = args.fresh;
     opts.seed = args.seed;
     opts.log_every = args.log_every;
