@@ -4,6 +4,7 @@
 pub mod band;
 pub mod data;
 pub mod diffusion;
+pub mod evaluation;
 pub mod latent;
 pub mod metrics;
 pub mod midi;

@@ -22,7 +22,7 @@ const SIZE: (u32, u32) = (1800, 1040);
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 
 /// Register the bundled Ubuntu Light font as "sans-serif" (once; plotters loads no system fonts).
-fn ensure_font() -> Result<()> {
+pub(crate) fn ensure_font() -> Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok = *REGISTERED.get_or_init(|| {
         plotters::style::register_font(FONT, FontStyle::Normal, epaint_default_fonts::UBUNTU_LIGHT)

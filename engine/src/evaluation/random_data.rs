@@ -1,0 +1,243 @@
+//! The random-from-data baseline: notes drawn per role from the training data's statistics.
+//!
+//! For each role (melody, accompaniment, bass) the fit counts, over every bar of the training
+//! clips in which the role's tracks exist: onset events per bar (zeros included), the onset
+//! position of each event in the bar, the notes starting together in an event (polyphony),
+//! pitches, note lengths in steps (up to 4 bars) and the mean velocity. A sample draws, bar by
+//! bar, the number of events, then per event its position, its size, its pitches (distinct) and
+//! each note's length. It knows the role's register, rhythm and texture, and nothing of the
+//! context: the floor a model has to clear by listening.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::role_of;
+use crate::music::{Clip, Note, TrackRole};
+
+const MAX_LENGTH: usize = 64;
+
+/// Counts of one role.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RoleStats {
+    pub bars: u64,
+    /// `events_per_bar[k]`: bars with k onset events.
+    pub events_per_bar: Vec<u64>,
+    /// Onset events per position in a 16-step bar.
+    pub onset_position: Vec<u64>,
+    /// `chord_size[k]`: events of k notes.
+    pub chord_size: Vec<u64>,
+    pub pitch: Vec<u64>,
+    /// `length[k]`: notes of k steps (the last bucket holds longer ones).
+    pub length: Vec<u64>,
+    pub velocity_sum: u64,
+    pub notes: u64,
+}
+
+/// The statistics of every role.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DataStats {
+    pub roles: Vec<(TrackRole, RoleStats)>,
+}
+
+fn bump(counts: &mut Vec<u64>, at: usize) {
+    if counts.len() <= at {
+        counts.resize(at + 1, 0);
+    }
+    counts[at] += 1;
+}
+
+fn draw(counts: &[u64], rng: &mut ChaCha8Rng) -> Option<usize> {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let mut x = rng.random_range(0..total);
+    for (i, &c) in counts.iter().enumerate() {
+        if x < c {
+            return Some(i);
+        }
+        x -= c;
+    }
+    None
+}
+
+impl DataStats {
+    /// Count the 4/4 clips of `clips` (other meters are skipped).
+    pub fn fit(clips: &[Clip]) -> DataStats {
+        let mut out = DataStats::default();
+        for clip in clips {
+            let spb = clip.steps_per_bar();
+            if spb != 16 {
+                continue;
+            }
+            let roles: Vec<TrackRole> = {
+                let mut r: Vec<TrackRole> = clip.tracks.iter().map(|t| t.role).collect();
+                r.retain(|&x| x != TrackRole::Drums);
+                r.sort_by_key(|&x| x as u8);
+                r.dedup();
+                r
+            };
+            for role in roles {
+                let stats = out.role_mut(role);
+                let mut notes: Vec<&Note> = clip
+                    .notes
+                    .iter()
+                    .filter(|n| role_of(clip, n) == role)
+                    .collect();
+                notes.sort_by_key(|n| (n.start, n.pitch));
+                for bar in 0..clip.bars {
+                    let range = bar * spb..(bar + 1) * spb;
+                    let in_bar: Vec<&&Note> =
+                        notes.iter().filter(|n| range.contains(&n.start)).collect();
+                    let mut events = 0;
+                    let mut i = 0;
+                    while i < in_bar.len() {
+                        let start = in_bar[i].start;
+                        let size = in_bar[i..].iter().take_while(|n| n.start == start).count();
+                        bump(&mut stats.onset_position, (start % spb) as usize);
+                        bump(&mut stats.chord_size, size);
+                        events += 1;
+                        i += size;
+                    }
+                    bump(&mut stats.events_per_bar, events);
+                    stats.bars += 1;
+                    for n in in_bar {
+                        bump(&mut stats.pitch, n.pitch as usize);
+                        bump(&mut stats.length, (n.length as usize).clamp(1, MAX_LENGTH));
+                        stats.velocity_sum += n.velocity as u64;
+                        stats.notes += 1;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn role_mut(&mut self, role: TrackRole) -> &mut RoleStats {
+        if let Some(i) = self.roles.iter().position(|(r, _)| *r == role) {
+            return &mut self.roles[i].1;
+        }
+        self.roles.push((role, RoleStats::default()));
+        &mut self.roles.last_mut().unwrap().1
+    }
+
+    pub fn role(&self, role: TrackRole) -> Option<&RoleStats> {
+        self.roles.iter().find(|(r, _)| *r == role).map(|(_, s)| s)
+    }
+
+    /// Notes of `role` on `track` for the bars that start in `steps` (16 steps a bar, counted
+    /// from `steps.start`), cut at `steps.end`. Empty for a role the data never had.
+    pub fn sample(
+        &self,
+        role: TrackRole,
+        steps: std::ops::Range<u32>,
+        track: u16,
+        seed: u64,
+    ) -> Vec<Note> {
+        let Some(stats) = self.role(role) else {
+            return Vec::new();
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let velocity = (stats.velocity_sum / stats.notes.max(1)).clamp(1, 127) as u8;
+        let mut out = Vec::new();
+        let mut bar = steps.start;
+        while bar < steps.end {
+            let events = draw(&stats.events_per_bar, &mut rng).unwrap_or(0);
+            // Positions are drawn without replacement: `events` distinct onsets.
+            let mut free = stats.onset_position.clone();
+            for _ in 0..events {
+                let Some(position) = draw(&free, &mut rng) else {
+                    break;
+                };
+                free[position] = 0;
+                let start = bar + position as u32;
+                if start >= steps.end {
+                    continue;
+                }
+                let size = draw(&stats.chord_size, &mut rng).unwrap_or(1).max(1);
+                let mut pitches: Vec<u8> = Vec::with_capacity(size);
+                for _ in 0..4 * size {
+                    if pitches.len() == size {
+                        break;
+                    }
+                    if let Some(p) = draw(&stats.pitch, &mut rng).map(|p| p as u8)
+                        && !pitches.contains(&p)
+                    {
+                        pitches.push(p);
+                    }
+                }
+                for p in pitches {
+                    let length = draw(&stats.length, &mut rng).unwrap_or(4).max(1) as u32;
+                    let length = length.min(steps.end - start);
+                    out.push(Note::new(start, p, length, velocity, track));
+                }
+            }
+            bar += 16;
+        }
+        out.sort_by_key(|n| (n.start, n.pitch));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::music::Track;
+
+    /// A melody of quarter notes in 72..=79 and a bass of whole notes in 36..=43, 8 bars.
+    fn training_clip() -> Clip {
+        let mut clip = Clip::new(8);
+        clip.tracks = vec![
+            Track::new("Melody", TrackRole::Melody, 0),
+            Track::new("Bass", TrackRole::Bass, 1),
+        ];
+        for bar in 0..8u32 {
+            for beat in 0..4u32 {
+                clip.notes.push(Note::new(
+                    bar * 16 + beat * 4,
+                    72 + ((bar + beat) % 8) as u8,
+                    4,
+                    100,
+                    0,
+                ));
+            }
+            clip.notes
+                .push(Note::new(bar * 16, 36 + (bar % 8) as u8, 16, 60, 1));
+        }
+        clip
+    }
+
+    #[test]
+    fn samples_follow_each_roles_register_rhythm_and_density() {
+        let stats = DataStats::fit(&[training_clip()]);
+        let melody = stats.role(TrackRole::Melody).unwrap();
+        assert_eq!(melody.bars, 8);
+        assert_eq!(melody.events_per_bar[4], 8);
+        let notes = stats.sample(TrackRole::Melody, 32..96, 0, 7);
+        // Four quarter-note onsets per bar, one voice, in the melody's register.
+        assert_eq!(notes.len(), 16);
+        assert!(
+            notes
+                .iter()
+                .all(|n| (72..=79).contains(&n.pitch) && n.length == 4 && n.start % 4 == 0)
+        );
+        assert!(notes.iter().all(|n| n.velocity == 100));
+        let bass = stats.sample(TrackRole::Bass, 0..64, 1, 7);
+        assert_eq!(bass.len(), 4);
+        assert!(
+            bass.iter()
+                .all(|n| (36..=43).contains(&n.pitch) && n.length == 16 && n.track == 1)
+        );
+        // A role the data never had gives nothing; seeds change the draw.
+        assert!(
+            stats
+                .sample(TrackRole::Accompaniment, 0..64, 0, 1)
+                .is_empty()
+        );
+        assert_ne!(
+            stats.sample(TrackRole::Melody, 0..64, 0, 1),
+            stats.sample(TrackRole::Melody, 0..64, 0, 2)
+        );
+    }
+}
