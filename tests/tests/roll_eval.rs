@@ -1,63 +1,130 @@
 //! The roll model's evaluation (`bandmate eval-roll`) on a few POP909 test windows: every task
-//! has the model's, both baselines' and the real music's rows, the baselines are what they claim
-//! to be, the shipped model beats random notes on the mean overlapping area of every task, and
-//! the real row holds real windows of songs the evaluation does not use.
+//! has every row, each row scores only what it generated, the true hole and the copy keep the
+//! context, real music of other songs comes from the other held-out split, and the report
+//! survives JSON and compares with itself as "no difference".
 
 use bandmate::data::{self, Dataset, Split, default_cache_dir, default_data_root};
-use bandmate::diffusion::eval::{
-    Method, RollEvalOptions, Task, eval_windows, evaluate_roll, markdown_table, real_windows, wins,
-    wins_of,
-};
+use bandmate::diffusion::eval::{RollEvalOptions, Task, eval_windows, evaluate_roll, real_windows};
 use bandmate::diffusion::{RollModel, RollOptions};
+use bandmate::evaluation::EvalReport;
+use bandmate::evaluation::report::{self, COPY, MODEL, RANDOM, REAL, TRUTH};
 use bandmate::music::TimeSignature;
 
 #[test]
-fn the_model_beats_random_notes_on_every_task() {
+fn every_task_scores_every_row_on_the_generated_part() {
     bandmate_tests::require_data!("pop909");
     let model = RollModel::embedded().unwrap();
     let opts = RollEvalOptions {
         count: 6,
         seed: 1,
+        seeds: vec![0, 1],
         sampling: RollOptions {
-            steps: 10,
+            steps: 8,
             ..RollOptions::default()
         },
         ..RollEvalOptions::default()
     };
-    let rows = evaluate_roll(
+    let evaluation = evaluate_roll(
         &model,
         &default_data_root(),
         &default_cache_dir(),
         &opts,
+        "test",
         |_| {},
     )
     .unwrap();
-    assert_eq!(rows.len(), 16);
-    // The model and real music of other songs beat random notes on the mean OA of every task.
-    for task in Task::ALL {
-        let mean_oa = |m: Method| {
-            rows.iter()
-                .find(|r| r.task == task && r.method == m)
-                .and_then(|r| r.region.mean_overlap_area())
-                .unwrap()
+    let report = &evaluation.report;
+    assert_eq!(report.tasks.len(), Task::ALL.len());
+    for task in &report.tasks {
+        let names: Vec<&str> = task.rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, [MODEL, TRUTH, REAL, COPY, RANDOM], "{}", task.task);
+        assert_eq!(task.windows.len(), 6);
+        assert_eq!(task.seeds, 2);
+        let value = |row: &str, metric: &str| {
+            task.value(row, metric)
+                .and_then(|m| m.interval.value)
+                .unwrap_or_else(|| panic!("{}: {row} has no {metric}", task.task))
         };
-        for better in [Method::Model, Method::Real] {
-            assert!(
-                mean_oa(better) > mean_oa(Method::Random),
-                "{}: {} {} vs random {}",
-                task.name(),
-                better.name(),
-                mean_oa(better),
-                mean_oa(Method::Random)
-            );
+        // The true hole is its own density and keeps every given note.
+        assert_eq!(value(TRUTH, "all: density ratio"), 1.0, "{}", task.task);
+        assert_eq!(value(TRUTH, "all: given notes kept"), 1.0, "{}", task.task);
+        if task.task != Task::Unconditional.name() {
+            assert_eq!(value(COPY, "all: given notes kept"), 1.0, "{}", task.task);
+            assert_eq!(value(RANDOM, "all: given notes kept"), 1.0, "{}", task.task);
         }
+        // The true hole against itself overlaps most on the set metrics.
+        let oa = value(TRUTH, "set: mean OA");
+        assert!(oa > 0.8, "{}: true hole mean OA {oa}", task.task);
+        // Intervals hold their values, and the model's verdicts cover every other row.
+        for row in &task.rows {
+            for m in &row.metrics {
+                if let (Some(v), Some(lo), Some(hi)) =
+                    (m.interval.value, m.interval.lo, m.interval.hi)
+                {
+                    assert!(
+                        lo <= v + 1e-9 && v <= hi + 1e-9,
+                        "{}: {v} not in [{lo}, {hi}]",
+                        task.task
+                    );
+                }
+            }
+        }
+        assert!(task.rows[0].metrics.iter().all(|m| m.verdicts.len() == 4));
+        assert!(task.markdown().contains("| all: voices (mean) |"));
     }
-    let table = markdown_table(&rows);
-    assert_eq!(table.lines().count(), 2 + 16);
-    assert_eq!(wins(&rows).len(), 4);
-    let real_wins = wins_of(&rows, Method::Real);
-    assert_eq!(real_wins.len(), 4);
-    assert!(real_wins.iter().all(|&(_, total, _, _)| total == 14));
+    // The melody infill regenerates the melody only: the accompaniment stays given.
+    let melody = report
+        .tasks
+        .iter()
+        .find(|t| t.task == Task::InfillMelody.name())
+        .unwrap();
+    assert!(
+        melody
+            .metrics
+            .iter()
+            .any(|m| m.name == "melody: leap from last given note")
+    );
+    assert!(
+        !melody
+            .metrics
+            .iter()
+            .any(|m| m.name.starts_with("accompaniment:"))
+    );
+
+    // JSON round trip, and a report compared with itself has no difference anywhere.
+    let dir = std::env::temp_dir().join(format!("bandmate-roll-eval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("report.json");
+    report.write(&path).unwrap();
+    let back = EvalReport::read(&path).unwrap();
+    assert_eq!(back.tasks.len(), report.tasks.len());
+    let table = report::compare(report, &back, MODEL).unwrap();
+    assert!(
+        !table.contains("A better") && !table.contains("B better"),
+        "{table}"
+    );
+    assert!(table.contains("no difference"));
+    // The listening sheet: one MIDI file per window and row, and the PNG.
+    let first = &evaluation.outputs[0];
+    let files =
+        bandmate::evaluation::listen::write(&dir, first.task.name(), &first.cases, &first.rows, 2)
+            .unwrap();
+    assert_eq!(
+        files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "mid"))
+            .count(),
+        2 * 5
+    );
+    assert!(
+        files
+            .iter()
+            .any(|f| f.extension().is_some_and(|e| e == "png"))
+    );
+    for file in &files {
+        assert!(std::fs::metadata(file).unwrap().len() > 0);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -7,6 +7,8 @@
 //!   (`engine/benches/data.rs`).
 //! - `editor`: laying out and painting one frame of the editor with a 16-bar, 500-note clip
 //!   (`gui/benches/editor.rs`).
+//! - `eval`: one task of `bandmate eval-roll` at its defaults (200 windows × 3 seeds, every
+//!   row, part-fit and set metrics with bootstrap intervals), wall time (`engine/benches/eval.rs`).
 //! - `roll [--compare-torch]`: the roll diffusion model's loading, fill latency and training
 //!   throughput (`engine/benches/roll.rs`); with `--compare-torch`, also the same UNet in
 //!   PyTorch from a venv this command makes under `target/torch-venv` (CI does not run it).
@@ -48,6 +50,10 @@ pub fn run(args: &[String]) -> Result {
         ),
         Some("band") => engine_bench_with_torch("band", args),
         Some("latent") => engine_bench_with_torch("latent", args),
+        Some("eval") => shell::run(
+            &shell::cargo(),
+            &["bench", "-p", "bandmate-engine", "--bench", "eval"],
+        ),
         Some("data") => shell::run(
             &shell::cargo(),
             &["bench", "-p", "bandmate-engine", "--bench", "data"],
@@ -57,7 +63,7 @@ pub fn run(args: &[String]) -> Result {
             compare_every_model(args)
         }
         _ => Err(format!(
-            "usage: cargo xtask bench plugin|data|editor|roll|latent|band [--compare-torch] [--rounds N], or cargo xtask bench --compare-torch [--rounds N] for every model (got {args:?})"
+            "usage: cargo xtask bench plugin|data|editor|eval|roll|latent|band [--compare-torch] [--rounds N], or cargo xtask bench --compare-torch [--rounds N] for every model (got {args:?})"
         )),
     }
 }

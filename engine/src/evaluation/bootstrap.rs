@@ -20,7 +20,7 @@ pub struct Resamples {
 
 impl Resamples {
     pub fn new(windows: usize, replicates: usize, seed: u64) -> Self {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xb005_7a9);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0b00_57a9);
         let indices = (0..replicates)
             .map(|_| {
                 (0..windows)

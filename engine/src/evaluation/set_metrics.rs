@@ -170,12 +170,22 @@ pub struct SetScores {
 }
 
 impl SetScores {
+    /// 95% intervals around the point estimates. A set metric of a resampled set is biased (a
+    /// resample repeats windows, so its pairs hold more identical clips than the set's), so the
+    /// replicates' percentiles are moved by the distance from their median to the point
+    /// estimate; every set metric lies in [0, 1] and so does its interval.
     pub fn intervals(&self) -> Vec<Interval> {
         self.point
             .iter()
             .zip(&self.replicates)
             .map(|(&value, reps)| {
-                let (lo, hi) = percentiles(reps);
+                let (lo, hi) = match (value, percentiles(reps), median(reps)) {
+                    (Some(v), (Some(lo), Some(hi)), Some(m)) => (
+                        Some((v + lo - m).clamp(0.0, 1.0)),
+                        Some((v + hi - m).clamp(0.0, 1.0)),
+                    ),
+                    _ => (None, None),
+                };
                 Interval {
                     value,
                     lo,
@@ -185,6 +195,19 @@ impl SetScores {
             })
             .collect()
     }
+}
+
+fn median(replicates: &[f64]) -> Option<f64> {
+    let mut sorted: Vec<f64> = replicates
+        .iter()
+        .copied()
+        .filter(|x| x.is_finite())
+        .collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_by(f64::total_cmp);
+    Some(sorted[sorted.len() / 2])
 }
 
 /// Set metrics of `generated[window][seed]` against `reference[window]` (a row without a clip

@@ -1,28 +1,33 @@
-//! `bandmate eval-roll`: the roll model against the random and copy baselines on 4-bar windows
-//! of the POP909 test split (or the valid split, to tune on) (infill of bars 3–4, harmonization, unconditional samples); see
-//! `bandmate::diffusion::eval`.
+//! `bandmate eval-roll`: the roll model on 4-bar windows of the POP909 test split (or the valid
+//! split, to tune on), task by task, against the true hole, real music of other songs, a copy
+//! and random notes from the data; see `bandmate::diffusion::eval` and `bandmate::evaluation`.
 
-use anyhow::{Context, Result};
+use anyhow::{Result, bail};
 use bandmate::data::{Split, default_cache_dir, default_data_root};
-use bandmate::diffusion::eval::{
-    Method, RollEvalOptions, Task, evaluate_roll, markdown_table, wins, wins_of,
-};
+use bandmate::diffusion::eval::{RollEvalOptions, Task, evaluate_roll};
 use bandmate::diffusion::{RollOptions, SamplerKind};
+use bandmate::evaluation::report::{self, COPY, RANDOM, REAL};
+use bandmate::evaluation::{EvalReport, listen};
 use clap::Args;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct EvalRollArgs {
     /// Windows per task.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 200)]
     pub count: usize,
+    /// Sampling seeds of the model (and of the random row): every window is sampled once per
+    /// seed.
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    pub seeds: Vec<u64>,
+    /// Chooses the windows and the bootstrap resamples.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// Network evaluations per sample.
     #[arg(long, default_value_t = 25)]
     pub steps: usize,
     #[arg(long, value_enum, default_value = "algorithm1")]
     pub sampler: SamplerKind,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     /// Multiplies the predicted odds of every cell being on (1 = as trained; >1 denser).
     #[arg(long, default_value_t = 1.0)]
     pub density: f32,
@@ -33,15 +38,16 @@ pub struct EvalRollArgs {
     /// Echo strength for the infills (default: the model's calibration; 0 = from noise).
     #[arg(long)]
     pub echo: Option<f32>,
-    /// Tasks to run (comma-separated: infill, harmonize, harmonize-after, unconditional).
+    /// Tasks to run (comma-separated: infill, infill-melody, harmonize, harmonize-after,
+    /// unconditional).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "infill,harmonize,harmonize-after,unconditional"
+        default_value = "infill,infill-melody,harmonize,harmonize-after,unconditional"
     )]
     pub tasks: Vec<Task>,
-    /// Lock the model's notes to the key estimated from what it is given (bars 1–2 / the
-    /// melody), as the plugin's key lock does.
+    /// Lock the model's notes to the key estimated from what it is given, as the plugin's key
+    /// lock does.
     #[arg(long)]
     pub key_lock: bool,
     /// Windows from this POP909 split: test to report, valid to tune options on.
@@ -53,16 +59,58 @@ pub struct EvalRollArgs {
     /// Dataset root (default: BANDMATE_DATA or ../shared/data).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Also write every number as JSON here.
+    /// Write every row, metric, interval and per-window value as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write MIDI files and a PNG sheet of piano rolls of the first windows here.
+    #[arg(long)]
+    pub listen: Option<PathBuf>,
+    /// Windows in the listening sheet.
+    #[arg(long, default_value_t = 8)]
+    pub listen_count: usize,
+    /// Compare two JSON reports of this command instead of evaluating: per metric "A better",
+    /// "B better" or "no difference" (paired bootstrap over the windows both share).
+    #[arg(long, num_args = 2, value_names = ["A", "B"])]
+    pub compare: Vec<PathBuf>,
+    /// The row `--compare` compares.
+    #[arg(long, default_value = "model")]
+    pub row: String,
+}
+
+/// `bandmate … --compare A B`: the table of [`report::compare`].
+pub fn compare(paths: &[PathBuf], row: &str) -> Result<()> {
+    let [a, b] = paths else {
+        bail!("--compare takes two reports");
+    };
+    let (a, b) = (EvalReport::read(a)?, EvalReport::read(b)?);
+    print!("{}", report::compare(&a, &b, row)?);
+    Ok(())
+}
+
+/// Print the report's tables and, per task, the model's verdict counts.
+pub fn print_report(report: &EvalReport) {
+    println!("{}", report.markdown());
+    for task in &report.tasks {
+        for other in [REAL, COPY, RANDOM] {
+            let counts = task.verdict_counts(other);
+            if counts.is_empty() {
+                continue;
+            }
+            let text: Vec<String> = counts.iter().map(|(v, n)| format!("{v} {n}")).collect();
+            println!("{}: the model vs {other}: {}", task.task, text.join(", "));
+        }
+    }
 }
 
 pub fn run(args: EvalRollArgs) -> Result<()> {
+    if !args.compare.is_empty() {
+        return compare(&args.compare, &args.row);
+    }
     let model = crate::roll::load_model(args.model.as_deref())?;
     let opts = RollEvalOptions {
         count: args.count,
         seed: args.seed,
+        seeds: args.seeds,
         sampling: RollOptions {
             steps: args.steps,
             sampler: args.sampler,
@@ -76,45 +124,39 @@ pub fn run(args: EvalRollArgs) -> Result<()> {
         key_lock: args.key_lock,
     };
     let data = args.data.unwrap_or_else(default_data_root);
-    let rows = evaluate_roll(&model, &data, &default_cache_dir(), &opts, |row| {
-        eprintln!(
-            "eval-roll: {} / {}: mean OA {:.3} ({:.1} s)",
-            row.task.name(),
-            row.method.name(),
-            row.region.mean_overlap_area().unwrap_or(f64::NAN),
-            row.seconds
-        );
-    })?;
-    println!("{}", markdown_table(&rows));
-    for (task, total, vs_random, vs_copy) in wins(&rows) {
-        println!(
-            "{}: the model beats random on {vs_random}/{total} scores and copy on {vs_copy}/{total}",
-            task.name()
-        );
+    let command = format!(
+        "bandmate {}",
+        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+    );
+    let evaluation = evaluate_roll(
+        &model,
+        &data,
+        &default_cache_dir(),
+        &opts,
+        &command,
+        |line| eprintln!("eval-roll: {line}"),
+    )?;
+    print_report(&evaluation.report);
+    if let Some(path) = &args.json {
+        evaluation.report.write(path)?;
+        eprintln!("eval-roll: wrote {}", path.display());
     }
-    for (task, total, vs_random, vs_copy) in wins_of(&rows, Method::Real) {
-        println!(
-            "{}: real music of other songs beats random on {vs_random}/{total} scores and copy on {vs_copy}/{total}",
-            task.name()
-        );
-    }
-    if let Some(path) = args.json {
-        let json: Vec<_> = rows
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "task": r.task.name(),
-                    "method": r.method.name(),
-                    "scores": r.scores().into_iter().map(|(n, v)| (n.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
-                    "diatonicity": r.diatonicity,
-                    "reference_diatonicity": r.reference_diatonicity,
-                    "seconds": r.seconds,
-                    "region": r.region.to_json(),
-                })
-            })
-            .collect();
-        std::fs::write(&path, serde_json::to_string_pretty(&json)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+    if let Some(dir) = &args.listen {
+        for task in &evaluation.outputs {
+            let files = listen::write(
+                dir,
+                task.task.name(),
+                &task.cases,
+                &task.rows,
+                args.listen_count,
+            )?;
+            eprintln!(
+                "eval-roll: {}: {} files in {}",
+                task.task.name(),
+                files.len(),
+                dir.display()
+            );
+        }
     }
     Ok(())
 }
