@@ -423,3 +423,79 @@ fn bad_input_gives_clear_errors() {
         .to_string();
     assert!(e.contains("latents"), "{e}");
 }
+
+#[test]
+fn the_latent_evaluation_scores_only_the_generated_bars_of_every_row() {
+    bandmate_tests::require_data!("nottingham");
+    use bandmate::evaluation::report::{COPY, MODEL, RANDOM, REAL, TRUTH};
+    use bandmate::latent::eval::{LatentEvalOptions, evaluate_latent};
+    let evaluation = evaluate_latent(
+        &melody(),
+        &LatentEvalOptions {
+            count: 6,
+            seed: 0,
+            seeds: vec![0],
+            samplers: vec![Sampler::OdeHeun],
+            steps: 6,
+            temperature: 1.0,
+            split: Split::Test,
+            data_root: bandmate::data::default_data_root(),
+            cache_dir: bandmate::data::default_cache_dir(),
+        },
+        "test",
+        |_| {},
+    )
+    .unwrap();
+    let tasks = &evaluation.report.tasks;
+    assert_eq!(tasks.len(), 2);
+    for task in tasks {
+        let names: Vec<&str> = task.rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                MODEL,
+                TRUTH,
+                REAL,
+                COPY,
+                RANDOM,
+                "VAE reconstruction",
+                "VAE prior N(0, I)",
+                "prior fitted to data"
+            ],
+            "{}",
+            task.task
+        );
+        let value =
+            |row: &str, metric: &str| task.value(row, metric).and_then(|m| m.interval.value);
+        assert_eq!(value(TRUTH, "all: density ratio"), Some(1.0));
+        // A melody stays one voice in every row (the VAE writes monophonic windows).
+        for row in [MODEL, "VAE reconstruction", "prior fitted to data"] {
+            assert_eq!(
+                value(row, "melody: voices (max)"),
+                Some(1.0),
+                "{}: {row}",
+                task.task
+            );
+        }
+        // Fréchet distance of the true hole to itself is 0; a prior's is larger.
+        let frechet = |row: &str| {
+            task.rows
+                .iter()
+                .find(|r| r.name == row)
+                .and_then(|r| r.extra.first())
+                .map(|e| e.1)
+                .unwrap()
+        };
+        assert!(frechet(TRUTH).abs() < 1e-6);
+        assert!(frechet("VAE prior N(0, I)") > frechet(TRUTH));
+    }
+    // The infill keeps the given 12 bars exactly.
+    let infill = &tasks[0];
+    assert_eq!(
+        infill
+            .value(MODEL, "all: given notes kept")
+            .and_then(|m| m.interval.value),
+        Some(1.0)
+    );
+    assert!(infill.markdown().contains("Fréchet distance"));
+}

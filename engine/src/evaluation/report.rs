@@ -65,6 +65,10 @@ pub struct RowReport {
     pub seconds: f64,
     /// In the order of [`TaskReport::metrics`].
     pub metrics: Vec<RowMetric>,
+    /// Model-specific numbers without an interval (such as the latent model's Fréchet
+    /// distance), as (name, value).
+    #[serde(default)]
+    pub extra: Vec<(String, f64)>,
 }
 
 /// Every row and metric of one task.
@@ -236,6 +240,7 @@ pub fn evaluate_task(
             name: row.name.clone(),
             seconds: row.seconds,
             metrics: row_metrics,
+            extra: Vec::new(),
         });
     }
     // Verdicts of the first row against every other one.
@@ -335,6 +340,31 @@ impl TaskReport {
                 goal_name(info.goal),
                 cells.join(" | "),
                 verdicts.join(" | ")
+            ));
+        }
+        let mut extra_names: Vec<&str> = Vec::new();
+        for row in &self.rows {
+            for (name, _) in &row.extra {
+                if !extra_names.contains(&name.as_str()) {
+                    extra_names.push(name);
+                }
+            }
+        }
+        for name in extra_names {
+            let cells: Vec<String> = self
+                .rows
+                .iter()
+                .map(|r| {
+                    r.extra
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map_or("-".into(), |(_, v)| format!("{v:.3}"))
+                })
+                .collect();
+            out.push_str(&format!(
+                "| {name} | lower | {} |{}\n",
+                cells.join(" | "),
+                " - |".repeat(others.len())
             ));
         }
         out.push_str(&format!(

@@ -2,7 +2,8 @@
 //! MusicVAE latents: generate, fill bars, continue, eval.
 
 use anyhow::{Context, Result, bail};
-use bandmate::latent::eval::{LatentEvalOptions, evaluate_latent, table};
+use bandmate::evaluation::report::MODEL;
+use bandmate::latent::eval::{LatentEvalOptions, evaluate_latent};
 use bandmate::latent::{
     LatentMelody, LatentModel, SampleOptions, Sampler, apply_windows, default_weights_dir,
     song_windows,
@@ -165,12 +166,27 @@ pub struct ContinueArgs {
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// Melodies per set.
-    #[arg(long, default_value_t = 100)]
+    /// Melodies per task.
+    #[arg(long, default_value_t = 200)]
     pub count: usize,
-    /// Samplers to evaluate (comma-separated); the first also does the infill.
+    /// Sampling seeds: every melody is sampled once per seed.
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    pub seeds: Vec<u64>,
+    /// Samplers to evaluate (comma-separated); the first is the model's row and does the infill.
     #[arg(long, default_value = "ode,em,pc,rk45")]
     pub samplers: String,
+    /// Write every row, metric, interval and per-melody value as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write MIDI files and a PNG sheet of piano rolls of the first melodies here.
+    #[arg(long)]
+    pub listen: Option<PathBuf>,
+    /// Melodies in the listening sheet.
+    #[arg(long, default_value_t = 8)]
+    pub listen_count: usize,
+    /// Compare two JSON reports of this command instead of evaluating (paired bootstrap).
+    #[arg(long, num_args = 2, value_names = ["A", "B"])]
+    pub compare: Vec<PathBuf>,
     /// Also append the table to this model card (e.g. assets/latent/CARD.md).
     #[arg(long)]
     pub card: Option<PathBuf>,
@@ -290,6 +306,9 @@ pub fn run(args: LatentArgs) -> Result<()> {
             write(&result, &a.out)
         }
         LatentCommand::Eval(a) => {
+            if !a.compare.is_empty() {
+                return crate::eval_roll::compare(&a.compare, MODEL);
+            }
             let samplers = a
                 .samplers
                 .split(',')
@@ -305,11 +324,16 @@ pub fn run(args: LatentArgs) -> Result<()> {
                 );
             }
             let lm = models.melody();
-            let rows = evaluate_latent(
+            let command = format!(
+                "bandmate {}",
+                std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+            );
+            let evaluation = evaluate_latent(
                 &lm,
                 &LatentEvalOptions {
                     count: a.count,
                     seed: a.model.seed,
+                    seeds: a.seeds.clone(),
                     samplers,
                     steps: a.model.steps.unwrap_or(0),
                     // (`options` checks it.)
@@ -318,9 +342,31 @@ pub fn run(args: LatentArgs) -> Result<()> {
                     data_root: bandmate::data::default_data_root(),
                     cache_dir: bandmate::data::default_cache_dir(),
                 },
+                &command,
+                |line| eprintln!("latent eval: {line}"),
             )?;
-            let text = table(&rows);
-            println!("{text}");
+            crate::eval_roll::print_report(&evaluation.report);
+            let text = evaluation.report.markdown();
+            if let Some(path) = &a.json {
+                evaluation.report.write(path)?;
+                eprintln!("latent eval: wrote {}", path.display());
+            }
+            if let Some(dir) = &a.listen {
+                for (task, cases, rows) in &evaluation.outputs {
+                    let files = bandmate::evaluation::listen::write(
+                        dir,
+                        task,
+                        cases,
+                        rows,
+                        a.listen_count,
+                    )?;
+                    eprintln!(
+                        "latent eval: {task}: {} files in {}",
+                        files.len(),
+                        dir.display()
+                    );
+                }
+            }
             if let Some(card) = a.card {
                 let old = std::fs::read_to_string(&card)
                     .with_context(|| format!("cannot read {}", card.display()))?;
@@ -332,10 +378,9 @@ pub fn run(args: LatentArgs) -> Result<()> {
                 std::fs::write(
                     &card,
                     format!(
-                        "{head}\n\n## Evaluation\n\n{} melodies per set against the Nottingham test split's 16-bar melodies; `bandmate latent eval --count {} --card {}`.\n\n{text}",
+                        "{head}\n\n## Evaluation\n\n{} Nottingham test melodies of 16 bars × {} seeds; only the generated bars are scored (true hole = what the song has there). `{command}`.\n\n{text}",
                         a.count,
-                        a.count,
-                        card.display()
+                        a.seeds.len()
                     ),
                 )
                 .with_context(|| format!("cannot write {}", card.display()))?;
