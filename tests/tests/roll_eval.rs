@@ -92,6 +92,14 @@ fn every_task_scores_every_row_on_the_generated_part() {
             .any(|m| m.name.starts_with("accompaniment:"))
     );
 
+    // The README's summary keeps the part-fit metrics of every generated note and the verdicts.
+    let summary = report.summary_markdown();
+    assert!(summary.contains("| all: voices (mean) |") && summary.contains("| set: mean OA |"));
+    assert!(!summary.contains("| set: OA pitch_count |"));
+    assert_eq!(
+        summary.matches("Every metric, the model vs copy").count(),
+        Task::ALL.len()
+    );
     // JSON round trip, and a report compared with itself has no difference anywhere.
     let dir = std::env::temp_dir().join(format!("bandmate-roll-eval-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -112,6 +112,29 @@ impl EvalReport {
             .collect::<Vec<_>>()
             .join("\n")
     }
+
+    /// Every task's [`TaskReport::summary_markdown`] and the first row's verdict counts
+    /// against real music, copy and random, with the command that made the report.
+    pub fn summary_markdown(&self) -> String {
+        let mut out = format!("Made by `{}` ({} split).\n\n", self.command, self.split);
+        for task in &self.tasks {
+            out.push_str(&task.summary_markdown());
+            let judged = task.rows.first().map_or("", |r| r.name.as_str());
+            for other in [REAL, COPY, RANDOM] {
+                let counts = task.verdict_counts(other);
+                if counts.is_empty() {
+                    continue;
+                }
+                let text: Vec<String> = counts.iter().map(|(v, n)| format!("{v} {n}")).collect();
+                out.push_str(&format!(
+                    "\nEvery metric, the {judged} vs {other}: {}.",
+                    text.join(", ")
+                ));
+            }
+            out.push_str("\n\n");
+        }
+        out
+    }
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
@@ -293,6 +316,31 @@ impl TaskReport {
     /// One line per metric: each row's value with its 95% interval, then the first row's
     /// verdict against each other row but the true hole.
     pub fn markdown(&self) -> String {
+        self.markdown_of(&|_| true)
+    }
+
+    /// The summary the README shows: the part-fit metrics of all generated notes, the melody's
+    /// voices and continuity, and the set summaries (mean OA, consistency).
+    pub fn summary_markdown(&self) -> String {
+        self.markdown_of(&|info| {
+            let name = info.name.as_str();
+            name.starts_with("all: ")
+                || matches!(
+                    name,
+                    "melody: voices (max)"
+                        | "melody: leap from last given note"
+                        | "accompaniment: voices (mean)"
+                        | "set: mean OA"
+                        | "set: mean OA to reference"
+                        | "set: pitch consistency"
+                        | "set: duration consistency"
+                )
+                || name.starts_with("Fréchet")
+        })
+    }
+
+    /// [`TaskReport::markdown`] of the metrics `keep` keeps.
+    pub fn markdown_of(&self, keep: &dyn Fn(&MetricInfo) -> bool) -> String {
         let judged = self.rows.first().map_or("", |r| r.name.as_str());
         let others: Vec<&str> = self
             .rows
@@ -320,6 +368,9 @@ impl TaskReport {
             "---|".repeat(others.len()),
         );
         for (m, info) in self.metrics.iter().enumerate() {
+            if !keep(info) {
+                continue;
+            }
             let cells: Vec<String> = self
                 .rows
                 .iter()

@@ -77,6 +77,27 @@ pub struct EvalRollArgs {
     pub row: String,
 }
 
+#[derive(Args, Debug)]
+pub struct EvalReportArgs {
+    /// The JSON report.
+    pub report: PathBuf,
+    /// Every metric of every part, instead of the summary.
+    #[arg(long)]
+    pub full: bool,
+}
+
+/// `bandmate eval-report FILE [--full]`.
+pub fn run_report(args: EvalReportArgs) -> Result<()> {
+    let report = EvalReport::read(&args.report)?;
+    if args.full {
+        println!("Made by `{}` ({} split).\n", report.command, report.split);
+        print_report(&report);
+    } else {
+        print!("{}", report.summary_markdown());
+    }
+    Ok(())
+}
+
 /// `bandmate … --compare A B`: the table of [`report::compare`].
 pub fn compare(paths: &[PathBuf], row: &str) -> Result<()> {
     let [a, b] = paths else {

@@ -45,9 +45,13 @@ enum Command {
     /// Compare a folder of generated MIDI files with a reference folder (Yang & Lerch OA,
     /// Mittal consistency/variance, rhythm and diatonicity).
     Eval(eval::EvalArgs),
-    /// Evaluate the roll model against random and copy baselines on POP909 test windows
-    /// (infill of bars 3-4, harmonization, unconditional samples).
+    /// Evaluate the roll model on POP909 test windows (infills, harmonizations,
+    /// unconditional samples): only the generated part, against the true hole, real music of
+    /// other songs, copy and random notes from the data, with 95% intervals.
     EvalRoll(eval_roll::EvalRollArgs),
+    /// Print the tables of an evaluation report (`--json` of `eval-roll`, `latent eval`,
+    /// `band eval`): the README's summary, or every metric with `--full`.
+    EvalReport(eval_roll::EvalReportArgs),
     /// Run the demo on the embedded example clip.
     Demo(demo::DemoArgs),
     /// Train a model (`roll`: the piano-roll diffusion UNet on POP909; `vae`: the 2-bar
@@ -87,6 +91,7 @@ fn main() -> ExitCode {
         Command::Roundtrip(a) => roundtrip::run(a),
         Command::Eval(a) => eval::run(a),
         Command::EvalRoll(a) => eval_roll::run(a),
+        Command::EvalReport(a) => eval_roll::run_report(a),
         Command::Demo(a) => demo::run(a),
         Command::Train(a) => train::run(a),
         Command::BandTable(a) => band::run(a),
