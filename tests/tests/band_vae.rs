@@ -202,44 +202,138 @@ fn tasks_keep_the_clip_shape() {
     assert!(continue_clip(&model, &waltz, 2, &opts).is_err());
 }
 
-/// The shipped model on real test tunes: its accompaniment fill matches the true accompaniment
-/// better than another tune's accompaniment does, its continuation is scored on bars 5–16 only,
-/// and the density choice picks the best of the tried values.
+/// The shipped model's evaluation (`bandmate band eval`) on a few test windows: every task has
+/// every row, the true hole and the copies keep the context, the live player's answers are
+/// timed, the report survives JSON, and the model is closer to the truth than random notes.
 #[test]
-fn shipped_model_evaluation_beats_its_baselines() {
+fn shipped_model_evaluation_scores_every_row_on_the_generated_part() {
     bandmate_tests::require_data!("nottingham");
     use bandmate::band::eval::{
-        TUNE_BARS, choose_density, continuation_rows, tunes, voice_fill_rows,
+        BandEvalData, BandEvalOptions, LIVE, NEXT_BAR_WINDOW, TUNE_BARS, Task, evaluate_band, tunes,
     };
-    use bandmate::band::player::PlayOptions;
+    use bandmate::evaluation::EvalReport;
+    use bandmate::evaluation::report::{COPY, MODEL, RANDOM, REAL, TRUTH};
     let model = BandModel::embedded().unwrap();
     let all = tunes(songs(Split::Test));
     assert!(all.len() > 50, "{} test tunes", all.len());
     assert!(all.iter().all(|t| t.bars == TUNE_BARS));
-    let some: Vec<Clip> = all.into_iter().take(24).collect();
-    let opts = PlayOptions {
-        density: 2.0,
-        ..PlayOptions::default()
+    let count = 16;
+    let opts = BandEvalOptions {
+        count,
+        seeds: vec![0, 1],
+        ..BandEvalOptions::default()
     };
-    let others: Vec<Clip> = tunes(songs(Split::Train)).into_iter().take(24).collect();
-    let fill = voice_fill_rows(&model, &some, &others, TrackRole::Accompaniment, &opts).unwrap();
-    let (model_row, other_tune) = (&fill[0], &fill[1]);
-    assert!(
-        model_row.f1 > other_tune.f1 && model_row.chord_tone_ratio > other_tune.chord_tone_ratio,
-        "{model_row:?} vs {other_tune:?}"
+    let data = BandEvalData {
+        songs: songs(Split::Test),
+        others: songs(Split::Train),
+        train: songs(Split::Train),
+        split: "test".into(),
+    };
+    let evaluation = evaluate_band(&model, None, &data, &opts, "test", |_| {}).unwrap();
+    let report = &evaluation.report;
+    assert_eq!(report.tasks.len(), Task::ALL.len());
+    // Bars 1–7 of every window, heard twice (melody and chords, then the melody only).
+    assert_eq!(
+        evaluation.answer_seconds.len(),
+        2 * count * (NEXT_BAR_WINDOW as usize - 1)
     );
-    let cont = continuation_rows(&model, &some, &opts).unwrap();
-    assert_eq!(cont.len(), 3);
-    for r in &cont {
-        assert_eq!(r.clips, some.len());
+    for task in &report.tasks {
+        let names: Vec<&str> = task.rows.iter().map(|r| r.name.as_str()).collect();
+        if task.task == Task::NextBar.name() {
+            assert_eq!(names, [MODEL, LIVE, TRUTH, REAL, COPY, RANDOM]);
+        } else {
+            assert_eq!(names, [MODEL, TRUTH, REAL, COPY, RANDOM], "{}", task.task);
+        }
+        assert_eq!(task.windows.len(), count, "{}", task.task);
+        assert_eq!(task.seeds, 2);
+        let value = |row: &str, metric: &str| {
+            task.value(row, metric)
+                .and_then(|m| m.interval.value)
+                .unwrap_or_else(|| panic!("{}: {row} has no {metric}", task.task))
+        };
+        assert_eq!(value(TRUTH, "all: density ratio"), 1.0, "{}", task.task);
+        for row in [TRUTH, MODEL, COPY, RANDOM] {
+            assert_eq!(
+                value(row, "all: given notes kept"),
+                1.0,
+                "{}: {row}",
+                task.task
+            );
+            assert_eq!(
+                value(row, "all: on the right track"),
+                1.0,
+                "{}: {row}",
+                task.task
+            );
+        }
+        // The model writes notes in every window's region, in a register like the truth's.
+        let density = value(MODEL, "accompaniment: density ratio");
+        assert!((0.3..3.0).contains(&density), "{}: {density}", task.task);
+        // The model's chords sound with the melody more like the true chords do than random
+        // notes from the data's statistics (which know nothing of the melody).
+        let consonance = "accompaniment: consonant with other parts";
+        let verdict = task
+            .value(MODEL, consonance)
+            .and_then(|m| m.verdicts.get(RANDOM))
+            .map(|v| v.name());
+        if task.task == Task::NextBar.name() {
+            assert_ne!(verdict, Some("worse"), "{}", task.task);
+        } else {
+            assert_eq!(verdict, Some("better"), "{}", task.task);
+        }
+        let table = task.markdown();
         assert!(
-            r.summary
-                .mean_overlap_area
-                .is_some_and(|oa| oa > 0.0 && oa <= 1.0),
-            "{r:?}"
+            table.contains("| all: given notes kept | higher |"),
+            "{table}"
         );
+        assert!(
+            table.contains("| accompaniment: in key | like truth |"),
+            "{table}"
+        );
+        assert!(table.contains("| set: mean OA | higher |"), "{table}");
     }
-    let (chosen, rows) = choose_density(&model, songs(Split::Test), &[1.0, 2.0], &opts).unwrap();
+    let dir = std::env::temp_dir().join(format!("bandmate-band-eval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("band.json");
+    report.write(&path).unwrap();
+    let back = EvalReport::read(&path).unwrap();
+    assert_eq!(back.tasks.len(), report.tasks.len());
+    for (a, b) in back.tasks.iter().zip(&report.tasks) {
+        assert_eq!(
+            (&a.task, &a.windows, a.seeds),
+            (&b.task, &b.windows, b.seeds)
+        );
+        assert_eq!(a.metrics, b.metrics);
+        for (ra, rb) in a.rows.iter().zip(&b.rows) {
+            assert_eq!(ra.name, rb.name);
+            for (ma, mb) in ra.metrics.iter().zip(&rb.metrics) {
+                let close = |x: Option<f64>, y: Option<f64>| match (x, y) {
+                    (Some(x), Some(y)) => (x - y).abs() < 1e-9,
+                    (x, y) => x.is_none() && y.is_none(),
+                };
+                assert!(close(ma.interval.value, mb.interval.value), "{}", ra.name);
+                assert_eq!(ma.verdicts, mb.verdicts);
+                assert_eq!(ma.per_window.len(), mb.per_window.len());
+            }
+        }
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// The density choice picks the best next-bar F1 of the tried values.
+#[test]
+fn the_density_choice_picks_the_best_next_bar_f1() {
+    bandmate_tests::require_data!("nottingham");
+    use bandmate::band::eval::choose_density;
+    use bandmate::band::player::PlayOptions;
+    let model = BandModel::embedded().unwrap();
+    let some: Vec<_> = songs(Split::Test).iter().take(20).cloned().collect();
+    let (chosen, rows) =
+        choose_density(&model, &some, &[1.0, 3.0], &PlayOptions::default()).unwrap();
     let best = rows.iter().map(|r| r.1.f1).fold(f64::MIN, f64::max);
     assert!(rows.iter().any(|r| r.0 == chosen && r.1.f1 == best));
+    assert!(
+        rows.iter().all(|r| r.1.bars > 50 && r.1.f1 > 0.2),
+        "{rows:?}"
+    );
 }

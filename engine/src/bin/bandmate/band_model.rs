@@ -1,16 +1,17 @@
-//! `bandmate band`: the band player's recurrent multimodal VAE: continue, fill, redo, and the
-//! next-bar evaluation on the Nottingham test split against the baselines.
+//! `bandmate band`: the band player's recurrent multimodal VAE: continue, fill, redo, and its
+//! evaluation on Nottingham through the evaluation library (`bandmate::band::eval`).
 
 use anyhow::{Context, Result, bail};
-use bandmate::band::eval::{
-    choose_density, continuation_rows, score_player, table, tunes, voice_fill_rows,
-};
+use bandmate::band::eval::{BandEvalData, BandEvalOptions, Task, choose_density, evaluate_band};
 use bandmate::band::player::{BandModel, PlayOptions, continue_clip, fill_track, redo};
 use bandmate::data::{Dataset, Split, default_cache_dir, default_data_root, load_cached};
+use bandmate::evaluation::listen;
+use bandmate::evaluation::report::{COPY, RANDOM, REAL};
 use bandmate::midi;
-use bandmate::music::{Clip, Key, TrackRole};
+use bandmate::music::{Clip, Key};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct BandArgs {
@@ -80,28 +81,13 @@ pub enum BandTask {
         #[command(flatten)]
         play: PlayArgs,
     },
-    /// The evaluation on Nottingham: the decoding density chosen on the valid split, then on
-    /// the test split next-bar scores against the baselines, 16-bar continuations from 4-bar
-    /// prompts and voice fill; with `--card`, the tables are written into the model folder's
+    /// The evaluation on Nottingham: the decoding density chosen on the valid split (the live
+    /// player's next-bar F1), then on the test split the next bar (live player), 16-bar
+    /// continuations from 4-bar prompts and the chords filled under the melody, against the
+    /// true hole, real music of other songs, a copy and random notes from the data (see
+    /// `bandmate::band::eval`); with `--card`, the tables are written into the model folder's
     /// CARD.md.
-    Eval {
-        /// Dataset root (default: BANDMATE_DATA or ../shared/data).
-        #[arg(long)]
-        data: Option<PathBuf>,
-        #[arg(long)]
-        card: bool,
-        /// Densities tried on the valid split (the best next-bar F1 is used on the test split).
-        #[arg(long, value_delimiter = ',', default_value = "1,1.5,2,3,4")]
-        densities: Vec<f32>,
-        /// A second model folder to compare (e.g. the ablation): its rows are added.
-        #[arg(long)]
-        compare: Option<PathBuf>,
-        /// How the compared model's rows are named.
-        #[arg(long, default_value = "the compared model")]
-        compare_label: String,
-        #[command(flatten)]
-        play: PlayArgs,
-    },
+    Eval(Box<EvalArgs>),
 }
 
 fn load_model(dir: Option<&Path>) -> Result<BandModel> {
@@ -123,6 +109,11 @@ fn write(clip: &Clip, out: &Path) -> Result<()> {
 }
 
 pub fn run(args: BandArgs) -> Result<()> {
+    if let BandTask::Eval(e) = &args.task
+        && !e.compare.is_empty()
+    {
+        return crate::eval_roll::compare(&e.compare, &e.row);
+    }
     let model = load_model(args.model.as_deref())?;
     match args.task {
         BandTask::Continue {
@@ -147,26 +138,71 @@ pub fn run(args: BandArgs) -> Result<()> {
             let clip = crate::files::read_clip(&input)?;
             write(&redo(&model, &clip, &play.options()?)?, &out)
         }
-        BandTask::Eval {
-            data,
-            card,
-            densities,
-            compare,
-            compare_label,
-            play,
-        } => {
-            if densities.is_empty() || densities.iter().any(|d| !(d.is_finite() && *d > 0.0)) {
-                bail!("--densities: positive numbers, e.g. 1,1.5,2,3");
-            }
-            let req = EvalRequest {
-                data,
-                card_dir: card.then_some(args.model.unwrap_or_else(BandModel::shipped_dir)),
-                densities,
-                compare: compare.map(|d| (d, compare_label)),
-            };
-            eval(&model, req, &play.options()?)
+        BandTask::Eval(eval_args) => {
+            let card_dir = eval_args
+                .card
+                .then(|| args.model.clone().unwrap_or_else(BandModel::shipped_dir));
+            eval(&model, *eval_args, card_dir)
         }
     }
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Dataset root (default: BANDMATE_DATA or ../shared/data).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Write the evaluation into the model folder's CARD.md (from "## Evaluation" on).
+    #[arg(long)]
+    pub card: bool,
+    /// Densities tried on the valid split (the best next-bar F1 of the live player is used on
+    /// the evaluated split).
+    #[arg(long, value_delimiter = ',', default_value = "1,1.5,2,3,4")]
+    pub densities: Vec<f32>,
+    /// Windows per task (continue and fill: at most the split's 16-bar tunes).
+    #[arg(long, default_value_t = 200)]
+    pub count: usize,
+    /// Seeds of the random row (the band model decodes deterministically: one run).
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    pub seeds: Vec<u64>,
+    /// Chooses the next-bar windows and the bootstrap resamples.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Tasks to run (comma-separated: next-bar, continue, fill-chords).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "next-bar,continue,fill-chords"
+    )]
+    pub tasks: Vec<Task>,
+    /// Windows from this Nottingham split: test to report, valid to tune options on (the real
+    /// row then reads the other one).
+    #[arg(long, default_value = "test")]
+    pub split: Split,
+    /// A second model folder (e.g. an ablation): its rows, "model LABEL", are added.
+    #[arg(long)]
+    pub compare_model: Option<PathBuf>,
+    /// How the second model's rows are named.
+    #[arg(long, default_value = "compared")]
+    pub compare_label: String,
+    /// Write every row, metric, interval and per-window value as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write MIDI files and a PNG sheet of piano rolls of the first windows here.
+    #[arg(long)]
+    pub listen: Option<PathBuf>,
+    /// Windows in the listening sheet.
+    #[arg(long, default_value_t = 8)]
+    pub listen_count: usize,
+    /// Compare two JSON reports of this command instead of evaluating: per metric "A better",
+    /// "B better" or "no difference" (paired bootstrap over the windows both share).
+    #[arg(long, num_args = 2, value_names = ["A", "B"])]
+    pub compare: Vec<PathBuf>,
+    /// The row `--compare` compares.
+    #[arg(long, default_value = "model")]
+    pub row: String,
+    #[command(flatten)]
+    pub play: PlayArgs,
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -176,33 +212,33 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
-/// What `bandmate band eval` is asked for.
-struct EvalRequest {
-    data: Option<PathBuf>,
-    card_dir: Option<PathBuf>,
-    densities: Vec<f32>,
-    /// A second model folder and how its rows are named.
-    compare: Option<(PathBuf, String)>,
-}
-
-fn eval(model: &BandModel, req: EvalRequest, base: &PlayOptions) -> Result<()> {
-    let root = req.data.unwrap_or_else(default_data_root);
+fn eval(model: &BandModel, args: EvalArgs, card_dir: Option<PathBuf>) -> Result<()> {
+    if args.densities.is_empty() || args.densities.iter().any(|d| !(d.is_finite() && *d > 0.0)) {
+        bail!("--densities: positive numbers, e.g. 1,1.5,2,3");
+    }
+    if args.split == Split::Train {
+        bail!("evaluate on the valid or the test split (the model trained on the train split)");
+    }
+    let started = Instant::now();
+    let root = args.data.clone().unwrap_or_else(default_data_root);
     let cache = default_cache_dir();
     let train = load_cached(Dataset::Nottingham, Split::Train, &root, &cache)?;
     let valid = load_cached(Dataset::Nottingham, Split::Valid, &root, &cache)?;
     let test = load_cached(Dataset::Nottingham, Split::Test, &root, &cache)?;
-    let compare = req
-        .compare
+    let (songs, others) = if args.split == Split::Test {
+        (&test, &valid)
+    } else {
+        (&valid, &test)
+    };
+    let compare = args
+        .compare_model
         .as_ref()
-        .map(|(d, label)| BandModel::load_dir(d).map(|m| (d.clone(), label.clone(), m)))
+        .map(|d| BandModel::load_dir(d))
         .transpose()?;
 
     // The decoding density is chosen on the valid split, for the live use (melody heard).
-    let (density, density_rows) = choose_density(model, &valid, &req.densities, base)?;
-    let opts = PlayOptions {
-        density,
-        ..base.clone()
-    };
+    let base = args.play.options()?;
+    let (density, density_rows) = choose_density(model, &valid, &args.densities, &base)?;
     let density_md = [
         "| density | bars | precision | recall | F1 | chord-tone ratio |".to_string(),
         "|---|---|---|---|---|---|".to_string(),
@@ -217,132 +253,137 @@ fn eval(model: &BandModel, req: EvalRequest, base: &PlayOptions) -> Result<()> {
     .join("\n");
     println!("density on the valid split (live use):\n{density_md}\nchosen: {density}\n");
 
-    let both = [TrackRole::Melody, TrackRole::Accompaniment];
-    let (full, mut times) = score_player(model, &test, &both, &opts)?;
-    let (melody_only, more) = score_player(model, &test, &[TrackRole::Melody], &opts)?;
-    times.extend(more);
-    let mut next_rows = vec![
-        crate::band::row(
-            "RMVAE, hears melody + accompaniment of every bar so far",
-            &full,
-        ),
-        crate::band::row(
-            "RMVAE, hears the melody only (its own accompaniment fed back, live use)",
-            &melody_only,
-        ),
-    ];
-    if let Some((_, label, m)) = &compare {
-        next_rows.push(crate::band::row(
-            &format!("RMVAE {label}, hears both"),
-            &score_player(m, &test, &both, &opts)?.0,
-        ));
-        next_rows.push(crate::band::row(
-            &format!("RMVAE {label}, hears the melody only"),
-            &score_player(m, &test, &[TrackRole::Melody], &opts)?.0,
-        ));
-    }
-    let (repeat, frequent) = crate::band::baselines(&train, &test);
-    next_rows.push(crate::band::row(
-        "repeat the last accompaniment bar",
-        &repeat,
-    ));
-    next_rows.push(crate::band::row(
-        "most frequent training bar for the last bar's chord",
-        &frequent,
-    ));
-    times.sort_by(f64::total_cmp);
-    let next_md = [
-        "| predictor | bars | precision | recall | F1 | chord-tone ratio |".to_string(),
-        "|---|---|---|---|---|---|".to_string(),
-    ]
-    .into_iter()
-    .chain(next_rows)
-    .collect::<Vec<_>>()
-    .join("\n");
-    let timing = format!(
-        "One next-bar answer of the live player (`BandPlayer::next_bar`, notes in → notes out, \
-         one thread) over the {} bars pushed in this evaluation: p50 {:.3} ms, p99 {:.3} ms, \
-         max {:.3} ms.",
-        times.len(),
-        percentile(&times, 0.5) * 1e3,
-        percentile(&times, 0.99) * 1e3,
-        times.last().copied().unwrap_or(f64::NAN) * 1e3
+    let opts = BandEvalOptions {
+        count: args.count,
+        seed: args.seed,
+        seeds: args.seeds.clone(),
+        play: PlayOptions {
+            density,
+            ..base.clone()
+        },
+        tasks: args.tasks.clone(),
+    };
+    let command = format!(
+        "bandmate {}",
+        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
     );
-    println!("{next_md}\n\n{timing}\n");
-
-    // 16-bar continuations and voice fill on the test tunes.
-    let test_tunes = tunes(&test);
-    let valid_tunes = tunes(&valid);
-    let mut set_rows = continuation_rows(model, &test_tunes, &opts)?;
-    for role in [TrackRole::Accompaniment, TrackRole::Melody] {
-        set_rows.extend(voice_fill_rows(
-            model,
-            &test_tunes,
-            &valid_tunes,
-            role,
-            &opts,
-        )?);
+    let data = BandEvalData {
+        songs,
+        others,
+        train: &train,
+        split: args.split.to_string(),
+    };
+    let evaluation = evaluate_band(
+        model,
+        compare.as_ref().map(|m| (args.compare_label.as_str(), m)),
+        &data,
+        &opts,
+        &command,
+        |line| eprintln!("band eval: {line}"),
+    )?;
+    crate::eval_roll::print_report(&evaluation.report);
+    let mut times = evaluation.answer_seconds.clone();
+    times.sort_by(f64::total_cmp);
+    let timing = if times.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "One next-bar answer of the live player (`BandPlayer::next_bar`, notes in → notes \
+             out, one thread) over the {} bars pushed in the next-bar task: p50 {:.3} ms, p99 \
+             {:.3} ms, max {:.3} ms.",
+            times.len(),
+            percentile(&times, 0.5) * 1e3,
+            percentile(&times, 0.99) * 1e3,
+            times.last().copied().unwrap_or(f64::NAN) * 1e3
+        )
+    };
+    println!("\n{timing}");
+    eprintln!("band eval: {:.1} s in all", started.elapsed().as_secs_f64());
+    if let Some(path) = &args.json {
+        evaluation.report.write(path)?;
+        eprintln!("band eval: wrote {}", path.display());
     }
-    if let Some((_, label, m)) = &compare {
-        let mut rows = continuation_rows(m, &test_tunes, &opts)?;
-        rows.truncate(1);
-        for role in [TrackRole::Accompaniment, TrackRole::Melody] {
-            rows.extend(
-                voice_fill_rows(m, &test_tunes, &valid_tunes, role, &opts)?
-                    .into_iter()
-                    .take(1),
+    if let Some(dir) = &args.listen {
+        for task in &evaluation.outputs {
+            let files = listen::write(
+                dir,
+                task.task.name(),
+                &task.cases,
+                &task.rows,
+                args.listen_count,
+            )?;
+            eprintln!(
+                "band eval: {}: {} files in {}",
+                task.task.name(),
+                files.len(),
+                dir.display()
             );
         }
-        for r in &mut rows {
-            r.method = format!("RMVAE {label}");
-        }
-        set_rows.extend(rows);
     }
-    let sets_md = table(&set_rows);
-    println!("{sets_md}");
 
-    if let Some(dir) = req.card_dir {
+    if let Some(dir) = card_dir {
         let path = dir.join("CARD.md");
         let card = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         let marker = "\n## Evaluation";
         let head = card.split(marker).next().unwrap_or(&card).trim_end();
-        let compare_note = compare.as_ref().map_or(String::new(), |(d, label, _)| {
+        let compare_note = args.compare_model.as_ref().map_or(String::new(), |d| {
             format!(
-                "\"RMVAE {label}\" is the model in `{}` (not shipped), for comparison.\n\n",
+                "\"model {}\" is the model in `{}` (not shipped), for comparison.\n\n",
+                args.compare_label,
                 d.display()
             )
         });
+        let verdicts: String = evaluation
+            .report
+            .tasks
+            .iter()
+            .flat_map(|task| {
+                [REAL, COPY, RANDOM].into_iter().filter_map(move |other| {
+                    let counts = task.verdict_counts(other);
+                    (!counts.is_empty()).then(|| {
+                        let text: Vec<String> =
+                            counts.iter().map(|(v, n)| format!("{v} {n}")).collect();
+                        format!(
+                            "- {}: the model vs {other}: {}\n",
+                            task.task,
+                            text.join(", ")
+                        )
+                    })
+                })
+            })
+            .collect();
         let section = format!(
             "{head}\n{marker}\n\n\
-             Produced by `bandmate band eval --card{compare_arg}` on Nottingham.\n\n\
+             Produced by `{command}` on Nottingham.\n\n\
              ### Decoding density (valid split)\n\n\
              Onsets whose odds × density pass 1 are played (at most 24 per bar{key}). The density\n\
              is chosen on the valid split by the live player's next-bar F1 (melody heard, its own\n\
-             accompaniment fed back); the test split below only reports.\n\n\
+             accompaniment fed back; a note counts as a hit with the same step and pitch); the\n\
+             {split} split below only reports.\n\n\
              {density_md}\n\nChosen: {density}.\n\n\
-             ### Next bar (test split)\n\n\
-             Every bar after the first of the 4/4 tunes with an accompaniment; a note counts as a\n\
-             hit with the same step and pitch; chord-tone ratio: share of predicted notes in the\n\
-             true chord of the bar. Both baselines are given the true accompaniment of the\n\
-             previous bar.\n\n\
-             {compare_note}{next_md}\n\n{timing}\n\n\
-             ### 16-bar continuation and voice fill (test split)\n\n\
-             The first 16 bars of the {tunes} test tunes in 4/4 with both tracks. Continuation:\n\
-             the model hears bars 1–4 of both tracks and writes bars 5–16 of both, scored on bars\n\
-             5–16 against the true bars 5–16. Voice fill: one track regenerated bar by bar from\n\
-             the other (the seed's fill), scored against the true track. Mean OA: Yang–Lerch\n\
-             overlapping area against the true parts; consistency and variance: Mittal et al.\n\
-             (4-bar windows, 2-bar hop); note F1: same step and pitch as the true part of the same\n\
-             tune; chord-tone ratio: share of notes in the chord of the true accompaniment's bar.\n\n\
-             {sets_md}",
-            compare_arg = compare.as_ref().map_or(String::new(), |(d, label, _)| {
-                format!(" --compare {} --compare-label \"{label}\"", d.display())
-            }),
+             ### Next bar, continuation and chord fill ({split} split)\n\n\
+             On the evaluation library (`engine/src/evaluation`, `engine/src/band/eval.rs`): only\n\
+             what a row wrote in the region is scored (part-fit metrics per role, Yang–Lerch and\n\
+             Mittal et al. set metrics on the generated parts), with bootstrap 95% intervals over\n\
+             windows and paired verdicts of the model against each other row. **Next bar**: 8-bar\n\
+             windows; the live player starts at the window, hears bars 1–7 and answers the chords\n\
+             of bar 8 (\"model\" hears melody and chords, \"{live}\" the melody and its own\n\
+             answers); copy: the chords of bar 7. **Continue**: the first 16 bars of a tune,\n\
+             bars 1–4 given, bars 5–16 of both tracks written; copy: the prompt looped.\n\
+             **Fill the chords**: the chords of the first 16 bars under the given melody; copy: the\n\
+             melody an octave lower on the chords track. Real (other songs): the same region of\n\
+             the other held-out split; random (data): notes drawn from Nottingham train\n\
+             statistics. The model decodes deterministically (one run); the random row runs every\n\
+             seed.\n\n\
+             {compare_note}{tables}\n{verdicts}\n{timing}\n",
             key = opts
+                .play
                 .key
                 .map_or(String::new(), |k| format!(", key lock {k:?}")),
-            tunes = test_tunes.len(),
+            split = args.split,
+            live = bandmate::band::eval::LIVE,
+            tables = evaluation.report.markdown(),
         );
         std::fs::write(&path, section)
             .with_context(|| format!("cannot write {}", path.display()))?;
