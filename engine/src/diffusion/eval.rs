@@ -276,7 +276,15 @@ fn model_output(
                 TrackRole::Accompaniment
             };
             let mut mask = Mask::bars(&context, bars);
-            mask.track = track_for(&context, role);
+            // The accompaniment a producer would extend: the track with the most given notes
+            // (POP909's piano, not its sparse bridge), so the fill echoes its part.
+            mask.track = if role == TrackRole::Accompaniment {
+                accompaniment_tracks(&context)
+                    .into_iter()
+                    .max_by_key(|&t| (context.track_notes(t).count(), std::cmp::Reverse(t)))
+            } else {
+                track_for(&context, role)
+            };
             tasks::fill(model, &context, &mask, &sampling)?
         }
         Task::Harmonize => tasks::harmonize(model, &context, None, &sampling)?,

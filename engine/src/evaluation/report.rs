@@ -94,7 +94,7 @@ pub struct EvalReport {
 
 impl EvalReport {
     pub fn write(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, serde_json::to_string_pretty(self)?)
+        std::fs::write(path, serde_json::to_string(self)?)
             .with_context(|| format!("cannot write {}", path.display()))
     }
 
