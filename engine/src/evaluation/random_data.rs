@@ -5,7 +5,8 @@
 //! position of each event in the bar, the notes starting together in an event (polyphony),
 //! pitches, note lengths in steps (up to 4 bars) and the mean velocity. A sample draws, bar by
 //! bar, the number of events, then per event its position, its size, its pitches (distinct) and
-//! each note's length. It knows the role's register, rhythm and texture, and nothing of the
+//! each note's length, cut at the next onset as often as the role's notes end by their next
+//! onset in the data (so a melody stays a line). It knows the role's register, rhythm and texture, and nothing of the
 //! context: the floor a model has to clear by listening.
 
 use rand::{Rng, SeedableRng};
@@ -32,6 +33,9 @@ pub struct RoleStats {
     pub length: Vec<u64>,
     pub velocity_sum: u64,
     pub notes: u64,
+    /// Notes that end by the role's next onset (a line's notes, not held under the next ones).
+    #[serde(default)]
+    pub ended_by_next_onset: u64,
 }
 
 /// The statistics of every role.
@@ -103,6 +107,10 @@ impl DataStats {
                     bump(&mut stats.events_per_bar, events);
                     stats.bars += 1;
                     for n in in_bar {
+                        let next_onset = notes.iter().map(|m| m.start).find(|&s| s > n.start);
+                        if next_onset.is_none_or(|s| n.start + n.length <= s) {
+                            stats.ended_by_next_onset += 1;
+                        }
                         bump(&mut stats.pitch, n.pitch as usize);
                         bump(&mut stats.length, (n.length as usize).clamp(1, MAX_LENGTH));
                         stats.velocity_sum += n.velocity as u64;
@@ -176,6 +184,17 @@ impl DataStats {
             bar += 16;
         }
         out.sort_by_key(|n| (n.start, n.pitch));
+        // As often as in the data, a note ends by the next onset instead of sounding under it.
+        let ended = stats.ended_by_next_onset as f64 / stats.notes.max(1) as f64;
+        let onsets: Vec<u32> = out.iter().map(|n| n.start).collect();
+        for note in &mut out {
+            if let Some(&next) = onsets.iter().find(|&&s| s > note.start)
+                && note.start + note.length > next
+                && rng.random::<f64>() < ended
+            {
+                note.length = next - note.start;
+            }
+        }
         out
     }
 }
@@ -228,6 +247,21 @@ mod tests {
         assert!(
             bass.iter()
                 .all(|n| (36..=43).contains(&n.pitch) && n.length == 16 && n.track == 1)
+        );
+        // A line whose notes end by the next onset (the last one holds 16 steps) stays one voice
+        // even when long notes are drawn.
+        let mut legato = training_clip();
+        for n in legato.notes.iter_mut().filter(|n| n.track == 0) {
+            n.length = if n.start == 7 * 16 + 12 { 16 } else { 4 };
+        }
+        let stats = DataStats::fit(&[legato]);
+        let melody = stats.role(TrackRole::Melody).unwrap();
+        assert_eq!(melody.ended_by_next_onset, melody.notes);
+        let line = stats.sample(TrackRole::Melody, 0..128, 0, 3);
+        assert!(
+            line.windows(2)
+                .all(|w| w[0].start + w[0].length <= w[1].start),
+            "{line:?}"
         );
         // A role the data never had gives nothing; seeds change the draw.
         assert!(
