@@ -35,7 +35,7 @@ use super::player::{BandModel, BandPlayer, PlayOptions, continue_clip, fill_trac
 use super::{NextBarScores, score_next_bar_in_song};
 use crate::data::Song;
 use crate::evaluation::random_data::DataStats;
-use crate::evaluation::report::{self, COPY, MODEL, RANDOM, REAL, TRUTH, track_for};
+use crate::evaluation::report::{self, COPY, MODEL, REAL, TRUTH, track_for};
 use crate::evaluation::{Case, EvalReport, Region, RowOutputs, evaluate_task, role_of};
 use crate::music::{Clip, Note, TrackRole};
 
@@ -352,23 +352,6 @@ pub fn copy_output(task: Task, case: &Case) -> Clip {
     case.with_notes(notes)
 }
 
-/// The random row's output for `case`: each role of the true hole drawn from `stats` on that
-/// role's track.
-fn random_output(case: &Case, stats: &DataStats, seed: u64) -> Clip {
-    let mut notes = Vec::new();
-    for (r, role) in case.roles().into_iter().enumerate() {
-        if let Some(track) = track_for(&case.truth, role) {
-            notes.extend(stats.sample(
-                role,
-                case.region.steps.clone(),
-                track,
-                seed.wrapping_mul(31).wrapping_add(r as u64),
-            ));
-        }
-    }
-    case.with_notes(notes)
-}
-
 /// The songs an evaluation reads.
 pub struct BandEvalData<'a> {
     /// The evaluated split (test to report, valid to tune).
@@ -527,27 +510,7 @@ pub fn evaluate_band(
             cases.iter().map(|c| Some(copy_output(task, c))).collect(),
             0.0,
         ));
-        rows.push(RowOutputs {
-            name: RANDOM.into(),
-            outputs: opts
-                .seeds
-                .iter()
-                .map(|&seed| {
-                    cases
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| {
-                            Some(random_output(
-                                c,
-                                &stats,
-                                seed.wrapping_mul(1_000_003).wrapping_add(i as u64),
-                            ))
-                        })
-                        .collect()
-                })
-                .collect(),
-            seconds: 0.0,
-        });
+        rows.push(stats.row(&cases, &opts.seeds));
         let scored = Instant::now();
         report
             .tasks

@@ -29,8 +29,8 @@ use std::time::Instant;
 use super::model::RollModel;
 use super::tasks::{self, RollOptions};
 use crate::data::{self, Dataset, Split};
-use crate::evaluation::random_data::DataStats;
-use crate::evaluation::report::{self, COPY, MODEL, RANDOM, REAL, TRUTH, track_for};
+use crate::evaluation::random_data::{DataStats, window_seed};
+use crate::evaluation::report::{self, COPY, MODEL, REAL, TRUTH, track_for};
 use crate::evaluation::{Case, EvalReport, Region, RowOutputs, evaluate_task, role_of};
 use crate::music::{Clip, Mask, Note, TimeSignature, TrackRole};
 
@@ -349,23 +349,6 @@ fn copy_output(
     }
 }
 
-/// The random row's output for `case`: each role of the true hole drawn from `stats` on that
-/// role's track.
-fn random_output(case: &Case, stats: &DataStats, seed: u64) -> Clip {
-    let mut notes = Vec::new();
-    for (r, role) in case.roles().into_iter().enumerate() {
-        if let Some(track) = track_for(&case.truth, role) {
-            notes.extend(stats.sample(
-                role,
-                case.region.steps.clone(),
-                track,
-                seed.wrapping_mul(31).wrapping_add(r as u64),
-            ));
-        }
-    }
-    case.with_notes(notes)
-}
-
 /// One task's cases and every row's outputs (for `--listen`).
 pub struct TaskOutputs {
     pub task: Task,
@@ -443,7 +426,7 @@ pub fn evaluate_roll(
             let mut per_window = Vec::with_capacity(cases.len());
             for (i, c) in cases.iter().enumerate() {
                 let sampling = RollOptions {
-                    seed: seed.wrapping_mul(1_000_003).wrapping_add(i as u64),
+                    seed: window_seed(seed, i),
                     ..opts.sampling.clone()
                 };
                 per_window.push(Some(model_output(
@@ -503,27 +486,7 @@ pub fn evaluate_roll(
             ],
             seconds: 0.0,
         });
-        rows.push(RowOutputs {
-            name: RANDOM.into(),
-            outputs: opts
-                .seeds
-                .iter()
-                .map(|&seed| {
-                    cases
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| {
-                            Some(random_output(
-                                c,
-                                &stats,
-                                seed.wrapping_mul(1_000_003).wrapping_add(i as u64),
-                            ))
-                        })
-                        .collect()
-                })
-                .collect(),
-            seconds: 0.0,
-        });
+        rows.push(stats.row(&cases, &opts.seeds));
         let scored = Instant::now();
         report
             .tasks

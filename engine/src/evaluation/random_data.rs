@@ -13,8 +13,15 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::role_of;
+use super::report::{RANDOM, RowOutputs, track_for};
+use super::{Case, role_of};
 use crate::music::{Clip, Note, TrackRole};
+
+/// The sampling seed of window `window` under seed `seed`, the convention of every evaluation's
+/// sampled rows.
+pub fn window_seed(seed: u64, window: usize) -> u64 {
+    seed.wrapping_mul(1_000_003).wrapping_add(window as u64)
+}
 
 const MAX_LENGTH: usize = 64;
 
@@ -132,6 +139,41 @@ impl DataStats {
 
     pub fn role(&self, role: TrackRole) -> Option<&RoleStats> {
         self.roles.iter().find(|(r, _)| *r == role).map(|(_, s)| s)
+    }
+
+    /// The random row's output for `case`: each role of the true hole drawn on that role's
+    /// track, the context kept.
+    pub fn output(&self, case: &Case, seed: u64) -> Clip {
+        let mut notes = Vec::new();
+        for (r, role) in case.roles().into_iter().enumerate() {
+            if let Some(track) = track_for(&case.truth, role) {
+                notes.extend(self.sample(
+                    role,
+                    case.region.steps.clone(),
+                    track,
+                    seed.wrapping_mul(31).wrapping_add(r as u64),
+                ));
+            }
+        }
+        case.with_notes(notes)
+    }
+
+    /// The "random (data)" row of `cases`, one set per seed of `seeds`.
+    pub fn row(&self, cases: &[Case], seeds: &[u64]) -> RowOutputs {
+        RowOutputs {
+            name: RANDOM.into(),
+            outputs: seeds
+                .iter()
+                .map(|&seed| {
+                    cases
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| Some(self.output(c, window_seed(seed, i))))
+                        .collect()
+                })
+                .collect(),
+            seconds: 0.0,
+        }
     }
 
     /// Notes of `role` on `track` for the bars that start in `steps` (16 steps a bar, counted

@@ -24,10 +24,10 @@ use std::time::Instant;
 
 use super::{LatentMelody, SampleOptions, Sampler, window_runs};
 use crate::data::{self, Dataset, Split};
-use crate::evaluation::random_data::DataStats;
-use crate::evaluation::report::{COPY, MODEL, RANDOM, REAL, TRUTH};
+use crate::evaluation::random_data::{DataStats, window_seed};
+use crate::evaluation::report::{COPY, MODEL, REAL, TRUTH};
 use crate::evaluation::{Case, EvalReport, Region, RowOutputs, evaluate_task};
-use crate::music::{Clip, TrackRole};
+use crate::music::Clip;
 use crate::vae::windows_to_clip;
 
 /// Windows of 2 bars in a 16-bar melody, and the windows an infill regenerates.
@@ -394,7 +394,7 @@ pub fn evaluate_latent(
             let started = Instant::now();
             let mut per_seed = Vec::new();
             for &seed in &opts.seeds {
-                let base = seed.wrapping_mul(1_000_003);
+                let base = window_seed(seed, 0);
                 let out: Vec<Option<Vec<Vec<u8>>>> = match task {
                     LatentTask::Infill => {
                         let regenerate: Vec<bool> =
@@ -547,32 +547,7 @@ pub fn evaluate_latent(
             .iter()
             .position(|r| r.name == COPY)
             .map_or(row_outputs.len(), |p| p + 1);
-        row_outputs.insert(
-            at,
-            RowOutputs {
-                name: RANDOM.into(),
-                outputs: opts
-                    .seeds
-                    .iter()
-                    .map(|&seed| {
-                        cases
-                            .iter()
-                            .enumerate()
-                            .map(|(i, c)| {
-                                let notes = stats.sample(
-                                    TrackRole::Melody,
-                                    c.region.steps.clone(),
-                                    0,
-                                    seed.wrapping_mul(1_000_003).wrapping_add(i as u64),
-                                );
-                                Some(c.with_notes(notes))
-                            })
-                            .collect()
-                    })
-                    .collect(),
-                seconds: 0.0,
-            },
-        );
+        row_outputs.insert(at, stats.row(&cases, &opts.seeds));
         let mut task_report = evaluate_task(task.name(), &cases, &row_outputs, opts.seed)?;
         // Fréchet distance of each row's generated windows' latents to the true holes'.
         let truth_latents = latents(lm, &hole)?;
