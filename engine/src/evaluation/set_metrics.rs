@@ -19,6 +19,7 @@ use super::bootstrap::{Interval, Resamples, percentiles};
 use crate::metrics::features::{ClipFeatures, Feature};
 use crate::metrics::mittal::{relative_agreement, window_overlaps_with};
 use crate::metrics::stats::{self, DensityPair};
+use crate::metrics::yang_lerch::euclidean;
 use crate::music::{Clip, Note, Track, TrackRole};
 
 /// Replicates used for set metrics (the first ones of the shared resamples).
@@ -90,14 +91,6 @@ impl ClipStats {
             duration_overlaps,
         }
     }
-}
-
-fn euclidean(a: &[f64], b: &[f64]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum::<f64>()
-        .sqrt()
 }
 
 /// The set metrics of one selection: `reference[i]` and `generated[j]` index the clip lists.

@@ -163,7 +163,8 @@ pub fn compare(
     }
 }
 
-fn euclidean(a: &[f64], b: &[f64]) -> f64 {
+/// Euclidean distance between two feature vectors.
+pub(crate) fn euclidean(a: &[f64], b: &[f64]) -> f64 {
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y) * (x - y))
