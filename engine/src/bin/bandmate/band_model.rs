@@ -5,7 +5,6 @@ use anyhow::{Context, Result, bail};
 use bandmate::band::eval::{BandEvalData, BandEvalOptions, Task, choose_density, evaluate_band};
 use bandmate::band::player::{BandModel, PlayOptions, continue_clip, fill_track, redo};
 use bandmate::data::{Dataset, Split, default_cache_dir, default_data_root, load_cached};
-use bandmate::evaluation::listen;
 use bandmate::evaluation::report::{COPY, RANDOM, REAL};
 use bandmate::midi;
 use bandmate::music::{Clip, Key};
@@ -110,9 +109,9 @@ fn write(clip: &Clip, out: &Path) -> Result<()> {
 
 pub fn run(args: BandArgs) -> Result<()> {
     if let BandTask::Eval(e) = &args.task
-        && !e.compare.is_empty()
+        && let Some(done) = e.report.compare()
     {
-        return crate::eval_roll::compare(&e.compare, &e.row);
+        return done;
     }
     let model = load_model(args.model.as_deref())?;
     match args.task {
@@ -185,22 +184,8 @@ pub struct EvalArgs {
     /// How the second model's rows are named.
     #[arg(long, default_value = "compared")]
     pub compare_label: String,
-    /// Write every row, metric, interval and per-window value as JSON here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Write MIDI files and a PNG sheet of piano rolls of the first windows here.
-    #[arg(long)]
-    pub listen: Option<PathBuf>,
-    /// Windows in the listening sheet.
-    #[arg(long, default_value_t = 8)]
-    pub listen_count: usize,
-    /// Compare two JSON reports of this command instead of evaluating: per metric "A better",
-    /// "B better" or "no difference" (paired bootstrap over the windows both share).
-    #[arg(long, num_args = 2, value_names = ["A", "B"])]
-    pub compare: Vec<PathBuf>,
-    /// The row `--compare` compares.
-    #[arg(long, default_value = "model")]
-    pub row: String,
+    #[command(flatten)]
+    pub report: crate::eval_roll::ReportArgs,
     #[command(flatten)]
     pub play: PlayArgs,
 }
@@ -299,27 +284,13 @@ fn eval(model: &BandModel, args: EvalArgs, card_dir: Option<PathBuf>) -> Result<
     };
     println!("\n{timing}");
     eprintln!("band eval: {:.1} s in all", started.elapsed().as_secs_f64());
-    if let Some(path) = &args.json {
-        evaluation.report.write(path)?;
-        eprintln!("band eval: wrote {}", path.display());
-    }
-    if let Some(dir) = &args.listen {
-        for task in &evaluation.outputs {
-            let files = listen::write(
-                dir,
-                task.task.name(),
-                &task.cases,
-                &task.rows,
-                args.listen_count,
-            )?;
-            eprintln!(
-                "band eval: {}: {} files in {}",
-                task.task.name(),
-                files.len(),
-                dir.display()
-            );
-        }
-    }
+    let outputs: Vec<_> = evaluation
+        .outputs
+        .iter()
+        .map(|t| (t.task.name(), t.cases.as_slice(), t.rows.as_slice()))
+        .collect();
+    args.report
+        .write("band eval", &evaluation.report, &outputs)?;
 
     if let Some(dir) = card_dir {
         let path = dir.join("CARD.md");

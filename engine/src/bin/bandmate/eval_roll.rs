@@ -7,7 +7,7 @@ use bandmate::data::{Split, default_cache_dir, default_data_root};
 use bandmate::diffusion::eval::{RollEvalOptions, Task, evaluate_roll};
 use bandmate::diffusion::{RollOptions, SamplerKind};
 use bandmate::evaluation::report::{self, COPY, RANDOM, REAL};
-use bandmate::evaluation::{EvalReport, listen};
+use bandmate::evaluation::{Case, EvalReport, RowOutputs, listen};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -59,6 +59,13 @@ pub struct EvalRollArgs {
     /// Dataset root (default: BANDMATE_DATA or ../shared/data).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+/// What every evaluation command writes: JSON, listening sheets, or a comparison of reports.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
     /// Write every row, metric, interval and per-window value as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -75,6 +82,34 @@ pub struct EvalRollArgs {
     /// The row `--compare` compares.
     #[arg(long, default_value = "model")]
     pub row: String,
+}
+
+impl ReportArgs {
+    /// `--compare A B` when asked (the command then does nothing else).
+    pub fn compare(&self) -> Option<Result<()>> {
+        (!self.compare.is_empty()).then(|| compare(&self.compare, &self.row))
+    }
+
+    /// Write `--json` and the `--listen` sheets of `outputs` (task, cases, rows); `who`
+    /// prefixes the messages.
+    pub fn write(
+        &self,
+        who: &str,
+        report: &EvalReport,
+        outputs: &[(&str, &[Case], &[RowOutputs])],
+    ) -> Result<()> {
+        if let Some(path) = &self.json {
+            report.write(path)?;
+            eprintln!("{who}: wrote {}", path.display());
+        }
+        if let Some(dir) = &self.listen {
+            for (task, cases, rows) in outputs {
+                let files = listen::write(dir, task, cases, rows, self.listen_count)?;
+                eprintln!("{who}: {task}: {} files in {}", files.len(), dir.display());
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Args, Debug)]
@@ -124,8 +159,8 @@ pub fn print_report(report: &EvalReport) {
 }
 
 pub fn run(args: EvalRollArgs) -> Result<()> {
-    if !args.compare.is_empty() {
-        return compare(&args.compare, &args.row);
+    if let Some(done) = args.report.compare() {
+        return done;
     }
     let model = crate::roll::load_model(args.model.as_deref())?;
     let opts = RollEvalOptions {
@@ -158,26 +193,12 @@ pub fn run(args: EvalRollArgs) -> Result<()> {
         |line| eprintln!("eval-roll: {line}"),
     )?;
     print_report(&evaluation.report);
-    if let Some(path) = &args.json {
-        evaluation.report.write(path)?;
-        eprintln!("eval-roll: wrote {}", path.display());
-    }
-    if let Some(dir) = &args.listen {
-        for task in &evaluation.outputs {
-            let files = listen::write(
-                dir,
-                task.task.name(),
-                &task.cases,
-                &task.rows,
-                args.listen_count,
-            )?;
-            eprintln!(
-                "eval-roll: {}: {} files in {}",
-                task.task.name(),
-                files.len(),
-                dir.display()
-            );
-        }
-    }
+    let outputs: Vec<_> = evaluation
+        .outputs
+        .iter()
+        .map(|t| (t.task.name(), t.cases.as_slice(), t.rows.as_slice()))
+        .collect();
+    args.report
+        .write("eval-roll", &evaluation.report, &outputs)?;
     Ok(())
 }

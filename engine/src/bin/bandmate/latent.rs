@@ -2,7 +2,6 @@
 //! MusicVAE latents: generate, fill bars, continue, eval.
 
 use anyhow::{Context, Result, bail};
-use bandmate::evaluation::report::MODEL;
 use bandmate::latent::eval::{LatentEvalOptions, evaluate_latent};
 use bandmate::latent::{
     LatentMelody, LatentModel, SampleOptions, Sampler, apply_windows, default_weights_dir,
@@ -175,18 +174,8 @@ pub struct EvalArgs {
     /// Samplers to evaluate (comma-separated); the first is the model's row and does the infill.
     #[arg(long, default_value = "ode,em,pc,rk45")]
     pub samplers: String,
-    /// Write every row, metric, interval and per-melody value as JSON here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Write MIDI files and a PNG sheet of piano rolls of the first melodies here.
-    #[arg(long)]
-    pub listen: Option<PathBuf>,
-    /// Melodies in the listening sheet.
-    #[arg(long, default_value_t = 8)]
-    pub listen_count: usize,
-    /// Compare two JSON reports of this command instead of evaluating (paired bootstrap).
-    #[arg(long, num_args = 2, value_names = ["A", "B"])]
-    pub compare: Vec<PathBuf>,
+    #[command(flatten)]
+    pub report: crate::eval_roll::ReportArgs,
     /// Also append the table to this model card (e.g. assets/latent/CARD.md).
     #[arg(long)]
     pub card: Option<PathBuf>,
@@ -306,8 +295,8 @@ pub fn run(args: LatentArgs) -> Result<()> {
             write(&result, &a.out)
         }
         LatentCommand::Eval(a) => {
-            if !a.compare.is_empty() {
-                return crate::eval_roll::compare(&a.compare, MODEL);
+            if let Some(done) = a.report.compare() {
+                return done;
             }
             let samplers = a
                 .samplers
@@ -347,26 +336,13 @@ pub fn run(args: LatentArgs) -> Result<()> {
             )?;
             crate::eval_roll::print_report(&evaluation.report);
             let text = evaluation.report.markdown();
-            if let Some(path) = &a.json {
-                evaluation.report.write(path)?;
-                eprintln!("latent eval: wrote {}", path.display());
-            }
-            if let Some(dir) = &a.listen {
-                for (task, cases, rows) in &evaluation.outputs {
-                    let files = bandmate::evaluation::listen::write(
-                        dir,
-                        task,
-                        cases,
-                        rows,
-                        a.listen_count,
-                    )?;
-                    eprintln!(
-                        "latent eval: {task}: {} files in {}",
-                        files.len(),
-                        dir.display()
-                    );
-                }
-            }
+            let outputs: Vec<_> = evaluation
+                .outputs
+                .iter()
+                .map(|(task, cases, rows)| (task.as_str(), cases.as_slice(), rows.as_slice()))
+                .collect();
+            a.report
+                .write("latent eval", &evaluation.report, &outputs)?;
             if let Some(card) = a.card {
                 let old = std::fs::read_to_string(&card)
                     .with_context(|| format!("cannot read {}", card.display()))?;
