@@ -8,6 +8,7 @@
 pub mod binomial;
 pub mod eval;
 pub mod model;
+pub mod parts;
 pub mod sampler;
 pub mod tasks;
 pub mod velocity;

@@ -139,6 +139,12 @@ impl RollModel {
         let mut input = Vec::with_capacity(t.len() * cfg.input_channels() * per / 2);
         for roll in x_t.chunks(per) {
             crate::models::roll::conditioned_input(cfg, roll, roll, None, &mut input);
+            crate::models::roll::part_input(
+                cfg,
+                None,
+                crate::models::roll::PartRole::Accompaniment,
+                &mut input,
+            );
         }
         let x = Tensor::from_vec(
             input,

@@ -18,7 +18,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::binomial::BinomialSchedule;
-use crate::models::roll::RollUnet;
+use crate::models::roll::{OtherParts, PartRole, RollUnet, part_input};
 
 /// Which reverse process to run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -52,6 +52,16 @@ pub struct WindowProblem {
     /// `[steps, pitches]`: free cells that may turn on (key lock, pitch range); free cells not
     /// allowed stay off.
     pub allowed: Vec<bool>,
+    /// For a parts model ([`crate::models::roll::Config::parts`]): the part's role and the
+    /// clip's other parts; `None` for a merged-roll model.
+    pub part: Option<PartProblem>,
+}
+
+/// The part a parts model generates in a window, and what it hears of the others.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartProblem {
+    pub role: PartRole,
+    pub others: OtherParts,
 }
 
 /// How to run the reverse process.
@@ -68,6 +78,9 @@ pub struct SamplerOptions {
     /// uncond)`, the second pass reading no known cells (twice the network work). 0 = one pass;
     /// ignored by a net that does not read the known cells.
     pub guidance: f32,
+    /// Divides the logits before each draw: below 1 the model's likeliest cells win more
+    /// often (tamer), above 1 less likely cells come through (wilder); 1 = as trained.
+    pub temperature: f32,
     pub seed: u64,
 }
 
@@ -115,6 +128,13 @@ pub fn sample_with_hook(
                 "sampler: a window problem does not match the model's {steps}×{pitches} roll"
             );
         }
+        if let Some(part) = &p.part
+            && (part.others.roll.len() != 2 * plane || part.others.known.len() != plane)
+        {
+            candle_core::bail!(
+                "sampler: the other parts of a window do not match the model's {steps}×{pitches} roll"
+            );
+        }
     }
     if n == 0 {
         return Ok(Vec::new());
@@ -122,6 +142,11 @@ pub fn sample_with_hook(
     let start = opts.start.clamp(1, schedule.steps());
     let ts = timesteps(start, opts.steps);
     let bias = opts.density.max(1e-6).ln();
+    let inv_temperature = if opts.temperature.is_finite() && opts.temperature > 0.0 {
+        1.0 / opts.temperature
+    } else {
+        1.0
+    };
     let mut rngs: Vec<ChaCha8Rng> = (0..n)
         .map(|i| ChaCha8Rng::seed_from_u64(opts.seed.wrapping_add(i as u64)))
         .collect();
@@ -173,12 +198,20 @@ pub fn sample_with_hook(
     let guided = cfg.conditioned && opts.guidance > 0.0;
     let batch = if guided { 2 * n } else { n };
     let mut input_buf = Vec::with_capacity(batch * channels * plane);
+    let role = |p: &WindowProblem| p.part.as_ref().map_or(PartRole::Accompaniment, |q| q.role);
     for (xb, p) in x.iter().zip(problems) {
         crate::models::roll::conditioned_input(cfg, xb, &p.x0, Some(&p.free), &mut input_buf);
+        part_input(
+            cfg,
+            p.part.as_ref().map(|q| &q.others),
+            role(p),
+            &mut input_buf,
+        );
     }
     if guided {
         for (xb, p) in x.iter().zip(problems) {
             crate::models::roll::conditioned_input(cfg, xb, &p.x0, None, &mut input_buf);
+            part_input(cfg, None, role(p), &mut input_buf);
         }
     }
     for (done, w) in ts.windows(2).enumerate() {
@@ -216,7 +249,8 @@ pub fn sample_with_hook(
                 } else if !may_be_on(p, i) {
                     0.0
                 } else {
-                    let prob = 1.0 / (1.0 + (-(logits[b * 2 * plane + i] + bias)).exp());
+                    let logit = logits[b * 2 * plane + i] * inv_temperature;
+                    let prob = 1.0 / (1.0 + (-(logit + bias)).exp());
                     if rng.random::<f32>() < prob { 1.0 } else { 0.0 }
                 };
                 est[i] = hat;

@@ -47,6 +47,9 @@ pub struct RollOptions {
     /// model's per-task calibration (`Config::density`) multiplies it again, so 1 is the density
     /// that scored best on the valid split.
     pub density: f32,
+    /// Divides the model's logits before each draw (see [`SamplerOptions::temperature`]):
+    /// 1 as trained, lower tamer, higher wilder.
+    pub temperature: f32,
     /// Classifier-free guidance weight for a conditioned model (see
     /// [`SamplerOptions::guidance`]); `None` takes the model's per-task calibration
     /// (`Config::guidance`).
@@ -91,6 +94,7 @@ impl Default for RollOptions {
             key: None,
             pitch_range: None,
             density: 1.0,
+            temperature: 1.0,
             guidance: None,
             echo: None,
             on_step: None,
@@ -438,6 +442,9 @@ pub fn regenerate(
     if !(opts.density.is_finite() && opts.density > 0.0) {
         bail!("density {} must be a positive number", opts.density);
     }
+    if !(opts.temperature.is_finite() && opts.temperature > 0.0) {
+        bail!("temperature {} must be a positive number", opts.temperature);
+    }
     if let Some(w) = opts.guidance
         && !(w.is_finite() && (0.0..=10.0).contains(&w))
     {
@@ -613,6 +620,7 @@ pub fn regenerate(
             x0,
             free: free[range.clone()].to_vec(),
             allowed: allowed[range.clone()].to_vec(),
+            part: None,
         };
         let sampler = SamplerOptions {
             kind: opts.sampler,
@@ -620,6 +628,7 @@ pub fn regenerate(
             start: start_step,
             density: opts.density,
             guidance: opts.guidance.unwrap_or(0.0),
+            temperature: opts.temperature,
             seed: opts.seed.wrapping_add(1_000_003 * w as u64),
         };
         let mut after_step = |done: usize| match &opts.on_step {

@@ -58,6 +58,64 @@ pub struct Config {
     /// Per-task echo strengths chosen on the valid split (absent in older configs: none).
     #[serde(default)]
     pub echo: EchoCalibration,
+    /// The network generates one part of a clip (its role in four one-hot planes) and reads the
+    /// clip's other parts apart from it (onset, sustain, known-cell plane): 7 more input
+    /// channels after the conditioned ones; needs `conditioned`. Absent in older configs: the
+    /// net sees one merged roll.
+    #[serde(default)]
+    pub parts: bool,
+}
+
+/// The role of the part a [`Config::parts`] model generates (one input plane each, in this
+/// order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartRole {
+    /// The lead line: one voice.
+    Melody,
+    /// A second line beside the melody (POP909's bridge): mostly one voice.
+    CounterMelody,
+    /// Chords, a piano part, pads: any texture.
+    Accompaniment,
+    /// The lowest line: one voice.
+    Bass,
+}
+
+impl PartRole {
+    pub const ALL: [PartRole; 4] = [
+        PartRole::Melody,
+        PartRole::CounterMelody,
+        PartRole::Accompaniment,
+        PartRole::Bass,
+    ];
+
+    /// Its input plane.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Parts that are one line (a melody or a bass): the tasks keep one voice of what the
+    /// model writes for them.
+    pub fn is_line(self) -> bool {
+        matches!(self, PartRole::Melody | PartRole::Bass)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PartRole::Melody => "melody",
+            PartRole::CounterMelody => "counter-melody",
+            PartRole::Accompaniment => "accompaniment",
+            PartRole::Bass => "bass",
+        }
+    }
+}
+
+/// What a [`Config::parts`] model reads besides the target part: the other parts' cells
+/// (`[2, steps, pitches]` onset, sustain) and where they are known (`[steps, pitches]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OtherParts {
+    pub roll: Vec<f32>,
+    pub known: Vec<bool>,
 }
 
 /// How a fill starts from the bars before the hole (0 = off): the sampler noises the notes of
@@ -161,6 +219,7 @@ impl Config {
             conditioned: false,
             guidance: GuidanceCalibration::default(),
             echo: EchoCalibration::default(),
+            parts: false,
         }
     }
 
@@ -204,10 +263,19 @@ impl Config {
         }
     }
 
-    /// A named preset: `tiny`, `small`, `fast`, `fast-cond` or `base`.
+    /// [`Config::fast_conditioned`] generating one part beside the others (`parts`).
+    pub fn fast_parts() -> Self {
+        Self {
+            parts: true,
+            ..Self::fast_conditioned()
+        }
+    }
+
+    /// A named preset: `tiny`, `small`, `fast`, `fast-cond`, `fast-parts` or `base`.
     pub fn preset(name: &str) -> Option<Self> {
         match name {
             "tiny" => Some(Self::tiny()),
+            "fast-parts" => Some(Self::fast_parts()),
             "fast" => Some(Self::fast()),
             "fast-cond" => Some(Self::fast_conditioned()),
             "small" => Some(Self::small()),
@@ -222,10 +290,14 @@ impl Config {
     }
 
     /// Channels of the network's input: x_t (onset, sustain), then for a conditioned model the
-    /// known onset, known sustain and known-cell planes.
+    /// known onset, known sustain and known-cell planes, then for a parts model the other
+    /// parts' onset, sustain and known planes and the four role planes.
     pub fn input_channels(&self) -> usize {
-        if self.conditioned { 5 } else { 2 }
+        2 + if self.conditioned { 3 } else { 0 } + if self.parts { 7 } else { 0 }
     }
+
+    /// Channels that the first layer of a parts model adds to the conditioned model's input.
+    pub const PART_CHANNELS: usize = 7;
 
     /// Channels of the timestep embedding.
     pub fn time_channels(&self) -> usize {
@@ -307,6 +379,11 @@ impl Config {
         {
             return Err(format!("guidance {g:?} must be weights from 0 to 10"));
         }
+        if self.parts && !self.conditioned {
+            return Err(
+                "a parts model reads the known cells: \"parts\" needs \"conditioned\"".into(),
+            );
+        }
         if !self.conditioned && (g.fill > 0.0 || g.harmonize > 0.0) {
             return Err("guidance needs a conditioned net (\"conditioned\": true)".into());
         }
@@ -351,6 +428,37 @@ pub fn conditioned_input(
         out.extend((0..plane).map(|i| if known(i) { x0[c * plane + i] } else { 0.0 }));
     }
     out.extend((0..plane).map(|i| if known(i) { 1.0 } else { 0.0 }));
+}
+
+/// The parts model's extra input of one window, flat `[7, steps, pitches]`, appended to `out`
+/// (nothing for other models): the other parts' known onset and sustain (0 where not known),
+/// their known-cell plane, and the role's one-hot planes. `others` `None`: nothing of the other
+/// parts is known.
+pub fn part_input(cfg: &Config, others: Option<&OtherParts>, role: PartRole, out: &mut Vec<f32>) {
+    if !cfg.parts {
+        return;
+    }
+    let plane = cfg.steps * cfg.pitches;
+    match others {
+        Some(o) => {
+            let known = |i: usize| o.known.get(i).copied().unwrap_or(false);
+            for c in 0..2 {
+                out.extend((0..plane).map(|i| {
+                    if known(i) {
+                        o.roll.get(c * plane + i).copied().unwrap_or(0.0)
+                    } else {
+                        0.0
+                    }
+                }));
+            }
+            out.extend((0..plane).map(|i| if known(i) { 1.0 } else { 0.0 }));
+        }
+        None => out.extend(std::iter::repeat_n(0.0, 3 * plane)),
+    }
+    for r in PartRole::ALL {
+        let v = if r == role { 1.0 } else { 0.0 };
+        out.extend(std::iter::repeat_n(v, plane));
+    }
 }
 
 /// Sinusoidal embedding of (possibly fractional) timesteps. `t: [batch]` -> `[batch, dim]`.

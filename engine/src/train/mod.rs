@@ -4,9 +4,11 @@ pub mod adamw;
 pub mod band;
 pub mod ema;
 pub mod latent;
+pub mod parts;
 pub mod plot;
 pub mod roll;
 pub mod run_files;
+pub mod run_loop;
 pub mod vae;
 
 /// `1h30m`, `95m`, `45s`, `2h` or a plain number of minutes, as a duration.

@@ -948,6 +948,12 @@ pub fn time_step(cfg: &Config, batch: usize, iters: usize) -> Result<(f64, f64)>
     for b in 0..batch {
         let roll = b * 2 * plane..(b + 1) * 2 * plane;
         conditioned_input(cfg, &xt[roll.clone()], &x0[roll], None, &mut input);
+        crate::models::roll::part_input(
+            cfg,
+            None,
+            crate::models::roll::PartRole::Accompaniment,
+            &mut input,
+        );
     }
     let (x0, xt) = (
         Tensor::from_vec(x0, (batch, 2, cfg.steps, cfg.pitches), &device)?,

@@ -27,6 +27,9 @@ pub struct SamplingArgs {
     /// Note density: multiplies the odds of every cell being on (0.5 sparser, 2 denser).
     #[arg(long, default_value_t = 1.0)]
     pub density: f32,
+    /// Sampling temperature: below 1 tamer (the model's likeliest notes), above 1 wilder.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
     /// How hard the result leans on the given notes (classifier-free guidance weight; 0 = off,
     /// twice the work otherwise). Default: the model's choice per task.
     #[arg(long)]
@@ -46,6 +49,7 @@ impl SamplingArgs {
             key: self.key,
             pitch_range: self.range.clone(),
             density: self.density,
+            temperature: self.temperature,
             guidance: self.guidance,
             echo: self.echo,
             on_step: None,

@@ -23,6 +23,10 @@ pub enum TrainModel {
     /// defaults: run folder artifacts/train/latent, export artifacts/latent, batch 128, lr 5e-4,
     /// budget 30m, transpositions ±5.
     Latent,
+    /// The parts model: roll diffusion generating one part beside the others (POP909 +
+    /// Nottingham); defaults: config fast-parts, run folder artifacts/train/parts, export
+    /// artifacts/parts, batch 16, lr 1e-3, budget 60m, 500 batches per epoch.
+    Parts,
 }
 
 #[derive(Args, Debug)]
@@ -102,6 +106,9 @@ pub struct TrainArgs {
     /// and validate and export it instead of the raw weights.
     #[arg(long)]
     pub ema: Option<f64>,
+    /// parts: start from these merged-roll weights (e.g. assets/roll/model.safetensors).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
     /// band: train without the scale, rhythm and harmony losses (the ablation).
     #[arg(long)]
     pub no_aux: bool,
@@ -171,6 +178,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if batch == 0 {
         bail!("--batch must be at least 1");
     }
+    if let TrainModel::Parts = args.model {
+        return run_parts(args, batch);
+    }
     if let Some(list) = &args.bench {
         for name in list.split(',') {
             let cfg = load_config(name.trim())?;
@@ -213,6 +223,46 @@ pub fn run(args: TrainArgs) -> Result<()> {
         report.state.epoch,
         report.state.best_val.unwrap_or(f64::NAN),
         report.run_dir.display()
+    );
+    Ok(())
+}
+
+fn run_parts(args: TrainArgs, batch: usize) -> Result<()> {
+    use bandmate::train::parts::{PartsOptions, train};
+    let name = if args.config == "small" {
+        "fast-parts"
+    } else {
+        args.config.as_str()
+    };
+    let mut opts = PartsOptions::new(load_config(name)?);
+    opts.batch = batch;
+    opts.hop_bars = args.hop_bars.unwrap_or(2);
+    if let Some(n) = args.epoch_steps {
+        opts.epoch_steps = n;
+    }
+    if let Some(n) = args.val_windows {
+        opts.val_examples = n;
+    }
+    opts.init = args.init.clone();
+    opts.seed = args.seed;
+    opts.run.lr = args.lr.unwrap_or(1e-3);
+    opts.run.budget = args.budget.unwrap_or(Duration::from_secs(60 * 60));
+    opts.run.max_epochs = args.epochs;
+    opts.run.max_steps = args.max_steps;
+    opts.run.log_every = args.log_every;
+    opts.run.fresh = args.fresh;
+    opts.run.run_dir = args
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("artifacts/train/parts"));
+    opts.run.assets_dir = export_dir(&args, "parts");
+    let state = train(&opts)?;
+    println!(
+        "trained {} steps in {} epochs; best validation loss {:.5}; run folder {}",
+        state.step,
+        state.epoch,
+        state.best_val.unwrap_or(f64::NAN),
+        opts.run.run_dir.display()
     );
     Ok(())
 }
