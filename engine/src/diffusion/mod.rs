@@ -8,6 +8,7 @@
 pub mod binomial;
 pub mod eval;
 pub mod model;
+pub mod part_tasks;
 pub mod parts;
 pub mod sampler;
 pub mod tasks;

@@ -89,6 +89,7 @@ mod tests {
     #[test]
     fn tracks_get_part_roles() {
         let mut clip = Clip::new(1);
+        clip.tracks.clear();
         clip.add_track(Track::new("MELODY", TrackRole::Melody, 0));
         clip.add_track(Track::new("BRIDGE", TrackRole::Accompaniment, 1));
         clip.add_track(Track::new("PIANO", TrackRole::Accompaniment, 2));

@@ -25,9 +25,11 @@ use anyhow::{Result, bail};
 use std::sync::Arc;
 
 use super::model::RollModel;
-use super::sampler::{SamplerKind, SamplerOptions, WindowProblem};
+use super::part_tasks;
+use super::parts::one_voice;
+use super::sampler::{PartProblem, SamplerKind, SamplerOptions, WindowProblem};
 use super::velocity::assign_velocities;
-use crate::models::roll::Config;
+use crate::models::roll::{Config, OtherParts, PartRole};
 use crate::music::{
     Clip, Key, Mask, Note, ONSET, PianoRoll, SUSTAIN, TimeSignature, Track, TrackRole, pitch_name,
 };
@@ -120,6 +122,9 @@ pub fn fill(model: &RollModel, clip: &Clip, mask: &Mask, opts: &RollOptions) -> 
         guidance,
         fill_echo(cfg, clip, mask, opts.seed),
     );
+    if cfg.parts {
+        return part_tasks::regenerate_parts(model, clip, mask, None, &opts);
+    }
     regenerate(model, clip, mask, None, &opts)
 }
 
@@ -177,6 +182,9 @@ pub fn vary(
     }
     let cfg = model.config();
     let opts = calibrated(opts, cfg.density.fill, cfg.guidance.fill, 0.0);
+    if cfg.parts {
+        return part_tasks::regenerate_parts(model, clip, mask, Some(strength), &opts);
+    }
     regenerate(model, clip, mask, Some(strength), &opts)
 }
 
@@ -213,69 +221,53 @@ pub fn continue_clip(
         cfg.guidance.fill,
         cfg.echo.fill_for(opts.seed),
     );
-    let mut out = regenerate(model, &grown, &mask, None, &opts)?;
+    let mut out = if cfg.parts {
+        part_tasks::regenerate_parts(model, &grown, &mask, None, &opts)?
+    } else {
+        regenerate(model, &grown, &mask, None, &opts)?
+    };
     out.bars = total_bars.max(clip.bars);
     Ok(out)
 }
 
-/// Keep the melody track (`melody`, else the first melody-role track, else track 0) and write
-/// everything else as the accompaniment track (the first accompaniment-role track other than
-/// the melody, whose notes are replaced, or a new "Accompaniment" track). Other pitched tracks
-/// are dropped; drums stay.
+/// Write an accompaniment to everything in the clip: into track `target` (its notes replaced)
+/// or a new "Harmony" track. Every other track stays exactly as it is.
 pub fn harmonize(
     model: &RollModel,
     clip: &Clip,
-    melody: Option<u16>,
+    target: Option<u16>,
     opts: &RollOptions,
 ) -> Result<Clip> {
-    let melody = melody
-        .or_else(|| clip.track_with_role(TrackRole::Melody))
-        .unwrap_or(0);
-    if melody as usize >= clip.tracks.len() {
-        bail!(
-            "harmonize: the clip has {} tracks, no track {}",
-            clip.tracks.len(),
-            melody + 1
-        );
+    let cfg = model.config();
+    // A harmonization has no accompaniment before it to echo.
+    let opts = calibrated(opts, cfg.density.harmonize, cfg.guidance.harmonize, 0.0);
+    if cfg.parts {
+        return part_tasks::harmonize_parts(model, clip, target, &opts);
     }
-    if clip.track_notes(melody).next().is_none() {
-        bail!(
-            "harmonize: the melody track '{}' has no notes",
-            clip.tracks[melody as usize].name
-        );
+    if !clip.notes.iter().any(|n| {
+        clip.tracks
+            .get(n.track as usize)
+            .is_some_and(|t| !t.is_drums())
+    }) {
+        bail!("harmonize: the clip has no pitched notes to harmonize");
     }
     let mut base = clip.clone();
-    let target = match (0..clip.tracks.len() as u16)
-        .find(|&t| t != melody && clip.tracks[t as usize].role == TrackRole::Accompaniment)
-    {
+    let target = match target {
         Some(t) => t,
         None => {
             let channel = (0..16u8)
                 .find(|c| *c != 9 && !clip.tracks.iter().any(|t| t.channel == *c))
                 .unwrap_or(0);
-            base.add_track(Track::new(
-                "Accompaniment",
-                TrackRole::Accompaniment,
-                channel,
-            ))
+            base.add_track(Track::new("Harmony", TrackRole::Accompaniment, channel))
         }
     };
-    base.notes.retain(|n| {
-        n.track == melody
-            || base
-                .tracks
-                .get(n.track as usize)
-                .is_some_and(Track::is_drums)
-    });
     let mut mask = Mask::all(base.steps());
     mask.track = Some(target);
-    let cfg = model.config();
-    // A harmonization has no accompaniment before it to echo.
-    let opts = calibrated(opts, cfg.density.harmonize, cfg.guidance.harmonize, 0.0);
     regenerate(model, &base, &mask, None, &opts)
 }
 
-/// A new clip of `bars` bars of 4/4 at 120 BPM on one piano track.
+/// A new clip of `bars` bars of 4/4 at 120 BPM: on one piano track, or for a parts model a
+/// melody, chords and a bass.
 pub fn generate(model: &RollModel, bars: u32, opts: &RollOptions) -> Result<Clip> {
     if bars == 0 {
         bail!("generate: ask for at least one bar");
@@ -284,6 +276,9 @@ pub fn generate(model: &RollModel, bars: u32, opts: &RollOptions) -> Result<Clip
     let mask = Mask::all(clip.steps());
     // Nothing is known: guidance would change nothing.
     let opts = calibrated(opts, model.config().density.generate, 0.0, 0.0);
+    if model.config().parts {
+        return part_tasks::generate_parts(model, bars, &opts);
+    }
     regenerate(model, &clip, &mask, None, &opts)
 }
 
@@ -328,6 +323,11 @@ fn echo_content<'a>(
             .count();
     }
     (onsets > 0).then_some(content)
+}
+
+/// Whether `mask`'s cells cover the first cell of `n`, whatever track the mask names.
+fn mask_covers_any_track(mask: &Mask, n: &Note) -> bool {
+    mask.get(n.start, n.pitch)
 }
 
 /// Check what every task needs of a clip.
@@ -430,6 +430,45 @@ pub fn regenerate(
     strength: Option<f32>,
     opts: &RollOptions,
 ) -> Result<Clip> {
+    regenerate_window_by_window(model, clip, mask, None, strength, opts)
+}
+
+/// One part regenerated by a parts model ([`Config::parts`]): its track and role, and the
+/// tracks regenerated after it in the same request, whose masked notes it does not hear.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartTarget {
+    pub track: u16,
+    pub role: PartRole,
+    pub pending: Vec<u16>,
+}
+
+/// [`regenerate`] for one part: only `part.track`'s masked notes are rewritten, the model
+/// reading that track's other notes as known cells and the other tracks apart; what it writes
+/// goes to that track, one voice for a melody or bass.
+pub fn regenerate_part(
+    model: &RollModel,
+    clip: &Clip,
+    mask: &Mask,
+    part: &PartTarget,
+    strength: Option<f32>,
+    opts: &RollOptions,
+) -> Result<Clip> {
+    if !model.config().parts {
+        bail!("{} is not a parts model", model.source);
+    }
+    let mut mask = mask.clone();
+    mask.track = Some(part.track);
+    regenerate_window_by_window(model, clip, &mask, Some(part), strength, opts)
+}
+
+fn regenerate_window_by_window(
+    model: &RollModel,
+    clip: &Clip,
+    mask: &Mask,
+    part: Option<&PartTarget>,
+    strength: Option<f32>,
+    opts: &RollOptions,
+) -> Result<Clip> {
     check_clip(clip)?;
     let cfg = model.config().clone();
     let t_max = cfg.diffusion_steps;
@@ -500,9 +539,42 @@ pub fn regenerate(
             roll[plane + s * pitches + o] = 1.0;
         }
     };
+    // A parts model reads its own track's notes as known cells and the other tracks apart
+    // (without the masked notes of tracks regenerated after this one).
+    let mut others = part.map(|_| vec![0.0f32; 2 * plane]);
+    let hidden = |n: &Note| {
+        part.is_some_and(|p| p.pending.contains(&n.track) && mask_covers_any_track(mask, n))
+    };
     for n in context.iter().filter(|n| !is_drum(n)) {
-        draw(&mut known, n);
+        match (&mut others, part) {
+            (Some(o), Some(p)) if n.track != p.track => {
+                if !hidden(n) {
+                    draw(o, n);
+                }
+            }
+            _ => draw(&mut known, n),
+        }
     }
+    let masked_step: Vec<bool> = {
+        let mut m = vec![false; padded];
+        for s in mask.masked_steps() {
+            if (s as usize) < padded {
+                m[s as usize] = true;
+            }
+        }
+        m
+    };
+    let others_known: Option<Vec<bool>> = match (&others, part) {
+        (Some(o), Some(p)) => Some(
+            (0..plane)
+                .map(|i| {
+                    let s = i / pitches;
+                    (s < len && !(masked_step[s] && !p.pending.is_empty())) || o[plane + i] > 0.5
+                })
+                .collect(),
+        ),
+        _ => None,
+    };
     let mut content = vec![0.0f32; 2 * plane];
     for n in &old {
         draw(&mut content, n);
@@ -620,7 +692,22 @@ pub fn regenerate(
             x0,
             free: free[range.clone()].to_vec(),
             allowed: allowed[range.clone()].to_vec(),
-            part: None,
+            part: match (part, &others, &others_known) {
+                (Some(p), Some(o), Some(k)) => Some(PartProblem {
+                    role: p.role,
+                    others: OtherParts {
+                        roll: (0..2)
+                            .flat_map(|c| {
+                                o[c * plane + range.start..c * plane + range.end]
+                                    .iter()
+                                    .copied()
+                            })
+                            .collect(),
+                        known: k[range.clone()].to_vec(),
+                    },
+                }),
+                _ => None,
+            },
         };
         let sampler = SamplerOptions {
             kind: opts.sampler,
@@ -665,6 +752,11 @@ pub fn regenerate(
         }
     }
     let mut notes = roll.to_notes_from_onsets(0.5, 1, target);
+    if let Some(p) = part
+        && p.role.is_line()
+    {
+        one_voice(&mut notes, p.role == PartRole::Bass);
+    }
     assign_velocities(&context, &mut notes, target, out.steps_per_bar());
     out.notes = context;
     out.notes.extend(notes);

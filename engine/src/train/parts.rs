@@ -594,7 +594,8 @@ mod tests {
         for _ in 0..200 {
             let e = draw_example(&window(), &cfg, 0, &mut rng);
             roles.insert(e.role);
-            let target = &window().parts.iter().find(|p| p.0 == e.role).unwrap().1;
+            let w = window();
+            let target = &w.parts.iter().find(|p| p.0 == e.role).unwrap().1;
             // The clean roll is exactly the target part's onsets.
             let onsets = e.x0[..plane].iter().filter(|&&v| v > 0.5).count();
             assert_eq!(onsets, target.len());

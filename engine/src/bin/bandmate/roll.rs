@@ -104,9 +104,10 @@ pub struct ContinueArgs {
 pub struct HarmonizeArgs {
     /// Input MIDI file with a melody.
     pub input: PathBuf,
-    /// The melody track (1-based; default: the track named or marked as melody, else 1).
+    /// The track the accompaniment is written into, its notes replaced (1-based; default: a
+    /// new "Harmony" track). Every other track is kept as it is.
     #[arg(long)]
-    pub melody: Option<u16>,
+    pub into: Option<u16>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]
@@ -260,13 +261,13 @@ pub fn run_continue(args: ContinueArgs) -> Result<()> {
 pub fn run_harmonize(args: HarmonizeArgs) -> Result<()> {
     let mut timings = Timings::default();
     let (model, clip, opts) = start(&args.input, &args.sampling, &args.output, &mut timings)?;
-    let melody = match args.melody {
-        Some(0) => bail!("--melody 0: tracks are numbered from 1"),
+    let into = match args.into {
+        Some(0) => bail!("--into 0: tracks are numbered from 1"),
         Some(t) => Some(t - 1),
         None => None,
     };
     let out = timings.time("sample", || {
-        diffusion::harmonize(&model, &clip, melody, &opts)
+        diffusion::harmonize(&model, &clip, into, &opts)
     })?;
     finish(
         "harmonize",
