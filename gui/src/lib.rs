@@ -17,8 +17,8 @@ pub mod transform;
 pub use bandmate::music::STEPS_PER_BEAT;
 pub use edit::{Edit, History, UndoStep};
 pub use panels::{
-    AbCompare, Action, EditorState, JobStatus, ModelSettings, Task, editor_ui, roll_area, toolbar,
-    toolbar_row, track_controls,
+    AUTOMATIC_MODEL, AbCompare, Action, EditorState, JobStatus, ModelSettings, Task, editor_ui,
+    roll_area, toolbar, toolbar_row, track_controls,
 };
 pub use piano_roll::{PianoRoll, RollOutput, RollSettings, Selection, Snap, Tool};
 pub use transform::{RollTransform, View};

@@ -44,11 +44,11 @@ impl Task {
 /// Sampling settings sent with every task.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelSettings {
-    /// Index into [`EditorState::models`].
+    /// Index into [`EditorState::models`] (0: automatic).
     pub model: usize,
     /// Sampling (denoising) steps.
     pub steps: u32,
-    /// Sampling temperature (or threshold, for threshold samplers).
+    /// Sampling temperature: below 1 tamer, above 1 wilder.
     pub temperature: f32,
     /// Target note density, 0–1.
     pub density: f32,
@@ -56,8 +56,9 @@ pub struct ModelSettings {
     /// (close to a copy); 0.5 is the model's own setting.
     pub repeat: f32,
     pub seed: u64,
-    /// Keep generated notes in this key.
-    pub key_lock: Option<Key>,
+    /// Keep generated notes in [`ModelSettings::key`].
+    pub key_lock: bool,
+    pub key: Key,
     pub pitch_low: u8,
     pub pitch_high: u8,
 }
@@ -66,17 +67,21 @@ impl Default for ModelSettings {
     fn default() -> Self {
         Self {
             model: 0,
-            steps: 32,
+            steps: 25,
             temperature: 1.0,
             density: 0.5,
             repeat: 0.5,
             seed: 1,
-            key_lock: None,
-            pitch_low: 36,
-            pitch_high: 96,
+            key_lock: false,
+            key: Key::new(0, Scale::Major),
+            pitch_low: 0,
+            pitch_high: 127,
         }
     }
 }
+
+/// The first entry of [`EditorState::models`]: the first model that can run the action.
+pub const AUTOMATIC_MODEL: &str = "Automatic";
 
 /// What the editor asks of the plugin.
 #[derive(Clone, Debug, PartialEq)]
@@ -143,7 +148,7 @@ impl EditorState {
             history: History::default(),
             roll: RollSettings::default(),
             model: ModelSettings::default(),
-            models: vec!["default".to_owned()],
+            models: vec![AUTOMATIC_MODEL.to_owned()],
             vary_strength: 0.5,
             continue_bars: 4,
             interpolate_amount: 0.5,
@@ -307,6 +312,7 @@ pub fn toolbar(ui: &mut Ui, state: &mut EditorState) -> Vec<Action> {
     toolbar_row(ui, "Edit", |ui| edit_controls(ui, state));
     toolbar_row(ui, "Generate", |ui| action_buttons(ui, state, &mut actions));
     toolbar_row(ui, "", |ui| model_controls(ui, state));
+    toolbar_row(ui, "", |ui| key_and_range_controls(ui, state));
     actions
 }
 
@@ -547,17 +553,17 @@ fn model_controls(ui: &mut Ui, state: &mut EditorState) {
         })
         .response
         .on_hover_text(
-            "Model (not used yet: the plugin runs the first model in your model folder, else \
-             the built-in roll diffusion)",
+            "Model that runs the actions (the models that loaded: the built-in ones and those \
+             in your model folder); Automatic picks the first that can run each action",
         );
     ui.add(
         egui::DragValue::new(&mut m.steps)
-            .range(1..=1000)
+            .range(5..=100)
             .prefix("steps "),
     )
-    .on_hover_text("Sampling steps (not used yet: the plugin always samples 25 steps)");
-    ui.add(egui::Slider::new(&mut m.temperature, 0.05..=2.0).text("temp"))
-        .on_hover_text("Temperature (not used yet: the roll model's sampler has none)");
+    .on_hover_text("Sampling steps: fewer is faster, more is cleaner (25 by default)");
+    ui.add(egui::Slider::new(&mut m.temperature, 0.1..=2.0).text("temp"))
+        .on_hover_text("Temperature: below 1 tamer (the likeliest notes), above 1 wilder");
     ui.add(egui::Slider::new(&mut m.density, 0.0..=1.0).text("density"))
         .on_hover_text(
             "How many notes the model writes: 0 sparse (¼ the odds), 0.5 as trained, 1 dense (4×)",
@@ -567,37 +573,75 @@ fn model_controls(ui: &mut Ui, state: &mut EditorState) {
             "Fill and Continue: how closely the new bars follow the bars before them \
              (0 fresh, 0.5 the model's setting, 1 close to a copy)",
         );
-    ui.add(egui::DragValue::new(&mut m.seed).prefix("seed "))
-        .on_hover_text("Random seed: the same seed, clip and settings give the same result");
+    ui.add(
+        egui::DragValue::new(&mut m.seed)
+            .range(0..=9999)
+            .prefix("seed "),
+    )
+    .on_hover_text("Random seed: the same seed, clip and settings give the same result");
     if ui.button("Dice").on_hover_text("New random seed").clicked() {
         m.seed = dice_seed(m.seed);
     }
-    let mut locked = m.key_lock.is_some();
+}
+
+/// The key lock (on/off, tonic, scale, detect from the clip) and the pitch range.
+fn key_and_range_controls(ui: &mut Ui, state: &mut EditorState) {
+    let detected = state.clip.estimate_key();
+    let m = &mut state.model;
+    ui.checkbox(&mut m.key_lock, "key lock")
+        .on_hover_text("Key lock: generated notes stay in the key chosen on the right");
+    egui::ComboBox::from_id_salt("key tonic")
+        .selected_text(TONIC_NAMES[m.key.tonic as usize % 12])
+        .width(36.0)
+        .show_ui(ui, |ui| {
+            for (t, name) in TONIC_NAMES.iter().enumerate() {
+                ui.selectable_value(&mut m.key.tonic, t as u8, *name);
+            }
+        })
+        .response
+        .on_hover_text("Tonic of the key lock's key");
+    egui::ComboBox::from_id_salt("key scale")
+        .selected_text(m.key.scale.name())
+        .width(64.0)
+        .show_ui(ui, |ui| {
+            for scale in Scale::ALL.into_iter().filter(|s| *s != Scale::Chromatic) {
+                ui.selectable_value(&mut m.key.scale, scale, scale.name());
+            }
+        })
+        .response
+        .on_hover_text("Scale of the key lock's key");
     if ui
-        .checkbox(&mut locked, "key lock")
-        .on_hover_text("Keep generated notes in the clip's key (estimated from its notes)")
-        .changed()
+        .add_enabled(detected.is_some(), egui::Button::new("Detect"))
+        .on_hover_text("Set the key lock's key to the key estimated from the clip's notes")
+        .on_disabled_hover_text("Needs notes in the clip")
+        .clicked()
+        && let Some(key) = detected
     {
-        m.key_lock = locked.then(|| Key::new(0, Scale::Major));
+        m.key = key;
     }
     ui.label("pitch")
-        .on_hover_text("Pitch range (not used yet: the models write over their whole range)");
+        .on_hover_text("Pitch range: the models write only between these pitches");
     ui.add(
         egui::DragValue::new(&mut m.pitch_low)
             .range(0..=127)
             .custom_formatter(|v, _| pitch_name(v as u8)),
     )
-    .on_hover_text("Lowest pitch (not used yet)");
+    .on_hover_text("Lowest pitch the models write");
     ui.add(
         egui::DragValue::new(&mut m.pitch_high)
             .range(0..=127)
             .custom_formatter(|v, _| pitch_name(v as u8)),
     )
-    .on_hover_text("Highest pitch (not used yet)");
+    .on_hover_text("Highest pitch the models write");
     if m.pitch_high < m.pitch_low {
         m.pitch_high = m.pitch_low;
     }
 }
+
+/// Tonic names, C first.
+const TONIC_NAMES: [&str; 12] = [
+    "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B",
+];
 
 /// A new seed from the clock, mixed with the old one (splitmix64).
 fn dice_seed(old: u64) -> u64 {

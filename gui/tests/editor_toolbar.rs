@@ -134,8 +134,9 @@ fn busy_state() -> EditorState {
     state.accept_result(other, "Fill mask");
     state.mask = Mask::bars(&state.clip, 3..=4);
     state.roll.loop_bars = Some((1, 2));
-    state.model.key_lock = Some(bandmate::music::Key::new(0, bandmate::music::Scale::Major));
-    state.model.seed = 999_999;
+    state.model.key_lock = true;
+    state.model.key = bandmate::music::Key::new(6, bandmate::music::Scale::HarmonicMinor);
+    state.model.seed = 9_999;
     state
 }
 

@@ -8,7 +8,7 @@ use crate::params::BandmateParams;
 use crate::state::{BandSettings, EditorView, Session};
 use crate::worker::{Job, JobId, JobRequest, JobSettings, Worker, WorkerReport, shared_generators};
 use bandmate::music::{Clip, Mask};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLockReadGuard};
 
 pub struct Controller {
@@ -16,7 +16,6 @@ pub struct Controller {
     sender: Mutex<ClipSender>,
     /// Started on the first job, so that creating an instance stays cheap.
     worker: Mutex<Option<Worker>>,
-    next_seed: AtomicU64,
     /// Shared with the band thread and the audio thread (lock-free).
     band_controls: Arc<BandControls>,
     /// Keyboard clicks to the audio thread (set by the plugin).
@@ -33,7 +32,6 @@ impl Controller {
             params,
             sender: Mutex::new(sender),
             worker: Mutex::new(None),
-            next_seed: AtomicU64::new(0x5eed),
             band_controls: Arc::new(BandControls::default()),
             audition: Mutex::new(None),
         }
@@ -137,16 +135,19 @@ impl Controller {
         lock(&self.sender).discard_pending();
     }
 
-    /// The sampling settings as the parameters stand, with a fresh seed.
+    /// The sampling settings as the parameters stand (the editor's widgets write them there).
     pub fn settings(&self) -> JobSettings {
         let p = &self.params;
         JobSettings {
+            steps: p.steps.value().max(1) as usize,
             density: p.density.value(),
             strength: p.strength.value(),
             temperature: p.temperature.value(),
             repeat: p.repeat.value(),
-            key_lock: p.key_lock.value(),
-            seed: self.next_seed.fetch_add(1, Ordering::Relaxed),
+            key: p.key(),
+            pitch_range: p.pitch_range(),
+            model: p.model_name(),
+            seed: p.seed.value().max(0) as u64,
         }
     }
 

@@ -8,7 +8,7 @@
 
 use crate::band::BandStats;
 use crate::controller::Controller;
-use crate::params::Mode;
+use crate::params::{BandmateParams, KeyScale};
 use crate::state::EditorView;
 use crate::worker::{Job, JobSettings, WorkerReport};
 use bandmate::music::{Clip, Mask, TrackRole};
@@ -62,10 +62,31 @@ pub struct EditorApp {
     import_dialog: Option<crossbeam_channel::Receiver<Option<PathBuf>>>,
     /// The host's handle for setting parameters (arm, record), from [`NiceEguiApp::build`].
     gui_context: Option<GuiContext>,
-    /// The mode to go back to when the band player is disarmed.
-    mode_before_band: Mode,
     /// The file whose presence means the first-run hint was dismissed (on this machine).
     hint_marker: Option<PathBuf>,
+}
+
+/// Sets parameters from the editor: through the host's setter when there is one, else (no
+/// host: tests) on the parameter itself.
+struct ParamWriter<'a> {
+    setter: Option<nice_plug::context::gui::ParamSetter<'a>>,
+}
+
+impl ParamWriter<'_> {
+    fn set<P: nice_plug::params::InternalParamMut>(&self, param: &P, value: P::Plain) {
+        match &self.setter {
+            Some(s) => {
+                s.begin_set_parameter(param);
+                s.set_parameter(param, value);
+                s.end_set_parameter(param);
+            }
+            // SAFETY: the parameter's value is an atomic; with no host there is no one else to
+            // tell about the change.
+            None => unsafe {
+                param._internal_set_plain_value(value);
+            },
+        }
+    }
 }
 
 /// What "Export .mid" writes.
@@ -151,7 +172,6 @@ impl EditorApp {
             export_scope: ExportScope::Clip,
             import_dialog: None,
             gui_context: None,
-            mode_before_band: Mode::Fill,
             hint_marker: None,
         }
         .with_hint_marker(config_folder().map(|d| d.join("first-run-hint-seen")))
@@ -167,6 +187,70 @@ impl EditorApp {
     /// The editor state (for tests and the screenshot tool).
     pub fn state(&self) -> &EditorState {
         &self.state
+    }
+
+    /// The model selector's entries (automatic, then every model that loaded) and the
+    /// settings widgets' values from the parameters: the parameters are the one source of
+    /// truth, the widgets show them.
+    pub fn read_settings(&mut self) {
+        if let Some(names) = crate::worker::loaded_generator_names() {
+            let mut models = vec![bandmate_gui::AUTOMATIC_MODEL.to_owned()];
+            models.extend(names);
+            self.state.models = models;
+        }
+        self.state.model = settings_from_params(self.controller.params(), &self.state.models);
+    }
+
+    /// Write the settings the widgets changed since `before` into the parameters, each as one
+    /// gesture through the host (so it records automation and undo); without a host (tests)
+    /// directly.
+    pub fn write_settings(&mut self, before: &ModelSettings) {
+        let now = self.state.model.clone();
+        if now == *before {
+            return;
+        }
+        let params = self.controller.params().clone();
+        let setter = self.gui_context.as_ref().map(|c| c.param_setter());
+        let w = ParamWriter { setter };
+        if now.model != before.model {
+            let name = match now.model {
+                0 => String::new(),
+                i => self.state.models.get(i).cloned().unwrap_or_default(),
+            };
+            if let Ok(mut m) = params.model.write() {
+                *m = name;
+            }
+        }
+        if now.steps != before.steps {
+            w.set(&params.steps, now.steps as i32);
+        }
+        if now.temperature != before.temperature {
+            w.set(&params.temperature, now.temperature);
+        }
+        if now.density != before.density {
+            w.set(&params.density, now.density);
+        }
+        if now.repeat != before.repeat {
+            w.set(&params.repeat, now.repeat);
+        }
+        if now.seed != before.seed {
+            w.set(&params.seed, now.seed.min(9999) as i32);
+        }
+        if now.key_lock != before.key_lock {
+            w.set(&params.key_lock, now.key_lock);
+        }
+        if now.key.tonic != before.key.tonic {
+            w.set(&params.key_tonic, now.key.tonic as i32);
+        }
+        if now.key.scale != before.key.scale {
+            w.set(&params.key_scale, KeyScale::from_scale(now.key.scale));
+        }
+        if now.pitch_low != before.pitch_low {
+            w.set(&params.pitch_low, now.pitch_low as i32);
+        }
+        if now.pitch_high != before.pitch_high {
+            w.set(&params.pitch_high, now.pitch_high as i32);
+        }
     }
 
     /// Take in worker reports and clip changes made outside the editor.
@@ -234,7 +318,7 @@ impl EditorApp {
                     Ok(job) => {
                         match self
                             .controller
-                            .submit_with(job, job_settings(&settings, &task))
+                            .submit_with(job, job_settings(&settings, &task, &self.state.models))
                         {
                             Ok(_) => {
                                 self.running = Some(label.clone());
@@ -457,8 +541,7 @@ impl EditorApp {
     /// Arm, record, the tracks the model plays, lookahead and the band player's counters.
     fn band_panel(&mut self, ui: &mut egui::Ui) {
         let params = self.controller.params().clone();
-        let mode = params.mode.value();
-        let mut armed = mode == Mode::Band;
+        let mut armed = params.band.value();
         let mut record = params.record.value();
         let setter = self.gui_context.as_ref().map(|c| c.param_setter());
         ui.add_enabled_ui(setter.is_some(), |ui| {
@@ -466,21 +549,15 @@ impl EditorApp {
                 .checkbox(&mut armed, "arm")
                 .on_hover_text(
                     "Answer each bar you play with the next one while the host plays (the host \
-                     parameter Mode = Band player)",
+                     parameter Band player)",
                 )
                 .on_disabled_hover_text("Needs the host's parameter access (not in this window)")
                 .changed()
                 && let Some(setter) = &setter
             {
-                let to = if armed {
-                    self.mode_before_band = mode;
-                    Mode::Band
-                } else {
-                    self.mode_before_band
-                };
-                setter.begin_set_parameter(&params.mode);
-                setter.set_parameter(&params.mode, to);
-                setter.end_set_parameter(&params.mode);
+                setter.begin_set_parameter(&params.band);
+                setter.set_parameter(&params.band, armed);
+                setter.end_set_parameter(&params.band);
             }
             if ui
                 .checkbox(&mut record, "record")
@@ -550,9 +627,11 @@ impl EditorApp {
     }
 }
 
-/// The editor's settings as worker settings (strength from the Vary task).
-fn job_settings(settings: &ModelSettings, task: &Task) -> JobSettings {
+/// The editor's settings as worker settings (strength from the Vary task); `models` are the
+/// selector's entries, the first one automatic.
+fn job_settings(settings: &ModelSettings, task: &Task, models: &[String]) -> JobSettings {
     JobSettings {
+        steps: settings.steps.max(1) as usize,
         density: settings.density,
         strength: match task {
             Task::Vary { strength } => *strength,
@@ -560,8 +639,38 @@ fn job_settings(settings: &ModelSettings, task: &Task) -> JobSettings {
         },
         temperature: settings.temperature,
         repeat: settings.repeat,
-        key_lock: settings.key_lock.is_some(),
+        key: settings.key_lock.then_some(settings.key),
+        pitch_range: (settings.pitch_low > 0 || settings.pitch_high < 127)
+            .then_some(settings.pitch_low.min(settings.pitch_high)..=settings.pitch_high),
+        model: match settings.model {
+            0 => String::new(),
+            i => models.get(i).cloned().unwrap_or_default(),
+        },
         seed: settings.seed,
+    }
+}
+
+/// The editor's model settings as the parameters stand; `models` the selector's entries.
+pub fn settings_from_params(p: &BandmateParams, models: &[String]) -> ModelSettings {
+    let name = p.model_name();
+    ModelSettings {
+        model: models
+            .iter()
+            .position(|m| *m == name)
+            .filter(|_| !name.is_empty())
+            .unwrap_or(0),
+        steps: p.steps.value().max(1) as u32,
+        temperature: p.temperature.value(),
+        density: p.density.value(),
+        repeat: p.repeat.value(),
+        seed: p.seed.value().max(0) as u64,
+        key_lock: p.key_lock.value(),
+        key: bandmate::music::Key::new(
+            p.key_tonic.value().clamp(0, 11) as u8,
+            p.key_scale.value().scale(),
+        ),
+        pitch_low: p.pitch_low.value().clamp(0, 127) as u8,
+        pitch_high: p.pitch_high.value().clamp(0, 127) as u8,
     }
 }
 
@@ -627,14 +736,18 @@ impl NiceEguiApp for EditorApp {
             self.import(path);
         }
         self.poll_import_dialog();
-        for action in self.draw(ui) {
+        self.read_settings();
+        let before = self.state.model.clone();
+        let actions = self.draw(ui);
+        self.write_settings(&before);
+        for action in actions {
             self.act(action);
         }
         self.sync_out();
         // Keep polling while a job runs or the band plays.
         if matches!(self.state.job, JobStatus::Running { .. })
             || self.import_dialog.is_some()
-            || self.controller.params().mode.value() == Mode::Band
+            || self.controller.params().band.value()
             || self.controller.params().record.value()
         {
             self.repaint.request_repaint();
@@ -700,6 +813,53 @@ mod tests {
         app.sync_in();
         assert_eq!(app.state().clip, recorded);
         assert!(app.state.history.can_undo());
+    }
+
+    #[test]
+    fn the_settings_widgets_show_and_write_the_host_parameters() {
+        let (mut app, controller) = app();
+        let params = controller.params().clone();
+        app.read_settings();
+        assert_eq!(app.state.model, ModelSettings::default());
+        // What the widgets change lands in the parameters (saved with the project,
+        // automatable), and the job settings follow them.
+        let before = app.state.model.clone();
+        app.state.models = vec!["Automatic".into(), "built-in".into(), "mine".into()];
+        let m = &mut app.state.model;
+        m.model = 2;
+        m.steps = 40;
+        m.temperature = 0.7;
+        m.density = 0.8;
+        m.repeat = 0.2;
+        m.seed = 77;
+        m.key_lock = true;
+        m.key = bandmate::music::Key::new(9, bandmate::music::Scale::Minor);
+        m.pitch_low = 48;
+        m.pitch_high = 84;
+        app.write_settings(&before);
+        assert_eq!(params.steps.value(), 40);
+        assert!((params.temperature.value() - 0.7).abs() < 1e-4);
+        assert!((params.density.value() - 0.8).abs() < 1e-4);
+        assert!((params.repeat.value() - 0.2).abs() < 1e-4);
+        assert_eq!(params.seed.value(), 77);
+        assert_eq!(
+            params.key(),
+            Some(bandmate::music::Key::new(9, bandmate::music::Scale::Minor))
+        );
+        assert_eq!(params.pitch_range(), Some(48..=84));
+        assert_eq!(params.model_name(), "mine");
+        let job = controller.settings();
+        assert_eq!((job.steps, job.seed, job.model.as_str()), (40, 77, "mine"));
+        assert_eq!(job.pitch_range, Some(48..=84));
+        // And the widgets show the parameters as they stand (a host automating them).
+        let written = app.state.model.clone();
+        app.state.model = ModelSettings::default();
+        app.read_settings();
+        let models = app.state.models.clone();
+        assert_eq!(settings_from_params(&params, &models).steps, 40);
+        if models.len() == 3 {
+            assert_eq!(app.state.model, written);
+        }
     }
 
     #[test]

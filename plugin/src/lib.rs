@@ -20,7 +20,7 @@ pub mod worker;
 pub use bandmate::music::Clip;
 pub use bandmate_gui::Edit;
 pub use controller::Controller;
-pub use params::{BandmateParams, Mode};
+pub use params::{BandmateParams, KeyScale};
 pub use player::{HostTransport, NoteMessage, PlayOptions, Player, PlayerClip};
 pub use state::Session;
 pub use worker::{Job, JobKind, JobRequest, JobSettings, Worker, WorkerReport};
@@ -279,7 +279,7 @@ impl Plugin for Bandmate {
             velocity_scale: self.params.velocity_scale.value(),
         };
         let samples = buffer.samples() as u32;
-        let band_mode = self.params.mode.value() == Mode::Band;
+        let band_mode = self.params.band.value();
         let record = self.params.record.value();
         self.band_controls.answer.store(band_mode, Relaxed);
         self.band_controls.record.store(record, Relaxed);

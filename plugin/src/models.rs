@@ -12,9 +12,6 @@ use bandmate::vae::MelodyVae;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-/// Network evaluations per sample (the engine's recommended default).
-const SAMPLER_STEPS: usize = 25;
-
 /// The piano-roll diffusion model: fill, continue, harmonize, vary, generate.
 pub struct RollGenerator {
     name: String,
@@ -34,27 +31,23 @@ impl RollGenerator {
 /// 0.05·T, come back nearly as they were.
 const CLOSEST_ECHO: f32 = 0.05;
 
-/// The engine's sampling options for `settings` on `clip`, for a model whose fills echo the
-/// bars before the hole at `echo_calibration` (`diffusion::fill_echo` of the job, else
-/// `Config::echo.fill_for` the job's seed). Density 0–1 maps to the
-/// odds multiplier 1/4–4 (0.5 → 1, as trained); key lock keeps generated notes in the clip's
-/// key; Repeat sets the echo strength ([`echo_strength`]). The roll sampler has no
-/// temperature; it ignores that setting.
-pub fn roll_options(
-    settings: &JobSettings,
-    clip: Option<&Clip>,
-    echo_calibration: f32,
-) -> RollOptions {
-    let key = if settings.key_lock {
-        clip.and_then(Clip::estimate_key)
-    } else {
-        None
-    };
+/// The engine's sampling options for `settings`, for a model whose fills echo the bars before
+/// the hole at `echo_calibration` (`diffusion::fill_echo` of the job, else
+/// `Config::echo.fill_for` the job's seed). Steps, temperature, key and pitch range pass
+/// through; density 0–1 maps to the odds multiplier 1/4–4 (0.5 → 1, as trained); Repeat sets
+/// the echo strength ([`echo_strength`]).
+pub fn roll_options(settings: &JobSettings, echo_calibration: f32) -> RollOptions {
     RollOptions {
-        steps: SAMPLER_STEPS,
+        steps: settings.steps.clamp(1, 100),
         seed: settings.seed,
-        key,
+        key: settings.key,
+        pitch_range: settings.pitch_range.clone(),
         density: 4f32.powf(2.0 * settings.density.clamp(0.0, 1.0) - 1.0),
+        temperature: if settings.temperature.is_finite() && settings.temperature > 0.0 {
+            settings.temperature
+        } else {
+            1.0
+        },
         echo: Some(echo_strength(settings.repeat, echo_calibration)),
         ..RollOptions::default()
     }
@@ -117,25 +110,21 @@ impl Generator for RollGenerator {
             Job::Fill { clip, mask } => diffusion::fill_echo(model.config(), clip, mask, s.seed),
             _ => model.config().echo.fill_for(s.seed),
         };
-        let roll_options = |settings: &JobSettings, clip: Option<&Clip>| RollOptions {
+        let options = |settings: &JobSettings| RollOptions {
             on_step: Some(hook.clone()),
-            ..roll_options(settings, clip, echo_calibration)
+            ..roll_options(settings, echo_calibration)
         };
         let result = match &request.job {
-            Job::Fill { clip, mask } => {
-                diffusion::fill(model, clip, mask, &roll_options(s, Some(clip)))
-            }
+            Job::Fill { clip, mask } => diffusion::fill(model, clip, mask, &options(s)),
             Job::Vary { clip, mask } => {
                 let strength = s.strength.clamp(0.01, 1.0);
-                diffusion::vary(model, clip, mask, strength, &roll_options(s, Some(clip)))
+                diffusion::vary(model, clip, mask, strength, &options(s))
             }
             Job::Continue { clip, bars } => {
-                let opts = roll_options(s, Some(clip));
+                let opts = options(s);
                 diffusion::continue_clip(model, clip, clip.bars, clip.bars + bars, &opts)
             }
-            Job::Harmonize { clip } => {
-                diffusion::harmonize(model, clip, None, &roll_options(s, Some(clip)))
-            }
+            Job::Harmonize { clip } => diffusion::harmonize(model, clip, None, &options(s)),
             Job::Generate {
                 bars,
                 time_signature,
@@ -147,7 +136,7 @@ impl Generator for RollGenerator {
                         self.name
                     ));
                 }
-                diffusion::generate(model, *bars, &roll_options(s, None)).map(|mut clip| {
+                diffusion::generate(model, *bars, &options(s)).map(|mut clip| {
                     clip.tempo = *tempo;
                     clip
                 })
@@ -535,5 +524,250 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("3/4"), "{e}");
+    }
+
+    /// Four-bar POP909 test windows (the third window of the first 4/4 songs).
+    fn test_windows(count: usize) -> Vec<Clip> {
+        let songs = bandmate::data::load_cached(
+            bandmate::data::Dataset::Pop909,
+            bandmate::data::Split::Test,
+            &bandmate::data::default_data_root(),
+            &bandmate::data::default_cache_dir(),
+        )
+        .expect("POP909 test split loads");
+        songs
+            .iter()
+            .filter(|s| {
+                s.clip.time_signature == TimeSignature::FOUR_FOUR && s.clip.meter_changes.is_empty()
+            })
+            .filter_map(|s| bandmate::data::windows(&s.clip, 4, 4).into_iter().nth(2))
+            .take(count)
+            .collect()
+    }
+
+    #[test]
+    fn every_sampling_setting_changes_the_result_the_way_its_name_says() {
+        let clips = test_windows(3);
+        assert_eq!(clips.len(), 3);
+        let embedded: Arc<dyn Generator> = Arc::new(RollGenerator::new(
+            "built-in",
+            RollModel::embedded().unwrap(),
+        ));
+        // Notes starting in bars 3–4 that were not there before.
+        let generated = |clip: &Clip, out: &Clip| -> Vec<bandmate::music::Note> {
+            out.notes
+                .iter()
+                .filter(|n| n.start >= 32 && !clip.notes.contains(n))
+                .copied()
+                .collect()
+        };
+        let fill = |clip: &Clip, settings: JobSettings| -> Clip {
+            let request = JobRequest {
+                job: Job::Fill {
+                    clip: clip.clone(),
+                    mask: bandmate::music::Mask::bars(clip, 2..=3),
+                },
+                settings,
+            };
+            run_on_worker(embedded.clone(), request).unwrap()
+        };
+        let base = |seed: u64| JobSettings {
+            steps: 10,
+            repeat: 0.0,
+            seed,
+            ..JobSettings::default()
+        };
+        let (mut differ_steps, mut dense, mut sparse, mut hot, mut cold) = (0, 0, 0, 0, 0);
+        let (mut outside_key_free, mut outside_key_locked, mut outside_range) = (0, 0, 0);
+        let d_major = bandmate::music::Key::new(2, bandmate::music::Scale::Major);
+        for (i, clip) in clips.iter().enumerate() {
+            let seed = i as u64;
+            let plain = generated(clip, &fill(clip, base(seed)));
+            // Steps: another number of network evaluations, another result.
+            let more = generated(
+                clip,
+                &fill(
+                    clip,
+                    JobSettings {
+                        steps: 30,
+                        ..base(seed)
+                    },
+                ),
+            );
+            differ_steps += usize::from(more != plain);
+            // Density: more notes when denser.
+            dense += generated(
+                clip,
+                &fill(
+                    clip,
+                    JobSettings {
+                        density: 0.9,
+                        ..base(seed)
+                    },
+                ),
+            )
+            .len();
+            sparse += generated(
+                clip,
+                &fill(
+                    clip,
+                    JobSettings {
+                        density: 0.1,
+                        ..base(seed)
+                    },
+                ),
+            )
+            .len();
+            // Temperature: a hotter sample lets less likely (here: more) notes through.
+            hot += generated(
+                clip,
+                &fill(
+                    clip,
+                    JobSettings {
+                        temperature: 1.8,
+                        ..base(seed)
+                    },
+                ),
+            )
+            .len();
+            cold += generated(
+                clip,
+                &fill(
+                    clip,
+                    JobSettings {
+                        temperature: 0.5,
+                        ..base(seed)
+                    },
+                ),
+            )
+            .len();
+            // Key: a lock keeps every written note in the chosen key (D major here, whatever
+            // the song's key), which the free fill does not.
+            outside_key_free += plain.iter().filter(|n| !d_major.contains(n.pitch)).count();
+            let locked = fill(
+                clip,
+                JobSettings {
+                    key: Some(d_major),
+                    ..base(seed)
+                },
+            );
+            outside_key_locked += generated(clip, &locked)
+                .iter()
+                .filter(|n| !d_major.contains(n.pitch))
+                .count();
+            // Pitch range: nothing written outside it.
+            let ranged = fill(
+                clip,
+                JobSettings {
+                    pitch_range: Some(60..=72),
+                    ..base(seed)
+                },
+            );
+            outside_range += generated(clip, &ranged)
+                .iter()
+                .filter(|n| !(60..=72).contains(&n.pitch))
+                .count();
+        }
+        assert_eq!(differ_steps, clips.len(), "steps changed nothing");
+        assert!(dense > sparse, "density 0.9: {dense} notes, 0.1: {sparse}");
+        assert!(hot > cold, "temperature 1.8: {hot} notes, 0.5: {cold}");
+        assert!(
+            outside_key_free > 0 && outside_key_locked == 0,
+            "outside D major: {outside_key_free} free, {outside_key_locked} locked"
+        );
+        assert_eq!(outside_range, 0);
+
+        // Strength: Vary changes more of the masked notes when stronger.
+        let changed = |strength: f32| -> usize {
+            clips
+                .iter()
+                .enumerate()
+                .map(|(i, clip)| {
+                    let request = JobRequest {
+                        job: Job::Vary {
+                            clip: clip.clone(),
+                            mask: bandmate::music::Mask::bars(clip, 2..=3),
+                        },
+                        settings: JobSettings {
+                            strength,
+                            ..base(i as u64)
+                        },
+                    };
+                    let out = run_on_worker(embedded.clone(), request).unwrap();
+                    let before: std::collections::BTreeSet<_> = clip
+                        .notes
+                        .iter()
+                        .filter(|n| n.start >= 32)
+                        .copied()
+                        .collect();
+                    let after: std::collections::BTreeSet<_> = out
+                        .notes
+                        .iter()
+                        .filter(|n| n.start >= 32)
+                        .copied()
+                        .collect();
+                    before.symmetric_difference(&after).count()
+                })
+                .sum()
+        };
+        let (weak, strong) = (changed(0.15), changed(0.9));
+        assert!(
+            strong > weak,
+            "strength 0.9 changed {strong} notes, 0.15 {weak}"
+        );
+    }
+
+    #[test]
+    fn the_chosen_model_runs_the_job() {
+        let clip = tune(&[60, 62, 64, 65]);
+        let cfg = RollModel::embedded().unwrap().config().clone();
+        let generators: Vec<Arc<dyn Generator>> = vec![
+            Arc::new(RollGenerator::new(
+                "built-in",
+                RollModel::embedded().unwrap(),
+            )),
+            Arc::new(RollGenerator::new(
+                "untrained",
+                RollModel::random(&cfg, 9).unwrap(),
+            )),
+        ];
+        let run = |model: &str| -> (String, Clip) {
+            let list = generators.clone();
+            let mut worker = crate::worker::Worker::spawn(move || Arc::from(list)).unwrap();
+            worker.submit(JobRequest {
+                job: Job::Fill {
+                    clip: clip.clone(),
+                    mask: bandmate::music::Mask::bars(&clip, 2..=3),
+                },
+                settings: JobSettings {
+                    steps: 8,
+                    model: model.to_owned(),
+                    ..JobSettings::default()
+                },
+            });
+            let mut name = String::new();
+            loop {
+                match worker
+                    .reports()
+                    .recv_timeout(std::time::Duration::from_secs(120))
+                    .unwrap()
+                {
+                    crate::worker::WorkerReport::Started { generator, .. } => name = generator,
+                    crate::worker::WorkerReport::Done { clip, .. } => return (name, clip),
+                    crate::worker::WorkerReport::Failed { error, .. } => panic!("{error}"),
+                    _ => {}
+                }
+            }
+        };
+        let (auto_name, auto) = run("");
+        let (chosen_name, chosen) = run("untrained");
+        let (unknown_name, _) = run("no such model");
+        assert_eq!(auto_name, "built-in");
+        assert_eq!(chosen_name, "untrained");
+        assert_eq!(
+            unknown_name, "built-in",
+            "an unknown name falls back to the first"
+        );
+        assert_ne!(auto, chosen);
     }
 }

@@ -2,32 +2,73 @@
 //! Range constructors are shared with the GUI.
 
 use crate::state::SessionStore;
+use bandmate::music::{Key, Scale, parse_pitch, pitch_name};
 use nice_plug::prelude::*;
-use std::sync::Arc;
+use std::ops::RangeInclusive;
+use std::sync::{Arc, RwLock};
 
-/// What the Generate action does (and, for `Band`, what the band player does live).
+/// The scale of the key lock (the engine's [`Scale`], as a host parameter).
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Regenerate the masked cells, keeping everything else.
-    #[id = "fill"]
-    Fill,
-    /// Write the bars after the clip's end.
-    #[id = "continue"]
-    Continue,
-    /// Write accompaniment under the melody.
-    #[id = "harmonize"]
-    Harmonize,
-    /// Change the masked cells by `strength`, keeping the clip's character.
-    #[id = "vary"]
-    Vary,
-    /// Write a new clip from nothing.
-    #[id = "generate"]
-    Generate,
-    /// Answer each played bar with the next one.
-    #[id = "band"]
-    #[name = "Band player"]
-    Band,
+pub enum KeyScale {
+    #[id = "major"]
+    Major,
+    #[id = "minor"]
+    Minor,
+    #[id = "harmonic-minor"]
+    #[name = "Harmonic minor"]
+    HarmonicMinor,
+    #[id = "dorian"]
+    Dorian,
+    #[id = "mixolydian"]
+    Mixolydian,
+    #[id = "pentatonic-major"]
+    #[name = "Pentatonic major"]
+    PentatonicMajor,
+    #[id = "pentatonic-minor"]
+    #[name = "Pentatonic minor"]
+    PentatonicMinor,
+    #[id = "blues"]
+    Blues,
 }
+
+impl KeyScale {
+    pub const ALL: [KeyScale; 8] = [
+        KeyScale::Major,
+        KeyScale::Minor,
+        KeyScale::HarmonicMinor,
+        KeyScale::Dorian,
+        KeyScale::Mixolydian,
+        KeyScale::PentatonicMajor,
+        KeyScale::PentatonicMinor,
+        KeyScale::Blues,
+    ];
+
+    pub fn scale(self) -> Scale {
+        match self {
+            KeyScale::Major => Scale::Major,
+            KeyScale::Minor => Scale::Minor,
+            KeyScale::HarmonicMinor => Scale::HarmonicMinor,
+            KeyScale::Dorian => Scale::Dorian,
+            KeyScale::Mixolydian => Scale::Mixolydian,
+            KeyScale::PentatonicMajor => Scale::PentatonicMajor,
+            KeyScale::PentatonicMinor => Scale::PentatonicMinor,
+            KeyScale::Blues => Scale::Blues,
+        }
+    }
+
+    /// The parameter value for an engine scale (chromatic, which locks nothing, is major).
+    pub fn from_scale(scale: Scale) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.scale() == scale)
+            .unwrap_or(KeyScale::Major)
+    }
+}
+
+/// Names of the twelve tonics, C first.
+pub const TONICS: [&str; 12] = [
+    "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B",
+];
 
 #[derive(Params)]
 pub struct BandmateParams {
@@ -35,8 +76,33 @@ pub struct BandmateParams {
     #[persist = "session"]
     pub session: SessionStore,
 
-    #[id = "mode"]
-    pub mode: EnumParam<Mode>,
+    /// The model the editor's actions run, by name; empty: the first model that can run
+    /// the action.
+    #[persist = "model"]
+    pub model: Arc<RwLock<String>>,
+
+    /// Answer each bar the host plays with the next one (the band player).
+    #[id = "band"]
+    pub band: BoolParam,
+    /// Network evaluations per sample: fewer is faster, more is cleaner.
+    #[id = "steps"]
+    pub steps: IntParam,
+    /// The random seed of the next action: the same seed, clip and settings give the same
+    /// result.
+    #[id = "seed"]
+    pub seed: IntParam,
+    /// Lowest pitch a model may write.
+    #[id = "pitch_low"]
+    pub pitch_low: IntParam,
+    /// Highest pitch a model may write.
+    #[id = "pitch_high"]
+    pub pitch_high: IntParam,
+    /// Tonic of the key lock's key (0 = C … 11 = B).
+    #[id = "key_tonic"]
+    pub key_tonic: IntParam,
+    /// Scale of the key lock's key.
+    #[id = "key_scale"]
+    pub key_scale: EnumParam<KeyScale>,
     /// How many notes the models write, from sparse (0) to dense (1).
     #[id = "density"]
     pub density: FloatParam,
@@ -54,7 +120,7 @@ pub struct BandmateParams {
     /// "Recorded" track).
     #[id = "record"]
     pub record: BoolParam,
-    /// Keep generated notes in the clip's key.
+    /// Keep generated notes in the key set by the tonic and scale parameters.
     #[id = "key_lock"]
     pub key_lock: BoolParam,
     /// 0 plays each track on its own channel; 1–16 sends everything on that channel.
@@ -85,6 +151,32 @@ pub fn repeat_range() -> FloatRange {
     FloatRange::Linear { min: 0.0, max: 1.0 }
 }
 
+pub fn steps_range() -> IntRange {
+    IntRange::Linear { min: 5, max: 100 }
+}
+
+pub fn seed_range() -> IntRange {
+    IntRange::Linear { min: 0, max: 9999 }
+}
+
+pub fn pitch_range() -> IntRange {
+    IntRange::Linear { min: 0, max: 127 }
+}
+
+fn pitch_to_string() -> Arc<dyn Fn(i32) -> String + Send + Sync> {
+    Arc::new(|p| pitch_name(p.clamp(0, 127) as u8))
+}
+
+fn string_to_pitch() -> Arc<dyn Fn(&str) -> Option<i32> + Send + Sync> {
+    Arc::new(|s| {
+        let s = s.trim();
+        s.parse::<i32>()
+            .ok()
+            .or_else(|| parse_pitch(s).ok().map(i32::from))
+            .filter(|p| (0..=127).contains(p))
+    })
+}
+
 pub fn output_channel_range() -> IntRange {
     IntRange::Linear { min: 0, max: 16 }
 }
@@ -97,7 +189,25 @@ impl Default for BandmateParams {
     fn default() -> Self {
         Self {
             session: SessionStore::default(),
-            mode: EnumParam::new("Mode", Mode::Fill),
+            model: Arc::new(RwLock::new(String::new())),
+            band: BoolParam::new("Band player", false),
+            steps: IntParam::new("Steps", 25, steps_range()),
+            seed: IntParam::new("Seed", 1, seed_range()),
+            pitch_low: IntParam::new("Lowest pitch", 0, pitch_range())
+                .with_value_to_string(pitch_to_string())
+                .with_string_to_value(string_to_pitch()),
+            pitch_high: IntParam::new("Highest pitch", 127, pitch_range())
+                .with_value_to_string(pitch_to_string())
+                .with_string_to_value(string_to_pitch()),
+            key_tonic: IntParam::new("Key tonic", 0, IntRange::Linear { min: 0, max: 11 })
+                .with_value_to_string(Arc::new(|t| TONICS[t.clamp(0, 11) as usize].to_string()))
+                .with_string_to_value(Arc::new(|s| {
+                    TONICS
+                        .iter()
+                        .position(|n| n.eq_ignore_ascii_case(s.trim()))
+                        .map(|i| i as i32)
+                })),
+            key_scale: EnumParam::new("Key scale", KeyScale::Major),
             density: FloatParam::new("Density", 0.5, density_range())
                 .with_unit(" %")
                 .with_value_to_string(formatters::v2s_f32_percentage(0))
@@ -139,6 +249,29 @@ impl Default for BandmateParams {
 }
 
 impl BandmateParams {
+    /// The key lock's key, `None` when the lock is off.
+    pub fn key(&self) -> Option<Key> {
+        self.key_lock.value().then(|| {
+            Key::new(
+                self.key_tonic.value().clamp(0, 11) as u8,
+                self.key_scale.value().scale(),
+            )
+        })
+    }
+
+    /// The pitch range models may write in, `None` when it is the whole MIDI range.
+    pub fn pitch_range(&self) -> Option<RangeInclusive<u8>> {
+        let lo = self.pitch_low.value().clamp(0, 127) as u8;
+        let hi = self.pitch_high.value().clamp(0, 127) as u8;
+        let (lo, hi) = (lo.min(hi), lo.max(hi));
+        (lo > 0 || hi < 127).then_some(lo..=hi)
+    }
+
+    /// The chosen model's name (empty: automatic).
+    pub fn model_name(&self) -> String {
+        self.model.read().map(|m| m.clone()).unwrap_or_default()
+    }
+
     /// The output channel as the scheduler wants it: `None` for each track's own channel.
     pub fn output_channel(&self) -> Option<u8> {
         match self.output_channel.value() {

@@ -8,8 +8,9 @@
 //! Models are [`Generator`]s: adding one means implementing the trait and listing it in
 //! [`shared_generators`]; the first generator that can run a job's kind runs it.
 
-use bandmate::music::{Clip, Mask, TimeSignature};
+use bandmate::music::{Clip, Key, Mask, TimeSignature};
 use crossbeam_channel::{Receiver, Sender, unbounded};
+use std::ops::RangeInclusive;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -80,26 +81,36 @@ impl JobKind {
 }
 
 /// Sampling settings, taken from the parameters when the job is made.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct JobSettings {
+    /// Network evaluations per sample.
+    pub steps: usize,
     pub density: f32,
     pub strength: f32,
     pub temperature: f32,
     /// How closely Fill and Continue follow the bars before the hole, 0 (fresh) to 1 (close to
     /// a copy); 0.5 is the model's calibration (see `models::echo_strength`).
     pub repeat: f32,
-    pub key_lock: bool,
+    /// Key lock: generated notes stay in this key.
+    pub key: Option<Key>,
+    /// Generated notes stay in these pitches.
+    pub pitch_range: Option<RangeInclusive<u8>>,
+    /// The generator to run, by name; empty or unknown: the first that can run the job.
+    pub model: String,
     pub seed: u64,
 }
 
 impl Default for JobSettings {
     fn default() -> Self {
         Self {
+            steps: 25,
             density: 0.5,
             strength: 0.5,
             temperature: 1.0,
             repeat: 0.5,
-            key_lock: false,
+            key: None,
+            pitch_range: None,
+            model: String::new(),
             seed: 0,
         }
     }
@@ -173,11 +184,31 @@ pub trait Generator: Send + Sync {
     fn run(&self, request: &JobRequest, control: &JobControl) -> Result<Clip, String>;
 }
 
+static GENERATORS: OnceLock<Arc<[Arc<dyn Generator>]>> = OnceLock::new();
+
+/// The names of the shared generators once they have loaded (`None` before: the editor shows
+/// "Automatic" alone until then, and starts the load on a thread of its own).
+pub fn loaded_generator_names() -> Option<Vec<String>> {
+    match GENERATORS.get() {
+        Some(list) => Some(list.iter().map(|g| g.name().to_owned()).collect()),
+        None => {
+            static LOADING: std::sync::Once = std::sync::Once::new();
+            LOADING.call_once(|| {
+                let _ = std::thread::Builder::new()
+                    .name("bandmate-model-load".into())
+                    .spawn(|| {
+                        let _ = std::panic::catch_unwind(shared_generators);
+                    });
+            });
+            None
+        }
+    }
+}
+
 /// The generators every instance shares, loaded once per process on first use (by a worker
 /// thread, never while a host scans plugins): see [`crate::models::load_generators`]. The band
 /// player's bars run on its own thread ([`crate::band`]), not here.
 pub fn shared_generators() -> Arc<[Arc<dyn Generator>]> {
-    static GENERATORS: OnceLock<Arc<[Arc<dyn Generator>]>> = OnceLock::new();
     GENERATORS
         .get_or_init(|| Arc::from(crate::models::load_generators()))
         .clone()
@@ -317,7 +348,11 @@ fn run_jobs(
             (None, None) => Arc::from(Vec::new()),
         };
         let kind = request.job.kind();
-        let Some(generator) = available.iter().find(|g| g.can_run(kind)) else {
+        // The chosen model when it can run this kind of job, else the first that can.
+        let chosen = available
+            .iter()
+            .find(|g| g.name() == request.settings.model && g.can_run(kind));
+        let Some(generator) = chosen.or_else(|| available.iter().find(|g| g.can_run(kind))) else {
             let error = match &load_failure {
                 Some(why) => format!("cannot {}: {why}", kind.name()),
                 None => format!("no model in this build can {} yet", kind.name()),
