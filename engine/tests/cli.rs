@@ -189,3 +189,47 @@ fn roundtrip_and_demo_run() {
     assert!(dir.join("example.mid").is_file());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn fill_of_one_track_keeps_every_other_track_and_the_melody_one_voice() {
+    let dir = std::env::temp_dir().join(format!("bandmate-cli-fill-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = data().join("nottingham/MIDI/reelsa-c10.mid");
+    let output = dir.join("fill.mid");
+    let out = bandmate(&[
+        "fill",
+        input.to_str().unwrap(),
+        "--bars",
+        "3-4",
+        "--track",
+        "1",
+        "--steps",
+        "15",
+        "--out",
+        output.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = bandmate::midi::read_file(&input).unwrap();
+    let after = bandmate::midi::read_file(&output).unwrap();
+    assert_eq!(after.tracks.len(), before.tracks.len());
+    let notes = |c: &bandmate::music::Clip, t: u16| -> Vec<(u32, u8, u32)> {
+        let mut v: Vec<_> = c.track_notes(t).map(|n| (n.start, n.pitch, n.length)).collect();
+        v.sort();
+        v
+    };
+    // Track 2 (the chords) comes back exactly; track 1 (the melody) is one voice in bars 3–4.
+    assert_eq!(notes(&after, 1), notes(&before, 1));
+    let melody: Vec<(u32, u8, u32)> = notes(&after, 0)
+        .into_iter()
+        .filter(|n| (32..64).contains(&n.0))
+        .collect();
+    assert!(!melody.is_empty());
+    for pair in melody.windows(2) {
+        assert!(pair[0].0 + pair[0].2 <= pair[1].0, "overlapping melody notes {pair:?}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -287,7 +287,15 @@ fn model_output(
             };
             tasks::fill(model, &context, &mask, &sampling)?
         }
-        Task::Harmonize => tasks::harmonize(model, &context, None, &sampling)?,
+        Task::Harmonize => {
+            // Into the window's accompaniment (POP909's piano; its bridge is a second line).
+            let roles = super::parts::part_roles(&context);
+            let target = accompaniment_tracks(&context)
+                .into_iter()
+                .find(|&t| roles[t as usize] == Some(crate::models::roll::PartRole::Accompaniment))
+                .or_else(|| accompaniment_tracks(&context).into_iter().next());
+            tasks::harmonize(model, &context, target, &sampling)?
+        }
         Task::Unconditional => tasks::generate(model, WINDOW_BARS, &sampling)?,
     };
     Ok(out)
