@@ -217,7 +217,10 @@ fn fill_of_one_track_keeps_every_other_track_and_the_melody_one_voice() {
     let after = bandmate::midi::read_file(&output).unwrap();
     assert_eq!(after.tracks.len(), before.tracks.len());
     let notes = |c: &bandmate::music::Clip, t: u16| -> Vec<(u32, u8, u32)> {
-        let mut v: Vec<_> = c.track_notes(t).map(|n| (n.start, n.pitch, n.length)).collect();
+        let mut v: Vec<_> = c
+            .track_notes(t)
+            .map(|n| (n.start, n.pitch, n.length))
+            .collect();
         v.sort();
         v
     };
@@ -229,7 +232,10 @@ fn fill_of_one_track_keeps_every_other_track_and_the_melody_one_voice() {
         .collect();
     assert!(!melody.is_empty());
     for pair in melody.windows(2) {
-        assert!(pair[0].0 + pair[0].2 <= pair[1].0, "overlapping melody notes {pair:?}");
+        assert!(
+            pair[0].0 + pair[0].2 <= pair[1].0,
+            "overlapping melody notes {pair:?}"
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

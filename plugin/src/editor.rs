@@ -199,6 +199,7 @@ impl EditorApp {
             self.state.models = models;
         }
         self.state.model = settings_from_params(self.controller.params(), &self.state.models);
+        self.state.vary_strength = self.controller.params().strength.value();
     }
 
     /// Write the settings the widgets changed since `before` into the parameters, each as one
@@ -206,12 +207,16 @@ impl EditorApp {
     /// directly.
     pub fn write_settings(&mut self, before: &ModelSettings) {
         let now = self.state.model.clone();
-        if now == *before {
+        let params = self.controller.params().clone();
+        let strength_changed = (self.state.vary_strength - params.strength.value()).abs() > 1e-6;
+        if now == *before && !strength_changed {
             return;
         }
-        let params = self.controller.params().clone();
         let setter = self.gui_context.as_ref().map(|c| c.param_setter());
         let w = ParamWriter { setter };
+        if strength_changed {
+            w.set(&params.strength, self.state.vary_strength);
+        }
         if now.model != before.model {
             let name = match now.model {
                 0 => String::new(),
@@ -836,7 +841,9 @@ mod tests {
         m.key = bandmate::music::Key::new(9, bandmate::music::Scale::Minor);
         m.pitch_low = 48;
         m.pitch_high = 84;
+        app.state.vary_strength = 0.3;
         app.write_settings(&before);
+        assert!((params.strength.value() - 0.3).abs() < 1e-4);
         assert_eq!(params.steps.value(), 40);
         assert!((params.temperature.value() - 0.7).abs() < 1e-4);
         assert!((params.density.value() - 0.8).abs() < 1e-4);

@@ -91,7 +91,11 @@ fn a_melody_fill_stays_one_voice_in_its_range() {
             given.iter().min().unwrap().saturating_sub(3),
             given.iter().max().unwrap() + 3,
         );
-        let new: Vec<Note> = out.track_notes(melody).filter(|n| n.start >= 32).copied().collect();
+        let new: Vec<Note> = out
+            .track_notes(melody)
+            .filter(|n| n.start >= 32)
+            .copied()
+            .collect();
         assert!(max_voices(&new) <= 1, "window {i}: the melody has chords");
         if given.len() >= 4 {
             assert!(
@@ -101,7 +105,10 @@ fn a_melody_fill_stays_one_voice_in_its_range() {
         }
         written += new.len();
     }
-    assert!(written >= 8, "only {written} melody notes written in 8 windows");
+    assert!(
+        written >= 8,
+        "only {written} melody notes written in 8 windows"
+    );
 }
 
 #[test]
@@ -112,12 +119,17 @@ fn a_fill_over_melody_and_chords_gives_each_part_back_on_its_track() {
     let (mut melody_notes, mut chord_notes) = (0, 0);
     for (i, clip) in clips.iter().enumerate() {
         let melody = clip.track_with_role(TrackRole::Melody).unwrap();
-        let chords = (0..clip.tracks.len() as u16).find(|&t| t != melody).unwrap();
+        let chords = (0..clip.tracks.len() as u16)
+            .find(|&t| t != melody)
+            .unwrap();
         let mask = Mask::bars(clip, 2..=3);
         let out = diffusion::fill(model(), clip, &mask, &opts(10 + i as u64)).unwrap();
         assert_eq!(out.tracks, clip.tracks, "no new track");
         let hole = |t: u16| -> Vec<Note> {
-            out.track_notes(t).filter(|n| n.start >= 32).copied().collect()
+            out.track_notes(t)
+                .filter(|n| n.start >= 32)
+                .copied()
+                .collect()
         };
         let (m, c) = (hole(melody), hole(chords));
         assert!(max_voices(&m) <= 1, "window {i}: the melody has chords");
@@ -129,7 +141,10 @@ fn a_fill_over_melody_and_chords_gives_each_part_back_on_its_track() {
         melody_notes += m.len();
         chord_notes += c.len();
     }
-    assert!(melody_notes >= 6 && chord_notes >= 6, "{melody_notes} melody, {chord_notes} chord notes");
+    assert!(
+        melody_notes >= 6 && chord_notes >= 6,
+        "{melody_notes} melody, {chord_notes} chord notes"
+    );
 }
 
 #[test]
@@ -144,6 +159,9 @@ fn harmonize_keeps_the_melody_and_every_other_track() {
         }
         let new = clip.tracks.len() as u16;
         assert_eq!(out.tracks[new as usize].role, TrackRole::Accompaniment);
-        assert!(out.track_notes(new).count() >= 4, "window {i}: no accompaniment written");
+        assert!(
+            out.track_notes(new).count() >= 4,
+            "window {i}: no accompaniment written"
+        );
     }
 }
