@@ -14,10 +14,10 @@ use std::ops::RangeInclusive;
 use anyhow::{Result, bail};
 
 use super::model::RollModel;
-use super::parts::part_roles;
+use super::parts::{part_roles, split_lowest_line};
 use super::tasks::{PartTarget, RollOptions, regenerate_part};
 use crate::models::roll::PartRole;
-use crate::music::{Clip, Mask, Track, TrackRole};
+use crate::music::{Clip, Mask, Note, Track, TrackRole};
 
 /// Widening of a line's register on each side, in semitones.
 const REGISTER_MARGIN: u8 = 3;
@@ -135,12 +135,52 @@ pub fn regenerate_parts(
         clip.add_track(Track::new("Generated", TrackRole::Accompaniment, channel));
     }
     let targets = targets(&clip, mask)?;
+    run_targets(model, &clip, mask, &targets, strength, opts)
+}
+
+/// Run `targets` in turn. An accompaniment in a clip without a bass part is generated as the
+/// model learned POP909's piano: its lowest line first (as a bass, on a helper track that holds
+/// the track's current lowest line), then the rest hearing it; both land on the
+/// accompaniment's track.
+fn run_targets(
+    model: &RollModel,
+    clip: &Clip,
+    mask: &Mask,
+    targets: &[(u16, PartRole)],
+    strength: Option<f32>,
+    opts: &RollOptions,
+) -> Result<Clip> {
+    let has_bass = part_roles(clip).contains(&Some(PartRole::Bass));
     let mut out = clip.clone();
-    for (k, &(track, role)) in targets.iter().enumerate() {
+    let mut expanded: Vec<(u16, PartRole)> = Vec::new();
+    // (helper track, the accompaniment track it belongs to)
+    let mut helpers: Vec<(u16, u16)> = Vec::new();
+    for &(track, role) in targets {
+        if role == PartRole::Accompaniment && !has_bass && helpers.is_empty() {
+            let notes: Vec<Note> = out.track_notes(track).copied().collect();
+            let (bass, _) = split_lowest_line(&notes, LOWEST_LINE_BELOW);
+            let channel = out.tracks[track as usize].channel;
+            let helper = out.add_track(Track::new("lowest line", TrackRole::Bass, channel));
+            for n in out.notes.iter_mut() {
+                if n.track == track
+                    && bass
+                        .iter()
+                        .any(|b| b.start == n.start && b.pitch == n.pitch)
+                {
+                    n.track = helper;
+                }
+            }
+            expanded.push((helper, PartRole::Bass));
+            helpers.push((helper, track));
+        }
+        expanded.push((track, role));
+    }
+    expanded.sort_by_key(|&(t, r)| (order(r), t));
+    for (k, &(track, role)) in expanded.iter().enumerate() {
         let part = PartTarget {
             track,
             role,
-            pending: targets[k + 1..].iter().map(|&(t, _)| t).collect(),
+            pending: expanded[k + 1..].iter().map(|&(t, _)| t).collect(),
         };
         let part_opts = RollOptions {
             seed: opts.seed.wrapping_add(7_919 * k as u64),
@@ -148,8 +188,21 @@ pub fn regenerate_parts(
         };
         out = regenerate_part(model, &out, mask, &part, strength, &part_opts)?;
     }
+    // The helper tracks were added last: fold them back, newest first.
+    for &(helper, track) in helpers.iter().rev() {
+        for n in out.notes.iter_mut() {
+            if n.track == helper {
+                n.track = track;
+            }
+        }
+        out.tracks.remove(helper as usize);
+    }
+    out.sort_notes();
     Ok(out)
 }
+
+/// A piano-like part's lowest line lies below this pitch (C4), as in the training data.
+const LOWEST_LINE_BELOW: u8 = 60;
 
 /// A MIDI channel no track uses (not 10, the drums'), else 1.
 fn free_channel(clip: &Clip) -> u8 {
@@ -191,12 +244,8 @@ pub fn harmonize_parts(
         }
     };
     let mask = Mask::all(out.steps());
-    let part = PartTarget {
-        track,
-        role: PartRole::Accompaniment,
-        pending: Vec::new(),
-    };
-    regenerate_part(model, &out, &mask, &part, None, opts)
+    let targets = [(track, PartRole::Accompaniment)];
+    run_targets(model, &out, &mask, &targets, None, opts)
 }
 
 /// A new clip of `bars` bars of 4/4 at 120 BPM with a melody, a bass and chords, written in
