@@ -8,7 +8,50 @@ use crate::music::{Clip, Note, TrackRole};
 /// first melody-role track the melody and later ones counter-melodies; an accompaniment-role
 /// track named like a second line ("bridge", "counter", "lead 2") a counter-melody, else an
 /// accompaniment.
+///
+/// A clip whose tracks carry no melody role (a MIDI file without track names) gets one by its
+/// notes: the highest of the accompaniment tracks that play one line (at least 4 notes, fewer
+/// than a tenth starting while another sounds) is the melody, and another such line lying
+/// mostly below E3 the bass.
 pub fn part_roles(clip: &Clip) -> Vec<Option<PartRole>> {
+    let mut roles = declared_roles(clip);
+    if roles.contains(&Some(PartRole::Melody)) {
+        return roles;
+    }
+    let lines: Vec<(usize, f64)> = (0..clip.tracks.len())
+        .filter(|&t| roles[t] == Some(PartRole::Accompaniment))
+        .filter_map(|t| {
+            let notes: Vec<&Note> = clip.track_notes(t as u16).collect();
+            let overlapping = (0..notes.len())
+                .filter(|&i| {
+                    let n = notes[i];
+                    (0..notes.len())
+                        .any(|j| j != i && notes[j].start <= n.start && n.start < notes[j].end())
+                })
+                .count();
+            (notes.len() >= 4 && overlapping * 10 < notes.len()).then(|| {
+                let mean = notes.iter().map(|n| n.pitch as f64).sum::<f64>() / notes.len() as f64;
+                (t, mean)
+            })
+        })
+        .collect();
+    let Some(&(melody, _)) = lines.iter().max_by(|a, b| a.1.total_cmp(&b.1)) else {
+        return roles;
+    };
+    roles[melody] = Some(PartRole::Melody);
+    if !roles.contains(&Some(PartRole::Bass))
+        && let Some(&(bass, _)) = lines
+            .iter()
+            .filter(|&&(t, mean)| t != melody && mean < 52.0)
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+    {
+        roles[bass] = Some(PartRole::Bass);
+    }
+    roles
+}
+
+/// The roles the tracks declare (role and name).
+fn declared_roles(clip: &Clip) -> Vec<Option<PartRole>> {
     let mut melody_seen = false;
     clip.tracks
         .iter()
@@ -107,6 +150,34 @@ mod tests {
                 None,
                 Some(CounterMelody)
             ]
+        );
+    }
+
+    #[test]
+    fn unnamed_tracks_get_their_roles_from_their_notes() {
+        let mut clip = Clip::new(2);
+        clip.tracks.clear();
+        for c in 0..3 {
+            clip.add_track(Track::new(
+                format!("Track {}", c + 1),
+                TrackRole::Accompaniment,
+                c,
+            ));
+        }
+        for i in 0..8u32 {
+            clip.notes
+                .push(Note::new(i * 4, 72 + (i % 3) as u8, 4, 90, 0)); // a line, high
+            clip.notes.push(Note::new(i * 4, 36, 4, 90, 2)); // a line, low
+        }
+        for bar in 0..2u32 {
+            for p in [55, 60, 64] {
+                clip.notes.push(Note::new(bar * 16, p, 16, 70, 1)); // chords
+            }
+        }
+        use PartRole::*;
+        assert_eq!(
+            part_roles(&clip),
+            [Some(Melody), Some(Accompaniment), Some(Bass)]
         );
     }
 
