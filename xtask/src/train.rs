@@ -1,5 +1,6 @@
-//! `cargo xtask train roll|vae|band|latent [ARGS]`: build the release `bandmate` and run `bandmate train
-//! <model>` (roll: POP909 train split; vae: the 2-bar melody MusicVAE on Nottingham, on one
+//! `cargo xtask train roll|vae|band|latent|parts [ARGS]`: build the release `bandmate` and run `bandmate train
+//! <model>` (roll: the merged-roll UNet on POP909's train split; parts: the part-aware roll
+//! model that ships in `assets/roll`, on POP909 and Nottingham; vae: the 2-bar melody MusicVAE on Nottingham, on one
 //! rayon thread; band: the band player's recurrent VAE on Nottingham; latent: the score model
 //! over the shipped MusicVAE's latents). Checkpoints go to `artifacts/train/<model>` (runs resume
 //! when that folder holds one) and the best weights, config, card and loss curve to
@@ -10,10 +11,10 @@ use crate::shell::{self, Result};
 
 pub fn run(extra: &[String]) -> Result {
     match extra.first().map(String::as_str) {
-        Some("roll" | "vae" | "band" | "latent") => {}
-        Some(other) => return Err(format!("train: unknown model '{other}' (roll, vae, band, latent)")),
+        Some("roll" | "vae" | "band" | "latent" | "parts") => {}
+        Some(other) => return Err(format!("train: unknown model '{other}' (roll, vae, band, latent, parts)")),
         None => return Err(
-            "usage: cargo xtask train roll|vae|band|latent [--budget 95m] [--config tiny|small|base] [--fresh] [--ship] ..."
+            "usage: cargo xtask train roll|vae|band|latent|parts [--budget 95m] [--config tiny|small|base] [--fresh] [--ship] ..."
                 .into(),
         ),
     }

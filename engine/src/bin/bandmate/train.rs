@@ -255,7 +255,8 @@ fn run_parts(args: TrainArgs, batch: usize) -> Result<()> {
         .run_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("artifacts/train/parts"));
-    opts.run.assets_dir = export_dir(&args, "parts");
+    // It ships as the default roll model.
+    opts.run.assets_dir = export_dir(&args, if args.ship { "roll" } else { "parts" });
     let state = train(&opts)?;
     println!(
         "trained {} steps in {} epochs; best validation loss {:.5}; run folder {}",
