@@ -167,7 +167,10 @@ fn pitch_to_string() -> Arc<dyn Fn(i32) -> String + Send + Sync> {
     Arc::new(|p| pitch_name(p.clamp(0, 127) as u8))
 }
 
-fn string_to_pitch() -> Arc<dyn Fn(&str) -> Option<i32> + Send + Sync> {
+/// Parses a parameter's text into its value.
+type StringToValue = Arc<dyn Fn(&str) -> Option<i32> + Send + Sync>;
+
+fn string_to_pitch() -> StringToValue {
     Arc::new(|s| {
         let s = s.trim();
         s.parse::<i32>()

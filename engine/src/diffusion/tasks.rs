@@ -569,7 +569,7 @@ fn regenerate_window_by_window(
             (0..plane)
                 .map(|i| {
                     let s = i / pitches;
-                    (s < len && !(masked_step[s] && !p.pending.is_empty())) || o[plane + i] > 0.5
+                    ((p.pending.is_empty() || !masked_step[s]) && s < len) || o[plane + i] > 0.5
                 })
                 .collect(),
         ),

@@ -165,7 +165,7 @@ pub fn run(trainee: &mut dyn Trainee, opts: &LoopOptions) -> Result<LoopState> {
             window_loss.1 += 1;
             let dt = tick.elapsed().as_secs_f64();
             step_time = Some(step_time.map_or(dt, |s| 0.95 * s + 0.05 * dt));
-            if state.step % opts.log_every.max(1) == 0 {
+            if state.step.is_multiple_of(opts.log_every.max(1)) {
                 let mean = window_loss.0 / window_loss.1 as f64;
                 state.train_loss.push((state.step, mean));
                 window_loss = (0.0, 0);
