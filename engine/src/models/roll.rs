@@ -886,12 +886,13 @@ mod tests {
         assert_eq!(old.echo.fill, 0.4);
         assert_eq!(old.echo.accompaniment, None);
         assert_eq!(old.echo.accompaniment(), 0.4);
-        // The shipped config holds both.
+        // The shipped parts model fills from noise (no echo was needed on the valid split).
         let shipped: Config =
             serde_json::from_str(include_str!("../../../assets/roll/config.json")).unwrap();
-        assert_eq!(shipped.echo.fill, 0.7);
-        assert_eq!(shipped.echo.accompaniment(), 0.3);
-        assert_eq!(shipped.echo.fill_range, Some([0.4, 1.0]));
+        assert!(shipped.parts && shipped.conditioned);
+        assert_eq!(shipped.echo.fill, 0.0);
+        assert_eq!(shipped.echo.accompaniment(), 0.0);
+        assert_eq!(shipped.echo.fill_range, None);
         // Without a range every fill takes `fill`.
         assert_eq!(old.echo.fill_for(3), 0.4);
     }
