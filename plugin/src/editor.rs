@@ -193,7 +193,10 @@ impl EditorApp {
     /// settings widgets' values from the parameters: the parameters are the one source of
     /// truth, the widgets show them.
     pub fn read_settings(&mut self) {
-        if let Some(names) = crate::worker::loaded_generator_names() {
+        // The list is fixed once the models have loaded: build it once.
+        if self.state.models.len() <= 1
+            && let Some(names) = crate::worker::loaded_generator_names()
+        {
             let mut models = vec![bandmate_gui::AUTOMATIC_MODEL.to_owned()];
             models.extend(names);
             self.state.models = models;

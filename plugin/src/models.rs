@@ -409,21 +409,7 @@ mod tests {
     #[test]
     fn repeat_makes_fills_follow_the_bars_before_the_hole() {
         // POP909 test windows, bars 3–4 filled by the embedded model at Repeat 1 and 0.
-        let songs = bandmate::data::load_cached(
-            bandmate::data::Dataset::Pop909,
-            bandmate::data::Split::Test,
-            &bandmate::data::default_data_root(),
-            &bandmate::data::default_cache_dir(),
-        )
-        .expect("POP909 test split loads");
-        let clips: Vec<Clip> = songs
-            .iter()
-            .filter(|s| {
-                s.clip.time_signature == TimeSignature::FOUR_FOUR && s.clip.meter_changes.is_empty()
-            })
-            .filter_map(|s| bandmate::data::windows(&s.clip, 4, 4).into_iter().nth(2))
-            .take(4)
-            .collect();
+        let clips = test_windows(4);
         assert_eq!(clips.len(), 4);
         let generator: Arc<dyn Generator> = Arc::new(RollGenerator::new(
             "roll diffusion",

@@ -205,7 +205,7 @@ fn run_targets(
 const LOWEST_LINE_BELOW: u8 = 60;
 
 /// A MIDI channel no track uses (not 10, the drums'), else 1.
-fn free_channel(clip: &Clip) -> u8 {
+pub(crate) fn free_channel(clip: &Clip) -> u8 {
     (0..16u8)
         .find(|c| *c != 9 && !clip.tracks.iter().any(|t| t.channel == *c))
         .unwrap_or(0)

@@ -255,9 +255,7 @@ pub fn harmonize(
     let target = match target {
         Some(t) => t,
         None => {
-            let channel = (0..16u8)
-                .find(|c| *c != 9 && !clip.tracks.iter().any(|t| t.channel == *c))
-                .unwrap_or(0);
+            let channel = part_tasks::free_channel(clip);
             base.add_track(Track::new("Harmony", TrackRole::Accompaniment, channel))
         }
     };
@@ -415,9 +413,7 @@ fn target_track(clip: &mut Clip, mask: &Mask) -> Result<u16> {
     if pitched.len() == 1 {
         return Ok(pitched[0]);
     }
-    let channel = (0..16u8)
-        .find(|c| *c != 9 && !clip.tracks.iter().any(|t| t.channel == *c))
-        .unwrap_or(0);
+    let channel = part_tasks::free_channel(clip);
     Ok(clip.add_track(Track::new("Generated", TrackRole::Accompaniment, channel)))
 }
 

@@ -235,10 +235,7 @@ pub fn dsm_step(
 }
 
 fn learning_rate(opts: &LatentTrainOptions, step: usize, progress: f64) -> f64 {
-    if step < opts.warmup {
-        return opts.lr * (step + 1) as f64 / opts.warmup.max(1) as f64;
-    }
-    opts.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress.clamp(0.0, 1.0)).cos()))
+    super::run_loop::learning_rate(opts.lr, opts.warmup, step, progress)
 }
 
 /// Validation loss: every valid sequence at 4 fixed times (0.05, 0.25, 0.5, 0.9) and fixed noise.

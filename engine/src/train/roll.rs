@@ -447,11 +447,7 @@ fn spread<T: Clone>(items: &[T], count: usize) -> Vec<T> {
 }
 
 fn learning_rate(opts: &TrainOptions, step: usize, progress: f64) -> f64 {
-    if step < opts.warmup {
-        return opts.lr * (step + 1) as f64 / opts.warmup as f64;
-    }
-    let p = progress.clamp(0.0, 1.0);
-    opts.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()))
+    super::run_loop::learning_rate(opts.lr, opts.warmup, step, progress)
 }
 
 /// Train (or resume) a roll model. Prints progress lines on stderr.

@@ -262,11 +262,7 @@ fn spread(windows: &MelodyWindows, count: usize) -> MelodyWindows {
 }
 
 fn learning_rate(opts: &VaeTrainOptions, step: usize, progress: f64) -> f64 {
-    if step < opts.warmup {
-        return opts.lr * (step + 1) as f64 / opts.warmup.max(1) as f64;
-    }
-    let p = progress.clamp(0.0, 1.0);
-    opts.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()))
+    super::run_loop::learning_rate(opts.lr, opts.warmup, step, progress)
 }
 
 /// β at `step` of the KL annealing.
