@@ -15,12 +15,12 @@
 
 use crate::capture::CaptureEvent;
 use crate::player::{EventBuffer, NoteMessage};
+use crate::worker::{OwnedThread, STOP_WAIT};
 use bandmate::music::{Clip, Note, TimeSignature, Track, TrackRole};
 use rtrb::{Consumer, Producer, RingBuffer};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Most notes in one answered bar; the rest are dropped by the band thread.
@@ -444,7 +444,7 @@ pub const RECORDED_TRACK: &str = "Recorded";
 /// The band thread of one instance. Stops when dropped.
 pub struct BandThread {
     stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
+    thread: OwnedThread,
 }
 
 impl BandThread {
@@ -457,52 +457,49 @@ impl BandThread {
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = stop.clone();
-        let handle = std::thread::Builder::new()
-            .name("bandmate-band".into())
-            .spawn(move || {
-                let mut recorded = Vec::new();
-                while !stop_flag.load(Ordering::Relaxed) {
-                    while let Ok(event) = events.pop() {
-                        session.handle_guarded(event, &mut recorded);
-                    }
-                    if !recorded.is_empty() {
-                        // A panic while recording loses these notes, not the thread.
-                        let outcome =
-                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                record(&recorded)
-                            }));
-                        if let Err(panic) = outcome {
-                            session.stats.set_error(Some(format!(
-                                "recording: {} notes lost ({})",
-                                recorded.len(),
-                                crate::worker::panic_message(&*panic)
-                            )));
-                        }
-                        recorded.clear();
-                    }
-                    let controls = &session.controls;
-                    let active = controls.answer.load(Ordering::Relaxed)
-                        || controls.record.load(Ordering::Relaxed);
-                    std::thread::sleep(if active {
-                        POLL_INTERVAL
-                    } else {
-                        IDLE_POLL_INTERVAL
-                    });
+        let thread = OwnedThread::spawn("bandmate-band", move || {
+            let mut recorded = Vec::new();
+            while !stop_flag.load(Ordering::Relaxed) {
+                while let Ok(event) = events.pop() {
+                    session.handle_guarded(event, &mut recorded);
                 }
-            })?;
-        Ok(Self {
-            stop,
-            handle: Some(handle),
-        })
+                if !recorded.is_empty() {
+                    // A panic while recording loses these notes, not the thread.
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        record(&recorded)
+                    }));
+                    if let Err(panic) = outcome {
+                        session.stats.set_error(Some(format!(
+                            "recording: {} notes lost ({})",
+                            recorded.len(),
+                            crate::worker::panic_message(&*panic)
+                        )));
+                    }
+                    recorded.clear();
+                }
+                let controls = &session.controls;
+                let active = controls.answer.load(Ordering::Relaxed)
+                    || controls.record.load(Ordering::Relaxed);
+                // Woken early by the drop.
+                std::thread::park_timeout(if active {
+                    POLL_INTERVAL
+                } else {
+                    IDLE_POLL_INTERVAL
+                });
+            }
+        })?;
+        Ok(Self { stop, thread })
     }
 }
 
 impl Drop for BandThread {
+    /// Tells the thread to stop and waits at most [`STOP_WAIT`] for it: a thread inside a model
+    /// call (the band model's first load) is left to end on its own, so that the host's main
+    /// thread never waits for it.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(handle) = self.handle.take() {
-            let _ = handle.join();
-        }
+        self.thread.unpark();
+        self.thread.join_within(STOP_WAIT);
     }
 }
 

@@ -7,14 +7,14 @@
 //! audio thread: reports are polled, clips go through the ring buffer.
 
 use crate::band::BandStats;
-use crate::controller::Controller;
+use crate::controller::{Controller, JobReport};
 use crate::params::{BandmateParams, KeyScale};
 use crate::state::EditorView;
 use crate::worker::{Job, JobSettings, WorkerReport};
 use bandmate::music::{Clip, Mask, TrackRole};
 use bandmate_gui::{
-    Action, EditorState, JobStatus, ModelSettings, Task, roll_area, toolbar, toolbar_row,
-    track_controls,
+    AbCompare, Action, EditorState, JobStatus, ModelSettings, Task, roll_area, toolbar,
+    toolbar_row, track_controls,
 };
 use nice_plug::context::gui::GuiContext;
 use nice_plug::editor::dpi::{LogicalSize, Size};
@@ -46,8 +46,11 @@ pub struct EditorApp {
     band: Arc<BandStats>,
     repaint: RepaintNotifier,
     state: EditorState,
-    /// The clip as last sent to (or taken from) the session.
+    /// The clip as last sent to (or taken from) the session, and its generation there.
     synced: Clip,
+    synced_generation: u64,
+    /// The A/B pair holds a job result that was only offered (made from an older clip).
+    offered_version: bool,
     synced_mask: Mask,
     /// The loop range last sent to the session.
     synced_loop: Option<(u32, u32)>,
@@ -146,14 +149,12 @@ impl EditorApp {
         band: Arc<BandStats>,
         repaint: RepaintNotifier,
     ) -> Self {
-        let (clip, mask) = {
-            let session = controller.session();
-            let mask = session
-                .mask
-                .clone()
-                .unwrap_or_else(|| Mask::empty(session.clip.steps()));
-            (session.clip.clone(), mask)
-        };
+        let (clip, synced_generation) = controller.clip_version();
+        let mask = controller
+            .session()
+            .mask
+            .clone()
+            .unwrap_or_else(|| Mask::empty(clip.steps()));
         let mut state = EditorState::new(clip.clone());
         state.mask = mask.clone();
         state.error = controller.session().load_warning.clone();
@@ -165,6 +166,8 @@ impl EditorApp {
             repaint,
             state,
             synced: clip,
+            synced_generation,
+            offered_version: false,
             synced_mask: mask,
             synced_loop,
             running: None,
@@ -263,48 +266,86 @@ impl EditorApp {
 
     /// Take in worker reports and clip changes made outside the editor.
     pub fn sync_in(&mut self) {
+        let mut offered = None;
         for report in self.controller.poll() {
             match report {
-                WorkerReport::Started { .. } => {}
-                WorkerReport::Progress { fraction, .. } => {
+                JobReport::Worker(WorkerReport::Progress { fraction, .. }) => {
                     if let JobStatus::Running { progress, .. } = &mut self.state.job {
                         *progress = fraction;
                     }
                 }
-                WorkerReport::Done { clip, .. } => {
-                    let label = self.running.take().unwrap_or_else(|| "Model".into());
-                    self.state.accept_result(clip.clone(), &label);
-                    self.synced = clip;
-                }
-                WorkerReport::Failed { error, .. } => {
+                JobReport::Worker(WorkerReport::Started { .. } | WorkerReport::Done { .. }) => {}
+                JobReport::Worker(WorkerReport::Failed { error, .. }) => {
                     self.running = None;
                     self.state.job = JobStatus::Idle;
                     self.state.error = Some(error);
                 }
-                WorkerReport::Cancelled { .. } => {
+                JobReport::Worker(WorkerReport::Cancelled { .. }) => {
                     self.running = None;
                     self.state.job = JobStatus::Idle;
                 }
+                JobReport::Applied {
+                    clip, generation, ..
+                } => {
+                    let label = self.running.take().unwrap_or_else(|| "Model".into());
+                    self.state.accept_result(clip.clone(), &label);
+                    self.offered_version = false;
+                    self.synced = clip;
+                    self.synced_generation = generation;
+                }
+                JobReport::Offered { clip, .. } => {
+                    let label = self.running.take().unwrap_or_else(|| "Model".into());
+                    self.state.job = JobStatus::Idle;
+                    offered = Some((clip, label));
+                }
             }
         }
-        // Compared under the read lock; cloned only when it changed (not every frame).
-        let changed = {
-            let session = self.controller.session();
-            (session.clip != self.synced).then(|| session.clip.clone())
-        };
-        if let Some(session_clip) = changed {
-            // Recorded notes (or a state load): one undo step like any other change.
-            self.state.accept_result(session_clip.clone(), "Recording");
-            self.state.ab = None;
-            self.synced = session_clip;
+        self.take_session_clip();
+        // After the newer clip is in: the result becomes the other side of A/B.
+        if let Some((clip, label)) = offered {
+            self.state.ab = Some(AbCompare {
+                other: clip,
+                showing_new: false,
+            });
+            self.offered_version = true;
+            self.state.error = Some(format!(
+                "{label} was made from an older clip (it changed while the model ran): the \
+                 result is kept as version B, press A/B to hear it"
+            ));
         }
+    }
+
+    /// Take the session's clip if it changed outside the editor (a recording, a state load, an
+    /// edit merged into a newer clip): one undo step like any other change.
+    fn take_session_clip(&mut self) {
+        let Some((clip, generation)) = self.controller.clip_since(self.synced_generation) else {
+            return;
+        };
+        let job = std::mem::take(&mut self.state.job);
+        let ab = self.state.ab.take();
+        self.state.accept_result(clip.clone(), "Recording");
+        // A running job keeps its progress bar; an offered version stays to compare against.
+        self.state.job = job;
+        self.state.ab = ab.filter(|ab| self.offered_version && !ab.showing_new);
+        self.synced = clip;
+        self.synced_generation = generation;
     }
 
     /// Send the editor's edits to the session and the audio thread.
     pub fn sync_out(&mut self) {
         if self.state.clip != self.synced {
+            let outcome = self.controller.edit_clip(
+                &self.synced,
+                self.synced_generation,
+                self.state.clip.clone(),
+            );
             self.synced = self.state.clip.clone();
-            self.controller.set_clip(self.state.clip.clone());
+            if outcome.exact {
+                self.synced_generation = outcome.generation;
+            } else {
+                // Merged into a newer clip (or repaired): show what the session holds.
+                self.take_session_clip();
+            }
         }
         if self.state.roll.loop_bars != self.synced_loop {
             self.synced_loop = self.state.roll.loop_bars;
@@ -322,12 +363,15 @@ impl EditorApp {
         match action {
             Action::Run { task, settings } => {
                 let label = task.label().to_string();
+                // The job is made from the clip the session holds (and its generation).
+                self.sync_out();
                 match self.job_for(&task) {
                     Ok(job) => {
-                        match self
-                            .controller
-                            .submit_with(job, job_settings(&settings, &task, &self.state.models))
-                        {
+                        match self.controller.submit_with(
+                            job,
+                            job_settings(&settings, &task, &self.state.models),
+                            self.synced_generation,
+                        ) {
                             Ok(_) => {
                                 self.running = Some(label.clone());
                                 self.state.job = JobStatus::Running {
@@ -912,6 +956,105 @@ mod tests {
         let (clip, mask) = (&mut app.state.clip, &mut app.state.mask);
         assert!(app.state.history.undo(clip, mask).is_some());
         assert_eq!(app.state.clip, before);
+    }
+
+    /// The editor on a controller whose jobs run on the gated test model, and its gate.
+    fn gated_app() -> (EditorApp, Arc<Controller>, crossbeam_channel::Sender<()>) {
+        let (sender, _receiver) = clip_feed();
+        let (gated, open) = crate::worker::testing::gated();
+        let params = Arc::new(BandmateParams::default());
+        let controller = Arc::new(Controller::new(params, sender).with_generators(gated));
+        controller.set_clip(example_clip());
+        let app = EditorApp::new(
+            controller.clone(),
+            Arc::new(BandStats::default()),
+            RepaintNotifier::new(),
+        );
+        (app, controller, open)
+    }
+
+    fn run(app: &mut EditorApp, task: Task) {
+        app.act(Action::Run {
+            task,
+            settings: ModelSettings::default(),
+        });
+        assert!(matches!(app.state.job, JobStatus::Running { .. }));
+    }
+
+    /// Frames (their sync steps) until the running job ends.
+    fn until_idle(app: &mut EditorApp) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while matches!(app.state.job, JobStatus::Running { .. }) {
+            assert!(Instant::now() < deadline, "the job never ended");
+            std::thread::sleep(Duration::from_millis(2));
+            app.sync_in();
+            app.sync_out();
+        }
+    }
+
+    #[test]
+    fn a_note_recorded_while_a_job_runs_stays_and_the_result_is_offered_as_version_b() {
+        let (mut app, controller, open) = gated_app();
+        app.state.mask = Mask::bars(&app.state.clip, 1..=1);
+        run(&mut app, Task::FillMask);
+        // A note recorded while the model runs reaches the editor; the progress bar stays.
+        assert_eq!(controller.record(&[(2.0, 2.5, 99, 100)]), 1);
+        app.sync_in();
+        app.sync_out();
+        assert!(matches!(app.state.job, JobStatus::Running { .. }));
+        assert!(app.state.clip.notes.iter().any(|n| n.pitch == 99));
+        open.send(()).unwrap();
+        until_idle(&mut app);
+        // Before, the result replaced the clip and the recorded note was gone.
+        let session = controller.session().clip.clone();
+        assert!(session.notes.iter().any(|n| n.pitch == 99));
+        assert_eq!(app.state.clip, session);
+        let message = app.state.error.clone().unwrap_or_default();
+        assert!(message.contains("made from an older clip"), "{message}");
+        let result = example_clip().transposed(12).unwrap();
+        let ab = app.state.ab.clone().expect("the result as version B");
+        assert_eq!((ab.other, ab.showing_new), (result.clone(), false));
+        // A/B to the result makes it the clip.
+        app.state.toggle_ab();
+        app.sync_out();
+        assert_eq!(controller.session().clip, result);
+    }
+
+    #[test]
+    fn an_edit_in_the_frame_of_a_recording_keeps_both() {
+        let (mut app, controller, _open) = gated_app();
+        app.state.clip.notes.push(Note::new(6, 97, 2, 100, 0));
+        // Recorded after this frame's sync_in, before its sync_out: before, the editor's copy
+        // overwrote the recording.
+        assert_eq!(controller.record(&[(3.0, 3.5, 98, 100)]), 1);
+        app.sync_out();
+        for clip in [&app.state.clip, &controller.session().clip] {
+            assert!(clip.notes.iter().any(|n| n.pitch == 97));
+            assert!(clip.notes.iter().any(|n| n.pitch == 98));
+        }
+        assert_eq!(app.state.clip, controller.session().clip);
+    }
+
+    #[test]
+    fn a_model_panic_reaches_the_editor_as_a_message_and_the_next_job_runs() {
+        let (mut app, controller, open) = gated_app();
+        run(&mut app, Task::Harmonize);
+        until_idle(&mut app);
+        let error = app.state.error.clone().unwrap_or_default();
+        assert!(
+            error.contains("gated panicked: harmonizer exploded"),
+            "{error}"
+        );
+        assert_eq!(app.state.clip, example_clip(), "the clip is untouched");
+        // The same worker serves the next job.
+        app.state.mask = Mask::bars(&app.state.clip, 1..=1);
+        open.send(()).unwrap();
+        run(&mut app, Task::FillMask);
+        assert!(app.state.error.is_none());
+        until_idle(&mut app);
+        assert!(app.state.error.is_none(), "{:?}", app.state.error);
+        assert_eq!(app.state.clip, example_clip().transposed(12).unwrap());
+        assert_eq!(controller.session().clip, app.state.clip);
     }
 
     /// One frame of the whole editor at the default size; returns the laid-out width and the

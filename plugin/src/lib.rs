@@ -128,14 +128,10 @@ impl Bandmate {
         let controller = self.controller.clone();
         let stats = self.band_stats.clone();
         let thread = BandThread::spawn(events, session, move |notes| {
-            let mut clip = controller.session().clip.clone();
-            let added = band::record_into(&mut clip, notes);
+            let added = controller.record(notes);
             stats
                 .recorded_notes
                 .fetch_add(added as u64, std::sync::atomic::Ordering::Relaxed);
-            if added > 0 {
-                controller.set_clip(clip);
-            }
         })?;
         self.band = Some(BandRig {
             capture,
@@ -412,3 +408,45 @@ impl Vst3Plugin for Bandmate {
 
 nice_export_clap!(Bandmate);
 nice_export_vst3!(Bandmate);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn dropping_the_plugin_returns_at_once_while_a_model_loads_for_a_job() {
+        let mut plugin = Bandmate::default();
+        // The worker's models take until the test lets them load.
+        let (open, gate) = crossbeam_channel::bounded::<()>(0);
+        let (loading, load_started) = crossbeam_channel::bounded(1);
+        let (sender, clips) = clip_feed();
+        plugin.clips = clips;
+        plugin.controller = Arc::new(
+            Controller::new(plugin.params.clone(), sender).with_generators(move || {
+                let _ = loading.send(());
+                let _ = gate.recv();
+                (worker::testing::gated().0)()
+            }),
+        );
+        plugin.start_band().unwrap();
+        plugin.controller.set_clip(bandmate::music::example_clip());
+        plugin
+            .controller
+            .submit(Job::Harmonize {
+                clip: bandmate::music::example_clip(),
+            })
+            .unwrap();
+        load_started
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the model load started");
+        // Before, the drop joined the worker (and the band thread) on the host's main thread:
+        // it returned when the load did.
+        let started = Instant::now();
+        drop(plugin);
+        let took = started.elapsed();
+        println!("the plugin's drop took {took:?}");
+        assert!(took < Duration::from_millis(200), "the drop took {took:?}");
+        open.send(()).expect("the load was still running");
+    }
+}

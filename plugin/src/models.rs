@@ -305,19 +305,27 @@ impl Generator for MelodyGenerator {
             seed: request.settings.seed,
             ..SampleOptions::default()
         };
-        interpolate_clips(&lm, from, to, *amount, &opts).map_err(|e| format!("interpolate: {e:#}"))
+        // Progress after each window; a newer job or a drop stops it between two.
+        let mut step = |fraction| {
+            control.progress(fraction);
+            !control.cancelled()
+        };
+        interpolate_clips(&lm, from, to, *amount, &opts, &mut step)
+            .map_err(|e| format!("interpolate: {e:#}"))
     }
 }
 
 /// `from` with its melody moved `amount` (0–1) of the way to `to`'s, window by window (2 bars):
 /// the spherical interpolation of the two MusicVAE latents of each window, decoded; where only
-/// `from` has a window it stays. Other tracks stay as in `from`.
+/// `from` has a window it stays. Other tracks stay as in `from`. After each window
+/// `step(fraction done)` is asked whether to go on: `false` stops with an error (cancelled).
 pub fn interpolate_clips(
     lm: &LatentMelody,
     from: &Clip,
     to: &Clip,
     amount: f32,
     opts: &SampleOptions,
+    step: &mut dyn FnMut(f32) -> bool,
 ) -> anyhow::Result<Clip> {
     let a = song_windows(from)?;
     let b = song_windows(to)?;
@@ -329,6 +337,9 @@ pub fn interpolate_clips(
     // nearest of 9 interpolants.
     let index = (amount * 10.0).round() as usize;
     for w in 0..shared {
+        if !step(w as f32 / shared as f32) {
+            anyhow::bail!("cancelled");
+        }
         if a.windows[w] == b.windows[w] || index == 0 {
             continue;
         }
@@ -480,15 +491,18 @@ mod tests {
         let a = tune(&[60, 62, 64, 65, 67, 65, 64, 62]);
         let b = tune(&[72, 67, 64, 67, 72, 76, 79, 76]);
         let opts = SampleOptions::default();
-        assert_eq!(interpolate_clips(&lm, &a, &b, 0.0, &opts).unwrap(), a);
+        assert_eq!(
+            interpolate_clips(&lm, &a, &b, 0.0, &opts, &mut |_| true).unwrap(),
+            a
+        );
         let melody = |c: &Clip, track: u16| -> Vec<(u32, u8)> {
             let mut v: Vec<(u32, u8)> = c.track_notes(track).map(|n| (n.start, n.pitch)).collect();
             v.sort();
             v
         };
-        let end = interpolate_clips(&lm, &a, &b, 1.0, &opts).unwrap();
+        let end = interpolate_clips(&lm, &a, &b, 1.0, &opts, &mut |_| true).unwrap();
         assert_eq!(melody(&end, 0), melody(&b, 0));
-        let middle = interpolate_clips(&lm, &a, &b, 0.5, &opts).unwrap();
+        let middle = interpolate_clips(&lm, &a, &b, 0.5, &opts, &mut |_| true).unwrap();
         assert_eq!(melody(&middle, 1), melody(&a, 1), "the chords stay");
         assert!(!melody(&middle, 0).is_empty());
         assert!(middle.track_notes(0).all(|n| n.start < 64 && n.end() <= 64));
@@ -506,10 +520,18 @@ mod tests {
         // A waltz cannot be interpolated: a clear error.
         let mut waltz = a.clone();
         waltz.time_signature = TimeSignature::new(3, 4);
-        let e = interpolate_clips(&lm, &waltz, &b, 0.5, &opts)
+        let e = interpolate_clips(&lm, &waltz, &b, 0.5, &opts, &mut |_| true)
             .unwrap_err()
             .to_string();
         assert!(e.contains("3/4"), "{e}");
+        // Cancel is asked before each window: a newer job or a drop stops it between two.
+        let mut asked = 0;
+        let e = interpolate_clips(&lm, &a, &b, 0.5, &opts, &mut |_| {
+            asked += 1;
+            false
+        })
+        .unwrap_err();
+        assert_eq!((e.to_string(), asked), ("cancelled".to_string(), 1));
     }
 
     /// Four-bar POP909 test windows (the third window of the first 4/4 songs).

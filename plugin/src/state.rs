@@ -13,6 +13,7 @@ use nice_plug::params::persist::PersistentField;
 use nice_plug::prelude::PluginState;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LockResult, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The key of the persisted field (see `#[persist]` in [`crate::params`]).
@@ -263,13 +264,29 @@ impl<'de> Deserialize<'de> for Session {
 /// The persisted session, with a hook that runs after every load: a state the host loads at any
 /// time (also while the plugin is active, when no `activate` follows) reaches the audio thread
 /// through it.
+///
+/// The clip's generation counts its changes: a load and every clip the controller writes bump
+/// it while holding the write lock, so a reader under the read lock sees the clip and its
+/// generation together.
 #[derive(Default)]
 pub struct SessionStore {
     session: RwLock<Session>,
     on_load: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    generation: AtomicU64,
 }
 
 impl SessionStore {
+    /// The generation of the session's clip (see the type's doc).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// A new clip was written through `_held` (the write guard, so that the clip and its
+    /// generation change together): its generation.
+    pub(crate) fn bump_generation(&self, _held: &RwLockWriteGuard<'_, Session>) -> u64 {
+        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
     pub fn read(&self) -> LockResult<RwLockReadGuard<'_, Session>> {
         self.session.read()
     }
@@ -286,7 +303,11 @@ impl SessionStore {
 
 impl<'a> PersistentField<'a, Session> for SessionStore {
     fn set(&self, new_value: Session) {
-        *self.session.write().unwrap_or_else(PoisonError::into_inner) = new_value;
+        {
+            let mut session = self.session.write().unwrap_or_else(PoisonError::into_inner);
+            *session = new_value;
+            self.bump_generation(&session);
+        }
         if let Some(hook) = self.on_load.get() {
             hook();
         }

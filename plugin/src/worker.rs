@@ -184,7 +184,10 @@ pub trait Generator: Send + Sync {
     fn run(&self, request: &JobRequest, control: &JobControl) -> Result<Clip, String>;
 }
 
-static GENERATORS: OnceLock<Arc<[Arc<dyn Generator>]>> = OnceLock::new();
+/// The models an instance can run, in the order they are tried.
+pub type GeneratorList = Arc<[Arc<dyn Generator>]>;
+
+static GENERATORS: OnceLock<GeneratorList> = OnceLock::new();
 
 /// The names of the shared generators once they have loaded (`None` before: the editor shows
 /// "Automatic" alone until then, and starts the load on a thread of its own).
@@ -214,20 +217,65 @@ pub fn shared_generators() -> Arc<[Arc<dyn Generator>]> {
         .clone()
 }
 
-/// The handle the plugin keeps; dropping it stops the thread after the current job.
+/// A thread of the instance whose owner waits a bounded time for it: the worker and the band
+/// thread. Dropping the plugin happens on the host's main thread, which must not freeze while a
+/// thread finishes a model load or a step that does not check for cancel.
+pub(crate) struct OwnedThread {
+    handle: Option<JoinHandle<()>>,
+    /// Disconnects when the thread ends (its sender lives on the thread).
+    ended: Receiver<()>,
+}
+
+/// How long an owner waits for its thread to end after telling it to stop (the worker and the
+/// band thread in turn: a plugin drop stays under 50 ms).
+pub(crate) const STOP_WAIT: Duration = Duration::from_millis(20);
+
+impl OwnedThread {
+    pub(crate) fn spawn(name: &str, run: impl FnOnce() + Send + 'static) -> std::io::Result<Self> {
+        let (alive, ended) = crossbeam_channel::bounded::<()>(0);
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let _alive = alive;
+                run()
+            })?;
+        Ok(Self {
+            handle: Some(handle),
+            ended,
+        })
+    }
+
+    /// Wake the thread if it is parked (see [`std::thread::park_timeout`]).
+    pub(crate) fn unpark(&self) {
+        if let Some(handle) = &self.handle {
+            handle.thread().unpark();
+        }
+    }
+
+    /// Wait at most `wait` for the thread (already told to stop) to end: joined if it did, else
+    /// left to end on its own. True if it ended.
+    pub(crate) fn join_within(&mut self, wait: Duration) -> bool {
+        let ended = matches!(
+            self.ended.recv_timeout(wait),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        );
+        if let Some(handle) = self.handle.take()
+            && ended
+        {
+            let _ = handle.join();
+        }
+        ended
+    }
+}
+
+/// The handle the plugin keeps; dropping it cancels the job and lets the thread end.
 pub struct Worker {
     jobs: Option<Sender<(JobId, JobRequest)>>,
     reports: Receiver<WorkerReport>,
     latest: Arc<AtomicU64>,
     next_id: JobId,
-    thread: Option<JoinHandle<()>>,
-    /// Disconnects when the thread ends (its sender lives on the thread).
-    ended: Receiver<()>,
+    thread: OwnedThread,
 }
-
-/// How long dropping a worker waits for its thread: a job checks for cancel between steps, but
-/// one that does not (a model load) must not freeze the host's main thread.
-const DROP_WAIT: Duration = Duration::from_millis(50);
 
 impl Worker {
     /// Start the thread. `generators` is usually [`shared_generators`]; it is resolved on the
@@ -239,20 +287,15 @@ impl Worker {
         let (report_tx, reports) = unbounded();
         let latest = Arc::new(AtomicU64::new(0));
         let thread_latest = latest.clone();
-        let (alive, ended) = crossbeam_channel::bounded::<()>(0);
-        let thread = std::thread::Builder::new()
-            .name("bandmate-worker".into())
-            .spawn(move || {
-                let _alive = alive;
-                run_jobs(generators, job_rx, report_tx, thread_latest)
-            })?;
+        let thread = OwnedThread::spawn("bandmate-worker", move || {
+            run_jobs(generators, job_rx, report_tx, thread_latest)
+        })?;
         Ok(Self {
             jobs: Some(jobs),
             reports,
             latest,
             next_id: 1,
-            thread: Some(thread),
-            ended,
+            thread,
         })
     }
 
@@ -286,21 +329,13 @@ impl Worker {
 }
 
 impl Drop for Worker {
-    /// Cancels the job and waits at most [`DROP_WAIT`] for the thread: an idle thread or a job
-    /// that checks for cancel ends in that time and is joined; one that does not is left to end
-    /// on its own (its result goes nowhere).
+    /// Cancels the job and waits at most [`STOP_WAIT`] for the thread: an idle thread or a job
+    /// that checks for cancel ends in that time and is joined; one that does not (a model load)
+    /// is left to end on its own (its result goes nowhere).
     fn drop(&mut self) {
         self.cancel();
         self.jobs = None;
-        let ended = matches!(
-            self.ended.recv_timeout(DROP_WAIT),
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
-        );
-        if let Some(thread) = self.thread.take()
-            && ended
-        {
-            let _ = thread.join();
-        }
+        self.thread.join_within(STOP_WAIT);
     }
 }
 
@@ -347,6 +382,11 @@ fn run_jobs(
             },
             (None, None) => Arc::from(Vec::new()),
         };
+        // The first job waited for the models to load: a drop or a newer job may have come.
+        if control.cancelled() {
+            let _ = reports.send(WorkerReport::Cancelled { id });
+            continue;
+        }
         let kind = request.job.kind();
         // The chosen model when it can run this kind of job, else the first that can.
         let chosen = available
@@ -390,6 +430,53 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Models for the tests of the controller, the editor and the plugin.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// Transposes a Fill or Vary job's clip up an octave once the test lets it through its gate
+    /// (a send per job; a closed gate lets every job through), checking for cancel while it
+    /// waits; panics on Harmonize, as a broken model would.
+    pub struct Gated(pub Receiver<()>);
+
+    impl Generator for Gated {
+        fn name(&self) -> &str {
+            "gated"
+        }
+        fn can_run(&self, kind: JobKind) -> bool {
+            matches!(kind, JobKind::Fill | JobKind::Vary | JobKind::Harmonize)
+        }
+        fn run(&self, request: &JobRequest, control: &JobControl) -> Result<Clip, String> {
+            let (Job::Fill { clip, .. } | Job::Vary { clip, .. } | Job::Harmonize { clip }) =
+                &request.job
+            else {
+                return Err("unexpected job".into());
+            };
+            if request.job.kind() == JobKind::Harmonize {
+                panic!("harmonizer exploded");
+            }
+            while !control.cancelled() {
+                match self.0.recv_timeout(Duration::from_millis(1)) {
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                    _ => return clip.transposed(12).ok_or_else(|| "out of range".into()),
+                }
+            }
+            Err("cancelled".into())
+        }
+    }
+
+    /// The generator list of one [`Gated`] model, and its gate.
+    pub fn gated() -> (
+        impl Fn() -> GeneratorList + Send + Sync + 'static,
+        Sender<()>,
+    ) {
+        let (open, gate) = crossbeam_channel::unbounded();
+        let list: GeneratorList = Arc::from(vec![Arc::new(Gated(gate)) as _]);
+        (move || list.clone(), open)
+    }
 }
 
 #[cfg(test)]
@@ -613,16 +700,67 @@ mod tests {
         // Before, the drop joined the thread: it returned only once the job did, and the host's
         // main thread froze meanwhile. The drop runs on a helper thread so that a regression
         // fails here instead of hanging the test.
-        let (dropped, returned) = crossbeam_channel::bounded(1);
-        std::thread::spawn(move || {
-            drop(worker);
-            let _ = dropped.send(());
-        });
-        returned
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the drop returned while the job still ran");
+        assert_drop_returns_at_once(worker);
         // The job was still waiting: the gate opens only now.
         open.send(()).expect("the job was still running");
+    }
+
+    /// Drops `worker` on a helper thread (so that a regression fails instead of hanging the
+    /// test) and asserts that the drop returned within 200 ms (it waits [`STOP_WAIT`], 20 ms;
+    /// the bound leaves room for a loaded machine).
+    fn assert_drop_returns_at_once(worker: Worker) {
+        let (dropped, returned) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            drop(worker);
+            let _ = dropped.send(started.elapsed());
+        });
+        let took = returned
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the drop returned while the job still ran");
+        println!("drop took {took:?}");
+        assert!(took < Duration::from_millis(200), "the drop took {took:?}");
+    }
+
+    #[test]
+    fn dropping_a_worker_does_not_wait_for_the_first_model_load() {
+        let (open, gate) = crossbeam_channel::bounded::<()>(0);
+        let (loading, load_started) = crossbeam_channel::bounded(1);
+        let mut worker = Worker::spawn(move || -> Arc<[Arc<dyn Generator>]> {
+            let _ = loading.send(());
+            let _ = gate.recv();
+            Arc::from(Vec::new())
+        })
+        .unwrap();
+        let id = worker.submit(vary(60));
+        load_started
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the load started");
+        let reports = worker.reports().clone();
+        assert_drop_returns_at_once(worker);
+        open.send(()).expect("the load was still running");
+        // Once loaded, the dropped worker's job is not run.
+        assert_eq!(
+            reports.recv_timeout(Duration::from_secs(10)),
+            Ok(WorkerReport::Cancelled { id })
+        );
+    }
+
+    #[test]
+    fn a_job_that_checks_for_cancel_ends_and_its_thread_is_joined_within_the_drop() {
+        let (gated, _open) = testing::gated();
+        let mut worker = Worker::spawn(gated).unwrap();
+        worker.submit(vary(60));
+        assert!(matches!(
+            worker.reports().recv_timeout(Duration::from_secs(10)),
+            Ok(WorkerReport::Started { .. })
+        ));
+        worker.cancel();
+        worker.jobs = None;
+        assert!(
+            worker.thread.join_within(Duration::from_secs(10)),
+            "the job saw the cancel and the thread ended"
+        );
     }
 
     #[test]

@@ -476,3 +476,51 @@ fn the_shipped_band_model_accompanies_a_c_major_tune_in_c_major() {
     );
     predictor.reset();
 }
+
+#[test]
+fn dropping_the_band_thread_does_not_wait_for_the_model_load() {
+    let (open, gate) = crossbeam_channel::bounded::<()>(0);
+    let (loading, load_started) = crossbeam_channel::bounded(1);
+    let factory: PredictorFactory = Box::new(move || {
+        let _ = loading.send(());
+        let _ = gate.recv();
+        Err("let go".into())
+    });
+    let controls = Arc::new(BandControls::default());
+    controls.answer.store(true, Ordering::Relaxed);
+    let (to_audio, _from_band) = answer_feed();
+    let session = BandSession::new(factory, controls, Arc::new(BandStats::default()), to_audio);
+    let (mut cues, events) = RingBuffer::new(4);
+    cues.push(CaptureEvent::BarCue {
+        bar: 0,
+        beats_per_bar: 4.0,
+    })
+    .unwrap();
+    let thread = BandThread::spawn(events, session, |_| {}).unwrap();
+    load_started
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the first bar loads the model");
+    // Before, the drop joined the thread: the host's main thread waited for the load.
+    let started = Instant::now();
+    drop(thread);
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_millis(200),
+        "the drop took {took:?}"
+    );
+    open.send(()).expect("the load was still running");
+    // An idle thread is woken by the drop (it sleeps 20 ms between polls when idle).
+    let (_cues, events) = RingBuffer::new(4);
+    let (to_audio, _from_band) = answer_feed();
+    let idle = BandSession::new(
+        Box::new(|| Err("unused".into())),
+        Arc::new(BandControls::default()),
+        Arc::new(BandStats::default()),
+        to_audio,
+    );
+    let thread = BandThread::spawn(events, idle, |_| {}).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let started = Instant::now();
+    drop(thread);
+    println!("idle band thread drop: {:?}", started.elapsed());
+}
