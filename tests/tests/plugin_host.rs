@@ -10,7 +10,8 @@
 
 use bandmate::music::{Clip, Note, Track, TrackRole};
 use clack_host::events::event_types::{NoteOffEvent, NoteOnEvent, TransportEvent, TransportFlags};
-use clack_host::events::{EventFlags, EventHeader};
+use clack_host::events::io::{OutputEventBuffer, TryPushError};
+use clack_host::events::{EventFlags, EventHeader, UnknownEvent};
 use clack_host::prelude::*;
 use clack_host::utils::{BeatTime, SecondsTime};
 use std::path::PathBuf;
@@ -511,7 +512,7 @@ struct Rig {
     processor: clack_host::process::StartedPluginAudioProcessor<TestHost>,
     outputs: Vec<Vec<f32>>,
     ports: AudioPorts,
-    output_events: EventBuffer,
+    output_events: HostQueue,
     rate: f64,
     /// Host position at the next block's first sample.
     beat: f64,
@@ -529,7 +530,11 @@ impl Rig {
             processor: processor.start_processing().expect("start processing"),
             outputs: vec![vec![0.0f32; max_block as usize]; 2],
             ports: AudioPorts::with_capacity(2, 1),
-            output_events: EventBuffer::with_capacity(8192),
+            output_events: HostQueue {
+                events: EventBuffer::with_capacity(8192),
+                room: u32::MAX,
+                refused: 0,
+            },
             rate,
             beat: 0.0,
         }
@@ -566,7 +571,7 @@ impl Rig {
             time_signature_numerator: 4,
             time_signature_denominator: 4,
         };
-        self.output_events.clear();
+        self.output_events.events.clear();
         let input_events = EventBuffer::new();
         {
             let input_audio = InputAudioBuffers::empty();
@@ -581,7 +586,7 @@ impl Rig {
                     &input_audio,
                     &mut output_audio,
                     &input_events.as_input(),
-                    &mut self.output_events.as_output(),
+                    &mut OutputEvents::from(&mut self.output_events),
                     None,
                     Some(&transport),
                 )
@@ -593,7 +598,7 @@ impl Rig {
             }
         }
         let mut events = Vec::new();
-        for event in self.output_events.iter() {
+        for event in self.output_events.events.iter() {
             let time = event.header().time();
             assert!(time < n.max(1), "event at {time} in a block of {n}");
             if let Some(on) = event.as_event::<NoteOnEvent>() {
@@ -609,6 +614,25 @@ impl Rig {
 
     fn stop(self, instance: &mut PluginInstance<TestHost>) {
         instance.deactivate(self.processor.stop_processing());
+    }
+}
+
+/// The host's output event queue: it takes `room` events per block and refuses the rest (a
+/// host whose queue is full).
+struct HostQueue {
+    events: EventBuffer,
+    room: u32,
+    refused: usize,
+}
+
+impl OutputEventBuffer for HostQueue {
+    fn try_push(&mut self, event: &UnknownEvent) -> Result<(), TryPushError> {
+        if self.events.len() >= self.room {
+            self.refused += 1;
+            return Err(TryPushError::new());
+        }
+        self.events.push(event);
+        Ok(())
     }
 }
 
@@ -799,4 +823,209 @@ fn hostile_and_damaged_states_load_repaired_or_as_defaults_and_play_without_stuc
         assert!(voices.0.is_empty(), "case {i}: stuck notes");
         rig.stop(&mut instance);
     }
+}
+
+#[test]
+fn a_full_host_queue_loses_no_note_off() {
+    // Chords of eight notes on every 16th: far more events per block than the queue takes.
+    let mut clip = Clip::new(2);
+    for step in 0..32 {
+        for voice in 0..8u8 {
+            clip.notes.push(Note::new(
+                step,
+                48 + voice * 3 + (step % 4) as u8,
+                1 + step % 3,
+                100,
+                0,
+            ));
+        }
+    }
+    let entry = load_entry();
+    let mut instance = new_instance(&entry);
+    load_state(&mut instance, &state_with_clip(&clip)).unwrap();
+    let mut rig = Rig::start(&mut instance, 48_000.0, 512);
+    let mut voices = Voices::default();
+    let mut sent = 0;
+    // The host takes 0 to 4 events per block while it plays, then while it stops.
+    for b in 0..400u32 {
+        rig.output_events.room = b % 5;
+        let events = rig.block(512, 240.0, 0.0, b < 300);
+        sent += events.len();
+        voices.hear(&events);
+    }
+    assert!(
+        rig.output_events.refused > 1000,
+        "{} refused",
+        rig.output_events.refused
+    );
+    assert!(sent > 200, "{sent} events taken");
+    println!(
+        "a full host queue: {} events refused, {sent} taken",
+        rig.output_events.refused
+    );
+    // The queue frees: every note that went out ends, none is lost.
+    rig.output_events.room = u32::MAX;
+    for _ in 0..4 {
+        voices.hear(&rig.block(512, 240.0, 0.0, false));
+    }
+    assert!(
+        voices.0.is_empty(),
+        "{} notes never ended: {:?}",
+        voices.0.len(),
+        voices.0
+    );
+    rig.stop(&mut instance);
+}
+
+#[test]
+fn ten_thousand_random_mutations_of_a_real_state_load_while_playing_without_stuck_notes() {
+    use rand::{Rng, SeedableRng};
+    let entry = load_entry();
+    let mut instance = new_instance(&entry);
+    // A real state, as the plugin saves it: a clip, a mask, a loop, band settings.
+    let session = serde_json::json!({
+        "version": 1,
+        "clip": test_clip(0),
+        "mask": { "steps": 32, "cells": vec![false; 32 * 128], "track": null },
+        "loop_bars": [0, 2],
+    });
+    load_state(
+        &mut instance,
+        &state_with_session_field(&session.to_string()),
+    )
+    .unwrap();
+    let real = save_state(&mut instance);
+    let outer: serde_json::Value = serde_json::from_slice(&real[8..]).unwrap();
+    let inner: serde_json::Value =
+        serde_json::from_str(outer["fields"]["session"].as_str().unwrap()).unwrap();
+    assert_eq!(inner["loop_bars"], serde_json::json!([0, 2]), "{inner}");
+    // Every leaf of the session, for field changes.
+    fn leaves(v: &serde_json::Value, path: String, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Array(a) => {
+                // Long arrays (the mask's cells): a few of their elements.
+                for i in (0..a.len()).step_by(a.len().div_ceil(16).max(1)) {
+                    leaves(&a[i], format!("{path}/{i}"), out);
+                }
+                out.push(path);
+            }
+            serde_json::Value::Object(o) => {
+                for (k, x) in o {
+                    leaves(x, format!("{path}/{k}"), out);
+                }
+                out.push(path);
+            }
+            _ => out.push(path),
+        }
+    }
+    let mut paths = Vec::new();
+    leaves(&inner, String::new(), &mut paths);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(36);
+    let hostile = |rng: &mut rand_chacha::ChaCha8Rng| -> serde_json::Value {
+        match rng.random_range(0..10) {
+            0 => serde_json::json!(rng.random::<u32>()),
+            1 => serde_json::json!(-rng.random_range(0..1_000_000i64)),
+            2 => serde_json::json!(rng.random::<f64>() * 1e12),
+            3 => serde_json::json!(rng.random_range(0..300)),
+            4 => serde_json::json!(u64::MAX),
+            5 => serde_json::json!("x"),
+            6 => serde_json::Value::Null,
+            7 => serde_json::json!([]),
+            8 => serde_json::json!({}),
+            _ => serde_json::json!(true),
+        }
+    };
+    let with_session = |session: &serde_json::Value| state_with_session_field(&session.to_string());
+    let mut rig = Rig::start(&mut instance, 48_000.0, 512);
+    let mut voices = Voices::default();
+    let (mut loaded, mut refused, mut note_ons) = (0, 0, 0);
+    let cases = 10_000;
+    for case in 0..cases {
+        let bytes = match case % 5 {
+            // Byte flips anywhere in the state (its length header too).
+            0 => {
+                let mut b = real.clone();
+                for _ in 0..rng.random_range(1..5) {
+                    let i = rng.random_range(0..b.len());
+                    b[i] ^= 1 << rng.random_range(0..8);
+                }
+                b
+            }
+            // Truncated.
+            1 => real[..rng.random_range(0..real.len())].to_vec(),
+            // The session's text with a byte changed (still a valid outer state).
+            2 => {
+                let mut text = outer["fields"]["session"]
+                    .as_str()
+                    .unwrap()
+                    .as_bytes()
+                    .to_vec();
+                let i = rng.random_range(0..text.len());
+                text[i] = b" 0123456789-.e,:{}[]\"\\x"[rng.random_range(0..22)];
+                state_with_session_field(&String::from_utf8_lossy(&text))
+            }
+            // One to three fields of the session set to hostile values.
+            3 => {
+                let mut v = inner.clone();
+                for _ in 0..rng.random_range(1..4) {
+                    let path = &paths[rng.random_range(0..paths.len())];
+                    let value = hostile(&mut rng);
+                    if let Some(slot) = v.pointer_mut(path) {
+                        *slot = value;
+                    }
+                }
+                with_session(&v)
+            }
+            // A field removed, or notes duplicated and shifted.
+            _ => {
+                let mut v = inner.clone();
+                let path = &paths[rng.random_range(0..paths.len())];
+                if let Some((parent, key)) = path.rsplit_once('/')
+                    && let Some(serde_json::Value::Object(o)) = v.pointer_mut(parent)
+                {
+                    o.remove(key);
+                } else if let Some(serde_json::Value::Array(notes)) = v.pointer_mut("/clip/notes") {
+                    let copies: Vec<_> = notes.clone();
+                    for mut n in copies {
+                        n["start"] = serde_json::json!(rng.random_range(0..40));
+                        notes.push(n);
+                    }
+                }
+                with_session(&v)
+            }
+        };
+        // Loaded while the plugin plays (no activate after it).
+        match load_state(&mut instance, &bytes) {
+            Ok(()) => loaded += 1,
+            Err(_) => refused += 1,
+        }
+        for _ in 0..3 {
+            let events = rig.block(512, 960.0, 0.0, true);
+            note_ons += events.iter().filter(|e| e.1).count();
+            voices.hear(&events);
+        }
+        if case % 8 == 7 {
+            voices.hear(&rig.block(512, 960.0, 0.0, false));
+            assert!(
+                voices.0.is_empty(),
+                "case {case}: stuck notes {:?}",
+                voices.0
+            );
+        }
+    }
+    println!("{cases} mutated states: {loaded} loaded, {refused} refused, {note_ons} note-ons");
+    assert_eq!(loaded + refused, cases);
+    assert!(loaded > cases / 2, "{loaded} loaded");
+    assert!(
+        note_ons > 1000,
+        "the plugin kept playing: {note_ons} note-ons"
+    );
+    // The real state still loads and plays after all that.
+    load_state(&mut instance, &real).unwrap();
+    let mut heard = Vec::new();
+    for _ in 0..200 {
+        heard.extend(rig.block(512, 120.0, 0.0, true));
+    }
+    assert!(heard.iter().any(|e| e.1), "plays after the mutations");
+    rig.stop(&mut instance);
 }
