@@ -7,7 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use bandmate::models::roll::Config;
-use bandmate::train::roll::{TrainOptions, TrainState, train};
+use bandmate::train::roll::{TrainOptions, ema_decay, raw_val_loss, train};
+use bandmate::train::run_loop::LoopState;
 use candle_core::{Device, Tensor};
 
 fn weights(path: &Path) -> HashMap<String, Tensor> {
@@ -51,23 +52,23 @@ fn a_run_with_a_weight_average_resumes_and_exports_the_average() {
     opts.fresh = true;
     let first = train(&opts).expect("first run");
     assert_eq!(first.state.step, 4);
-    assert_eq!(first.state.ema, Some(0.99));
+    assert_eq!(ema_decay(&first.state), Some(0.99));
 
     // Resume for two more steps; the decay comes from the run's state.
     opts.fresh = false;
     opts.ema = None;
     opts.max_steps = Some(6);
     let second = train(&opts).expect("resumed run");
-    let state: TrainState =
+    let state: LoopState =
         serde_json::from_str(&std::fs::read_to_string(dir.join("run/state.json")).unwrap())
             .unwrap();
     assert_eq!(second.state.step, 6);
     assert_eq!(state.step, 6);
-    assert_eq!(state.ema, Some(0.99));
+    assert_eq!(ema_decay(&state), Some(0.99));
     // One validation per epoch of two steps, for the average and for the raw weights.
     assert_eq!(state.val_loss.len(), 3);
-    assert_eq!(state.raw_val_loss.len(), 3);
-    for (v, r) in state.val_loss.iter().zip(&state.raw_val_loss) {
+    assert_eq!(raw_val_loss(&state).len(), 3);
+    for (v, r) in state.val_loss.iter().zip(&raw_val_loss(&state)) {
         assert_eq!(v.0, r.0);
         assert!(v.2.is_finite() && r.1.is_finite() && v.2 > 0.0 && r.1 > 0.0);
     }

@@ -6,23 +6,24 @@
 //! cross-entropy of the next bar's cells summed over cells and tracks, plus β·KL of the bar's
 //! posterior, plus the optional auxiliary losses of the seed (scale, rhythm, harmony) on the
 //! predicted probabilities. Validation: the same loss without noise, dropout or transposition on
-//! valid-split sequences, once per epoch. Checkpoints and resume as in [`super::roll`].
+//! valid-split sequences, once per epoch. The run goes through the shared loop
+//! ([`super::run_loop`]): checkpoints, resume, the card.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::adamw::AdamW;
-use super::plot::{Series, loss_curve};
 use super::roll::bce_with_logits;
-use super::run_files::{CheckpointFiles, export_best, export_loss_curve, progress_bar};
+use super::run_loop::{
+    EpochOrder, LoopOptions, LoopState, Measured, Trainee, loop_options, new_model, run, spread,
+    step_rng, steps_per_epoch,
+};
 use super::{format_duration, parse_duration};
 use crate::band::bars::{BarNote, render, song_bars};
 use crate::data::{self, Dataset, Song, Split};
@@ -357,29 +358,10 @@ pub fn batch_loss(
     })
 }
 
-/// What a run has done so far (`state.json`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct TrainState {
-    pub config: Option<Config>,
-    pub aux: Option<AuxWeights>,
-    pub step: usize,
-    pub epoch: usize,
-    pub batch_in_epoch: usize,
-    pub elapsed_secs: f64,
-    /// (step, mean training loss since the previous point).
-    pub train_loss: Vec<(usize, f64)>,
-    /// (step, epoch, validation reconstruction loss in nats per bar).
-    pub val_loss: Vec<(usize, usize, f64)>,
-    pub best_val: Option<f64>,
-    pub train_sequences: usize,
-    pub val_sequences: usize,
-    pub batch: usize,
-    pub finished: bool,
-}
-
+/// The outcome of [`train`].
 #[derive(Clone, Debug)]
 pub struct TrainReport {
-    pub state: TrainState,
+    pub state: LoopState,
     pub run_dir: PathBuf,
 }
 
@@ -407,19 +389,6 @@ pub fn validate(model: &BandVae, seqs: &[Sequence], batch: usize, device: &Devic
         total += l.reconstruction.to_scalar::<f32>()? as f64 * refs.len() as f64;
     }
     Ok(total / seqs.len().max(1) as f64)
-}
-
-fn spread<T: Clone>(items: &[T], count: usize) -> Vec<T> {
-    if items.len() <= count {
-        return items.to_vec();
-    }
-    (0..count)
-        .map(|i| items[i * items.len() / count].clone())
-        .collect()
-}
-
-fn learning_rate(opts: &TrainOptions, step: usize, progress: f64) -> f64 {
-    super::run_loop::learning_rate(opts.lr, opts.warmup, step, progress)
 }
 
 /// One optimizer step on a random batch drawn from `seqs` by `rng` (also used by tests).
@@ -478,32 +447,97 @@ pub fn train_step(
     })
 }
 
+/// A band model in training (see [`train`]).
+struct BandTrainee {
+    opts: TrainOptions,
+    train: Vec<Sequence>,
+    val: Vec<Sequence>,
+    varmap: VarMap,
+    model: BandVae,
+    opt: AdamW,
+    order: EpochOrder,
+}
+
+impl BandTrainee {
+    fn new(opts: &TrainOptions, train: Vec<Sequence>, val: Vec<Sequence>) -> Result<Self> {
+        let (varmap, model, opt) = new_model("band", opts.lr, opts.weight_decay, |vb| {
+            BandVae::new(&opts.config, vb)
+        })?;
+        Ok(Self {
+            opts: opts.clone(),
+            train,
+            val,
+            varmap,
+            model,
+            opt,
+            order: EpochOrder::default(),
+        })
+    }
+}
+
+impl Trainee for BandTrainee {
+    fn record(&self) -> serde_json::Value {
+        serde_json::json!({
+            "config": self.opts.config,
+            "aux": self.opts.aux,
+            "train_sequences": self.train.len(),
+            "val_sequences": self.val.len(),
+            "batch": self.opts.batch,
+        })
+    }
+
+    fn steps_per_epoch(&self) -> usize {
+        steps_per_epoch(self.train.len(), self.opts.batch, self.opts.epoch_steps)
+    }
+
+    fn step(&mut self, epoch: usize, batch: usize, step: usize, lr: f64) -> Result<Measured> {
+        let opts = &self.opts;
+        let idx = self
+            .order
+            .batch(self.train.len(), opts.seed, epoch, batch, opts.batch)?;
+        let seqs: Vec<&Sequence> = idx.iter().map(|&i| &self.train[i]).collect();
+        let mut rng = step_rng(opts.seed, step);
+        self.opt.lr = lr;
+        let (model, opt) = (&self.model, &mut self.opt);
+        train_step(model, opt, &seqs, opts, &mut rng, &Device::Cpu).map(Into::into)
+    }
+
+    fn validate(&mut self) -> Result<Measured> {
+        validate(&self.model, &self.val, 64, &Device::Cpu).map(Into::into)
+    }
+
+    fn weights_and_optimizer(&mut self) -> (&mut VarMap, &mut AdamW) {
+        (&mut self.varmap, &mut self.opt)
+    }
+
+    fn curve_names(&self) -> (&str, &str) {
+        (
+            "Band RMVAE: next-bar loss per bar",
+            "validation (next-bar BCE, Nottingham valid)",
+        )
+    }
+
+    fn train_curve_name(&self) -> &str {
+        "train (total, with KL and auxiliary terms)"
+    }
+
+    fn card(&self, state: &LoopState, opts: &LoopOptions) -> String {
+        card(self, state, opts)
+    }
+}
+
 /// Train (or resume) a band model. Progress lines on stderr.
 pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
-    let device = Device::Cpu;
-    let cfg = opts.config.clone();
+    let cfg = &opts.config;
     if let Err(e) = cfg.validate() {
         bail!("band model config: {e}");
     }
-    std::fs::create_dir_all(&opts.run_dir)
-        .with_context(|| format!("cannot create {}", opts.run_dir.display()))?;
-    let files = CheckpointFiles::in_dir(&opts.run_dir);
     eprintln!("band: loading Nottingham from {}", opts.data_root.display());
-    let train_songs = data::load_cached(
-        Dataset::Nottingham,
-        Split::Train,
-        &opts.data_root,
-        &opts.cache_dir,
-    )?;
-    let valid_songs = data::load_cached(
-        Dataset::Nottingham,
-        Split::Valid,
-        &opts.data_root,
-        &opts.cache_dir,
-    )?;
-    let train_seqs = sequences(&train_songs, &cfg, opts.seq_bars, opts.hop_bars);
+    let load =
+        |split| data::load_cached(Dataset::Nottingham, split, &opts.data_root, &opts.cache_dir);
+    let train_seqs = sequences(&load(Split::Train)?, cfg, opts.seq_bars, opts.hop_bars);
     let val_seqs = spread(
-        &sequences(&valid_songs, &cfg, opts.seq_bars, opts.seq_bars),
+        &sequences(&load(Split::Valid)?, cfg, opts.seq_bars, opts.seq_bars),
         opts.val_sequences,
     );
     if train_seqs.len() < opts.batch || val_seqs.is_empty() {
@@ -532,200 +566,18 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         opts.hop_bars,
         val_seqs.len()
     );
-
-    let mut state = TrainState::default();
-    let resume = !opts.fresh && files.exist();
-    if resume {
-        state = serde_json::from_str(&std::fs::read_to_string(&files.state)?)
-            .with_context(|| format!("{} is not a training state", files.state.display()))?;
-        if state.config.as_ref() != Some(&cfg) || state.aux != Some(opts.aux) {
-            bail!(
-                "{} holds a run of another model shape or loss; pass --fresh or another run folder",
-                opts.run_dir.display()
-            );
-        }
-        eprintln!(
-            "band: resuming at step {} (epoch {}, {} used)",
-            state.step,
-            state.epoch + 1,
-            format_duration(Duration::from_secs_f64(state.elapsed_secs))
-        );
-    } else {
-        state.config = Some(cfg.clone());
-        state.aux = Some(opts.aux);
-        state.train_sequences = train_seqs.len();
-        state.val_sequences = val_seqs.len();
-        state.batch = opts.batch;
-    }
-    let mut varmap = VarMap::new();
-    let model = BandVae::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
-    let mut opt = AdamW::new(&varmap, opts.lr, opts.weight_decay)?;
-    if resume {
-        files.load(&mut varmap, &mut opt, state.step)?;
-    }
-    let started = Instant::now();
-    let before = state.elapsed_secs;
-    let used = || before + started.elapsed().as_secs_f64();
-    let steps_per_epoch = (train_seqs.len() / opts.batch)
-        .min(opts.epoch_steps.unwrap_or(usize::MAX))
-        .max(1);
-    let budget = opts.budget.as_secs_f64();
-    let mut last_checkpoint = Instant::now();
-    let mut window_loss = (0.0, 0usize);
-    let mut step_time = None::<f64>;
-    let mut val_seconds = 0.0f64;
-
-    'epochs: while state.epoch < opts.max_epochs {
-        let mut order: Vec<usize> = (0..train_seqs.len()).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(
-            opts.seed.wrapping_add(state.epoch as u64),
-        ));
-        while state.batch_in_epoch < steps_per_epoch {
-            let now = used();
-            if now + val_seconds.max(step_time.unwrap_or(0.0) * 10.0) >= budget
-                || opts.max_steps.is_some_and(|m| state.step >= m)
-            {
-                break 'epochs;
-            }
-            let tick = Instant::now();
-            let mut rng = ChaCha8Rng::seed_from_u64(
-                opts.seed ^ (state.step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            );
-            let idx =
-                &order[state.batch_in_epoch * opts.batch..(state.batch_in_epoch + 1) * opts.batch];
-            let seqs: Vec<&Sequence> = idx.iter().map(|&i| &train_seqs[i]).collect();
-            let progress = (now / budget.max(1.0)).max(
-                opts.max_steps
-                    .map_or(0.0, |m| state.step as f64 / m.max(1) as f64),
-            );
-            opt.lr = learning_rate(opts, state.step, progress);
-            let loss = train_step(&model, &mut opt, &seqs, opts, &mut rng, &device)?;
-            if !loss.is_finite() {
-                bail!("training loss became {loss} at step {}", state.step);
-            }
-            state.step += 1;
-            state.batch_in_epoch += 1;
-            window_loss.0 += loss;
-            window_loss.1 += 1;
-            let dt = tick.elapsed().as_secs_f64();
-            step_time = Some(step_time.map_or(dt, |s| 0.95 * s + 0.05 * dt));
-            if state.step % opts.log_every.max(1) == 0 {
-                let mean = window_loss.0 / window_loss.1 as f64;
-                state.train_loss.push((state.step, mean));
-                window_loss = (0.0, 0);
-                let u = used();
-                eprintln!(
-                    "band: {} epoch {} batch {}/{} step {} loss {mean:.3} lr {:.2e} {:.1} steps/s",
-                    progress_bar(u, (budget - u).max(0.0)),
-                    state.epoch + 1,
-                    state.batch_in_epoch,
-                    steps_per_epoch,
-                    state.step,
-                    opt.lr,
-                    1.0 / step_time.unwrap_or(1.0).max(1e-9),
-                );
-            }
-            if last_checkpoint.elapsed() >= opts.checkpoint_every {
-                state.elapsed_secs = used();
-                files.save(&varmap, &opt, &state)?;
-                last_checkpoint = Instant::now();
-            }
-        }
-        let vt = Instant::now();
-        let val = validate(&model, &val_seqs, 64, &device)?;
-        val_seconds = vt.elapsed().as_secs_f64();
-        state.epoch += 1;
-        state.batch_in_epoch = 0;
-        state.elapsed_secs = used();
-        end_of_epoch(opts, &cfg, &varmap, &mut state, val)?;
-        files.save(&varmap, &opt, &state)?;
-        last_checkpoint = Instant::now();
-    }
-    if state.batch_in_epoch > 0 {
-        state.epoch += 1;
-        state.batch_in_epoch = 0;
-        let val = validate(&model, &val_seqs, 64, &device)?;
-        state.elapsed_secs = used();
-        end_of_epoch(opts, &cfg, &varmap, &mut state, val)?;
-    }
-    state.elapsed_secs = used();
-    state.finished = true;
-    files.save(&varmap, &opt, &state)?;
-    if let Some(dir) = &opts.assets_dir
-        && dir.is_dir()
-    {
-        write_card(dir, &cfg, &state, opts)?;
-    }
-    eprintln!(
-        "band: done: {} steps, {} epochs, {} wall time, best validation loss {:.4} nats/bar",
-        state.step,
-        state.epoch,
-        format_duration(Duration::from_secs_f64(state.elapsed_secs)),
-        state.best_val.unwrap_or(f64::NAN)
-    );
+    let mut trainee = BandTrainee::new(opts, train_seqs, val_seqs)?;
+    let state = run(&mut trainee, &loop_options!(opts, "band"))?;
     Ok(TrainReport {
         state,
         run_dir: opts.run_dir.clone(),
     })
 }
 
-/// Record the validation loss, redraw the loss curve, export the best weights.
-fn end_of_epoch(
-    opts: &TrainOptions,
-    cfg: &Config,
-    varmap: &VarMap,
-    state: &mut TrainState,
-    val: f64,
-) -> Result<()> {
-    state.val_loss.push((state.step, state.epoch, val));
-    let best = state.best_val.is_none_or(|b| val < b);
-    eprintln!(
-        "band: epoch {} validation loss {val:.4} nats/bar{} ({} elapsed)",
-        state.epoch,
-        if best { " (best)" } else { "" },
-        format_duration(Duration::from_secs_f64(state.elapsed_secs))
-    );
-    let train_pts: Vec<(f64, f64)> = state
-        .train_loss
-        .iter()
-        .map(|&(s, l)| (s as f64, l))
-        .collect();
-    let val_pts: Vec<(f64, f64)> = state
-        .val_loss
-        .iter()
-        .map(|&(s, _, l)| (s as f64, l))
-        .collect();
-    let png = opts.run_dir.join("loss.png");
-    loss_curve(
-        &png,
-        "Band RMVAE: next-bar loss per bar",
-        "optimizer step",
-        &[
-            Series {
-                name: "train (total, with KL and auxiliary terms)",
-                points: &train_pts,
-                color: plotters::style::RGBColor(40, 90, 200),
-            },
-            Series {
-                name: "validation (next-bar BCE, Nottingham valid)",
-                points: &val_pts,
-                color: plotters::style::RGBColor(220, 60, 40),
-            },
-        ],
-    )?;
-    if best {
-        state.best_val = Some(val);
-        export_best(varmap, &opts.run_dir, opts.assets_dir.as_deref(), cfg)?;
-    }
-    if let Some(dir) = export_loss_curve(&png, opts.assets_dir.as_deref())? {
-        write_card(dir, cfg, state, opts)?;
-    }
-    Ok(())
-}
-
 /// The training section of the model card (`CARD.md`); `bandmate band-eval` appends the
 /// evaluation table.
-fn write_card(dir: &Path, cfg: &Config, state: &TrainState, opts: &TrainOptions) -> Result<()> {
+fn card(t: &BandTrainee, state: &LoopState, loop_opts: &LoopOptions) -> String {
+    let (cfg, opts) = (&t.opts.config, &t.opts);
     let val_rows: String = state
         .val_loss
         .iter()
@@ -743,7 +595,7 @@ fn write_card(dir: &Path, cfg: &Config, state: &TrainState, opts: &TrainOptions)
             )
         })
         .collect();
-    let card = format!(
+    format!(
         "# Band player: recurrent multimodal VAE (product of experts)\n\n\
          After Vignal, \"Generating new music with deep probabilistic models\": per-track bar\n\
          encoders give Gaussian experts, their product with the prior expert is the bar's latent\n\
@@ -771,13 +623,13 @@ fn write_card(dir: &Path, cfg: &Config, state: &TrainState, opts: &TrainOptions)
         } else {
             "training in progress (these are the best weights so far)"
         },
-        train = state.train_sequences,
+        train = t.train.len(),
         len = opts.seq_bars + 1,
         hop = opts.hop_bars,
         shift = opts.max_shift,
         dt = opts.drop_track,
         db = opts.drop_bar,
-        val = state.val_sequences,
+        val = t.val.len(),
         tracks = tracks.join(", "),
         steps = cfg.steps,
         eh = cfg.encoder_hidden,
@@ -788,17 +640,72 @@ fn write_card(dir: &Path, cfg: &Config, state: &TrainState, opts: &TrainOptions)
         sw = opts.aux.scale,
         rw = opts.aux.rhythm,
         hw = opts.aux.harmony,
-        lr = opts.lr,
-        warm = opts.warmup,
-        budget = format_duration(opts.budget),
-        batch = state.batch,
+        lr = loop_opts.lr,
+        warm = loop_opts.warmup,
+        budget = format_duration(loop_opts.budget),
+        batch = opts.batch,
         steps_done = state.step,
         epochs = state.epoch,
         eps = opts.epoch_steps.unwrap_or(0),
         wall = format_duration(Duration::from_secs_f64(state.elapsed_secs)),
         seed = opts.seed,
         best = state.best_val.unwrap_or(f64::NAN),
-    );
-    std::fs::write(dir.join("CARD.md"), card)
-        .with_context(|| format!("cannot write {}", dir.join("CARD.md").display()))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// `count` random sequences of `bars` bars of `cfg`'s tracks.
+    fn random_sequences(cfg: &Config, bars: usize, count: usize, seed: u64) -> Vec<Sequence> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..count)
+            .map(|_| {
+                let bars: Vec<Vec<Vec<BarNote>>> = (0..bars)
+                    .map(|_| {
+                        cfg.tracks
+                            .iter()
+                            .map(|t| {
+                                (0..3)
+                                    .map(|_| {
+                                        let start = rng.random_range(0..cfg.steps as u8 - 2);
+                                        let pitch = t.pitch_lo + rng.random_range(12..24);
+                                        (start, pitch, 2)
+                                    })
+                                    .collect()
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let mut pitch_classes = [0.0; 12];
+                for n in bars.iter().flatten().flatten() {
+                    pitch_classes[(n.1 % 12) as usize] += n.2 as f64;
+                }
+                Sequence {
+                    bars,
+                    pitch_classes,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_tiny_run_resumes_and_exports_weights_that_load() {
+        let cfg = Config::tiny();
+        let mut opts = TrainOptions::new(cfg.clone());
+        opts.batch = 2;
+        opts.seq_bars = 2;
+        let (train, val) = (
+            random_sequences(&cfg, 3, 5, 1),
+            random_sequences(&cfg, 3, 3, 2),
+        );
+        super::super::run_loop::testing::runs_and_resumes(
+            "band",
+            || BandTrainee::new(&opts, train.clone(), val.clone()).unwrap(),
+            |dir| crate::band::player::BandModel::load_dir(dir).map(drop),
+        );
+    }
 }

@@ -8,8 +8,8 @@
 //! per-dimension mean and standard deviation of all train latents standardize them (stored in
 //! the config). Loss: denoising score matching on the VP SDE with ε-prediction,
 //! E_{t ~ U(eps, 1)} ‖ε̂(m(t)x₀ + σ(t)ε, t) − ε‖². Validation per epoch: the same loss on the
-//! valid split's sequences (no shift) at fixed t and noise. Checkpoints and resume as the other
-//! trainers ([`super::run_files`]).
+//! valid split's sequences (no shift) at fixed t and noise. The run goes through the shared loop
+//! ([`super::run_loop`]): checkpoints, resume, the card.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -17,14 +17,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
 use super::adamw::AdamW;
-use super::plot::{Series, loss_curve};
-use super::run_files::{CheckpointFiles, export_best, export_loss_curve, progress_bar};
+use super::run_loop::{
+    EpochOrder, LoopOptions, LoopState, Measured, Trainee, loop_options, new_model, run, step_rng,
+    steps_per_epoch,
+};
 use super::vae::normal_noise;
 use super::{format_duration, parse_duration};
 use crate::data::melody::transpose_tokens;
@@ -83,25 +83,6 @@ impl LatentTrainOptions {
             fresh: false,
         }
     }
-}
-
-/// What a run has done so far (`state.json`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct LatentTrainState {
-    pub config: Option<Config>,
-    pub step: usize,
-    pub epoch: usize,
-    pub elapsed_secs: f64,
-    /// (step, mean training loss) per log interval.
-    pub train_loss: Vec<(usize, f64)>,
-    /// (step, epoch, validation loss) per epoch.
-    pub val: Vec<(usize, usize, f64)>,
-    pub best_val: Option<f64>,
-    pub train_sequences: usize,
-    pub val_sequences: usize,
-    pub train_windows: usize,
-    pub batch: usize,
-    pub finished: bool,
 }
 
 /// Encoded sequences: a table of latents and the start rows of the 8-latent sequences.
@@ -234,10 +215,6 @@ pub fn dsm_step(
     })
 }
 
-fn learning_rate(opts: &LatentTrainOptions, step: usize, progress: f64) -> f64 {
-    super::run_loop::learning_rate(opts.lr, opts.warmup, step, progress)
-}
-
 /// Validation loss: every valid sequence at 4 fixed times (0.05, 0.25, 0.5, 0.9) and fixed noise.
 fn validate(model: &LatentScore, table: &Tensor, starts: &[u32]) -> Result<f64> {
     let cfg = model.config();
@@ -256,16 +233,156 @@ fn validate(model: &LatentScore, table: &Tensor, starts: &[u32]) -> Result<f64> 
     Ok(total / count.max(1) as f64)
 }
 
+/// A score network in training (see [`train_latent`]).
+struct LatentTrainee {
+    opts: LatentTrainOptions,
+    /// With the per-dimension statistics of the train latents.
+    cfg: Config,
+    train: LatentData,
+    valid: LatentData,
+    /// The tables standardized with `cfg`'s statistics.
+    train_table: Tensor,
+    valid_table: Tensor,
+    varmap: VarMap,
+    model: LatentScore,
+    opt: AdamW,
+    order: EpochOrder,
+}
+
+impl LatentTrainee {
+    fn new(opts: &LatentTrainOptions, train: LatentData, valid: LatentData) -> Result<Self> {
+        let (latent_mean, latent_std) = table_stats(&train.table)?;
+        let cfg = Config {
+            latent_mean,
+            latent_std,
+            ..opts.config.clone()
+        };
+        eprintln!("latent: d_model {}, {} layers", cfg.d_model, cfg.layers);
+        let (varmap, model, opt) = new_model("latent", opts.lr, opts.weight_decay, |vb| {
+            LatentScore::new(&cfg, vb)
+        })?;
+        let mut trainee = Self {
+            opts: opts.clone(),
+            train_table: train.table.clone(),
+            valid_table: valid.table.clone(),
+            cfg,
+            train,
+            valid,
+            varmap,
+            model,
+            opt,
+            order: EpochOrder::default(),
+        };
+        trainee.standardize()?;
+        Ok(trainee)
+    }
+
+    /// Standardize the tables with the statistics of `cfg`.
+    fn standardize(&mut self) -> Result<()> {
+        let standardize = |t: &Tensor| crate::models::latent_score::standardize(&self.cfg, t);
+        self.train_table = standardize(&self.train.table)?;
+        self.valid_table = standardize(&self.valid.table)?;
+        Ok(())
+    }
+}
+
+impl Trainee for LatentTrainee {
+    /// The config without the statistics (kept in the notes: a resumed run goes on with its
+    /// own), and the data sizes.
+    fn record(&self) -> serde_json::Value {
+        let shape = Config {
+            latent_mean: Vec::new(),
+            latent_std: Vec::new(),
+            ..self.cfg.clone()
+        };
+        serde_json::json!({
+            "config": shape,
+            "train_sequences": self.train.starts.len(),
+            "val_sequences": self.valid.starts.len(),
+            "train_windows": self.train.windows,
+            "batch": self.opts.batch,
+        })
+    }
+
+    fn steps_per_epoch(&self) -> usize {
+        steps_per_epoch(self.train.starts.len(), self.opts.batch, None)
+    }
+
+    fn step(&mut self, epoch: usize, batch: usize, step: usize, lr: f64) -> Result<Measured> {
+        let (opts, cfg) = (&self.opts, &self.cfg);
+        let starts = &self.train.starts;
+        let idx = self
+            .order
+            .batch(starts.len(), opts.seed, epoch, batch, opts.batch)?;
+        let batch_starts: Vec<u32> = idx.iter().map(|&i| starts[i]).collect();
+        let mut rng = step_rng(opts.seed, step);
+        let x0 = gather(&self.train_table, &batch_starts, cfg.positions)?;
+        let t: Vec<f32> = (0..opts.batch)
+            .map(|_| rng.random_range(opts.eps as f32..1.0))
+            .collect();
+        let noise = normal_noise(&mut rng, opts.batch * cfg.positions * cfg.z_dim);
+        self.opt.lr = lr;
+        dsm_step(&self.model, &mut self.opt, &x0, &t, &noise).map(Into::into)
+    }
+
+    fn validate(&mut self) -> Result<Measured> {
+        validate(&self.model, &self.valid_table, &self.valid.starts).map(Into::into)
+    }
+
+    fn weights_and_optimizer(&mut self) -> (&mut VarMap, &mut AdamW) {
+        (&mut self.varmap, &mut self.opt)
+    }
+
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.cfg).unwrap_or_default()
+    }
+
+    fn curve_names(&self) -> (&str, &str) {
+        (
+            "Latent score model: denoising score matching loss (ε MSE)",
+            "validation (fixed t, noise)",
+        )
+    }
+
+    fn train_curve_name(&self) -> &str {
+        "train"
+    }
+
+    fn notes(&self) -> serde_json::Value {
+        serde_json::json!({
+            "latent_mean": self.cfg.latent_mean,
+            "latent_std": self.cfg.latent_std,
+        })
+    }
+
+    /// The run's own statistics standardize the latents.
+    fn resume(&mut self, state: &LoopState, _run_dir: &Path) -> Result<()> {
+        let stats = |key: &str| -> Result<Vec<f32>> {
+            serde_json::from_value(state.notes[key].clone())
+                .with_context(|| format!("the training state has no {key}"))
+        };
+        self.cfg.latent_mean = stats("latent_mean")?;
+        self.cfg.latent_std = stats("latent_std")?;
+        self.standardize()
+    }
+
+    /// Epochs are short: every 10th validation line (and every best).
+    fn logs_validation(&self, epoch: usize) -> bool {
+        epoch.is_multiple_of(10)
+    }
+
+    fn card(&self, state: &LoopState, opts: &LoopOptions) -> String {
+        card(self, state, opts)
+    }
+}
+
 /// Train (or resume) the score network. Progress goes to stderr.
-pub fn train_latent(opts: &LatentTrainOptions) -> Result<LatentTrainState> {
+pub fn train_latent(opts: &LatentTrainOptions) -> Result<LoopState> {
     if opts.batch == 0 {
         bail!("batch must be at least 1");
     }
-    std::fs::create_dir_all(&opts.run_dir)
-        .with_context(|| format!("cannot create {}", opts.run_dir.display()))?;
-    let files = CheckpointFiles::in_dir(&opts.run_dir);
     let vae = MelodyVae::load(&opts.vae_dir)?;
-    let mut cfg = opts.config.clone();
+    let cfg = &opts.config;
     if cfg.z_dim != vae.z_dim() {
         bail!(
             "the score config has z_dim {}, the VAE in {} has {}",
@@ -289,10 +406,12 @@ pub fn train_latent(opts: &LatentTrainOptions) -> Result<LatentTrainState> {
     let t0 = Instant::now();
     let train = encode_runs(&vae, &train_songs, &shifts, span, cfg.positions)?;
     let valid = encode_runs(&vae, &valid_songs, &[0], (0, 127), cfg.positions)?;
-    if train.starts.is_empty() || valid.starts.is_empty() {
+    if train.starts.len() < opts.batch || valid.starts.is_empty() {
         bail!(
-            "no 16-bar 4/4 melodies in Nottingham under {}",
-            opts.data_root.display()
+            "too few 16-bar 4/4 melodies in Nottingham under {} ({} train, {} valid sequences)",
+            opts.data_root.display(),
+            train.starts.len(),
+            valid.starts.len()
         );
     }
     eprintln!(
@@ -304,220 +423,20 @@ pub fn train_latent(opts: &LatentTrainOptions) -> Result<LatentTrainState> {
         valid.starts.len(),
         t0.elapsed().as_secs_f64()
     );
-
-    let resume = !opts.fresh && files.exist();
-    let mut state: LatentTrainState = if resume {
-        let state: LatentTrainState = serde_json::from_str(&std::fs::read_to_string(&files.state)?)
-            .with_context(|| format!("{} is not a training state", files.state.display()))?;
-        let saved = state.config.clone().context("state.json has no config")?;
-        let shape = |c: &Config| (c.z_dim, c.positions, c.d_model, c.heads, c.layers);
-        if shape(&saved) != shape(&cfg) {
-            bail!(
-                "{} holds a run of another model shape; pass --fresh or another run folder",
-                opts.run_dir.display()
-            );
-        }
-        cfg = saved;
-        eprintln!(
-            "latent: resuming at step {} (epoch {})",
-            state.step,
-            state.epoch + 1
-        );
-        state
-    } else {
-        let (mean, std) = table_stats(&train.table)?;
-        cfg.latent_mean = mean;
-        cfg.latent_std = std;
-        LatentTrainState {
-            config: Some(cfg.clone()),
-            train_sequences: train.starts.len(),
-            val_sequences: valid.starts.len(),
-            train_windows: train.windows,
-            batch: opts.batch,
-            ..LatentTrainState::default()
-        }
-    };
-    let standardize = |t: &Tensor| crate::models::latent_score::standardize(&cfg, t);
-    let train_table = standardize(&train.table)?;
-    let valid_table = standardize(&valid.table)?;
-
-    let mut varmap = VarMap::new();
-    let model = LatentScore::new(
-        &cfg,
-        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-    )?;
-    let mut opt = AdamW::new(&varmap, opts.lr, opts.weight_decay)?;
-    if resume {
-        files.load(&mut varmap, &mut opt, state.step)?;
-    }
-    let params: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
-    eprintln!(
-        "latent: {params} parameters, d_model {}, {} layers",
-        cfg.d_model, cfg.layers
-    );
-
-    let started = Instant::now();
-    let base_elapsed = state.elapsed_secs;
-    let used = || base_elapsed + started.elapsed().as_secs_f64();
-    let budget = opts.budget.as_secs_f64();
-    let steps_per_epoch = (train.starts.len() / opts.batch).max(1);
-    let mut last_checkpoint = Instant::now();
-    let (mut window_loss, mut window_n) = (0.0, 0usize);
-    let mut step_time = None::<f64>;
-    let n = opts.batch * cfg.positions * cfg.z_dim;
-    'epochs: while state.epoch < opts.max_epochs {
-        let mut order = train.starts.clone();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(
-            opts.seed.wrapping_add(state.epoch as u64),
-        ));
-        for batch in order.chunks_exact(opts.batch).take(steps_per_epoch) {
-            let now = used();
-            if now + step_time.unwrap_or(0.0) * 20.0 >= budget
-                || opts.max_steps.is_some_and(|m| state.step >= m)
-            {
-                break 'epochs;
-            }
-            let tick = Instant::now();
-            let mut rng = ChaCha8Rng::seed_from_u64(
-                opts.seed ^ (state.step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            );
-            let x0 = gather(&train_table, batch, cfg.positions)?;
-            let t: Vec<f32> = (0..opts.batch)
-                .map(|_| rng.random_range(opts.eps as f32..1.0))
-                .collect();
-            let noise = normal_noise(&mut rng, n);
-            let progress = (now / budget.max(1.0)).max(
-                opts.max_steps
-                    .map_or(0.0, |m| state.step as f64 / m.max(1) as f64),
-            );
-            opt.lr = learning_rate(opts, state.step, progress);
-            let loss = dsm_step(&model, &mut opt, &x0, &t, &noise)?;
-            if !loss.is_finite() {
-                bail!("training loss became {loss} at step {}", state.step);
-            }
-            state.step += 1;
-            window_loss += loss;
-            window_n += 1;
-            let dt = tick.elapsed().as_secs_f64();
-            step_time = Some(step_time.map_or(dt, |s| 0.95 * s + 0.05 * dt));
-            if state.step.is_multiple_of(opts.log_every.max(1)) {
-                state
-                    .train_loss
-                    .push((state.step, window_loss / window_n as f64));
-                let used = used();
-                let left_steps = opts.max_steps.map_or(f64::INFINITY, |m| {
-                    m.saturating_sub(state.step) as f64 * step_time.unwrap_or(0.0)
-                });
-                eprintln!(
-                    "latent: {} epoch {} step {} loss {:.4} lr {:.1e} {:.0} seq/s",
-                    progress_bar(used, (budget - used).max(0.0).min(left_steps)),
-                    state.epoch + 1,
-                    state.step,
-                    window_loss / window_n as f64,
-                    opt.lr,
-                    opts.batch as f64 / step_time.unwrap_or(1.0).max(1e-9)
-                );
-                (window_loss, window_n) = (0.0, 0);
-            }
-            if last_checkpoint.elapsed() >= opts.checkpoint_every {
-                state.elapsed_secs = used();
-                files.save(&varmap, &opt, &state)?;
-                last_checkpoint = Instant::now();
-            }
-        }
-        state.epoch += 1;
-        let val = validate(&model, &valid_table, &valid.starts)?;
-        state.elapsed_secs = used();
-        end_of_epoch(opts, &cfg, &varmap, &mut state, val)?;
-        files.save(&varmap, &opt, &state)?;
-        last_checkpoint = Instant::now();
-    }
-    if state.val.last().is_none_or(|v| v.0 != state.step) {
-        // The budget or --max-steps ended an epoch early: validate what was trained.
-        state.epoch += 1;
-        let val = validate(&model, &valid_table, &valid.starts)?;
-        state.elapsed_secs = used();
-        end_of_epoch(opts, &cfg, &varmap, &mut state, val)?;
-    }
-    state.elapsed_secs = used();
-    state.finished = true;
-    files.save(&varmap, &opt, &state)?;
-    if let Some(dir) = opts.assets_dir.as_deref().filter(|d| d.is_dir()) {
-        write_card(dir, &cfg, &state, opts, None)?;
-    }
-    eprintln!(
-        "latent: done: {} steps, {} epochs, {}, best validation loss {:.4}",
-        state.step,
-        state.epoch,
-        format_duration(Duration::from_secs_f64(state.elapsed_secs)),
-        state.best_val.unwrap_or(f64::NAN)
-    );
-    Ok(state)
+    let mut trainee = LatentTrainee::new(opts, train, valid)?;
+    run(&mut trainee, &loop_options!(opts, "latent"))
 }
 
-fn end_of_epoch(
-    opts: &LatentTrainOptions,
-    cfg: &Config,
-    varmap: &VarMap,
-    state: &mut LatentTrainState,
-    val: f64,
-) -> Result<()> {
-    state.val.push((state.step, state.epoch, val));
-    let best = state.best_val.is_none_or(|b| val < b);
-    // Epochs are short: report every 10th and every best.
-    if best || state.epoch.is_multiple_of(10) {
-        eprintln!(
-            "latent: epoch {} validation loss {val:.4}{} ({} elapsed)",
-            state.epoch,
-            if best { " (best)" } else { "" },
-            format_duration(Duration::from_secs_f64(state.elapsed_secs))
-        );
-    }
-    let train_pts: Vec<(f64, f64)> = state.train_loss.iter().map(|p| (p.0 as f64, p.1)).collect();
-    let val_pts: Vec<(f64, f64)> = state.val.iter().map(|v| (v.0 as f64, v.2)).collect();
-    let png = opts.run_dir.join("loss.png");
-    loss_curve(
-        &png,
-        "Latent score model: denoising score matching loss (ε MSE)",
-        "optimizer step",
-        &[
-            Series {
-                name: "train",
-                points: &train_pts,
-                color: plotters::style::RGBColor(40, 90, 200),
-            },
-            Series {
-                name: "validation (fixed t, noise)",
-                points: &val_pts,
-                color: plotters::style::RGBColor(220, 60, 40),
-            },
-        ],
-    )?;
-    if best {
-        state.best_val = Some(val);
-        export_best(varmap, &opts.run_dir, opts.assets_dir.as_deref(), cfg)?;
-    }
-    if let Some(dir) = export_loss_curve(&png, opts.assets_dir.as_deref())? {
-        write_card(dir, cfg, state, opts, None)?;
-    }
-    Ok(())
-}
-
-/// The model card; `eval_table` (markdown) is appended when given.
-pub fn write_card(
-    dir: &Path,
-    cfg: &Config,
-    state: &LatentTrainState,
-    opts: &LatentTrainOptions,
-    eval_table: Option<&str>,
-) -> Result<()> {
+/// The model card.
+fn card(t: &LatentTrainee, state: &LoopState, loop_opts: &LoopOptions) -> String {
+    let (cfg, opts) = (&t.cfg, &t.opts);
     let rows: String = state
-        .val
+        .val_loss
         .iter()
         .filter(|v| v.1 % 10 == 0 || Some(v.2) == state.best_val || v.1 == state.epoch)
         .map(|v| format!("| {} | {} | {:.4} |\n", v.1, v.0, v.2))
         .collect();
-    let mut text = format!(
+    format!(
         "# Latent score model (default weights)\n\n\
 A score network over sequences of 8 MusicVAE latents (16 bars of melody), Mittal et al. (2021)\n\
 with the VP SDE of Song et al. (2021): `engine/src/models/latent_score.rs` (a pre-norm\n\
@@ -541,9 +460,9 @@ Loss curve: `loss.png`. Reproduce: `cargo xtask train latent`.\n",
             "training"
         },
         opts.max_shift,
-        state.train_windows,
-        state.train_sequences,
-        state.val_sequences,
+        t.train.windows,
+        t.train.starts.len(),
+        t.valid.starts.len(),
         cfg.d_model,
         cfg.heads,
         cfg.layers,
@@ -551,21 +470,15 @@ Loss curve: `loss.png`. Reproduce: `cargo xtask train latent`.\n",
         cfg.beta_min,
         cfg.beta_max,
         opts.eps,
-        opts.lr,
-        opts.warmup,
-        state.batch,
+        loop_opts.lr,
+        loop_opts.warmup,
+        opts.batch,
         state.step,
         state.epoch,
         format_duration(Duration::from_secs_f64(state.elapsed_secs)),
         opts.seed,
         state.best_val.unwrap_or(f64::NAN),
-    );
-    if let Some(table) = eval_table {
-        text.push_str("\n## Evaluation\n\n");
-        text.push_str(table);
-    }
-    std::fs::write(dir.join("CARD.md"), text)
-        .with_context(|| format!("cannot write {}/CARD.md", dir.display()))
+    )
 }
 
 /// Seconds per training step of `cfg` at `batch` on random data.
@@ -594,4 +507,42 @@ pub fn time_latent_step(cfg: &Config, batch: usize, iters: usize) -> Result<f64>
         best = best.min(tick.elapsed().as_secs_f64());
     }
     Ok(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A random table of `rows` latents and the sequences starting at `starts`.
+    fn random_data(cfg: &Config, rows: usize, starts: Vec<u32>, seed: u64) -> LatentData {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let table = Tensor::from_vec(
+            normal_noise(&mut rng, rows * cfg.z_dim),
+            (rows, cfg.z_dim),
+            &Device::Cpu,
+        )
+        .unwrap();
+        LatentData {
+            table,
+            starts,
+            windows: rows,
+        }
+    }
+
+    #[test]
+    fn a_tiny_run_resumes_with_its_statistics_and_exports_weights_that_load() {
+        let cfg = Config::tiny();
+        let mut opts = LatentTrainOptions::new(cfg.clone());
+        opts.batch = 2;
+        let make = || {
+            let train = random_data(&cfg, 20, vec![0, 3, 6, 9, 12], 1);
+            let valid = random_data(&cfg, 10, vec![0, 2], 2);
+            LatentTrainee::new(&opts, train, valid).unwrap()
+        };
+        let (a, b) = super::super::run_loop::testing::runs_and_resumes("latent", make, |dir| {
+            crate::latent::LatentModel::load(dir).map(drop)
+        });
+        assert_eq!(a.notes, b.notes);
+        assert_eq!(a.notes["latent_mean"].as_array().map(Vec::len), Some(8));
+    }
 }

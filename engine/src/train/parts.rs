@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarMap;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -25,7 +25,10 @@ use rand_chacha::ChaCha8Rng;
 use super::adamw::AdamW;
 use super::format_duration;
 use super::roll::train_step;
-use super::run_loop::{LoopOptions, LoopState, Trainee, run};
+use super::run_loop::{
+    EpochOrder, LoopOptions, LoopState, Measured, Trainee, new_model, run, step_rng,
+    steps_per_epoch,
+};
 use crate::data::{self, Dataset, Song, Split};
 use crate::diffusion::binomial::BinomialSchedule;
 use crate::diffusion::parts::{part_roles, split_lowest_line};
@@ -335,6 +338,7 @@ struct PartsTrainee {
     varmap: VarMap,
     net: RollUnet,
     opt: AdamW,
+    order: EpochOrder,
 }
 
 impl Trainee for PartsTrainee {
@@ -348,21 +352,20 @@ impl Trainee for PartsTrainee {
     }
 
     fn steps_per_epoch(&self) -> usize {
-        (self.train.len() / self.opts.batch.max(1))
-            .min(self.opts.epoch_steps)
-            .max(1)
+        steps_per_epoch(
+            self.train.len(),
+            self.opts.batch,
+            Some(self.opts.epoch_steps),
+        )
     }
 
-    fn step(&mut self, epoch: usize, batch: usize, step: usize, lr: f64) -> Result<f64> {
+    fn step(&mut self, epoch: usize, batch: usize, step: usize, lr: f64) -> Result<Measured> {
         let b = self.opts.batch;
-        let mut order: Vec<usize> = (0..self.train.len()).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(
-            self.opts.seed.wrapping_add(epoch as u64),
-        ));
-        let mut rng = ChaCha8Rng::seed_from_u64(
-            self.opts.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        );
-        let examples: Vec<PartExample> = order[batch * b..(batch + 1) * b]
+        let idx = self
+            .order
+            .batch(self.train.len(), self.opts.seed, epoch, batch, b)?;
+        let mut rng = step_rng(self.opts.seed, step);
+        let examples: Vec<PartExample> = idx
             .iter()
             .map(|&i| draw_example(&self.train[i], &self.cfg, self.opts.max_shift, &mut rng))
             .collect();
@@ -371,10 +374,10 @@ impl Trainee for PartsTrainee {
             .collect();
         let (input, t, x0) = batch_tensors(&examples, &ts, &self.cfg, &self.schedule, &mut rng)?;
         self.opt.lr = lr;
-        train_step(&self.net, &mut self.opt, &input, &t, &x0)
+        train_step(&self.net, &mut self.opt, &input, &t, &x0).map(Into::into)
     }
 
-    fn validate(&mut self) -> Result<f64> {
+    fn validate(&mut self) -> Result<Measured> {
         let mut rng = ChaCha8Rng::seed_from_u64(0x005E_ED0F);
         let b = self.opts.batch.max(1);
         let mut total = 0.0;
@@ -384,19 +387,11 @@ impl Trainee for PartsTrainee {
             let loss = super::roll::bce_with_logits(&logits, &x0)?.to_scalar::<f32>()? as f64;
             total += loss * chunk.len() as f64;
         }
-        Ok(total / self.val.len().max(1) as f64)
-    }
-
-    fn varmap(&self) -> &VarMap {
-        &self.varmap
+        Ok((total / self.val.len().max(1) as f64).into())
     }
 
     fn weights_and_optimizer(&mut self) -> (&mut VarMap, &mut AdamW) {
         (&mut self.varmap, &mut self.opt)
-    }
-
-    fn config_json(&self) -> serde_json::Value {
-        serde_json::to_value(&self.cfg).unwrap_or_default()
     }
 
     fn curve_names(&self) -> (&str, &str) {
@@ -541,15 +536,12 @@ pub fn train(opts: &PartsOptions) -> Result<LoopState> {
         val.len(),
         cfg.prior
     );
-    let varmap = VarMap::new();
-    let net = RollUnet::new(
-        &cfg,
-        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-    )?;
+    let (varmap, net, opt) = new_model("parts", opts.run.lr, opts.weight_decay, |vb| {
+        RollUnet::new(&cfg, vb)
+    })?;
     if let Some(init) = &opts.init {
         warm_start(&varmap, init)?;
     }
-    let opt = AdamW::new(&varmap, opts.run.lr, opts.weight_decay)?;
     let mut trainee = PartsTrainee {
         opts: opts.clone(),
         schedule: BinomialSchedule::new(cfg.diffusion_steps, cfg.prior),
@@ -561,6 +553,7 @@ pub fn train(opts: &PartsOptions) -> Result<LoopState> {
         varmap,
         net,
         opt,
+        order: EpochOrder::default(),
     };
     run(&mut trainee, &opts.run)
 }

@@ -4,25 +4,24 @@
 //! transposes each by a random shift that keeps its notes in the pitch window, draws a random
 //! step t in 1..=T and x_t ~ q(x_t | x_0), and fits the logits of x̂_0 with binary cross-entropy.
 //! Validation: the same loss on a fixed set of valid-split windows, steps and noise, once per
-//! epoch. Checkpoints (weights, AdamW moments, state) go to the run folder every few minutes;
-//! a run started again with the same folder resumes.
+//! epoch. The run goes through the shared loop ([`super::run_loop`]): checkpoints (weights,
+//! AdamW moments, state, and the weight average with `ema`) go to the run folder every few
+//! minutes; a run started again with the same folder resumes.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
 use super::adamw::AdamW;
 use super::ema::Ema;
-use super::plot::{Series, loss_curve};
-use super::run_files::{
-    CheckpointFiles, export_best, export_loss_curve, save_weights_atomic, write_json_atomic,
+use super::run_loop::{
+    EpochOrder, LoopOptions, LoopState, Measured, Trainee, loop_options, new_model, run, spread,
+    step_rng, steps_per_epoch,
 };
 use super::{format_duration, parse_duration};
 use crate::data::{self, Dataset, Song, Split};
@@ -343,37 +342,26 @@ fn make_batch(
     })
 }
 
-/// What a run has done so far (saved as `state.json` next to the checkpoint).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct TrainState {
-    pub config: Option<Config>,
-    pub step: usize,
-    pub epoch: usize,
-    /// Batches of the current epoch already done.
-    pub batch_in_epoch: usize,
-    pub elapsed_secs: f64,
-    /// (step, mean training loss since the previous point).
-    pub train_loss: Vec<(usize, f64)>,
-    /// (step, epoch, validation loss) of the exported weights (the average, with an EMA).
-    pub val_loss: Vec<(usize, usize, f64)>,
-    /// (step, validation loss of the raw weights) when an EMA is exported instead.
-    #[serde(default)]
-    pub raw_val_loss: Vec<(usize, f64)>,
-    /// The EMA decay of the run, if any.
-    #[serde(default)]
-    pub ema: Option<f64>,
-    pub best_val: Option<f64>,
-    pub train_windows: usize,
-    pub val_windows: usize,
-    pub batch: usize,
-    pub finished: bool,
-}
-
 /// The outcome of [`train`].
 #[derive(Clone, Debug)]
 pub struct TrainReport {
-    pub state: TrainState,
+    pub state: LoopState,
     pub run_dir: PathBuf,
+}
+
+/// The EMA decay of a run, if it keeps a weight average (from its state's notes).
+pub fn ema_decay(state: &LoopState) -> Option<f64> {
+    state.notes.get("ema").and_then(serde_json::Value::as_f64)
+}
+
+/// (step, validation loss of the raw weights) of a run that exports a weight average.
+pub fn raw_val_loss(state: &LoopState) -> Vec<(usize, f64)> {
+    state
+        .val_loss
+        .iter()
+        .zip(&state.val_extra)
+        .filter_map(|(v, extra)| Some((v.0, *extra.first()?)))
+        .collect()
 }
 
 /// Validation loss on fixed windows, steps and noise.
@@ -410,70 +398,203 @@ fn validate(
     Ok(total / n.max(1) as f64)
 }
 
-/// The validation loss of the weights that are exported: the average's with an EMA (the raw
-/// weights' loss then goes to `state.raw_val_loss`), else the raw weights'.
-fn validate_exported(
-    net: &RollUnet,
-    ema_net: Option<&RollUnet>,
-    windows: &[RollWindow],
-    cfg: &Config,
-    schedule: &BinomialSchedule,
-    batch: usize,
-    state: &mut TrainState,
-) -> Result<f64> {
-    let device = Device::Cpu;
-    let raw = validate(net, windows, cfg, schedule, batch, &device)?;
-    let Some(ema_net) = ema_net else {
-        return Ok(raw);
-    };
-    state.raw_val_loss.push((state.step, raw));
-    eprintln!("roll: validation loss of the raw weights {raw:.5}");
-    validate(ema_net, windows, cfg, schedule, batch, &device)
+/// A roll model in training (see [`train`]).
+struct RollTrainee {
+    opts: TrainOptions,
+    cfg: Config,
+    schedule: BinomialSchedule,
+    train: Vec<RollWindow>,
+    val: Vec<RollWindow>,
+    varmap: VarMap,
+    net: RollUnet,
+    opt: AdamW,
+    /// The weight average and the network reading its variables (which every update sets in
+    /// place): what is validated and exported.
+    ema: Option<(Ema, RollUnet)>,
+    order: EpochOrder,
 }
 
-/// The variables that are validated and exported: the average's, if there is one.
-fn exported<'a>(varmap: &'a VarMap, ema: Option<&'a Ema>) -> &'a VarMap {
-    ema.map_or(varmap, |e| &e.shadow)
-}
-
-/// Evenly spaced `count` of `items`.
-fn spread<T: Clone>(items: &[T], count: usize) -> Vec<T> {
-    if items.len() <= count {
-        return items.to_vec();
+impl RollTrainee {
+    /// A new model for `train` windows (whose density becomes the prior) and `val` windows.
+    fn new(opts: &TrainOptions, train: Vec<RollWindow>, val: Vec<RollWindow>) -> Result<Self> {
+        let cfg = Config {
+            prior: density(&train, &opts.config),
+            ..opts.config.clone()
+        };
+        eprintln!(
+            "roll: prior p = {:?} (onset, sustain density of the train windows)",
+            cfg.prior
+        );
+        eprintln!("roll: config {}", serde_json::to_string(&cfg)?);
+        let (varmap, net, opt) = new_model("roll", opts.lr, opts.weight_decay, |vb| {
+            RollUnet::new(&cfg, vb)
+        })?;
+        let mut trainee = Self {
+            opts: opts.clone(),
+            schedule: BinomialSchedule::new(cfg.diffusion_steps, cfg.prior),
+            cfg,
+            train,
+            val,
+            varmap,
+            net,
+            opt,
+            ema: None,
+            order: EpochOrder::default(),
+        };
+        trainee.start_ema(opts.ema)?;
+        Ok(trainee)
     }
-    (0..count)
-        .map(|i| items[i * items.len() / count].clone())
-        .collect()
+
+    /// Start a weight average of the current weights with `decay` (none without).
+    fn start_ema(&mut self, decay: Option<f64>) -> Result<()> {
+        self.ema = match decay {
+            Some(decay) => {
+                let ema = Ema::new(&self.varmap, decay)?;
+                let vb = VarBuilder::from_varmap(&ema.shadow, DType::F32, &Device::Cpu);
+                eprintln!("roll: weight average with decay {decay}");
+                let net = RollUnet::new(&self.cfg, vb)?;
+                Some((ema, net))
+            }
+            None => None,
+        };
+        Ok(())
+    }
 }
 
-fn learning_rate(opts: &TrainOptions, step: usize, progress: f64) -> f64 {
-    super::run_loop::learning_rate(opts.lr, opts.warmup, step, progress)
+impl Trainee for RollTrainee {
+    fn record(&self) -> serde_json::Value {
+        serde_json::json!({
+            "config": self.cfg,
+            "train_windows": self.train.len(),
+            "val_windows": self.val.len(),
+            "batch": self.opts.batch,
+        })
+    }
+
+    fn steps_per_epoch(&self) -> usize {
+        steps_per_epoch(self.train.len(), self.opts.batch, self.opts.epoch_steps)
+    }
+
+    fn step(&mut self, epoch: usize, batch: usize, step: usize, lr: f64) -> Result<Measured> {
+        let (opts, cfg) = (&self.opts, &self.cfg);
+        let idx = self
+            .order
+            .batch(self.train.len(), opts.seed, epoch, batch, opts.batch)?;
+        let ws: Vec<&RollWindow> = idx.iter().map(|&i| &self.train[i]).collect();
+        let mut rng = step_rng(opts.seed, step);
+        let shifts: Vec<i32> = ws
+            .iter()
+            .map(|w| random_shift(w, cfg, opts.max_shift, &mut rng))
+            .collect();
+        let ts: Vec<usize> = ws
+            .iter()
+            .map(|_| rng.random_range(1..=cfg.diffusion_steps))
+            .collect();
+        let device = Device::Cpu;
+        let b = make_batch(
+            &ws,
+            &shifts,
+            &ts,
+            cfg,
+            &self.schedule,
+            true,
+            &mut rng,
+            &device,
+        )?;
+        self.opt.lr = lr;
+        let loss = train_step(&self.net, &mut self.opt, &b.input, &b.t, &b.x0)?;
+        if let Some((ema, _)) = &self.ema {
+            ema.update(step)?;
+        }
+        Ok(loss.into())
+    }
+
+    /// With a weight average, its loss, the raw weights' loss beside it.
+    fn validate(&mut self) -> Result<Measured> {
+        let device = Device::Cpu;
+        let (val, cfg, schedule, batch) = (&self.val, &self.cfg, &self.schedule, self.opts.batch);
+        let raw = validate(&self.net, val, cfg, schedule, batch, &device)?;
+        Ok(match &self.ema {
+            Some((_, ema_net)) => Measured {
+                loss: validate(ema_net, val, cfg, schedule, batch, &device)?,
+                extra: vec![raw],
+            },
+            None => raw.into(),
+        })
+    }
+
+    fn exported(&mut self) -> &VarMap {
+        self.ema.as_ref().map_or(&self.varmap, |(e, _)| &e.shadow)
+    }
+
+    fn weights_and_optimizer(&mut self) -> (&mut VarMap, &mut AdamW) {
+        (&mut self.varmap, &mut self.opt)
+    }
+
+    fn curve_names(&self) -> (&str, &str) {
+        (
+            "Roll diffusion: BCE of x̂_0",
+            if self.ema.is_some() {
+                "validation, weight average (POP909 valid)"
+            } else {
+                "validation (POP909 valid)"
+            },
+        )
+    }
+
+    fn extra_names(&self) -> &[&str] {
+        &["raw weights"]
+    }
+
+    fn extra_curves(&self, state: &LoopState) -> Vec<(String, Vec<(f64, f64)>)> {
+        let raw = raw_val_loss(state);
+        if raw.is_empty() {
+            return Vec::new();
+        }
+        let points = raw.into_iter().map(|(s, l)| (s as f64, l)).collect();
+        vec![("validation, raw weights".into(), points)]
+    }
+
+    fn notes(&self) -> serde_json::Value {
+        serde_json::json!({ "ema": self.ema.as_ref().map(|(e, _)| e.decay) })
+    }
+
+    fn save_extra(&self, run_dir: &Path) -> Result<()> {
+        match &self.ema {
+            Some((ema, _)) => ema.save(&run_dir.join(EMA_FILE)),
+            None => Ok(()),
+        }
+    }
+
+    /// The weight average goes on from the loaded weights with the asked decay or the run's,
+    /// and its saved values.
+    fn resume(&mut self, state: &LoopState, run_dir: &Path) -> Result<()> {
+        self.start_ema(self.opts.ema.or(ema_decay(state)))?;
+        let path = run_dir.join(EMA_FILE);
+        if let Some((ema, _)) = self.ema.as_mut()
+            && path.exists()
+        {
+            ema.load(&path)?;
+        }
+        Ok(())
+    }
+
+    fn card(&self, state: &LoopState, opts: &LoopOptions) -> String {
+        card(self, state, opts)
+    }
 }
 
 /// Train (or resume) a roll model. Prints progress lines on stderr.
 pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
-    let device = Device::Cpu;
-    std::fs::create_dir_all(&opts.run_dir)
-        .with_context(|| format!("cannot create {}", opts.run_dir.display()))?;
-    let files = CheckpointFiles::in_dir(&opts.run_dir);
-
     eprintln!("roll: loading POP909 from {}", opts.data_root.display());
-    let train_songs = data::load_cached(
-        Dataset::Pop909,
-        Split::Train,
-        &opts.data_root,
-        &opts.cache_dir,
-    )?;
-    let valid_songs = data::load_cached(
-        Dataset::Pop909,
-        Split::Valid,
-        &opts.data_root,
-        &opts.cache_dir,
-    )?;
-    let mut cfg = opts.config.clone();
-    let train_windows = roll_windows(&train_songs, &cfg, opts.hop_bars)?;
+    let load = |split| data::load_cached(Dataset::Pop909, split, &opts.data_root, &opts.cache_dir);
+    let cfg = &opts.config;
+    let train_windows = roll_windows(&load(Split::Train)?, cfg, opts.hop_bars)?;
     let bars = (cfg.steps / (4 * STEPS_PER_BEAT as usize)) as u32;
-    let val_windows = spread(&roll_windows(&valid_songs, &cfg, bars)?, opts.val_windows);
+    let val_windows = spread(
+        &roll_windows(&load(Split::Valid)?, cfg, bars)?,
+        opts.val_windows,
+    );
     if train_windows.is_empty() || val_windows.is_empty() {
         bail!(
             "no 4/4 windows of {} steps in POP909 under {}",
@@ -495,325 +616,20 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         cfg.pitch_lo,
         cfg.pitch_lo as usize + cfg.pitches - 1
     );
-
-    let mut state = TrainState::default();
-    let resume = !opts.fresh && files.state.exists() && files.weights.exists();
-    if resume {
-        state = serde_json::from_str(&std::fs::read_to_string(&files.state)?)
-            .with_context(|| format!("{} is not a training state", files.state.display()))?;
-        let saved = state.config.clone().context("state.json has no config")?;
-        if (Config {
-            prior: saved.prior,
-            ..cfg.clone()
-        }) != saved
-        {
-            bail!(
-                "{} holds a run of another model shape; pass --fresh or another run folder",
-                opts.run_dir.display()
-            );
-        }
-        cfg = saved;
-        eprintln!(
-            "roll: resuming at step {} (epoch {}, {} used)",
-            state.step,
-            state.epoch + 1,
-            format_duration(Duration::from_secs_f64(state.elapsed_secs))
-        );
-    } else {
-        cfg.prior = density(&train_windows, &cfg);
-        state.config = Some(cfg.clone());
-        state.train_windows = train_windows.len();
-        state.val_windows = val_windows.len();
-        state.batch = opts.batch;
-    }
-    eprintln!(
-        "roll: prior p = {:?} (onset, sustain density of the train windows)",
-        cfg.prior
-    );
-    let schedule = BinomialSchedule::new(cfg.diffusion_steps, cfg.prior);
-
-    let mut varmap = VarMap::new();
-    let net = RollUnet::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
-    let mut opt = AdamW::new(&varmap, opts.lr, opts.weight_decay)?;
-    if resume {
-        varmap
-            .load(&files.weights)
-            .with_context(|| format!("cannot load {}", files.weights.display()))?;
-        opt.load(&files.optimizer)?;
-        opt.step = state.step;
-    }
-    let ema_path = opts.run_dir.join(EMA_FILE);
-    let mut ema = match opts.ema.or(state.ema) {
-        Some(decay) => Some(Ema::new(&varmap, decay)?),
-        None => None,
-    };
-    if let Some(ema) = ema.as_mut() {
-        if resume && ema_path.exists() {
-            ema.load(&ema_path)?;
-        }
-        state.ema = Some(ema.decay);
-        eprintln!("roll: weight average with decay {}", ema.decay);
-    }
-    // The averaged weights as a network of their own (it reads the average's variables, which
-    // every update sets in place).
-    let ema_net = match &ema {
-        Some(e) => Some(RollUnet::new(
-            &cfg,
-            VarBuilder::from_varmap(&e.shadow, DType::F32, &device),
-        )?),
-        None => None,
-    };
-    let validate_now = |state: &mut TrainState| {
-        validate_exported(
-            &net,
-            ema_net.as_ref(),
-            &val_windows,
-            &cfg,
-            &schedule,
-            opts.batch,
-            state,
-        )
-    };
-    let params: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
-    eprintln!(
-        "roll: {params} parameters, config {}",
-        serde_json::to_string(&cfg)?
-    );
-
-    let started = Instant::now();
-    let base_elapsed = state.elapsed_secs;
-    let used = || base_elapsed + started.elapsed().as_secs_f64();
-    let steps_per_epoch = (train_windows.len() / opts.batch.max(1))
-        .min(opts.epoch_steps.unwrap_or(usize::MAX))
-        .max(1);
-    let mut last_checkpoint = Instant::now();
-    let mut window_loss = (0.0, 0usize);
-    let mut step_time = None::<f64>;
-    let budget = opts.budget.as_secs_f64();
-    let mut val_seconds = 0.0f64;
-
-    'epochs: while state.epoch < opts.max_epochs {
-        let mut order: Vec<usize> = (0..train_windows.len()).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(
-            opts.seed.wrapping_add(state.epoch as u64),
-        ));
-        while state.batch_in_epoch < steps_per_epoch {
-            let now = used();
-            // Leave time for the last validation and save.
-            if now + val_seconds.max(step_time.unwrap_or(0.0) * 10.0) >= budget
-                || opts.max_steps.is_some_and(|m| state.step >= m)
-            {
-                break 'epochs;
-            }
-            let tick = Instant::now();
-            let mut rng = ChaCha8Rng::seed_from_u64(
-                opts.seed ^ (state.step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            );
-            let idx =
-                &order[state.batch_in_epoch * opts.batch..(state.batch_in_epoch + 1) * opts.batch];
-            let ws: Vec<&RollWindow> = idx.iter().map(|&i| &train_windows[i]).collect();
-            let shifts: Vec<i32> = ws
-                .iter()
-                .map(|w| random_shift(w, &cfg, opts.max_shift, &mut rng))
-                .collect();
-            let ts: Vec<usize> = ws
-                .iter()
-                .map(|_| rng.random_range(1..=cfg.diffusion_steps))
-                .collect();
-            let b = make_batch(&ws, &shifts, &ts, &cfg, &schedule, true, &mut rng, &device)?;
-            let progress = {
-                let by_time = now / budget.max(1.0);
-                let by_steps = opts
-                    .max_steps
-                    .map_or(0.0, |m| state.step as f64 / m.max(1) as f64);
-                let by_epochs = (state.epoch as f64
-                    + state.batch_in_epoch as f64 / steps_per_epoch.max(1) as f64)
-                    / opts.max_epochs as f64;
-                by_time.max(by_steps).max(by_epochs)
-            };
-            opt.lr = learning_rate(opts, state.step, progress);
-            let loss = train_step(&net, &mut opt, &b.input, &b.t, &b.x0)?;
-            if !loss.is_finite() {
-                bail!("training loss became {loss} at step {}", state.step);
-            }
-            if let Some(ema) = &ema {
-                ema.update(state.step)?;
-            }
-            state.step += 1;
-            state.batch_in_epoch += 1;
-            window_loss.0 += loss;
-            window_loss.1 += 1;
-            let dt = tick.elapsed().as_secs_f64();
-            step_time = Some(step_time.map_or(dt, |s| 0.95 * s + 0.05 * dt));
-
-            if state.step % opts.log_every.max(1) == 0 {
-                let mean = window_loss.0 / window_loss.1 as f64;
-                state.train_loss.push((state.step, mean));
-                window_loss = (0.0, 0);
-                let used = used();
-                let left_budget = (budget - used).max(0.0);
-                let left_epochs = ((opts.max_epochs - state.epoch) * steps_per_epoch
-                    - state.batch_in_epoch) as f64
-                    * step_time.unwrap_or(0.0);
-                let eta = left_budget.min(left_epochs);
-                let frac = (used / (used + eta).max(1e-9)).clamp(0.0, 1.0);
-                let filled = (frac * 20.0).round() as usize;
-                eprintln!(
-                    "roll: [{}{}] epoch {} batch {}/{} step {} loss {:.5} lr {:.2e} {:.1} samples/s elapsed {} ETA {}",
-                    "#".repeat(filled),
-                    "-".repeat(20 - filled),
-                    state.epoch + 1,
-                    state.batch_in_epoch,
-                    steps_per_epoch,
-                    state.step,
-                    mean,
-                    opt.lr,
-                    opts.batch as f64 / step_time.unwrap_or(1.0).max(1e-9),
-                    format_duration(Duration::from_secs_f64(used)),
-                    format_duration(Duration::from_secs_f64(eta)),
-                );
-            }
-            if last_checkpoint.elapsed() >= opts.checkpoint_every {
-                state.elapsed_secs = used();
-                checkpoint(&varmap, &opt, ema.as_ref(), &state, &files)?;
-                last_checkpoint = Instant::now();
-            }
-        }
-        // End of an epoch: validate, keep the best weights.
-        let vt = Instant::now();
-        let val = validate_now(&mut state)?;
-        val_seconds = vt.elapsed().as_secs_f64();
-        state.epoch += 1;
-        state.batch_in_epoch = 0;
-        state.elapsed_secs = used();
-        end_of_epoch(opts, &cfg, exported(&varmap, ema.as_ref()), &mut state, val)?;
-        checkpoint(&varmap, &opt, ema.as_ref(), &state, &files)?;
-        last_checkpoint = Instant::now();
-    }
-    // Stopped by the budget or a step limit in the middle of an epoch: validate what we have.
-    if state.batch_in_epoch > 0 {
-        state.epoch += 1;
-        state.batch_in_epoch = 0;
-        let val = validate_now(&mut state)?;
-        state.elapsed_secs = used();
-        end_of_epoch(opts, &cfg, exported(&varmap, ema.as_ref()), &mut state, val)?;
-    }
-    state.elapsed_secs = used();
-    state.finished = true;
-    checkpoint(&varmap, &opt, ema.as_ref(), &state, &files)?;
-    if let Some(dir) = &opts.assets_dir {
-        write_card(dir, &cfg, &state, opts)?;
-    }
-    eprintln!(
-        "roll: done: {} steps, {} epochs, {} wall time, best validation loss {:.5}",
-        state.step,
-        state.epoch,
-        format_duration(Duration::from_secs_f64(state.elapsed_secs)),
-        state.best_val.unwrap_or(f64::NAN)
-    );
+    let mut trainee = RollTrainee::new(opts, train_windows, val_windows)?;
+    let state = run(&mut trainee, &loop_options!(opts, "roll"))?;
     Ok(TrainReport {
         state,
         run_dir: opts.run_dir.clone(),
     })
 }
 
-fn checkpoint(
-    varmap: &VarMap,
-    opt: &AdamW,
-    ema: Option<&Ema>,
-    state: &TrainState,
-    files: &CheckpointFiles,
-) -> Result<()> {
-    let (optim, state_path) = (&files.optimizer, &files.state);
-    save_weights_atomic(varmap, &files.weights)?;
-    if let Some(ema) = ema {
-        ema.save(&files.weights.with_file_name(EMA_FILE))?;
-    }
-    let tmp = optim.with_extension("safetensors.tmp");
-    opt.save(&tmp)?;
-    std::fs::rename(&tmp, optim).with_context(|| format!("cannot write {}", optim.display()))?;
-    write_json_atomic(state_path, state)
-}
-
-/// Record the validation loss, redraw the loss curve, and export the weights when they are
-/// the best so far.
-fn end_of_epoch(
-    opts: &TrainOptions,
-    cfg: &Config,
-    varmap: &VarMap,
-    state: &mut TrainState,
-    val: f64,
-) -> Result<()> {
-    let elapsed = state.elapsed_secs;
-    state.val_loss.push((state.step, state.epoch, val));
-    let best = state.best_val.is_none_or(|b| val < b);
-    eprintln!(
-        "roll: epoch {} validation loss {val:.5}{} ({} elapsed)",
-        state.epoch,
-        if best { " (best)" } else { "" },
-        format_duration(Duration::from_secs_f64(elapsed))
-    );
-    let train_pts: Vec<(f64, f64)> = state
-        .train_loss
-        .iter()
-        .map(|&(s, l)| (s as f64, l))
-        .collect();
-    let val_pts: Vec<(f64, f64)> = state
-        .val_loss
-        .iter()
-        .map(|&(s, _, l)| (s as f64, l))
-        .collect();
-    let raw_pts: Vec<(f64, f64)> = state
-        .raw_val_loss
-        .iter()
-        .map(|&(s, l)| (s as f64, l))
-        .collect();
-    let png = opts.run_dir.join("loss.png");
-    let mut series = vec![
-        Series {
-            name: "train (mean per log interval)",
-            points: &train_pts,
-            color: plotters::style::RGBColor(40, 90, 200),
-        },
-        Series {
-            name: if state.ema.is_some() {
-                "validation, weight average (POP909 valid)"
-            } else {
-                "validation (POP909 valid)"
-            },
-            points: &val_pts,
-            color: plotters::style::RGBColor(220, 60, 40),
-        },
-    ];
-    if !raw_pts.is_empty() {
-        series.push(Series {
-            name: "validation, raw weights",
-            points: &raw_pts,
-            color: plotters::style::RGBColor(240, 160, 40),
-        });
-    }
-    loss_curve(
-        &png,
-        "Roll diffusion: BCE of x̂_0",
-        "optimizer step",
-        &series,
-    )?;
-    if best {
-        state.best_val = Some(val);
-        export_best(varmap, &opts.run_dir, opts.assets_dir.as_deref(), cfg)?;
-    }
-    if let Some(dir) = export_loss_curve(&png, opts.assets_dir.as_deref())? {
-        write_card(dir, cfg, state, opts)?;
-    }
-    Ok(())
-}
-
 /// The model card: data, shape, steps, wall time and losses.
-fn write_card(dir: &Path, cfg: &Config, state: &TrainState, opts: &TrainOptions) -> Result<()> {
+fn card(t: &RollTrainee, state: &LoopState, loop_opts: &LoopOptions) -> String {
+    let (cfg, opts) = (&t.cfg, &t.opts);
+    let raw = raw_val_loss(state);
     let raw_at = |step: usize| {
-        state
-            .raw_val_loss
-            .iter()
+        raw.iter()
             .find(|r| r.0 == step)
             .map_or(String::new(), |r| format!(" {:.5} |", r.1))
     };
@@ -822,7 +638,7 @@ fn write_card(dir: &Path, cfg: &Config, state: &TrainState, opts: &TrainOptions)
         .iter()
         .map(|&(step, epoch, l)| format!("| {epoch} | {step} | {l:.5} |{}\n", raw_at(step)))
         .collect();
-    let (val_head, ema_line) = match state.ema {
+    let (val_head, ema_line) = match t.ema.as_ref().map(|(e, _)| e.decay) {
         Some(d) => (
             "| epoch | step | validation loss (weight average) | raw weights |\n|---|---|---|---|\n",
             format!(
@@ -835,7 +651,7 @@ fn write_card(dir: &Path, cfg: &Config, state: &TrainState, opts: &TrainOptions)
             String::new(),
         ),
     };
-    let card = format!(
+    format!(
         "# Roll diffusion model (default weights)\n\n\
          Binomial diffusion on two-channel (onset, sustain) piano rolls, after Atassi (2023),\n\
          \"Generating symbolic music using diffusion models\". The network is the UNet of\n\
@@ -862,11 +678,11 @@ fn write_card(dir: &Path, cfg: &Config, state: &TrainState, opts: &TrainOptions)
         } else {
             "training in progress (these are the best weights so far)"
         },
-        train = state.train_windows,
+        train = t.train.len(),
         bars = cfg.steps / 16,
         hop = opts.hop_bars,
         shift = opts.max_shift,
-        val = state.val_windows,
+        val = t.val.len(),
         steps = cfg.steps,
         lo = crate::music::pitch_name(cfg.pitch_lo),
         hi = crate::music::pitch_name(cfg.pitch_lo + cfg.pitches as u8 - 1),
@@ -883,19 +699,17 @@ fn write_card(dir: &Path, cfg: &Config, state: &TrainState, opts: &TrainOptions)
         } else {
             ""
         },
-        lr = opts.lr,
+        lr = loop_opts.lr,
         wd = opts.weight_decay,
-        warm = opts.warmup,
-        budget = format_duration(opts.budget),
-        batch = state.batch,
+        warm = loop_opts.warmup,
+        budget = format_duration(loop_opts.budget),
+        batch = opts.batch,
         steps_done = state.step,
         epochs = state.epoch,
         wall = format_duration(Duration::from_secs_f64(state.elapsed_secs)),
         seed = opts.seed,
         best = state.best_val.unwrap_or(f64::NAN),
-    );
-    std::fs::write(dir.join("CARD.md"), card)
-        .with_context(|| format!("cannot write {}", dir.join("CARD.md").display()))
+    )
 }
 
 /// One AdamW step on the mean BCE of the x̂_0 logits for network inputs `xt`
@@ -1055,6 +869,49 @@ mod tests {
             (60..160).contains(&harmonize),
             "{harmonize} harmonize draws"
         );
+    }
+
+    /// Random windows of `cfg`'s shape.
+    fn random_windows(cfg: &Config, count: usize, seed: u64) -> Vec<RollWindow> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..count)
+            .map(|_| {
+                let notes: Vec<(u16, u8, u16)> = (0..12)
+                    .map(|_| {
+                        (
+                            rng.random_range(0..cfg.steps as u16),
+                            cfg.pitch_lo + rng.random_range(8..cfg.pitches as u8 - 8),
+                            rng.random_range(1..8),
+                        )
+                    })
+                    .collect();
+                let melody = (0..notes.len()).map(|i| i < 4).collect();
+                RollWindow { notes, melody }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_tiny_run_with_a_weight_average_resumes_and_exports_weights_that_load() {
+        let cfg = Config {
+            base_channels: 8,
+            groups: 4,
+            channel_mults: vec![1, 2],
+            conditioned: true,
+            ..Config::small()
+        };
+        let mut opts = TrainOptions::new(cfg.clone());
+        opts.batch = 2;
+        opts.ema = Some(0.9);
+        let (train, val) = (random_windows(&cfg, 5, 1), random_windows(&cfg, 3, 2));
+        let (a, b) = super::super::run_loop::testing::runs_and_resumes(
+            "roll",
+            || RollTrainee::new(&opts, train.clone(), val.clone()).unwrap(),
+            |dir| crate::diffusion::model::RollModel::load_dir(dir).map(drop),
+        );
+        assert_eq!((ema_decay(&a), ema_decay(&b)), (Some(0.9), Some(0.9)));
+        assert_eq!(raw_val_loss(&b).len(), 3);
+        assert_ne!(raw_val_loss(&b)[2].1, b.val_loss[2].2);
     }
 
     #[test]

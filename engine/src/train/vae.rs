@@ -8,22 +8,22 @@
 //! β·max(KL, λ) (free bits λ in nats), β rising linearly from 0 to `beta` over
 //! `kl_anneal_steps`. Validation once per epoch on the valid split's windows (hop 2 bars, not
 //! transposed, z = μ): the same loss at full β, plus teacher-forced token accuracy.
-//! Checkpoints and resume as the roll trainer ([`super::run_files`]).
+//! The run goes through the shared loop ([`super::run_loop`]): checkpoints, resume, the card.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
 use super::adamw::AdamW;
-use super::plot::{Series, loss_curve};
-use super::run_files::{CheckpointFiles, export_best, export_loss_curve, progress_bar};
+use super::run_loop::{
+    EpochOrder, LoopOptions, LoopState, Measured, Trainee, loop_options, new_model, run, step_rng,
+    steps_per_epoch,
+};
 use super::{format_duration, parse_duration};
 use crate::data::melody::{MelodyWindows, melody_windows_of, transpose_tokens};
 use crate::data::{self, Dataset, Split};
@@ -97,46 +97,10 @@ impl VaeTrainOptions {
     }
 }
 
-/// What a run has done so far (`state.json`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct VaeTrainState {
-    pub config: Option<VaeShape>,
-    pub step: usize,
-    pub epoch: usize,
-    pub batch_in_epoch: usize,
-    pub elapsed_secs: f64,
-    /// (step, mean training loss, mean reconstruction nats, mean KL nats) per log interval.
-    pub train_loss: Vec<(usize, f64, f64, f64)>,
-    /// Validation per epoch.
-    pub val: Vec<ValidationPoint>,
-    pub best_val: Option<f64>,
-    /// Pitch span of the train split (transpositions stay inside it).
-    pub pitch_span: (u8, u8),
-    pub train_windows: usize,
-    pub val_windows: usize,
-    pub chord_windows: usize,
-    pub two_four_windows: usize,
-    pub skipped_bars: usize,
-    pub batch: usize,
-    pub finished: bool,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct ValidationPoint {
-    pub step: usize,
-    pub epoch: usize,
-    /// Reconstruction + β·max(KL, λ) at full β, z = μ.
-    pub loss: f64,
-    pub reconstruction: f64,
-    pub kl: f64,
-    /// Teacher-forced token accuracy.
-    pub accuracy: f64,
-}
-
 /// The outcome of [`train_vae`].
 #[derive(Clone, Debug)]
 pub struct VaeTrainReport {
-    pub state: VaeTrainState,
+    pub state: LoopState,
     pub run_dir: PathBuf,
 }
 
@@ -261,10 +225,6 @@ fn spread(windows: &MelodyWindows, count: usize) -> MelodyWindows {
     out
 }
 
-fn learning_rate(opts: &VaeTrainOptions, step: usize, progress: f64) -> f64 {
-    super::run_loop::learning_rate(opts.lr, opts.warmup, step, progress)
-}
-
 /// β at `step` of the KL annealing.
 pub fn beta_at(opts: &VaeTrainOptions, step: usize) -> f64 {
     if opts.kl_anneal_steps == 0 {
@@ -273,16 +233,148 @@ pub fn beta_at(opts: &VaeTrainOptions, step: usize) -> f64 {
     opts.beta * (step as f64 / opts.kl_anneal_steps as f64).min(1.0)
 }
 
+/// A MusicVAE in training (see [`train_vae`]).
+struct VaeTrainee {
+    opts: VaeTrainOptions,
+    cfg: VaeShape,
+    train: MelodyWindows,
+    val: MelodyWindows,
+    /// Pitch span of the train split (transpositions stay inside it).
+    span: (u8, u8),
+    title: String,
+    varmap: VarMap,
+    vae: VaeNet,
+    opt: AdamW,
+    order: EpochOrder,
+}
+
+impl VaeTrainee {
+    fn new(opts: &VaeTrainOptions, train: MelodyWindows, val: MelodyWindows) -> Result<Self> {
+        let span = train
+            .pitch_span()
+            .context("the train windows have no notes")?;
+        let cfg = opts.config.clone();
+        eprintln!("vae: config {}", serde_json::to_string(&cfg)?);
+        let (varmap, vae, opt) = new_model("vae", opts.lr, opts.weight_decay, |vb| {
+            VaeNet::new(&cfg, vb)
+        })?;
+        Ok(Self {
+            opts: opts.clone(),
+            title: format!("MusicVAE {}: loss per sequence (nats)", cfg.describe()),
+            cfg,
+            train,
+            val,
+            span,
+            varmap,
+            vae,
+            opt,
+            order: EpochOrder::default(),
+        })
+    }
+}
+
+impl Trainee for VaeTrainee {
+    fn record(&self) -> serde_json::Value {
+        let w = &self.train;
+        serde_json::json!({
+            "config": self.cfg,
+            "pitch_span": self.span,
+            "train_windows": w.len(),
+            "val_windows": self.val.len(),
+            "chord_windows": w.chord_windows,
+            "two_four_windows": w.two_four_windows,
+            "skipped_bars": w.skipped_bars,
+            "batch": self.opts.batch,
+        })
+    }
+
+    fn steps_per_epoch(&self) -> usize {
+        steps_per_epoch(self.train.len(), self.opts.batch, self.opts.epoch_steps)
+    }
+
+    /// The loss, and its reconstruction and KL terms.
+    fn step(&mut self, epoch: usize, batch: usize, step: usize, lr: f64) -> Result<Measured> {
+        let (opts, device) = (&self.opts, Device::Cpu);
+        let idx = self
+            .order
+            .batch(self.train.len(), opts.seed, epoch, batch, opts.batch)?;
+        let mut rng = step_rng(opts.seed, step);
+        let tokens = make_batch(
+            &self.train,
+            idx,
+            opts.max_shift,
+            self.span,
+            &mut rng,
+            &device,
+        )?;
+        let z = self.cfg.z_dim();
+        let noise = Tensor::from_vec(
+            normal_noise(&mut rng, opts.batch * z),
+            (opts.batch, z),
+            &device,
+        )?;
+        self.opt.lr = lr;
+        let beta = beta_at(opts, step);
+        let (vae, opt) = (&self.vae, &mut self.opt);
+        // On a pool thread, so that its parallel ops do not each wake two threads.
+        let terms = crate::nn::in_pool(|| -> Result<_> {
+            let terms = batch_loss(vae, &tokens, Some(&noise), beta, opts.free_bits)?;
+            opt.backward_step(&terms.loss)?;
+            Ok(terms)
+        })?;
+        Ok(Measured {
+            loss: terms.loss.to_scalar::<f32>()? as f64,
+            extra: vec![terms.reconstruction, terms.kl],
+        })
+    }
+
+    /// The loss at full β with z = μ, its reconstruction and KL terms, and the teacher-forced
+    /// accuracy.
+    fn validate(&mut self) -> Result<Measured> {
+        let (opts, val) = (&self.opts, &self.val);
+        let (loss, recon, kl, accuracy) = validate(&self.vae, val, 256, opts.beta, opts.free_bits)?;
+        Ok(Measured {
+            loss,
+            extra: vec![recon, kl, accuracy],
+        })
+    }
+
+    fn weights_and_optimizer(&mut self) -> (&mut VarMap, &mut AdamW) {
+        (&mut self.varmap, &mut self.opt)
+    }
+
+    fn curve_names(&self) -> (&str, &str) {
+        (&self.title, "validation loss (full β, z = μ)")
+    }
+
+    fn extra_names(&self) -> &[&str] {
+        &["recon", "KL", "teacher-forced accuracy"]
+    }
+
+    fn train_curve_name(&self) -> &str {
+        "train loss (recon + β·max(KL, λ))"
+    }
+
+    fn extra_curves(&self, state: &LoopState) -> Vec<(String, Vec<(f64, f64)>)> {
+        let recon = state
+            .train_loss
+            .iter()
+            .zip(&state.train_extra)
+            .filter_map(|(&(step, _), extra)| Some((step as f64, *extra.first()?)))
+            .collect();
+        vec![("train reconstruction".into(), recon)]
+    }
+
+    fn card(&self, state: &LoopState, opts: &LoopOptions) -> String {
+        card(self, state, opts)
+    }
+}
+
 /// Train (or resume) the MusicVAE. Progress lines go to stderr.
 pub fn train_vae(opts: &VaeTrainOptions) -> Result<VaeTrainReport> {
-    let device = Device::Cpu;
     if opts.batch == 0 {
         bail!("batch must be at least 1");
     }
-    std::fs::create_dir_all(&opts.run_dir)
-        .with_context(|| format!("cannot create {}", opts.run_dir.display()))?;
-    let files = CheckpointFiles::in_dir(&opts.run_dir);
-
     eprintln!("vae: loading Nottingham from {}", opts.data_root.display());
     let load =
         |split| data::load_cached(Dataset::Nottingham, split, &opts.data_root, &opts.cache_dir);
@@ -292,285 +384,52 @@ pub fn train_vae(opts: &VaeTrainOptions) -> Result<VaeTrainReport> {
         &melody_windows_of(&load(Split::Valid)?, bars, 2)?,
         opts.val_windows,
     );
-    if train_windows.is_empty() || val_windows.is_empty() {
+    if train_windows.len() < opts.batch || val_windows.is_empty() {
         bail!(
-            "no {bars}-bar 4/4 melody windows in Nottingham under {}",
-            opts.data_root.display()
+            "too few {bars}-bar 4/4 melody windows in Nottingham under {} ({} train, {} valid)",
+            opts.data_root.display(),
+            train_windows.len(),
+            val_windows.len()
         );
     }
-    let span = train_windows
-        .pitch_span()
-        .context("the train windows have no notes")?;
+    let mut trainee = VaeTrainee::new(opts, train_windows, val_windows)?;
+    let (t, span) = (&trainee.train, trainee.span);
     eprintln!(
         "vae: {} train windows of {bars} bars (hop {} bar(s); {} from 2/4 bars, {} with chords reduced to the top note, {} bars of other meters skipped), {} valid windows; pitches {}..{}",
-        train_windows.len(),
+        t.len(),
         opts.hop_bars,
-        train_windows.two_four_windows,
-        train_windows.chord_windows,
-        train_windows.skipped_bars,
-        val_windows.len(),
+        t.two_four_windows,
+        t.chord_windows,
+        t.skipped_bars,
+        trainee.val.len(),
         span.0,
         span.1
     );
-
-    let mut cfg = opts.config.clone();
-    let resume = !opts.fresh && files.exist();
-    let state: VaeTrainState = if resume {
-        let state: VaeTrainState = serde_json::from_str(&std::fs::read_to_string(&files.state)?)
-            .with_context(|| format!("{} is not a training state", files.state.display()))?;
-        let saved = state.config.clone().context("state.json has no config")?;
-        if saved != cfg {
-            bail!(
-                "{} holds a run of another model shape; pass --fresh or another run folder",
-                opts.run_dir.display()
-            );
-        }
-        cfg = saved;
-        eprintln!(
-            "vae: resuming at step {} (epoch {}, {} used)",
-            state.step,
-            state.epoch + 1,
-            format_duration(Duration::from_secs_f64(state.elapsed_secs))
-        );
-        state
-    } else {
-        VaeTrainState {
-            config: Some(cfg.clone()),
-            pitch_span: span,
-            train_windows: train_windows.len(),
-            val_windows: val_windows.len(),
-            chord_windows: train_windows.chord_windows,
-            two_four_windows: train_windows.two_four_windows,
-            skipped_bars: train_windows.skipped_bars,
-            batch: opts.batch,
-            ..VaeTrainState::default()
-        }
-    };
-    let mut state = state;
-
-    let mut varmap = VarMap::new();
-    let vae = VaeNet::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
-    let mut opt = AdamW::new(&varmap, opts.lr, opts.weight_decay)?;
-    if resume {
-        files.load(&mut varmap, &mut opt, state.step)?;
-    }
-    let params: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
-    eprintln!(
-        "vae: {params} parameters, config {}",
-        serde_json::to_string(&cfg)?
-    );
-
-    let started = Instant::now();
-    let base_elapsed = state.elapsed_secs;
-    let used = || base_elapsed + started.elapsed().as_secs_f64();
-    let steps_per_epoch = (train_windows.len() / opts.batch)
-        .min(opts.epoch_steps.unwrap_or(usize::MAX))
-        .max(1);
-    let budget = opts.budget.as_secs_f64();
-    let mut last_checkpoint = Instant::now();
-    let mut window = (0.0, 0.0, 0.0, 0usize);
-    let mut step_time = None::<f64>;
-    let mut val_seconds = 0.0f64;
-
-    'epochs: while state.epoch < opts.max_epochs {
-        let mut order: Vec<usize> = (0..train_windows.len()).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(
-            opts.seed.wrapping_add(state.epoch as u64),
-        ));
-        while state.batch_in_epoch < steps_per_epoch {
-            let now = used();
-            if now + val_seconds.max(step_time.unwrap_or(0.0) * 10.0) >= budget
-                || opts.max_steps.is_some_and(|m| state.step >= m)
-            {
-                break 'epochs;
-            }
-            let tick = Instant::now();
-            let mut rng = ChaCha8Rng::seed_from_u64(
-                opts.seed ^ (state.step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            );
-            let idx =
-                &order[state.batch_in_epoch * opts.batch..(state.batch_in_epoch + 1) * opts.batch];
-            let tokens = make_batch(&train_windows, idx, opts.max_shift, span, &mut rng, &device)?;
-            let noise = Tensor::from_vec(
-                normal_noise(&mut rng, opts.batch * cfg.z_dim()),
-                (opts.batch, cfg.z_dim()),
-                &device,
-            )?;
-            let progress = (now / budget.max(1.0)).max(
-                opts.max_steps
-                    .map_or(0.0, |m| state.step as f64 / m.max(1) as f64),
-            );
-            opt.lr = learning_rate(opts, state.step, progress);
-            let beta = beta_at(opts, state.step);
-            // On a pool thread, so that its parallel ops do not each wake two threads.
-            let terms = crate::nn::in_pool(|| -> Result<_> {
-                let terms = batch_loss(&vae, &tokens, Some(&noise), beta, opts.free_bits)?;
-                opt.backward_step(&terms.loss)?;
-                Ok(terms)
-            })?;
-            let loss = terms.loss.to_scalar::<f32>()? as f64;
-            if !loss.is_finite() {
-                bail!("training loss became {loss} at step {}", state.step);
-            }
-            state.step += 1;
-            state.batch_in_epoch += 1;
-            window.0 += loss;
-            window.1 += terms.reconstruction;
-            window.2 += terms.kl;
-            window.3 += 1;
-            let dt = tick.elapsed().as_secs_f64();
-            step_time = Some(step_time.map_or(dt, |s| 0.95 * s + 0.05 * dt));
-
-            if state.step.is_multiple_of(opts.log_every.max(1)) {
-                let k = window.3 as f64;
-                state
-                    .train_loss
-                    .push((state.step, window.0 / k, window.1 / k, window.2 / k));
-                let used = used();
-                let left_epochs = ((opts.max_epochs - state.epoch) * steps_per_epoch
-                    - state.batch_in_epoch) as f64
-                    * step_time.unwrap_or(0.0);
-                let left_steps = opts.max_steps.map_or(f64::INFINITY, |m| {
-                    m.saturating_sub(state.step) as f64 * step_time.unwrap_or(0.0)
-                });
-                let eta = (budget - used).max(0.0).min(left_epochs).min(left_steps);
-                eprintln!(
-                    "vae: {} epoch {} batch {}/{} step {} loss {:.3} (recon {:.3}, KL {:.2}, β {:.3}) lr {:.1e} {:.0} seq/s",
-                    progress_bar(used, eta),
-                    state.epoch + 1,
-                    state.batch_in_epoch,
-                    steps_per_epoch,
-                    state.step,
-                    window.0 / k,
-                    window.1 / k,
-                    window.2 / k,
-                    beta,
-                    opt.lr,
-                    opts.batch as f64 / step_time.unwrap_or(1.0).max(1e-9),
-                );
-                window = (0.0, 0.0, 0.0, 0);
-            }
-            if last_checkpoint.elapsed() >= opts.checkpoint_every {
-                state.elapsed_secs = used();
-                files.save(&varmap, &opt, &state)?;
-                last_checkpoint = Instant::now();
-            }
-        }
-        let vt = Instant::now();
-        let val = validate(&vae, &val_windows, 256, opts.beta, opts.free_bits)?;
-        val_seconds = vt.elapsed().as_secs_f64();
-        state.epoch += 1;
-        state.batch_in_epoch = 0;
-        state.elapsed_secs = used();
-        end_of_epoch(opts, &cfg, &varmap, &mut state, val)?;
-        files.save(&varmap, &opt, &state)?;
-        last_checkpoint = Instant::now();
-    }
-    if state.batch_in_epoch > 0 {
-        state.epoch += 1;
-        state.batch_in_epoch = 0;
-        let val = validate(&vae, &val_windows, 256, opts.beta, opts.free_bits)?;
-        state.elapsed_secs = used();
-        end_of_epoch(opts, &cfg, &varmap, &mut state, val)?;
-    }
-    state.elapsed_secs = used();
-    state.finished = true;
-    files.save(&varmap, &opt, &state)?;
-    if let Some(dir) = &opts.assets_dir
-        && dir.is_dir()
-    {
-        write_card(dir, &cfg, &state, opts, None)?;
-    }
-    eprintln!(
-        "vae: done: {} steps, {} epochs, {} wall time, best validation loss {:.4}",
-        state.step,
-        state.epoch,
-        format_duration(Duration::from_secs_f64(state.elapsed_secs)),
-        state.best_val.unwrap_or(f64::NAN)
-    );
+    let state = run(&mut trainee, &loop_options!(opts, "vae"))?;
     Ok(VaeTrainReport {
         state,
         run_dir: opts.run_dir.clone(),
     })
 }
 
-fn end_of_epoch(
-    opts: &VaeTrainOptions,
-    cfg: &VaeShape,
-    varmap: &VarMap,
-    state: &mut VaeTrainState,
-    (loss, reconstruction, kl, accuracy): (f64, f64, f64, f64),
-) -> Result<()> {
-    state.val.push(ValidationPoint {
-        step: state.step,
-        epoch: state.epoch,
-        loss,
-        reconstruction,
-        kl,
-        accuracy,
-    });
-    let best = state.best_val.is_none_or(|b| loss < b);
-    eprintln!(
-        "vae: epoch {} validation loss {loss:.3} (recon {reconstruction:.3}, KL {kl:.2}, teacher-forced accuracy {accuracy:.4}){} ({} elapsed)",
-        state.epoch,
-        if best { " (best)" } else { "" },
-        format_duration(Duration::from_secs_f64(state.elapsed_secs))
-    );
-    let train_pts: Vec<(f64, f64)> = state.train_loss.iter().map(|p| (p.0 as f64, p.1)).collect();
-    let recon_pts: Vec<(f64, f64)> = state.train_loss.iter().map(|p| (p.0 as f64, p.2)).collect();
-    let val_pts: Vec<(f64, f64)> = state.val.iter().map(|v| (v.step as f64, v.loss)).collect();
-    let png = opts.run_dir.join("loss.png");
-    loss_curve(
-        &png,
-        &format!("MusicVAE {}: loss per sequence (nats)", cfg.describe()),
-        "optimizer step",
-        &[
-            Series {
-                name: "train loss (recon + β·max(KL, λ))",
-                points: &train_pts,
-                color: plotters::style::RGBColor(40, 90, 200),
-            },
-            Series {
-                name: "train reconstruction",
-                points: &recon_pts,
-                color: plotters::style::RGBColor(60, 170, 80),
-            },
-            Series {
-                name: "validation loss (full β, z = μ)",
-                points: &val_pts,
-                color: plotters::style::RGBColor(220, 60, 40),
-            },
-        ],
-    )?;
-    if best {
-        state.best_val = Some(loss);
-        export_best(varmap, &opts.run_dir, opts.assets_dir.as_deref(), cfg)?;
-    }
-    if let Some(dir) = export_loss_curve(&png, opts.assets_dir.as_deref())? {
-        write_card(dir, cfg, state, opts, None)?;
-    }
-    Ok(())
-}
-
-/// The model card; `accuracy_table` (markdown) is appended when given.
-pub fn write_card(
-    dir: &Path,
-    cfg: &VaeShape,
-    state: &VaeTrainState,
-    opts: &VaeTrainOptions,
-    accuracy_table: Option<&str>,
-) -> Result<()> {
+/// The model card.
+fn card(t: &VaeTrainee, state: &LoopState, loop_opts: &LoopOptions) -> String {
+    let (cfg, opts) = (&t.cfg, &t.opts);
     let rows: String = state
-        .val
+        .val_loss
         .iter()
-        .map(|v| {
+        .zip(&state.val_extra)
+        .map(|(&(step, epoch, loss), extra)| {
+            let x = |i: usize| extra.get(i).copied().unwrap_or(f64::NAN);
             format!(
-                "| {} | {} | {:.3} | {:.3} | {:.2} | {:.4} |\n",
-                v.epoch, v.step, v.loss, v.reconstruction, v.kl, v.accuracy
+                "| {epoch} | {step} | {loss:.3} | {:.3} | {:.2} | {:.4} |\n",
+                x(0),
+                x(1),
+                x(2)
             )
         })
         .collect();
-    let card = format!(
+    format!(
         "# MusicVAE, {title} (default weights)\n\n\
          {about}\n\n\
          - Status: {status}\n\
@@ -589,7 +448,7 @@ pub fn write_card(
          - Best validation loss (nats per sequence, full β, z = μ): {best:.3}\n\n\
          | epoch | step | validation loss | reconstruction | KL | teacher-forced accuracy |\n\
          |---|---|---|---|---|---|\n{rows}\n\
-         Loss curve: `loss.png`. Reproduce: `cargo xtask train vae{reproduce}`.\n{acc}",
+         Loss curve: `loss.png`. Reproduce: `cargo xtask train vae{reproduce}`.\n",
         title = cfg.describe(),
         about = match cfg {
             VaeShape::Flat(_) =>
@@ -632,31 +491,28 @@ pub fn write_card(
         } else {
             "training in progress (these are the best weights so far)"
         },
-        chords = state.chord_windows,
-        train = state.train_windows,
+        chords = t.train.chord_windows,
+        train = t.train.len(),
         hop = opts.hop_bars,
-        two_four = state.two_four_windows,
-        skipped = state.skipped_bars,
+        two_four = t.train.two_four_windows,
+        skipped = t.train.skipped_bars,
         shift = opts.max_shift,
-        lo = crate::music::pitch_name(state.pitch_span.0),
-        hi = crate::music::pitch_name(state.pitch_span.1),
-        val = state.val_windows,
+        lo = crate::music::pitch_name(t.span.0),
+        hi = crate::music::pitch_name(t.span.1),
+        val = t.val.len(),
         beta = opts.beta,
         anneal = opts.kl_anneal_steps,
         fb = opts.free_bits,
-        lr = opts.lr,
-        warm = opts.warmup,
-        budget = format_duration(opts.budget),
-        batch = state.batch,
+        lr = loop_opts.lr,
+        warm = loop_opts.warmup,
+        budget = format_duration(loop_opts.budget),
+        batch = opts.batch,
         steps = state.step,
         epochs = state.epoch,
         wall = format_duration(Duration::from_secs_f64(state.elapsed_secs)),
         seed = opts.seed,
         best = state.best_val.unwrap_or(f64::NAN),
-        acc = accuracy_table.map(|t| format!("\n{t}")).unwrap_or_default(),
-    );
-    std::fs::write(dir.join("CARD.md"), card)
-        .with_context(|| format!("cannot write {}", dir.join("CARD.md").display()))
+    )
 }
 
 /// Seconds per training step (forward, backward, AdamW) of `cfg` at `batch` on random
@@ -689,4 +545,44 @@ pub fn time_vae_step(cfg: &VaeShape, batch: usize, iters: usize) -> Result<f64> 
         step()?;
     }
     Ok(tick.elapsed().as_secs_f64() / iters.max(1) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `count` random windows of `steps` tokens (pitches, rests, holds).
+    fn random_windows(steps: usize, count: usize, seed: u64) -> MelodyWindows {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut w = MelodyWindows::empty(steps);
+        w.tokens = (0..steps * count)
+            .map(|_| match rng.random_range(0..4) {
+                0 => 128,
+                1 => 129,
+                _ => rng.random_range(60..72),
+            })
+            .collect();
+        w
+    }
+
+    #[test]
+    fn a_tiny_run_resumes_and_exports_weights_that_load() {
+        let cfg = VaeShape::Flat(crate::models::music_vae::Config::tiny());
+        let mut opts = VaeTrainOptions::new(cfg.clone());
+        opts.batch = 2;
+        let steps = cfg.steps();
+        let (train, val) = (random_windows(steps, 5, 1), random_windows(steps, 3, 2));
+        let (_, b) = super::super::run_loop::testing::runs_and_resumes(
+            "vae",
+            || VaeTrainee::new(&opts, train.clone(), val.clone()).unwrap(),
+            |dir| crate::vae::MelodyVae::load(dir).map(drop),
+        );
+        // Reconstruction and KL per log point, and accuracy per validation.
+        assert!(b.train_extra.iter().all(|e| e.len() == 2));
+        assert!(
+            b.val_extra
+                .iter()
+                .all(|e| e.len() == 3 && (0.0..=1.0).contains(&e[2]))
+        );
+    }
 }
