@@ -2,7 +2,7 @@
 //!
 //! - Model loading (the embedded default and `assets/roll` from disk).
 //! - One 4-bar fill of bars 3–4 of a POP909 test window (every track, and the melody track
-//!   alone) at 25 and at 100 network evaluations,
+//!   alone) at the default steps (`DEFAULT_STEPS`), 25 and 100 network evaluations,
 //!   p50/p95 (after one warm-up run), with the model's echo calibration and from noise.
 //! - The UNet forward at batch 1 and 16 with and without the Winograd 3×3 kernel, alternating.
 //! - Training throughput: one AdamW step of the shipped config at batch 16 (random rolls).
@@ -14,6 +14,7 @@
 use anyhow::{Context, Result};
 use bandmate::data::{Dataset, Split, default_cache_dir, default_data_root, load_cached};
 use bandmate::diffusion::eval::eval_windows;
+use bandmate::diffusion::tasks::DEFAULT_STEPS;
 use bandmate::diffusion::{RollModel, RollOptions, fill};
 use bandmate::music::Mask;
 use candle_core::{Device, Tensor};
@@ -59,10 +60,10 @@ fn main() -> Result<()> {
     // `echo.fill_range` (else `echo.fill`; that share of the steps runs the network); from
     // noise (echo 0) every one of the steps runs it.
     for (steps, runs, echo) in [
-        (25usize, 20usize, None),
-        (25, 20, Some(0.0)),
-        (100, 6, None),
-        (100, 6, Some(0.0)),
+        (DEFAULT_STEPS, 20usize, None),
+        (DEFAULT_STEPS, 20, Some(0.0)),
+        (25, 10, None),
+        (100, 4, None),
     ] {
         let opts = RollOptions {
             steps,
@@ -99,10 +100,7 @@ fn main() -> Result<()> {
     {
         let mut one = mask.clone();
         one.track = Some(melody);
-        let opts = RollOptions {
-            steps: 25,
-            ..RollOptions::default()
-        };
+        let opts = RollOptions::default();
         fill(&model, &window.clip, &one, &opts)?; // warm-up
         let mut times = Vec::with_capacity(20);
         for seed in 0..20u64 {
@@ -114,17 +112,14 @@ fn main() -> Result<()> {
         }
         times.sort_by(f64::total_cmp);
         println!(
-            "roll: fill bars 3-4 of the melody track only, 25 steps: p50 {:7.1} ms  p95 {:7.1} ms  (20 runs)",
+            "roll: fill bars 3-4 of the melody track only, {DEFAULT_STEPS} steps (default): p50 {:7.1} ms  p95 {:7.1} ms  (20 runs)",
             percentile(&times, 0.5),
             percentile(&times, 0.95)
         );
     }
 
-    // The same 25-step fill on a one-thread pool (what the latent sampler does for one melody).
-    let opts = RollOptions {
-        steps: 25,
-        ..RollOptions::default()
-    };
+    // The same default fill on a one-thread pool (what the latent sampler does for one melody).
+    let opts = RollOptions::default();
     let mut times = Vec::with_capacity(20);
     bandmate::nn::on_one_thread(|| -> Result<()> {
         fill(&model, &window.clip, &mask, &opts)?; // warm-up
@@ -139,7 +134,7 @@ fn main() -> Result<()> {
     })?;
     times.sort_by(f64::total_cmp);
     println!(
-        "roll: the same 25-step fill on one thread: p50 {:7.1} ms  p95 {:7.1} ms  (20 runs)",
+        "roll: the same {DEFAULT_STEPS}-step fill on one thread: p50 {:7.1} ms  p95 {:7.1} ms  (20 runs)",
         percentile(&times, 0.5),
         percentile(&times, 0.95)
     );

@@ -185,8 +185,34 @@ fn roundtrip_and_demo_run() {
         "{}",
         String::from_utf8_lossy(&demo.stderr)
     );
-    assert!(String::from_utf8_lossy(&demo.stdout).contains("identical on the grid"));
+    let printed = String::from_utf8_lossy(&demo.stdout);
+    assert!(printed.contains("identical on the grid"));
     assert!(dir.join("example.mid").is_file());
+    // The models ran: each result is a MIDI file with the example's notes and new ones, and
+    // the before/after sheet is a PNG.
+    let example = bandmate::music::example_clip();
+    for (task, grows) in [
+        ("fill", false),
+        ("harmonize", true),
+        ("continue", false),
+        ("band", true),
+    ] {
+        let path = dir.join(format!("example-{task}.mid"));
+        let result = bandmate::midi::read_file(&path).unwrap();
+        assert!(!result.notes.is_empty(), "{task}: no notes");
+        assert!(
+            printed.contains(&format!("example-{task}.mid")),
+            "{printed}"
+        );
+        if grows {
+            // A new accompaniment track beside the melody.
+            assert_eq!(result.tracks.len(), 2, "{task}: {:?}", result.tracks);
+        } else {
+            assert_eq!(result.tracks.len(), example.tracks.len(), "{task}");
+        }
+    }
+    let png = std::fs::read(dir.join("example-sheet.png")).unwrap();
+    assert_eq!(&png[..4], b"\x89PNG");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

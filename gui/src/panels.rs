@@ -67,7 +67,7 @@ impl Default for ModelSettings {
     fn default() -> Self {
         Self {
             model: 0,
-            steps: 25,
+            steps: bandmate::diffusion::tasks::DEFAULT_STEPS as u32,
             temperature: 1.0,
             density: 0.5,
             repeat: 0.5,
@@ -561,7 +561,10 @@ fn model_controls(ui: &mut Ui, state: &mut EditorState) {
             .range(5..=100)
             .prefix("steps "),
     )
-    .on_hover_text("Sampling steps: fewer is faster, more is cleaner (25 by default)");
+    .on_hover_text(format!(
+        "Sampling steps: fewer is faster, more can be cleaner ({} by default)",
+        bandmate::diffusion::tasks::DEFAULT_STEPS
+    ));
     ui.add(egui::Slider::new(&mut m.temperature, 0.1..=2.0).text("temp"))
         .on_hover_text("Temperature: below 1 tamer (the likeliest notes), above 1 wilder");
     ui.add(egui::Slider::new(&mut m.density, 0.0..=1.0).text("density"))

@@ -194,7 +194,11 @@ impl Default for BandmateParams {
             session: SessionStore::default(),
             model: Arc::new(RwLock::new(String::new())),
             band: BoolParam::new("Band player", false),
-            steps: IntParam::new("Steps", 25, steps_range()),
+            steps: IntParam::new(
+                "Steps",
+                bandmate::diffusion::tasks::DEFAULT_STEPS as i32,
+                steps_range(),
+            ),
             seed: IntParam::new("Seed", 1, seed_range()),
             pitch_low: IntParam::new("Lowest pitch", 0, pitch_range())
                 .with_value_to_string(pitch_to_string())

@@ -20,11 +20,22 @@ pub fn run(args: &[String]) -> Result {
             }
         }
     }
+    let bundles = bundle::build(debug)?;
+    for dest in install(&bundles, to)? {
+        println!("installed {}", dest.display());
+    }
+    eprintln!("{PLUGIN_NAME}: rescan plugins in your host to pick up the new version");
+    Ok(())
+}
+
+/// Copy the CLAP and VST3 bundles into the user's plugin folders (or both into `to`); returns
+/// where they went.
+pub fn install(bundles: &bundle::Bundles, to: Option<PathBuf>) -> Result<Vec<PathBuf>> {
     let (clap_dir, vst3_dir) = match to {
         Some(dir) => (dir.clone(), dir),
         None => user_plugin_folders()?,
     };
-    let bundles = bundle::build(debug)?;
+    let mut installed = Vec::new();
     for (bundle, dir) in [(&bundles.clap, &clap_dir), (&bundles.vst3, &vst3_dir)] {
         let name = bundle
             .file_name()
@@ -32,10 +43,9 @@ pub fn run(args: &[String]) -> Result {
         let dest = dir.join(name);
         bundle::remove(&dest)?;
         bundle::copy_tree(bundle, &dest)?;
-        println!("installed {}", dest.display());
+        installed.push(dest);
     }
-    eprintln!("{PLUGIN_NAME}: rescan plugins in your host to pick up the new version");
-    Ok(())
+    Ok(installed)
 }
 
 /// The per-user CLAP and VST3 folders hosts scan on this platform.

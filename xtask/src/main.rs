@@ -16,7 +16,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   deps    install the Debian packages the build needs (only the missing ones)
-  demo    deps, then build and run the Bandmate demo on the embedded example
+  demo    deps, bundle and install the plugin, run fill/harmonize/continue/band on the example [--no-install]
   test    deps, then every test: fmt check, clippy, cargo test --workspace
   train   train roll: train the piano-roll diffusion model on POP909 (resumes; --budget 95m)
   bundle  build target/bundled/Bandmate.clap, Bandmate.vst3 and the standalone [--debug]

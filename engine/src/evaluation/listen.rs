@@ -61,11 +61,19 @@ pub fn write(
         }
     }
     let sheet = dir.join(format!("{}.png", slug(task)));
-    crate::metrics::plot::ensure_font()?;
-    draw_sheet(&sheet, task, &cases[..count], rows)
-        .map_err(|e| anyhow!("{}: {e}", sheet.display()))?;
+    write_sheet(&sheet, task, &cases[..count], rows)?;
     written.push(sheet);
     Ok(written)
+}
+
+/// One PNG sheet at `path`: a line per case, a column per row (row `r`'s version of case `w`
+/// is `rows[r].outputs[0][w]`), titled `title`.
+pub fn write_sheet(path: &Path, title: &str, cases: &[Case], rows: &[RowOutputs]) -> Result<()> {
+    if cases.is_empty() || rows.is_empty() {
+        bail!("{title}: nothing to draw");
+    }
+    crate::metrics::plot::ensure_font()?;
+    draw_sheet(path, title, cases, rows).map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
 fn role_color(role: TrackRole) -> RGBColor {

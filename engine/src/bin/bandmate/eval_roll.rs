@@ -24,7 +24,7 @@ pub struct EvalRollArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Network evaluations per sample.
-    #[arg(long, default_value_t = 25)]
+    #[arg(long, default_value_t = bandmate::diffusion::tasks::DEFAULT_STEPS)]
     pub steps: usize,
     #[arg(long, value_enum, default_value = "algorithm1")]
     pub sampler: SamplerKind,
@@ -50,6 +50,10 @@ pub struct EvalRollArgs {
     /// lock does.
     #[arg(long)]
     pub key_lock: bool,
+    /// Fill the melody (task infill-melody) with the melody models (MusicVAE + latent
+    /// diffusion, embedded weights) instead of the roll model.
+    #[arg(long)]
+    pub latent_melody: bool,
     /// Windows from this POP909 split: test to report, valid to tune options on.
     #[arg(long, default_value = "test")]
     pub split: Split,
@@ -178,6 +182,7 @@ pub fn run(args: EvalRollArgs) -> Result<()> {
         tasks: args.tasks,
         split: args.split,
         key_lock: args.key_lock,
+        latent_melody: args.latent_melody,
     };
     let data = args.data.unwrap_or_else(default_data_root);
     let command = format!(
