@@ -263,10 +263,11 @@ pub fn generate_parts(model: &RollModel, bars: u32, opts: &RollOptions) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diffusion::tasks::{fill, generate, harmonize, vary};
+    use crate::diffusion::tasks::{StepHook, fill, generate, harmonize, vary};
     use crate::models::roll::Config;
     use crate::music::Note;
     use std::collections::BTreeSet;
+    use std::sync::Arc;
     use std::sync::OnceLock;
 
     /// A small untrained parts model: what these tests check holds whatever the weights.
@@ -428,6 +429,41 @@ mod tests {
         // An empty clip gets a track to write on.
         let out = fill(model(), &Clip::new(2), &Mask::all(32), &opts(6)).unwrap();
         assert_eq!(out.tracks.len(), 1);
+    }
+
+    #[test]
+    fn a_hole_inside_one_window_runs_one_window() {
+        // Bars 3–4 of the melody of an 8-bar clip lie in the 4-bar windows at bars 1 and 3;
+        // only the one whose share of the clip (bars 3–4) holds them runs: 4 evaluations.
+        let mut clip = song();
+        let four: Vec<Note> = clip.notes.clone();
+        clip.bars = 8;
+        clip.notes.extend(four.iter().map(|n| Note {
+            start: n.start + 64,
+            ..*n
+        }));
+        let mut mask = Mask::bars(&clip, 2..=3);
+        mask.track = Some(0);
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = calls.clone();
+        let opts = RollOptions {
+            on_step: Some(StepHook(Arc::new(move |done, planned| {
+                seen.lock().unwrap().push((done, planned));
+                true
+            }))),
+            ..opts(3)
+        };
+        let out = fill(model(), &clip, &mask, &opts).unwrap();
+        assert_eq!(*calls.lock().unwrap(), [(1, 4), (2, 4), (3, 4), (4, 4)]);
+        // Everything outside bars 3–4 of the melody is as it was.
+        let outside = |c: &Clip| -> BTreeSet<Note> {
+            c.notes
+                .iter()
+                .filter(|n| n.track != 0 || !(32..64).contains(&n.start))
+                .copied()
+                .collect()
+        };
+        assert_eq!(outside(&out), outside(&clip));
     }
 
     #[test]

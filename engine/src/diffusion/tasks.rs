@@ -659,24 +659,26 @@ fn regenerate_window_by_window(
             ((opts.steps as f32 * s).round() as usize).max(1)
         })
         .min(start_step);
-    // Progress counts network evaluations over every window that has cells to generate; the
-    // windows are filled left to right, so the count is an upper bound.
-    let planned = eval_steps
-        * starts
+    // Window `w` keeps only what it generates in steps [start, next window's start): the
+    // commit ranges cover the clip once, so a window without free cells in its own range is
+    // skipped (a later window, which hears what comes after, writes those cells).
+    let commits = |w: usize| starts[w]..starts.get(w + 1).copied().unwrap_or(padded);
+    let has_free = |free: &[bool], steps: std::ops::Range<usize>| {
+        free[steps.start * pitches..steps.end * pitches]
             .iter()
-            .filter(|&&ws| {
-                free[ws * pitches..(ws + steps) * pitches]
-                    .iter()
-                    .any(|&f| f)
-            })
+            .any(|&f| f)
+    };
+    let planned = eval_steps
+        * (0..starts.len())
+            .filter(|&w| has_free(&free, commits(w)))
             .count();
     let mut done_before = 0;
     for (w, &ws) in starts.iter().enumerate() {
-        let commit_end = starts.get(w + 1).copied().unwrap_or(padded);
-        let range = ws * pitches..(ws + steps) * pitches;
-        if !free[range.clone()].iter().any(|&f| f) {
+        let commit_end = commits(w).end;
+        if !has_free(&free, commits(w)) {
             continue;
         }
+        let range = ws * pitches..(ws + steps) * pitches;
         let mut x0 = vec![0.0f32; 2 * steps * pitches];
         for c in 0..2 {
             for i in range.clone() {
