@@ -341,6 +341,55 @@ struct PartsTrainee {
     order: EpochOrder,
 }
 
+impl PartsTrainee {
+    /// The trainee for `train` windows, validated on examples drawn once from `val` windows
+    /// (fixed seed); the prior becomes the training parts' density.
+    fn new(
+        opts: &PartsOptions,
+        mut cfg: Config,
+        train_windows: Vec<PartWindow>,
+        mut val_windows: Vec<PartWindow>,
+        sources: Vec<(String, usize)>,
+    ) -> Result<Self> {
+        cfg.prior = part_density(&train_windows, &cfg);
+        let mut rng = ChaCha8Rng::seed_from_u64(0x7A11);
+        val_windows.shuffle(&mut rng);
+        let val: Vec<PartExample> = val_windows
+            .iter()
+            .take(opts.val_examples)
+            .map(|w| draw_example(w, &cfg, 0, &mut rng))
+            .collect();
+        let val_ts: Vec<usize> = (0..val.len())
+            .map(|i| 1 + i * cfg.diffusion_steps / val.len().max(1))
+            .collect();
+        eprintln!(
+            "parts: {} train windows ({sources:?}), {} validation examples, prior {:?}",
+            train_windows.len(),
+            val.len(),
+            cfg.prior
+        );
+        let (varmap, net, opt) = new_model("parts", opts.run.lr, opts.weight_decay, |vb| {
+            RollUnet::new(&cfg, vb)
+        })?;
+        if let Some(init) = &opts.init {
+            warm_start(&varmap, init)?;
+        }
+        Ok(PartsTrainee {
+            opts: opts.clone(),
+            schedule: BinomialSchedule::new(cfg.diffusion_steps, cfg.prior),
+            cfg,
+            train: train_windows,
+            sources,
+            val,
+            val_ts,
+            varmap,
+            net,
+            opt,
+            order: EpochOrder::default(),
+        })
+    }
+}
+
 impl Trainee for PartsTrainee {
     fn record(&self) -> serde_json::Value {
         serde_json::json!({
@@ -499,7 +548,7 @@ fn warm_start(varmap: &VarMap, path: &std::path::Path) -> Result<()> {
 
 /// Train (or resume) the parts model.
 pub fn train(opts: &PartsOptions) -> Result<LoopState> {
-    let mut cfg = opts.config.clone();
+    let cfg = opts.config.clone();
     cfg.validate()
         .map_err(|e| anyhow::anyhow!("parts model config: {e}"))?;
     let load = |d: Dataset, s: Split| data::load_cached(d, s, &opts.data_root, &opts.cache_dir);
@@ -519,42 +568,7 @@ pub fn train(opts: &PartsOptions) -> Result<LoopState> {
             opts.data_root.display()
         );
     }
-    cfg.prior = part_density(&train_windows, &cfg);
-    let mut rng = ChaCha8Rng::seed_from_u64(0x7A11);
-    val_windows.shuffle(&mut rng);
-    let val: Vec<PartExample> = val_windows
-        .iter()
-        .take(opts.val_examples)
-        .map(|w| draw_example(w, &cfg, 0, &mut rng))
-        .collect();
-    let val_ts: Vec<usize> = (0..val.len())
-        .map(|i| 1 + i * cfg.diffusion_steps / val.len().max(1))
-        .collect();
-    eprintln!(
-        "parts: {} train windows ({sources:?}), {} validation examples, prior {:?}",
-        train_windows.len(),
-        val.len(),
-        cfg.prior
-    );
-    let (varmap, net, opt) = new_model("parts", opts.run.lr, opts.weight_decay, |vb| {
-        RollUnet::new(&cfg, vb)
-    })?;
-    if let Some(init) = &opts.init {
-        warm_start(&varmap, init)?;
-    }
-    let mut trainee = PartsTrainee {
-        opts: opts.clone(),
-        schedule: BinomialSchedule::new(cfg.diffusion_steps, cfg.prior),
-        cfg,
-        train: train_windows,
-        sources,
-        val,
-        val_ts,
-        varmap,
-        net,
-        opt,
-        order: EpochOrder::default(),
-    };
+    let mut trainee = PartsTrainee::new(opts, cfg, train_windows, val_windows, sources)?;
     run(&mut trainee, &opts.run)
 }
 
@@ -608,6 +622,39 @@ mod tests {
             assert!(e.free.iter().any(|&f| f));
         }
         assert_eq!(roles.len(), 3);
+    }
+
+    #[test]
+    fn a_tiny_run_resumes_and_exports_weights_that_load() {
+        let cfg = Config {
+            base_channels: 8,
+            groups: 4,
+            channel_mults: vec![1, 2],
+            ..Config::fast_parts()
+        };
+        let mut opts = PartsOptions::new(cfg.clone());
+        opts.batch = 2;
+        opts.val_examples = 3;
+        let (a, b) = crate::train::run_loop::testing::runs_and_resumes(
+            "parts",
+            || {
+                let sources = vec![("test".to_string(), 4)];
+                PartsTrainee::new(
+                    &opts,
+                    cfg.clone(),
+                    vec![window(); 4],
+                    vec![window(); 3],
+                    sources,
+                )
+                .unwrap()
+            },
+            |dir| {
+                let model = crate::diffusion::model::RollModel::load_dir(dir)?;
+                anyhow::ensure!(model.config().parts, "exported without parts");
+                Ok(())
+            },
+        );
+        assert!(b.val_loss.len() > a.val_loss.len());
     }
 
     #[test]
