@@ -232,7 +232,7 @@ fn eval(model: &BandModel, args: EvalArgs, card_dir: Option<PathBuf>) -> Result<
     .chain(
         density_rows
             .iter()
-            .map(|(d, s)| crate::band::row(&format!("{d}"), s)),
+            .map(|(d, s)| crate::band_table::row(&format!("{d}"), s)),
     )
     .collect::<Vec<_>>()
     .join("\n");

@@ -1,8 +1,8 @@
 //! `bandmate`: Bandmate's engine on the command line.
 
 mod args;
-mod band;
 mod band_model;
+mod band_table;
 mod demo;
 mod eval;
 mod eval_roll;
@@ -16,6 +16,7 @@ mod train_band;
 mod train_latent;
 mod train_vae;
 mod vae;
+mod weights;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -58,7 +59,7 @@ enum Command {
     /// melody MusicVAE on Nottingham).
     Train(train::TrainArgs),
     /// Fit the band player's chord table on Nottingham and score next-bar predictions.
-    BandTable(band::BandTableArgs),
+    BandTable(band_table::BandTableArgs),
     /// The band player's recurrent multimodal VAE: continue, fill --track K, redo, eval.
     Band(band_model::BandArgs),
     /// Regenerate a region of a clip (bars, pitches, one track) with the roll diffusion model.
@@ -79,6 +80,9 @@ enum Command {
     /// Melodies morphing from A to B (MusicVAE latents, spherical interpolation), one after
     /// another in one MIDI file.
     Interpolate(vae::InterpolateArgs),
+    /// Show or change the float type of model folders' weights (`--to f16` halves the file;
+    /// the loaders read f16, bf16 and f32 alike, as f32).
+    Weights(weights::WeightsArgs),
 }
 
 fn main() -> ExitCode {
@@ -94,7 +98,7 @@ fn main() -> ExitCode {
         Command::EvalReport(a) => eval_roll::run_report(a),
         Command::Demo(a) => demo::run(a),
         Command::Train(a) => train::run(a),
-        Command::BandTable(a) => band::run(a),
+        Command::BandTable(a) => band_table::run(a),
         Command::Band(a) => band_model::run(a),
         Command::Fill(a) => roll::run_fill(a),
         Command::Vary(a) => roll::run_vary(a),
@@ -104,6 +108,7 @@ fn main() -> ExitCode {
         Command::Vae(a) => vae::run(a),
         Command::Latent(a) => latent::run(a),
         Command::Interpolate(a) => vae::run_interpolate(a),
+        Command::Weights(a) => weights::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
