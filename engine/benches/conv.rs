@@ -8,7 +8,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use bandmate::nn::conv_kernel::{Strided4, conv2d_input_grad, conv2d_weight_bias_grads};
+use bandmate::nn::conv_kernel::{conv2d_input_grad, conv2d_weight_bias_grads};
+use bandmate::nn::cpu::storage::Strided4;
 use bandmate::nn::{ConvGeometry, HugePageAlloc, candle_conv2d, conv2d};
 use candle_core::{Device, Result, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};

@@ -11,8 +11,9 @@
 use candle_core::{CpuStorage, CustomOp1, D, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::conv_kernel::{contiguous_f32, cpu_f32};
-use super::fused::{avx2_dispatch, on_cpu_f32, with_cpu_f32};
+use super::cpu::dispatch::avx2_dispatch;
+use super::cpu::storage::{contiguous_f32, cpu_f32};
+use super::cpu::storage::{on_cpu_f32, with_cpu_f32};
 use super::huge_pages::uninit_f32;
 
 /// Softmax attention per head: `qkv` `[b, l, 3·d]` (per position the queries, then the keys,

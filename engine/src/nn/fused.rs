@@ -13,71 +13,15 @@
 //! Anything other than f32 on the CPU runs the same maths through candle's own ops.
 
 use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor,
-    bail,
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail,
 };
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
-use std::borrow::Cow;
 
-use super::conv_kernel::{contiguous_f32, cpu_f32};
+use super::cpu::dispatch::avx2_dispatch;
+use super::cpu::math::sigmoid;
+use super::cpu::storage::{contiguous_f32, cpu_f32, on_cpu_f32, with_cpu_f32};
 use super::huge_pages::uninit_f32;
-
-pub(crate) fn on_cpu_f32(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == DType::F32
-}
-
-/// The contiguous f32 elements of a CPU tensor (borrowed when already contiguous).
-pub(crate) fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        bail!("fused op: tensor is not on the CPU")
-    };
-    let data: Cow<[f32]> = contiguous_f32(cpu_f32(cpu)?, layout);
-    f(&data)
-}
-
-/// The elements of a contiguous CPU f32 tensor, written in place: the tensor's own storage, so
-/// every tensor that shares it sees the change (as with `Var::set`, without a new buffer).
-pub(crate) fn with_cpu_f32_mut<R>(
-    t: &Tensor,
-    f: impl FnOnce(&mut [f32]) -> Result<R>,
-) -> Result<R> {
-    /// Runs `f` once on the storage candle hands to an in-place op.
-    struct InPlace<F, R> {
-        f: std::cell::Cell<Option<F>>,
-        out: std::cell::Cell<Option<Result<R>>>,
-    }
-    impl<F: FnOnce(&mut [f32]) -> Result<R>, R> candle_core::InplaceOp1 for InPlace<F, R> {
-        fn name(&self) -> &'static str {
-            "with-cpu-f32-mut"
-        }
-        fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
-            let CpuStorage::F32(data) = storage else {
-                bail!("in-place f32 access: the tensor is not f32");
-            };
-            if !layout.is_contiguous() {
-                bail!("in-place f32 access: the tensor is not contiguous");
-            }
-            let start = layout.start_offset();
-            let data = &mut data[start..start + layout.shape().elem_count()];
-            let f = self.f.take().expect("an in-place op runs once");
-            self.out.set(Some(f(data)));
-            Ok(())
-        }
-    }
-    let op = InPlace {
-        f: std::cell::Cell::new(Some(f)),
-        out: std::cell::Cell::new(None),
-    };
-    if !t.device().is_cpu() {
-        bail!("in-place f32 access: the tensor is not on the CPU");
-    }
-    t.inplace_op1(&op)?;
-    op.out
-        .take()
-        .unwrap_or_else(|| bail!("in-place f32 access: the op did not run"))
-}
 
 fn dims4(layout: &Layout, op: &str) -> Result<(usize, usize, usize, usize)> {
     match layout.dims() {
@@ -86,111 +30,22 @@ fn dims4(layout: &Layout, op: &str) -> Result<(usize, usize, usize, usize)> {
     }
 }
 
-/// e^x for f32 in plain arithmetic the compiler vectorizes (libm's `expf` is one call per
-/// element): x = n·ln 2 + r with |r| ≤ ln 2 / 2, e^r by its degree-6 Taylor polynomial
-/// (relative error below 2e-7), 2^n put into the exponent bits. Inputs are clamped to
-/// [−87, 88], so the result stays a normal float (e^−87 ≈ 1.6e−38).
-#[inline(always)]
-pub(crate) fn fast_exp(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    // ln 2 split so that n·LN2_HI is exact for |n| < 256.
-    const LN2_HI: f32 = 0.693_359_4; // 0.693359375: 9 significant bits
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding 1.5·2^23 rounds to an integer, which then sits in the low mantissa bits.
-    const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.0, 88.0);
-    let shifted = x * LOG2E + ROUND;
-    let n = shifted - ROUND;
-    let n_int = shifted.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(((n_int + 127) as u32) << 23)
-}
-
-#[inline(always)]
-pub(crate) fn sigmoid(z: f32) -> f32 {
-    1.0 / (1.0 + fast_exp(-z))
-}
-
-/// ln v for a normal positive f32 in plain arithmetic the compiler vectorizes (libm's `logf` is
-/// one call per element): v = m·2^e with m in [√½, √2), ln m by Cephes' `logf` polynomial in
-/// m − 1 (relative error about 1e-7), plus e·ln 2.
-#[inline(always)]
-pub(crate) fn fast_ln(v: f32) -> f32 {
-    const SQRT2: f32 = std::f32::consts::SQRT_2;
-    let bits = v.to_bits();
-    let exponent = ((bits >> 23) & 0xff) as i32 - 127;
-    let mantissa = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000); // [1, 2)
-    let high = mantissa > SQRT2;
-    let m = if high { mantissa * 0.5 } else { mantissa };
-    let e = (exponent + i32::from(high)) as f32;
-    let x = m - 1.0;
-    let z = x * x;
-    let mut y = 7.037_683_6e-2;
-    y = y * x - 1.151_461e-1;
-    y = y * x + 1.167_699_9e-1;
-    y = y * x - 1.242_014_1e-1;
-    y = y * x + 1.424_932_3e-1;
-    y = y * x - 1.666_805_8e-1;
-    y = y * x + 2.000_071_4e-1;
-    y = y * x - 2.499_999_4e-1;
-    y = y * x + 3.333_333e-1;
-    y = y * x * z;
-    // ln 2 in two parts, as in `fast_exp`.
-    y += e * -2.121_944_4e-4;
-    y -= 0.5 * z;
-    x + y + e * 0.693_359_4
-}
-
-#[inline(always)]
-pub(crate) fn tanh(x: f32) -> f32 {
-    2.0 * sigmoid(2.0 * x) - 1.0
-}
-
-/// Compiles `$imp` once for AVX2+FMA and calls it when the CPU has them: the crate is built for
-/// baseline x86-64 (SSE2), which leaves auto-vectorized loops at a quarter of the vector width.
-macro_rules! avx2_dispatch {
-    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $imp:ident) => {
-        $(#[$meta])*
-        fn $name($($arg: $ty),*) $(-> $ret)? {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
-                    $imp($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU has the features `avx2` was compiled for.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            $imp($($arg),*)
-        }
-    };
-}
-pub(crate) use avx2_dispatch;
-
 /// `y = silu(x · scale + shift)` over one channel's plane.
 fn scale_shift_silu(y: &mut [f32], x: &[f32], scale: f32, shift: f32) {
     #[cfg(target_arch = "x86_64")]
-    if super::simd_math::has_avx2_fma() {
+    if super::cpu::simd::has_avx2_fma() {
         // SAFETY: the CPU has the features the kernel is compiled for.
         return unsafe { scale_shift_silu_avx2(y, x, scale, shift) };
     }
     scale_shift_silu_imp(y, x, scale, shift);
 }
 
-/// [`scale_shift_silu`] in eight-lane registers ([`super::simd_math::avx2`]), the elements
+/// [`scale_shift_silu`] in eight-lane registers ([`super::cpu::simd::avx2`]), the elements
 /// past the last multiple of 8 in scalar code.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn scale_shift_silu_avx2(y: &mut [f32], x: &[f32], scale: f32, shift: f32) {
-    use super::simd_math::avx2::sigmoid;
+    use super::cpu::simd::avx2::sigmoid;
     use std::arch::x86_64::*;
     let len = y.len().min(x.len());
     let vectors = len / 8 * 8;
@@ -755,7 +610,7 @@ const GELU_C: f32 = 0.044_715;
 /// `y = gelu(x)` (tanh form) over a slice.
 fn gelu_slice(y: &mut [f32], x: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    if super::simd_math::has_avx2_fma() {
+    if super::cpu::simd::has_avx2_fma() {
         // SAFETY: the CPU has the features the kernel is compiled for.
         return unsafe { gelu_slice_avx2(y, x) };
     }
@@ -767,7 +622,7 @@ fn gelu_slice(y: &mut [f32], x: &[f32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn gelu_slice_avx2(y: &mut [f32], x: &[f32]) {
-    use super::simd_math::avx2::sigmoid;
+    use super::cpu::simd::avx2::sigmoid;
     use std::arch::x86_64::*;
     let len = y.len().min(x.len());
     let vectors = len / 8 * 8;
@@ -1278,39 +1133,6 @@ mod tests {
                 diff < 1e-4,
                 "{shape:?}/{groups}: gradient differs by {diff}"
             );
-        }
-    }
-
-    #[test]
-    fn fast_exp_is_accurate_over_the_float_range() {
-        let mut worst = 0f64;
-        let mut x = -87.0f32;
-        while x <= 88.0 {
-            let (got, want) = (fast_exp(x) as f64, (x as f64).exp());
-            worst = worst.max((got - want).abs() / want);
-            x += 0.001_7;
-        }
-        assert!(worst < 5e-7, "relative error {worst}");
-        assert_eq!(fast_exp(-1000.0), fast_exp(-87.0));
-        assert!(fast_exp(1000.0).is_finite());
-        assert!(fast_exp(f32::NAN).is_nan());
-        assert!((sigmoid(0.0) - 0.5).abs() < 1e-7);
-    }
-
-    #[test]
-    fn fast_ln_is_accurate_from_the_smallest_normal_float_up() {
-        let mut worst = 0f64;
-        let mut v = f32::MIN_POSITIVE;
-        while v < 1e30 {
-            let (got, want) = (f64::from(fast_ln(v)), f64::from(v).ln());
-            // Relative, except near v = 1 where ln v crosses zero.
-            worst = worst.max((got - want).abs() / want.abs().max(1.0));
-            v *= 1.000_37;
-        }
-        assert!(worst < 3e-7, "error {worst}");
-        for v in [0.5f32, 0.999_999, 1.0, 1.000_001, 2.0] {
-            let err = (f64::from(fast_ln(v)) - f64::from(v).ln()).abs();
-            assert!(err < 1e-7, "ln {v}: off by {err}");
         }
     }
 

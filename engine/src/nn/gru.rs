@@ -16,8 +16,9 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
-use super::conv_kernel::{contiguous_f32, cpu_f32};
-use super::fused::{on_cpu_f32, sigmoid, tanh, with_cpu_f32};
+use super::cpu::math::{sigmoid, tanh};
+use super::cpu::storage::{contiguous_f32, cpu_f32};
+use super::cpu::storage::{on_cpu_f32, with_cpu_f32};
 use super::matmul::gemm_rows;
 
 /// One GRU layer with PyTorch's parameter names, initialized as candle's `GRU` is (Kaiming
@@ -176,7 +177,7 @@ impl GruRecurrence {
 /// `gh` of the gates (`[3·hidden]` each) and the old h; keeps r, z, n and `gh`'s n part.
 fn unit_row(n: usize, h_new: &mut [f32], keep: &mut [f32], gx: &[f32], gh: &[f32], h_old: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    if super::simd_math::has_avx2_fma() {
+    if super::cpu::simd::has_avx2_fma() {
         // SAFETY: the CPU has the features the kernel is compiled for.
         return unsafe { unit_row_avx2(n, h_new, keep, gx, gh, h_old) };
     }
@@ -194,7 +195,7 @@ unsafe fn unit_row_avx2(
     gh: &[f32],
     h_old: &[f32],
 ) {
-    use super::simd_math::avx2::{sigmoid, tanh};
+    use super::cpu::simd::avx2::{sigmoid, tanh};
     use std::arch::x86_64::*;
     assert!(h_new.len() >= n && keep.len() >= 4 * n && gx.len() >= 3 * n);
     assert!(gh.len() >= 3 * n && h_old.len() >= n);

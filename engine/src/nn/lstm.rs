@@ -9,8 +9,10 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
-use super::conv_kernel::{contiguous_f32, cpu_f32};
-use super::fused::{avx2_dispatch, on_cpu_f32, sigmoid, tanh, with_cpu_f32};
+use super::cpu::dispatch::avx2_dispatch;
+use super::cpu::math::{sigmoid, tanh};
+use super::cpu::storage::{contiguous_f32, cpu_f32};
+use super::cpu::storage::{on_cpu_f32, with_cpu_f32};
 use super::huge_pages::uninit_f32;
 use super::matmul::gemm_rows_serial;
 
@@ -611,11 +613,11 @@ fn gate_row(
     );
     #[cfg(target_arch = "x86_64")]
     {
-        if super::simd_math::has_avx512() {
+        if super::cpu::simd::has_avx512() {
             // SAFETY: the CPU has the features the kernel is compiled for; lengths asserted.
             return unsafe { gate_row_avx512(a, gx, c_new, h_new, c_old, 0) };
         }
-        if super::simd_math::has_avx2_fma() {
+        if super::cpu::simd::has_avx2_fma() {
             // SAFETY: as above.
             return unsafe { gate_row_avx2(a, gx, c_new, h_new, c_old, 0) };
         }
@@ -643,7 +645,7 @@ macro_rules! gate_row_kernel {
             c_old: &[f32],
             first: usize,
         ) {
-            use super::simd_math::$math::{sigmoid, tanh};
+            use super::cpu::simd::$math::{sigmoid, tanh};
             use std::arch::x86_64::*;
             let n = c_old.len();
             let vectors = first + (n - first) / $lanes * $lanes;
@@ -687,14 +689,14 @@ macro_rules! gate_row_kernel {
 }
 
 gate_row_kernel!(
-    /// [`gate_row`] in sixteen-lane registers ([`super::simd_math::avx512`]).
+    /// [`gate_row`] in sixteen-lane registers ([`super::cpu::simd::avx512`]).
     gate_row_avx512, "avx512f,avx2,fma", 16, avx512,
     _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps, _mm512_mul_ps, _mm512_fmadd_ps,
     gate_row_avx2
 );
 
 gate_row_kernel!(
-    /// [`gate_row`] in eight-lane registers ([`super::simd_math::avx2`]).
+    /// [`gate_row`] in eight-lane registers ([`super::cpu::simd::avx2`]).
     gate_row_avx2, "avx2,fma", 8, avx2,
     _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps, _mm256_mul_ps, _mm256_fmadd_ps,
     gate_row_scalar

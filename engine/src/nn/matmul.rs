@@ -14,8 +14,9 @@ use candle_nn::VarBuilder;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::conv_kernel::{Mat, SharedMut, contiguous_f32, cpu_f32, sgemm};
-use super::fused::{on_cpu_f32, with_cpu_f32};
+use super::cpu::gemm::{Mat, sgemm};
+use super::cpu::storage::{SharedMut, contiguous_f32, cpu_f32};
+use super::cpu::storage::{on_cpu_f32, with_cpu_f32};
 use super::huge_pages::uninit_f32;
 
 /// Products with fewer multiply-adds run on one thread: waking a second costs more than it

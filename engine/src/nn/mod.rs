@@ -2,14 +2,15 @@
 
 pub mod attention;
 pub mod conv;
+pub mod conv_geometry;
 pub mod conv_kernel;
+pub mod cpu;
 pub mod fused;
 pub mod gru;
 pub mod huge_pages;
 pub mod lstm;
 pub mod matmul;
 pub mod roll_sums;
-pub(crate) mod simd_math;
 pub mod sparse_linear;
 #[cfg(test)]
 pub(crate) mod test_support;
@@ -17,7 +18,8 @@ pub mod winograd;
 
 pub use attention::self_attention;
 pub use conv::Conv2d;
-pub use conv_kernel::{ConvGeometry, candle_conv2d, conv2d};
+pub use conv_geometry::ConvGeometry;
+pub use conv_kernel::{candle_conv2d, conv2d};
 pub use fused::{
     GroupNormSilu, add_channel_bias, add_same, cat_channels, gelu, layer_norm, upsample_nearest2x,
 };

@@ -7,8 +7,10 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::conv_kernel::{contiguous_f32, cpu_f32};
-use super::fused::{avx2_dispatch, fast_exp, fast_ln, on_cpu_f32, sigmoid, with_cpu_f32};
+use super::cpu::dispatch::avx2_dispatch;
+use super::cpu::math::{fast_exp, fast_ln, sigmoid};
+use super::cpu::storage::{contiguous_f32, cpu_f32};
+use super::cpu::storage::{on_cpu_f32, with_cpu_f32};
 use super::huge_pages::uninit_f32;
 
 /// `roll` `[n, 2, steps, pitches]` (channel 0 onsets, 1 sustain, values such as probabilities),

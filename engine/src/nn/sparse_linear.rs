@@ -12,8 +12,8 @@
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::conv_kernel::{contiguous_f32, cpu_f32};
-use super::fused::{on_cpu_f32, with_cpu_f32};
+use super::cpu::storage::{contiguous_f32, cpu_f32};
+use super::cpu::storage::{on_cpu_f32, with_cpu_f32};
 use super::huge_pages::uninit_f32;
 
 /// Above this share of non-zero inputs the dense product is faster.

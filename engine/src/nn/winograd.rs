@@ -21,10 +21,10 @@
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::conv_kernel::{
-    ConvGeometry, Mat, SharedMut, Strided4, put_back_cols, sgemm, sum_of_runs, take_cols,
-};
-use super::fused::avx2_dispatch;
+use super::conv_geometry::ConvGeometry;
+use super::cpu::dispatch::avx2_dispatch;
+use super::cpu::gemm::{Mat, sgemm, sum_of_runs};
+use super::cpu::storage::{SharedMut, Strided4, put_back_cols, take_cols};
 use super::huge_pages::uninit_f32;
 
 /// Channels (in and out) below which the direct kernels are as fast: the transforms cost

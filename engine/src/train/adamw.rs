@@ -9,7 +9,7 @@ use candle_core::{Tensor, Var, backprop::GradStore};
 use candle_nn::VarMap;
 use rayon::prelude::*;
 
-use crate::nn::fused::{on_cpu_f32, with_cpu_f32, with_cpu_f32_mut};
+use crate::nn::cpu::storage::{on_cpu_f32, with_cpu_f32, with_cpu_f32_mut};
 
 pub struct AdamW {
     /// Variables sorted by name.

@@ -1,6 +1,6 @@
 //! e^x, the logistic sigmoid and tanh on eight f32 lanes with AVX2 and FMA ([`avx2`]) and on
-//! sixteen with AVX-512 ([`avx512`]), for kernels that are already compiled for those features ([`super::fused::avx2_dispatch`] or
-//! `#[target_feature]`). The scalar [`super::fused::fast_exp`] vectorizes too, but without FMA
+//! sixteen with AVX-512 ([`avx512`]), for kernels that are already compiled for those features ([`super::dispatch::avx2_dispatch`] or
+//! `#[target_feature]`). The scalar [`super::math::fast_exp`] vectorizes too, but without FMA
 //! contraction and with one division per sigmoid; an LSTM step evaluates five of these per
 //! hidden unit, which made the gate arithmetic a sixth of a MusicVAE pass.
 
