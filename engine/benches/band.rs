@@ -21,9 +21,9 @@ use bandmate::data::{Dataset, Song, Split, default_cache_dir, default_data_root,
 use bandmate::models::band::BandVae;
 use bandmate::music::{Clip, Note, TrackRole};
 use bandmate::nn::pool_parts;
+use bandmate::nn::random::normal_noise;
 use bandmate::train::adamw::AdamW;
 use bandmate::train::band::{AuxWeights, Batch, TrainOptions, batch_loss, make_batch, sequences};
-use bandmate::train::vae::normal_noise;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rand::SeedableRng;

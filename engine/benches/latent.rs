@@ -29,9 +29,10 @@ use bandmate::latent::{
     LatentMelody, LatentModel, SampleOptions, Sampler, VpSde, default_weights_dir,
 };
 use bandmate::models::latent_score::standardize;
+use bandmate::nn::random::normal_noise;
 use bandmate::train::adamw::AdamW;
 use bandmate::train::latent::{LatentTrainOptions, dsm_loss, dsm_step};
-use bandmate::train::vae::{VaeTrainOptions, batch_loss, normal_noise};
+use bandmate::train::vae::{VaeTrainOptions, batch_loss};
 use bandmate::vae::{MelodyVae, VaeNet};
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};

@@ -15,8 +15,8 @@ use bandmate::latent::{
 };
 use bandmate::models::latent_score::{Config, standardize};
 use bandmate::music::{Clip, Note, TimeSignature, Track, TrackRole};
+use bandmate::nn::random::normal_noise;
 use bandmate::train::latent::dsm_loss;
-use bandmate::train::vae::normal_noise;
 use bandmate::vae::MelodyVae;
 use candle_core::{Device, Tensor};
 use rand::SeedableRng;

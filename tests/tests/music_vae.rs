@@ -12,8 +12,9 @@ use bandmate::data::melody::{
 use bandmate::data::{self, Split};
 use bandmate::models::music_vae::Config;
 use bandmate::music::{Clip, MeterChange, Note, TimeSignature, Track, TrackRole};
+use bandmate::nn::random::normal_noise;
 use bandmate::train::adamw::AdamW;
-use bandmate::train::vae::{batch_loss, normal_noise};
+use bandmate::train::vae::batch_loss;
 use bandmate::vae::eval::reconstruction_accuracy;
 use bandmate::vae::{MelodyVae, VaeShape, first_window, first_window_of, windows_to_clip};
 use candle_core::{Device, Tensor};

@@ -298,7 +298,7 @@ fn fitted_prior(real: &[Vec<f32>], count: usize, seed: u64) -> Vec<Vec<f32>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..count)
         .map(|_| {
-            let noise = crate::train::vae::normal_noise(&mut rng, d);
+            let noise = crate::nn::random::normal_noise(&mut rng, d);
             (0..d)
                 .map(|j| (mean[j] + spread[j] * noise[j] as f64) as f32)
                 .collect()

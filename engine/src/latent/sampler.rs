@@ -13,7 +13,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::models::latent_score::LatentScore;
-use crate::train::vae::normal_noise;
+use crate::nn::random::normal_noise;
 
 /// β(t) = β0 + t(β1 − β0) on t ∈ [0, 1]; x_t = m(t) x_0 + σ(t) ε.
 #[derive(Clone, Copy, Debug, PartialEq)]

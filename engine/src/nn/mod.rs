@@ -10,6 +10,7 @@ pub mod gru;
 pub mod huge_pages;
 pub mod lstm;
 pub mod matmul;
+pub mod random;
 pub mod roll_sums;
 pub mod sparse_linear;
 #[cfg(test)]

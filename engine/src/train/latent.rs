@@ -25,12 +25,12 @@ use super::run_loop::{
     EpochOrder, LoopOptions, LoopState, Measured, Trainee, loop_options, new_model, run, step_rng,
     steps_per_epoch,
 };
-use super::vae::normal_noise;
 use super::{format_duration, parse_duration};
 use crate::data::melody::transpose_tokens;
 use crate::data::{self, Dataset, Split};
 use crate::latent::{VpSde, window_runs};
 use crate::models::latent_score::{Config, LatentScore, mse};
+use crate::nn::random::normal_noise;
 use crate::vae::MelodyVae;
 
 /// Everything a training run needs.

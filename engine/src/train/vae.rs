@@ -28,6 +28,7 @@ use super::{format_duration, parse_duration};
 use crate::data::melody::{MelodyWindows, melody_windows_of, transpose_tokens};
 use crate::data::{self, Dataset, Split};
 use crate::models::music_vae::{kl_divergence, reconstruction_loss};
+use crate::nn::random::normal_noise;
 use crate::vae::{VaeNet, VaeShape};
 
 /// Everything a training run needs.
@@ -110,17 +111,6 @@ pub struct LossTerms {
     pub loss: Tensor,
     pub reconstruction: f64,
     pub kl: f64,
-}
-
-/// `count` standard normal values from `rng` (Box–Muller).
-pub fn normal_noise(rng: &mut impl Rng, count: usize) -> Vec<f32> {
-    (0..count)
-        .map(|_| {
-            let u1: f32 = rng.random::<f32>().max(1e-7);
-            let u2: f32 = rng.random();
-            (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos()
-        })
-        .collect()
 }
 
 /// Loss of one batch of tokens `[batch, steps]` (u32) with noise `[batch, z]` (or z = μ).

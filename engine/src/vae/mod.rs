@@ -174,7 +174,7 @@ impl MelodyVae {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let z_dim = self.z_dim();
         let latents: Vec<Vec<f32>> = (0..count)
-            .map(|_| crate::train::vae::normal_noise(&mut rng, z_dim))
+            .map(|_| crate::nn::random::normal_noise(&mut rng, z_dim))
             .collect();
         self.decode(&latents, temperature, seed.wrapping_add(1))
     }
