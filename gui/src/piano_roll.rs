@@ -13,9 +13,9 @@
 //! The roll takes them when it has the keyboard focus or is hovered with nothing focused, or,
 //! with [`PianoRoll::keys_anywhere`], whenever no text field is being typed into.
 
+use crate::action::Action;
 use crate::edit::{Edit, History};
 use crate::mask_tool;
-use crate::panels::Action;
 use crate::transform::{RollTransform, View};
 use bandmate::music::{Clip, Mask, Note};
 use egui::{
