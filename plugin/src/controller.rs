@@ -13,11 +13,10 @@
 use crate::audition::AuditionSender;
 use crate::band::{BandControls, role_bit};
 use crate::clip_feed::ClipSender;
+use crate::models::shared_generators;
 use crate::params::BandmateParams;
 use crate::state::{BandSettings, EditorView, Session};
-use crate::worker::{
-    GeneratorList, Job, JobId, JobRequest, JobSettings, Worker, WorkerReport, shared_generators,
-};
+use crate::worker::{GeneratorList, Job, JobId, JobRequest, JobSettings, Worker, WorkerReport};
 use bandmate::music::{Clip, Mask, Note};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;

@@ -198,7 +198,7 @@ impl EditorApp {
     pub fn read_settings(&mut self) {
         // The list is fixed once the models have loaded: build it once.
         if self.state.models.len() <= 1
-            && let Some(names) = crate::worker::loaded_generator_names()
+            && let Some(names) = crate::models::loaded_generator_names()
         {
             let mut models = vec![bandmate_gui::AUTOMATIC_MODEL.to_owned()];
             models.extend(names);

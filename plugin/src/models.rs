@@ -3,7 +3,7 @@
 //! model folder; the melody MusicVAE with the latent score model for Interpolate; and the band
 //! player's predictor.
 
-use crate::worker::{Generator, Job, JobControl, JobKind, JobRequest, JobSettings};
+use crate::worker::{Generator, GeneratorList, Job, JobControl, JobKind, JobRequest, JobSettings};
 use bandmate::band::player::{BandModel, BandPlayer};
 use bandmate::diffusion::{self, RollModel, RollOptions, StepHook};
 use bandmate::latent::{LatentMelody, LatentModel, SampleOptions, apply_windows, song_windows};
@@ -11,6 +11,36 @@ use bandmate::music::{Clip, TimeSignature, TrackRole};
 use bandmate::vae::MelodyVae;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
+
+static GENERATORS: OnceLock<GeneratorList> = OnceLock::new();
+
+/// The names of the shared generators once they have loaded (`None` before: the editor shows
+/// "Automatic" alone until then, and starts the load on a thread of its own).
+pub fn loaded_generator_names() -> Option<Vec<String>> {
+    match GENERATORS.get() {
+        Some(list) => Some(list.iter().map(|g| g.name().to_owned()).collect()),
+        None => {
+            static LOADING: std::sync::Once = std::sync::Once::new();
+            LOADING.call_once(|| {
+                let _ = std::thread::Builder::new()
+                    .name("bandmate-model-load".into())
+                    .spawn(|| {
+                        let _ = std::panic::catch_unwind(shared_generators);
+                    });
+            });
+            None
+        }
+    }
+}
+
+/// The generators every instance shares, loaded once per process on first use (by a worker
+/// thread, never while a host scans plugins): see [`load_generators`]. The band
+/// player's bars run on its own thread ([`crate::band`]), not here.
+pub fn shared_generators() -> Arc<[Arc<dyn Generator>]> {
+    GENERATORS
+        .get_or_init(|| Arc::from(crate::models::load_generators()))
+        .clone()
+}
 
 /// The piano-roll diffusion model: fill, continue, harmonize, vary, generate.
 pub struct RollGenerator {

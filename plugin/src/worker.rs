@@ -13,7 +13,7 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 use std::ops::RangeInclusive;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -186,36 +186,6 @@ pub trait Generator: Send + Sync {
 
 /// The models an instance can run, in the order they are tried.
 pub type GeneratorList = Arc<[Arc<dyn Generator>]>;
-
-static GENERATORS: OnceLock<GeneratorList> = OnceLock::new();
-
-/// The names of the shared generators once they have loaded (`None` before: the editor shows
-/// "Automatic" alone until then, and starts the load on a thread of its own).
-pub fn loaded_generator_names() -> Option<Vec<String>> {
-    match GENERATORS.get() {
-        Some(list) => Some(list.iter().map(|g| g.name().to_owned()).collect()),
-        None => {
-            static LOADING: std::sync::Once = std::sync::Once::new();
-            LOADING.call_once(|| {
-                let _ = std::thread::Builder::new()
-                    .name("bandmate-model-load".into())
-                    .spawn(|| {
-                        let _ = std::panic::catch_unwind(shared_generators);
-                    });
-            });
-            None
-        }
-    }
-}
-
-/// The generators every instance shares, loaded once per process on first use (by a worker
-/// thread, never while a host scans plugins): see [`crate::models::load_generators`]. The band
-/// player's bars run on its own thread ([`crate::band`]), not here.
-pub fn shared_generators() -> Arc<[Arc<dyn Generator>]> {
-    GENERATORS
-        .get_or_init(|| Arc::from(crate::models::load_generators()))
-        .clone()
-}
 
 /// A thread of the instance whose owner waits a bounded time for it: the worker and the band
 /// thread. Dropping the plugin happens on the host's main thread, which must not freeze while a
