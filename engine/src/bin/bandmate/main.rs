@@ -12,6 +12,7 @@ mod latent;
 mod roll;
 mod roundtrip;
 mod train;
+mod train_args;
 mod train_band;
 mod train_latent;
 mod train_vae;
@@ -57,7 +58,7 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Train a model (`roll`: the piano-roll diffusion UNet on POP909; `vae`: the 2-bar
     /// melody MusicVAE on Nottingham).
-    Train(train::TrainArgs),
+    Train(train_args::TrainArgs),
     /// Fit the band player's chord table on Nottingham and score next-bar predictions.
     BandTable(band_table::BandTableArgs),
     /// The band player's recurrent multimodal VAE: continue, fill --track K, redo, eval.

@@ -6,10 +6,10 @@ use bandmate::train::band::{AuxWeights, TrainOptions, train};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::train::TrainArgs;
+use crate::train_args::TrainArgs;
 
 fn load_config(name: &str) -> Result<Config> {
-    crate::train::load_config_with(
+    crate::train_args::load_config_with(
         name,
         Config::preset,
         Config::validate,
@@ -47,7 +47,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .run_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("artifacts/train/band"));
-    opts.assets_dir = crate::train::export_dir(&args, "band");
+    opts.assets_dir = crate::train_args::export_dir(&args, "band");
     opts.fresh = args.fresh;
     opts.seed = args.seed;
     opts.log_every = args.log_every;

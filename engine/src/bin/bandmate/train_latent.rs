@@ -7,10 +7,10 @@ use bandmate::train::latent::{LatentTrainOptions, time_latent_step, train_latent
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::train::TrainArgs;
+use crate::train_args::TrainArgs;
 
 fn load_config(name: &str) -> Result<Config> {
-    crate::train::load_config_with(
+    crate::train_args::load_config_with(
         name,
         Config::preset,
         Config::validate,
@@ -49,7 +49,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .run_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("artifacts/train/latent"));
-    opts.assets_dir = crate::train::export_dir(&args, "latent");
+    opts.assets_dir = crate::train_args::export_dir(&args, "latent");
     if let Some(vae) = args.vae {
         opts.vae_dir = vae;
     }

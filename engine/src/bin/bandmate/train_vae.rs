@@ -7,10 +7,10 @@ use bandmate::vae::VaeShape;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::train::TrainArgs;
+use crate::train_args::TrainArgs;
 
 fn load_config(name: &str) -> Result<VaeShape> {
-    crate::train::load_config_with(
+    crate::train_args::load_config_with(
         name,
         VaeShape::preset,
         VaeShape::validate,
@@ -60,7 +60,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             "artifacts/train/vae"
         })
     });
-    opts.assets_dir = crate::train::export_dir(&args, if hier { "vae16" } else { "vae" });
+    opts.assets_dir = crate::train_args::export_dir(&args, if hier { "vae16" } else { "vae" });
     opts.fresh = args.fresh;
     opts.seed = args.seed;
     opts.log_every = args.log_every;
