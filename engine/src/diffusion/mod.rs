@@ -10,6 +10,7 @@ pub mod eval;
 pub mod model;
 pub mod part_tasks;
 pub mod parts;
+pub mod regenerate;
 pub mod sampler;
 pub mod tasks;
 pub mod velocity;

@@ -15,7 +15,7 @@ use anyhow::{Result, bail};
 
 use super::model::RollModel;
 use super::parts::{part_roles, split_lowest_line};
-use super::tasks::{PartTarget, RollOptions, regenerate_part};
+use super::regenerate::{PartTarget, RollOptions, free_channel, regenerate_part};
 use crate::models::roll::PartRole;
 use crate::music::{Clip, Mask, Note, Track, TrackRole};
 
@@ -203,13 +203,6 @@ fn run_targets(
 
 /// A piano-like part's lowest line lies below this pitch (C4), as in the training data.
 const LOWEST_LINE_BELOW: u8 = 60;
-
-/// A MIDI channel no track uses (not 10, the drums'), else 1.
-pub(crate) fn free_channel(clip: &Clip) -> u8 {
-    (0..16u8)
-        .find(|c| *c != 9 && !clip.tracks.iter().any(|t| t.channel == *c))
-        .unwrap_or(0)
-}
 
 /// Write an accompaniment to everything else: into `target` (its notes replaced) or a new
 /// "Harmony" track; every other track stays exactly as it is.

@@ -1,0 +1,588 @@
+//! The engine under every roll task: a region of a clip (a mask) regenerated window by window
+//! by the roll diffusion model, for the merged model ([`regenerate`]) or one part at a time
+//! ([`regenerate_part`]), with the options every task shares ([`RollOptions`]).
+//!
+//! - Clips longer than the model's 4-bar window are sampled window by window (hop 2 bars);
+//!   each window commits its first half and the next window sees it as context; a window with
+//!   nothing to write in its half is skipped. Clips shorter than 4 bars are padded with free
+//!   cells that are generated and dropped.
+//! - The model's pitch window is moved by whole octaves to hold most of the clip's notes.
+//! - Notes whose first cell is outside the mask come back exactly unchanged.
+
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+
+use super::model::RollModel;
+use super::parts::one_voice;
+use super::sampler::{PartProblem, SamplerKind, SamplerOptions, WindowProblem};
+use super::velocity::assign_velocities;
+use crate::models::roll::{OtherParts, PartRole};
+use crate::music::{
+    Clip, Key, Mask, Note, ONSET, PianoRoll, SUSTAIN, TimeSignature, Track, TrackRole, pitch_name,
+};
+
+/// Sampling and steering options shared by every task.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RollOptions {
+    /// Network evaluations (10..=T recommended; 1..=T accepted).
+    pub steps: usize,
+    pub sampler: SamplerKind,
+    pub seed: u64,
+    /// Key lock: generated cells outside the scale stay off.
+    pub key: Option<Key>,
+    /// Generated notes stay inside these pitches.
+    pub pitch_range: Option<RangeInclusive<u8>>,
+    /// Multiplies the predicted odds of a cell being on: below 1 sparser, above 1 denser. The
+    /// model's per-task calibration (`Config::density`) multiplies it again, so 1 is the density
+    /// that scored best on the valid split.
+    pub density: f32,
+    /// Divides the model's logits before each draw (see [`SamplerOptions::temperature`]):
+    /// 1 as trained, lower tamer, higher wilder.
+    pub temperature: f32,
+    /// Classifier-free guidance weight for a conditioned model (see
+    /// [`SamplerOptions::guidance`]); `None` takes the model's per-task calibration
+    /// (`Config::guidance`).
+    pub guidance: Option<f32>,
+    /// Echo strength for fill and continue (see [`crate::models::roll::EchoCalibration`]):
+    /// start from the bars before the hole, noised to step `echo · T`; 0 = from noise; `None`
+    /// takes the model's calibration (`Config::echo`).
+    pub echo: Option<f32>,
+    /// Progress and cancellation: called after every network evaluation.
+    pub on_step: Option<StepHook>,
+}
+
+/// Called with (network evaluations done, planned) after each one; returning `false` cancels
+/// the task, which then fails with an error saying "cancelled".
+#[derive(Clone)]
+pub struct StepHook(pub Arc<dyn Fn(usize, usize) -> bool + Send + Sync>);
+
+impl StepHook {
+    pub fn new(f: impl Fn(usize, usize) -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for StepHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StepHook")
+    }
+}
+
+impl PartialEq for StepHook {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// Network evaluations of a roll job at default settings: on the valid split 8, 12, 16 and 25
+/// steps score alike (docs/experiments/roll.md), and 12 keeps a one-track 4-bar fill under
+/// 250 ms.
+pub const DEFAULT_STEPS: usize = 12;
+
+impl Default for RollOptions {
+    fn default() -> Self {
+        Self {
+            steps: DEFAULT_STEPS,
+            sampler: SamplerKind::Algorithm1,
+            seed: 0,
+            key: None,
+            pitch_range: None,
+            density: 1.0,
+            temperature: 1.0,
+            guidance: None,
+            echo: None,
+            on_step: None,
+        }
+    }
+}
+
+/// The start content of an echo (`[2, padded steps, pitches]` like `free`'s rolls): the bars
+/// just before the first free step, as many as the free region spans (at most as many as there
+/// are), repeated across the clip from there; `None` when the free region starts in the first
+/// bar or the echoed cells hold no onset. `source` are the notes that may be echoed, `draw`
+/// puts a note into a roll.
+pub(crate) fn echo_content<'a>(
+    source: impl Iterator<Item = &'a Note>,
+    free: &[bool],
+    len: usize,
+    pitches: usize,
+    steps_per_bar: usize,
+    draw: &dyn Fn(&mut [f32], &Note),
+) -> Option<Vec<f32>> {
+    let plane = free.len();
+    let free_step = |s: &usize| free[s * pitches..(s + 1) * pitches].iter().any(|&f| f);
+    let first = (0..len).find(free_step)?;
+    let last = (0..len).rev().find(free_step)?;
+    let first_bar = first / steps_per_bar.max(1);
+    let span_bars = last / steps_per_bar.max(1) - first_bar + 1;
+    let period = span_bars.min(first_bar) * steps_per_bar;
+    if period == 0 {
+        return None;
+    }
+    let hole = first_bar * steps_per_bar;
+    let mut before = vec![0.0f32; 2 * plane];
+    for n in source {
+        draw(&mut before, n);
+    }
+    let mut content = vec![0.0f32; 2 * plane];
+    let mut onsets = 0usize;
+    for s in hole..len {
+        let from = hole - period + (s - hole) % period;
+        for c in 0..2 {
+            let (to, src) = (c * plane + s * pitches, c * plane + from * pitches);
+            content[to..to + pitches].copy_from_slice(&before[src..src + pitches]);
+        }
+        onsets += (0..pitches)
+            .filter(|&o| free[s * pitches + o] && content[s * pitches + o] > 0.5)
+            .count();
+    }
+    (onsets > 0).then_some(content)
+}
+
+/// Whether `mask`'s cells cover the first cell of `n`, whatever track the mask names.
+pub(crate) fn mask_covers_any_track(mask: &Mask, n: &Note) -> bool {
+    mask.get(n.start, n.pitch)
+}
+
+/// Check what every task needs of a clip.
+pub(crate) fn check_clip(clip: &Clip) -> Result<()> {
+    if clip.bars == 0 || clip.steps() == 0 {
+        bail!("the clip is empty (0 bars)");
+    }
+    let four = TimeSignature::FOUR_FOUR;
+    if clip.time_signature != four || clip.meter_changes.iter().any(|m| m.time_signature != four) {
+        let other = std::iter::once(clip.time_signature)
+            .chain(clip.meter_changes.iter().map(|m| m.time_signature))
+            .find(|t| *t != four)
+            .unwrap_or(four);
+        bail!("the roll model works on 4/4 clips; this clip is in {other}");
+    }
+    Ok(())
+}
+
+/// The octave shift (in octaves, added to the clip's pitches) that puts the most context
+/// notes inside the model's window, taken only when at least a tenth of them lie outside it
+/// unshifted; 0 otherwise or without notes. The model learned where accompaniment lies from
+/// the notes' absolute pitch, so shifting a melody whose few top notes leave the window would
+/// move everything it writes under it by an octave.
+pub(crate) fn octave_shift(clip: &Clip, lo: u8, pitches: usize) -> i32 {
+    let pitched: Vec<i32> = clip
+        .notes
+        .iter()
+        .filter(|n| {
+            !clip
+                .tracks
+                .get(n.track as usize)
+                .is_some_and(Track::is_drums)
+        })
+        .map(|n| n.pitch as i32)
+        .collect();
+    let inside = |k: i32| {
+        pitched
+            .iter()
+            .filter(|&&p| {
+                let p = p + 12 * k;
+                p >= lo as i32 && p < lo as i32 + pitches as i32
+            })
+            .count()
+    };
+    let unshifted = inside(0);
+    if unshifted * 10 >= pitched.len() * 9 {
+        return 0;
+    }
+    let mut best = (unshifted, 0);
+    for k in [-1, 1, -2, 2, -3, 3] {
+        let window_lo = lo as i32 - 12 * k;
+        if window_lo < 0 || window_lo + pitches as i32 > 128 {
+            continue;
+        }
+        let n = inside(k);
+        if n > best.0 {
+            best = (n, k);
+        }
+    }
+    best.1
+}
+
+/// Which track generated notes go to (adding a "Generated" track when needed).
+pub(crate) fn target_track(clip: &mut Clip, mask: &Mask) -> Result<u16> {
+    if let Some(t) = mask.track {
+        if t as usize >= clip.tracks.len() {
+            bail!(
+                "the mask names track {} but the clip has {} tracks",
+                t + 1,
+                clip.tracks.len()
+            );
+        }
+        if clip.tracks[t as usize].is_drums() {
+            bail!(
+                "track {} ('{}') is a drum track; the roll model writes pitched notes",
+                t + 1,
+                clip.tracks[t as usize].name
+            );
+        }
+        return Ok(t);
+    }
+    let pitched: Vec<u16> = (0..clip.tracks.len() as u16)
+        .filter(|&t| !clip.tracks[t as usize].is_drums())
+        .collect();
+    if pitched.len() == 1 {
+        return Ok(pitched[0]);
+    }
+    let channel = free_channel(clip);
+    Ok(clip.add_track(Track::new("Generated", TrackRole::Accompaniment, channel)))
+}
+
+/// The engine of every task: regenerate the masked cells, fresh (`strength` None) or as a
+/// variation of the current content.
+pub fn regenerate(
+    model: &RollModel,
+    clip: &Clip,
+    mask: &Mask,
+    strength: Option<f32>,
+    opts: &RollOptions,
+) -> Result<Clip> {
+    regenerate_window_by_window(model, clip, mask, None, strength, opts)
+}
+
+/// One part regenerated by a parts model ([`Config::parts`]): its track and role, and the
+/// tracks regenerated after it in the same request, whose masked notes it does not hear.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartTarget {
+    pub track: u16,
+    pub role: PartRole,
+    pub pending: Vec<u16>,
+}
+
+/// [`regenerate`] for one part: only `part.track`'s masked notes are rewritten, the model
+/// reading that track's other notes as known cells and the other tracks apart; what it writes
+/// goes to that track, one voice for a melody or bass.
+pub fn regenerate_part(
+    model: &RollModel,
+    clip: &Clip,
+    mask: &Mask,
+    part: &PartTarget,
+    strength: Option<f32>,
+    opts: &RollOptions,
+) -> Result<Clip> {
+    if !model.config().parts {
+        bail!("{} is not a parts model", model.source);
+    }
+    let mut mask = mask.clone();
+    mask.track = Some(part.track);
+    regenerate_window_by_window(model, clip, &mask, Some(part), strength, opts)
+}
+
+pub(crate) fn regenerate_window_by_window(
+    model: &RollModel,
+    clip: &Clip,
+    mask: &Mask,
+    part: Option<&PartTarget>,
+    strength: Option<f32>,
+    opts: &RollOptions,
+) -> Result<Clip> {
+    check_clip(clip)?;
+    let cfg = model.config().clone();
+    let t_max = cfg.diffusion_steps;
+    if opts.steps == 0 || opts.steps > t_max {
+        bail!(
+            "{} sampling steps: choose 1..={t_max} (10 or more recommended)",
+            opts.steps
+        );
+    }
+    if !(opts.density.is_finite() && opts.density > 0.0) {
+        bail!("density {} must be a positive number", opts.density);
+    }
+    if !(opts.temperature.is_finite() && opts.temperature > 0.0) {
+        bail!("temperature {} must be a positive number", opts.temperature);
+    }
+    if let Some(w) = opts.guidance
+        && !(w.is_finite() && (0.0..=10.0).contains(&w))
+    {
+        bail!("guidance {w} must be a weight from 0 to 10");
+    }
+    if let Some(e) = opts.echo
+        && !(e.is_finite() && (0.0..=1.0).contains(&e))
+    {
+        bail!("echo {e} must be a strength from 0 to 1");
+    }
+    if mask.steps != clip.steps() {
+        bail!(
+            "the mask covers {} steps but the clip has {}",
+            mask.steps,
+            clip.steps()
+        );
+    }
+    if mask.is_empty() {
+        bail!("the mask covers no cell: nothing to regenerate");
+    }
+    let mut out = clip.clone();
+    let target = target_track(&mut out, mask)?;
+    let is_drum = |n: &Note| {
+        out.tracks
+            .get(n.track as usize)
+            .is_some_and(Track::is_drums)
+    };
+
+    let shift = octave_shift(clip, cfg.pitch_lo, cfg.pitches);
+    let window_lo = cfg.pitch_lo as i32 - 12 * shift;
+    let (steps, pitches) = (cfg.steps, cfg.pitches);
+    let offset = |pitch: u8| -> Option<usize> {
+        let o = pitch as i32 - window_lo;
+        (o >= 0 && (o as usize) < pitches).then_some(o as usize)
+    };
+    let len = clip.steps() as usize;
+    let padded = len.max(steps);
+
+    // Notes to regenerate: pitched, first cell masked (and on the mask's track), in the window.
+    let regenerated = |n: &Note| !is_drum(n) && mask.covers_note(n) && offset(n.pitch).is_some();
+    let (old, context): (Vec<Note>, Vec<Note>) = out.notes.iter().partition(|n| regenerated(n));
+
+    // Global rolls over the padded clip: known values, free cells, allowed cells, start content.
+    let plane = padded * pitches;
+    let mut known = vec![0.0f32; 2 * plane];
+    let draw = |roll: &mut [f32], n: &Note| {
+        let Some(o) = offset(n.pitch) else { return };
+        let s0 = n.start as usize;
+        if s0 < padded {
+            roll[s0 * pitches + o] = 1.0;
+        }
+        for s in s0..(n.end() as usize).min(padded) {
+            roll[plane + s * pitches + o] = 1.0;
+        }
+    };
+    // A parts model reads its own track's notes as known cells and the other tracks apart
+    // (without the masked notes of tracks regenerated after this one).
+    let mut others = part.map(|_| vec![0.0f32; 2 * plane]);
+    let hidden = |n: &Note| {
+        part.is_some_and(|p| p.pending.contains(&n.track) && mask_covers_any_track(mask, n))
+    };
+    for n in context.iter().filter(|n| !is_drum(n)) {
+        match (&mut others, part) {
+            (Some(o), Some(p)) if n.track != p.track => {
+                if !hidden(n) {
+                    draw(o, n);
+                }
+            }
+            _ => draw(&mut known, n),
+        }
+    }
+    let masked_step: Vec<bool> = {
+        let mut m = vec![false; padded];
+        for s in mask.masked_steps() {
+            if (s as usize) < padded {
+                m[s as usize] = true;
+            }
+        }
+        m
+    };
+    let others_known: Option<Vec<bool>> = match (&others, part) {
+        (Some(o), Some(p)) => Some(
+            (0..plane)
+                .map(|i| {
+                    let s = i / pitches;
+                    ((p.pending.is_empty() || !masked_step[s]) && s < len) || o[plane + i] > 0.5
+                })
+                .collect(),
+        ),
+        _ => None,
+    };
+    let mut content = vec![0.0f32; 2 * plane];
+    for n in &old {
+        draw(&mut content, n);
+    }
+    let mut free = vec![false; plane];
+    let mut allowed = vec![false; plane];
+    let mut free_in_clip = 0usize;
+    for s in 0..padded {
+        for o in 0..pitches {
+            let pitch = (window_lo + o as i32) as u8;
+            let i = s * pitches + o;
+            let occupied = known[i] > 0.5 || known[plane + i] > 0.5;
+            free[i] = if s < len {
+                mask.get(s as u32, pitch) && !occupied
+            } else {
+                true
+            };
+            if free[i] && s < len {
+                free_in_clip += 1;
+            }
+            allowed[i] = opts.key.is_none_or(|k| k.contains(pitch))
+                && opts.pitch_range.as_ref().is_none_or(|r| r.contains(&pitch));
+        }
+    }
+    if free_in_clip == 0 {
+        bail!(
+            "the mask has no free cell inside the model's pitch window {}–{}",
+            pitch_name(window_lo as u8),
+            pitch_name((window_lo + pitches as i32 - 1) as u8)
+        );
+    }
+    if let Some(r) = &opts.pitch_range
+        && !(0..pitches).any(|o| r.contains(&((window_lo + o as i32) as u8)))
+    {
+        bail!(
+            "pitch range {}–{} lies outside the model's window",
+            pitch_name(*r.start()),
+            pitch_name(*r.end())
+        );
+    }
+    let generated_cells = free.clone();
+
+    // A fresh fill with an echo starts from the bars before the hole; a variation from the
+    // notes it replaces.
+    let echo = match (strength, opts.echo) {
+        (None, Some(e)) if e > 0.0 => {
+            let source = context.iter().filter(|n| {
+                !is_drum(n) && mask.track.is_none_or(|t| n.track == t) && offset(n.pitch).is_some()
+            });
+            echo_content(
+                source,
+                &free,
+                len,
+                pitches,
+                clip.steps_per_bar() as usize,
+                &draw,
+            )
+            .map(|content| (e, content))
+        }
+        _ => None,
+    };
+    let (strength, content) = match echo {
+        Some((e, echoed)) => (Some(e), echoed),
+        None => (strength, content),
+    };
+
+    // Windows of `steps` steps, hop half a window, the last one flush with the end.
+    let hop = steps / 2;
+    let mut starts: Vec<usize> = (0..)
+        .map(|i| i * hop)
+        .take_while(|&s| s + steps <= padded)
+        .collect();
+    if starts.last().is_none_or(|&s| s + steps < padded) {
+        starts.push(padded - steps);
+    }
+    let start_step = strength.map_or(t_max, |s| {
+        ((s * t_max as f32).round() as usize).clamp(1, t_max)
+    });
+    let eval_steps = strength
+        .map_or(opts.steps, |s| {
+            ((opts.steps as f32 * s).round() as usize).max(1)
+        })
+        .min(start_step);
+    // Window `w` keeps only what it generates in steps [start, next window's start): the
+    // commit ranges cover the clip once, so a window without free cells in its own range is
+    // skipped (a later window, which hears what comes after, writes those cells).
+    let commits = |w: usize| starts[w]..starts.get(w + 1).copied().unwrap_or(padded);
+    let has_free = |free: &[bool], steps: std::ops::Range<usize>| {
+        free[steps.start * pitches..steps.end * pitches]
+            .iter()
+            .any(|&f| f)
+    };
+    let planned = eval_steps
+        * (0..starts.len())
+            .filter(|&w| has_free(&free, commits(w)))
+            .count();
+    let mut done_before = 0;
+    for (w, &ws) in starts.iter().enumerate() {
+        let commit_end = commits(w).end;
+        if !has_free(&free, commits(w)) {
+            continue;
+        }
+        let range = ws * pitches..(ws + steps) * pitches;
+        let mut x0 = vec![0.0f32; 2 * steps * pitches];
+        for c in 0..2 {
+            for i in range.clone() {
+                let local = c * steps * pitches + (i - range.start);
+                let g = c * plane + i;
+                x0[local] = if free[i] {
+                    if strength.is_some() { content[g] } else { 0.0 }
+                } else {
+                    known[g]
+                };
+            }
+        }
+        let problem = WindowProblem {
+            x0,
+            free: free[range.clone()].to_vec(),
+            allowed: allowed[range.clone()].to_vec(),
+            part: match (part, &others, &others_known) {
+                (Some(p), Some(o), Some(k)) => Some(PartProblem {
+                    role: p.role,
+                    others: OtherParts {
+                        roll: (0..2)
+                            .flat_map(|c| {
+                                o[c * plane + range.start..c * plane + range.end]
+                                    .iter()
+                                    .copied()
+                            })
+                            .collect(),
+                        known: k[range.clone()].to_vec(),
+                    },
+                }),
+                _ => None,
+            },
+        };
+        let sampler = SamplerOptions {
+            kind: opts.sampler,
+            steps: eval_steps,
+            start: start_step,
+            density: opts.density,
+            guidance: opts.guidance.unwrap_or(0.0),
+            temperature: opts.temperature,
+            seed: opts.seed.wrapping_add(1_000_003 * w as u64),
+        };
+        let mut after_step = |done: usize| match &opts.on_step {
+            Some(hook) => (hook.0)((done_before + done).min(planned), planned),
+            None => true,
+        };
+        let result = model
+            .sample_with_hook(std::slice::from_ref(&problem), &sampler, &mut after_step)?
+            .remove(0);
+        done_before += eval_steps;
+        for s in ws..commit_end {
+            for o in 0..pitches {
+                let i = s * pitches + o;
+                if free[i] {
+                    let local = (s - ws) * pitches + o;
+                    known[i] = result[local];
+                    known[plane + i] = result[steps * pitches + local];
+                    free[i] = false;
+                }
+            }
+        }
+    }
+
+    // Read the generated cells back as notes.
+    let mut roll = PianoRoll::zeros(len, 0, 128);
+    for s in 0..len {
+        for o in 0..pitches {
+            let i = s * pitches + o;
+            if generated_cells[i] {
+                let pitch = (window_lo + o as i32) as u8;
+                roll.set(ONSET, s, pitch, known[i]);
+                roll.set(SUSTAIN, s, pitch, known[plane + i]);
+            }
+        }
+    }
+    let mut notes = roll.to_notes_from_onsets(0.5, 1, target);
+    if let Some(p) = part
+        && p.role.is_line()
+    {
+        one_voice(&mut notes, p.role == PartRole::Bass);
+    }
+    assign_velocities(&context, &mut notes, target, out.steps_per_bar());
+    out.notes = context;
+    out.notes.extend(notes);
+    out.sort_notes();
+    Ok(out)
+}
+
+/// A MIDI channel no track uses (not 10, the drums'), else 1.
+pub(crate) fn free_channel(clip: &Clip) -> u8 {
+    (0..16u8)
+        .find(|c| *c != 9 && !clip.tracks.iter().any(|t| t.channel == *c))
+        .unwrap_or(0)
+}
