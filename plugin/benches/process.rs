@@ -1,6 +1,7 @@
 //! `cargo xtask bench plugin`: the cost of Bandmate's `process()` as a CLAP host sees it, per
-//! 512-sample block at 48 kHz while playing a 64-note clip, p50/p99/max over 100,000 blocks;
-//! and the memory of one and of sixteen active instances.
+//! 512-sample block at 48 kHz while playing a 64-note clip, p50/p99/max over 100,000 blocks,
+//! and a 100,000-note clip at 120 and at 60,000 BPM over 10,000 blocks; and the memory of one
+//! and of sixteen active instances.
 //!
 //! Loads the release library cargo builds for this bench (`target/release/libbandmate_plugin.*`).
 
@@ -20,7 +21,7 @@ const TEMPO: f64 = 120.0;
 #[path = "../../tests/support/clap_host.rs"]
 mod clap_host;
 
-use clap_host::{Host as BenchHost, load_state, state_with_clip};
+use clap_host::{Host as BenchHost, dense_clip_100k, load_state, state_with_clip};
 
 fn library_path() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -73,20 +74,20 @@ fn resident_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
-fn main() {
-    let path = library_path();
-    let entry = clap_host::load_entry(&path);
-
-    let mut instance = new_instance(&entry);
+/// Times `blocks` blocks (after 1,000 warm-up blocks) of one instance playing `clip` at `tempo`
+/// and prints p50/p99/max.
+fn time_blocks(entry: &PluginEntry, clip: &Clip, what: &str, tempo: f64, blocks: usize) {
+    let mut instance = clap_host::new_instance(entry, "bandmate-bench");
+    load_state(&mut instance, &state_with_clip(clip)).expect("loading the clip");
     let processor = instance.activate(|_, _| (), config()).expect("activation");
     let mut processor = processor.start_processing().expect("start");
     let mut outputs = vec![vec![0.0f32; BLOCK as usize]; 2];
     let mut output_ports = AudioPorts::with_capacity(2, 1);
     let input_events = EventBuffer::new();
-    let mut output_events = EventBuffer::with_capacity(4096);
-    let mut times = Vec::with_capacity(BLOCKS);
+    let mut output_events = EventBuffer::with_capacity(8192);
+    let mut times = Vec::with_capacity(blocks);
     let mut events = 0usize;
-    for block in 0..BLOCKS + 1000 {
+    for block in 0..blocks + 1000 {
         let samples = block as f64 * BLOCK as f64;
         let transport = TransportEvent {
             header: EventHeader::new_core(0, EventFlags::empty()),
@@ -94,9 +95,9 @@ fn main() {
                 | TransportFlags::HAS_BEATS_TIMELINE
                 | TransportFlags::HAS_SECONDS_TIMELINE
                 | TransportFlags::IS_PLAYING,
-            song_pos_beats: BeatTime::from_float(samples / RATE * TEMPO / 60.0),
+            song_pos_beats: BeatTime::from_float(samples / RATE * tempo / 60.0),
             song_pos_seconds: SecondsTime::from_float(samples / RATE),
-            tempo: TEMPO,
+            tempo,
             tempo_inc: 0.0,
             loop_start_beats: BeatTime::from_int(0),
             loop_end_beats: BeatTime::from_int(0),
@@ -138,7 +139,7 @@ fn main() {
     times.sort_unstable();
     let pct = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
     println!(
-        "process(): {BLOCKS} blocks of {BLOCK} samples at {} kHz, 64-note clip, {events} note events",
+        "process(): {blocks} blocks of {BLOCK} samples at {} kHz, {what} at {tempo} BPM, {events} note events",
         RATE / 1000.0
     );
     println!(
@@ -148,7 +149,18 @@ fn main() {
         *times.last().unwrap() as f64 / 1000.0,
         BLOCK as f64 / RATE * 1e6
     );
-    drop(instance);
+}
+
+fn main() {
+    let path = library_path();
+    let entry = clap_host::load_entry(&path);
+
+    time_blocks(&entry, &clip_64(), "64-note clip", TEMPO, BLOCKS);
+    // A dense clip costs bounded time per block: at 120 BPM a block holds up to 512 notes; at
+    // 60,000 BPM every block holds the whole clip, and the player stops at its note-on cap.
+    let dense = dense_clip_100k();
+    time_blocks(&entry, &dense, "100,000-note clip", TEMPO, 10_000);
+    time_blocks(&entry, &dense, "100,000-note clip", 60_000.0, 10_000);
 
     // Memory: resident growth for 1 and for 16 active instances.
     let before = resident_bytes();

@@ -260,6 +260,10 @@ pub struct PlayerStats {
     pub dropped_note_ons: u64,
     /// Times the host position jumped (seek, loop the scheduler was not told about).
     pub jumps: u64,
+    /// The most notes one block has looked at (clip notes started or folded, sounding notes
+    /// checked for their note-off): the scheduler's work per block, bounded by the caps above
+    /// whatever the clip's size.
+    pub most_notes_visited: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -292,6 +296,8 @@ pub struct Player {
     slot_of_key: Box<[u16; MAX_SOUNDING]>,
     events: EventBuffer<MAX_EVENTS_PER_BLOCK>,
     note_ons_this_block: usize,
+    /// Notes looked at in this block (see [`PlayerStats::most_notes_visited`]).
+    visited_this_block: u64,
     /// Counts blocks (see [`Sounding::on_block`]).
     block_serial: u64,
     /// Where the previous block ended if playback went on.
@@ -354,6 +360,7 @@ impl Player {
             slot_of_key: Box::new([NO_SLOT; MAX_SOUNDING]),
             events: EventBuffer::default(),
             note_ons_this_block: 0,
+            visited_this_block: 0,
             block_serial: 0,
             continuation: None,
             release_pending: false,
@@ -411,6 +418,7 @@ impl Player {
     ) -> &[NoteMessage] {
         self.events.clear();
         self.note_ons_this_block = 0;
+        self.visited_this_block = 0;
         self.block_serial += 1;
         let valid_rate = transport.sample_rate.is_finite() && transport.sample_rate > 0.0;
         if samples == 0 || !valid_rate {
@@ -510,6 +518,8 @@ impl Player {
     }
 
     fn finish_block(&mut self) -> &[NoteMessage] {
+        let visited = &mut self.stats.most_notes_visited;
+        *visited = (*visited).max(self.visited_this_block);
         self.events.sorted()
     }
 
@@ -531,6 +541,7 @@ impl Player {
                 let room = MAX_NOTE_ONS_PER_BLOCK - self.note_ons_this_block;
                 let taken = (end - first).min(room);
                 self.stats.dropped_note_ons += (end - first - taken) as u64;
+                self.visited_this_block += taken as u64;
                 for i in first..first + taken {
                     let note = self.clip.notes[i];
                     self.start_note(segment, lap_start + note.start, note, options);
@@ -542,6 +553,7 @@ impl Player {
         // never shares its note-on's sample (the host would read it first): it moves to the next
         // sample, or to the next block's first one.
         let mut i = 0;
+        self.visited_this_block += self.sounding_len as u64;
         while i < self.sounding_len {
             let s = self.sounding[i];
             if s.off <= segment.to {
@@ -614,6 +626,7 @@ impl Player {
     /// Note-offs at `timing` for every sounding note (callers make sure no note started in this
     /// block at or after `timing`: block starts, loop wraps).
     fn release_all(&mut self, timing: u32) {
+        self.visited_this_block += self.sounding_len as u64;
         while self.sounding_len > 0 {
             let s = self.sounding[self.sounding_len - 1];
             self.remove_sounding(self.sounding_len - 1);

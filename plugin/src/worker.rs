@@ -12,8 +12,8 @@ use bandmate::music::{Clip, Key, Mask, TimeSignature};
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use std::ops::RangeInclusive;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 

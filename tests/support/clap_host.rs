@@ -3,7 +3,7 @@
 //! include this file with `#[path]`. Each uses a part of it.
 #![allow(dead_code)]
 
-use bandmate::music::Clip;
+use bandmate::music::{Clip, Note, Track, TrackRole};
 use clack_extensions::state::PluginState as StateExtension;
 use clack_host::prelude::*;
 use std::ffi::CString;
@@ -77,4 +77,28 @@ pub fn save_state(instance: &mut PluginInstance<Host>) -> Vec<u8> {
     let mut out = Vec::new();
     ext.save(&handle, &mut out).expect("saving state");
     out
+}
+
+/// 100,000 notes over 16 bars: 128 pitches × 4 channels on 196 steps, 512 notes on each step,
+/// overlapping (the host torture test's and the benchmark's dense clip).
+pub fn dense_clip_100k() -> Clip {
+    let mut clip = Clip::new(16);
+    for channel in 1..4 {
+        clip.add_track(Track::new(
+            format!("T{channel}"),
+            TrackRole::Accompaniment,
+            channel,
+        ));
+    }
+    for i in 0..100_000u32 {
+        let step = (i / 512) % 196;
+        clip.notes.push(Note::new(
+            step,
+            (i % 128) as u8,
+            1 + i % 7,
+            100,
+            (i / 128 % 4) as u16,
+        ));
+    }
+    clip
 }

@@ -687,24 +687,7 @@ fn a_state_loaded_while_playing_is_heard_from_the_next_block() {
 #[test]
 fn reset_deactivation_and_stop_end_every_note_even_with_100_000_notes_and_tempo_ramps() {
     // 100,000 notes: 128 pitches × 4 channels on 196 steps, dense and overlapping.
-    let mut clip = Clip::new(16);
-    for channel in 1..4 {
-        clip.add_track(Track::new(
-            format!("T{channel}"),
-            TrackRole::Accompaniment,
-            channel,
-        ));
-    }
-    for i in 0..100_000u32 {
-        let step = (i / 512) % 196;
-        clip.notes.push(Note::new(
-            step,
-            (i % 128) as u8,
-            1 + i % 7,
-            100,
-            (i / 128 % 4) as u16,
-        ));
-    }
+    let clip = clap_host::dense_clip_100k();
     let entry = load_entry();
     let mut instance = new_instance(&entry);
     load_state(&mut instance, &state_with_clip(&clip)).unwrap();

@@ -1,8 +1,9 @@
 //! `cargo xtask bench <what>`: benchmarks.
 //!
 //! - `plugin`: Bandmate's `process()` through a CLAP host (clack-host) on the release library,
-//!   per 512-sample block at 48 kHz with a 64-note clip, p50/p99/max over 100,000 blocks, and
-//!   the memory of one and of sixteen instances (`plugin/benches/process.rs`).
+//!   per 512-sample block at 48 kHz with a 64-note clip, p50/p99/max over 100,000 blocks, the
+//!   same for a 100,000-note clip at 120 and 60,000 BPM over 10,000 blocks, and the memory of
+//!   one and of sixteen instances (`plugin/benches/process.rs`).
 //! - `data`: parsing the datasets, loading them from the cache, and the metrics
 //!   (`engine/benches/data.rs`).
 //! - `editor`: laying out and painting one frame of the editor with a 16-bar, 500-note clip

@@ -9,6 +9,7 @@ mod screenshot;
 mod shell;
 mod test;
 mod train;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -23,7 +24,9 @@ commands:
   install bundle, then copy the plugins into the user's plugin folders [--debug] [--to DIR]
   bench   bench plugin|data|editor|roll|latent|band [--compare-torch] [--rounds N], or
           bench --compare-torch [--rounds N] (every model against PyTorch): benchmarks
-  screenshot  the standalone's editor under Xvfb: target/screenshot/editor.png";
+  screenshot  the standalone's editor under Xvfb: target/screenshot/editor.png
+  validate    bundle, then clap-validator validate (built in /tmp/clap-validator) [--debug]
+              [--fuzz DURATION]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
         Some("install") => install::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("screenshot") => screenshot::run(),
+        Some("validate") => validate::run(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())

@@ -510,6 +510,14 @@ fn a_hundred_thousand_notes_in_one_block_all_end_and_cost_bounded_work() {
             }
         }
         assert!(player.stats().dropped_note_ons > 0, "the cap was reached");
+        // Every block holds all 100,352 notes; it looks at no more than the note-on cap plus the
+        // sounding notes (checked once for their offs, once when all end).
+        let visited = player.stats().most_notes_visited;
+        assert!(visited >= MAX_NOTE_ONS_PER_BLOCK as u64, "{visited}");
+        assert!(
+            visited <= (MAX_NOTE_ONS_PER_BLOCK + 2 * MAX_SOUNDING) as u64,
+            "one block looked at {visited} notes"
+        );
         let stopped = HostTransport {
             playing: false,
             pos_beats: Some(0.0),
