@@ -51,49 +51,35 @@ const BASS_BELOW: u8 = 60;
 /// The parts of every 4/4 window of `cfg.steps` steps of `songs`, starting every `hop_bars`
 /// bars; an accompaniment track named PIANO gives its lowest line as the bass.
 pub fn part_windows(songs: &[Song], cfg: &Config, hop_bars: u32) -> Result<Vec<PartWindow>> {
-    let spb = TimeSignature::FOUR_FOUR.steps_per_bar() as usize;
-    if !cfg.steps.is_multiple_of(spb) {
-        bail!(
-            "parts model windows of {} steps are not whole 4/4 bars",
-            cfg.steps
-        );
-    }
-    let bars = (cfg.steps / spb) as u32;
     let mut out = Vec::new();
-    for song in songs {
-        for w in data::windows(&song.clip, bars, hop_bars) {
-            if w.time_signature != TimeSignature::FOUR_FOUR {
-                continue;
+    for w in super::roll::four_four_windows(songs, cfg.steps, hop_bars, "parts model")? {
+        let roles = part_roles(&w);
+        let mut parts = Vec::new();
+        for (t, role) in roles.iter().enumerate() {
+            let Some(role) = *role else { continue };
+            let notes: Vec<Note> = w.track_notes(t as u16).copied().collect();
+            let compact = |ns: &[Note]| -> PartNotes {
+                ns.iter()
+                    .map(|n| {
+                        (
+                            n.start as u16,
+                            n.pitch,
+                            n.length.min(u16::MAX as u32) as u16,
+                        )
+                    })
+                    .collect()
+            };
+            if role == PartRole::Accompaniment && w.tracks[t].name.eq_ignore_ascii_case("piano") {
+                let (bass, rest) = split_lowest_line(&notes, BASS_BELOW);
+                parts.push((PartRole::Accompaniment, compact(&rest)));
+                parts.push((PartRole::Bass, compact(&bass)));
+            } else {
+                parts.push((role, compact(&notes)));
             }
-            let roles = part_roles(&w);
-            let mut parts = Vec::new();
-            for (t, role) in roles.iter().enumerate() {
-                let Some(role) = *role else { continue };
-                let notes: Vec<Note> = w.track_notes(t as u16).copied().collect();
-                let compact = |ns: &[Note]| -> PartNotes {
-                    ns.iter()
-                        .map(|n| {
-                            (
-                                n.start as u16,
-                                n.pitch,
-                                n.length.min(u16::MAX as u32) as u16,
-                            )
-                        })
-                        .collect()
-                };
-                if role == PartRole::Accompaniment && w.tracks[t].name.eq_ignore_ascii_case("piano")
-                {
-                    let (bass, rest) = split_lowest_line(&notes, BASS_BELOW);
-                    parts.push((PartRole::Accompaniment, compact(&rest)));
-                    parts.push((PartRole::Bass, compact(&bass)));
-                } else {
-                    parts.push((role, compact(&notes)));
-                }
-            }
-            parts.retain(|(_, notes)| !notes.is_empty());
-            if !parts.is_empty() {
-                out.push(PartWindow { parts });
-            }
+        }
+        parts.retain(|(_, notes)| !notes.is_empty());
+        if !parts.is_empty() {
+            out.push(PartWindow { parts });
         }
     }
     Ok(out)

@@ -138,49 +138,55 @@ impl RollWindow {
     }
 }
 
+/// The 4/4 windows of `steps` steps (whole bars) of every song, starting every `hop_bars` bars;
+/// `model` names the model in the error when `steps` is not whole bars.
+pub(crate) fn four_four_windows(
+    songs: &[Song],
+    steps: usize,
+    hop_bars: u32,
+    model: &str,
+) -> Result<impl Iterator<Item = crate::music::Clip>> {
+    let spb = TimeSignature::FOUR_FOUR.steps_per_bar() as usize;
+    if !steps.is_multiple_of(spb) {
+        bail!("{model} windows of {steps} steps are not whole 4/4 bars of {spb} steps");
+    }
+    let bars = (steps / spb) as u32;
+    Ok(songs
+        .iter()
+        .flat_map(move |song| data::windows(&song.clip, bars, hop_bars))
+        .filter(|w| w.time_signature == TimeSignature::FOUR_FOUR))
+}
+
 /// The 4/4 windows of `cfg.steps` steps (whole bars) of every song, starting every `hop_bars`
 /// bars, with the notes of the non-drum tracks.
 pub fn roll_windows(songs: &[Song], cfg: &Config, hop_bars: u32) -> Result<Vec<RollWindow>> {
-    let spb = TimeSignature::FOUR_FOUR.steps_per_bar() as usize;
-    if !cfg.steps.is_multiple_of(spb) {
-        bail!(
-            "roll model windows of {} steps are not whole 4/4 bars of {spb} steps",
-            cfg.steps
-        );
-    }
-    let bars = (cfg.steps / spb) as u32;
     let mut out = Vec::new();
-    for song in songs {
-        for w in data::windows(&song.clip, bars, hop_bars) {
-            if w.time_signature != TimeSignature::FOUR_FOUR {
-                continue;
-            }
-            let pitched: Vec<&Note> = w
-                .notes
-                .iter()
-                .filter(|n| !w.tracks.get(n.track as usize).is_some_and(Track::is_drums))
-                .collect();
-            let notes: Vec<(u16, u8, u16)> = pitched
-                .iter()
-                .map(|n| {
-                    (
-                        n.start as u16,
-                        n.pitch,
-                        n.length.min(u16::MAX as u32) as u16,
-                    )
-                })
-                .collect();
-            let melody = pitched
-                .iter()
-                .map(|n| {
-                    w.tracks
-                        .get(n.track as usize)
-                        .is_some_and(|t| t.role == TrackRole::Melody)
-                })
-                .collect();
-            if !notes.is_empty() {
-                out.push(RollWindow { notes, melody });
-            }
+    for w in four_four_windows(songs, cfg.steps, hop_bars, "roll model")? {
+        let pitched: Vec<&Note> = w
+            .notes
+            .iter()
+            .filter(|n| !w.tracks.get(n.track as usize).is_some_and(Track::is_drums))
+            .collect();
+        let notes: Vec<(u16, u8, u16)> = pitched
+            .iter()
+            .map(|n| {
+                (
+                    n.start as u16,
+                    n.pitch,
+                    n.length.min(u16::MAX as u32) as u16,
+                )
+            })
+            .collect();
+        let melody = pitched
+            .iter()
+            .map(|n| {
+                w.tracks
+                    .get(n.track as usize)
+                    .is_some_and(|t| t.role == TrackRole::Melody)
+            })
+            .collect();
+        if !notes.is_empty() {
+            out.push(RollWindow { notes, melody });
         }
     }
     Ok(out)
