@@ -15,6 +15,7 @@ pub mod roll_sums;
 pub mod sparse_linear;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod weights;
 pub mod winograd;
 
 pub use attention::self_attention;
@@ -144,8 +145,9 @@ pub fn on_one_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 }
 
 /// Set every variable of `varmap` from the bytes of a safetensors file (`source` names it in
-/// errors). Errors when the bytes are not safetensors, a variable is missing or has another
-/// shape; extra tensors are ignored.
+/// errors); tensors stored in another float type (f16, bf16) are converted to the variable's.
+/// Errors when the bytes are not safetensors, a variable is missing or has another shape; extra
+/// tensors are ignored.
 pub fn load_varmap_bytes(
     varmap: &candle_nn::VarMap,
     bytes: &[u8],
@@ -162,7 +164,10 @@ pub fn load_varmap_bytes(
         let value = tensors
             .get(name)
             .with_context(|| format!("{source}: the weights have no tensor {name}"))?;
-        var.set(value)
+        let value = value
+            .to_dtype(var.dtype())
+            .with_context(|| format!("{source}: tensor {name} cannot be converted to f32"))?;
+        var.set(&value)
             .with_context(|| format!("{source}: tensor {name} does not fit the config"))?;
     }
     Ok(())

@@ -503,8 +503,9 @@ impl Trainee for PartsTrainee {
 /// Copy the merged-roll weights in `path` into `varmap` (same names): equal shapes are copied;
 /// the first layer takes the old input channels and keeps the parts channels at zero.
 fn warm_start(varmap: &VarMap, path: &std::path::Path) -> Result<()> {
-    let old = candle_core::safetensors::load(path, &Device::Cpu)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // In f32 whatever the file stores (the shipped weights may be f16).
+    let old = crate::nn::weights::load_f32(&bytes, &path.display().to_string())?;
     let data = varmap
         .data()
         .lock()

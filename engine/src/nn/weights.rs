@@ -1,0 +1,339 @@
+//! Weight files in another float type: the shipped `model.safetensors` may be stored in f16 or
+//! bf16 (half the size in the plugin binary); every loader converts them to f32 on load, so
+//! inference is unchanged apart from the rounding of the stored values.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use candle_core::{DType, Device, Tensor};
+
+/// The float types a weights file can be stored in.
+pub fn parse_dtype(name: &str) -> Result<DType> {
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "f32" | "float32" => DType::F32,
+        "f16" | "float16" | "half" => DType::F16,
+        "bf16" | "bfloat16" => DType::BF16,
+        other => bail!("unknown weight type {other:?} (f32, f16 or bf16)"),
+    })
+}
+
+/// Every tensor of a safetensors file, float tensors in f32 whatever type they are stored in.
+pub fn load_f32(bytes: &[u8], source: &str) -> Result<HashMap<String, Tensor>> {
+    let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
+        .with_context(|| format!("{source}: the weights are not safetensors"))?;
+    tensors
+        .into_iter()
+        .map(|(name, t)| {
+            let t = if t.dtype().is_float() && t.dtype() != DType::F32 {
+                t.to_dtype(DType::F32)
+                    .with_context(|| format!("{source}: tensor {name} cannot be read as f32"))?
+            } else {
+                t
+            };
+            Ok((name, t))
+        })
+        .collect()
+}
+
+/// What converting a file changed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Conversion {
+    pub tensors: usize,
+    /// Float values converted.
+    pub values: usize,
+    pub bytes_before: usize,
+    pub bytes_after: usize,
+    /// Largest |new - old| over every value.
+    pub max_abs_error: f64,
+    /// Largest |new - old| / |old| over the values with |old| ≥ 1e-4 (smaller ones are
+    /// dominated by the absolute error).
+    pub max_rel_error: f64,
+    /// Non-zero values that became zero (below the type's smallest subnormal).
+    pub flushed_to_zero: usize,
+    /// Finite values that became infinite (above the type's largest value).
+    pub overflowed: usize,
+}
+
+/// The tensors of the safetensors bytes `bytes` with every float tensor in `dtype` (names,
+/// shapes and other tensors kept), and what that changed (`bytes_after` is left at 0).
+pub fn convert_tensors(
+    bytes: &[u8],
+    dtype: DType,
+    source: &str,
+) -> Result<(HashMap<String, Tensor>, Conversion)> {
+    if !dtype.is_float() {
+        bail!("weights can be stored in f32, f16 or bf16, not {dtype:?}");
+    }
+    let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
+        .with_context(|| format!("{source}: the weights are not safetensors"))?;
+    let mut report = Conversion {
+        tensors: tensors.len(),
+        bytes_before: bytes.len(),
+        ..Conversion::default()
+    };
+    let mut converted = HashMap::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        if !t.dtype().is_float() {
+            converted.insert(name, t);
+            continue;
+        }
+        let new = t.to_dtype(dtype)?;
+        let old: Vec<f32> = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let back: Vec<f32> = new.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        report.values += old.len();
+        for (&a, &b) in old.iter().zip(&back) {
+            if a.is_finite() && !b.is_finite() {
+                report.overflowed += 1;
+                continue;
+            }
+            if a != 0.0 && b == 0.0 {
+                report.flushed_to_zero += 1;
+            }
+            let err = f64::from((b - a).abs());
+            report.max_abs_error = report.max_abs_error.max(err);
+            if a.abs() >= 1e-4 {
+                report.max_rel_error = report.max_rel_error.max(err / f64::from(a.abs()));
+            }
+        }
+        converted.insert(name, new);
+    }
+    Ok((converted, report))
+}
+
+/// The float types stored in a safetensors file, with how many bytes each takes (for messages).
+pub fn stored_types(bytes: &[u8], source: &str) -> Result<Vec<(DType, usize)>> {
+    let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
+        .with_context(|| format!("{source}: the weights are not safetensors"))?;
+    let mut types: Vec<(DType, usize)> = Vec::new();
+    for t in tensors.values() {
+        let size = t.elem_count() * t.dtype().size_in_bytes();
+        match types.iter_mut().find(|(d, _)| *d == t.dtype()) {
+            Some((_, n)) => *n += size,
+            None => types.push((t.dtype(), size)),
+        }
+    }
+    types.sort_by_key(|(d, _)| d.as_str());
+    Ok(types)
+}
+
+/// Write the safetensors file `path` again as `out` (may be `path`) with its float tensors in
+/// `dtype`, through a temporary file beside it; the conversion's report.
+pub fn convert_file(path: &Path, out: &Path, dtype: DType) -> Result<Conversion> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (tensors, mut report) = convert_tensors(&bytes, dtype, &path.display().to_string())?;
+    let tmp = out.with_extension("safetensors.tmp");
+    candle_core::safetensors::save(&tensors, &tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    report.bytes_after = std::fs::metadata(&tmp)?.len() as usize;
+    // The new file as readable as the old one.
+    std::fs::set_permissions(&tmp, std::fs::metadata(path)?.permissions())?;
+    std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> HashMap<String, Tensor> {
+        let values: Vec<f32> = (0..64).map(|i| (i as f32 - 30.0) * 0.0371).collect();
+        HashMap::from([
+            (
+                "a.weight".to_string(),
+                Tensor::from_vec(values, (8, 8), &Device::Cpu).unwrap(),
+            ),
+            (
+                "tiny".to_string(),
+                Tensor::from_vec(vec![1e-9f32, 70000.0], 2, &Device::Cpu).unwrap(),
+            ),
+            (
+                "count".to_string(),
+                Tensor::from_vec(vec![3u32, 4], 2, &Device::Cpu).unwrap(),
+            ),
+        ])
+    }
+
+    #[test]
+    fn conversion_keeps_names_and_shapes_and_reports_rounding() {
+        let dir = std::env::temp_dir().join(format!("bandmate-weights-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f32_path = dir.join("f32.safetensors");
+        candle_core::safetensors::save(&sample(), &f32_path).unwrap();
+        for (dtype, bound) in [(DType::F16, 1e-3), (DType::BF16, 8e-3)] {
+            let out = dir.join(format!("{}.safetensors", dtype.as_str()));
+            let report = convert_file(&f32_path, &out, dtype).unwrap();
+            let half = std::fs::read(&out).unwrap();
+            let raw = candle_core::safetensors::load_buffer(&half, &Device::Cpu).unwrap();
+            assert_eq!(raw["a.weight"].dtype(), dtype);
+            assert_eq!(raw["count"].dtype(), DType::U32);
+            assert_eq!(stored_types(&half, "test").unwrap().len(), 2);
+            let back = load_f32(&half, "test").unwrap();
+            assert_eq!(back.len(), 3);
+            assert_eq!(back["a.weight"].dims(), &[8, 8]);
+            assert_eq!(back["a.weight"].dtype(), DType::F32);
+            assert_eq!(back["count"].to_vec1::<u32>().unwrap(), vec![3, 4]);
+            assert_eq!(report.tensors, 3);
+            assert_eq!(report.values, 66);
+            assert!(report.max_rel_error > 0.0 && report.max_rel_error < bound);
+            if dtype == DType::F16 {
+                // 1e-9 is below f16's smallest subnormal; 70,000 above its largest value.
+                assert_eq!((report.flushed_to_zero, report.overflowed), (1, 1));
+            } else {
+                assert_eq!((report.flushed_to_zero, report.overflowed), (0, 0));
+            }
+            assert!(report.bytes_after < report.bytes_before);
+            assert_eq!(report.bytes_after, half.len());
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn dtype_names() {
+        assert_eq!(parse_dtype("F16").unwrap(), DType::F16);
+        assert_eq!(parse_dtype("bf16").unwrap(), DType::BF16);
+        assert_eq!(parse_dtype("f32").unwrap(), DType::F32);
+        assert!(parse_dtype("int8").is_err());
+    }
+
+    /// The bytes of `varmap` saved as f32 and as `dtype`.
+    fn saved_both_ways(varmap: &candle_nn::VarMap, name: &str, dtype: DType) -> (Vec<u8>, Vec<u8>) {
+        let dir =
+            std::env::temp_dir().join(format!("bandmate-weights-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let full = dir.join("f32.safetensors");
+        let half = dir.join("half.safetensors");
+        varmap.save(&full).unwrap();
+        convert_file(&full, &half, dtype).unwrap();
+        let bytes = (std::fs::read(&full).unwrap(), std::fs::read(&half).unwrap());
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(
+            bytes.1.len() < bytes.0.len() * 6 / 10,
+            "{} of {}",
+            bytes.1.len(),
+            bytes.0.len()
+        );
+        bytes
+    }
+
+    /// The variables a network's constructor makes, at their initial values.
+    fn initialized(build: impl FnOnce(candle_nn::VarBuilder)) -> candle_nn::VarMap {
+        let varmap = candle_nn::VarMap::new();
+        build(candle_nn::VarBuilder::from_varmap(
+            &varmap,
+            DType::F32,
+            &Device::Cpu,
+        ));
+        varmap
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    fn random_values(n: usize, seed: u64) -> Vec<f32> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+    }
+
+    #[test]
+    fn a_half_roll_model_predicts_as_the_f32_one() {
+        use crate::diffusion::RollModel;
+        use crate::models::roll::{Config, RollUnet};
+        let cfg = Config::tiny();
+        let varmap = initialized(|vb| {
+            RollUnet::new(&cfg, vb).unwrap();
+        });
+        let json = serde_json::to_vec(&cfg).unwrap();
+        let per = 2 * cfg.steps * cfg.pitches;
+        let x: Vec<f32> = random_values(2 * per, 3)
+            .iter()
+            .map(|v| f32::from(*v > 0.6))
+            .collect();
+        for dtype in [DType::F16, DType::BF16] {
+            let (full, half) = saved_both_ways(&varmap, "roll", dtype);
+            let a = RollModel::from_bytes(&json, &full, "f32").unwrap();
+            let b = RollModel::from_bytes(&json, &half, "half").unwrap();
+            let (pa, pb) = (
+                a.predict_x0(&x, &[3, 40]).unwrap(),
+                b.predict_x0(&x, &[3, 40]).unwrap(),
+            );
+            let bound = if dtype == DType::F16 { 2e-3 } else { 2e-2 };
+            assert!(
+                max_diff(&pa, &pb) < bound,
+                "{dtype:?}: {}",
+                max_diff(&pa, &pb)
+            );
+            assert_ne!(pa, pb, "the rounding changes something");
+        }
+    }
+
+    #[test]
+    fn half_melody_models_match_the_f32_ones() {
+        use crate::latent::LatentModel;
+        use crate::vae::MelodyVae;
+        use crate::vae::VaeShape;
+        let shape = VaeShape::preset("tiny").unwrap();
+        let vae = MelodyVae::new_random(&shape).unwrap();
+        let json = serde_json::to_vec(&shape).unwrap();
+        let (full, half) = saved_both_ways(vae.varmap(), "vae", DType::F16);
+        let a = MelodyVae::from_bytes(&json, &full, "f32").unwrap();
+        let b = MelodyVae::from_bytes(&json, &half, "f16").unwrap();
+        let window: Vec<u8> = (0..a.window_steps())
+            .map(|i| [60u8, 1, 64, 0][i % 4])
+            .collect();
+        let (za, zb) = (a.encode(&[&window]).unwrap(), b.encode(&[&window]).unwrap());
+        assert!(
+            max_diff(&za[0], &zb[0]) < 5e-3,
+            "{}",
+            max_diff(&za[0], &zb[0])
+        );
+
+        let cfg = crate::models::latent_score::Config::tiny();
+        let score = LatentModel::new_random(&cfg).unwrap();
+        let json = serde_json::to_vec(&cfg).unwrap();
+        let (full, half) = saved_both_ways(score.varmap(), "latent", DType::F16);
+        let a = LatentModel::from_bytes(&json, &full, "f32").unwrap();
+        let b = LatentModel::from_bytes(&json, &half, "f16").unwrap();
+        let dims = vec![1, cfg.positions, cfg.z_dim];
+        let x =
+            Tensor::from_vec(random_values(dims.iter().product(), 5), dims, &Device::Cpu).unwrap();
+        let t = Tensor::from_vec(vec![0.5f32], 1, &Device::Cpu).unwrap();
+        let run = |m: &LatentModel| -> Vec<f32> {
+            let y = m.score().forward(&x, &t).unwrap();
+            y.flatten_all().unwrap().to_vec1().unwrap()
+        };
+        let (ya, yb) = (run(&a), run(&b));
+        let scale = ya.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(
+            max_diff(&ya, &yb) < 5e-3 * scale.max(1.0),
+            "{}",
+            max_diff(&ya, &yb)
+        );
+    }
+
+    #[test]
+    fn a_half_band_model_answers_as_the_f32_one() {
+        use crate::band::player::BandModel;
+        use crate::models::band::{BandVae, Config};
+        let cfg = Config::tiny();
+        let varmap = initialized(|vb| {
+            BandVae::new(&cfg, vb).unwrap();
+        });
+        let json = serde_json::to_vec(&cfg).unwrap();
+        let (full, half) = saved_both_ways(&varmap, "band", DType::F16);
+        let a = BandModel::from_bytes(&json, &full, "f32").unwrap();
+        let b = BandModel::from_bytes(&json, &half, "f16").unwrap();
+        let bar = vec![None; cfg.tracks.len()];
+        let (_, pa) = a.step(&bar, &a.initial_state().unwrap()).unwrap();
+        let (_, pb) = b.step(&bar, &b.initial_state().unwrap()).unwrap();
+        for (x, y) in pa.iter().zip(&pb) {
+            assert!(max_diff(x, y) < 2e-3, "{}", max_diff(x, y));
+        }
+    }
+}
