@@ -23,7 +23,7 @@
 //!     which agree when both compute the same gradients.
 
 use anyhow::{Result, bail};
-use bandmate::data::melody::melody_windows_of;
+use bandmate::data::melody_windows_of;
 use bandmate::data::{Dataset, Split, default_cache_dir, default_data_root, load_cached};
 use bandmate::latent::{
     LatentMelody, LatentModel, SampleOptions, Sampler, VpSde, default_weights_dir,

@@ -14,9 +14,9 @@
 use anyhow::{Context, Result};
 use bandmate::data::{Dataset, Split, default_cache_dir, default_data_root, load_cached};
 use bandmate::diffusion::eval::eval_windows;
-use bandmate::diffusion::tasks::DEFAULT_STEPS;
 use bandmate::diffusion::{RollModel, RollOptions, fill};
 use bandmate::music::Mask;
+use bandmate::settings::DEFAULT_STEPS;
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;

@@ -1,15 +1,36 @@
-//! Bandmate's engine: music types, MIDI I/O, datasets, metrics, models and samplers.
-//! It knows nothing of plugins or GUIs.
+//! Bandmate's engine. It knows nothing of plugins or GUIs. Three layers, chosen by features:
+//!
+//! - always: [`music`] (clips, notes, keys, masks, piano rolls, melody tokens, windows) and
+//!   [`midi`] (import/export) — no ML dependency; what the editor (`bandmate-gui`) uses;
+//! - `models`: the networks ([`nn`], [`models`]), their samplers and the tasks a producer asks
+//!   for ([`diffusion`], [`latent`], [`vae`], [`band`]) with the embedded weights — what the
+//!   plugin runs;
+//! - `lab` (default, implies `models`): datasets ([`data`]), metrics and evaluation
+//!   ([`metrics`], [`evaluation`], the `eval` modules), training ([`train`]), plots and the
+//!   `bandmate` CLI.
 
-pub mod band;
-pub mod data;
-pub mod diffusion;
-pub mod evaluation;
-pub mod latent;
-pub mod metrics;
 pub mod midi;
-pub mod models;
 pub mod music;
+pub mod settings;
+
+#[cfg(feature = "models")]
+pub mod band;
+#[cfg(feature = "models")]
+pub mod diffusion;
+#[cfg(feature = "models")]
+pub mod latent;
+#[cfg(feature = "models")]
+pub mod models;
+#[cfg(feature = "models")]
 pub mod nn;
-pub mod train;
+#[cfg(feature = "models")]
 pub mod vae;
+
+#[cfg(feature = "lab")]
+pub mod data;
+#[cfg(feature = "lab")]
+pub mod evaluation;
+#[cfg(feature = "lab")]
+pub mod metrics;
+#[cfg(feature = "lab")]
+pub mod train;

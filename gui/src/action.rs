@@ -62,7 +62,7 @@ impl Default for ModelSettings {
     fn default() -> Self {
         Self {
             model: 0,
-            steps: bandmate::diffusion::tasks::DEFAULT_STEPS as u32,
+            steps: bandmate::settings::DEFAULT_STEPS as u32,
             temperature: 1.0,
             density: 0.5,
             repeat: 0.5,

@@ -481,7 +481,7 @@ fn model_controls(ui: &mut Ui, state: &mut EditorState) {
     )
     .on_hover_text(format!(
         "Sampling steps: fewer is faster, more can be cleaner ({} by default)",
-        bandmate::diffusion::tasks::DEFAULT_STEPS
+        bandmate::settings::DEFAULT_STEPS
     ));
     ui.add(egui::Slider::new(&mut m.temperature, 0.1..=2.0).text("temp"))
         .on_hover_text("Temperature: below 1 tamer (the likeliest notes), above 1 wilder");

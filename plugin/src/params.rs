@@ -196,7 +196,7 @@ impl Default for BandmateParams {
             band: BoolParam::new("Band player", false),
             steps: IntParam::new(
                 "Steps",
-                bandmate::diffusion::tasks::DEFAULT_STEPS as i32,
+                bandmate::settings::DEFAULT_STEPS as i32,
                 steps_range(),
             ),
             seed: IntParam::new("Seed", 1, seed_range()),

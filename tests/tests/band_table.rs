@@ -2,7 +2,8 @@
 //! shipped in `assets/band/table.json`, and its next-bar answers on the test split land on chord
 //! tones far more often than random pitches would.
 
-use bandmate::band::{ChordBandPlayer, ChordTable, score_next_bar};
+use bandmate::band::eval::score_next_bar;
+use bandmate::band::{ChordBandPlayer, ChordTable};
 use bandmate::data::{Dataset, Split, default_cache_dir, default_data_root, load_cached};
 
 #[test]

@@ -8,9 +8,10 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use bandmate::data::{
-    self, Bl2012Set, CacheStatus, Dataset, Song, Split, WindowOptions, cache, load,
-    load_cached_with_status, transpose_all, transpositions, windows, windows_with,
+    self, Bl2012Set, CacheStatus, Dataset, Song, Split, cache, load, load_cached_with_status,
+    transpose_all, transpositions,
 };
+use bandmate::music::segment::{WindowOptions, windows, windows_with};
 use bandmate::music::{STEPS_PER_BEAT, TrackRole};
 
 fn root() -> PathBuf {

@@ -6,7 +6,6 @@
 use std::sync::OnceLock;
 
 use bandmate::data::Split;
-use bandmate::data::melody::{HOLD, REST, WINDOW_STEPS};
 use bandmate::latent::eval::{frechet_distance, sequences};
 use bandmate::latent::sampler::sample_with;
 use bandmate::latent::{
@@ -14,6 +13,7 @@ use bandmate::latent::{
     song_windows,
 };
 use bandmate::models::latent_score::{Config, standardize};
+use bandmate::music::melody::{HOLD, REST, WINDOW_STEPS};
 use bandmate::music::{Clip, Note, TimeSignature, Track, TrackRole};
 use bandmate::nn::random::normal_noise;
 use bandmate::train::latent::dsm_loss;

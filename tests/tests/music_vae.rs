@@ -6,11 +6,11 @@
 
 use std::sync::OnceLock;
 
-use bandmate::data::melody::{
-    HOLD, MelodyWindows, REST, WINDOW_STEPS, clip_windows, detokenize, melody_windows, tokenize,
-};
-use bandmate::data::{self, Split};
+use bandmate::data::{self, Split, melody_windows};
 use bandmate::models::music_vae::Config;
+use bandmate::music::melody::{
+    HOLD, MelodyWindows, REST, WINDOW_STEPS, clip_windows, detokenize, tokenize,
+};
 use bandmate::music::{Clip, MeterChange, Note, TimeSignature, Track, TrackRole};
 use bandmate::nn::random::normal_noise;
 use bandmate::train::adamw::AdamW;
@@ -251,7 +251,7 @@ fn encoding_a_large_batch_equals_encoding_window_by_window() {
 
 /// The 16-bar melody windows of the Nottingham test split (hop 2 bars).
 fn test_windows_16() -> MelodyWindows {
-    bandmate::data::melody::melody_windows_of(songs(Split::Test), 16, 2).unwrap()
+    bandmate::data::melody_windows_of(songs(Split::Test), 16, 2).unwrap()
 }
 
 #[test]

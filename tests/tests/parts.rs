@@ -29,7 +29,11 @@ fn windows(dataset: Dataset, count: usize) -> Vec<Clip> {
         .filter(|s| {
             s.clip.time_signature == TimeSignature::FOUR_FOUR && s.clip.meter_changes.is_empty()
         })
-        .filter_map(|s| data::windows(&s.clip, 4, 4).into_iter().nth(2))
+        .filter_map(|s| {
+            bandmate::music::segment::windows(&s.clip, 4, 4)
+                .into_iter()
+                .nth(2)
+        })
         .filter(|c| {
             let melody = c.track_with_role(TrackRole::Melody);
             melody.is_some_and(|m| c.track_notes(m).any(|n| n.start >= 32))

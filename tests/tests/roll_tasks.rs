@@ -54,7 +54,11 @@ fn test_clips(bars: u32, count: usize) -> Vec<Clip> {
         .filter(|s| {
             s.clip.time_signature == TimeSignature::FOUR_FOUR && s.clip.meter_changes.is_empty()
         })
-        .filter_map(|s| data::windows(&s.clip, bars, bars).into_iter().nth(2))
+        .filter_map(|s| {
+            bandmate::music::segment::windows(&s.clip, bars, bars)
+                .into_iter()
+                .nth(2)
+        })
         .take(count)
         .collect()
 }

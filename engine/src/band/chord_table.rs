@@ -11,10 +11,14 @@
 //! The fitted tables are small JSON (`assets/band/table.json`, embedded in the binary). The
 //! plugin offers it beside the recurrent VAE ([`super::player`]) as an instant answer.
 
-use anyhow::{Context, Result, bail};
+#[cfg(feature = "lab")]
+use anyhow::bail;
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "lab")]
 use std::collections::HashMap;
 
+#[cfg(feature = "lab")]
 use crate::data::Song;
 use crate::music::{Clip, Note, TrackRole};
 
@@ -115,7 +119,8 @@ pub struct ChordTable {
     pub bars: usize,
 }
 
-fn is_role(clip: &Clip, n: &Note, role: TrackRole) -> bool {
+#[cfg(feature = "lab")]
+pub(crate) fn is_role(clip: &Clip, n: &Note, role: TrackRole) -> bool {
     clip.tracks
         .get(n.track as usize)
         .is_some_and(|t| t.role == role)
@@ -128,7 +133,8 @@ impl ChordTable {
     }
 
     /// Fit on songs with a melody track and an accompaniment track, bars of `steps_per_bar`
-    /// steps (others are skipped).
+    /// steps (others are skipped). Training code: only with the `lab` feature.
+    #[cfg(feature = "lab")]
     pub fn fit(songs: &[Song], steps_per_bar: u32) -> Result<Self> {
         let mut transitions: [HashMap<(u8, Quality), u32>; 2] = Default::default();
         let mut patterns: [HashMap<Vec<PatternNote>, u32>; 2] = Default::default();
@@ -305,94 +311,5 @@ mod tests {
             })
         );
         assert_eq!(estimate_chord(&[0.0; 12]), None);
-    }
-}
-
-/// Next-bar accompaniment scores over a set of songs (issue: band player evaluation).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct NextBarScores {
-    pub bars: usize,
-    /// Note-level (same step and pitch) precision, recall and F1 against the true next bar.
-    pub precision: f64,
-    pub recall: f64,
-    pub f1: f64,
-    /// Share of predicted notes whose pitch class belongs to the true chord of that bar.
-    pub chord_tone_ratio: f64,
-}
-
-/// Score next-bar predictions on every bar (after the first) of the 4/4 songs with a melody
-/// and an accompaniment: `predict(melody of the previous bar, accompaniment of the previous bar)`
-/// gives the accompaniment notes of the bar.
-pub fn score_next_bar(
-    songs: &[Song],
-    mut predict: impl FnMut(&Clip, &[Note]) -> Vec<Note>,
-) -> NextBarScores {
-    score_next_bar_in_song(songs, |_, prev_melody, prev_acc, _| {
-        predict(prev_melody, prev_acc)
-    })
-}
-
-/// [`score_next_bar`] for predictors with a memory: `predict(song clip, melody of the previous
-/// bar, accompaniment of the previous bar, index of the bar to predict)` is called for the
-/// scored bars of each song in order (bars without a true accompaniment are skipped; the
-/// predictor may read the song's bars before the one it predicts).
-pub fn score_next_bar_in_song(
-    songs: &[Song],
-    mut predict: impl FnMut(&Clip, &Clip, &[Note], u32) -> Vec<Note>,
-) -> NextBarScores {
-    let (mut hits, mut predicted, mut truth, mut chord_tones, mut bars) = (0, 0, 0, 0, 0);
-    for song in songs {
-        let clip = &song.clip;
-        if clip.steps_per_bar() != 16 || !clip.meter_changes.is_empty() {
-            continue;
-        }
-        let split = |w: &Clip| -> (Clip, Vec<Note>) {
-            let mut melody = w.clone();
-            melody.notes.retain(|n| is_role(w, n, TrackRole::Melody));
-            let acc = w
-                .notes
-                .iter()
-                .filter(|n| is_role(w, n, TrackRole::Accompaniment))
-                .copied()
-                .collect();
-            (melody, acc)
-        };
-        for bar in 1..clip.bars {
-            let (prev_melody, prev_acc) = split(&clip.window(bar - 1, 1));
-            let (_, true_acc) = split(&clip.window(bar, 1));
-            if true_acc.is_empty() {
-                continue;
-            }
-            bars += 1;
-            let guess = predict(clip, &prev_melody, &prev_acc, bar);
-            let chord = estimate_chord(&pitch_class_weights(true_acc.iter()));
-            predicted += guess.len();
-            truth += true_acc.len();
-            hits += guess
-                .iter()
-                .filter(|g| {
-                    true_acc
-                        .iter()
-                        .any(|t| t.start == g.start && t.pitch == g.pitch)
-                })
-                .count();
-            chord_tones += guess
-                .iter()
-                .filter(|g| chord.is_some_and(|c| c.contains(g.pitch)))
-                .count();
-        }
-    }
-    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    let (precision, recall) = (ratio(hits, predicted), ratio(hits, truth));
-    NextBarScores {
-        bars,
-        precision,
-        recall,
-        f1: if precision + recall > 0.0 {
-            2.0 * precision * recall / (precision + recall)
-        } else {
-            0.0
-        },
-        chord_tone_ratio: ratio(chord_tones, predicted),
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod bars;
 pub mod chord_table;
+#[cfg(feature = "lab")]
 pub mod eval;
 pub mod player;
 

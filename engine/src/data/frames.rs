@@ -4,7 +4,7 @@ use anyhow::{Result, bail};
 
 use crate::music::{Clip, Note, STEPS_PER_BEAT, TimeSignature, Track, TrackRole};
 
-use super::DEFAULT_VELOCITY;
+use crate::music::PLAIN_VELOCITY;
 
 /// Notes of a polyphonic frame sequence: each run of consecutive frames containing a pitch
 /// becomes one note. Frame `i` starts at step `i * steps_per_frame`.
@@ -73,7 +73,7 @@ fn frame_note(first: u32, end: u32, pitch: u8, steps_per_frame: u32, track: u16)
         first * steps_per_frame,
         pitch,
         (end - first) * steps_per_frame,
-        DEFAULT_VELOCITY,
+        PLAIN_VELOCITY,
         track,
     )
 }
@@ -120,10 +120,10 @@ mod tests {
         let mut notes = polyphonic_notes(&frames, 4, 0);
         notes.sort();
         let expected = vec![
-            Note::new(0, 60, 12, DEFAULT_VELOCITY, 0),
-            Note::new(0, 64, 8, DEFAULT_VELOCITY, 0),
-            Note::new(8, 67, 4, DEFAULT_VELOCITY, 0),
-            Note::new(16, 60, 4, DEFAULT_VELOCITY, 0),
+            Note::new(0, 60, 12, PLAIN_VELOCITY, 0),
+            Note::new(0, 64, 8, PLAIN_VELOCITY, 0),
+            Note::new(8, 67, 4, PLAIN_VELOCITY, 0),
+            Note::new(16, 60, 4, PLAIN_VELOCITY, 0),
         ];
         assert_eq!(notes, expected);
     }
@@ -135,9 +135,9 @@ mod tests {
         assert_eq!(
             notes,
             vec![
-                Note::new(0, 60, 2, DEFAULT_VELOCITY, 2),
-                Note::new(2, 62, 1, DEFAULT_VELOCITY, 2),
-                Note::new(4, 62, 2, DEFAULT_VELOCITY, 2),
+                Note::new(0, 60, 2, PLAIN_VELOCITY, 2),
+                Note::new(2, 62, 1, PLAIN_VELOCITY, 2),
+                Note::new(4, 62, 2, PLAIN_VELOCITY, 2),
             ]
         );
     }

@@ -9,7 +9,7 @@
 //! - Meter and tempo are not in the frame data: those clips are 4/4 at 120 BPM.
 //!
 //! Training code should go through [`load_cached`] (one binary file per split under
-//! [`default_cache_dir`]), then [`transpose_all`] and [`windows`].
+//! [`default_cache_dir`]), then [`transpose_all`] and [`crate::music::segment::windows`].
 
 pub mod augment;
 pub mod bl2012;
@@ -17,25 +17,34 @@ pub mod cache;
 mod frames;
 pub mod groove;
 pub mod jsb;
-pub mod melody;
 pub mod nottingham;
 pub mod pop909;
-pub mod segment;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use crate::music::melody::{MelodyWindows, clip_windows_of};
 use crate::music::{Clip, Key};
 
 pub use augment::{transpose_all, transpositions};
 pub use cache::{
     CacheStatus, cache_file_path, default_cache_dir, load_cached, load_cached_with_status,
 };
-pub use segment::{WindowOptions, windows, windows_with};
 
-/// Velocity given to notes of datasets that carry none (JSB, bl2012).
-pub const DEFAULT_VELOCITY: u8 = 90;
+/// The 2-bar melody windows of every song (see [`crate::music::melody::clip_windows`]).
+pub fn melody_windows(songs: &[Song], hop_bars: u32) -> Result<MelodyWindows> {
+    melody_windows_of(songs, 2, hop_bars)
+}
+
+/// The `bars`-bar melody windows of every song (see [`clip_windows_of`]).
+pub fn melody_windows_of(songs: &[Song], bars: u32, hop_bars: u32) -> Result<MelodyWindows> {
+    let mut out = MelodyWindows::empty(16 * bars.max(1) as usize);
+    for song in songs {
+        out.append(clip_windows_of(&song.clip, bars, hop_bars)?);
+    }
+    Ok(out)
+}
 
 /// One of the standard splits. Train on `Train`, tune on `Valid`, report on `Test`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -322,10 +322,10 @@ fn latent_melody_fill(
     seed: u64,
 ) -> Result<Clip> {
     // The windows from the clip's start (a silent melody before the hole is all rests).
-    let (track, _, _) = crate::data::melody::melody_track(context)?;
+    let (track, _, _) = crate::music::melody::melody_track(context)?;
     let (runs, _) = crate::latent::window_runs(context)?;
     let windows = runs.into_iter().next().unwrap_or_default();
-    let window = crate::data::melody::WINDOW_STEPS as u32;
+    let window = crate::music::melody::WINDOW_STEPS as u32;
     let regenerate: Vec<bool> = (0..windows.len() as u32)
         .map(|w| region.steps.contains(&(w * window)))
         .collect();
@@ -442,7 +442,7 @@ pub fn evaluate_roll(
         let mut all: Vec<Clip> = train_clips
             .iter()
             .filter(|c| c.time_signature == TimeSignature::FOUR_FOUR)
-            .flat_map(|c| data::windows(c, WINDOW_BARS, WINDOW_BARS))
+            .flat_map(|c| crate::music::segment::windows(c, WINDOW_BARS, WINDOW_BARS))
             .collect();
         all.shuffle(&mut ChaCha8Rng::seed_from_u64(opts.seed ^ 0x7ea1));
         all.truncate(20 * opts.count);

@@ -2,10 +2,11 @@
 //!
 //! The piano-roll diffusion of Atassi (2023): [`binomial`] is the forward process,
 //! [`sampler`] the reverse processes with conditioning on known cells, [`model`] the loaded
-//! model, [`tasks`] fill / continue / harmonize / vary / generate on clips, [`velocity`] the
-//! velocities of generated notes.
+//! model, [`tasks`] fill / continue / harmonize / vary / generate on clips; generated notes get their
+//! velocities from [`crate::music::velocity`].
 
 pub mod binomial;
+#[cfg(feature = "lab")]
 pub mod eval;
 pub mod model;
 pub mod part_tasks;
@@ -13,7 +14,6 @@ pub mod parts;
 pub mod regenerate;
 pub mod sampler;
 pub mod tasks;
-pub mod velocity;
 
 pub use model::RollModel;
 pub use sampler::{CANCELLED, SamplerKind, SamplerOptions, WindowProblem};

@@ -17,11 +17,12 @@ use anyhow::{Result, bail};
 use super::model::RollModel;
 use super::parts::one_voice;
 use super::sampler::{PartProblem, SamplerKind, SamplerOptions, WindowProblem};
-use super::velocity::assign_velocities;
 use crate::models::roll::{OtherParts, PartRole};
+use crate::music::velocity::assign_velocities;
 use crate::music::{
     Clip, Key, Mask, Note, ONSET, PianoRoll, SUSTAIN, TimeSignature, Track, TrackRole, pitch_name,
 };
+use crate::settings::DEFAULT_STEPS;
 
 /// Sampling and steering options shared by every task.
 #[derive(Clone, Debug, PartialEq)]
@@ -75,11 +76,6 @@ impl PartialEq for StepHook {
         Arc::ptr_eq(&self.0, &other.0)
     }
 }
-
-/// Network evaluations of a roll job at default settings: on the valid split 8, 12, 16 and 25
-/// steps score alike (docs/experiments/roll.md), and 12 keeps a one-track 4-bar fill under
-/// 250 ms.
-pub const DEFAULT_STEPS: usize = 12;
 
 impl Default for RollOptions {
     fn default() -> Self {

@@ -23,9 +23,7 @@ use anyhow::{Result, bail};
 use super::model::RollModel;
 use super::part_tasks;
 use super::regenerate::free_channel;
-pub use super::regenerate::{
-    DEFAULT_STEPS, PartTarget, RollOptions, StepHook, regenerate, regenerate_part,
-};
+pub use super::regenerate::{PartTarget, RollOptions, StepHook, regenerate, regenerate_part};
 use crate::models::roll::Config;
 use crate::music::{Clip, Mask, Track, TrackRole};
 

@@ -5,6 +5,7 @@
 //! chosen windows (latent replacement), continue a prompt, or refine an interpolation. The
 //! latents are decoded by the VAE (argmax: the melodies are monophonic). Evaluation: [`eval`].
 
+#[cfg(feature = "lab")]
 pub mod eval;
 pub mod sampler;
 
@@ -14,10 +15,10 @@ use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
-use crate::data::melody::{REST, WINDOW_STEPS, melody_track, tokenize, top_line};
-use crate::data::segment::{WindowOptions, windows_with};
 use crate::models::latent_score::{Config, LatentScore, standardize, unstandardize};
 use crate::models::music_vae::slerp;
+use crate::music::melody::{REST, WINDOW_STEPS, melody_track, tokenize, top_line};
+use crate::music::segment::{WindowOptions, windows_with};
 use crate::music::{Clip, Note, TimeSignature};
 use crate::vae::MelodyVae;
 pub use sampler::{Known, SampleOptions, Sampled, Sampler, Start, VpSde};
@@ -188,7 +189,7 @@ pub fn apply_windows(clip: &Clip, track: u16, windows: &[Vec<u8>], replace: &[bo
         }
         let offset = i as u32 * window;
         generated.extend(
-            crate::data::melody::detokenize(w, crate::data::DEFAULT_VELOCITY)
+            crate::music::melody::detokenize(w, crate::music::PLAIN_VELOCITY)
                 .into_iter()
                 .map(|n| Note {
                     start: n.start + offset,
@@ -197,12 +198,7 @@ pub fn apply_windows(clip: &Clip, track: u16, windows: &[Vec<u8>], replace: &[bo
                 }),
         );
     }
-    crate::diffusion::velocity::assign_velocities(
-        &context,
-        &mut generated,
-        track,
-        out.steps_per_bar(),
-    );
+    crate::music::velocity::assign_velocities(&context, &mut generated, track, out.steps_per_bar());
     out.notes.extend(generated);
     let steps_needed = windows.len() as u32 * window;
     let bar = out.time_signature.steps_per_bar().max(1);
@@ -258,7 +254,7 @@ impl LatentMelody<'_> {
         let mut windows = self.vae.decode(&raw, None, 0)?;
         windows
             .iter_mut()
-            .for_each(|w| crate::data::melody::clean_holds(w));
+            .for_each(|w| crate::music::melody::clean_holds(w));
         Ok(windows)
     }
 
@@ -428,7 +424,7 @@ impl LatentMelody<'_> {
         let mut windows = self.vae.sample(count * l, None, seed)?;
         windows
             .iter_mut()
-            .for_each(|w| crate::data::melody::clean_holds(w));
+            .for_each(|w| crate::music::melody::clean_holds(w));
         Ok(windows.chunks(l).map(<[Vec<u8>]>::to_vec).collect())
     }
 }

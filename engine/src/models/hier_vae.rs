@@ -11,7 +11,7 @@
 //!   as input (the previous token runs on across bar lines). Teacher forcing decodes all bars at
 //!   once; sampling plays the bars one after another.
 //!
-//! Tokens as the flat model: 130 classes (128 note-ons, rest, hold), [`crate::data::melody`].
+//! Tokens as the flat model: 130 classes (128 note-ons, rest, hold), [`crate::music::melody`].
 
 use crate::nn::{Linear, linear};
 use candle_core::{DType, Device, Module, Result, Tensor, bail};
@@ -19,7 +19,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use super::music_vae::{VaeOutput, emit_tokens, reparameterize, tokens_tensor};
-use crate::data::melody::CLASSES;
+use crate::music::melody::CLASSES;
 use crate::nn::lstm::{LstmCell, SequenceInput, bidirectional_ends};
 
 /// Shapes of the network (stored as `config.json`).

@@ -10,14 +10,14 @@
 //! The LSTM cells are [`crate::nn::lstm`]'s (PyTorch's weight names and gate order); the
 //! one-hot inputs of the encoder and the teacher-forced decoder are row lookups of the input
 //! weights, and each step multiplies only `h`.
-//! Tokens: see [`crate::data::melody`].
+//! Tokens: see [`crate::music::melody`].
 
 use crate::nn::{Linear, linear};
 use candle_core::{D, DType, Device, Module, Result, Tensor, bail};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::data::melody::{CLASSES, WINDOW_STEPS};
+use crate::music::melody::{CLASSES, WINDOW_STEPS};
 use crate::nn::lstm::{LstmCell, SequenceInput, bidirectional_ends};
 
 /// Shapes of the network (stored as `config.json`).

@@ -12,6 +12,9 @@ pub const STEPS_PER_BEAT: u32 = 4;
 /// MIDI channel 10 (0-based 9): General MIDI drums.
 pub const DRUM_CHANNEL: u8 = 9;
 
+/// Velocity of notes whose source carries none (JSB and bl2012 frames, melody tokens).
+pub const PLAIN_VELOCITY: u8 = 90;
+
 /// One note on the 16th-note grid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Note {

@@ -26,10 +26,10 @@ use super::run_loop::{
     steps_per_epoch,
 };
 use super::{format_duration, parse_duration};
-use crate::data::melody::transpose_tokens;
 use crate::data::{self, Dataset, Split};
 use crate::latent::{VpSde, window_runs};
 use crate::models::latent_score::{Config, LatentScore, mse};
+use crate::music::melody::transpose_tokens;
 use crate::nn::random::normal_noise;
 use crate::vae::MelodyVae;
 
@@ -399,7 +399,7 @@ pub fn train_latent(opts: &LatentTrainOptions) -> Result<LoopState> {
         |split| data::load_cached(Dataset::Nottingham, split, &opts.data_root, &opts.cache_dir);
     let train_songs = load(Split::Train)?;
     let valid_songs = load(Split::Valid)?;
-    let span = crate::data::melody::melody_windows(&train_songs, 2)?
+    let span = crate::data::melody_windows(&train_songs, 2)?
         .pitch_span()
         .context("the train split has no melody")?;
     let shifts: Vec<i32> = (-opts.max_shift..=opts.max_shift).collect();

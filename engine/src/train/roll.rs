@@ -153,7 +153,7 @@ pub(crate) fn four_four_windows(
     let bars = (steps / spb) as u32;
     Ok(songs
         .iter()
-        .flat_map(move |song| data::windows(&song.clip, bars, hop_bars))
+        .flat_map(move |song| crate::music::segment::windows(&song.clip, bars, hop_bars))
         .filter(|w| w.time_signature == TimeSignature::FOUR_FOUR))
 }
 

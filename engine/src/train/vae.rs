@@ -2,7 +2,7 @@
 //! ([`crate::models::music_vae`]) or the hierarchical 16-bar one ([`crate::models::hier_vae`]).
 //!
 //! Training windows: the melodies of the train split cut into windows of the model's length
-//! (2 or 16 bars) every `hop_bars` bars ([`crate::data::melody`]), kept as one token buffer; every batch transposes each window by a
+//! (2 or 16 bars) every `hop_bars` bars ([`crate::music::melody`]), kept as one token buffer; every batch transposes each window by a
 //! random shift within ±`max_shift` that keeps it inside the train split's pitch span.
 //! Loss per sequence: summed cross-entropy over the steps (teacher forcing) +
 //! β·max(KL, λ) (free bits λ in nats), β rising linearly from 0 to `beta` over
@@ -25,9 +25,10 @@ use super::run_loop::{
     steps_per_epoch,
 };
 use super::{format_duration, parse_duration};
-use crate::data::melody::{MelodyWindows, melody_windows_of, transpose_tokens};
+use crate::data::melody_windows_of;
 use crate::data::{self, Dataset, Split};
 use crate::models::music_vae::{kl_divergence, reconstruction_loss};
+use crate::music::melody::{MelodyWindows, transpose_tokens};
 use crate::nn::random::normal_noise;
 use crate::vae::{VaeNet, VaeShape};
 

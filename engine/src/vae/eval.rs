@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use candle_core::DType;
 
 use super::MelodyVae;
-use crate::data::melody::MelodyWindows;
+use crate::music::melody::MelodyWindows;
 
 /// The MusicVAE paper's numbers for its 2-bar melody model (its own data, Lakh MIDI).
 pub const PAPER_TEACHER_FORCED: f64 = 0.986;

@@ -3,6 +3,7 @@
 //! interpolate between two melodies (Magenta Studio's Interpolate: spherical interpolation of
 //! the latents). Reconstruction accuracy is in [`eval`].
 
+#[cfg(feature = "lab")]
 pub mod eval;
 pub mod net;
 
@@ -15,8 +16,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::data::melody::{WINDOW_STEPS, melody_track, tokenize, top_line};
 use crate::models::music_vae::slerp;
+use crate::music::melody::{WINDOW_STEPS, melody_track, tokenize, top_line};
 use crate::music::{Clip, TimeSignature};
 pub use net::{VaeNet, VaeShape};
 
@@ -257,15 +258,15 @@ pub fn first_window_of(clip: &Clip, steps: usize) -> Result<MelodyWindow> {
 /// One clip holding `windows` one after another (each as long as the first; 2 bars when empty).
 pub fn windows_to_clip(windows: &[Vec<u8>]) -> Clip {
     let steps = windows.first().map_or(WINDOW_STEPS, Vec::len);
-    let mut clip = crate::data::melody::tokens_to_clip(&vec![
-        crate::data::melody::REST;
+    let mut clip = crate::music::melody::tokens_to_clip(&vec![
+        crate::music::melody::REST;
         windows.len().max(1) * steps
     ]);
     for (i, w) in windows.iter().enumerate() {
         // Each window on its own: a note never runs on into the next window.
         let offset = (i * steps) as u32;
         clip.notes.extend(
-            crate::data::melody::detokenize(w, crate::data::DEFAULT_VELOCITY)
+            crate::music::melody::detokenize(w, crate::music::PLAIN_VELOCITY)
                 .into_iter()
                 .map(|n| crate::music::Note {
                     start: n.start + offset,

@@ -3,7 +3,8 @@
 //! split against the baselines.
 
 use anyhow::{Context, Result};
-use bandmate::band::{ChordBandPlayer, ChordTable, NextBarScores, score_next_bar};
+use bandmate::band::eval::{NextBarScores, score_next_bar};
+use bandmate::band::{ChordBandPlayer, ChordTable};
 use bandmate::data::{Dataset, Split, default_cache_dir, default_data_root, load_cached};
 use bandmate::music::{Note, TimeSignature};
 use clap::Args;

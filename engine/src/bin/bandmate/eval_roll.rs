@@ -24,7 +24,7 @@ pub struct EvalRollArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Network evaluations per sample.
-    #[arg(long, default_value_t = bandmate::diffusion::tasks::DEFAULT_STEPS)]
+    #[arg(long, default_value_t = bandmate::settings::DEFAULT_STEPS)]
     pub steps: usize,
     #[arg(long, value_enum, default_value = "algorithm1")]
     pub sampler: SamplerKind,

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 #[derive(Args, Debug, Clone)]
 pub struct SamplingArgs {
     /// Network evaluations, 10 to 100 (fewer is faster, more is cleaner).
-    #[arg(long, default_value_t = bandmate::diffusion::tasks::DEFAULT_STEPS)]
+    #[arg(long, default_value_t = bandmate::settings::DEFAULT_STEPS)]
     pub steps: usize,
     /// Reverse process: `algorithm1` (the seed's, shared x_T) or `naive`.
     #[arg(long, default_value = "algorithm1")]

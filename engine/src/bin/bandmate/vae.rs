@@ -2,9 +2,9 @@
 //! melody MusicVAE (2-bar, or 16-bar hierarchical with `--weights assets/vae16`).
 
 use anyhow::{Context, Result, bail};
-use bandmate::data::melody::MelodyWindows;
 use bandmate::data::{self, Dataset, Split};
 use bandmate::midi;
+use bandmate::music::melody::MelodyWindows;
 use bandmate::vae::eval::{accuracy_table, paper_numbers, reconstruction_accuracy};
 use bandmate::vae::{MelodyVae, default_weights_dir, first_window_of, windows_to_clip};
 use clap::{Args, Subcommand};
@@ -205,7 +205,7 @@ pub fn run(args: VaeArgs) -> Result<()> {
                 &data::default_cache_dir(),
             )?;
             let bars = (vae.window_steps() / 16) as u32;
-            let windows: MelodyWindows = data::melody::melody_windows_of(&songs, bars, 2)?;
+            let windows: MelodyWindows = data::melody_windows_of(&songs, bars, 2)?;
             let acc = reconstruction_accuracy(&vae, &windows, a.batch)?;
             let (ptf, ps, paper_model) = paper_numbers(bars);
             println!(

@@ -60,6 +60,8 @@ pub(crate) fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -
 
 /// The elements of a contiguous CPU f32 tensor, written in place: the tensor's own storage, so
 /// every tensor that shares it sees the change (as with `Var::set`, without a new buffer).
+/// Used by the optimizer (`lab`).
+#[cfg(feature = "lab")]
 pub(crate) fn with_cpu_f32_mut<R>(
     t: &Tensor,
     f: impl FnOnce(&mut [f32]) -> Result<R>,

@@ -5,7 +5,7 @@
 //! any), plus the clip's metric accent: how much louder or softer than average the context
 //! plays on downbeats, beats, eighths and sixteenths (when at least 4 notes show it).
 
-use crate::music::Note;
+use super::Note;
 
 /// Velocity when there is no context at all.
 pub const DEFAULT_VELOCITY: u8 = 80;

@@ -13,8 +13,8 @@
 
 use anyhow::{Result, bail};
 
-use super::{Song, WindowOptions, windows_with};
-use crate::music::{Clip, Note, TimeSignature, TrackRole};
+use super::segment::{WindowOptions, windows_with};
+use super::{Clip, Note, PLAIN_VELOCITY, TimeSignature, TrackRole};
 
 /// Token classes: 128 pitches, rest, hold.
 pub const CLASSES: usize = 130;
@@ -121,8 +121,8 @@ pub fn detokenize(tokens: &[u8], velocity: u8) -> Vec<Note> {
 /// A one-track 4/4 clip at 120 BPM holding `tokens` (whole bars, at least one).
 pub fn tokens_to_clip(tokens: &[u8]) -> Clip {
     let mut clip = Clip::new((tokens.len() as u32).div_ceil(16).max(1));
-    clip.tracks = vec![crate::music::Track::new("Melody", TrackRole::Melody, 0)];
-    clip.notes = detokenize(tokens, super::DEFAULT_VELOCITY);
+    clip.tracks = vec![super::Track::new("Melody", TrackRole::Melody, 0)];
+    clip.notes = detokenize(tokens, PLAIN_VELOCITY);
     clip
 }
 
@@ -163,7 +163,7 @@ pub fn melody_track(clip: &Clip) -> Result<(u16, Vec<Note>, bool)> {
     }
 }
 
-/// What [`clip_windows`] / [`melody_windows`] found.
+/// What [`clip_windows`] (or `data::melody_windows` over a dataset) found.
 #[derive(Clone, Debug)]
 pub struct MelodyWindows {
     /// 16ths per window ([`WINDOW_STEPS`] for 2 bars).
@@ -218,7 +218,8 @@ impl MelodyWindows {
         Some((*pitches.clone().min()?, *pitches.max()?))
     }
 
-    fn append(&mut self, other: MelodyWindows) {
+    /// Adds `other`'s windows and counts after these.
+    pub fn append(&mut self, other: MelodyWindows) {
         self.tokens.extend(other.tokens);
         self.chord_windows += other.chord_windows;
         self.two_four_windows += other.two_four_windows;
@@ -272,20 +273,6 @@ pub fn clip_windows_of(clip: &Clip, bars: u32, hop_bars: u32) -> Result<MelodyWi
             out.chord_windows += chords as usize;
             out.two_four_windows += (meter == two_four) as usize;
         }
-    }
-    Ok(out)
-}
-
-/// The 2-bar melody windows of every song (see [`clip_windows`]).
-pub fn melody_windows(songs: &[Song], hop_bars: u32) -> Result<MelodyWindows> {
-    melody_windows_of(songs, 2, hop_bars)
-}
-
-/// The `bars`-bar melody windows of every song (see [`clip_windows_of`]).
-pub fn melody_windows_of(songs: &[Song], bars: u32, hop_bars: u32) -> Result<MelodyWindows> {
-    let mut out = MelodyWindows::empty(16 * bars.max(1) as usize);
-    for song in songs {
-        out.append(clip_windows_of(&song.clip, bars, hop_bars)?);
     }
     Ok(out)
 }
