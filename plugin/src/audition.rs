@@ -3,7 +3,8 @@
 //! at the start of the next block and a note-off [`AUDITION_SECONDS`] later, sample-accurate,
 //! whether or not the transport plays. Nothing on the audio side allocates or blocks.
 
-use crate::player::NoteMessage;
+use crate::player::{EventBuffer, NoteMessage};
+use crate::voice::{SoundingNotes, key_of};
 use rtrb::{Consumer, Producer, RingBuffer};
 
 /// How long an auditioned note sounds.
@@ -42,29 +43,20 @@ impl AuditionSender {
 /// The audio-thread end.
 pub struct AuditionVoice {
     requests: Consumer<AuditionRequest>,
-    /// (pitch, channel, samples until its note-off) of the sounding notes.
-    sounding: [(u8, u8, u64); MAX_SOUNDING],
-    len: usize,
-    out: [NoteMessage; MAX_AUDITION_EVENTS],
+    /// The samples from the next block's first sample to each sounding note's note-off.
+    sounding: SoundingNotes<u64, MAX_SOUNDING>,
+    out: EventBuffer<MAX_AUDITION_EVENTS>,
 }
 
 /// A connected sender and voice.
 pub fn audition_feed() -> (AuditionSender, AuditionVoice) {
     let (producer, requests) = RingBuffer::new(RING_CAPACITY);
-    let empty = NoteMessage {
-        timing: 0,
-        on: false,
-        channel: 0,
-        pitch: 0,
-        velocity: 0,
-    };
     (
         AuditionSender { producer },
         AuditionVoice {
             requests,
-            sounding: [(0, 0, 0); MAX_SOUNDING],
-            len: 0,
-            out: [empty; MAX_AUDITION_EVENTS],
+            sounding: SoundingNotes::new(),
+            out: EventBuffer::default(),
         },
     )
 }
@@ -73,77 +65,35 @@ impl AuditionVoice {
     /// The events of a block of `samples` samples at `sample_rate`, sorted by timing (note-offs
     /// first at equal timings). New notes go out on `channel` (0–15).
     pub fn process_block(&mut self, samples: u32, sample_rate: f64, channel: u8) -> &[NoteMessage] {
-        let mut n = 0;
+        self.out.clear();
         let length = ((AUDITION_SECONDS * sample_rate).round() as u64).max(1);
-        let channel = channel.min(15);
         // Every sounding note may need an off below: keep room for it.
-        while n + 2 + self.len <= MAX_AUDITION_EVENTS {
+        while self.out.len() + 2 + self.sounding.len() <= MAX_AUDITION_EVENTS {
             let Ok(request) = self.requests.pop() else {
                 break;
             };
-            // A key that still sounds is released first (and its old note-off forgotten).
-            if let Some(i) = self.sounding[..self.len]
-                .iter()
-                .position(|&(p, c, _)| p == request.pitch && c == channel)
-            {
-                self.out[n] = NoteMessage {
-                    timing: 0,
-                    on: false,
-                    channel,
-                    pitch: request.pitch,
-                    velocity: 0,
-                };
-                n += 1;
-                self.sounding[i] = self.sounding[self.len - 1];
-                self.len -= 1;
-            } else if self.len == MAX_SOUNDING {
-                // Too many at once: the oldest makes room.
-                let (pitch, ch, _) = self.sounding[0];
-                self.out[n] = NoteMessage {
-                    timing: 0,
-                    on: false,
-                    channel: ch,
-                    pitch,
-                    velocity: 0,
-                };
-                n += 1;
-                self.sounding.copy_within(1..self.len, 0);
-                self.len -= 1;
+            let key = key_of(channel, request.pitch);
+            // Too many at once: the oldest makes room (a key that still sounds is released and
+            // started again in its place, its old note-off forgotten).
+            if self.sounding.is_full() && self.sounding.get(key).is_none() {
+                self.sounding.end_oldest(0, &mut self.out);
             }
-            self.out[n] = NoteMessage {
-                timing: 0,
-                on: true,
-                channel,
-                pitch: request.pitch,
-                velocity: request.velocity,
-            };
-            n += 1;
             // Samples from this block's first sample to the note-off.
-            self.sounding[self.len] = (request.pitch, channel, length);
-            self.len += 1;
+            self.sounding
+                .start(key, request.velocity, 0, length, &mut self.out);
         }
         // Notes that end inside this block; the others count on from the next block's start.
-        let mut kept = 0;
-        for i in 0..self.len {
-            let (pitch, ch, left) = self.sounding[i];
-            if left < samples as u64 {
-                self.out[n] = NoteMessage {
-                    timing: left as u32,
-                    on: false,
-                    channel: ch,
-                    pitch,
-                    velocity: 0,
-                };
-                n += 1;
+        let samples = samples as u64;
+        self.sounding.end_due(&mut self.out, |left| {
+            if *left < samples {
+                Some(*left as u32)
             } else {
-                self.sounding[kept] = (pitch, ch, left - samples as u64);
-                kept += 1;
+                *left -= samples;
+                None
             }
-        }
-        self.len = kept;
+        });
         // Sorting a slice in place does not allocate.
-        self.out[..n].sort_unstable();
-        &self.out[..n]
+        self.out.sorted()
     }
 }
 

@@ -15,6 +15,7 @@
 
 use crate::capture::CaptureEvent;
 use crate::player::{EventBuffer, NoteMessage};
+use crate::voice::{BlockStart, SoundingNotes, Timeline, key_of, sample_at};
 use crate::worker::{OwnedThread, STOP_WAIT};
 use bandmate::music::{Clip, Note, TimeSignature, Track, TrackRole};
 use rtrb::{Consumer, Producer, RingBuffer};
@@ -31,7 +32,6 @@ const ANSWERS_IN_FLIGHT: usize = 4;
 const MAX_BAND_SOUNDING: usize = 256;
 /// Events the band voice emits per block at most.
 pub const MAX_BAND_EVENTS: usize = 2 * MAX_BAR_NOTES + MAX_BAND_SOUNDING;
-const SAMPLE_EPSILON: f64 = 1e-3;
 /// How long the band thread sleeps between looks at the capture ring while capturing...
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
 /// ...and while neither the band player nor recording is on.
@@ -508,23 +508,17 @@ pub fn answer_feed() -> (Producer<AnsweredBar>, Consumer<AnsweredBar>) {
     RingBuffer::new(ANSWERS_IN_FLIGHT)
 }
 
-#[derive(Clone, Copy, Debug)]
-struct BandSounding {
-    key: u16,
-    off: f64,
-}
-
 /// Plays answered bars on the audio thread. Fixed-size state; never allocates after `new`.
 pub struct BandVoice {
     incoming: Consumer<AnsweredBar>,
     /// Bars waiting for or in playback, in bar order (at most two matter: now and next).
     bars: Box<[AnsweredBar; ANSWERS_IN_FLIGHT]>,
     bars_len: usize,
-    sounding: Box<[BandSounding; MAX_BAND_SOUNDING]>,
-    sounding_len: usize,
+    /// The host beat of each sounding note's note-off.
+    sounding: SoundingNotes<f64, MAX_BAND_SOUNDING>,
     events: EventBuffer<MAX_BAND_EVENTS>,
-    /// Beat scanned up to and the beat expected next, while playing.
-    continuation: Option<(f64, f64)>,
+    /// Where the last block ended, while playing.
+    timeline: Timeline,
     /// Every sounding note ends at the next block's first sample (after a reset).
     release_pending: bool,
     stats: Arc<BandStats>,
@@ -543,10 +537,9 @@ impl BandVoice {
             incoming,
             bars: Box::new([empty; ANSWERS_IN_FLIGHT]),
             bars_len: 0,
-            sounding: Box::new([BandSounding { key: 0, off: 0.0 }; MAX_BAND_SOUNDING]),
-            sounding_len: 0,
+            sounding: SoundingNotes::new(),
             events: EventBuffer::default(),
-            continuation: None,
+            timeline: Timeline::default(),
             release_pending: false,
             stats,
         }
@@ -556,12 +549,12 @@ impl BandVoice {
     /// block's first sample (neither can send events), and playback starts over.
     pub fn reset(&mut self) {
         self.release_pending = true;
-        self.continuation = None;
+        self.timeline.forget();
     }
 
     /// Keys sounding now.
     pub fn sounding_count(&self) -> usize {
-        self.sounding_len
+        self.sounding.len()
     }
 
     /// One block: `clock` is `None` while stopped. Events come back sorted by timing.
@@ -573,21 +566,20 @@ impl BandVoice {
         let Some(clock) = clock.filter(|c| c.samples > 0 && c.beats_per_sample > 0.0) else {
             self.release_all(0);
             self.bars_len = 0;
-            self.continuation = None;
+            self.timeline.forget();
             while self.incoming.pop().is_ok() {}
             return self.events.as_slice();
         };
-        let tolerance = clock.beats_per_sample + 1e-9;
-        let from = match self.continuation {
-            Some((scanned, expected)) if (clock.beat - expected).abs() <= tolerance => scanned,
-            Some(_) => {
-                // A jump: what was planned belongs to another place in the song.
-                self.release_all(0);
-                self.bars_len = 0;
-                clock.beat - clock.beats_per_sample
-            }
-            None => clock.beat - clock.beats_per_sample,
-        };
+        // Carries on if it starts within a sample of where the last block said.
+        let slack = clock.beats_per_sample + 1e-9;
+        let BlockStart { from, jumped } =
+            self.timeline
+                .start(clock.beat, clock.beats_per_sample, slack);
+        if jumped {
+            // What was planned belongs to another place in the song.
+            self.release_all(0);
+            self.bars_len = 0;
+        }
         let to = clock.last_beat();
         while let Ok(bar) = self.incoming.pop() {
             if bar.start <= from {
@@ -598,9 +590,14 @@ impl BandVoice {
                 self.stats.answered.fetch_add(1, Ordering::Relaxed);
             }
         }
-        let sample_of = |beat: f64| -> u32 {
-            let k = ((beat - clock.beat) / clock.beats_per_sample - SAMPLE_EPSILON).ceil();
-            (k.max(0.0) as u32).min(clock.samples - 1)
+        let sample_of = |beat: f64| {
+            sample_at(
+                beat,
+                clock.beat,
+                clock.beats_per_sample,
+                0,
+                clock.samples - 1,
+            )
         };
         for b in 0..self.bars_len {
             let bar = self.bars[b];
@@ -610,17 +607,9 @@ impl BandVoice {
                 }
             }
         }
-        let mut i = 0;
-        while i < self.sounding_len {
-            let s = self.sounding[i];
-            if s.off <= to {
-                self.sounding[i] = self.sounding[self.sounding_len - 1];
-                self.sounding_len -= 1;
-                self.events.push_off(sample_of(s.off), s.key);
-            } else {
-                i += 1;
-            }
-        }
+        self.sounding.end_due(&mut self.events, |&mut off| {
+            (off <= to).then(|| sample_of(off))
+        });
         // Bars that are over are done.
         let mut kept = 0;
         for b in 0..self.bars_len {
@@ -630,40 +619,19 @@ impl BandVoice {
             }
         }
         self.bars_len = kept;
-        self.continuation = Some((to, to + clock.beats_per_sample));
+        self.timeline.finish(to, clock.beats_per_sample, 0.0);
         self.events.sorted()
     }
 
+    /// A key that sounds ends first; with every slot taken the note is not played.
     fn start_note(&mut self, note: &BandNote, timing: u32) {
-        let key = note.channel.min(15) as u16 * 128 + note.pitch.min(127) as u16;
-        if let Some(i) = self.sounding[..self.sounding_len]
-            .iter()
-            .position(|s| s.key == key)
-        {
-            self.sounding[i] = self.sounding[self.sounding_len - 1];
-            self.sounding_len -= 1;
-            self.events.push_off(timing, key);
-        }
-        if self.sounding_len == MAX_BAND_SOUNDING {
-            return;
-        }
-        self.events.push(NoteMessage {
-            timing,
-            on: true,
-            channel: (key / 128) as u8,
-            pitch: (key % 128) as u8,
-            velocity: note.velocity,
-        });
-        self.sounding[self.sounding_len] = BandSounding { key, off: note.end };
-        self.sounding_len += 1;
+        let key = key_of(note.channel, note.pitch);
+        self.sounding
+            .start(key, note.velocity, timing, note.end, &mut self.events);
     }
 
     fn release_all(&mut self, timing: u32) {
-        while self.sounding_len > 0 {
-            self.sounding_len -= 1;
-            let key = self.sounding[self.sounding_len].key;
-            self.events.push_off(timing, key);
-        }
+        self.sounding.release_all(timing, &mut self.events);
     }
 }
 

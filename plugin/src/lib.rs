@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod params;
 pub mod player;
 pub mod state;
+pub mod voice;
 pub mod worker;
 
 pub use bandmate::music::Clip;
@@ -94,8 +95,8 @@ impl Default for Bandmate {
             band: None,
             band_stats: Arc::new(BandStats::default()),
             audition,
-            merged: Box::new([EMPTY_MESSAGE; MERGED_EVENTS]),
-            scratch: Box::new([EMPTY_MESSAGE; MERGED_EVENTS]),
+            merged: Box::new([NoteMessage::EMPTY; MERGED_EVENTS]),
+            scratch: Box::new([NoteMessage::EMPTY; MERGED_EVENTS]),
             outbox: Outbox::default(),
         }
     }
@@ -141,14 +142,6 @@ impl Bandmate {
         Ok(())
     }
 }
-
-const EMPTY_MESSAGE: NoteMessage = NoteMessage {
-    timing: 0,
-    on: false,
-    channel: 0,
-    pitch: 0,
-    velocity: 0,
-};
 
 /// Merges two timing-sorted event lists into `out`; returns how many were written.
 fn merge_sorted(a: &[NoteMessage], b: &[NoteMessage], out: &mut [NoteMessage]) -> usize {

@@ -9,6 +9,7 @@
 //! beat `e` plays at the first sample at or after it, `k = ⌈(e − b0)/Δ⌉`; a block therefore owns
 //! the beats in `(b0 − Δ, b0 + (n−1)·Δ]`, and consecutive blocks tile the timeline exactly.
 
+use crate::voice::{BlockStart, KEYS, SoundingNotes, Timeline, key_of, sample_at};
 use bandmate::music::{Clip, STEPS_PER_BEAT};
 
 /// Most clip notes started in one block (a note folded into one starting on the same key at the
@@ -16,14 +17,10 @@ use bandmate::music::{Clip, STEPS_PER_BEAT};
 /// counted.
 pub const MAX_NOTE_ONS_PER_BLOCK: usize = 1024;
 /// Keys that can sound at once: 16 channels × 128 pitches.
-pub const MAX_SOUNDING: usize = 16 * 128;
+pub const MAX_SOUNDING: usize = KEYS;
 /// Events one block can emit: every sounding key's note-off plus each note-on with its own off.
 pub const MAX_EVENTS_PER_BLOCK: usize = MAX_SOUNDING + 2 * MAX_NOTE_ONS_PER_BLOCK;
 
-/// Slack in samples when turning a beat into a sample index: CLAP reports beats in steps of
-/// 2^-31, up to 1e-4 samples at 96 kHz and 30 BPM, so positions this close to a sample count as
-/// on it.
-const SAMPLE_EPSILON: f64 = 1e-3;
 /// Most loop wraps or clip laps handled in one block (guards against degenerate loop ranges).
 const MAX_SEGMENTS_PER_BLOCK: usize = 64;
 /// How far the host's position may drift from where the previous block said the next one starts
@@ -201,18 +198,26 @@ pub struct EventBuffer<const N: usize> {
     len: usize,
 }
 
+impl NoteMessage {
+    /// A note-off at sample 0 of channel 0, pitch 0: what fills unused buffer entries.
+    pub const EMPTY: NoteMessage = NoteMessage::of_key(0, false, 0, 0);
+
+    /// The message for `key` (channel · 128 + pitch).
+    pub const fn of_key(timing: u32, on: bool, key: u16, velocity: u8) -> Self {
+        Self {
+            timing,
+            on,
+            channel: (key / 128) as u8,
+            pitch: (key % 128) as u8,
+            velocity,
+        }
+    }
+}
+
 impl<const N: usize> Default for EventBuffer<N> {
     fn default() -> Self {
         Self {
-            events: Box::new(
-                [NoteMessage {
-                    timing: 0,
-                    on: false,
-                    channel: 0,
-                    pitch: 0,
-                    velocity: 0,
-                }; N],
-            ),
+            events: Box::new([NoteMessage::EMPTY; N]),
             len: 0,
         }
     }
@@ -221,6 +226,14 @@ impl<const N: usize> Default for EventBuffer<N> {
 impl<const N: usize> EventBuffer<N> {
     pub fn clear(&mut self) {
         self.len = 0;
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     pub fn push(&mut self, message: NoteMessage) {
@@ -232,13 +245,12 @@ impl<const N: usize> EventBuffer<N> {
 
     /// A note-off for `key` (channel · 128 + pitch).
     pub fn push_off(&mut self, timing: u32, key: u16) {
-        self.push(NoteMessage {
-            timing,
-            on: false,
-            channel: (key / 128) as u8,
-            pitch: (key % 128) as u8,
-            velocity: 0,
-        });
+        self.push(NoteMessage::of_key(timing, false, key, 0));
+    }
+
+    /// A note-on for `key` (channel · 128 + pitch).
+    pub fn push_on(&mut self, timing: u32, key: u16, velocity: u8) {
+        self.push(NoteMessage::of_key(timing, true, key, velocity));
     }
 
     pub fn as_slice(&self) -> &[NoteMessage] {
@@ -266,10 +278,9 @@ pub struct PlayerStats {
     pub most_notes_visited: u64,
 }
 
-#[derive(Clone, Copy, Debug)]
+/// A sounding note as the scheduler keeps it (by key, in [`SoundingNotes`]).
+#[derive(Clone, Copy, Debug, Default)]
 struct Sounding {
-    /// Index into the key table: channel · 128 + pitch.
-    key: u16,
     /// Host beat of the note-off.
     off: f64,
     /// The block (its serial number) and sample of the note-on: a note-off in the same block
@@ -278,22 +289,10 @@ struct Sounding {
     on_sample: u32,
 }
 
-const SILENT: Sounding = Sounding {
-    key: 0,
-    off: 0.0,
-    on_block: u64::MAX,
-    on_sample: 0,
-};
-
-const NO_SLOT: u16 = u16::MAX;
-
 /// The scheduler. Create it off the audio thread; afterwards nothing allocates.
 pub struct Player {
     clip: Box<PlayerClip>,
-    sounding: Box<[Sounding; MAX_SOUNDING]>,
-    sounding_len: usize,
-    /// For each key, its index in `sounding`, or [`NO_SLOT`].
-    slot_of_key: Box<[u16; MAX_SOUNDING]>,
+    sounding: SoundingNotes<Sounding, MAX_SOUNDING>,
     events: EventBuffer<MAX_EVENTS_PER_BLOCK>,
     note_ons_this_block: usize,
     /// Notes looked at in this block (see [`PlayerStats::most_notes_visited`]).
@@ -301,7 +300,7 @@ pub struct Player {
     /// Counts blocks (see [`Sounding::on_block`]).
     block_serial: u64,
     /// Where the previous block ended if playback went on.
-    continuation: Option<Continuation>,
+    timeline: Timeline,
     /// Every sounding note ends at the next block's first sample (after a reset, deactivation
     /// or clip swap, which cannot send events themselves).
     release_pending: bool,
@@ -310,17 +309,6 @@ pub struct Player {
     /// Position of the free-running clock, used when the host gives no position.
     free_beats: f64,
     stats: PlayerStats,
-}
-
-/// Where the previous block left off.
-#[derive(Clone, Copy, Debug)]
-struct Continuation {
-    /// The beat scanned up to.
-    scanned_to: f64,
-    /// The beat the next block should start at.
-    expected: f64,
-    /// How far the next block's start may be from `expected` and still go on.
-    tolerance: f64,
 }
 
 impl Default for Player {
@@ -345,9 +333,13 @@ struct Segment {
 
 impl Segment {
     fn sample_of(&self, beat: f64) -> u32 {
-        let offset = ((beat - self.origin_beat) / self.beats_per_sample - SAMPLE_EPSILON).ceil();
-        let sample = self.first_sample as f64 + offset.max(0.0);
-        (sample as u32).min(self.last_sample)
+        sample_at(
+            beat,
+            self.origin_beat,
+            self.beats_per_sample,
+            self.first_sample,
+            self.last_sample,
+        )
     }
 }
 
@@ -355,14 +347,12 @@ impl Player {
     pub fn new() -> Self {
         Self {
             clip: Box::new(PlayerClip::empty()),
-            sounding: Box::new([SILENT; MAX_SOUNDING]),
-            sounding_len: 0,
-            slot_of_key: Box::new([NO_SLOT; MAX_SOUNDING]),
+            sounding: SoundingNotes::new(),
             events: EventBuffer::default(),
             note_ons_this_block: 0,
             visited_this_block: 0,
             block_serial: 0,
-            continuation: None,
+            timeline: Timeline::default(),
             release_pending: false,
             last_channel: None,
             free_beats: 0.0,
@@ -373,7 +363,7 @@ impl Player {
     /// Swap in a new clip and return the old one (to be dropped off the audio thread). Notes
     /// still sounding from the old clip end at the next block's first sample.
     pub fn swap_clip(&mut self, clip: Box<PlayerClip>) -> Box<PlayerClip> {
-        self.release_pending |= self.sounding_len > 0;
+        self.release_pending |= !self.sounding.is_empty();
         std::mem::replace(&mut self.clip, clip)
     }
 
@@ -387,16 +377,16 @@ impl Player {
 
     /// Keys sounding now.
     pub fn sounding_count(&self) -> usize {
-        self.sounding_len
+        self.sounding.len()
     }
 
     /// Forget the position and restart the free-running clock (the host's `reset`, or a
     /// deactivation); every sounding note gets its note-off at the next block's first sample,
     /// since neither can send events and a host may keep its voices.
     pub fn reset(&mut self) {
-        self.release_pending |= self.sounding_len > 0;
+        self.release_pending |= !self.sounding.is_empty();
         self.events.clear();
-        self.continuation = None;
+        self.timeline.forget();
         self.free_beats = 0.0;
     }
 
@@ -404,7 +394,7 @@ impl Player {
     pub fn all_notes_off(&mut self) -> &[NoteMessage] {
         self.events.clear();
         self.release_all(0);
-        self.continuation = None;
+        self.timeline.forget();
         self.events.as_slice()
     }
 
@@ -446,31 +436,20 @@ impl Player {
         };
         if !playing {
             self.release_all(0);
-            self.continuation = None;
+            self.timeline.forget();
             return self.finish_block();
         }
 
         // Carry on from where the last block stopped scanning, unless the host jumped.
-        let mut from = block_beat - beats_per_sample;
-        match self.continuation {
-            Some(c) if (block_beat - c.expected).abs() <= c.tolerance => {
-                from = c.scanned_to;
-            }
-            Some(_) => {
-                self.stats.jumps += 1;
-                self.release_all(0);
-            }
-            None => {}
+        let BlockStart { from, jumped } = self.timeline.start(block_beat, beats_per_sample, 0.0);
+        if jumped {
+            self.stats.jumps += 1;
+            self.release_all(0);
         }
 
         let last_sample = samples - 1;
         let tolerance =
             (samples as f64 * beats_per_sample * DRIFT_PER_BLOCK).max(beats_per_sample) + 1e-9;
-        let continuation = |to: f64| Continuation {
-            scanned_to: to,
-            expected: to + beats_per_sample,
-            tolerance,
-        };
         let mut segment = Segment {
             first_sample: 0,
             origin_beat: block_beat,
@@ -486,7 +465,8 @@ impl Player {
             let wrap = loop_range.filter(|&(_, end)| segment.from < end && end <= segment.to);
             let Some((loop_start, loop_end)) = wrap else {
                 self.play_segment(&segment, options);
-                self.continuation = Some(continuation(segment.to));
+                self.timeline
+                    .finish(segment.to, beats_per_sample, tolerance);
                 return self.finish_block();
             };
             // The host wraps at the first sample at or after the loop end.
@@ -513,7 +493,8 @@ impl Player {
             };
         }
         // A loop shorter than a few samples: stop scanning rather than spin.
-        self.continuation = Some(continuation(segment.to));
+        self.timeline
+            .finish(segment.to, beats_per_sample, tolerance);
         self.finish_block()
     }
 
@@ -552,25 +533,21 @@ impl Player {
         // Note-offs due up to the segment end (including ones started just now). A note-off
         // never shares its note-on's sample (the host would read it first): it moves to the next
         // sample, or to the next block's first one.
-        let mut i = 0;
-        self.visited_this_block += self.sounding_len as u64;
-        while i < self.sounding_len {
-            let s = self.sounding[i];
+        self.visited_this_block += self.sounding.len() as u64;
+        let block = self.block_serial;
+        self.sounding.end_due(&mut self.events, |s| {
             if s.off <= segment.to {
-                let mut timing = segment.sample_of(s.off);
-                if s.on_block == self.block_serial && timing <= s.on_sample {
-                    if s.on_sample >= segment.last_sample {
-                        i += 1;
-                        continue;
-                    }
-                    timing = s.on_sample + 1;
+                let timing = segment.sample_of(s.off);
+                if s.on_block != block || timing > s.on_sample {
+                    Some(timing)
+                } else {
+                    // The sample after the note-on's; if that is the block's last, next block.
+                    (s.on_sample < segment.last_sample).then_some(s.on_sample + 1)
                 }
-                self.remove_sounding(i);
-                self.events.push_off(timing, s.key);
             } else {
-                i += 1;
+                None
             }
-        }
+        });
     }
 
     fn start_note(
@@ -581,69 +558,40 @@ impl Player {
         options: PlayOptions,
     ) {
         self.note_ons_this_block += 1;
-        let channel = options.channel.unwrap_or(note.channel).min(15);
-        let key = channel as u16 * 128 + note.pitch.min(127) as u16;
+        let key = key_of(options.channel.unwrap_or(note.channel), note.pitch);
         let timing = segment.sample_of(beat);
         // The same key again while it sounds: end the old note first, or, if it started at this
         // very sample, let it last as long as the longer of the two (two note-ons of one key at
         // one sample would leave the host one note-on without its note-off).
-        let slot = self.slot_of_key[key as usize];
-        if slot != NO_SLOT {
-            let old = self.sounding[slot as usize];
+        if let Some(old) = self.sounding.get_mut(key) {
             let this_block = old.on_block == self.block_serial;
             if this_block && old.on_sample == timing {
-                let kept = &mut self.sounding[slot as usize];
-                kept.off = kept.off.max(beat + note.length);
+                old.off = old.off.max(beat + note.length);
                 return;
             }
             let mut off_timing = segment.sample_of(old.off.min(beat));
             if this_block {
                 off_timing = off_timing.max(old.on_sample + 1);
             }
-            self.remove_sounding(slot as usize);
-            self.events.push_off(off_timing, key);
+            self.sounding.end(key, off_timing, &mut self.events);
         }
         let velocity = (note.velocity as f32 * options.velocity_scale)
             .round()
             .clamp(1.0, 127.0);
-        self.events.push(NoteMessage {
-            timing,
-            on: true,
-            channel,
-            pitch: note.pitch,
-            velocity: velocity as u8,
-        });
-        self.slot_of_key[key as usize] = self.sounding_len as u16;
-        self.sounding[self.sounding_len] = Sounding {
-            key,
+        let sounding = Sounding {
             off: beat + note.length,
             on_block: self.block_serial,
             on_sample: timing,
         };
-        self.sounding_len += 1;
+        // Never full: the table has room for every key.
+        self.sounding
+            .start(key, velocity as u8, timing, sounding, &mut self.events);
     }
 
     /// Note-offs at `timing` for every sounding note (callers make sure no note started in this
     /// block at or after `timing`: block starts, loop wraps).
     fn release_all(&mut self, timing: u32) {
-        self.visited_this_block += self.sounding_len as u64;
-        while self.sounding_len > 0 {
-            let s = self.sounding[self.sounding_len - 1];
-            self.remove_sounding(self.sounding_len - 1);
-            self.events.push_off(timing, s.key);
-        }
-    }
-
-    fn remove_sounding(&mut self, index: usize) {
-        let key = self.sounding[index].key;
-        self.slot_of_key[key as usize] = NO_SLOT;
-        let last = self.sounding_len - 1;
-        if index != last {
-            let moved = self.sounding[last];
-            self.sounding[index] = moved;
-            self.slot_of_key[moved.key as usize] = index as u16;
-        }
-        self.sounding_len = last;
+        self.visited_this_block += self.sounding.release_all(timing, &mut self.events) as u64;
     }
 }
 
