@@ -53,11 +53,7 @@ pub struct Config {
     pub decoder_hidden: usize,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self::small()
-    }
-}
+super::presets!(Config { "small" => small, "tiny" => tiny });
 
 impl Config {
     /// Nottingham (melody + chords). Melody 48–95 and accompaniment 36–83 hold all but a few
@@ -94,14 +90,6 @@ impl Config {
             rnn_hidden: 32,
             decoder_hidden: 32,
             ..Self::small()
-        }
-    }
-
-    pub fn preset(name: &str) -> Option<Self> {
-        match name {
-            "small" => Some(Self::small()),
-            "tiny" => Some(Self::tiny()),
-            _ => None,
         }
     }
 

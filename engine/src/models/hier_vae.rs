@@ -42,11 +42,7 @@ pub struct HierConfig {
     pub decoder_hidden: usize,
 }
 
-impl Default for HierConfig {
-    fn default() -> Self {
-        Self::small()
-    }
-}
+super::presets!(HierConfig { "hier" | "hier-small" => small, "hier-tiny" => tiny });
 
 impl HierConfig {
     /// The shipped shape.
@@ -74,14 +70,6 @@ impl HierConfig {
             bar_embedding: 16,
             decoder_hidden: 32,
             ..Self::small()
-        }
-    }
-
-    pub fn preset(name: &str) -> Option<Self> {
-        match name {
-            "hier" | "hier-small" => Some(Self::small()),
-            "hier-tiny" => Some(Self::tiny()),
-            _ => None,
         }
     }
 

@@ -47,11 +47,7 @@ pub struct Config {
     pub latent_std: Vec<f32>,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self::small()
-    }
-}
+super::presets!(Config { "small" => small, "tiny" => tiny });
 
 impl Config {
     /// The shipped shape (~2 M parameters).
@@ -77,14 +73,6 @@ impl Config {
             heads: 2,
             layers: 1,
             ..Self::small()
-        }
-    }
-
-    pub fn preset(name: &str) -> Option<Self> {
-        match name {
-            "small" => Some(Self::small()),
-            "tiny" => Some(Self::tiny()),
-            _ => None,
         }
     }
 

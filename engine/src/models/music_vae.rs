@@ -35,11 +35,7 @@ pub struct Config {
     pub z_dim: usize,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self::small()
-    }
-}
+super::presets!(Config { "small" => small, "tiny" => tiny });
 
 impl Config {
     /// The shipped shape: ~350 ms per training step at batch 128 on one core (release,
@@ -61,14 +57,6 @@ impl Config {
             decoder_hidden: 48,
             z_dim: 8,
             ..Self::small()
-        }
-    }
-
-    pub fn preset(name: &str) -> Option<Self> {
-        match name {
-            "small" => Some(Self::small()),
-            "tiny" => Some(Self::tiny()),
-            _ => None,
         }
     }
 

@@ -194,11 +194,14 @@ impl Default for DensityCalibration {
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self::small()
-    }
-}
+super::presets!(Config {
+    "tiny" => tiny,
+    "fast-parts" => fast_parts,
+    "fast" => fast,
+    "fast-cond" => fast_conditioned,
+    "small" => small,
+    "base" => base,
+});
 
 impl Config {
     /// The shipped model's shape. Pitches 32–95 (G#1–B6) hold 99.9% of the notes of POP909's
@@ -268,19 +271,6 @@ impl Config {
         Self {
             parts: true,
             ..Self::fast_conditioned()
-        }
-    }
-
-    /// A named preset: `tiny`, `small`, `fast`, `fast-cond`, `fast-parts` or `base`.
-    pub fn preset(name: &str) -> Option<Self> {
-        match name {
-            "tiny" => Some(Self::tiny()),
-            "fast-parts" => Some(Self::fast_parts()),
-            "fast" => Some(Self::fast()),
-            "fast-cond" => Some(Self::fast_conditioned()),
-            "small" => Some(Self::small()),
-            "base" => Some(Self::base()),
-            _ => None,
         }
     }
 
