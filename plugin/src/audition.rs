@@ -3,8 +3,7 @@
 //! at the start of the next block and a note-off [`AUDITION_SECONDS`] later, sample-accurate,
 //! whether or not the transport plays. Nothing on the audio side allocates or blocks.
 
-use crate::player::{EventBuffer, NoteMessage};
-use crate::voice::{SoundingNotes, key_of};
+use crate::voice::{EventBuffer, NoteMessage, SoundingNotes, key_of};
 use rtrb::{Consumer, Producer, RingBuffer};
 
 /// How long an auditioned note sounds.

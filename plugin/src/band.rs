@@ -14,8 +14,9 @@
 //! grid by its transport position and added to the session's clip.
 
 use crate::capture::CaptureEvent;
-use crate::player::{EventBuffer, NoteMessage};
-use crate::voice::{BlockStart, SoundingNotes, Timeline, key_of, sample_at};
+use crate::voice::{
+    BlockStart, EventBuffer, NoteMessage, SoundingNotes, Timeline, key_of, sample_at,
+};
 use crate::worker::{OwnedThread, STOP_WAIT};
 use bandmate::music::{Clip, Note, TimeSignature, Track, TrackRole};
 use rtrb::{Consumer, Producer, RingBuffer};

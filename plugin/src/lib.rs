@@ -22,8 +22,9 @@ pub use bandmate::music::Clip;
 pub use bandmate_gui::Edit;
 pub use controller::Controller;
 pub use params::{BandmateParams, KeyScale};
-pub use player::{HostTransport, NoteMessage, PlayOptions, Player, PlayerClip};
+pub use player::{HostTransport, PlayOptions, Player, PlayerClip};
 pub use state::Session;
+pub use voice::NoteMessage;
 pub use worker::{Job, JobKind, JobRequest, JobSettings, Worker, WorkerReport};
 
 use audition::{AuditionVoice, audition_feed};

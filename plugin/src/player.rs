@@ -9,7 +9,9 @@
 //! beat `e` plays at the first sample at or after it, `k = ⌈(e − b0)/Δ⌉`; a block therefore owns
 //! the beats in `(b0 − Δ, b0 + (n−1)·Δ]`, and consecutive blocks tile the timeline exactly.
 
-use crate::voice::{BlockStart, KEYS, SoundingNotes, Timeline, key_of, sample_at};
+use crate::voice::{
+    BlockStart, EventBuffer, KEYS, NoteMessage, SoundingNotes, Timeline, key_of, sample_at,
+};
 use bandmate::music::{Clip, STEPS_PER_BEAT};
 
 /// Most clip notes started in one block (a note folded into one starting on the same key at the
@@ -176,92 +178,6 @@ impl Default for PlayOptions {
             channel: None,
             velocity_scale: 1.0,
         }
-    }
-}
-
-/// A note-on or note-off at a sample offset inside the block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NoteMessage {
-    pub timing: u32,
-    /// `false` for note-off (sorts first at the same timing), `true` for note-on.
-    pub on: bool,
-    pub channel: u8,
-    pub pitch: u8,
-    /// MIDI velocity 1–127 for note-ons, 0 for note-offs.
-    pub velocity: u8,
-}
-
-/// A block's outgoing note events in a fixed-capacity buffer (allocated once, off the audio
-/// thread); events beyond the capacity are dropped.
-pub struct EventBuffer<const N: usize> {
-    events: Box<[NoteMessage; N]>,
-    len: usize,
-}
-
-impl NoteMessage {
-    /// A note-off at sample 0 of channel 0, pitch 0: what fills unused buffer entries.
-    pub const EMPTY: NoteMessage = NoteMessage::of_key(0, false, 0, 0);
-
-    /// The message for `key` (channel · 128 + pitch).
-    pub const fn of_key(timing: u32, on: bool, key: u16, velocity: u8) -> Self {
-        Self {
-            timing,
-            on,
-            channel: (key / 128) as u8,
-            pitch: (key % 128) as u8,
-            velocity,
-        }
-    }
-}
-
-impl<const N: usize> Default for EventBuffer<N> {
-    fn default() -> Self {
-        Self {
-            events: Box::new([NoteMessage::EMPTY; N]),
-            len: 0,
-        }
-    }
-}
-
-impl<const N: usize> EventBuffer<N> {
-    pub fn clear(&mut self) {
-        self.len = 0;
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    pub fn push(&mut self, message: NoteMessage) {
-        if self.len < N {
-            self.events[self.len] = message;
-            self.len += 1;
-        }
-    }
-
-    /// A note-off for `key` (channel · 128 + pitch).
-    pub fn push_off(&mut self, timing: u32, key: u16) {
-        self.push(NoteMessage::of_key(timing, false, key, 0));
-    }
-
-    /// A note-on for `key` (channel · 128 + pitch).
-    pub fn push_on(&mut self, timing: u32, key: u16, velocity: u8) {
-        self.push(NoteMessage::of_key(timing, true, key, velocity));
-    }
-
-    pub fn as_slice(&self) -> &[NoteMessage] {
-        &self.events[..self.len]
-    }
-
-    /// The events sorted by timing, note-offs before note-ons at the same sample.
-    pub fn sorted(&mut self) -> &[NoteMessage] {
-        let events = &mut self.events[..self.len];
-        events.sort_unstable();
-        events
     }
 }
 

@@ -54,6 +54,7 @@ fn test_windows(count: usize) -> Vec<Clip> {
 
 #[test]
 fn every_sampling_setting_changes_the_result_the_way_its_name_says() {
+    bandmate_tests::require_data!("pop909");
     let clips = test_windows(3);
     assert_eq!(clips.len(), 3);
     let embedded: Arc<dyn Generator> = Arc::new(RollGenerator::new(
@@ -226,6 +227,7 @@ fn every_sampling_setting_changes_the_result_the_way_its_name_says() {
 
 #[test]
 fn repeat_makes_fills_follow_the_bars_before_the_hole() {
+    bandmate_tests::require_data!("pop909");
     // POP909 test windows, bars 3–4 filled by the embedded model at Repeat 1 and 0.
     let clips = test_windows(4);
     assert_eq!(clips.len(), 4);
