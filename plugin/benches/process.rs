@@ -6,10 +6,7 @@
 //! Loads the release library cargo builds for this bench (`target/release/libbandmate_plugin.*`).
 
 use bandmate::music::{Clip, Note};
-use clack_host::events::event_types::{TransportEvent, TransportFlags};
-use clack_host::events::{EventFlags, EventHeader};
 use clack_host::prelude::*;
-use clack_host::utils::{BeatTime, SecondsTime};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -88,26 +85,7 @@ fn time_blocks(entry: &PluginEntry, clip: &Clip, what: &str, tempo: f64, blocks:
     let mut times = Vec::with_capacity(blocks);
     let mut events = 0usize;
     for block in 0..blocks + 1000 {
-        let samples = block as f64 * BLOCK as f64;
-        let transport = TransportEvent {
-            header: EventHeader::new_core(0, EventFlags::empty()),
-            flags: TransportFlags::HAS_TEMPO
-                | TransportFlags::HAS_BEATS_TIMELINE
-                | TransportFlags::HAS_SECONDS_TIMELINE
-                | TransportFlags::IS_PLAYING,
-            song_pos_beats: BeatTime::from_float(samples / RATE * tempo / 60.0),
-            song_pos_seconds: SecondsTime::from_float(samples / RATE),
-            tempo,
-            tempo_inc: 0.0,
-            loop_start_beats: BeatTime::from_int(0),
-            loop_end_beats: BeatTime::from_int(0),
-            loop_start_seconds: SecondsTime::from_int(0),
-            loop_end_seconds: SecondsTime::from_int(0),
-            bar_start: BeatTime::from_int(0),
-            bar_number: 0,
-            time_signature_numerator: 4,
-            time_signature_denominator: 4,
-        };
+        let transport = clap_host::steady_transport(block as u64 * BLOCK as u64, RATE, tempo);
         output_events.clear();
         let input_audio = InputAudioBuffers::empty();
         let mut output_audio = output_ports.with_output_buffers([AudioPortBuffer {

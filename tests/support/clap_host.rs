@@ -1,11 +1,15 @@
 //! A minimal CLAP host around Bandmate's library (clack-host), shared by the host-level tests
-//! (`tests/tests/plugin_host.rs`) and the process benchmark (`plugin/benches/process.rs`), which
-//! include this file with `#[path]`. Each uses a part of it.
+//! (`tests/tests/plugin_host.rs`), the process benchmark (`plugin/benches/process.rs`) and the
+//! smoke host that also runs under Wine (`plugin/examples/clap_smoke.rs`), which include this
+//! file with `#[path]`. Each uses a part of it.
 #![allow(dead_code)]
 
 use bandmate::music::{Clip, Note, Track, TrackRole};
 use clack_extensions::state::PluginState as StateExtension;
+use clack_host::events::event_types::{NoteOffEvent, NoteOnEvent, TransportEvent, TransportFlags};
+use clack_host::events::{EventFlags, EventHeader};
 use clack_host::prelude::*;
+use clack_host::utils::{BeatTime, SecondsTime};
 use std::ffi::CString;
 use std::path::Path;
 
@@ -101,4 +105,99 @@ pub fn dense_clip_100k() -> Clip {
         ));
     }
     clip
+}
+
+/// The transport of a host playing from beat 0 at a steady `tempo`, at `sample` (4/4, no loop).
+pub fn steady_transport(sample: u64, rate: f64, tempo: f64) -> TransportEvent {
+    let seconds = sample as f64 / rate;
+    TransportEvent {
+        header: EventHeader::new_core(0, EventFlags::empty()),
+        flags: TransportFlags::HAS_TEMPO
+            | TransportFlags::HAS_BEATS_TIMELINE
+            | TransportFlags::HAS_SECONDS_TIMELINE
+            | TransportFlags::IS_PLAYING,
+        song_pos_beats: BeatTime::from_float(seconds * tempo / 60.0),
+        song_pos_seconds: SecondsTime::from_float(seconds),
+        tempo,
+        tempo_inc: 0.0,
+        loop_start_beats: BeatTime::from_int(0),
+        loop_end_beats: BeatTime::from_int(0),
+        loop_start_seconds: SecondsTime::from_int(0),
+        loop_end_seconds: SecondsTime::from_int(0),
+        bar_start: BeatTime::from_int(0),
+        bar_number: 0,
+        time_signature_numerator: 4,
+        time_signature_denominator: 4,
+    }
+}
+
+/// A note event the plugin sent: absolute sample, on/off, channel, key, velocity (0 for offs).
+pub type Played = (u64, bool, u8, u8, u8);
+
+/// The note events of one block that starts at `block_start`, appended to `out`.
+pub fn collect_notes(events: &EventBuffer, block_start: u64, out: &mut Vec<Played>) {
+    for event in events.iter() {
+        let at = block_start + event.header().time() as u64;
+        if let Some(on) = event.as_event::<NoteOnEvent>() {
+            let raw = on.as_raw();
+            let velocity = (raw.velocity * 127.0).round() as u8;
+            out.push((at, true, raw.channel as u8, raw.key as u8, velocity));
+        } else if let Some(off) = event.as_event::<NoteOffEvent>() {
+            let raw = off.as_raw();
+            out.push((at, false, raw.channel as u8, raw.key as u8, 0));
+        }
+    }
+}
+
+/// Load the library at `path`, give a new instance `clip`, activate it at `rate` with blocks of
+/// `block` samples and play `blocks` blocks at a steady `tempo` from beat 0: every note event it
+/// sent, in order.
+pub fn play_steady(
+    path: &Path,
+    clip: &Clip,
+    rate: f64,
+    block: u32,
+    blocks: usize,
+    tempo: f64,
+) -> Vec<Played> {
+    let entry = load_entry(path);
+    let mut instance = new_instance(&entry, "bandmate-smoke");
+    load_state(&mut instance, &state_with_clip(clip)).expect("loading the clip");
+    let config = PluginAudioConfiguration {
+        sample_rate: rate,
+        min_frames_count: block,
+        max_frames_count: block,
+    };
+    let processor = instance.activate(|_, _| (), config).expect("activation");
+    let mut processor = processor.start_processing().expect("start");
+    let mut outputs = vec![vec![0.0f32; block as usize]; 2];
+    let mut output_ports = AudioPorts::with_capacity(2, 1);
+    let input_events = EventBuffer::new();
+    let mut output_events = EventBuffer::with_capacity(8192);
+    let mut played = Vec::new();
+    for i in 0..blocks as u64 {
+        let start = i * block as u64;
+        output_events.clear();
+        let input_audio = InputAudioBuffers::empty();
+        let mut output_audio = output_ports.with_output_buffers([AudioPortBuffer {
+            latency: 0,
+            channels: AudioPortBufferType::f32_output_only(
+                outputs.iter_mut().map(|b| b.as_mut_slice()),
+            ),
+        }]);
+        processor
+            .process(
+                &input_audio,
+                &mut output_audio,
+                &input_events.as_input(),
+                &mut output_events.as_output(),
+                None,
+                Some(&steady_transport(start, rate, tempo)),
+            )
+            .expect("process");
+        collect_notes(&output_events, start, &mut played);
+    }
+    let processor = processor.stop_processing();
+    instance.deactivate(processor);
+    played
 }

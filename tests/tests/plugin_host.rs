@@ -228,27 +228,8 @@ fn drive(
             assert!(time < n, "event at {time} in a block of {n}");
             assert!(time >= last_time, "events are sorted");
             last_time = time;
-            if let Some(on) = event.as_event::<NoteOnEvent>() {
-                let raw = on.as_raw();
-                let velocity = (raw.velocity * 127.0).round() as u8;
-                played.push((
-                    sample + time as u64,
-                    true,
-                    raw.channel as u8,
-                    raw.key as u8,
-                    velocity,
-                ));
-            } else if let Some(off) = event.as_event::<NoteOffEvent>() {
-                let raw = off.as_raw();
-                played.push((
-                    sample + time as u64,
-                    false,
-                    raw.channel as u8,
-                    raw.key as u8,
-                    0,
-                ));
-            }
         }
+        clap_host::collect_notes(&output_events, sample, &mut played);
         for _ in 0..n {
             let mut discontinuous = std::mem::take(&mut fresh);
             if playing && units >= loop_end * units_per_beat {

@@ -1,5 +1,7 @@
-//! `cargo xtask bundle [--debug]`: build the plugin and lay out `target/bundled/Bandmate.clap`,
-//! `Bandmate.vst3` and the standalone `bandmate-standalone` for this platform.
+//! `cargo xtask bundle [--debug] [--windows]`: build the plugin and lay out
+//! `target/bundled/Bandmate.clap`, `Bandmate.vst3` and the standalone `bandmate-standalone` for
+//! this platform, or with `--windows` `target/bundled/windows/` for 64-bit Windows
+//! (cross-compiled with MinGW-w64; `cargo xtask deps --windows` installs the target and linker).
 //!
 //! The `dist` profile by default (the release build without debug info, so the bundles stay
 //! small); `--debug` bundles a debug build, whose `process()` aborts on any
@@ -21,48 +23,122 @@ pub struct Bundles {
     pub standalone: PathBuf,
 }
 
-pub fn run(args: &[String]) -> Result {
-    let debug = match args {
-        [] => false,
-        [flag] if flag == "--debug" => true,
-        _ => {
-            return Err(format!(
-                "usage: cargo xtask bundle [--debug] (got {args:?})"
-            ));
+/// Whom the bundles are for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Platform {
+    /// The machine xtask runs on.
+    Host,
+    /// 64-bit Windows, cross-compiled with MinGW-w64.
+    Windows,
+}
+
+pub const WINDOWS_TARGET: &str = "x86_64-pc-windows-gnu";
+
+impl Platform {
+    fn os(self) -> &'static str {
+        match self {
+            Platform::Host => std::env::consts::OS,
+            Platform::Windows => "windows",
         }
-    };
-    let bundles = build(debug)?;
+    }
+
+    fn arch(self) -> &'static str {
+        match self {
+            Platform::Host => std::env::consts::ARCH,
+            Platform::Windows => "x86_64",
+        }
+    }
+
+    /// `--target` for cargo, if not the host.
+    pub fn target(self) -> Option<&'static str> {
+        match self {
+            Platform::Host => None,
+            Platform::Windows => Some(WINDOWS_TARGET),
+        }
+    }
+
+    /// Where cargo puts the build of `profile` (`debug`, `dist`).
+    pub fn profile_dir(self, profile: &str) -> PathBuf {
+        let target = target_dir();
+        match self.target() {
+            None => target.join(profile),
+            Some(triple) => target.join(triple).join(profile),
+        }
+    }
+
+    /// The file name of executable `name`.
+    pub fn exe(self, name: &str) -> String {
+        if self.os() == "windows" {
+            format!("{name}.exe")
+        } else {
+            name.to_string()
+        }
+    }
+
+    fn library_file_name(self) -> String {
+        match self.os() {
+            "macos" => format!("lib{LIB_NAME}.dylib"),
+            "windows" => format!("{LIB_NAME}.dll"),
+            _ => format!("lib{LIB_NAME}.so"),
+        }
+    }
+}
+
+pub fn run(args: &[String]) -> Result {
+    let (mut debug, mut platform) = (false, Platform::Host);
+    for arg in args {
+        match arg.as_str() {
+            "--debug" => debug = true,
+            "--windows" => platform = Platform::Windows,
+            _ => {
+                return Err(format!(
+                    "usage: cargo xtask bundle [--debug] [--windows] (got {args:?})"
+                ));
+            }
+        }
+    }
+    if platform == Platform::Windows {
+        crate::deps::windows()?;
+    }
+    let bundles = build_for(platform, debug)?;
     for path in [&bundles.clap, &bundles.vst3, &bundles.standalone] {
         println!("{}", path.display());
     }
     Ok(())
 }
 
-/// Build the plugin and the standalone, then bundle them.
+/// Build the plugin and the standalone for this machine, then bundle them.
 pub fn build(debug: bool) -> Result<Bundles> {
+    build_for(Platform::Host, debug)
+}
+
+/// Build the plugin and the standalone for `platform`, then bundle them (in
+/// `target/bundled/` for the host, `target/bundled/windows/` for Windows).
+pub fn build_for(platform: Platform, debug: bool) -> Result<Bundles> {
     let mut args = vec!["build", "-p", PACKAGE, "--lib", "--bin", STANDALONE];
     if !debug {
         args.extend(["--profile", "dist"]);
     }
+    if let Some(triple) = platform.target() {
+        args.extend(["--target", triple]);
+    }
     shell::run(&shell::cargo(), &args)?;
-    let target = target_dir();
-    let profile_dir = target.join(if debug { "debug" } else { "dist" });
-    let bundled = target.join("bundled");
+    let profile_dir = platform.profile_dir(if debug { "debug" } else { "dist" });
+    let mut bundled = target_dir().join("bundled");
+    if platform != Platform::Host {
+        bundled = bundled.join(platform.os());
+    }
     fs::create_dir_all(&bundled).map_err(|e| format!("creating {}: {e}", bundled.display()))?;
 
-    let library = profile_dir.join(library_file_name());
+    let library = profile_dir.join(platform.library_file_name());
     if !library.is_file() {
         return Err(format!("the build did not produce {}", library.display()));
     }
     let clap = bundled.join(format!("{PLUGIN_NAME}.clap"));
     let vst3 = bundled.join(format!("{PLUGIN_NAME}.vst3"));
-    bundle_clap(&library, &clap)?;
-    bundle_vst3(&library, &vst3)?;
-    let exe = if cfg!(windows) {
-        format!("{STANDALONE}.exe")
-    } else {
-        STANDALONE.to_string()
-    };
+    bundle_clap(platform, &library, &clap)?;
+    bundle_vst3(platform, &library, &vst3)?;
+    let exe = platform.exe(STANDALONE);
     let standalone = bundled.join(&exe);
     copy(&profile_dir.join(&exe), &standalone)?;
     Ok(Bundles {
@@ -87,20 +163,10 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-fn library_file_name() -> String {
-    if cfg!(target_os = "macos") {
-        format!("lib{LIB_NAME}.dylib")
-    } else if cfg!(windows) {
-        format!("{LIB_NAME}.dll")
-    } else {
-        format!("lib{LIB_NAME}.so")
-    }
-}
-
 /// CLAP: the library itself under the bundle's name (a macOS bundle folder on macOS).
-fn bundle_clap(library: &Path, clap: &Path) -> Result {
+fn bundle_clap(platform: Platform, library: &Path, clap: &Path) -> Result {
     remove(clap)?;
-    if cfg!(target_os = "macos") {
+    if platform.os() == "macos" {
         mac_bundle(library, clap, "BNDL")
     } else {
         copy(library, clap)
@@ -108,13 +174,13 @@ fn bundle_clap(library: &Path, clap: &Path) -> Result {
 }
 
 /// VST3: `Name.vst3/Contents/<arch>-<os>/Name.<ext>` (a macOS bundle on macOS).
-fn bundle_vst3(library: &Path, vst3: &Path) -> Result {
+fn bundle_vst3(platform: Platform, library: &Path, vst3: &Path) -> Result {
     remove(vst3)?;
-    if cfg!(target_os = "macos") {
+    if platform.os() == "macos" {
         return mac_bundle(library, vst3, "BNDL");
     }
-    let arch = std::env::consts::ARCH;
-    let (folder, ext) = if cfg!(windows) {
+    let arch = platform.arch();
+    let (folder, ext) = if platform.os() == "windows" {
         (format!("{arch}-win"), "vst3")
     } else {
         (format!("{arch}-linux"), "so")

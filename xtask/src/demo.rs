@@ -8,7 +8,7 @@ use crate::install;
 use crate::shell::{self, Result};
 
 pub fn run(extra: &[String]) -> Result {
-    crate::deps::run()?;
+    crate::deps::install(crate::deps::DEBIAN_PACKAGES)?;
     let install_plugin = !extra.iter().any(|a| a == "--no-install");
     let extra: Vec<&str> = extra
         .iter()

@@ -1,6 +1,9 @@
-//! `cargo xtask deps`: install the Debian packages the workspace needs to build (the plugin's
-//! GUI and standalone need the X11/GL/ALSA/JACK headers), only those that are missing.
+//! `cargo xtask deps [--windows]`: install the Debian packages the workspace needs to build (the
+//! plugin's GUI and standalone need the X11/GL/ALSA/JACK headers), only those that are missing;
+//! with `--windows` also what the Windows cross-build and its Wine test need (the Rust target
+//! `x86_64-pc-windows-gnu`, MinGW-w64, Wine).
 
+use crate::bundle::WINDOWS_TARGET;
 use crate::shell::{self, Result};
 
 pub const DEBIAN_PACKAGES: &[&str] = &[
@@ -15,12 +18,35 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "libxrandr-dev",
 ];
 
-pub fn run() -> Result {
-    let missing: Vec<&str> = DEBIAN_PACKAGES
-        .iter()
-        .copied()
-        .filter(|p| !installed(p))
-        .collect();
+/// What the Windows build (MinGW-w64 linker) and its smoke test (Wine) add.
+pub const WINDOWS_PACKAGES: &[&str] = &["gcc-mingw-w64-x86-64", "wine64"];
+
+pub fn run(args: &[String]) -> Result {
+    match args {
+        [] => install(DEBIAN_PACKAGES),
+        [flag] if flag == "--windows" => {
+            install(DEBIAN_PACKAGES)?;
+            windows()
+        }
+        _ => Err(format!(
+            "usage: cargo xtask deps [--windows] (got {args:?})"
+        )),
+    }
+}
+
+/// The Rust target and the packages of the Windows cross-build and its Wine test.
+pub fn windows() -> Result {
+    install(WINDOWS_PACKAGES)?;
+    let installed = shell::output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if installed.lines().any(|t| t.trim() == WINDOWS_TARGET) {
+        return Ok(());
+    }
+    shell::run("rustup", &["target", "add", WINDOWS_TARGET])
+}
+
+/// Install the `packages` that are missing.
+pub fn install(packages: &[&str]) -> Result {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
         eprintln!("xtask: system packages present");
         return Ok(());

@@ -4,6 +4,7 @@ mod bench;
 mod bundle;
 mod demo;
 mod deps;
+mod host_test;
 mod install;
 mod screenshot;
 mod shell;
@@ -16,11 +17,15 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  deps    install the Debian packages the build needs (only the missing ones)
+  deps    install the Debian packages the build needs (only the missing ones) [--windows: also
+          the Rust target x86_64-pc-windows-gnu, MinGW-w64 and Wine]
   demo    deps, bundle and install the plugin, run fill/harmonize/continue/band on the example [--no-install]
   test    deps, then every test: fmt check, clippy, cargo test --workspace
   train   train roll: train the piano-roll diffusion model on POP909 (resumes; --budget 95m)
   bundle  build target/bundled/Bandmate.clap, Bandmate.vst3 and the standalone [--debug]
+          [--windows: for 64-bit Windows, in target/bundled/windows/]
+  host-test wine  the Windows bundle and a small CLAP host under Wine play the same notes as
+          the Linux ones
   install bundle, then copy the plugins into the user's plugin folders [--debug] [--to DIR]
   bench   bench plugin|data|editor|roll|latent|band [--compare-torch] [--rounds N], or
           bench --compare-torch [--rounds N] (every model against PyTorch): benchmarks
@@ -31,7 +36,8 @@ commands:
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("deps") => deps::run(),
+        Some("deps") => deps::run(&args[1..]),
+        Some("host-test") => host_test::run(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
         Some("test") => test::run(&args[1..]),
         Some("train") => train::run(&args[1..]),

@@ -68,6 +68,24 @@ pub fn run_teed_with_env(program: &str, args: &[&str], env: &[(String, String)])
     }
 }
 
+/// Run `program args...` with extra environment variables in the workspace root, echoed, and
+/// return its stdout (stderr passes through); an error if it fails.
+pub fn output_of(program: &str, args: &[&str], env: &[(String, String)]) -> Result<String> {
+    let out = command(program, args, env)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("could not start {program}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{program} {} failed ({})",
+            args.join(" "),
+            out.status
+        ))
+    }
+}
+
 /// Run and capture stdout; `None` if the program is missing or fails.
 pub fn output(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;

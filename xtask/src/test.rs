@@ -3,7 +3,7 @@
 use crate::shell::{self, Result};
 
 pub fn run(extra: &[String]) -> Result {
-    crate::deps::run()?;
+    crate::deps::install(crate::deps::DEBIAN_PACKAGES)?;
     let cargo = shell::cargo();
     shell::run(&cargo, &["fmt", "--all", "--", "--check"])?;
     shell::run(
