@@ -18,7 +18,7 @@ use candle_core::{DType, Device, Module, Result, Tensor, bail};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use super::music_vae::{VaeOutput, emit_tokens, reparameterize, tokens_tensor};
+use super::music_vae::{Vae, check_uniforms, emit_tokens, tokens_tensor};
 use crate::music::melody::CLASSES;
 use crate::nn::lstm::{LstmCell, SequenceInput, bidirectional_ends};
 
@@ -164,8 +164,23 @@ impl HierVae {
         &self.cfg
     }
 
+    /// The conductor's bar embeddings of z `[batch, z_dim]`: `[batch, bars, bar_embedding]`.
+    fn conduct(&self, z: &Tensor) -> Result<Tensor> {
+        let (h, c) = init_state(&self.conductor_init, z, self.cfg.conductor_hidden)?;
+        let cell = self.conductor.weights()?;
+        let (b, z_dim) = z.dims2()?;
+        let zs = z
+            .unsqueeze(0)?
+            .broadcast_as((self.cfg.bars, b, z_dim))?
+            .contiguous()?; // [bars, batch, z]
+        let hs = cell.sequence(&zs, &h, &c)?.transpose(0, 1)?.contiguous()?; // [batch, bars, H]
+        self.conductor_out.forward(&hs)?.tanh()
+    }
+}
+
+impl Vae for HierVae {
     /// μ and log σ² (`[batch, z_dim]` each) of `[batch, bars·16]` u32 tokens.
-    pub fn encode(&self, tokens: &Tensor) -> Result<(Tensor, Tensor)> {
+    fn encode(&self, tokens: &Tensor) -> Result<(Tensor, Tensor)> {
         let c = &self.cfg;
         let (b, _) = tokens.dims2()?;
         let ts = tokens
@@ -188,21 +203,8 @@ impl HierVae {
         Ok((self.mu.forward(&h)?, self.log_var.forward(&h)?))
     }
 
-    /// The conductor's bar embeddings of z `[batch, z_dim]`: `[batch, bars, bar_embedding]`.
-    fn conduct(&self, z: &Tensor) -> Result<Tensor> {
-        let (h, c) = init_state(&self.conductor_init, z, self.cfg.conductor_hidden)?;
-        let cell = self.conductor.weights()?;
-        let (b, z_dim) = z.dims2()?;
-        let zs = z
-            .unsqueeze(0)?
-            .broadcast_as((self.cfg.bars, b, z_dim))?
-            .contiguous()?; // [bars, batch, z]
-        let hs = cell.sequence(&zs, &h, &c)?.transpose(0, 1)?.contiguous()?; // [batch, bars, H]
-        self.conductor_out.forward(&hs)?.tanh()
-    }
-
     /// Teacher-forced logits `[batch, bars·16, classes]` given z and the target tokens.
-    pub fn decode_teacher_forced(&self, z: &Tensor, tokens: &Tensor) -> Result<Tensor> {
+    fn decode_teacher_forced(&self, z: &Tensor, tokens: &Tensor) -> Result<Tensor> {
         let c = &self.cfg;
         let (b, steps) = tokens.dims2()?;
         let (rows, e) = (b * c.bars, c.bar_embedding);
@@ -223,20 +225,9 @@ impl HierVae {
         self.output.forward(&hs)?.reshape((b, steps, c.classes))
     }
 
-    /// Encode (reparameterized with `noise`, or z = μ) and decode teacher-forced.
-    pub fn forward(&self, tokens: &Tensor, noise: Option<&Tensor>) -> Result<VaeOutput> {
-        let (mu, log_var) = self.encode(tokens)?;
-        let z = reparameterize(&mu, &log_var, noise)?;
-        Ok(VaeOutput {
-            logits: self.decode_teacher_forced(&z, tokens)?,
-            mu,
-            log_var,
-        })
-    }
-
     /// Autoregressive decoding of z `[batch, z_dim]` into `[batch, bars·16]` tokens: argmax, or
     /// sampled at `temperature` with `uniforms` (`steps · batch` values, step-major).
-    pub fn decode(
+    fn decode(
         &self,
         z: &Tensor,
         temperature: Option<f64>,
@@ -245,13 +236,7 @@ impl HierVae {
         let c = &self.cfg;
         let (b, _) = z.dims2()?;
         let steps = c.steps();
-        if temperature.is_some() && uniforms.len() < b * steps {
-            bail!(
-                "decode: {} uniforms for {} draws",
-                uniforms.len(),
-                b * steps
-            );
-        }
+        check_uniforms(temperature, uniforms, b * steps)?;
         let embeddings = self.conduct(z)?; // [batch, bars, E]
         let cell = self.decoder.weights()?;
         let mut previous = Tensor::zeros((b, c.classes), DType::F32, z.device())?;
@@ -271,7 +256,7 @@ impl HierVae {
     }
 
     /// Tokens `[batch][steps]` as a u32 tensor, checking lengths and classes.
-    pub fn tokens_tensor(&self, windows: &[&[u8]], device: &Device) -> Result<Tensor> {
+    fn tokens_tensor(&self, windows: &[&[u8]], device: &Device) -> Result<Tensor> {
         tokens_tensor(windows, self.cfg.steps(), self.cfg.classes, device)
     }
 }

@@ -97,6 +97,45 @@ pub struct VaeOutput {
     pub log_var: Tensor,
 }
 
+/// What the flat ([`MusicVae`]) and the hierarchical ([`super::hier_vae::HierVae`]) MusicVAE
+/// share; [`crate::vae::VaeNet`] holds either and calls it through this.
+pub trait Vae {
+    /// μ and log σ² (`[batch, z_dim]` each) of `[batch, steps]` u32 tokens.
+    fn encode(&self, tokens: &Tensor) -> Result<(Tensor, Tensor)>;
+
+    /// Teacher-forced logits `[batch, steps, classes]` of the decoder given z `[batch, z_dim]`
+    /// and the target tokens `[batch, steps]` (u32).
+    fn decode_teacher_forced(&self, z: &Tensor, tokens: &Tensor) -> Result<Tensor>;
+
+    /// Autoregressive decoding of z `[batch, z_dim]` into `[batch, steps]` tokens. With
+    /// `temperature` `None` each step takes the argmax; otherwise it samples from
+    /// softmax(logits / temperature) with the uniforms `uniforms` (`steps · batch` values in
+    /// [0, 1), step-major), so that sampling is seeded by the
+    /// caller.
+    fn decode(
+        &self,
+        z: &Tensor,
+        temperature: Option<f64>,
+        uniforms: &[f32],
+    ) -> Result<Vec<Vec<u8>>>;
+
+    /// Tokens `[batch][steps]` as a u32 tensor `[batch, steps]`, checking lengths and classes.
+    fn tokens_tensor(&self, windows: &[&[u8]], device: &Device) -> Result<Tensor>;
+
+    /// Encode with the reparameterization trick (`noise`: `[batch, z_dim]` standard normal, or
+    /// `None` to use μ) and decode teacher-forced.
+    fn forward(&self, tokens: &Tensor, noise: Option<&Tensor>) -> Result<VaeOutput> {
+        let (mu, log_var) = self.encode(tokens)?;
+        let z = reparameterize(&mu, &log_var, noise)?;
+        let logits = self.decode_teacher_forced(&z, tokens)?;
+        Ok(VaeOutput {
+            logits,
+            mu,
+            log_var,
+        })
+    }
+}
+
 impl MusicVae {
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
         if let Err(e) = cfg.validate() {
@@ -136,24 +175,23 @@ impl MusicVae {
         one_hot(tokens, self.cfg.classes)
     }
 
-    /// μ and log σ² (`[batch, z_dim]` each) of `[batch, steps]` u32 tokens.
-    pub fn encode(&self, tokens: &Tensor) -> Result<(Tensor, Tensor)> {
-        let ts = tokens.t()?.contiguous()?; // [steps, batch]
-        let input = SequenceInput::Tokens(&ts, self.cfg.classes);
-        let h = bidirectional_ends(&self.encoder_fwd, &self.encoder_bwd, input)?; // [batch, 2·H]
-        Ok((self.mu.forward(&h)?, self.log_var.forward(&h)?))
-    }
-
     /// Decoder (h, c) at step 0 from z `[batch, z_dim]`.
     fn initial_state(&self, z: &Tensor) -> Result<(Tensor, Tensor)> {
         let hc = self.decoder_init.forward(z)?.tanh()?; // [batch, 2·H]
         let n = self.cfg.decoder_hidden;
         Ok((hc.narrow(1, 0, n)?, hc.narrow(1, n, n)?))
     }
+}
 
-    /// Teacher-forced logits `[batch, steps, classes]` of the decoder given z `[batch, z_dim]`
-    /// and the target tokens `[batch, steps]` (u32).
-    pub fn decode_teacher_forced(&self, z: &Tensor, tokens: &Tensor) -> Result<Tensor> {
+impl Vae for MusicVae {
+    fn encode(&self, tokens: &Tensor) -> Result<(Tensor, Tensor)> {
+        let ts = tokens.t()?.contiguous()?; // [steps, batch]
+        let input = SequenceInput::Tokens(&ts, self.cfg.classes);
+        let h = bidirectional_ends(&self.encoder_fwd, &self.encoder_bwd, input)?; // [batch, 2·H]
+        Ok((self.mu.forward(&h)?, self.log_var.forward(&h)?))
+    }
+
+    fn decode_teacher_forced(&self, z: &Tensor, tokens: &Tensor) -> Result<Tensor> {
         let (b, steps) = tokens.dims2()?;
         let classes = self.cfg.classes;
         // The previous token at every step; `classes` (an all-zero input) at the first.
@@ -168,24 +206,7 @@ impl MusicVae {
         self.output.forward(&hs) // [batch, steps, classes]
     }
 
-    /// Encode with the reparameterization trick (`noise`: `[batch, z_dim]` standard normal, or
-    /// `None` to use μ) and decode teacher-forced.
-    pub fn forward(&self, tokens: &Tensor, noise: Option<&Tensor>) -> Result<VaeOutput> {
-        let (mu, log_var) = self.encode(tokens)?;
-        let z = reparameterize(&mu, &log_var, noise)?;
-        let logits = self.decode_teacher_forced(&z, tokens)?;
-        Ok(VaeOutput {
-            logits,
-            mu,
-            log_var,
-        })
-    }
-
-    /// Autoregressive decoding of z `[batch, z_dim]` into `[batch, steps]` tokens. With
-    /// `temperature` `None` each step takes the argmax; otherwise it samples from
-    /// softmax(logits / temperature) with the uniforms `uniforms` (`steps · batch` values in
-    /// [0, 1), step-major), so that sampling is seeded by the caller.
-    pub fn decode(
+    fn decode(
         &self,
         z: &Tensor,
         temperature: Option<f64>,
@@ -193,13 +214,7 @@ impl MusicVae {
     ) -> Result<Vec<Vec<u8>>> {
         let (b, _) = z.dims2()?;
         let steps = self.cfg.steps;
-        if temperature.is_some() && uniforms.len() < b * steps {
-            bail!(
-                "decode: {} uniforms for {} draws",
-                uniforms.len(),
-                b * steps
-            );
-        }
+        check_uniforms(temperature, uniforms, b * steps)?;
         let (mut h, mut c) = self.initial_state(z)?;
         let cell = self.decoder.weights()?;
         let mut previous = Tensor::zeros((b, self.cfg.classes), DType::F32, z.device())?;
@@ -213,10 +228,21 @@ impl MusicVae {
         Ok(out)
     }
 
-    /// Tokens `[batch][steps]` as a u32 tensor `[batch, steps]`, checking lengths and classes.
-    pub fn tokens_tensor(&self, windows: &[&[u8]], device: &Device) -> Result<Tensor> {
+    fn tokens_tensor(&self, windows: &[&[u8]], device: &Device) -> Result<Tensor> {
         tokens_tensor(windows, self.cfg.steps, self.cfg.classes, device)
     }
+}
+
+/// Fails unless a sampled decoding (`temperature` given) has a uniform for each of its `draws`.
+pub(crate) fn check_uniforms(
+    temperature: Option<f64>,
+    uniforms: &[f32],
+    draws: usize,
+) -> Result<()> {
+    if temperature.is_some() && uniforms.len() < draws {
+        bail!("decode: {} uniforms for {draws} draws", uniforms.len());
+    }
+    Ok(())
 }
 
 /// One-hot `[batch, steps, classes]` of `[batch, steps]` u32 tokens.

@@ -6,7 +6,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::models::hier_vae::{HierConfig, HierVae};
-use crate::models::music_vae::{Config, MusicVae, VaeOutput};
+use crate::models::music_vae::{Config, MusicVae, Vae, VaeOutput};
 
 /// A MusicVAE shape, as stored in `config.json` (the hierarchical fields tell them apart).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -100,27 +100,26 @@ impl VaeNet {
         }
     }
 
+    /// The network of either shape, through what both share.
+    fn net(&self) -> &dyn Vae {
+        match self {
+            Self::Flat(m) => m,
+            Self::Hierarchical(m) => m,
+        }
+    }
+
     /// μ and log σ² (`[batch, z_dim]`) of `[batch, steps]` u32 tokens.
     pub fn encode(&self, tokens: &Tensor) -> Result<(Tensor, Tensor)> {
-        match self {
-            Self::Flat(m) => m.encode(tokens),
-            Self::Hierarchical(m) => m.encode(tokens),
-        }
+        self.net().encode(tokens)
     }
 
     /// Teacher-forced logits `[batch, steps, classes]`.
     pub fn decode_teacher_forced(&self, z: &Tensor, tokens: &Tensor) -> Result<Tensor> {
-        match self {
-            Self::Flat(m) => m.decode_teacher_forced(z, tokens),
-            Self::Hierarchical(m) => m.decode_teacher_forced(z, tokens),
-        }
+        self.net().decode_teacher_forced(z, tokens)
     }
 
     pub fn forward(&self, tokens: &Tensor, noise: Option<&Tensor>) -> Result<VaeOutput> {
-        match self {
-            Self::Flat(m) => m.forward(tokens, noise),
-            Self::Hierarchical(m) => m.forward(tokens, noise),
-        }
+        self.net().forward(tokens, noise)
     }
 
     /// Autoregressive decoding (argmax, or sampled with `uniforms`, `steps · batch` values).
@@ -130,16 +129,10 @@ impl VaeNet {
         temperature: Option<f64>,
         uniforms: &[f32],
     ) -> Result<Vec<Vec<u8>>> {
-        match self {
-            Self::Flat(m) => m.decode(z, temperature, uniforms),
-            Self::Hierarchical(m) => m.decode(z, temperature, uniforms),
-        }
+        self.net().decode(z, temperature, uniforms)
     }
 
     pub fn tokens_tensor(&self, windows: &[&[u8]], device: &Device) -> Result<Tensor> {
-        match self {
-            Self::Flat(m) => m.tokens_tensor(windows, device),
-            Self::Hierarchical(m) => m.tokens_tensor(windows, device),
-        }
+        self.net().tokens_tensor(windows, device)
     }
 }
