@@ -90,6 +90,33 @@ fn im2col(x: &Strided4, g: &ConvGeometry, b: usize, p0: usize, n: usize, cols: &
     }
 }
 
+/// The columns `[k_dim, n]` of output positions `[p0, p0 + n)` of image `b` as a gemm operand:
+/// the input itself for a `pointwise` convolution (1×1, stride 1, rows that flatten), otherwise
+/// unrolled into `cols` by [`im2col`].
+fn columns(
+    x: &Strided4,
+    g: &ConvGeometry,
+    b: usize,
+    (p0, n): (usize, usize),
+    pointwise: bool,
+    cols: &mut [f32],
+) -> Mat {
+    if pointwise {
+        let [s0, s1, _, s3] = x.strides;
+        return Mat {
+            ptr: x.data[x.offset + b * s0 + p0 * s3..].as_ptr(),
+            rs: s1,
+            cs: s3,
+        };
+    }
+    im2col(x, g, b, p0, n, cols);
+    Mat {
+        ptr: cols.as_ptr(),
+        rs: n,
+        cs: 1,
+    }
+}
+
 /// The sum of `values` in f64, over eight lanes so that it vectorizes (a single f64 chain
 /// waits on each add: it was 1.3% of a roll training step, for the bias gradients).
 fn sum_f64(values: &[f32]) -> f64 {
@@ -414,21 +441,7 @@ pub fn conv2d_forward(
                     unsafe { std::slice::from_raw_parts_mut(dst.add(co * p), n) }.fill(value);
                 }
             }
-            let rhs = if pointwise {
-                let [s0, s1, _, s3] = x.strides;
-                Mat {
-                    ptr: x.data[x.offset + b * s0 + p0 * s3..].as_ptr(),
-                    rs: s1,
-                    cs: s3,
-                }
-            } else {
-                im2col(x, g, b, p0, n, cols);
-                Mat {
-                    ptr: cols.as_ptr(),
-                    rs: n,
-                    cs: 1,
-                }
-            };
+            let rhs = columns(x, g, b, (p0, n), pointwise, cols);
             unsafe { sgemm((g.c_out, n, kd), dst, (p, 1), bias.is_some(), lhs, rhs, par) };
         }
         put_back_cols(cols);
@@ -509,21 +522,7 @@ pub fn conv2d_weight_bias_grads(
                 for p0 in (0..p).step_by(tile) {
                     let n = tile.min(p - p0);
                     // colsᵀ as gemm's rhs `[n, k_dim]`.
-                    let rhs = if pointwise {
-                        let [s0, s1, _, s3] = x.strides;
-                        Mat {
-                            ptr: x.data[x.offset + b * s0 + p0 * s3..].as_ptr(),
-                            rs: s3,
-                            cs: s1,
-                        }
-                    } else {
-                        im2col(x, g, b, p0, n, &mut cols);
-                        Mat {
-                            ptr: cols.as_ptr(),
-                            rs: 1,
-                            cs: n,
-                        }
-                    };
+                    let rhs = columns(x, g, b, (p0, n), pointwise, &mut cols).t();
                     let lhs = Mat {
                         ptr: gy[p0..].as_ptr(),
                         rs: p,

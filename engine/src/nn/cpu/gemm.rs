@@ -14,6 +14,17 @@ pub(crate) struct Mat {
 unsafe impl Send for Mat {}
 unsafe impl Sync for Mat {}
 
+impl Mat {
+    /// The transpose: the same elements, rows and columns swapped.
+    pub(crate) fn t(self) -> Self {
+        Self {
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+}
+
 /// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]`, `dst` element `(i, j)` at `dst + i·dst_rs + j·dst_cs`.
 ///
 /// # Safety
