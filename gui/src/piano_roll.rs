@@ -902,6 +902,18 @@ fn add_outlined_rect(mesh: &mut Mesh, r: Rect, fill: Color32, width: f32, outlin
     }
 }
 
+/// The steps and pitches on screen, and the clip's bar length and end.
+#[derive(Clone, Copy)]
+struct Visible {
+    s_lo: u32,
+    s_hi: u32,
+    p_lo: u8,
+    p_hi: u8,
+    spb: u32,
+    total: u32,
+}
+
+/// Paint the roll: grid, mask and notes, drag feedback, keyboard, ruler and velocity lane.
 fn paint(
     ui: &Ui,
     ctx: &Interaction<'_>,
@@ -909,9 +921,44 @@ fn paint(
     drag: Option<&Drag>,
     pointer: Option<Pos2>,
 ) {
-    let layout = ctx.layout;
-    let grid = layout.grid;
     let clip = &*ctx.clip;
+    let (s_lo, s_hi) = t.visible_steps();
+    let (p_lo, p_hi) = t.visible_pitches();
+    let v = Visible {
+        s_lo,
+        s_hi,
+        p_lo,
+        p_hi,
+        spb: clip.steps_per_bar(),
+        total: clip.steps(),
+    };
+    let mut shapes: Vec<Shape> = Vec::with_capacity(1024);
+    paint_grid(&mut shapes, ui, ctx, t, v);
+    paint_notes(&mut shapes, ctx, t, v);
+    paint_drag(&mut shapes, t, drag, pointer);
+    ui.painter_at(ctx.layout.grid).extend(shapes);
+    paint_keyboard(ui, ctx, t, v);
+    paint_ruler(ui, ctx, t, v, drag, pointer);
+    paint_velocity_lane(ui, ctx, t, v);
+}
+
+/// Background, black-key rows, the mask, step/beat/bar lines and the shade after the clip.
+fn paint_grid(
+    shapes: &mut Vec<Shape>,
+    ui: &Ui,
+    ctx: &Interaction<'_>,
+    t: &RollTransform,
+    v: Visible,
+) {
+    let grid = ctx.layout.grid;
+    let Visible {
+        s_lo,
+        s_hi,
+        p_lo,
+        p_hi,
+        spb,
+        total,
+    } = v;
     let dark = ui.visuals().dark_mode;
     let bg = if dark {
         Color32::from_gray(28)
@@ -938,12 +985,6 @@ fn paint(
     } else {
         Color32::from_gray(120)
     };
-    let (s_lo, s_hi) = t.visible_steps();
-    let (p_lo, p_hi) = t.visible_pitches();
-    let spb = clip.steps_per_bar();
-    let total = clip.steps();
-
-    let mut shapes: Vec<Shape> = Vec::with_capacity(1024);
     shapes.push(Shape::rect_filled(grid, 0.0, bg));
     for p in p_lo..=p_hi {
         let r = t.cells_rect(0, 1, p);
@@ -959,7 +1000,7 @@ fn paint(
             ));
         }
     }
-    mask_tool::paint_mask(&mut shapes, ctx.mask, t);
+    mask_tool::paint_mask(shapes, ctx.mask, t);
     let step_lines = t.view.step_width >= 4.0;
     for s in s_lo..=s_hi.min(total) {
         let x = t.step_to_x(s as f32);
@@ -983,8 +1024,19 @@ fn paint(
             Color32::from_black_alpha(90),
         ));
     }
-    // Notes: other tracks dimmed first, the edit track on top; all of them in one mesh of
-    // plain quads (a rounded, anti-aliased rectangle and outline per note tessellated into
+}
+
+/// Notes: other tracks dimmed first, the edit track on top.
+fn paint_notes(shapes: &mut Vec<Shape>, ctx: &Interaction<'_>, t: &RollTransform, v: Visible) {
+    let clip = &*ctx.clip;
+    let Visible {
+        s_lo,
+        s_hi,
+        p_lo,
+        p_hi,
+        ..
+    } = v;
+    // All of them in one mesh of plain quads (a rounded, anti-aliased rectangle and outline per note tessellated into
     // ~100 triangles each, most of a 500-note frame's time).
     let edit_track = ctx.settings.edit_track;
     let mut notes = Mesh::default();
@@ -1012,6 +1064,15 @@ fn paint(
         }
     }
     shapes.push(Shape::mesh(notes));
+}
+
+/// The rubber band or the mask rectangle being dragged.
+fn paint_drag(
+    shapes: &mut Vec<Shape>,
+    t: &RollTransform,
+    drag: Option<&Drag>,
+    pointer: Option<Pos2>,
+) {
     if let (Some(g), Some(p)) = (drag, pointer) {
         match g {
             Drag::Rubber { origin } => {
@@ -1048,11 +1109,14 @@ fn paint(
             _ => {}
         }
     }
-    ui.painter_at(grid).extend(shapes);
+}
 
+/// The keyboard beside the rows, with C names when rows are tall enough.
+fn paint_keyboard(ui: &Ui, ctx: &Interaction<'_>, t: &RollTransform, v: Visible) {
+    let Visible { p_lo, p_hi, .. } = v;
     // Keyboard.
     let mut keys: Vec<Shape> = Vec::with_capacity(300);
-    let kb = layout.keyboard;
+    let kb = ctx.layout.keyboard;
     keys.push(Shape::rect_filled(kb, 0.0, Color32::from_gray(200)));
     let key_painter = ui.painter_at(kb);
     for p in p_lo..=p_hi {
@@ -1089,9 +1153,26 @@ fn paint(
             );
         }
     }
+}
 
-    // Ruler: bars, beats, the masked bars and the bar range being picked.
-    let ruler = layout.ruler;
+/// Ruler: bars, beats, the masked bars, the loop and the bar range being picked.
+fn paint_ruler(
+    ui: &Ui,
+    ctx: &Interaction<'_>,
+    t: &RollTransform,
+    v: Visible,
+    drag: Option<&Drag>,
+    pointer: Option<Pos2>,
+) {
+    let clip = &*ctx.clip;
+    let Visible {
+        s_lo,
+        s_hi,
+        spb,
+        total,
+        ..
+    } = v;
+    let ruler = ctx.layout.ruler;
     let ruler_painter = ui.painter_at(ruler);
     let mut marks: Vec<Shape> = Vec::with_capacity(200);
     marks.push(Shape::rect_filled(ruler, 0.0, Color32::from_gray(50)));
@@ -1154,9 +1235,15 @@ fn paint(
             Color32::from_gray(220),
         );
     }
+}
 
+/// Velocity lane: one stem per note of the edit track.
+fn paint_velocity_lane(ui: &Ui, ctx: &Interaction<'_>, t: &RollTransform, v: Visible) {
+    let clip = &*ctx.clip;
+    let edit_track = ctx.settings.edit_track;
+    let Visible { s_lo, s_hi, .. } = v;
     // Velocity lane.
-    if let Some(lane) = layout.lane {
+    if let Some(lane) = ctx.layout.lane {
         let mut stems: Vec<Shape> = Vec::with_capacity(clip.notes.len() * 2 + 2);
         stems.push(Shape::rect_filled(lane, 0.0, Color32::from_gray(36)));
         stems.push(Shape::hline(
