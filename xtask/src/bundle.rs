@@ -7,6 +7,7 @@
 //! small); `--debug` bundles a debug build, whose `process()` aborts on any
 //! allocation (nice-plug's `assert_process_allocs`), for the host-level tests.
 
+use crate::deps::WINDOWS_TARGET;
 use crate::shell::{self, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -31,8 +32,6 @@ pub enum Platform {
     /// 64-bit Windows, cross-compiled with MinGW-w64.
     Windows,
 }
-
-pub const WINDOWS_TARGET: &str = "x86_64-pc-windows-gnu";
 
 impl Platform {
     fn os(self) -> &'static str {

@@ -3,8 +3,10 @@
 //! with `--windows` also what the Windows cross-build and its Wine test need (the Rust target
 //! `x86_64-pc-windows-gnu`, MinGW-w64, Wine).
 
-use crate::bundle::WINDOWS_TARGET;
 use crate::shell::{self, Result};
+
+/// The Rust target of the Windows build (`cargo xtask bundle --windows`).
+pub const WINDOWS_TARGET: &str = "x86_64-pc-windows-gnu";
 
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "pkg-config",
@@ -16,6 +18,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "libgl-dev",
     "libxkbcommon-dev",
     "libxrandr-dev",
+    "xvfb",
 ];
 
 /// What the Windows build (MinGW-w64 linker) and its smoke test (Wine) add.
