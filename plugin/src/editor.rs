@@ -58,8 +58,11 @@ pub struct EditorApp {
     running: Option<String>,
     /// Where the last export went, or why it failed.
     export_status: Option<String>,
-    /// What "Export .mid" writes.
+    /// What "Export .mid" writes (and "Drag .mid" drags).
     export_scope: ExportScope,
+    /// The drag out of the editor under way (its own thread and X connection).
+    #[cfg(target_os = "linux")]
+    drag: Option<crate::drag_out::DragOut>,
     /// The open "Import .mid" dialog's answer (it runs on its own thread: the editor never
     /// waits for it).
     import_dialog: Option<crossbeam_channel::Receiver<Option<PathBuf>>>,
@@ -173,6 +176,8 @@ impl EditorApp {
             running: None,
             export_status: None,
             export_scope: ExportScope::Clip,
+            #[cfg(target_os = "linux")]
+            drag: None,
             import_dialog: None,
             gui_context: None,
             hint_marker: None,
@@ -548,6 +553,8 @@ impl EditorApp {
             .on_hover_text(
                 "What Export .mid writes: the whole clip, the edit track or the selected notes",
             );
+        #[cfg(target_os = "linux")]
+        self.drag_handle(ui);
         if ui
             .add_enabled(
                 self.import_dialog.is_none(),
@@ -587,6 +594,95 @@ impl EditorApp {
         }
         actions
     }
+}
+
+/// Dragging the export out of the editor into the DAW (Linux: an XDND source, see
+/// [`crate::drag_out`]).
+#[cfg(target_os = "linux")]
+impl EditorApp {
+    /// The "Drag .mid" handle: a drag that starts on it carries the export as a file.
+    fn drag_handle(&mut self, ui: &mut egui::Ui) {
+        let response = ui
+            .add_enabled(
+                self.drag.is_none(),
+                egui::Button::new("Drag .mid").sense(egui::Sense::drag()),
+            )
+            .on_hover_cursor(egui::CursorIcon::Grab)
+            .on_hover_text(format!(
+                "Drag the {} into the DAW: press here, drag onto a MIDI track and let go \
+                 (the file is written to {})",
+                self.export_scope.name(),
+                drag_folder().display()
+            ));
+        if response.drag_started() {
+            self.start_drag(crate::drag_out::DragConfig::default());
+        }
+    }
+
+    /// Write the export for a drag and start dragging it from the pointer.
+    fn start_drag(&mut self, config: crate::drag_out::DragConfig) {
+        if self.drag.is_some() {
+            return;
+        }
+        let started = write_drag_file(&self.state, self.export_scope)
+            .and_then(|path| crate::drag_out::start(&path, config));
+        match started {
+            Ok(drag) => {
+                self.export_status = Some(format!(
+                    "dragging {}: let go over a MIDI track",
+                    drag.file().display()
+                ));
+                self.drag = Some(drag);
+            }
+            Err(e) => self.export_status = Some(format!("drag failed: {e}")),
+        }
+    }
+
+    /// The drag's outcome in the status line, once it has ended.
+    fn poll_drag(&mut self) {
+        let Some(drag) = &mut self.drag else {
+            return;
+        };
+        if let Some(outcome) = drag.poll() {
+            self.export_status = Some(match outcome {
+                Ok(outcome) => outcome.message(drag.file()),
+                Err(e) => e,
+            });
+            self.drag = None;
+        }
+    }
+
+    fn dragging(&self) -> bool {
+        self.drag.is_some()
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+impl EditorApp {
+    fn dragging(&self) -> bool {
+        false
+    }
+}
+
+/// Where drags put their files: `bandmate-drag` in the temporary folder.
+#[cfg(target_os = "linux")]
+pub fn drag_folder() -> PathBuf {
+    std::env::temp_dir().join("bandmate-drag")
+}
+
+/// Write what `scope` exports of `state` as a new MIDI file in [`drag_folder`] (a new name
+/// each time: a DAW may keep referring to the file).
+#[cfg(target_os = "linux")]
+pub fn write_drag_file(state: &EditorState, scope: ExportScope) -> Result<PathBuf, String> {
+    let clip = export_clip(state, scope)?;
+    let dir = drag_folder();
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let path = dir.join(format!("bandmate-{}-{stamp}.mid", scope.name()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    bandmate::midi::write_file(&clip, &path).map_err(|e| format!("{e}"))?;
+    Ok(path)
 }
 
 impl EditorApp {
@@ -788,6 +884,8 @@ impl NiceEguiApp for EditorApp {
             self.import(path);
         }
         self.poll_import_dialog();
+        #[cfg(target_os = "linux")]
+        self.poll_drag();
         self.read_settings();
         let before = self.state.model.clone();
         let actions = self.draw(ui);
@@ -799,6 +897,7 @@ impl NiceEguiApp for EditorApp {
         // Keep polling while a job runs or the band plays.
         if matches!(self.state.job, JobStatus::Running { .. })
             || self.import_dialog.is_some()
+            || self.dragging()
             || self.controller.params().band.value()
             || self.controller.params().record.value()
         {
@@ -1126,6 +1225,11 @@ mod tests {
             let (_, r) = texts.iter().find(|(t, _)| t == text).expect(text);
             assert!((r.center().y - rows[row]).abs() < 4.0, "{text} wrapped");
         }
+        #[cfg(target_os = "linux")]
+        {
+            let (_, r) = texts.iter().find(|(t, _)| t == "Drag .mid").expect("drag");
+            assert!((r.center().y - rows[2]).abs() < 4.0, "Drag .mid wrapped");
+        }
     }
 
     #[test]
@@ -1178,6 +1282,46 @@ mod tests {
         app.import(&path);
         assert_eq!(app.state.clip.notes.len(), example_clip().notes.len());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_drag_handle_writes_the_export_and_reports_in_the_status_line() {
+        let (mut app, _controller) = app();
+        let ctx = egui::Context::default();
+        let (_, texts) = frame(&mut app, &ctx, Vec::new());
+        assert!(has(&texts, "Drag .mid"), "the handle is shown");
+        // The file a drag carries: the export, read back.
+        app.state.roll.edit_track = 1;
+        let path = write_drag_file(&app.state, ExportScope::Track).unwrap();
+        assert!(path.starts_with(drag_folder()));
+        let back = bandmate::midi::read_file(&path).unwrap();
+        let track = export_clip(&app.state, ExportScope::Track).unwrap();
+        assert_eq!(back.notes.len(), track.notes.len());
+        let _ = std::fs::remove_file(&path);
+        // Nothing to drag, or no X server: a message, and the editor goes on.
+        app.export_scope = ExportScope::Selection;
+        app.start_drag(crate::drag_out::DragConfig::default());
+        let status = app.export_status.clone().unwrap();
+        assert!(status.contains("no notes"), "{status}");
+        assert!(!app.dragging());
+        app.export_scope = ExportScope::Clip;
+        app.start_drag(crate::drag_out::DragConfig {
+            display: Some(":9999".into()),
+            ..Default::default()
+        });
+        assert!(app.dragging());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while app.dragging() {
+            assert!(Instant::now() < deadline, "the drag never ended");
+            std::thread::sleep(Duration::from_millis(5));
+            app.poll_drag();
+        }
+        let status = app.export_status.clone().unwrap();
+        assert!(
+            status.contains("cannot connect to the X server"),
+            "{status}"
+        );
     }
 
     #[test]

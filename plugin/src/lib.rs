@@ -9,6 +9,8 @@ pub mod band;
 pub mod capture;
 pub mod clip_feed;
 pub mod controller;
+#[cfg(target_os = "linux")]
+pub mod drag_out;
 pub mod editor;
 pub mod models;
 pub mod outbox;
@@ -273,29 +275,10 @@ impl Plugin for Bandmate {
         let record = self.params.record.value();
         self.band_controls.answer.store(band_mode, Relaxed);
         self.band_controls.record.store(record, Relaxed);
-        self.band_controls
-            .channel
-            .store(self.params.output_channel().unwrap_or(1) as u64, Relaxed);
+        let channel = self.params.output_channel().unwrap_or(1) as u64;
+        self.band_controls.channel.store(channel, Relaxed);
         // Capture needs the host's position; the band plays only while the host does.
-        let clock = match (t.playing, transport.pos_beats) {
-            (true, Some(beat)) if beat.is_finite() && samples > 0 => {
-                let tempo = t
-                    .tempo
-                    .filter(|t| t.is_finite() && *t > 0.0)
-                    .unwrap_or(120.0);
-                let beats_per_bar = match (t.time_sig_numerator, t.time_sig_denominator) {
-                    (Some(n), Some(d)) if n > 0 && d > 0 => n as f64 * 4.0 / d as f64,
-                    _ => 4.0,
-                };
-                Some(BlockClock {
-                    beat,
-                    beats_per_sample: tempo / 60.0 / transport.sample_rate,
-                    samples,
-                    beats_per_bar,
-                })
-            }
-            _ => None,
-        };
+        let clock = block_clock(t, transport.pos_beats, transport.sample_rate, samples);
         let capture_clock = clock.filter(|_| band_mode || record);
         let band_clock = clock.filter(|_| band_mode);
 
@@ -326,28 +309,7 @@ impl Plugin for Bandmate {
         let mut ours = self.merged[..merged_len].iter().peekable();
         while let Some(incoming) = context.next_event() {
             if let (Some(rig), Some(clock)) = (self.band.as_mut(), capture_clock.as_ref()) {
-                match incoming {
-                    NoteEvent::NoteOn {
-                        timing,
-                        channel,
-                        key: Key::Number(pitch),
-                        velocity,
-                        ..
-                    } => {
-                        let velocity = (velocity * 127.0).round().clamp(1.0, 127.0) as u8;
-                        let channel = channel.number().unwrap_or(0);
-                        rig.capture.note(clock, timing, pitch, velocity, channel);
-                    }
-                    NoteEvent::NoteOff {
-                        timing,
-                        channel,
-                        key: Key::Number(pitch),
-                        ..
-                    } => rig
-                        .capture
-                        .note(clock, timing, pitch, 0, channel.number().unwrap_or(0)),
-                    _ => {}
-                }
+                capture_note(&mut rig.capture, clock, &incoming);
             }
             while let Some(m) = ours.next_if(|m| m.timing < incoming.timing()) {
                 outbox.send(note_event(m), |e| context.try_send_event(e).is_ok());
@@ -361,6 +323,60 @@ impl Plugin for Bandmate {
             outbox.send(note_event(m), |e| context.try_send_event(e).is_ok());
         }
         ProcessStatus::KeepAlive
+    }
+}
+
+/// Where the host's block sits in beats, when the host plays and says where it is (the
+/// capture and the band player need it); 4/4 at 120 BPM where the host does not say.
+fn block_clock(
+    t: &Transport,
+    pos_beats: Option<f64>,
+    sample_rate: f64,
+    samples: u32,
+) -> Option<BlockClock> {
+    let beat = pos_beats.filter(|b| t.playing && b.is_finite() && samples > 0)?;
+    let tempo = t
+        .tempo
+        .filter(|t| t.is_finite() && *t > 0.0)
+        .unwrap_or(120.0);
+    let beats_per_bar = match (t.time_sig_numerator, t.time_sig_denominator) {
+        (Some(n), Some(d)) if n > 0 && d > 0 => n as f64 * 4.0 / d as f64,
+        _ => 4.0,
+    };
+    Some(BlockClock {
+        beat,
+        beats_per_sample: tempo / 60.0 / sample_rate,
+        samples,
+        beats_per_bar,
+    })
+}
+
+/// Hand an incoming note-on or note-off to the band player's capture.
+fn capture_note(capture: &mut Capture, clock: &BlockClock, incoming: &NoteEvent<()>) {
+    match *incoming {
+        NoteEvent::NoteOn {
+            timing,
+            channel,
+            key: Key::Number(pitch),
+            velocity,
+            ..
+        } => {
+            let velocity = (velocity * 127.0).round().clamp(1.0, 127.0) as u8;
+            capture.note(
+                clock,
+                timing,
+                pitch,
+                velocity,
+                channel.number().unwrap_or(0),
+            );
+        }
+        NoteEvent::NoteOff {
+            timing,
+            channel,
+            key: Key::Number(pitch),
+            ..
+        } => capture.note(clock, timing, pitch, 0, channel.number().unwrap_or(0)),
+        _ => {}
     }
 }
 
