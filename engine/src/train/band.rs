@@ -19,12 +19,12 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::adamw::AdamW;
+use super::format_duration;
 use super::roll::bce_with_logits;
 use super::run_loop::{
-    EpochOrder, LoopOptions, LoopState, Measured, Trainee, loop_options, new_model, run, spread,
+    EpochOrder, LoopOptions, LoopState, Measured, Trainee, derefs_to_run, new_model, run, spread,
     step_rng, steps_per_epoch,
 };
-use super::{format_duration, parse_duration};
 use crate::band::bars::{BarNote, render, song_bars};
 use crate::data::{self, Dataset, Song, Split};
 use crate::models::band::{BandVae, Config};
@@ -61,12 +61,7 @@ impl AuxWeights {
 pub struct TrainOptions {
     pub config: Config,
     pub batch: usize,
-    pub lr: f64,
     pub weight_decay: f64,
-    pub warmup: usize,
-    pub budget: Duration,
-    pub max_epochs: usize,
-    pub max_steps: Option<usize>,
     /// Bars the model hears per training sequence.
     pub seq_bars: usize,
     /// Bars between the starts of training sequences.
@@ -80,27 +75,21 @@ pub struct TrainOptions {
     pub beta: f64,
     pub aux: AuxWeights,
     pub val_sequences: usize,
-    pub log_every: usize,
-    pub checkpoint_every: Duration,
-    pub run_dir: PathBuf,
-    pub assets_dir: Option<PathBuf>,
     pub data_root: PathBuf,
     pub cache_dir: PathBuf,
     pub seed: u64,
-    pub fresh: bool,
+    /// Learning rate, budget, checkpoints, the run and export folders.
+    pub run: LoopOptions,
 }
+
+derefs_to_run!(TrainOptions);
 
 impl TrainOptions {
     pub fn new(config: Config) -> Self {
         Self {
             config,
             batch: 32,
-            lr: 1e-3,
             weight_decay: 0.01,
-            warmup: 200,
-            budget: parse_duration("40m").expect("valid literal"),
-            max_epochs: 1000,
-            max_steps: None,
             seq_bars: 8,
             hop_bars: 2,
             epoch_steps: Some(500),
@@ -110,14 +99,14 @@ impl TrainOptions {
             beta: 0.1,
             aux: AuxWeights::DEFAULT,
             val_sequences: 512,
-            log_every: 50,
-            checkpoint_every: Duration::from_secs(180),
-            run_dir: PathBuf::from("artifacts/train/band"),
-            assets_dir: None,
             data_root: data::default_data_root(),
             cache_dir: data::default_cache_dir(),
             seed: 0,
-            fresh: false,
+            run: LoopOptions {
+                log_every: 50,
+                checkpoint_every: Duration::from_secs(180),
+                ..LoopOptions::new("band", 1e-3, "40m")
+            },
         }
     }
 }
@@ -460,7 +449,7 @@ struct BandTrainee {
 
 impl BandTrainee {
     fn new(opts: &TrainOptions, train: Vec<Sequence>, val: Vec<Sequence>) -> Result<Self> {
-        let (varmap, model, opt) = new_model("band", opts.lr, opts.weight_decay, |vb| {
+        let (varmap, model, opt) = new_model("band", opts.run.lr, opts.weight_decay, |vb| {
             BandVae::new(&opts.config, vb)
         })?;
         Ok(Self {
@@ -567,10 +556,10 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         val_seqs.len()
     );
     let mut trainee = BandTrainee::new(opts, train_seqs, val_seqs)?;
-    let state = run(&mut trainee, &loop_options!(opts, "band"))?;
+    let state = run(&mut trainee, &opts.run)?;
     Ok(TrainReport {
         state,
-        run_dir: opts.run_dir.clone(),
+        run_dir: opts.run.run_dir.clone(),
     })
 }
 

@@ -21,11 +21,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::adamw::AdamW;
+use super::format_duration;
 use super::run_loop::{
-    EpochOrder, LoopOptions, LoopState, Measured, Trainee, loop_options, new_model, run, step_rng,
+    EpochOrder, LoopOptions, LoopState, Measured, Trainee, derefs_to_run, new_model, run, step_rng,
     steps_per_epoch,
 };
-use super::{format_duration, parse_duration};
 use crate::data::{self, Dataset, Split};
 use crate::latent::{VpSde, window_runs};
 use crate::models::latent_score::{Config, LatentScore, mse};
@@ -40,24 +40,18 @@ pub struct LatentTrainOptions {
     /// The MusicVAE whose latents are modelled (`assets/vae`).
     pub vae_dir: PathBuf,
     pub batch: usize,
-    pub lr: f64,
     pub weight_decay: f64,
-    pub warmup: usize,
-    pub budget: Duration,
-    pub max_epochs: usize,
-    pub max_steps: Option<usize>,
     pub max_shift: i32,
     /// Smallest diffusion time of training and sampling.
     pub eps: f64,
-    pub log_every: usize,
-    pub checkpoint_every: Duration,
-    pub run_dir: PathBuf,
-    pub assets_dir: Option<PathBuf>,
     pub data_root: PathBuf,
     pub cache_dir: PathBuf,
     pub seed: u64,
-    pub fresh: bool,
+    /// Learning rate, budget, checkpoints, the run and export folders.
+    pub run: LoopOptions,
 }
+
+derefs_to_run!(LatentTrainOptions);
 
 impl LatentTrainOptions {
     pub fn new(config: Config) -> Self {
@@ -65,22 +59,17 @@ impl LatentTrainOptions {
             config,
             vae_dir: crate::vae::default_weights_dir(),
             batch: 128,
-            lr: 5e-4,
             weight_decay: 0.0,
-            warmup: 200,
-            budget: parse_duration("30m").expect("valid literal"),
-            max_epochs: 100_000,
-            max_steps: None,
             max_shift: 5,
             eps: 1e-3,
-            log_every: 50,
-            checkpoint_every: Duration::from_secs(300),
-            run_dir: PathBuf::from("artifacts/train/latent"),
-            assets_dir: None,
             data_root: data::default_data_root(),
             cache_dir: data::default_cache_dir(),
             seed: 0,
-            fresh: false,
+            run: LoopOptions {
+                max_epochs: 100_000,
+                log_every: 50,
+                ..LoopOptions::new("latent", 5e-4, "30m")
+            },
         }
     }
 }
@@ -258,7 +247,7 @@ impl LatentTrainee {
             ..opts.config.clone()
         };
         eprintln!("latent: d_model {}, {} layers", cfg.d_model, cfg.layers);
-        let (varmap, model, opt) = new_model("latent", opts.lr, opts.weight_decay, |vb| {
+        let (varmap, model, opt) = new_model("latent", opts.run.lr, opts.weight_decay, |vb| {
             LatentScore::new(&cfg, vb)
         })?;
         let mut trainee = Self {
@@ -424,7 +413,7 @@ pub fn train_latent(opts: &LatentTrainOptions) -> Result<LoopState> {
         t0.elapsed().as_secs_f64()
     );
     let mut trainee = LatentTrainee::new(opts, train, valid)?;
-    run(&mut trainee, &loop_options!(opts, "latent"))
+    run(&mut trainee, &opts.run)
 }
 
 /// The model card.

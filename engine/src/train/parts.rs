@@ -295,19 +295,7 @@ impl PartsOptions {
             data_root: data::default_data_root(),
             cache_dir: data::default_cache_dir(),
             seed: 0,
-            run: LoopOptions {
-                name: "parts".into(),
-                lr: 1e-3,
-                warmup: 200,
-                budget: Duration::from_secs(3600),
-                max_epochs: 1000,
-                max_steps: None,
-                log_every: 25,
-                checkpoint_every: Duration::from_secs(300),
-                run_dir: PathBuf::from("artifacts/train/parts"),
-                assets_dir: None,
-                fresh: false,
-            },
+            run: LoopOptions::new("parts", 1e-3, "60m"),
         }
     }
 }

@@ -19,11 +19,11 @@ use rand_chacha::ChaCha8Rng;
 
 use super::adamw::AdamW;
 use super::ema::Ema;
+use super::format_duration;
 use super::run_loop::{
-    EpochOrder, LoopOptions, LoopState, Measured, Trainee, loop_options, new_model, run, spread,
+    EpochOrder, LoopOptions, LoopState, Measured, Trainee, derefs_to_run, new_model, run, spread,
     step_rng, steps_per_epoch,
 };
-use super::{format_duration, parse_duration};
 use crate::data::{self, Dataset, Song, Split};
 use crate::diffusion::binomial::BinomialSchedule;
 use crate::models::roll::{Config, RollUnet, conditioned_input};
@@ -38,16 +38,7 @@ pub struct TrainOptions {
     /// Model shape; its `prior` is replaced by the training data's density.
     pub config: Config,
     pub batch: usize,
-    pub lr: f64,
     pub weight_decay: f64,
-    /// Steps of linear learning-rate warm-up (then cosine decay to lr/10 over the budget).
-    pub warmup: usize,
-    /// Wall-time budget, counting time spent before a resume.
-    pub budget: Duration,
-    /// Stop after this many epochs (or earlier, at the budget).
-    pub max_epochs: usize,
-    /// Stop after this many optimizer steps (for smoke runs).
-    pub max_steps: Option<usize>,
     /// Bars between the starts of training windows.
     pub hop_bars: u32,
     /// Cap on the batches of one epoch (each epoch then sees a fresh random subset), so that
@@ -57,49 +48,35 @@ pub struct TrainOptions {
     pub max_shift: i32,
     /// Validation windows (spread evenly over the valid split).
     pub val_windows: usize,
-    /// Print a progress line every this many steps.
-    pub log_every: usize,
-    /// Save a checkpoint at least this often.
-    pub checkpoint_every: Duration,
-    /// Checkpoints, state, log and loss curve (an ignored folder such as `artifacts/train/roll`).
-    pub run_dir: PathBuf,
-    /// Where the best weights go (`assets/roll`): config.json, model.safetensors, CARD.md,
-    /// loss.png. `None` keeps them in the run folder only.
-    pub assets_dir: Option<PathBuf>,
     pub data_root: PathBuf,
     pub cache_dir: PathBuf,
     pub seed: u64,
-    /// Start over even when the run folder holds a checkpoint.
-    pub fresh: bool,
     /// Keep an exponential moving average of the weights with this decay ([`Ema`]); it is
     /// then what is validated and exported (the raw weights' validation loss is logged too).
     pub ema: Option<f64>,
+    /// Learning rate (linear warm-up, then cosine decay to lr/10 over the budget), budget,
+    /// checkpoints and the run folder; the best weights go to `assets_dir` (`assets/roll`):
+    /// config.json, model.safetensors, CARD.md, loss.png.
+    pub run: LoopOptions,
 }
+
+derefs_to_run!(TrainOptions);
 
 impl TrainOptions {
     pub fn new(config: Config) -> Self {
         Self {
             config,
             batch: 16,
-            lr: 2e-3,
             weight_decay: 0.01,
-            warmup: 200,
-            budget: parse_duration("90m").expect("valid literal"),
-            max_epochs: 1000,
-            max_steps: None,
             hop_bars: 2,
             epoch_steps: None,
             max_shift: 6,
             val_windows: 512,
-            log_every: 25,
-            checkpoint_every: Duration::from_secs(300),
-            run_dir: PathBuf::from("artifacts/train/roll"),
-            assets_dir: None,
             data_root: data::default_data_root(),
             cache_dir: data::default_cache_dir(),
             seed: 0,
-            fresh: false,
             ema: None,
+            run: LoopOptions::new("roll", 2e-3, "90m"),
         }
     }
 }
@@ -432,7 +409,7 @@ impl RollTrainee {
             cfg.prior
         );
         eprintln!("roll: config {}", serde_json::to_string(&cfg)?);
-        let (varmap, net, opt) = new_model("roll", opts.lr, opts.weight_decay, |vb| {
+        let (varmap, net, opt) = new_model("roll", opts.run.lr, opts.weight_decay, |vb| {
             RollUnet::new(&cfg, vb)
         })?;
         let mut trainee = Self {
@@ -623,10 +600,10 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         cfg.pitch_lo as usize + cfg.pitches - 1
     );
     let mut trainee = RollTrainee::new(opts, train_windows, val_windows)?;
-    let state = run(&mut trainee, &loop_options!(opts, "roll"))?;
+    let state = run(&mut trainee, &opts.run)?;
     Ok(TrainReport {
         state,
-        run_dir: opts.run_dir.clone(),
+        run_dir: opts.run.run_dir.clone(),
     })
 }
 

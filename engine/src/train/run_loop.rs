@@ -54,6 +54,27 @@ pub struct LoopOptions {
     pub fresh: bool,
 }
 
+impl LoopOptions {
+    /// The options of model `name` at learning rate `lr` within `budget` (`90m`), in the run
+    /// folder `artifacts/train/<name>` without an export; 200 warm-up steps, at most 1000
+    /// epochs, a progress line every 25 steps and a checkpoint every 5 minutes.
+    pub fn new(name: &str, lr: f64, budget: &str) -> Self {
+        Self {
+            name: name.into(),
+            lr,
+            warmup: 200,
+            budget: super::parse_duration(budget).expect("a valid budget"),
+            max_epochs: 1000,
+            max_steps: None,
+            log_every: 25,
+            checkpoint_every: Duration::from_secs(300),
+            run_dir: PathBuf::from("artifacts/train").join(name),
+            assets_dir: None,
+            fresh: false,
+        }
+    }
+}
+
 /// What a run has done (saved as `state.json` beside the checkpoint).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct LoopState {
@@ -256,26 +277,24 @@ fn column_means(rows: &[Vec<f64>]) -> Vec<f64> {
         .collect()
 }
 
-/// The [`LoopOptions`] named `$name` of a trainer's options `$opts`, whose fields of the same
-/// names give the rest.
-macro_rules! loop_options {
-    ($opts:expr, $name:expr) => {
-        $crate::train::run_loop::LoopOptions {
-            name: $name.into(),
-            lr: $opts.lr,
-            warmup: $opts.warmup,
-            budget: $opts.budget,
-            max_epochs: $opts.max_epochs,
-            max_steps: $opts.max_steps,
-            log_every: $opts.log_every,
-            checkpoint_every: $opts.checkpoint_every,
-            run_dir: $opts.run_dir.clone(),
-            assets_dir: $opts.assets_dir.clone(),
-            fresh: $opts.fresh,
+/// A trainer's options hold the loop's as `run`; `$t` also reads and writes them as its own
+/// fields (`opts.lr`, `opts.run_dir`), as its callers did before they moved into `run`.
+macro_rules! derefs_to_run {
+    ($t:ty) => {
+        impl std::ops::Deref for $t {
+            type Target = $crate::train::run_loop::LoopOptions;
+            fn deref(&self) -> &Self::Target {
+                &self.run
+            }
+        }
+        impl std::ops::DerefMut for $t {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.run
+            }
         }
     };
 }
-pub(crate) use loop_options;
+pub(crate) use derefs_to_run;
 
 /// Train (or resume) `trainee`; progress lines go to stderr.
 ///

@@ -20,11 +20,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::adamw::AdamW;
+use super::format_duration;
 use super::run_loop::{
-    EpochOrder, LoopOptions, LoopState, Measured, Trainee, loop_options, new_model, run, step_rng,
+    EpochOrder, LoopOptions, LoopState, Measured, Trainee, derefs_to_run, new_model, run, step_rng,
     steps_per_epoch,
 };
-use super::{format_duration, parse_duration};
 use crate::data::melody_windows_of;
 use crate::data::{self, Dataset, Split};
 use crate::models::music_vae::{kl_divergence, reconstruction_loss};
@@ -37,13 +37,7 @@ use crate::vae::{VaeNet, VaeShape};
 pub struct VaeTrainOptions {
     pub config: VaeShape,
     pub batch: usize,
-    pub lr: f64,
     pub weight_decay: f64,
-    /// Linear warm-up steps, then cosine decay to lr/10 over the budget.
-    pub warmup: usize,
-    pub budget: Duration,
-    pub max_epochs: usize,
-    pub max_steps: Option<usize>,
     /// Bars between the starts of training windows.
     pub hop_bars: u32,
     /// Cap on the batches of one epoch.
@@ -58,28 +52,23 @@ pub struct VaeTrainOptions {
     pub kl_anneal_steps: usize,
     /// At most this many validation windows (evenly spread).
     pub val_windows: usize,
-    pub log_every: usize,
-    pub checkpoint_every: Duration,
-    pub run_dir: PathBuf,
-    /// `assets/vae`: model.safetensors, config.json, CARD.md, loss.png. `None`: run folder only.
-    pub assets_dir: Option<PathBuf>,
     pub data_root: PathBuf,
     pub cache_dir: PathBuf,
     pub seed: u64,
-    pub fresh: bool,
+    /// Learning rate (linear warm-up, then cosine decay to lr/10 over the budget), budget,
+    /// checkpoints, the run folder and the export folder (`assets/vae`: model.safetensors,
+    /// config.json, CARD.md, loss.png; `None`: run folder only).
+    pub run: LoopOptions,
 }
+
+derefs_to_run!(VaeTrainOptions);
 
 impl VaeTrainOptions {
     pub fn new(config: VaeShape) -> Self {
         Self {
             config,
             batch: 128,
-            lr: 2e-3,
             weight_decay: 0.0,
-            warmup: 100,
-            budget: parse_duration("30m").expect("valid literal"),
-            max_epochs: 1000,
-            max_steps: None,
             hop_bars: 1,
             epoch_steps: None,
             max_shift: 6,
@@ -87,14 +76,13 @@ impl VaeTrainOptions {
             free_bits: 12.0,
             kl_anneal_steps: 3000,
             val_windows: 2048,
-            log_every: 25,
-            checkpoint_every: Duration::from_secs(300),
-            run_dir: PathBuf::from("artifacts/train/vae"),
-            assets_dir: None,
             data_root: data::default_data_root(),
             cache_dir: data::default_cache_dir(),
             seed: 0,
-            fresh: false,
+            run: LoopOptions {
+                warmup: 100,
+                ..LoopOptions::new("vae", 2e-3, "30m")
+            },
         }
     }
 }
@@ -246,7 +234,7 @@ impl VaeTrainee {
             .context("the train windows have no notes")?;
         let cfg = opts.config.clone();
         eprintln!("vae: config {}", serde_json::to_string(&cfg)?);
-        let (varmap, vae, opt) = new_model("vae", opts.lr, opts.weight_decay, |vb| {
+        let (varmap, vae, opt) = new_model("vae", opts.run.lr, opts.weight_decay, |vb| {
             VaeNet::new(&cfg, vb)
         })?;
         Ok(Self {
@@ -396,10 +384,10 @@ pub fn train_vae(opts: &VaeTrainOptions) -> Result<VaeTrainReport> {
         span.0,
         span.1
     );
-    let state = run(&mut trainee, &loop_options!(opts, "vae"))?;
+    let state = run(&mut trainee, &opts.run)?;
     Ok(VaeTrainReport {
         state,
-        run_dir: opts.run_dir.clone(),
+        run_dir: opts.run.run_dir.clone(),
     })
 }
 

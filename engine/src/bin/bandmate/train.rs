@@ -1,11 +1,11 @@
 //! `bandmate train roll`: train the piano-roll diffusion model (or time its training step).
 
-use crate::train_args::{TrainArgs, TrainModel, export_dir, load_config_with};
-use anyhow::{Result, bail};
+use crate::train_args::{
+    TrainArgs, TrainModel, bench, export_dir, load_config_with, print_trained,
+};
+use anyhow::Result;
 use bandmate::models::roll::Config;
 use bandmate::train::roll::{TrainOptions, time_step, train};
-use std::path::PathBuf;
-use std::time::Duration;
 
 fn load_config(name: &str) -> Result<Config> {
     load_config_with(
@@ -27,19 +27,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if let TrainModel::Latent = args.model {
         return crate::train_latent::run(args);
     }
-    let batch = args.batch.unwrap_or(16);
-    if batch == 0 {
-        bail!("--batch must be at least 1");
-    }
+    let batch = args.batch_or(16)?;
     if let TrainModel::Parts = args.model {
         return run_parts(args, batch);
     }
     if let Some(list) = &args.bench {
-        for name in list.split(',') {
-            let cfg = load_config(name.trim())?;
-            let (fwd, step) = time_step(&cfg, batch, 3)?;
-            println!(
-                "{name}: base {} mults {:?} res {}: forward {:.0} ms, train step {:.0} ms ({:.1} samples/s) at batch {}",
+        return bench(list, load_config, |cfg| {
+            let (fwd, step) = time_step(cfg, batch, 3)?;
+            Ok(format!(
+                ": base {} mults {:?} res {}: forward {:.0} ms, train step {:.0} ms ({:.1} samples/s) at batch {}",
                 cfg.base_channels,
                 cfg.channel_mults,
                 cfg.res_blocks,
@@ -47,36 +43,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 step * 1e3,
                 batch as f64 / step,
                 batch
-            );
-        }
-        return Ok(());
+            ))
+        });
     }
     let mut opts = TrainOptions::new(load_config(&args.config)?);
-    opts.budget = args.budget.unwrap_or(Duration::from_secs(90 * 60));
+    args.set_run(&mut opts.run, "roll");
     opts.batch = batch;
-    opts.lr = args.lr.unwrap_or(2e-3);
-    opts.max_epochs = args.epochs;
-    opts.max_steps = args.max_steps;
     opts.hop_bars = args.hop_bars.unwrap_or(2);
     opts.epoch_steps = args.epoch_steps;
     opts.val_windows = args.val_windows.unwrap_or(512);
-    opts.run_dir = args
-        .run_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("artifacts/train/roll"));
-    opts.assets_dir = export_dir(&args, "roll");
-    opts.fresh = args.fresh;
     opts.seed = args.seed;
-    opts.log_every = args.log_every;
     opts.ema = args.ema;
     let report = train(&opts)?;
-    println!(
-        "trained {} steps in {} epochs; best validation loss {:.5}; run folder {}",
-        report.state.step,
-        report.state.epoch,
-        report.state.best_val.unwrap_or(f64::NAN),
-        report.run_dir.display()
-    );
+    print_trained(&report.state, &report.run_dir, 5, "");
     Ok(())
 }
 
@@ -88,6 +67,11 @@ fn run_parts(args: TrainArgs, batch: usize) -> Result<()> {
         args.config.as_str()
     };
     let mut opts = PartsOptions::new(load_config(name)?);
+    args.set_run(&mut opts.run, "parts");
+    if args.ship {
+        // It ships as the default roll model.
+        opts.run.assets_dir = export_dir(&args, "roll");
+    }
     opts.batch = batch;
     opts.hop_bars = args.hop_bars.unwrap_or(2);
     if let Some(n) = args.epoch_steps {
@@ -98,26 +82,8 @@ fn run_parts(args: TrainArgs, batch: usize) -> Result<()> {
     }
     opts.init = args.init.clone();
     opts.seed = args.seed;
-    opts.run.lr = args.lr.unwrap_or(1e-3);
-    opts.run.budget = args.budget.unwrap_or(Duration::from_secs(60 * 60));
-    opts.run.max_epochs = args.epochs;
-    opts.run.max_steps = args.max_steps;
-    opts.run.log_every = args.log_every;
-    opts.run.fresh = args.fresh;
-    opts.run.run_dir = args
-        .run_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("artifacts/train/parts"));
-    // It ships as the default roll model.
-    opts.run.assets_dir = export_dir(&args, if args.ship { "roll" } else { "parts" });
     let state = train(&opts)?;
-    println!(
-        "trained {} steps in {} epochs; best validation loss {:.5}; run folder {}",
-        state.step,
-        state.epoch,
-        state.best_val.unwrap_or(f64::NAN),
-        opts.run.run_dir.display()
-    );
+    print_trained(&state, &opts.run.run_dir, 5, "");
     Ok(())
 }
 
@@ -125,6 +91,7 @@ fn run_parts(args: TrainArgs, batch: usize) -> Result<()> {
 mod tests {
     use super::*;
     use clap::Parser;
+    use std::path::PathBuf;
 
     #[derive(Parser)]
     struct Cli {

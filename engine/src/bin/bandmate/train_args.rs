@@ -1,10 +1,11 @@
 //! The options of `bandmate train` (every model) and what they share: where a run exports,
 //! how `--config` is read.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use bandmate::train::parse_duration;
+use bandmate::train::run_loop::{LoopOptions, LoopState};
 use clap::{Args, ValueEnum};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -115,6 +116,66 @@ pub struct TrainArgs {
     /// files (comma-separated) on random rolls.
     #[arg(long)]
     pub bench: Option<String>,
+}
+
+impl TrainArgs {
+    /// `--batch`, else `default`; at least 1.
+    pub fn batch_or(&self, default: usize) -> Result<usize> {
+        let batch = self.batch.unwrap_or(default);
+        if batch == 0 {
+            bail!("--batch must be at least 1");
+        }
+        Ok(batch)
+    }
+
+    /// The loop options every model takes from the command line: `--budget` and `--lr` when
+    /// given (else the trainer's defaults), `--epochs`, `--max-steps`, `--log-every`,
+    /// `--fresh`, the run folder (`--run-dir`, else `artifacts/train/<folder>`) and where the
+    /// run exports ([`export_dir`] of `folder`).
+    pub fn set_run(&self, run: &mut LoopOptions, folder: &str) {
+        if let Some(budget) = self.budget {
+            run.budget = budget;
+        }
+        if let Some(lr) = self.lr {
+            run.lr = lr;
+        }
+        run.max_epochs = self.epochs;
+        run.max_steps = self.max_steps;
+        run.log_every = self.log_every;
+        run.fresh = self.fresh;
+        run.run_dir = self
+            .run_dir
+            .clone()
+            .unwrap_or_else(|| Path::new("artifacts/train").join(folder));
+        run.assets_dir = export_dir(self, folder);
+    }
+}
+
+/// `--bench LIST`: for each preset or config file of the comma-separated list, `load` it
+/// and print what `time` measures of it (a line after its name).
+pub fn bench<C>(
+    list: &str,
+    load: fn(&str) -> Result<C>,
+    mut time: impl FnMut(&C) -> Result<String>,
+) -> Result<()> {
+    for name in list.split(',') {
+        let cfg = load(name.trim())?;
+        println!("{name}{}", time(&cfg)?);
+    }
+    Ok(())
+}
+
+/// The last line of a training run: its steps and epochs, the best validation loss with
+/// `decimals` digits and `unit`, and the run folder.
+pub fn print_trained(state: &LoopState, run_dir: &Path, decimals: usize, unit: &str) {
+    println!(
+        "trained {} steps in {} epochs; best validation loss {:.*}{unit}; run folder {}",
+        state.step,
+        state.epoch,
+        decimals,
+        state.best_val.unwrap_or(f64::NAN),
+        run_dir.display()
+    );
 }
 
 /// Where a run exports its best weights, config, card and loss curve: `--assets DIR` if given,

@@ -20,131 +20,105 @@ pub(crate) fn has_avx512() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
 }
 
-#[cfg(target_arch = "x86_64")]
-pub(crate) mod avx2 {
-    use std::arch::x86_64::*;
+/// A module of `exp`, `sigmoid` and `tanh` on the vector type `$v`, compiled for `$features`,
+/// from that width's intrinsics: the [`avx2`] and [`avx512`] functions are one algorithm with
+/// one set of constants.
+macro_rules! lane_math {
+    (
+        $(#[$meta:meta])*
+        mod $name:ident: $v:ident, $features:literal, {
+            set1: $set1:ident, setzero: $setzero:ident, min: $min:ident, max: $max:ident,
+            round: $round:ident, add: $add:ident, sub: $sub:ident, mul: $mul:ident,
+            fmadd: $fmadd:ident, fnmadd: $fnmadd:ident, fmsub: $fmsub:ident, rcp: $rcp:ident,
+            cvt_i32: $cvt:ident, add_i32: $add_i32:ident, set1_i32: $set1_i32:ident,
+            shl_i32: $shl:ident, cast_f32: $cast:ident $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[cfg(target_arch = "x86_64")]
+        pub(crate) mod $name {
+            use std::arch::x86_64::*;
 
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn splat(v: f32) -> __m256 {
-        _mm256_set1_ps(v)
-    }
+            #[inline]
+            #[target_feature(enable = $features)]
+            fn splat(v: f32) -> $v {
+                $set1(v)
+            }
 
-    /// e^x per lane: x = n·ln 2 + r with |r| ≤ ln 2 / 2, e^r by Cephes' degree-5 polynomial
-    /// (relative error about 1e-7), 2^n put into the exponent bits; x clamped to [−87, 88] as
-    /// in `fast_exp`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub(crate) fn exp(x: __m256) -> __m256 {
-        let x = _mm256_min_ps(_mm256_max_ps(x, splat(-87.0)), splat(88.0));
-        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm256_mul_ps(x, splat(std::f32::consts::LOG2_E)),
-        );
-        // ln 2 in two parts, so that n·LN2_HI is exact.
-        let r = _mm256_fnmadd_ps(n, splat(0.693_359_4), x);
-        let r = _mm256_fnmadd_ps(n, splat(-2.121_944_4e-4), r);
-        let mut p = splat(1.987_569_1e-4);
-        p = _mm256_fmadd_ps(p, r, splat(1.398_199_9e-3));
-        p = _mm256_fmadd_ps(p, r, splat(8.333_452e-3));
-        p = _mm256_fmadd_ps(p, r, splat(4.166_579_6e-2));
-        p = _mm256_fmadd_ps(p, r, splat(1.666_666_5e-1));
-        p = _mm256_fmadd_ps(p, r, splat(0.5));
-        // e^r ≈ 1 + r + r²·p
-        let e_r = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, splat(1.0)));
-        let pow2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
-            _mm256_cvtps_epi32(n),
-            _mm256_set1_epi32(127),
-        )));
-        _mm256_mul_ps(e_r, pow2)
-    }
+            /// e^x per lane: x = n·ln 2 + r with |r| ≤ ln 2 / 2, e^r by Cephes' degree-5
+            /// polynomial (relative error about 1e-7), 2^n put into the exponent bits; x clamped
+            /// to [−87, 88] as in `fast_exp`.
+            #[inline]
+            #[target_feature(enable = $features)]
+            pub(crate) fn exp(x: $v) -> $v {
+                let x = $min($max(x, splat(-87.0)), splat(88.0));
+                let n = $round::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>($mul(
+                    x,
+                    splat(std::f32::consts::LOG2_E),
+                ));
+                // ln 2 in two parts, so that n·LN2_HI is exact.
+                let r = $fnmadd(n, splat(0.693_359_4), x);
+                let r = $fnmadd(n, splat(-2.121_944_4e-4), r);
+                let mut p = splat(1.987_569_1e-4);
+                p = $fmadd(p, r, splat(1.398_199_9e-3));
+                p = $fmadd(p, r, splat(8.333_452e-3));
+                p = $fmadd(p, r, splat(4.166_579_6e-2));
+                p = $fmadd(p, r, splat(1.666_666_5e-1));
+                p = $fmadd(p, r, splat(0.5));
+                // e^r ≈ 1 + r + r²·p
+                let e_r = $fmadd(p, $mul(r, r), $add(r, splat(1.0)));
+                let pow2 = $cast($shl::<23>($add_i32($cvt(n), $set1_i32(127))));
+                $mul(e_r, pow2)
+            }
 
-    /// 1 / d for d ≥ 1: the approximate reciprocal refined by one Newton step (relative error
-    /// about 2^−22, without the division's latency).
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn recip(d: __m256) -> __m256 {
-        let r = _mm256_rcp_ps(d);
-        // r · (2 − d·r)
-        _mm256_mul_ps(r, _mm256_fnmadd_ps(d, r, splat(2.0)))
-    }
+            /// 1 / d for d ≥ 1: the approximate reciprocal refined by one Newton step (without
+            /// the division's latency).
+            #[inline]
+            #[target_feature(enable = $features)]
+            fn recip(d: $v) -> $v {
+                let r = $rcp(d);
+                // r · (2 − d·r)
+                $mul(r, $fnmadd(d, r, splat(2.0)))
+            }
 
-    /// 1 / (1 + e^−x) per lane.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub(crate) fn sigmoid(x: __m256) -> __m256 {
-        recip(_mm256_add_ps(
-            splat(1.0),
-            exp(_mm256_sub_ps(_mm256_setzero_ps(), x)),
-        ))
-    }
+            /// 1 / (1 + e^−x) per lane.
+            #[inline]
+            #[target_feature(enable = $features)]
+            pub(crate) fn sigmoid(x: $v) -> $v {
+                recip($add(splat(1.0), exp($sub($setzero(), x))))
+            }
 
-    /// tanh x = 2·sigmoid(2x) − 1 per lane (absolute error below 1e-6).
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub(crate) fn tanh(x: __m256) -> __m256 {
-        _mm256_fmsub_ps(splat(2.0), sigmoid(_mm256_add_ps(x, x)), splat(1.0))
+            /// tanh x = 2·sigmoid(2x) − 1 per lane (absolute error below 1e-6).
+            #[inline]
+            #[target_feature(enable = $features)]
+            pub(crate) fn tanh(x: $v) -> $v {
+                $fmsub(splat(2.0), sigmoid($add(x, x)), splat(1.0))
+            }
+        }
+    };
+}
+
+lane_math! {
+    /// Eight lanes with AVX2 and FMA; the reciprocal's estimate has 12 bits, about 2^−22 after
+    /// the Newton step.
+    mod avx2: __m256, "avx2,fma", {
+        set1: _mm256_set1_ps, setzero: _mm256_setzero_ps, min: _mm256_min_ps, max: _mm256_max_ps,
+        round: _mm256_round_ps, add: _mm256_add_ps, sub: _mm256_sub_ps, mul: _mm256_mul_ps,
+        fmadd: _mm256_fmadd_ps, fnmadd: _mm256_fnmadd_ps, fmsub: _mm256_fmsub_ps,
+        rcp: _mm256_rcp_ps, cvt_i32: _mm256_cvtps_epi32, add_i32: _mm256_add_epi32,
+        set1_i32: _mm256_set1_epi32, shl_i32: _mm256_slli_epi32, cast_f32: _mm256_castsi256_ps,
     }
 }
 
-/// The [`avx2`] functions on sixteen lanes, with the same constants and error bounds (the
-/// reciprocal starts from a 14-bit estimate instead of 12, then the same Newton step).
-#[cfg(target_arch = "x86_64")]
-pub(crate) mod avx512 {
-    use std::arch::x86_64::*;
-
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn splat(v: f32) -> __m512 {
-        _mm512_set1_ps(v)
-    }
-
-    /// e^x per lane, as [`super::avx2::exp`].
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    pub(crate) fn exp(x: __m512) -> __m512 {
-        let x = _mm512_min_ps(_mm512_max_ps(x, splat(-87.0)), splat(88.0));
-        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm512_mul_ps(x, splat(std::f32::consts::LOG2_E)),
-        );
-        let r = _mm512_fnmadd_ps(n, splat(0.693_359_4), x);
-        let r = _mm512_fnmadd_ps(n, splat(-2.121_944_4e-4), r);
-        let mut p = splat(1.987_569_1e-4);
-        p = _mm512_fmadd_ps(p, r, splat(1.398_199_9e-3));
-        p = _mm512_fmadd_ps(p, r, splat(8.333_452e-3));
-        p = _mm512_fmadd_ps(p, r, splat(4.166_579_6e-2));
-        p = _mm512_fmadd_ps(p, r, splat(1.666_666_5e-1));
-        p = _mm512_fmadd_ps(p, r, splat(0.5));
-        let e_r = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, splat(1.0)));
-        let pow2 = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(
-            _mm512_cvtps_epi32(n),
-            _mm512_set1_epi32(127),
-        )));
-        _mm512_mul_ps(e_r, pow2)
-    }
-
-    /// 1 / d for d ≥ 1.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn recip(d: __m512) -> __m512 {
-        let r = _mm512_rcp14_ps(d);
-        _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, splat(2.0)))
-    }
-
-    /// 1 / (1 + e^−x) per lane.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    pub(crate) fn sigmoid(x: __m512) -> __m512 {
-        recip(_mm512_add_ps(
-            splat(1.0),
-            exp(_mm512_sub_ps(_mm512_setzero_ps(), x)),
-        ))
-    }
-
-    /// tanh x = 2·sigmoid(2x) − 1 per lane.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    pub(crate) fn tanh(x: __m512) -> __m512 {
-        _mm512_fmsub_ps(splat(2.0), sigmoid(_mm512_add_ps(x, x)), splat(1.0))
+lane_math! {
+    /// Sixteen lanes with AVX-512 F, with the [`avx2`] constants and error bounds (the
+    /// reciprocal starts from a 14-bit estimate instead of 12, then the same Newton step).
+    mod avx512: __m512, "avx512f", {
+        set1: _mm512_set1_ps, setzero: _mm512_setzero_ps, min: _mm512_min_ps, max: _mm512_max_ps,
+        round: _mm512_roundscale_ps, add: _mm512_add_ps, sub: _mm512_sub_ps, mul: _mm512_mul_ps,
+        fmadd: _mm512_fmadd_ps, fnmadd: _mm512_fnmadd_ps, fmsub: _mm512_fmsub_ps,
+        rcp: _mm512_rcp14_ps, cvt_i32: _mm512_cvtps_epi32, add_i32: _mm512_add_epi32,
+        set1_i32: _mm512_set1_epi32, shl_i32: _mm512_slli_epi32, cast_f32: _mm512_castsi512_ps,
     }
 }
 
