@@ -10,6 +10,24 @@ fn bandmate(args: &[&str]) -> Output {
         .expect("bandmate runs")
 }
 
+/// `bandmate args`, which must succeed (else the test fails with its stderr).
+fn bandmate_ok(args: &[&str]) -> Output {
+    let out = bandmate(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A new scratch folder for one test (`tag` tells the tests apart).
+fn scratch_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bandmate-cli-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 fn data() -> PathBuf {
     bandmate::data::default_data_root()
 }
@@ -35,8 +53,7 @@ fn assert_clean_failure(out: &Output, file: &Path) {
 
 #[test]
 fn bad_files_give_one_line_errors() {
-    let dir = std::env::temp_dir().join(format!("bandmate-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("bad");
     let real = std::fs::read(data().join("nottingham/MIDI/ashover1.mid")).unwrap();
     let mut huge = b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk".to_vec();
     huge.extend_from_slice(&[0x7f, 0xff, 0xff, 0xff]);
@@ -97,7 +114,7 @@ fn every_regression_input_is_handled_without_a_panic() {
 fn eval_nottingham_test_against(split: &str) -> serde_json::Value {
     let dir = data().join("nottingham/MIDI");
     let dir = dir.to_str().unwrap();
-    let out = bandmate(&[
+    let out = bandmate_ok(&[
         "eval",
         "--reference",
         dir,
@@ -109,11 +126,6 @@ fn eval_nottingham_test_against(split: &str) -> serde_json::Value {
         split,
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -155,21 +167,15 @@ fn eval_against_the_train_split_is_close_but_not_identical() {
 
 #[test]
 fn roundtrip_and_demo_run() {
-    let dir = std::env::temp_dir().join(format!("bandmate-cli-rt-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("rt");
     let input = data().join("nottingham/MIDI/reelsa-c10.mid");
     let output = dir.join("out.mid");
-    let out = bandmate(&[
+    let out = bandmate_ok(&[
         "roundtrip",
         input.to_str().unwrap(),
         output.to_str().unwrap(),
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["identical"], true);
     assert!(summary["notes"].as_u64().unwrap() > 50);
@@ -179,12 +185,7 @@ fn roundtrip_and_demo_run() {
     assert_eq!(info["notes"], summary["notes"]);
     assert_eq!(info["time_signature"], "4/4");
 
-    let demo = bandmate(&["demo", "--out-dir", dir.to_str().unwrap()]);
-    assert!(
-        demo.status.success(),
-        "{}",
-        String::from_utf8_lossy(&demo.stderr)
-    );
+    let demo = bandmate_ok(&["demo", "--out-dir", dir.to_str().unwrap()]);
     let printed = String::from_utf8_lossy(&demo.stdout);
     assert!(printed.contains("identical on the grid"));
     assert!(dir.join("example.mid").is_file());
@@ -218,11 +219,10 @@ fn roundtrip_and_demo_run() {
 
 #[test]
 fn fill_of_one_track_keeps_every_other_track_and_the_melody_one_voice() {
-    let dir = std::env::temp_dir().join(format!("bandmate-cli-fill-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("fill");
     let input = data().join("nottingham/MIDI/reelsa-c10.mid");
     let output = dir.join("fill.mid");
-    let out = bandmate(&[
+    bandmate_ok(&[
         "fill",
         input.to_str().unwrap(),
         "--bars",
@@ -234,11 +234,6 @@ fn fill_of_one_track_keeps_every_other_track_and_the_melody_one_voice() {
         "--out",
         output.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let before = bandmate::midi::read_file(&input).unwrap();
     let after = bandmate::midi::read_file(&output).unwrap();
     assert_eq!(after.tracks.len(), before.tracks.len());

@@ -9,6 +9,7 @@ use candle_core::{Tensor, Var, backprop::GradStore};
 use candle_nn::VarMap;
 use rayon::prelude::*;
 
+use super::run_files::stored_tensor;
 use crate::nn::cpu::storage::{on_cpu_f32, with_cpu_f32, with_cpu_f32_mut};
 
 pub struct AdamW {
@@ -218,18 +219,8 @@ impl AdamW {
             .with_context(|| format!("cannot read optimizer state {}", path.display()))?;
         for (i, (name, var)) in self.vars.iter().enumerate() {
             for (prefix, slot) in [("m", &mut self.m[i]), ("v", &mut self.v[i])] {
-                let t = map
-                    .get(&format!("{prefix}.{name}"))
-                    .with_context(|| format!("{}: no {prefix}.{name}", path.display()))?;
-                if t.dims() != var.dims() {
-                    bail!(
-                        "{}: {prefix}.{name} has shape {:?}, the model {:?}",
-                        path.display(),
-                        t.dims(),
-                        var.dims()
-                    );
-                }
-                *slot = t.clone();
+                let key = format!("{prefix}.{name}");
+                *slot = stored_tensor(&map, path, &key, var.dims())?.clone();
             }
         }
         Ok(())
@@ -345,14 +336,8 @@ mod tests {
     }
 
     fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap()
+        let diff = || -> candle_core::Result<f32> { (a - b)?.abs()?.max_all()?.to_scalar() };
+        diff().unwrap()
     }
 
     #[test]

@@ -22,8 +22,8 @@ use super::adamw::AdamW;
 use super::format_duration;
 use super::roll::bce_with_logits;
 use super::run_loop::{
-    EpochOrder, LoopOptions, LoopState, Measured, Trainee, derefs_to_run, new_model, run, spread,
-    step_rng, steps_per_epoch,
+    EpochOrder, LoopOptions, LoopState, Measured, Trainee, derefs_to_run, new_model, run_reported,
+    spread, step_rng, steps_per_epoch,
 };
 use crate::band::bars::{BarNote, render, song_bars};
 use crate::data::{self, Dataset, Song, Split};
@@ -348,11 +348,7 @@ pub fn batch_loss(
 }
 
 /// The outcome of [`train`].
-#[derive(Clone, Debug)]
-pub struct TrainReport {
-    pub state: LoopState,
-    pub run_dir: PathBuf,
-}
+pub use super::run_loop::TrainReport;
 
 /// Every track present in every bar.
 fn all_present(n: usize, seq_bars: usize, tracks: usize) -> Vec<Vec<Vec<bool>>> {
@@ -481,10 +477,9 @@ impl Trainee for BandTrainee {
 
     fn step(&mut self, epoch: usize, batch: usize, step: usize, lr: f64) -> Result<Measured> {
         let opts = &self.opts;
-        let idx = self
+        let seqs = self
             .order
-            .batch(self.train.len(), opts.seed, epoch, batch, opts.batch)?;
-        let seqs: Vec<&Sequence> = idx.iter().map(|&i| &self.train[i]).collect();
+            .pick(&self.train, opts.seed, epoch, batch, opts.batch)?;
         let mut rng = step_rng(opts.seed, step);
         self.opt.lr = lr;
         let (model, opt) = (&self.model, &mut self.opt);
@@ -556,11 +551,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         val_seqs.len()
     );
     let mut trainee = BandTrainee::new(opts, train_seqs, val_seqs)?;
-    let state = run(&mut trainee, &opts.run)?;
-    Ok(TrainReport {
-        state,
-        run_dir: opts.run.run_dir.clone(),
-    })
+    run_reported(&mut trainee, &opts.run)
 }
 
 /// The training section of the model card (`CARD.md`); `bandmate band-eval` appends the
@@ -607,11 +598,7 @@ fn card(t: &BandTrainee, state: &LoopState, loop_opts: &LoopOptions) -> String {
          - Best validation loss (next-bar BCE, nats per bar, all tracks heard): {best:.4}\n\n\
          | epoch | step | validation loss |\n|---|---|---|\n{val_rows}\n\
          Loss curve: `loss.png`. Reproduce: `cargo xtask train band`.\n",
-        status = if state.finished {
-            "finished"
-        } else {
-            "training in progress (these are the best weights so far)"
-        },
+        status = state.card_status(),
         train = t.train.len(),
         len = opts.seq_bars + 1,
         hop = opts.hop_bars,

@@ -8,6 +8,8 @@ use anyhow::{Context, Result, bail};
 use candle_core::{DType, Var};
 use candle_nn::VarMap;
 
+use super::run_files::stored_tensor;
+
 pub struct Ema {
     /// The largest decay; early updates use less (see [`Ema::decay_at`]).
     pub decay: f64,
@@ -72,17 +74,7 @@ impl Ema {
         let map = candle_core::safetensors::load(path, &candle_core::Device::Cpu)
             .with_context(|| format!("cannot read the weight average {}", path.display()))?;
         for (name, _, average) in &self.pairs {
-            let t = map
-                .get(name)
-                .with_context(|| format!("{}: no {name}", path.display()))?;
-            if t.dims() != average.dims() {
-                bail!(
-                    "{}: {name} has shape {:?}, the model {:?}",
-                    path.display(),
-                    t.dims(),
-                    average.dims()
-                );
-            }
+            let t = stored_tensor(&map, path, name, average.dims())?;
             average.set(&t.to_dtype(DType::F32)?)?;
         }
         Ok(())
@@ -95,12 +87,8 @@ mod tests {
     use candle_core::{Device, Tensor};
 
     fn values(map: &VarMap, name: &str) -> Vec<f32> {
-        map.data().lock().unwrap()[name]
-            .as_tensor()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap()
+        let tensor = map.data().lock().unwrap()[name].as_tensor().clone();
+        tensor.flatten_all().and_then(|t| t.to_vec1()).unwrap()
     }
 
     #[test]

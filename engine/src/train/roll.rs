@@ -21,8 +21,8 @@ use super::adamw::AdamW;
 use super::ema::Ema;
 use super::format_duration;
 use super::run_loop::{
-    EpochOrder, LoopOptions, LoopState, Measured, Trainee, derefs_to_run, new_model, run, spread,
-    step_rng, steps_per_epoch,
+    EpochOrder, LoopOptions, LoopState, Measured, Trainee, derefs_to_run, new_model, run_reported,
+    spread, step_rng, steps_per_epoch,
 };
 use crate::data::{self, Dataset, Song, Split};
 use crate::diffusion::binomial::BinomialSchedule;
@@ -326,11 +326,7 @@ fn make_batch(
 }
 
 /// The outcome of [`train`].
-#[derive(Clone, Debug)]
-pub struct TrainReport {
-    pub state: LoopState,
-    pub run_dir: PathBuf,
-}
+pub use super::run_loop::TrainReport;
 
 /// The EMA decay of a run, if it keeps a weight average (from its state's notes).
 pub fn ema_decay(state: &LoopState) -> Option<f64> {
@@ -460,10 +456,9 @@ impl Trainee for RollTrainee {
 
     fn step(&mut self, epoch: usize, batch: usize, step: usize, lr: f64) -> Result<Measured> {
         let (opts, cfg) = (&self.opts, &self.cfg);
-        let idx = self
+        let ws = self
             .order
-            .batch(self.train.len(), opts.seed, epoch, batch, opts.batch)?;
-        let ws: Vec<&RollWindow> = idx.iter().map(|&i| &self.train[i]).collect();
+            .pick(&self.train, opts.seed, epoch, batch, opts.batch)?;
         let mut rng = step_rng(opts.seed, step);
         let shifts: Vec<i32> = ws
             .iter()
@@ -600,11 +595,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         cfg.pitch_lo as usize + cfg.pitches - 1
     );
     let mut trainee = RollTrainee::new(opts, train_windows, val_windows)?;
-    let state = run(&mut trainee, &opts.run)?;
-    Ok(TrainReport {
-        state,
-        run_dir: opts.run.run_dir.clone(),
-    })
+    run_reported(&mut trainee, &opts.run)
 }
 
 /// The model card: data, shape, steps, wall time and losses.
@@ -656,11 +647,7 @@ fn card(t: &RollTrainee, state: &LoopState, loop_opts: &LoopOptions) -> String {
          - Best validation loss (mean BCE per cell over t uniform in 1..T): {best:.5}\n\n\
          {val_head}{val_rows}\n\
          Loss curve: `loss.png`. Reproduce: `cargo xtask train roll`.\n",
-        status = if state.finished {
-            "finished"
-        } else {
-            "training in progress (these are the best weights so far)"
-        },
+        status = state.card_status(),
         train = t.train.len(),
         bars = cfg.steps / 16,
         hop = opts.hop_bars,
@@ -783,14 +770,19 @@ pub fn time_step(cfg: &Config, batch: usize, iters: usize) -> Result<(f64, f64)>
 mod tests {
     use super::*;
 
-    #[test]
-    fn windows_render_with_transposition() {
-        let cfg = Config {
-            steps: 16,
+    /// `base` with windows of `steps` steps over the 24 pitches from C3 (48).
+    fn two_octaves(steps: usize, base: Config) -> Config {
+        Config {
+            steps,
             pitches: 24,
             pitch_lo: 48,
-            ..Config::tiny()
-        };
+            ..base
+        }
+    }
+
+    #[test]
+    fn windows_render_with_transposition() {
+        let cfg = two_octaves(16, Config::tiny());
         let w = RollWindow {
             notes: vec![(0, 60, 4), (8, 71, 20)],
             melody: vec![true, false],
@@ -812,12 +804,7 @@ mod tests {
 
     #[test]
     fn training_masks_keep_whole_context_notes_and_cover_every_task() {
-        let cfg = Config {
-            steps: 64,
-            pitches: 24,
-            pitch_lo: 48,
-            ..Config::fast_conditioned()
-        };
+        let cfg = two_octaves(64, Config::fast_conditioned());
         // A melody note over bars 1-2 and an accompaniment note crossing into bar 3.
         let w = RollWindow {
             notes: vec![(0, 71, 24), (20, 55, 20), (40, 60, 8)],

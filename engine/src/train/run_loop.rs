@@ -102,6 +102,25 @@ pub struct LoopState {
     pub notes: serde_json::Value,
 }
 
+impl LoopState {
+    /// The status line of a model card: whether the run finished or its best weights so far are
+    /// exported.
+    pub fn card_status(&self) -> &'static str {
+        if self.finished {
+            "finished"
+        } else {
+            "training in progress (these are the best weights so far)"
+        }
+    }
+}
+
+/// The outcome of a training run ([`run_reported`]).
+#[derive(Clone, Debug)]
+pub struct TrainReport {
+    pub state: LoopState,
+    pub run_dir: PathBuf,
+}
+
 /// What one optimizer step or one validation measured: the loss (the validation loss picks the
 /// best weights) and other numbers kept beside it, named by [`Trainee::extra_names`] (e.g. a
 /// VAE's reconstruction and KL).
@@ -158,6 +177,19 @@ impl EpochOrder {
         self.order
             .get(batch * size..(batch + 1) * size)
             .with_context(|| format!("batch {batch} of {size} is past the {n} training items"))
+    }
+
+    /// The items of batch `batch` of `size` in epoch `epoch` (see [`EpochOrder::batch`]).
+    pub fn pick<'a, T>(
+        &mut self,
+        items: &'a [T],
+        seed: u64,
+        epoch: usize,
+        batch: usize,
+        size: usize,
+    ) -> Result<Vec<&'a T>> {
+        let idx = self.batch(items.len(), seed, epoch, batch, size)?;
+        Ok(idx.iter().map(|&i| &items[i]).collect())
     }
 }
 
@@ -295,6 +327,14 @@ macro_rules! derefs_to_run {
     };
 }
 pub(crate) use derefs_to_run;
+
+/// [`run`], with the run folder beside the final state.
+pub fn run_reported(trainee: &mut dyn Trainee, opts: &LoopOptions) -> Result<TrainReport> {
+    Ok(TrainReport {
+        state: run(trainee, opts)?,
+        run_dir: opts.run_dir.clone(),
+    })
+}
 
 /// Train (or resume) `trainee`; progress lines go to stderr.
 ///

@@ -22,8 +22,8 @@ use rand_chacha::ChaCha8Rng;
 use super::adamw::AdamW;
 use super::format_duration;
 use super::run_loop::{
-    EpochOrder, LoopOptions, LoopState, Measured, Trainee, derefs_to_run, new_model, run, step_rng,
-    steps_per_epoch,
+    EpochOrder, LoopOptions, LoopState, Measured, Trainee, derefs_to_run, new_model, run_reported,
+    step_rng, steps_per_epoch,
 };
 use crate::data::melody_windows_of;
 use crate::data::{self, Dataset, Split};
@@ -88,11 +88,7 @@ impl VaeTrainOptions {
 }
 
 /// The outcome of [`train_vae`].
-#[derive(Clone, Debug)]
-pub struct VaeTrainReport {
-    pub state: LoopState,
-    pub run_dir: PathBuf,
-}
+pub use super::run_loop::TrainReport as VaeTrainReport;
 
 /// Loss terms of one batch.
 pub struct LossTerms {
@@ -384,11 +380,7 @@ pub fn train_vae(opts: &VaeTrainOptions) -> Result<VaeTrainReport> {
         span.0,
         span.1
     );
-    let state = run(&mut trainee, &opts.run)?;
-    Ok(VaeTrainReport {
-        state,
-        run_dir: opts.run.run_dir.clone(),
-    })
+    run_reported(&mut trainee, &opts.run)
 }
 
 /// The model card.
@@ -465,11 +457,7 @@ fn card(t: &VaeTrainee, state: &LoopState, loop_opts: &LoopOptions) -> String {
         } else {
             ""
         },
-        status = if state.finished {
-            "finished"
-        } else {
-            "training in progress (these are the best weights so far)"
-        },
+        status = state.card_status(),
         chords = t.train.chord_windows,
         train = t.train.len(),
         hop = opts.hop_bars,

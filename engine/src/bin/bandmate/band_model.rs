@@ -50,35 +50,44 @@ impl PlayArgs {
     }
 }
 
+/// The clip a playing task reads, where it writes the result, and how it plays.
+#[derive(Args, Debug)]
+pub struct ClipArgs {
+    input: PathBuf,
+    #[arg(long, short)]
+    out: PathBuf,
+    #[command(flatten)]
+    play: PlayArgs,
+}
+
+impl ClipArgs {
+    /// Read the input clip, `play` on it with the options, and write the result.
+    fn play(&self, play: impl FnOnce(&Clip, &PlayOptions) -> Result<Clip>) -> Result<()> {
+        let clip = crate::files::read_clip(&self.input)?;
+        write(&play(&clip, &self.play.options()?)?, &self.out)
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum BandTask {
     /// Keep the clip and write `--bars` more bars of every track after it.
     Continue {
-        input: PathBuf,
         #[arg(long, default_value_t = 8)]
         bars: u32,
-        #[arg(long, short)]
-        out: PathBuf,
         #[command(flatten)]
-        play: PlayArgs,
+        clip: ClipArgs,
     },
     /// Regenerate one track (by the model's track number: 0 melody, 1 accompaniment).
     Fill {
-        input: PathBuf,
         #[arg(long)]
         track: usize,
-        #[arg(long, short)]
-        out: PathBuf,
         #[command(flatten)]
-        play: PlayArgs,
+        clip: ClipArgs,
     },
     /// Regenerate every track in turn.
     Redo {
-        input: PathBuf,
-        #[arg(long, short)]
-        out: PathBuf,
         #[command(flatten)]
-        play: PlayArgs,
+        clip: ClipArgs,
     },
     /// The evaluation on Nottingham: the decoding density chosen on the valid split (the live
     /// player's next-bar F1), then on the test split the next bar (live player), 16-bar
@@ -115,28 +124,11 @@ pub fn run(args: BandArgs) -> Result<()> {
     }
     let model = load_model(args.model.as_deref())?;
     match args.task {
-        BandTask::Continue {
-            input,
-            bars,
-            out,
-            play,
-        } => {
-            let clip = crate::files::read_clip(&input)?;
-            write(&continue_clip(&model, &clip, bars, &play.options()?)?, &out)
+        BandTask::Continue { bars, clip } => {
+            clip.play(|c, opts| continue_clip(&model, c, bars, opts))
         }
-        BandTask::Fill {
-            input,
-            track,
-            out,
-            play,
-        } => {
-            let clip = crate::files::read_clip(&input)?;
-            write(&fill_track(&model, &clip, track, &play.options()?)?, &out)
-        }
-        BandTask::Redo { input, out, play } => {
-            let clip = crate::files::read_clip(&input)?;
-            write(&redo(&model, &clip, &play.options()?)?, &out)
-        }
+        BandTask::Fill { track, clip } => clip.play(|c, opts| fill_track(&model, c, track, opts)),
+        BandTask::Redo { clip } => clip.play(|c, opts| redo(&model, c, opts)),
         BandTask::Eval(eval_args) => {
             let card_dir = eval_args
                 .card
@@ -158,15 +150,8 @@ pub struct EvalArgs {
     /// the evaluated split).
     #[arg(long, value_delimiter = ',', default_value = "1,1.5,2,3,4")]
     pub densities: Vec<f32>,
-    /// Windows per task (continue and fill: at most the split's 16-bar tunes).
-    #[arg(long, default_value_t = 200)]
-    pub count: usize,
-    /// Seeds of the random row (the band model decodes deterministically: one run).
-    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
-    pub seeds: Vec<u64>,
-    /// Chooses the next-bar windows and the bootstrap resamples.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub windows: crate::eval_roll::EvalWindowArgs,
     /// Tasks to run (comma-separated: next-bar, continue, fill-chords).
     #[arg(
         long,
@@ -239,9 +224,9 @@ fn eval(model: &BandModel, args: EvalArgs, card_dir: Option<PathBuf>) -> Result<
     println!("density on the valid split (live use):\n{density_md}\nchosen: {density}\n");
 
     let opts = BandEvalOptions {
-        count: args.count,
-        seed: args.seed,
-        seeds: args.seeds.clone(),
+        count: args.windows.count,
+        seed: args.windows.seed,
+        seeds: args.windows.seeds.clone(),
         play: PlayOptions {
             density,
             ..base.clone()
@@ -284,20 +269,15 @@ fn eval(model: &BandModel, args: EvalArgs, card_dir: Option<PathBuf>) -> Result<
     };
     println!("\n{timing}");
     eprintln!("band eval: {:.1} s in all", started.elapsed().as_secs_f64());
-    let outputs: Vec<_> = evaluation
-        .outputs
-        .iter()
-        .map(|t| (t.task.name(), t.cases.as_slice(), t.rows.as_slice()))
-        .collect();
-    args.report
-        .write("band eval", &evaluation.report, &outputs)?;
+    args.report.write_tasks(
+        "band eval",
+        &evaluation.report,
+        &evaluation.outputs,
+        Task::name,
+    )?;
 
     if let Some(dir) = card_dir {
         let path = dir.join("CARD.md");
-        let card = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let marker = "\n## Evaluation";
-        let head = card.split(marker).next().unwrap_or(&card).trim_end();
         let compare_note = args.compare_model.as_ref().map_or(String::new(), |d| {
             format!(
                 "\"model {}\" is the model in `{}` (not shipped), for comparison.\n\n",
@@ -325,7 +305,7 @@ fn eval(model: &BandModel, args: EvalArgs, card_dir: Option<PathBuf>) -> Result<
             })
             .collect();
         let section = format!(
-            "{head}\n{marker}\n\n\
+            "## Evaluation\n\n\
              Produced by `{command}` on Nottingham.\n\n\
              ### Decoding density (valid split)\n\n\
              Onsets whose odds × density pass 1 are played (at most 24 per bar{key}). The density\n\
@@ -356,8 +336,7 @@ fn eval(model: &BandModel, args: EvalArgs, card_dir: Option<PathBuf>) -> Result<
             live = bandmate::band::eval::LIVE,
             tables = evaluation.report.markdown(),
         );
-        std::fs::write(&path, section)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        crate::files::replace_card_section(&path, "\n## Evaluation", &section)?;
         println!("wrote the tables into {}", path.display());
     }
     Ok(())

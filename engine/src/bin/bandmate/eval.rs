@@ -5,7 +5,7 @@ use crate::files::{midi_files, read_clips};
 use anyhow::Result;
 use bandmate::metrics::{self, EvalOptions};
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -37,18 +37,11 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let mut timings = Timings::default();
-    let reference = timings.time("read_reference", || {
-        read_clips(&midi_files(
-            &args.reference,
-            args.reference_split.as_deref(),
-        )?)
-    })?;
-    let generated = timings.time("read_generated", || {
-        read_clips(&midi_files(
-            &args.generated,
-            args.generated_split.as_deref(),
-        )?)
-    })?;
+    let mut read_set = |name, dir: &Path, split: &Option<String>| {
+        timings.time(name, || read_clips(&midi_files(dir, split.as_deref())?))
+    };
+    let reference = read_set("read_reference", &args.reference, &args.reference_split)?;
+    let generated = read_set("read_generated", &args.generated, &args.generated_split)?;
     let opts = EvalOptions {
         max_clips: args.max_clips,
         seed: args.seed,

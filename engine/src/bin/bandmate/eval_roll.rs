@@ -2,42 +2,21 @@
 //! split, to tune on), task by task, against the true hole, real music of other songs, a copy
 //! and random notes from the data; see `bandmate::diffusion::eval` and `bandmate::evaluation`.
 
+use crate::roll::DenoiseArgs;
 use anyhow::{Result, bail};
 use bandmate::data::{Split, default_cache_dir, default_data_root};
 use bandmate::diffusion::eval::{RollEvalOptions, Task, evaluate_roll};
-use bandmate::diffusion::{RollOptions, SamplerKind};
 use bandmate::evaluation::report::{self, COPY, RANDOM, REAL};
-use bandmate::evaluation::{Case, EvalReport, RowOutputs, listen};
+use bandmate::evaluation::{Case, EvalReport, RowOutputs, TaskOutputs, listen};
 use clap::Args;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct EvalRollArgs {
-    /// Windows per task.
-    #[arg(long, default_value_t = 200)]
-    pub count: usize,
-    /// Sampling seeds of the model (and of the random row): every window is sampled once per
-    /// seed.
-    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
-    pub seeds: Vec<u64>,
-    /// Chooses the windows and the bootstrap resamples.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Network evaluations per sample.
-    #[arg(long, default_value_t = bandmate::settings::DEFAULT_STEPS)]
-    pub steps: usize,
-    #[arg(long, value_enum, default_value = "algorithm1")]
-    pub sampler: SamplerKind,
-    /// Multiplies the predicted odds of every cell being on (1 = as trained; >1 denser).
-    #[arg(long, default_value_t = 1.0)]
-    pub density: f32,
-    /// Classifier-free guidance weight for every task (default: the model's per-task
-    /// calibration; 0 = one pass without guidance).
-    #[arg(long)]
-    pub guidance: Option<f32>,
-    /// Echo strength for the infills (default: the model's calibration; 0 = from noise).
-    #[arg(long)]
-    pub echo: Option<f32>,
+    #[command(flatten)]
+    pub windows: EvalWindowArgs,
+    #[command(flatten)]
+    pub denoise: DenoiseArgs,
     /// Tasks to run (comma-separated: infill, infill-melody, harmonize, harmonize-after,
     /// unconditional).
     #[arg(
@@ -65,6 +44,22 @@ pub struct EvalRollArgs {
     pub data: Option<PathBuf>,
     #[command(flatten)]
     pub report: ReportArgs,
+}
+
+/// How many windows an evaluation scores and how it draws and samples them (`eval-roll`,
+/// `band eval`).
+#[derive(Args, Debug)]
+pub struct EvalWindowArgs {
+    /// Windows per task (a task on whole 16-bar tunes takes at most the split's tunes).
+    #[arg(long, default_value_t = 200)]
+    pub count: usize,
+    /// Sampling seeds of the model and of the random row: every window is sampled once per seed
+    /// (a model that decodes deterministically runs once).
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    pub seeds: Vec<u64>,
+    /// Chooses the windows and the bootstrap resamples.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 /// What every evaluation command writes: JSON, listening sheets, or a comparison of reports.
@@ -113,6 +108,21 @@ impl ReportArgs {
             }
         }
         Ok(())
+    }
+
+    /// [`ReportArgs::write`] of an evaluation's outputs, each task named by `name`.
+    pub fn write_tasks<T: Copy>(
+        &self,
+        who: &str,
+        report: &EvalReport,
+        outputs: &[TaskOutputs<T>],
+        name: fn(T) -> &'static str,
+    ) -> Result<()> {
+        let outputs: Vec<_> = outputs
+            .iter()
+            .map(|t| (name(t.task), t.cases.as_slice(), t.rows.as_slice()))
+            .collect();
+        self.write(who, report, &outputs)
     }
 }
 
@@ -168,17 +178,10 @@ pub fn run(args: EvalRollArgs) -> Result<()> {
     }
     let model = crate::roll::load_model(args.model.as_deref())?;
     let opts = RollEvalOptions {
-        count: args.count,
-        seed: args.seed,
-        seeds: args.seeds,
-        sampling: RollOptions {
-            steps: args.steps,
-            sampler: args.sampler,
-            density: args.density,
-            guidance: args.guidance,
-            echo: args.echo,
-            ..RollOptions::default()
-        },
+        count: args.windows.count,
+        seed: args.windows.seed,
+        seeds: args.windows.seeds,
+        sampling: args.denoise.options(),
         tasks: args.tasks,
         split: args.split,
         key_lock: args.key_lock,
@@ -198,12 +201,10 @@ pub fn run(args: EvalRollArgs) -> Result<()> {
         |line| eprintln!("eval-roll: {line}"),
     )?;
     print_report(&evaluation.report);
-    let outputs: Vec<_> = evaluation
-        .outputs
-        .iter()
-        .map(|t| (t.task.name(), t.cases.as_slice(), t.rows.as_slice()))
-        .collect();
-    args.report
-        .write("eval-roll", &evaluation.report, &outputs)?;
-    Ok(())
+    args.report.write_tasks(
+        "eval-roll",
+        &evaluation.report,
+        &evaluation.outputs,
+        Task::name,
+    )
 }

@@ -21,6 +21,16 @@ pub fn read_clip(path: &Path) -> Result<Clip> {
     Ok(midi::read_file(path)?)
 }
 
+/// Rewrite the model card `path` from its first `marker` on (to its end) as `section`, after a
+/// blank line; what stands before the marker is kept (all of it without one).
+pub fn replace_card_section(path: &Path, marker: &str, section: &str) -> Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let head = text.split(marker).next().unwrap_or_default().trim_end();
+    std::fs::write(path, format!("{head}\n\n{section}"))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
 /// The .mid/.midi files of `dir` (see [`collect`]), sorted; with `split`, only those listed
 /// under that key in the nearest `splits.json` in `dir` or a parent (entries are file names or
 /// song folder names).

@@ -344,22 +344,12 @@ pub fn run(args: LatentArgs) -> Result<()> {
             a.report
                 .write("latent eval", &evaluation.report, &outputs)?;
             if let Some(card) = a.card {
-                let old = std::fs::read_to_string(&card)
-                    .with_context(|| format!("cannot read {}", card.display()))?;
-                let head = old
-                    .split("\n## Evaluation")
-                    .next()
-                    .unwrap_or_default()
-                    .trim_end();
-                std::fs::write(
-                    &card,
-                    format!(
-                        "{head}\n\n## Evaluation\n\n{} Nottingham test melodies of 16 bars × {} seeds; only the generated bars are scored (true hole = what the song has there). `{command}`.\n\n{text}",
-                        a.count,
-                        a.seeds.len()
-                    ),
-                )
-                .with_context(|| format!("cannot write {}", card.display()))?;
+                let section = format!(
+                    "## Evaluation\n\n{} Nottingham test melodies of 16 bars × {} seeds; only the generated bars are scored (true hole = what the song has there). `{command}`.\n\n{text}",
+                    a.count,
+                    a.seeds.len()
+                );
+                crate::files::replace_card_section(&card, "\n## Evaluation", &section)?;
                 println!("updated {}", card.display());
             }
             Ok(())

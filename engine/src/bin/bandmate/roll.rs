@@ -9,60 +9,77 @@ use clap::Args;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
-/// Sampling and steering options of every roll subcommand.
+/// The denoising options that `eval-roll` shares with the roll subcommands.
 #[derive(Args, Debug, Clone)]
-pub struct SamplingArgs {
+pub struct DenoiseArgs {
     /// Network evaluations, 10 to 100 (fewer is faster, more is cleaner).
     #[arg(long, default_value_t = bandmate::settings::DEFAULT_STEPS)]
     pub steps: usize,
     /// Reverse process: `algorithm1` (the seed's, shared x_T) or `naive`.
     #[arg(long, default_value = "algorithm1")]
     pub sampler: SamplerKind,
+    /// Note density: multiplies the odds of every cell being on (0.5 sparser, 2 denser; 1 = as
+    /// trained).
+    #[arg(long, default_value_t = 1.0)]
+    pub density: f32,
+    /// How hard the result leans on the given notes (classifier-free guidance weight; 0 = off,
+    /// twice the work otherwise). Default: the model's calibration per task.
+    #[arg(long)]
+    pub guidance: Option<f32>,
+    /// fill, continue and the infills of `eval-roll`: start from the bars before the region,
+    /// noised to this strength (0 = from noise, 1 = nearly all noise). Default: the model's
+    /// calibration.
+    #[arg(long)]
+    pub echo: Option<f32>,
+}
+
+impl DenoiseArgs {
+    /// These options; the rest (seed, key lock, pitch range, temperature) at their defaults.
+    pub fn options(&self) -> RollOptions {
+        RollOptions {
+            steps: self.steps,
+            sampler: self.sampler,
+            density: self.density,
+            guidance: self.guidance,
+            echo: self.echo,
+            ..RollOptions::default()
+        }
+    }
+}
+
+/// Sampling and steering options of every roll subcommand.
+#[derive(Args, Debug, Clone)]
+pub struct SamplingArgs {
+    #[command(flatten)]
+    pub denoise: DenoiseArgs,
     /// Key lock: generated notes stay in this scale, e.g. `C major`, `A minor`, `F# dorian`.
     #[arg(long, value_parser = Key::parse)]
     pub key: Option<Key>,
     /// Generated notes stay in this pitch range: `C2-C5` or `36-72`.
     #[arg(long, value_parser = parse_pitch_range)]
     pub range: Option<RangeInclusive<u8>>,
-    /// Note density: multiplies the odds of every cell being on (0.5 sparser, 2 denser).
-    #[arg(long, default_value_t = 1.0)]
-    pub density: f32,
     /// Sampling temperature: below 1 tamer (the model's likeliest notes), above 1 wilder.
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f32,
-    /// How hard the result leans on the given notes (classifier-free guidance weight; 0 = off,
-    /// twice the work otherwise). Default: the model's choice per task.
-    #[arg(long)]
-    pub guidance: Option<f32>,
-    /// fill, continue: start from the bars before the region, noised to this strength (0 = from
-    /// noise, 1 = nearly all noise). Default: the model's choice.
-    #[arg(long)]
-    pub echo: Option<f32>,
 }
 
 impl SamplingArgs {
     fn options(&self, seed: u64) -> RollOptions {
         RollOptions {
-            steps: self.steps,
-            sampler: self.sampler,
             seed,
             key: self.key,
             pitch_range: self.range.clone(),
-            density: self.density,
             temperature: self.temperature,
-            guidance: self.guidance,
-            echo: self.echo,
-            on_step: None,
+            ..self.denoise.options()
         }
     }
 }
 
+/// What every subcommand on an input clip takes: the clip, how to sample, where to write.
 #[derive(Args, Debug)]
-pub struct FillArgs {
+pub struct EditArgs {
     /// Input MIDI file.
     pub input: PathBuf,
-    #[command(flatten)]
-    pub region: RegionArgs,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]
@@ -70,24 +87,26 @@ pub struct FillArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct FillArgs {
+    #[command(flatten)]
+    pub region: RegionArgs,
+    #[command(flatten)]
+    pub edit: EditArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct VaryArgs {
-    /// Input MIDI file.
-    pub input: PathBuf,
     /// How far from the original: 0.1 keeps most of it, 1 is a fresh fill.
     #[arg(long, default_value_t = 0.5)]
     pub strength: f32,
     #[command(flatten)]
     pub region: RegionArgs,
     #[command(flatten)]
-    pub sampling: SamplingArgs,
-    #[command(flatten)]
-    pub output: OutputArgs,
+    pub edit: EditArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct ContinueArgs {
-    /// Input MIDI file.
-    pub input: PathBuf,
     /// Bars of the input kept as the prompt (default: all of them).
     #[arg(long)]
     pub prompt: Option<u32>,
@@ -95,23 +114,17 @@ pub struct ContinueArgs {
     #[arg(long)]
     pub length: Option<u32>,
     #[command(flatten)]
-    pub sampling: SamplingArgs,
-    #[command(flatten)]
-    pub output: OutputArgs,
+    pub edit: EditArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct HarmonizeArgs {
-    /// Input MIDI file with a melody.
-    pub input: PathBuf,
     /// The track the accompaniment is written into, its notes replaced (1-based; default: a
     /// new "Harmony" track). Every other track is kept as it is.
     #[arg(long)]
     pub into: Option<u16>,
     #[command(flatten)]
-    pub sampling: SamplingArgs,
-    #[command(flatten)]
-    pub output: OutputArgs,
+    pub edit: EditArgs,
 }
 
 #[derive(Args, Debug)]
@@ -145,17 +158,28 @@ pub fn load_model(name: Option<&str>) -> Result<RollModel> {
     bail!("--model {name}: no such folder (nor assets/{name})")
 }
 
-/// What every subcommand on an input clip starts with: the model, the clip (errors name the
-/// file already) and the sampling options.
-fn start(
-    input: &Path,
-    sampling: &SamplingArgs,
-    output: &OutputArgs,
-    timings: &mut Timings,
-) -> Result<(RollModel, Clip, RollOptions)> {
+/// A subcommand on an input clip: load the model and the clip (errors name the file already),
+/// `sample` the result (timing the sampling itself) and [`finish`] with it.
+fn edit(
+    task: &str,
+    args: &EditArgs,
+    sample: impl FnOnce(&RollModel, &Clip, &RollOptions, &mut Timings) -> Result<Clip>,
+) -> Result<()> {
+    let mut timings = Timings::default();
+    let output = &args.output;
     let model = timings.time("load_model", || load_model(output.model.as_deref()))?;
-    let clip = timings.time("read", || crate::files::read_clip(input))?;
-    Ok((model, clip, sampling.options(output.seed)))
+    let clip = timings.time("read", || crate::files::read_clip(&args.input))?;
+    let opts = args.sampling.options(output.seed);
+    let out = sample(&model, &clip, &opts, &mut timings)?;
+    finish(
+        task,
+        Some(&args.input),
+        Some(&clip),
+        &out,
+        output,
+        &mut timings,
+        &model,
+    )
 }
 
 /// Write the result and print a summary.
@@ -206,78 +230,40 @@ fn finish(
 }
 
 pub fn run_fill(args: FillArgs) -> Result<()> {
-    let mut timings = Timings::default();
-    let (model, clip, opts) = start(&args.input, &args.sampling, &args.output, &mut timings)?;
-    let mask = args.region.mask(&clip)?;
-    let out = timings.time("sample", || diffusion::fill(&model, &clip, &mask, &opts))?;
-    finish(
-        "fill",
-        Some(&args.input),
-        Some(&clip),
-        &out,
-        &args.output,
-        &mut timings,
-        &model,
-    )
+    edit("fill", &args.edit, |model, clip, opts, timings| {
+        let mask = args.region.mask(clip)?;
+        timings.time("sample", || diffusion::fill(model, clip, &mask, opts))
+    })
 }
 
 pub fn run_vary(args: VaryArgs) -> Result<()> {
-    let mut timings = Timings::default();
-    let (model, clip, opts) = start(&args.input, &args.sampling, &args.output, &mut timings)?;
-    let mask = args.region.mask(&clip)?;
-    let out = timings.time("sample", || {
-        diffusion::vary(&model, &clip, &mask, args.strength, &opts)
-    })?;
-    finish(
-        "vary",
-        Some(&args.input),
-        Some(&clip),
-        &out,
-        &args.output,
-        &mut timings,
-        &model,
-    )
+    edit("vary", &args.edit, |model, clip, opts, timings| {
+        let mask = args.region.mask(clip)?;
+        timings.time("sample", || {
+            diffusion::vary(model, clip, &mask, args.strength, opts)
+        })
+    })
 }
 
 pub fn run_continue(args: ContinueArgs) -> Result<()> {
-    let mut timings = Timings::default();
-    let (model, clip, opts) = start(&args.input, &args.sampling, &args.output, &mut timings)?;
-    let prompt = args.prompt.unwrap_or(clip.bars);
-    let length = args.length.unwrap_or(prompt + 4);
-    let out = timings.time("sample", || {
-        diffusion::continue_clip(&model, &clip, prompt, length, &opts)
-    })?;
-    finish(
-        "continue",
-        Some(&args.input),
-        Some(&clip),
-        &out,
-        &args.output,
-        &mut timings,
-        &model,
-    )
+    edit("continue", &args.edit, |model, clip, opts, timings| {
+        let prompt = args.prompt.unwrap_or(clip.bars);
+        let length = args.length.unwrap_or(prompt + 4);
+        timings.time("sample", || {
+            diffusion::continue_clip(model, clip, prompt, length, opts)
+        })
+    })
 }
 
 pub fn run_harmonize(args: HarmonizeArgs) -> Result<()> {
-    let mut timings = Timings::default();
-    let (model, clip, opts) = start(&args.input, &args.sampling, &args.output, &mut timings)?;
-    let into = match args.into {
-        Some(0) => bail!("--into 0: tracks are numbered from 1"),
-        Some(t) => Some(t - 1),
-        None => None,
-    };
-    let out = timings.time("sample", || {
-        diffusion::harmonize(&model, &clip, into, &opts)
-    })?;
-    finish(
-        "harmonize",
-        Some(&args.input),
-        Some(&clip),
-        &out,
-        &args.output,
-        &mut timings,
-        &model,
-    )
+    edit("harmonize", &args.edit, |model, clip, opts, timings| {
+        let into = match args.into {
+            Some(0) => bail!("--into 0: tracks are numbered from 1"),
+            Some(t) => Some(t - 1),
+            None => None,
+        };
+        timings.time("sample", || diffusion::harmonize(model, clip, into, opts))
+    })
 }
 
 pub fn run_generate(args: GenerateArgs) -> Result<()> {

@@ -1,21 +1,11 @@
 //! `bandmate train roll`: train the piano-roll diffusion model (or time its training step).
 
-use crate::train_args::{
-    TrainArgs, TrainModel, bench, export_dir, load_config_with, print_trained,
-};
+use crate::train_args::{TrainArgs, TrainModel, bench, config_loader, export_dir, print_trained};
 use anyhow::Result;
 use bandmate::models::roll::Config;
 use bandmate::train::roll::{TrainOptions, time_step, train};
 
-fn load_config(name: &str) -> Result<Config> {
-    load_config_with(
-        name,
-        Config::preset,
-        Config::validate,
-        "roll model",
-        "tiny, small, base",
-    )
-}
+config_loader!(Config, "roll model", "tiny, small, base");
 
 pub fn run(args: TrainArgs) -> Result<()> {
     if let TrainModel::Vae = args.model {

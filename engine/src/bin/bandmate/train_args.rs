@@ -213,3 +213,21 @@ pub fn load_config_with<C: serde::de::DeserializeOwned>(
     validate(&cfg).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     Ok(cfg)
 }
+
+/// Defines `fn load_config(name: &str) -> Result<$config>` for a trainer: `--config NAME` as a
+/// preset of `$config` or a config.json file ([`load_config_with`], `$what` and `$presets`
+/// as there).
+macro_rules! config_loader {
+    ($config:ty, $what:literal, $presets:literal) => {
+        fn load_config(name: &str) -> anyhow::Result<$config> {
+            $crate::train_args::load_config_with(
+                name,
+                <$config>::preset,
+                <$config>::validate,
+                $what,
+                $presets,
+            )
+        }
+    };
+}
+pub(crate) use config_loader;

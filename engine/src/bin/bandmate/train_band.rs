@@ -4,17 +4,9 @@ use anyhow::{Result, bail};
 use bandmate::models::band::Config;
 use bandmate::train::band::{AuxWeights, TrainOptions, train};
 
-use crate::train_args::{TrainArgs, print_trained};
+use crate::train_args::{TrainArgs, config_loader, print_trained};
 
-fn load_config(name: &str) -> Result<Config> {
-    crate::train_args::load_config_with(
-        name,
-        Config::preset,
-        Config::validate,
-        "band model",
-        "tiny, small",
-    )
-}
+config_loader!(Config, "band model", "tiny, small");
 
 pub fn run(args: TrainArgs) -> Result<()> {
     if args.bench.is_some() {

@@ -5,17 +5,9 @@ use anyhow::Result;
 use bandmate::models::latent_score::Config;
 use bandmate::train::latent::{LatentTrainOptions, time_latent_step, train_latent};
 
-use crate::train_args::{TrainArgs, bench, print_trained};
+use crate::train_args::{TrainArgs, bench, config_loader, print_trained};
 
-fn load_config(name: &str) -> Result<Config> {
-    crate::train_args::load_config_with(
-        name,
-        Config::preset,
-        Config::validate,
-        "latent score",
-        "tiny, small",
-    )
-}
+config_loader!(Config, "latent score", "tiny, small");
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let batch = args.batch_or(128)?;

@@ -5,17 +5,9 @@ use anyhow::Result;
 use bandmate::train::vae::{VaeTrainOptions, time_vae_step, train_vae};
 use bandmate::vae::VaeShape;
 
-use crate::train_args::{TrainArgs, bench, print_trained};
+use crate::train_args::{TrainArgs, bench, config_loader, print_trained};
 
-fn load_config(name: &str) -> Result<VaeShape> {
-    crate::train_args::load_config_with(
-        name,
-        VaeShape::preset,
-        VaeShape::validate,
-        "MusicVAE",
-        "tiny, small, hier-tiny, hier",
-    )
-}
+config_loader!(VaeShape, "MusicVAE", "tiny, small, hier-tiny, hier");
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let shape = load_config(&args.config)?;

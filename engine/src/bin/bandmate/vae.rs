@@ -221,17 +221,9 @@ pub fn run(args: VaeArgs) -> Result<()> {
                 "MusicVAE paper        {ptf:.3}           {ps:.3}   ({paper_model}; Lakh MIDI melodies, a far larger model: the data differ)"
             );
             if let Some(card) = a.card {
-                let text = std::fs::read_to_string(&card)
-                    .with_context(|| format!("cannot read {}", card.display()))?;
-                let head = text
-                    .split("## Reconstruction accuracy")
-                    .next()
-                    .unwrap_or_default()
-                    .trim_end();
                 let table =
                     accuracy_table(&acc, &format!("Nottingham {}", a.split), vae.window_steps());
-                std::fs::write(&card, format!("{head}\n\n{table}"))
-                    .with_context(|| format!("cannot write {}", card.display()))?;
+                crate::files::replace_card_section(&card, "## Reconstruction accuracy", &table)?;
                 println!("updated {}", card.display());
             }
             Ok(())
