@@ -17,7 +17,7 @@
 
 use anyhow::{Context, Result, bail};
 use bandmate::band::player::{BandModel, BandPlayer};
-use bandmate::data::{Dataset, Song, Split, default_cache_dir, default_data_root, load_cached};
+use bandmate::data::{Dataset, Song};
 use bandmate::models::band::BandVae;
 use bandmate::music::{Clip, Note, TrackRole};
 use bandmate::nn::pool_parts;
@@ -30,12 +30,11 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
 
-#[path = "support/timing.rs"]
-mod timing;
-use timing::{percentile, timed};
-#[path = "support/twin.rs"]
-mod twin;
-use twin::{Twin, median_ms, number, print_row, print_trained, scalar, within};
+#[path = "support/mod.rs"]
+mod support;
+use support::songs::test_songs;
+use support::timing::{percentile, timed};
+use support::twin::{Twin, median_ms, scalar, training_scalars};
 
 /// Timed runs per comparison (the live answer runs 10× as many); the twin takes the same.
 const TORCH_ITERS: usize = 10;
@@ -51,20 +50,11 @@ fn rss_kib() -> u64 {
         .map_or(0, |pages| pages * 4)
 }
 
-/// As in the `bandmate` tool that trains the model.
-#[global_allocator]
-static ALLOC: bandmate::nn::HugePageAlloc = bandmate::nn::HugePageAlloc;
-
 fn main() -> Result<()> {
     // SAFETY: first thing in main, before any other thread exists.
     unsafe { bandmate::nn::set_thread_count_env() };
     bandmate::nn::keep_freed_memory();
-    let songs = load_cached(
-        Dataset::Nottingham,
-        Split::Test,
-        &default_data_root(),
-        &default_cache_dir(),
-    )?;
+    let songs = test_songs(Dataset::Nottingham)?;
     let before = rss_kib();
     let (model, load_ms) = timed(BandModel::embedded)?;
     let mut player = BandPlayer::new(&model)?;
@@ -217,10 +207,7 @@ fn compare_torch(twin: &Twin, model: &BandModel, songs: &[Song]) -> Result<()> {
         ("present".to_string(), batch.present.clone()),
         ("eps".to_string(), eps),
         ("kl".to_string(), kl),
-        ("loss".to_string(), scalar(f64::from(loss))?),
         ("beta".to_string(), scalar(opts.beta)?),
-        ("lr".to_string(), scalar(opts.lr)?),
-        ("weight_decay".to_string(), scalar(opts.weight_decay)?),
         (
             "aux".to_string(),
             Tensor::new(
@@ -229,41 +216,27 @@ fn compare_torch(twin: &Twin, model: &BandModel, songs: &[Song]) -> Result<()> {
             )?,
         ),
     ]);
+    let scalars = training_scalars(loss, opts.lr, opts.weight_decay)?;
+    io.extend(scalars.map(|(k, v)| (k.to_string(), v)));
     let torch = twin.run("band_vae.py", &BandModel::shipped_dir(), "band", io)?;
-    println!(
-        "band model vs torch {} ({} threads), same weights and batch ({TORCH_BATCH} Nottingham test sequences of {SEQ_BARS} bars):",
-        torch["torch"], torch["threads"]
+    torch.heading(
+        "band model",
+        &format!(
+            "same weights and batch ({TORCH_BATCH} Nottingham test sequences of {SEQ_BARS} bars)"
+        ),
     );
-    let flops = number(&torch, "forward_flops");
+    let flops = torch.number("forward_flops");
     let forward_row = format!("forward, batch {TORCH_BATCH}×{SEQ_BARS}");
-    print_row(&forward_row, flops, forward, number(&torch, "forward_ms"));
-    print_row(
-        "training step",
-        3.0 * flops,
-        step,
-        number(&torch, "train_step_ms"),
-    );
-    print_row(
-        "live next bar, batch 1",
-        number(&torch, "live_flops"),
-        live,
-        number(&torch, "live_ms"),
-    );
-    let (logit_diff, kl_diff) = (
-        number(&torch, "max_abs_diff_logits"),
-        number(&torch, "max_abs_diff_kl"),
-    );
-    let torch_loss = number(&torch, "loss");
+    torch.row(&forward_row, flops, forward, "forward_ms");
+    torch.training_row("training step", flops, step);
+    let live_flops = torch.number("live_flops");
+    torch.row("live next bar, batch 1", live_flops, live, "live_ms");
     println!(
-        "  same outputs: logits max |Δ| = {logit_diff:.2e} ({}), KL {kl_diff:.2e} ({}); loss candle {loss:.6}, torch {torch_loss:.6} (|Δ| {:.1e})",
-        within(logit_diff),
-        within(kl_diff),
-        (f64::from(loss) - torch_loss).abs()
+        "  same outputs: logits max |Δ| = {}, KL {}; {}",
+        torch.diff("max_abs_diff_logits"),
+        torch.diff("max_abs_diff_kl"),
+        torch.loss(loss, 6)
     );
-    print_trained(
-        twin.iterations + 1,
-        loss_after,
-        number(&torch, "loss_after_steps"),
-    );
+    torch.trained(loss_after);
     Ok(())
 }

@@ -14,7 +14,7 @@ use bandmate::nn::{ConvGeometry, HugePageAlloc, candle_conv2d, conv2d};
 use candle_core::{Device, Result, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
-/// The peak the percentages refer to (GFLOP/s, f32).
+/// The peak the percentages refer to (GFLOP/s, f32; as `support/twin.rs`'s).
 const PEAK_GFLOPS: f64 = 190.0;
 
 /// `HugePageAlloc` or the plain system allocator, chosen at startup.
@@ -59,6 +59,17 @@ type ConvFn = fn(&Tensor, &Tensor, Option<&Tensor>, usize, usize) -> Result<Tens
 
 fn selected(label: &str) -> bool {
     std::env::var("CONV_BENCH_FILTER").map_or(true, |filter| label.contains(&filter))
+}
+
+/// The two convolutions compared.
+const CONVS: [(&str, ConvFn); 2] = [("candle", candle_conv2d), ("bandmate", conv2d)];
+
+/// `(label, convolution)` of each of [`CONVS`] whose label `"{what} ({name})"` is selected.
+fn selected_convs(what: &str) -> impl Iterator<Item = (String, ConvFn)> {
+    CONVS
+        .into_iter()
+        .map(move |(name, conv)| (format!("{what} ({name})"), conv))
+        .filter(|(label, _)| selected(label))
 }
 
 /// Best and median wall time of `reps` runs of `f` after one warm-up run.
@@ -188,14 +199,7 @@ fn main() -> Result<()> {
     let bias = Tensor::randn(0f32, 1.0, c, &dev)?;
     let geometry = ConvGeometry::new(x.dims(), weight.dims(), 1, 1)?;
     let flops = geometry.flops();
-    for (name, conv) in [
-        ("candle", candle_conv2d as ConvFn),
-        ("bandmate", conv2d as ConvFn),
-    ] {
-        let label = format!("conv fwd 3x3 64->64 64x88 b32 ({name})");
-        if !selected(&label) {
-            continue;
-        }
+    for (label, conv) in selected_convs("conv fwd 3x3 64->64 64x88 b32") {
         report(
             &label,
             flops,
@@ -289,14 +293,7 @@ fn main() -> Result<()> {
     let wv = Var::from_tensor(&weight)?;
     let bv = Var::from_tensor(&bias)?;
     let probe = Tensor::randn(0f32, 1.0, (batch, c, h, w), &dev)?;
-    for (name, conv) in [
-        ("candle", candle_conv2d as ConvFn),
-        ("bandmate", conv2d as ConvFn),
-    ] {
-        let label = format!("conv fwd+bwd 3x3 64->64 64x88 b32 ({name})");
-        if !selected(&label) {
-            continue;
-        }
+    for (label, conv) in selected_convs("conv fwd+bwd 3x3 64->64 64x88 b32") {
         let run = || {
             let y = conv(xv.as_tensor(), wv.as_tensor(), Some(bv.as_tensor()), 1, 1)?;
             (y * &probe)?.sum_all()?.backward().map(|_| ())
@@ -305,14 +302,7 @@ fn main() -> Result<()> {
     }
 
     let train_flops = TrainStep::flops(batch, h, w);
-    for (name, conv) in [
-        ("candle", candle_conv2d as ConvFn),
-        ("bandmate", conv2d as ConvFn),
-    ] {
-        let label = format!("train step 2-64-64-2 AdamW b32 ({name})");
-        if !selected(&label) {
-            continue;
-        }
+    for (label, conv) in selected_convs("train step 2-64-64-2 AdamW b32") {
         let mut step = TrainStep::new(batch, h, w)?;
         let first = step.step(conv)?;
         report(

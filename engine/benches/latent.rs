@@ -6,10 +6,10 @@
 //!   VAE decoder.
 //! - One training step of the score network at batch 128.
 //! - With `BANDMATE_TORCH_PYTHON` set (the xtask does it for `--compare-torch`, after making a
-//!   venv with PyTorch under `target/torch-venv`): the same networks in PyTorch with our weights on the same
-//!   inputs (Nottingham test melodies), the candle/PyTorch ratios, GFLOP/s (matmul flops; a
-//!   training step counts 3 forward passes), the share of a 190 GFLOP/s machine peak, and
-//!   whether both give the same outputs within 1e-4:
+//!   venv with PyTorch under `target/torch-venv`): the same networks in PyTorch with our weights
+//!   on the same inputs (Nottingham test melodies), the candle/PyTorch ratios, GFLOP/s (matmul
+//!   flops; a training step counts 3 forward passes), the share of the machine's peak
+//!   (`support/twin.rs`'s `PEAK_GFLOPS`), and whether both give the same outputs within 1e-4:
 //!   - the score network (`xtask/torch/latent_score.py`): ε̂ and the forward time at batch 1
 //!     (what the samplers run) and at batch 128, and one AdamW step of the denoising score
 //!     matching loss at batch 128;
@@ -23,8 +23,8 @@
 //!     which agree when both compute the same gradients.
 
 use anyhow::{Result, bail};
+use bandmate::data::Dataset;
 use bandmate::data::melody_windows_of;
-use bandmate::data::{Dataset, Split, default_cache_dir, default_data_root, load_cached};
 use bandmate::latent::{
     LatentMelody, LatentModel, SampleOptions, Sampler, VpSde, default_weights_dir,
 };
@@ -39,15 +39,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 
-#[path = "support/timing.rs"]
-mod timing;
-use timing::{percentile, timed};
-#[path = "support/twin.rs"]
-mod twin;
-use twin::{Twin, median_ms, number, print_row, print_trained, scalar, within};
-
-#[global_allocator]
-static ALLOC: bandmate::nn::HugePageAlloc = bandmate::nn::HugePageAlloc;
+#[path = "support/mod.rs"]
+mod support;
+use support::songs::test_songs;
+use support::timing::{percentile, timed};
+use support::twin::{Twin, median_ms, scalar, training_scalars, within};
 
 /// The training batch of both comparisons.
 const TORCH_BATCH: usize = 128;
@@ -132,12 +128,7 @@ fn main() -> Result<()> {
 /// The first `count` melody windows of the Nottingham test split in the VAE's length, hop one
 /// window (so that runs of 8 follow each other in a song), repeated if there are fewer.
 fn test_windows(vae: &MelodyVae, count: usize) -> Result<Vec<Vec<u8>>> {
-    let songs = load_cached(
-        Dataset::Nottingham,
-        Split::Test,
-        &default_data_root(),
-        &default_cache_dir(),
-    )?;
+    let songs = test_songs(Dataset::Nottingham)?;
     let bars = vae.shape().bars();
     let windows = melody_windows_of(&songs, bars, bars)?;
     if windows.is_empty() {
@@ -206,61 +197,33 @@ fn compare_score(
     })?;
     let loss_after = dsm_loss(trained.score(), &x0, &t, &noise)?.to_scalar::<f32>()?;
 
-    let torch = twin.run(
-        "latent_score.py",
-        model_dir,
-        "score",
-        vec![
-            ("x_t", x_t),
-            ("t", times),
-            ("eps_hat", eps_hat),
-            ("eps_hat_1", eps_hat_1),
-            ("x0", x0),
-            ("noise", eps),
-            ("loss", scalar(f64::from(loss))?),
-            ("lr", scalar(opts.lr)?),
-            ("weight_decay", scalar(opts.weight_decay)?),
-        ],
-    )?;
+    let mut io = vec![
+        ("x_t", x_t),
+        ("t", times),
+        ("eps_hat", eps_hat),
+        ("eps_hat_1", eps_hat_1),
+        ("x0", x0),
+        ("noise", eps),
+    ];
+    io.extend(training_scalars(loss, opts.lr, opts.weight_decay)?);
+    let torch = twin.run("latent_score.py", model_dir, "score", io)?;
+    torch.heading(
+        "latent score",
+        "same weights and inputs (noisy latents of Nottingham test melodies)",
+    );
+    let flops = torch.number("forward_flops");
+    let flops_1 = torch.number("forward_1_flops");
+    torch.row("forward, batch 1", flops_1, forward_1, "forward_1_ms");
+    torch.row(&format!("forward, batch {b}"), flops, forward, "forward_ms");
+    torch.training_row(&format!("training step, batch {b}"), flops, step);
+    let (diff_1, diff) = (torch.number("max_abs_diff_1"), torch.number("max_abs_diff"));
     println!(
-        "latent score vs torch {} ({} threads), same weights and inputs (noisy latents of Nottingham test melodies):",
-        torch["torch"], torch["threads"]
-    );
-    let flops = number(&torch, "forward_flops");
-    print_row(
-        "forward, batch 1",
-        number(&torch, "forward_1_flops"),
-        forward_1,
-        number(&torch, "forward_1_ms"),
-    );
-    print_row(
-        &format!("forward, batch {b}"),
-        flops,
-        forward,
-        number(&torch, "forward_ms"),
-    );
-    print_row(
-        &format!("training step, batch {b}"),
-        3.0 * flops,
-        step,
-        number(&torch, "train_step_ms"),
-    );
-    let (diff_1, diff) = (
-        number(&torch, "max_abs_diff_1"),
-        number(&torch, "max_abs_diff"),
-    );
-    let torch_loss = number(&torch, "loss");
-    println!(
-        "  same ε̂: max |Δ| = {diff_1:.2e} at batch 1 ({}), {diff:.2e} at batch {b} ({}); loss candle {loss:.6}, torch {torch_loss:.6} (|Δ| {:.1e})",
+        "  same ε̂: max |Δ| = {diff_1:.2e} at batch 1 ({}), {diff:.2e} at batch {b} ({}); {}",
         within(diff_1),
         within(diff),
-        (f64::from(loss) - torch_loss).abs()
+        torch.loss(loss, 6)
     );
-    print_trained(
-        twin.iterations + 1,
-        loss_after,
-        number(&torch, "loss_after_steps"),
-    );
+    torch.trained(loss_after);
     Ok(())
 }
 
@@ -333,64 +296,44 @@ fn compare_vae(twin: &Twin, vae: &MelodyVae, model_dir: &Path, windows: &[Vec<u8
     let steps = vae.window_steps();
     let flat: Vec<i64> = decoded.iter().flatten().map(|&t| i64::from(t)).collect();
     let decoded = Tensor::from_vec(flat, (latents, steps), &dev)?;
-    let torch = twin.run(
-        "music_vae.py",
-        model_dir,
-        if hierarchical { "vae16" } else { "vae" },
-        vec![
-            ("tokens", tokens.to_dtype(DType::I64)?),
-            ("noise", noise),
-            ("mu", mu),
-            ("logits", logits),
-            ("z8", z8),
-            ("decoded8", decoded),
-            ("loss", scalar(f64::from(loss))?),
-            ("lr", scalar(opts.lr)?),
-            ("weight_decay", scalar(opts.weight_decay)?),
-            ("beta", scalar(opts.beta)?),
-            ("free_bits", scalar(opts.free_bits)?),
-        ],
-    )?;
-    println!(
-        "{name} vs torch {} ({} threads), same weights, {b} Nottingham test windows, z = μ:",
-        torch["torch"], torch["threads"]
-    );
-    let flops = number(&torch, "forward_flops");
-    print_row(
+    let mut io = vec![
+        ("tokens", tokens.to_dtype(DType::I64)?),
+        ("noise", noise),
+        ("mu", mu),
+        ("logits", logits),
+        ("z8", z8),
+        ("decoded8", decoded),
+        ("beta", scalar(opts.beta)?),
+        ("free_bits", scalar(opts.free_bits)?),
+    ];
+    io.extend(training_scalars(loss, opts.lr, opts.weight_decay)?);
+    let file = if hierarchical { "vae16" } else { "vae" };
+    let torch = twin.run("music_vae.py", model_dir, file, io)?;
+    let setup = format!("same weights, {b} Nottingham test windows, z = μ");
+    torch.heading(name, &setup);
+    let flops = torch.number("forward_flops");
+    torch.row(
         &format!("encode + decode, batch {b}"),
         flops,
         forward,
-        number(&torch, "forward_ms"),
+        "forward_ms",
     );
-    print_row(
-        &format!("training step, batch {b}"),
-        3.0 * flops,
-        step,
-        number(&torch, "train_step_ms"),
-    );
-    print_row(
-        &format!("argmax decode, {latents} latent(s)"),
-        number(&torch, "decode_flops"),
+    torch.training_row(&format!("training step, batch {b}"), flops, step);
+    let decode_row = format!("argmax decode, {latents} latent(s)");
+    torch.row(
+        &decode_row,
+        torch.number("decode_flops"),
         decode,
-        number(&torch, "decode_ms"),
+        "decode_ms",
     );
-    let (mu_diff, logit_diff) = (
-        number(&torch, "max_abs_diff_mu"),
-        number(&torch, "max_abs_diff_logits"),
-    );
-    let torch_loss = number(&torch, "loss");
-    let (same, total) = (number(&torch, "same_tokens"), number(&torch, "tokens"));
+    let (same, total) = (torch.number("same_tokens"), torch.number("tokens"));
     println!(
-        "  same μ: max |Δ| = {mu_diff:.2e} ({}); same logits: max |Δ| = {logit_diff:.2e} ({}); loss candle {loss:.4}, torch {torch_loss:.4} (|Δ| {:.1e}); argmax tokens: {same} of {total} equal{}",
-        within(mu_diff),
-        within(logit_diff),
-        (f64::from(loss) - torch_loss).abs(),
+        "  same μ: max |Δ| = {}; same logits: max |Δ| = {}; {}; argmax tokens: {same} of {total} equal{}",
+        torch.diff("max_abs_diff_mu"),
+        torch.diff("max_abs_diff_logits"),
+        torch.loss(loss, 4),
         if same == total { "" } else { " (NOT equal)" }
     );
-    print_trained(
-        twin.iterations + 1,
-        loss_after,
-        number(&torch, "loss_after_steps"),
-    );
+    torch.trained(loss_after);
     Ok(())
 }

@@ -8,28 +8,25 @@
 //! - Training throughput: one AdamW step of the shipped config at batch 16 (random rolls).
 //! - With `BANDMATE_TORCH_PYTHON` set (the xtask does it for `--compare-torch`, after making a
 //!   venv with PyTorch from PyPI): the same UNet in PyTorch (`xtask/torch/roll_unet.py`) with our
-//!   weights on the same input at batch 16, the candle/PyTorch ratios, GFLOP/s, the share of a
-//!   190 GFLOP/s machine peak, and whether both give the same x̂_0 within 1e-4.
+//!   weights on the same input at batch 16, the candle/PyTorch ratios, GFLOP/s, the share of the
+//!   machine's peak (`support/twin.rs`'s `PEAK_GFLOPS`), and whether both give the same x̂_0
+//!   within 1e-4.
 
 use anyhow::{Context, Result};
-use bandmate::data::{Dataset, Split, default_cache_dir, default_data_root, load_cached};
+use bandmate::data::Dataset;
 use bandmate::diffusion::eval::eval_windows;
 use bandmate::diffusion::{RollModel, RollOptions, fill};
-use bandmate::music::Mask;
+use bandmate::music::{Clip, Mask};
 use bandmate::settings::DEFAULT_STEPS;
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
 
-#[path = "support/timing.rs"]
-mod timing;
-use timing::{percentile, timed};
-#[path = "support/twin.rs"]
-mod twin;
-use twin::{Twin, median_ms, number, print_row, within};
-
-#[global_allocator]
-static ALLOC: bandmate::nn::HugePageAlloc = bandmate::nn::HugePageAlloc;
+#[path = "support/mod.rs"]
+mod support;
+use support::songs::test_songs;
+use support::timing::{percentile, timed};
+use support::twin::{Twin, median_ms};
 
 const TORCH_BATCH: usize = 16;
 
@@ -46,12 +43,7 @@ fn main() -> Result<()> {
     );
     println!("roll: config {}", serde_json::to_string(model.config())?);
 
-    let songs = load_cached(
-        Dataset::Pop909,
-        Split::Test,
-        &default_data_root(),
-        &default_cache_dir(),
-    )?;
+    let songs = test_songs(Dataset::Pop909)?;
     let window = eval_windows(&songs, 1, 0)
         .pop()
         .context("no POP909 test window")?;
@@ -70,25 +62,14 @@ fn main() -> Result<()> {
             echo,
             ..RollOptions::default()
         };
-        fill(&model, &window.clip, &mask, &opts)?; // warm-up
-        let mut times = Vec::with_capacity(runs);
-        for seed in 0..runs as u64 {
-            let opts = RollOptions {
-                seed,
-                ..opts.clone()
-            };
-            times.push(timed(|| fill(&model, &window.clip, &mask, &opts))?.1);
-        }
-        times.sort_by(f64::total_cmp);
+        let (p50, p95) = fill_times(&model, &window.clip, &mask, &opts, runs)?;
         println!(
-            "roll: fill bars 3-4 of a 4-bar window, {steps:>3} steps, {:<12} p50 {:7.1} ms  p95 {:7.1} ms  ({runs} runs)",
+            "roll: fill bars 3-4 of a 4-bar window, {steps:>3} steps, {:<12} p50 {p50:7.1} ms  p95 {p95:7.1} ms  ({runs} runs)",
             match (echo, model.config().echo.fill_range) {
                 (Some(_), _) => "from noise:".to_string(),
                 (None, Some([lowest, highest])) => format!("echo {lowest}–{highest}:"),
                 (None, None) => format!("echo {}:", model.config().echo.fill),
             },
-            percentile(&times, 0.5),
-            percentile(&times, 0.95)
         );
     }
 
@@ -100,43 +81,18 @@ fn main() -> Result<()> {
     {
         let mut one = mask.clone();
         one.track = Some(melody);
-        let opts = RollOptions::default();
-        fill(&model, &window.clip, &one, &opts)?; // warm-up
-        let mut times = Vec::with_capacity(20);
-        for seed in 0..20u64 {
-            let opts = RollOptions {
-                seed,
-                ..opts.clone()
-            };
-            times.push(timed(|| fill(&model, &window.clip, &one, &opts))?.1);
-        }
-        times.sort_by(f64::total_cmp);
+        let (p50, p95) = fill_times(&model, &window.clip, &one, &RollOptions::default(), 20)?;
         println!(
-            "roll: fill bars 3-4 of the melody track only, {DEFAULT_STEPS} steps (default): p50 {:7.1} ms  p95 {:7.1} ms  (20 runs)",
-            percentile(&times, 0.5),
-            percentile(&times, 0.95)
+            "roll: fill bars 3-4 of the melody track only, {DEFAULT_STEPS} steps (default): p50 {p50:7.1} ms  p95 {p95:7.1} ms  (20 runs)"
         );
     }
 
     // The same default fill on a one-thread pool (what the latent sampler does for one melody).
-    let opts = RollOptions::default();
-    let mut times = Vec::with_capacity(20);
-    bandmate::nn::on_one_thread(|| -> Result<()> {
-        fill(&model, &window.clip, &mask, &opts)?; // warm-up
-        for seed in 0..20u64 {
-            let opts = RollOptions {
-                seed,
-                ..opts.clone()
-            };
-            times.push(timed(|| fill(&model, &window.clip, &mask, &opts))?.1);
-        }
-        Ok(())
+    let (p50, p95) = bandmate::nn::on_one_thread(|| {
+        fill_times(&model, &window.clip, &mask, &RollOptions::default(), 20)
     })?;
-    times.sort_by(f64::total_cmp);
     println!(
-        "roll: the same {DEFAULT_STEPS}-step fill on one thread: p50 {:7.1} ms  p95 {:7.1} ms  (20 runs)",
-        percentile(&times, 0.5),
-        percentile(&times, 0.95)
+        "roll: the same {DEFAULT_STEPS}-step fill on one thread: p50 {p50:7.1} ms  p95 {p95:7.1} ms  (20 runs)"
     );
 
     compare_winograd(&model)?;
@@ -153,6 +109,28 @@ fn main() -> Result<()> {
         compare_torch(&twin, &model, &assets, step_s)?;
     }
     Ok(())
+}
+
+/// The p50 and p95 wall time (ms) of `runs` fills of `mask` in `clip` with `opts` at seeds 0,
+/// 1, …, after one warm-up fill.
+fn fill_times(
+    model: &RollModel,
+    clip: &Clip,
+    mask: &Mask,
+    opts: &RollOptions,
+    runs: usize,
+) -> Result<(f64, f64)> {
+    fill(model, clip, mask, opts)?; // warm-up
+    let mut times = Vec::with_capacity(runs);
+    for seed in 0..runs as u64 {
+        let opts = RollOptions {
+            seed,
+            ..opts.clone()
+        };
+        times.push(timed(|| fill(model, clip, mask, &opts))?.1);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((percentile(&times, 0.5), percentile(&times, 0.95)))
 }
 
 /// The UNet forward at batch 1 and 16 with the Winograd 3×3 kernel and with the direct
@@ -228,25 +206,20 @@ fn compare_torch(
     })?;
     let io = vec![("x_t", x_t), ("t", t), ("x0", x0), ("logits", logits)];
     let torch = twin.run("roll_unet.py", assets, "roll", io)?;
-    let flops = number(&torch, "forward_flops");
-    println!(
-        "roll UNet vs torch {} ({} threads), batch {TORCH_BATCH}, {:.2} GFLOP per forward (direct convolution):",
-        torch["torch"],
-        torch["threads"],
-        flops / 1e9
+    let flops = torch.number("forward_flops");
+    torch.heading(
+        "roll UNet",
+        &format!(
+            "batch {TORCH_BATCH}, {:.2} GFLOP per forward (direct convolution)",
+            flops / 1e9
+        ),
     );
-    print_row("forward", flops, forward_ms, number(&torch, "forward_ms"));
-    print_row(
-        "training step",
-        3.0 * flops,
-        candle_step_s * 1e3,
-        number(&torch, "train_step_ms"),
-    );
-    let diff = number(&torch, "max_abs_diff_x0");
+    torch.row("forward", flops, forward_ms, "forward_ms");
+    torch.training_row("training step", flops, candle_step_s * 1e3);
     println!(
-        "  same x̂_0: max |Δp| = {diff:.2e} ({}), max |Δlogit| = {:.2e}",
-        within(diff),
-        number(&torch, "max_abs_diff_logits")
+        "  same x̂_0: max |Δp| = {}, max |Δlogit| = {:.2e}",
+        torch.diff("max_abs_diff_x0"),
+        torch.number("max_abs_diff_logits")
     );
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Timing helpers shared by the benches (included with `#[path]`).
+//! Timing helpers shared by the benches.
 
 use std::time::Instant;
 

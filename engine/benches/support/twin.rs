@@ -1,8 +1,5 @@
 //! Running a PyTorch twin of one of our models (`xtask/torch/*.py`) and printing the
-//! comparison; shared by the benches (included with `#[path]`, after `timing.rs`).
-
-// Not every bench uses every helper.
-#![allow(dead_code)]
+//! comparison.
 
 use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
@@ -11,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use super::timing::{percentile, timed};
 
-/// The machine's f32 peak the issue measured (2 cores; the roll bench uses the same).
+/// The f32 peak (GFLOP/s) that the rows' `% of peak` refer to: the one measured on the two-core
+/// machine the benchmarks were first run on (the conv bench uses the same).
 pub const PEAK_GFLOPS: f64 = 190.0;
 
 /// Where the PyTorch twins run: the venv's python, the workspace root, and how many timed runs
@@ -47,7 +45,7 @@ impl Twin {
         model_dir: &Path,
         name: &str,
         io: Vec<(S, Tensor)>,
-    ) -> Result<serde_json::Value> {
+    ) -> Result<Answer> {
         let dir = self.root.join("target/bench-twins");
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{name}.safetensors"));
@@ -66,12 +64,69 @@ impl Twin {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        serde_json::from_slice(&out.stdout).with_context(|| {
+        let json = serde_json::from_slice(&out.stdout).with_context(|| {
             format!(
                 "unexpected output of {script}: {}",
                 String::from_utf8_lossy(&out.stdout)
             )
+        })?;
+        Ok(Answer {
+            json,
+            iterations: self.iterations,
         })
+    }
+}
+
+/// A twin's JSON answer (its timings, flops and differences from our outputs), and the comparison
+/// lines printed from it.
+pub struct Answer {
+    pub json: serde_json::Value,
+    /// Timed runs of each measurement, on both sides.
+    iterations: usize,
+}
+
+impl Answer {
+    /// A number of the answer (NaN when missing).
+    pub fn number(&self, key: &str) -> f64 {
+        number(&self.json, key)
+    }
+
+    /// The heading of the comparison: `{what} vs torch {version} ({threads} threads), {setup}:`.
+    pub fn heading(&self, what: &str, setup: &str) {
+        println!(
+            "{what} vs torch {} ({} threads), {setup}:",
+            self.json["torch"], self.json["threads"]
+        );
+    }
+
+    /// A [`print_row`] against the twin's time `torch_ms_key`.
+    pub fn row(&self, what: &str, flops: f64, candle_ms: f64, torch_ms_key: &str) {
+        print_row(what, flops, candle_ms, self.number(torch_ms_key));
+    }
+
+    /// The row of a training step (three forward passes' work, `forward_flops`).
+    pub fn training_row(&self, what: &str, forward_flops: f64, candle_ms: f64) {
+        self.row(what, 3.0 * forward_flops, candle_ms, "train_step_ms");
+    }
+
+    /// The twin's maximal difference `key` from our output, and whether it is within 1e-4.
+    pub fn diff(&self, key: &str) -> String {
+        let diff = self.number(key);
+        format!("{diff:.2e} ({})", within(diff))
+    }
+
+    /// Both losses of the batch (before training) with `precision` decimals, and their difference.
+    pub fn loss(&self, candle: f32, precision: usize) -> String {
+        let torch = self.number("loss");
+        format!(
+            "loss candle {candle:.precision$}, torch {torch:.precision$} (|Δ| {:.1e})",
+            (f64::from(candle) - torch).abs()
+        )
+    }
+
+    /// [`print_trained`]: the losses after the warm-up and the timed training steps.
+    pub fn trained(&self, candle: f32) {
+        print_trained(self.iterations + 1, candle, self.number("loss_after_steps"));
     }
 }
 
@@ -93,6 +148,20 @@ pub fn median_ms(iterations: usize, mut f: impl FnMut() -> Result<()>) -> Result
 /// `[1]`, for a scalar in the exchange file.
 pub fn scalar(value: f64) -> Result<Tensor> {
     Ok(Tensor::new(&[value as f32], &Device::Cpu)?)
+}
+
+/// The exchange file's entries every training comparison has: our loss of the batch before
+/// training, and the optimizer's learning rate and weight decay.
+pub fn training_scalars(
+    loss: f32,
+    lr: f64,
+    weight_decay: f64,
+) -> Result<[(&'static str, Tensor); 3]> {
+    Ok([
+        ("loss", scalar(f64::from(loss))?),
+        ("lr", scalar(lr)?),
+        ("weight_decay", scalar(weight_decay)?),
+    ])
 }
 
 /// A number of the twin's JSON (NaN when missing).

@@ -288,28 +288,16 @@ mod tests {
 
     #[test]
     fn triads_are_recognised_from_their_notes() {
-        let mut w = [0.0; 12];
-        for pc in [0, 4, 7] {
-            w[pc] = 1.0;
-        }
-        assert_eq!(
-            estimate_chord(&w),
-            Some(Chord {
-                root: 0,
-                quality: Quality::Major
-            })
-        );
-        let mut w = [0.0; 12];
-        for pc in [9, 0, 4] {
-            w[pc] = 1.0;
-        }
-        assert_eq!(
-            estimate_chord(&w),
-            Some(Chord {
-                root: 9,
-                quality: Quality::Minor
-            })
-        );
+        let chord_of = |pitch_classes: [usize; 3]| {
+            let mut w = [0.0; 12];
+            for pc in pitch_classes {
+                w[pc] = 1.0;
+            }
+            estimate_chord(&w)
+        };
+        let chord = |root, quality| Some(Chord { root, quality });
+        assert_eq!(chord_of([0, 4, 7]), chord(0, Quality::Major));
+        assert_eq!(chord_of([9, 0, 4]), chord(9, Quality::Minor));
         assert_eq!(estimate_chord(&[0.0; 12]), None);
     }
 }

@@ -26,17 +26,14 @@
 //! continue and fill: the first 16 bars of each such tune ([`tunes`]), the first `count`.
 
 use anyhow::{Result, bail};
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
 
 use super::chord_table::{estimate_chord, is_role, pitch_class_weights};
 use super::player::{BandModel, BandPlayer, PlayOptions, continue_clip, fill_track};
 use crate::data::Song;
 use crate::evaluation::random_data::DataStats;
-use crate::evaluation::report::{self, COPY, MODEL, REAL, TRUTH, track_for};
-use crate::evaluation::{Case, EvalReport, Region, RowOutputs, evaluate_task, role_of};
+use crate::evaluation::report::{COPY, MODEL, track_for};
+use crate::evaluation::{Case, EvalReport, Region, RowOutputs, parse_task, role_of, seeded_pick};
 use crate::music::{Clip, Note, TrackRole};
 
 /// Bars of a prompt and of a whole continuation.
@@ -72,14 +69,14 @@ impl Task {
 impl std::str::FromStr for Task {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "next-bar" | "next" | "live" => Ok(Task::NextBar),
-            "continue" => Ok(Task::Continue),
-            "fill" | "fill-chords" => Ok(Task::FillChords),
-            other => Err(format!(
-                "unknown task '{other}' (next-bar, continue, fill-chords)"
-            )),
-        }
+        parse_task(
+            s,
+            &[
+                (&["next-bar", "next", "live"], Task::NextBar),
+                (&["continue"], Task::Continue),
+                (&["fill-chords", "fill"], Task::FillChords),
+            ],
+        )
     }
 }
 
@@ -196,9 +193,7 @@ pub fn next_bar_windows(songs: &[Song], count: usize, seed: u64) -> Vec<BarWindo
             }
         }
     }
-    all.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-    all.truncate(count);
-    all
+    seeded_pick(all, count, seed)
 }
 
 fn chords_track(clip: &Clip) -> u16 {
@@ -365,11 +360,7 @@ pub struct BandEvalData<'a> {
 }
 
 /// One task's cases and every row's outputs (for `--listen`).
-pub struct TaskOutputs {
-    pub task: Task,
-    pub cases: Vec<Case>,
-    pub rows: Vec<RowOutputs>,
-}
+pub type TaskOutputs = crate::evaluation::TaskOutputs<Task>;
 
 /// The evaluation: the report, what each row wrote and the live player's answer times.
 pub struct BandEvaluation {
@@ -377,14 +368,6 @@ pub struct BandEvaluation {
     pub outputs: Vec<TaskOutputs>,
     /// Seconds of every `BandPlayer::next_bar` call of the next-bar task.
     pub answer_seconds: Vec<f64>,
-}
-
-fn row(name: &str, outputs: Vec<Option<Clip>>, seconds: f64) -> RowOutputs {
-    RowOutputs {
-        name: name.into(),
-        outputs: vec![outputs],
-        seconds,
-    }
 }
 
 /// Run the evaluation of `opts.tasks` on `data`; `compare` adds the rows of another model,
@@ -408,11 +391,7 @@ pub fn evaluate_band(
         .collect();
     let stats = DataStats::fit(&train_clips);
     drop(train_clips);
-    let mut report = EvalReport {
-        command: command.to_string(),
-        split: data.split.clone(),
-        tasks: Vec::new(),
-    };
+    let mut report = EvalReport::new(command, &data.split);
     let mut outputs = Vec::new();
     let mut answer_seconds = Vec::new();
     let mut models = vec![(MODEL.to_string(), model)];
@@ -460,7 +439,7 @@ pub fn evaluate_band(
                     model_outputs.push(Some(player_output(&mut player, c, &BOTH, &mut times)?));
                 }
                 let both_seconds = started.elapsed().as_secs_f64();
-                rows.push(row(name, model_outputs, both_seconds));
+                rows.push(RowOutputs::one_run(name, model_outputs, both_seconds));
                 let started = Instant::now();
                 for c in &cases {
                     live.push(Some(player_output(
@@ -475,7 +454,11 @@ pub fn evaluate_band(
                 } else {
                     format!("{name}, melody only (live)")
                 };
-                rows.push(row(&name, live, started.elapsed().as_secs_f64()));
+                rows.push(RowOutputs::one_run(
+                    &name,
+                    live,
+                    started.elapsed().as_secs_f64(),
+                ));
                 if m == 0 {
                     answer_seconds.extend(times);
                 }
@@ -483,7 +466,11 @@ pub fn evaluate_band(
                 for c in &cases {
                     model_outputs.push(Some(tune_output(net, task, c, &opts.play)?));
                 }
-                rows.push(row(name, model_outputs, started.elapsed().as_secs_f64()));
+                rows.push(RowOutputs::one_run(
+                    name,
+                    model_outputs,
+                    started.elapsed().as_secs_f64(),
+                ));
             }
             progress(&format!(
                 "{}: {name} {:.1} s",
@@ -491,35 +478,17 @@ pub fn evaluate_band(
                 started.elapsed().as_secs_f64()
             ));
         }
-        rows.push(row(
-            TRUTH,
-            cases.iter().map(|c| Some(c.truth.clone())).collect(),
-            0.0,
-        ));
-        rows.push(row(
-            REAL,
-            cases
-                .iter()
-                .enumerate()
-                .map(|(i, c)| Some(report::other_song_output(c, &real.get(i)?.truth)))
-                .collect(),
-            0.0,
-        ));
-        rows.push(row(
+        rows.push(RowOutputs::truth(&cases));
+        rows.push(RowOutputs::other_songs(&cases, |i| {
+            real.get(i).map(|c| &c.truth)
+        }));
+        rows.push(RowOutputs::one_run(
             COPY,
             cases.iter().map(|c| Some(copy_output(task, c))).collect(),
             0.0,
         ));
         rows.push(stats.row(&cases, &opts.seeds));
-        let scored = Instant::now();
-        report
-            .tasks
-            .push(evaluate_task(task.name(), &cases, &rows, opts.seed)?);
-        progress(&format!(
-            "{}: scored in {:.1} s",
-            task.name(),
-            scored.elapsed().as_secs_f64()
-        ));
+        report.score_task(task.name(), &cases, &rows, opts.seed, &mut progress)?;
         outputs.push(TaskOutputs { task, cases, rows });
     }
     Ok(BandEvaluation {
@@ -692,28 +661,21 @@ pub fn score_next_bar_in_song(
 mod tests {
     use super::*;
     use crate::evaluation::part_fit;
+    use crate::evaluation::test_music::quarters_over_chords;
     use crate::music::Track;
 
     /// A song of `bars` bars: a melody note a beat (track 0) over a chord a bar (track 1),
     /// bar `b`'s chord on root 48 + b % 3; bar 9 has no chord.
     fn song(bars: u32) -> Song {
-        let mut clip = Clip::new(bars);
-        clip.tracks = vec![
-            Track::new("Melody", TrackRole::Melody, 0),
-            Track::new("Chords", TrackRole::Accompaniment, 1),
-        ];
-        for bar in 0..bars {
-            for beat in 0..4 {
-                clip.notes
-                    .push(Note::new(bar * 16 + beat * 4, 72 + beat as u8, 4, 90, 0));
-            }
-            if bar != 9 {
-                for p in [0u8, 4, 7] {
-                    clip.notes
-                        .push(Note::new(bar * 16, 48 + (bar % 3) as u8 + p, 16, 70, 1));
-                }
-            }
-        }
+        let clip = quarters_over_chords(
+            bars,
+            ("Chords", TrackRole::Accompaniment),
+            |_, beat| 72 + beat as u8,
+            |bar| match bar {
+                9 => Vec::new(),
+                _ => [0, 4, 7].map(|p| 48 + (bar % 3) as u8 + p).to_vec(),
+            },
+        );
         Song::new("tune", clip)
     }
 

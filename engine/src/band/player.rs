@@ -4,13 +4,14 @@
 use std::path::{Path, PathBuf};
 
 use crate::nn::gru::GruState;
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use super::bars::{BarNote, DecodeOptions, bar_tracks, notes_from_probs, render};
 use crate::models::band::{BandVae, Config};
 use crate::music::{Clip, Key, Note, Track, TrackRole};
+use crate::nn::weights::{ModelFiles, debug_loaded_model, model_loaders};
 
 /// A loaded band model.
 pub struct BandModel {
@@ -19,14 +20,7 @@ pub struct BandModel {
     pub source: String,
 }
 
-impl std::fmt::Debug for BandModel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BandModel")
-            .field("source", &self.source)
-            .field("config", self.config())
-            .finish()
-    }
-}
+debug_loaded_model!(BandModel);
 
 impl BandModel {
     /// The shipped weights' folder: `assets/band` of the source tree.
@@ -36,50 +30,20 @@ impl BandModel {
 
     /// The shipped model (`assets/band`); a clear error until it has been trained.
     pub fn shipped() -> Result<Self> {
-        let dir = Self::shipped_dir();
-        if !dir.join("model.safetensors").exists() {
-            bail!(
-                "no trained band model in {} (train one with `cargo xtask train band`)",
-                dir.display()
-            );
-        }
-        Self::load_dir(&dir)
+        Self::load_dir(&Self::shipped_dir())
     }
 
-    /// The shipped weights, embedded in the binary at build time (`assets/band`).
-    pub fn embedded() -> Result<Self> {
-        Self::from_bytes(
-            include_bytes!("../../../assets/band/config.json"),
-            include_bytes!("../../../assets/band/model.safetensors"),
-            "embedded assets/band",
-        )
+    model_loaders! {
+        load_dir, "band model", "band",
+        "train one with `cargo xtask train band`"
     }
 
-    /// `config.json` and `model.safetensors` from a folder.
-    pub fn load_dir(dir: &Path) -> Result<Self> {
-        let config_path = dir.join("config.json");
-        let weights_path = dir.join("model.safetensors");
-        let config = std::fs::read(&config_path)
-            .with_context(|| format!("band model: cannot read {}", config_path.display()))?;
-        let weights = std::fs::read(&weights_path)
-            .with_context(|| format!("band model: cannot read {}", weights_path.display()))?;
-        Self::from_bytes(&config, &weights, &dir.display().to_string())
-    }
-
-    /// A model from the bytes of its `config.json` and `model.safetensors`.
-    pub fn from_bytes(config_json: &[u8], weights: &[u8], source: &str) -> Result<Self> {
-        let cfg: Config = serde_json::from_slice(config_json).with_context(|| {
-            format!("band model {source}: config.json is not a band model config")
-        })?;
-        cfg.validate()
-            .map_err(|e| anyhow!("band model {source}: config.json: {e}"))?;
-        let vb = VarBuilder::from_buffered_safetensors(weights.to_vec(), DType::F32, &Device::Cpu)
-            .with_context(|| format!("band model {source}: the weights are not safetensors"))?;
-        let net = BandVae::new(&cfg, vb)
-            .with_context(|| format!("band model {source}: weights do not match config.json"))?;
+    /// A model from its `config.json` and `model.safetensors`.
+    pub fn from_files(files: &ModelFiles) -> Result<Self> {
+        let cfg: Config = files.config(Config::validate)?;
         Ok(Self {
-            net,
-            source: source.to_string(),
+            net: files.build(|vb| BandVae::new(&cfg, vb))?,
+            source: files.source.clone(),
         })
     }
 

@@ -319,22 +319,11 @@ fn decode_song(r: &mut Reader) -> Result<Song, String> {
     let tempo = r.f64()?;
     let time_signature = r.meter()?;
     let bars = r.u32()?;
-    let tempo_changes = (0..r.len(12)?)
-        .map(|_| {
-            Ok(TempoChange {
-                step: r.u32()?,
-                bpm: r.f64()?,
-            })
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    let meter_changes = (0..r.len(6)?)
-        .map(|_| {
-            Ok(MeterChange {
-                step: r.u32()?,
-                time_signature: r.meter()?,
-            })
-        })
-        .collect::<Result<Vec<_>, String>>()?;
+    let tempo_changes = r.changes(12, Reader::f64, |step, bpm| TempoChange { step, bpm })?;
+    let meter_changes = r.changes(6, Reader::meter, |step, time_signature| MeterChange {
+        step,
+        time_signature,
+    })?;
     let track_count = r.u16()? as usize;
     let mut tracks = Vec::with_capacity(track_count);
     for _ in 0..track_count {
@@ -471,6 +460,18 @@ impl<'a> Reader<'a> {
             return Err("truncated (count larger than the file)".into());
         }
         Ok(n)
+    }
+    /// A [`Reader::len`] count of changes of `record_bytes` each: a `u32` step and a value read
+    /// by `value`, made one by `make(step, value)`.
+    fn changes<V, C>(
+        &mut self,
+        record_bytes: usize,
+        value: impl Fn(&mut Self) -> Result<V, String>,
+        make: impl Fn(u32, V) -> C,
+    ) -> Result<Vec<C>, String> {
+        (0..self.len(record_bytes)?)
+            .map(|_| Ok(make(self.u32()?, value(self)?)))
+            .collect()
     }
 }
 

@@ -1,7 +1,10 @@
 //! Frame lists (lists of sounding pitches per time step) to notes on the 16th grid.
 
+use std::path::Path;
+
 use anyhow::{Result, bail};
 
+use super::{Song, Split, read_split};
 use crate::music::{Clip, Note, STEPS_PER_BEAT, TimeSignature, Track, TrackRole};
 
 use crate::music::PLAIN_VELOCITY;
@@ -100,6 +103,48 @@ pub(crate) fn frame_clip(
 /// One polyphonic piano track.
 pub(crate) fn single_track(name: &str) -> Vec<Track> {
     vec![Track::new(name, TrackRole::Accompaniment, 0)]
+}
+
+/// The frame sequences of `split` in the JSON file `path` of the dataset folder `dir` (`what`
+/// names the folder in the error), each made a song by `song(id, frames, at)`, ids
+/// `split/index`; `at(f)` names frame `f` in errors (`path: <item> <id>, frame f`).
+pub(crate) fn frame_songs(
+    dir: &Path,
+    what: &str,
+    path: &Path,
+    split: Split,
+    item: &str,
+    song: impl Fn(String, &[Vec<f64>], &dyn Fn(usize) -> String) -> Result<Song>,
+) -> Result<Vec<Song>> {
+    let sequences: Vec<Vec<Vec<f64>>> = read_split(dir, what, path, split)?;
+    sequences
+        .iter()
+        .enumerate()
+        .map(|(index, frames)| {
+            let id = format!("{}/{index:03}", split.name());
+            let at = |f: usize| format!("{}: {item} {id}, frame {f}", path.display());
+            song(id.clone(), frames, &at)
+        })
+        .collect()
+}
+
+/// The song `id` of one polyphonic track named `track` from `frames` of sounding pitches,
+/// `steps_per_frame` steps each; `at(f)` names frame `f` in errors.
+pub(crate) fn polyphonic_song(
+    id: String,
+    frames: &[Vec<f64>],
+    at: &dyn Fn(usize) -> String,
+    track: &str,
+    steps_per_frame: u32,
+) -> Result<Song> {
+    let frames = frames
+        .iter()
+        .enumerate()
+        .map(|(f, frame)| frame.iter().map(|&v| json_pitch(v, &|| at(f))).collect())
+        .collect::<Result<Vec<Vec<u8>>>>()?;
+    let notes = polyphonic_notes(&frames, steps_per_frame, 0);
+    let clip = frame_clip(single_track(track), notes, frames.len(), steps_per_frame);
+    Ok(Song::new(id, clip))
 }
 
 /// A MIDI pitch from a JSON number (integers, or floats such as `60.0`), checked to 0–127.

@@ -5,13 +5,12 @@
 //! pitch in a voice becomes one note: the data does not tell held notes from repeated ones.
 //! `jsb-chorales-16th.json` gives the sounding pitches per frame: one polyphonic track.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-use super::frames::{frame_clip, json_pitch, polyphonic_notes, single_track, voice_notes};
-use super::{Song, Split, parse_json, require_dir, take_split};
+use super::frames::{frame_clip, frame_songs, json_pitch, polyphonic_song, voice_notes};
+use super::{Song, Split};
 use crate::music::{Track, TrackRole};
 
 /// Voice names and roles, in the order of the frames' four numbers.
@@ -32,71 +31,56 @@ pub fn polyphonic_path(data_root: &Path) -> PathBuf {
 
 /// The chorales of `split` as four tracks (S/A/T/B), ids `split/index`.
 pub fn load_voices(data_root: &Path, split: Split) -> Result<Vec<Song>> {
-    require_dir(&data_root.join("jsb"), "JSB")?;
-    let path = voices_path(data_root);
-    let all: HashMap<String, Vec<Vec<Vec<f64>>>> = parse_json(&path)?;
-    let chorales = take_split(all, split, &path)?;
-    chorales
+    chorales(data_root, &voices_path(data_root), split, four_voices)
+}
+
+/// One chorale's frames of four voices as a song of four tracks (S/A/T/B); `at(f)` names frame
+/// `f` in errors.
+fn four_voices(id: String, frames: &[Vec<f64>], at: &dyn Fn(usize) -> String) -> Result<Song> {
+    let mut voices: Vec<Vec<Option<u8>>> =
+        (0..4).map(|_| Vec::with_capacity(frames.len())).collect();
+    for (f, frame) in frames.iter().enumerate() {
+        if frame.len() != 4 {
+            bail!("{} has {} voices, expected 4", at(f), frame.len());
+        }
+        for (voice, &value) in voices.iter_mut().zip(frame) {
+            voice.push(if value < 0.0 {
+                None
+            } else {
+                Some(json_pitch(value, &|| at(f))?)
+            });
+        }
+    }
+    let tracks = VOICES
         .iter()
         .enumerate()
-        .map(|(index, frames)| {
-            let id = format!("{}/{index:03}", split.name());
-            let mut voices: Vec<Vec<Option<u8>>> =
-                (0..4).map(|_| Vec::with_capacity(frames.len())).collect();
-            for (f, frame) in frames.iter().enumerate() {
-                if frame.len() != 4 {
-                    bail!(
-                        "{}: chorale {id}, frame {f} has {} voices, expected 4",
-                        path.display(),
-                        frame.len()
-                    );
-                }
-                for (voice, &value) in voices.iter_mut().zip(frame) {
-                    voice.push(if value < 0.0 {
-                        None
-                    } else {
-                        let what = || format!("{}: chorale {id}, frame {f}", path.display());
-                        Some(json_pitch(value, &what)?)
-                    });
-                }
-            }
-            let tracks = VOICES
-                .iter()
-                .enumerate()
-                .map(|(i, (name, role))| Track::new(*name, *role, i as u8))
-                .collect();
-            let notes = voices
-                .iter()
-                .enumerate()
-                .flat_map(|(track, voice)| voice_notes(voice, 1, track as u16))
-                .collect();
-            Ok(Song::new(id, frame_clip(tracks, notes, frames.len(), 1)))
-        })
-        .collect()
+        .map(|(i, (name, role))| Track::new(*name, *role, i as u8))
+        .collect();
+    let notes = voices
+        .iter()
+        .enumerate()
+        .flat_map(|(track, voice)| voice_notes(voice, 1, track as u16))
+        .collect();
+    Ok(Song::new(id, frame_clip(tracks, notes, frames.len(), 1)))
 }
 
 /// The chorales of `split` as one polyphonic track, ids `split/index`.
 pub fn load_polyphonic(data_root: &Path, split: Split) -> Result<Vec<Song>> {
-    require_dir(&data_root.join("jsb"), "JSB")?;
-    let path = polyphonic_path(data_root);
-    let all: HashMap<String, Vec<Vec<Vec<f64>>>> = parse_json(&path)?;
-    let chorales = take_split(all, split, &path)?;
-    chorales
-        .iter()
-        .enumerate()
-        .map(|(index, frames)| {
-            let id = format!("{}/{index:03}", split.name());
-            let frames = frames
-                .iter()
-                .enumerate()
-                .map(|(f, frame)| {
-                    let what = || format!("{}: chorale {id}, frame {f}", path.display());
-                    frame.iter().map(|&v| json_pitch(v, &what)).collect()
-                })
-                .collect::<Result<Vec<Vec<u8>>>>()?;
-            let notes = polyphonic_notes(&frames, 1, 0);
-            let clip = frame_clip(single_track("Chorale"), notes, frames.len(), 1);
-            Ok(Song::new(id, clip))
-        })
-        .collect()
+    chorales(
+        data_root,
+        &polyphonic_path(data_root),
+        split,
+        |id, frames, at| polyphonic_song(id, frames, at, "Chorale", 1),
+    )
+}
+
+/// The chorales of `split` in the JSB file `path`, each made a song by `song` (see
+/// [`frame_songs`]).
+fn chorales(
+    data_root: &Path,
+    path: &Path,
+    split: Split,
+    song: impl Fn(String, &[Vec<f64>], &dyn Fn(usize) -> String) -> Result<Song>,
+) -> Result<Vec<Song>> {
+    frame_songs(&data_root.join("jsb"), "JSB", path, split, "chorale", song)
 }

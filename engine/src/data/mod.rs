@@ -281,6 +281,19 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<
         .with_context(|| format!("{} is not valid JSON of the expected shape", path.display()))
 }
 
+/// The entry `split.name()` of the `{"train", "valid", "test"}` JSON file `path`, after checking
+/// that the dataset folder `dir` (named `what` in the error) exists.
+pub(crate) fn read_split<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    what: &str,
+    path: &Path,
+    split: Split,
+) -> Result<T> {
+    require_dir(dir, what)?;
+    let all: std::collections::HashMap<String, T> = parse_json(path)?;
+    take_split(all, split, path)
+}
+
 /// The entry `split.name()` of a `{"train", "valid", "test"}` JSON object.
 pub(crate) fn take_split<T>(
     mut by_split: std::collections::HashMap<String, T>,

@@ -5,12 +5,11 @@
 //! `Melody` (role melody, channel 0) and `Chords` (role accompaniment, channel 1) so that an
 //! export plays them on separate channels. The files carry no tempo: 120 BPM.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-use super::{Song, Split, parallel_map, parse_json, require_dir, take_split};
+use super::{Song, Split, parallel_map, read_split};
 use crate::music::{Track, TrackRole};
 
 /// Index of the melody track in a Nottingham clip.
@@ -21,10 +20,7 @@ pub const CHORD_TRACK: u16 = 1;
 /// File names of `split`, from `nottingham/splits.json`.
 pub fn split_files(data_root: &Path, split: Split) -> Result<Vec<String>> {
     let dir = data_root.join("nottingham");
-    require_dir(&dir, "Nottingham")?;
-    let path = dir.join("splits.json");
-    let all: HashMap<String, Vec<String>> = parse_json(&path)?;
-    take_split(all, split, &path)
+    read_split(&dir, "Nottingham", &dir.join("splits.json"), split)
 }
 
 /// `splits.json` and the MIDI files of `split`.

@@ -6,21 +6,17 @@
 //! (the secondary melody / counter-line) → accompaniment, `PIANO` → accompaniment. The key is
 //! the entry of `key_audio.txt` lasting longest.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use super::{Song, Split, parallel_map, parse_json, read_text, require_dir, take_split};
+use super::{Song, Split, parallel_map, read_split, read_text};
 use crate::music::{Key, TrackRole};
 
 /// Song ids (`001`…`909`) of `split`, from `pop909/splits.json`.
 pub fn split_ids(data_root: &Path, split: Split) -> Result<Vec<String>> {
     let dir = data_root.join("pop909");
-    require_dir(&dir, "POP909")?;
-    let path = dir.join("splits.json");
-    let all: HashMap<String, Vec<String>> = parse_json(&path)?;
-    take_split(all, split, &path)
+    read_split(&dir, "POP909", &dir.join("splits.json"), split)
 }
 
 /// `splits.json` and each song's MIDI, beat and key files.

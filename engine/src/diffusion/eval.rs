@@ -30,8 +30,8 @@ use super::model::RollModel;
 use super::tasks::{self, RollOptions};
 use crate::data::{self, Dataset, Split};
 use crate::evaluation::random_data::{DataStats, window_seed};
-use crate::evaluation::report::{self, COPY, MODEL, REAL, TRUTH, track_for};
-use crate::evaluation::{Case, EvalReport, Region, RowOutputs, evaluate_task, role_of};
+use crate::evaluation::report::{COPY, MODEL, track_for};
+use crate::evaluation::{Case, EvalReport, Region, RowOutputs, parse_task, role_of, seeded_pick};
 use crate::latent::{LatentMelody, LatentModel, SampleOptions};
 use crate::music::{Clip, Mask, Note, TimeSignature, TrackRole};
 use crate::vae::MelodyVae;
@@ -76,16 +76,16 @@ impl Task {
 impl std::str::FromStr for Task {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "infill" | "fill" => Ok(Task::Infill),
-            "infill-melody" | "fill-melody" => Ok(Task::InfillMelody),
-            "harmonize" | "harmonise" => Ok(Task::Harmonize),
-            "harmonize-after" | "accompany" => Ok(Task::HarmonizeAfter),
-            "unconditional" | "generate" => Ok(Task::Unconditional),
-            other => Err(format!(
-                "unknown task '{other}' (infill, infill-melody, harmonize, harmonize-after, unconditional)"
-            )),
-        }
+        parse_task(
+            s,
+            &[
+                (&["infill", "fill"], Task::Infill),
+                (&["infill-melody", "fill-melody"], Task::InfillMelody),
+                (&["harmonize", "harmonise"], Task::Harmonize),
+                (&["harmonize-after", "accompany"], Task::HarmonizeAfter),
+                (&["unconditional", "generate"], Task::Unconditional),
+            ],
+        )
     }
 }
 
@@ -177,9 +177,7 @@ pub fn eval_windows(songs: &[data::Song], count: usize, seed: u64) -> Vec<EvalWi
             first += WINDOW_BARS;
         }
     }
-    all.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-    all.truncate(count);
-    all
+    seeded_pick(all, count, seed)
 }
 
 /// The windows of the real rows when evaluating on `split`: `count` windows of the other
@@ -399,11 +397,7 @@ fn copy_output(
 }
 
 /// One task's cases and every row's outputs (for `--listen`).
-pub struct TaskOutputs {
-    pub task: Task,
-    pub cases: Vec<Case>,
-    pub rows: Vec<RowOutputs>,
-}
+pub type TaskOutputs = crate::evaluation::TaskOutputs<Task>;
 
 /// The evaluation: the report and what each row wrote.
 pub struct RollEvaluation {
@@ -508,52 +502,27 @@ pub fn evaluate_roll(
             started.elapsed().as_secs_f64()
         ));
 
-        rows.push(RowOutputs {
-            name: TRUTH.into(),
-            outputs: vec![cases.iter().map(|c| Some(c.truth.clone())).collect()],
-            seconds: 0.0,
-        });
-        rows.push(RowOutputs {
-            name: REAL.into(),
-            outputs: vec![
-                cases
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| {
-                        let other = real.get(i)?;
-                        let clip = if task == Task::HarmonizeAfter {
-                            &other.with_previous
-                        } else {
-                            &other.clip
-                        };
-                        Some(report::other_song_output(c, clip))
-                    })
-                    .collect(),
-            ],
-            seconds: 0.0,
-        });
+        rows.push(RowOutputs::truth(&cases));
+        rows.push(RowOutputs::other_songs(&cases, |i| {
+            let other = real.get(i)?;
+            Some(if task == Task::HarmonizeAfter {
+                &other.with_previous
+            } else {
+                &other.clip
+            })
+        }));
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0xc0b1);
-        rows.push(RowOutputs {
-            name: COPY.into(),
-            outputs: vec![
-                cases
-                    .iter()
-                    .zip(&windows)
-                    .map(|(c, w)| Some(copy_output(task, c, w, &train_windows, &mut rng)))
-                    .collect(),
-            ],
-            seconds: 0.0,
-        });
-        rows.push(stats.row(&cases, &opts.seeds));
-        let scored = Instant::now();
-        report
-            .tasks
-            .push(evaluate_task(task.name(), &cases, &rows, opts.seed)?);
-        progress(&format!(
-            "{}: scored in {:.1} s",
-            task.name(),
-            scored.elapsed().as_secs_f64()
+        rows.push(RowOutputs::one_run(
+            COPY,
+            cases
+                .iter()
+                .zip(&windows)
+                .map(|(c, w)| Some(copy_output(task, c, w, &train_windows, &mut rng)))
+                .collect(),
+            0.0,
         ));
+        rows.push(stats.row(&cases, &opts.seeds));
+        report.score_task(task.name(), &cases, &rows, opts.seed, &mut progress)?;
         outputs.push(TaskOutputs { task, cases, rows });
     }
     Ok(RollEvaluation { report, outputs })
@@ -563,31 +532,17 @@ pub fn evaluate_roll(
 mod tests {
     use super::*;
     use crate::evaluation::part_fit;
-    use crate::music::Track;
+    use crate::evaluation::test_music::quarters_over_chords;
 
     /// 8 bars of a melody (track 0, one note a beat) over a piano (track 1, a chord a bar):
     /// the window is bars 5–8, its previous 4 bars 1–4.
     fn window() -> EvalWindow {
-        let mut clip = Clip::new(8);
-        clip.tracks = vec![
-            Track::new("Melody", TrackRole::Melody, 0),
-            Track::new("Piano", TrackRole::Accompaniment, 1),
-        ];
-        for bar in 0..8u32 {
-            for beat in 0..4u32 {
-                clip.notes.push(Note::new(
-                    bar * 16 + beat * 4,
-                    72 + (bar % 5) as u8,
-                    4,
-                    90,
-                    0,
-                ));
-            }
-            for p in [48u8, 52, 55] {
-                clip.notes
-                    .push(Note::new(bar * 16, p + (bar % 3) as u8, 16, 70, 1));
-            }
-        }
+        let clip = quarters_over_chords(
+            8,
+            ("Piano", TrackRole::Accompaniment),
+            |bar, _| 72 + (bar % 5) as u8,
+            |bar| [48, 52, 55].map(|p| p + (bar % 3) as u8).to_vec(),
+        );
         EvalWindow {
             song: "song".into(),
             first_bar: 4,

@@ -1,8 +1,6 @@
 //! [`RollModel`]: the roll UNet with its weights and diffusion schedule, ready to sample.
 
-use std::path::Path;
-
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
@@ -11,10 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use super::binomial::BinomialSchedule;
 use super::sampler::{SamplerOptions, WindowProblem, sample};
 use crate::models::roll::{Config, RollUnet};
-
-/// The default model's files, embedded at build time (`assets/roll`).
-const EMBEDDED_CONFIG: &[u8] = include_bytes!("../../../assets/roll/config.json");
-const EMBEDDED_WEIGHTS: &[u8] = include_bytes!("../../../assets/roll/model.safetensors");
+use crate::nn::weights::{ModelFiles, debug_loaded_model, model_loaders};
 
 /// A loaded piano-roll diffusion model.
 pub struct RollModel {
@@ -24,51 +19,22 @@ pub struct RollModel {
     pub source: String,
 }
 
-impl std::fmt::Debug for RollModel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RollModel")
-            .field("source", &self.source)
-            .field("config", self.config())
-            .finish()
-    }
-}
+debug_loaded_model!(RollModel);
 
 impl RollModel {
-    /// The default weights shipped in the binary.
-    pub fn embedded() -> Result<Self> {
-        Self::from_bytes(EMBEDDED_CONFIG, EMBEDDED_WEIGHTS, "embedded assets/roll")
+    model_loaders! {
+        load_dir, "roll model", "roll",
+        "train one with `cargo xtask train roll`"
     }
 
-    /// `config.json` and `model.safetensors` from a folder.
-    pub fn load_dir(dir: &Path) -> Result<Self> {
-        let config_path = dir.join("config.json");
-        let weights_path = dir.join("model.safetensors");
-        let config = std::fs::read(&config_path)
-            .with_context(|| format!("roll model: cannot read {}", config_path.display()))?;
-        let weights = std::fs::read(&weights_path)
-            .with_context(|| format!("roll model: cannot read {}", weights_path.display()))?;
-        Self::from_bytes(&config, &weights, &dir.display().to_string())
-    }
-
-    /// A model from the bytes of its `config.json` and `model.safetensors`.
-    pub fn from_bytes(config_json: &[u8], weights: &[u8], source: &str) -> Result<Self> {
-        let cfg: Config = serde_json::from_slice(config_json).with_context(|| {
-            format!("roll model {source}: config.json is not a roll model config")
-        })?;
-        cfg.validate()
-            .map_err(|e| anyhow!("roll model {source}: config.json: {e}"))?;
-        // Parse the safetensors header up front so corrupt files give one clear error.
-        candle_core::safetensors::load_buffer(weights, &Device::Cpu)
-            .map_err(|e| anyhow!("roll model {source}: model.safetensors is corrupt: {e}"))?;
-        let vb = VarBuilder::from_slice_safetensors(weights, DType::F32, &Device::Cpu)
-            .with_context(|| format!("roll model {source}: cannot read model.safetensors"))?;
-        let net = RollUnet::new(&cfg, vb).with_context(|| {
-            format!("roll model {source}: model.safetensors does not fit config.json")
-        })?;
+    /// A model from its `config.json` and `model.safetensors`.
+    pub fn from_files(files: &ModelFiles) -> Result<Self> {
+        let cfg: Config = files.config(Config::validate)?;
+        let net = files.build(|vb| RollUnet::new(&cfg, vb))?;
         Ok(Self {
             schedule: BinomialSchedule::new(cfg.diffusion_steps, cfg.prior),
             net,
-            source: source.to_string(),
+            source: files.source.clone(),
         })
     }
 

@@ -9,7 +9,7 @@
 //! - The model's pitch window is moved by whole octaves to hold most of the clip's notes.
 //! - Notes whose first cell is outside the mask come back exactly unchanged.
 
-use std::ops::RangeInclusive;
+use std::ops::{Range, RangeInclusive};
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
@@ -17,7 +17,7 @@ use anyhow::{Result, bail};
 use super::model::RollModel;
 use super::parts::one_voice;
 use super::sampler::{PartProblem, SamplerKind, SamplerOptions, WindowProblem};
-use crate::models::roll::{OtherParts, PartRole};
+use crate::models::roll::{Config, OtherParts, PartRole};
 use crate::music::velocity::assign_velocities;
 use crate::music::{
     Clip, Key, Mask, Note, ONSET, PianoRoll, SUSTAIN, TimeSignature, Track, TrackRole, pitch_name,
@@ -271,6 +271,8 @@ pub fn regenerate_part(
     regenerate_window_by_window(model, clip, &mask, Some(part), strength, opts)
 }
 
+/// [`regenerate`] and [`regenerate_part`]: check the request, draw the clip into the model's
+/// rolls, sample its windows in turn, and read the generated cells back as notes.
 pub(crate) fn regenerate_window_by_window(
     model: &RollModel,
     clip: &Clip,
@@ -280,8 +282,70 @@ pub(crate) fn regenerate_window_by_window(
     opts: &RollOptions,
 ) -> Result<Clip> {
     check_clip(clip)?;
-    let cfg = model.config().clone();
-    let t_max = cfg.diffusion_steps;
+    let cfg = model.config();
+    check_request(clip, mask, opts, cfg.diffusion_steps)?;
+    let mut out = clip.clone();
+    let target = target_track(&mut out, mask)?;
+    let is_drum = |n: &Note| {
+        out.tracks
+            .get(n.track as usize)
+            .is_some_and(Track::is_drums)
+    };
+    let grid = RollGrid::new(cfg, clip);
+
+    // Notes to regenerate: pitched, first cell masked (and on the mask's track), in the window.
+    let regenerated =
+        |n: &Note| !is_drum(n) && mask.covers_note(n) && grid.offset(n.pitch).is_some();
+    let (old, context): (Vec<Note>, Vec<Note>) = out.notes.iter().partition(|n| regenerated(n));
+    let mut rolls = WindowRolls::new(grid, &context, &old, &is_drum, mask, part, opts)?;
+    let generated_cells = rolls.free.clone();
+
+    // A fresh fill with an echo starts from the bars before the hole; a variation from the
+    // notes it replaces.
+    let strength = match (strength, opts.echo) {
+        (None, Some(e)) if e > 0.0 => {
+            let source = context.iter().filter(|n| {
+                !is_drum(n)
+                    && mask.track.is_none_or(|t| n.track == t)
+                    && grid.offset(n.pitch).is_some()
+            });
+            let echoed = echo_content(
+                source,
+                &rolls.free,
+                grid.len,
+                grid.pitches,
+                clip.steps_per_bar() as usize,
+                &|roll: &mut [f32], n: &Note| grid.draw(roll, n),
+            );
+            match echoed {
+                Some(echoed) => {
+                    rolls.content = echoed;
+                    Some(e)
+                }
+                None => None,
+            }
+        }
+        _ => strength,
+    };
+
+    let plan = WindowPlan::new(cfg, grid.padded, strength, opts.steps);
+    rolls.sample(model, &plan, part, strength.is_some(), opts)?;
+
+    let mut notes = rolls.generated_notes(&generated_cells, target);
+    if let Some(p) = part
+        && p.role.is_line()
+    {
+        one_voice(&mut notes, p.role == PartRole::Bass);
+    }
+    assign_velocities(&context, &mut notes, target, out.steps_per_bar());
+    out.notes = context;
+    out.notes.extend(notes);
+    out.sort_notes();
+    Ok(out)
+}
+
+/// Check the sampling options of a request (`t_max`: the model's diffusion steps) and its mask.
+fn check_request(clip: &Clip, mask: &Mask, opts: &RollOptions, t_max: usize) -> Result<()> {
     if opts.steps == 0 || opts.steps > t_max {
         bail!(
             "{} sampling steps: choose 1..={t_max} (10 or more recommended)",
@@ -314,33 +378,58 @@ pub(crate) fn regenerate_window_by_window(
     if mask.is_empty() {
         bail!("the mask covers no cell: nothing to regenerate");
     }
-    let mut out = clip.clone();
-    let target = target_track(&mut out, mask)?;
-    let is_drum = |n: &Note| {
-        out.tracks
-            .get(n.track as usize)
-            .is_some_and(Track::is_drums)
-    };
+    Ok(())
+}
 
-    let shift = octave_shift(clip, cfg.pitch_lo, cfg.pitches);
-    let window_lo = cfg.pitch_lo as i32 - 12 * shift;
-    let (steps, pitches) = (cfg.steps, cfg.pitches);
-    let offset = |pitch: u8| -> Option<usize> {
-        let o = pitch as i32 - window_lo;
-        (o >= 0 && (o as usize) < pitches).then_some(o as usize)
-    };
-    let len = clip.steps() as usize;
-    let padded = len.max(steps);
+/// Where a clip's cells lie in the model's rolls: the model's pitch window, moved by whole
+/// octaves to hold most of the clip's notes ([`octave_shift`]), over the clip's steps padded to
+/// at least one window. Rolls are `[2, padded, pitches]` (onsets, then sustains), cell masks
+/// `[padded, pitches]`.
+#[derive(Clone, Copy, Debug)]
+struct RollGrid {
+    /// The lowest pitch of the moved window.
+    window_lo: i32,
+    pitches: usize,
+    /// The clip's steps.
+    len: usize,
+    /// The clip's steps, at least one window.
+    padded: usize,
+}
 
-    // Notes to regenerate: pitched, first cell masked (and on the mask's track), in the window.
-    let regenerated = |n: &Note| !is_drum(n) && mask.covers_note(n) && offset(n.pitch).is_some();
-    let (old, context): (Vec<Note>, Vec<Note>) = out.notes.iter().partition(|n| regenerated(n));
+impl RollGrid {
+    fn new(cfg: &Config, clip: &Clip) -> Self {
+        let shift = octave_shift(clip, cfg.pitch_lo, cfg.pitches);
+        let len = clip.steps() as usize;
+        Self {
+            window_lo: cfg.pitch_lo as i32 - 12 * shift,
+            pitches: cfg.pitches,
+            len,
+            padded: len.max(cfg.steps),
+        }
+    }
 
-    // Global rolls over the padded clip: known values, free cells, allowed cells, start content.
-    let plane = padded * pitches;
-    let mut known = vec![0.0f32; 2 * plane];
-    let draw = |roll: &mut [f32], n: &Note| {
-        let Some(o) = offset(n.pitch) else { return };
+    /// Cells of one channel of a roll.
+    fn plane(&self) -> usize {
+        self.padded * self.pitches
+    }
+
+    /// The roll column of `pitch`; `None` outside the window.
+    fn offset(&self, pitch: u8) -> Option<usize> {
+        let o = pitch as i32 - self.window_lo;
+        (o >= 0 && (o as usize) < self.pitches).then_some(o as usize)
+    }
+
+    /// The pitch of roll column `o`.
+    fn pitch(&self, o: usize) -> u8 {
+        (self.window_lo + o as i32) as u8
+    }
+
+    /// Set the cells of `n` in `roll`: its onset and sustain, within the window and the steps.
+    fn draw(&self, roll: &mut [f32], n: &Note) {
+        let Some(o) = self.offset(n.pitch) else {
+            return;
+        };
+        let (pitches, padded, plane) = (self.pitches, self.padded, self.plane());
         let s0 = n.start as usize;
         if s0 < padded {
             roll[s0 * pitches + o] = 1.0;
@@ -348,164 +437,206 @@ pub(crate) fn regenerate_window_by_window(
         for s in s0..(n.end() as usize).min(padded) {
             roll[plane + s * pitches + o] = 1.0;
         }
-    };
-    // A parts model reads its own track's notes as known cells and the other tracks apart
-    // (without the masked notes of tracks regenerated after this one).
-    let mut others = part.map(|_| vec![0.0f32; 2 * plane]);
-    let hidden = |n: &Note| {
-        part.is_some_and(|p| p.pending.contains(&n.track) && mask_covers_any_track(mask, n))
-    };
-    for n in context.iter().filter(|n| !is_drum(n)) {
-        match (&mut others, part) {
-            (Some(o), Some(p)) if n.track != p.track => {
-                if !hidden(n) {
-                    draw(o, n);
+    }
+}
+
+/// The rolls of a request over the whole padded clip ([`RollGrid`]), from which each window's
+/// problem is cut and into which each window commits what it generated.
+struct WindowRolls {
+    grid: RollGrid,
+    /// Known values: the context notes (a parts model's own track only), then the cells each
+    /// window commits.
+    known: Vec<f32>,
+    /// A parts model's other tracks (without the masked notes of the tracks regenerated after
+    /// this one), and which of their cells are known.
+    others: Option<(Vec<f32>, Vec<bool>)>,
+    /// Where the free cells of a variation or an echo start from: the notes being replaced, or
+    /// the echoed bars.
+    content: Vec<f32>,
+    /// Cells still to generate: masked in the clip and not known, and all the padding.
+    free: Vec<bool>,
+    /// Cells a generated note may take (key lock and pitch range).
+    allowed: Vec<bool>,
+}
+
+impl WindowRolls {
+    /// The rolls of the `context` notes kept and the `old` notes regenerated; an error when the
+    /// mask leaves no cell to generate in the window or the pitch range lies outside it.
+    fn new(
+        grid: RollGrid,
+        context: &[Note],
+        old: &[Note],
+        is_drum: &dyn Fn(&Note) -> bool,
+        mask: &Mask,
+        part: Option<&PartTarget>,
+        opts: &RollOptions,
+    ) -> Result<Self> {
+        let (len, padded, pitches, plane) = (grid.len, grid.padded, grid.pitches, grid.plane());
+        let mut known = vec![0.0f32; 2 * plane];
+        // A parts model reads its own track's notes as known cells and the other tracks apart
+        // (without the masked notes of tracks regenerated after this one).
+        let mut others = part.map(|_| vec![0.0f32; 2 * plane]);
+        let hidden = |n: &Note| {
+            part.is_some_and(|p| p.pending.contains(&n.track) && mask_covers_any_track(mask, n))
+        };
+        for n in context.iter().filter(|n| !is_drum(n)) {
+            match (&mut others, part) {
+                (Some(o), Some(p)) if n.track != p.track => {
+                    if !hidden(n) {
+                        grid.draw(o, n);
+                    }
                 }
-            }
-            _ => draw(&mut known, n),
-        }
-    }
-    let masked_step: Vec<bool> = {
-        let mut m = vec![false; padded];
-        for s in mask.masked_steps() {
-            if (s as usize) < padded {
-                m[s as usize] = true;
+                _ => grid.draw(&mut known, n),
             }
         }
-        m
-    };
-    let others_known: Option<Vec<bool>> = match (&others, part) {
-        (Some(o), Some(p)) => Some(
-            (0..plane)
-                .map(|i| {
-                    let s = i / pitches;
-                    ((p.pending.is_empty() || !masked_step[s]) && s < len) || o[plane + i] > 0.5
-                })
-                .collect(),
-        ),
-        _ => None,
-    };
-    let mut content = vec![0.0f32; 2 * plane];
-    for n in &old {
-        draw(&mut content, n);
-    }
-    let mut free = vec![false; plane];
-    let mut allowed = vec![false; plane];
-    let mut free_in_clip = 0usize;
-    for s in 0..padded {
-        for o in 0..pitches {
-            let pitch = (window_lo + o as i32) as u8;
-            let i = s * pitches + o;
-            let occupied = known[i] > 0.5 || known[plane + i] > 0.5;
-            free[i] = if s < len {
-                mask.get(s as u32, pitch) && !occupied
-            } else {
-                true
-            };
-            if free[i] && s < len {
-                free_in_clip += 1;
+        let others = match (others, part) {
+            (Some(o), Some(p)) => {
+                let mut masked_step = vec![false; padded];
+                for s in mask.masked_steps() {
+                    if (s as usize) < padded {
+                        masked_step[s as usize] = true;
+                    }
+                }
+                let known: Vec<bool> = (0..plane)
+                    .map(|i| {
+                        let s = i / pitches;
+                        ((p.pending.is_empty() || !masked_step[s]) && s < len) || o[plane + i] > 0.5
+                    })
+                    .collect();
+                Some((o, known))
             }
-            allowed[i] = opts.key.is_none_or(|k| k.contains(pitch))
-                && opts.pitch_range.as_ref().is_none_or(|r| r.contains(&pitch));
+            _ => None,
+        };
+        let mut content = vec![0.0f32; 2 * plane];
+        for n in old {
+            grid.draw(&mut content, n);
         }
-    }
-    if free_in_clip == 0 {
-        bail!(
-            "the mask has no free cell inside the model's pitch window {}–{}",
-            pitch_name(window_lo as u8),
-            pitch_name((window_lo + pitches as i32 - 1) as u8)
-        );
-    }
-    if let Some(r) = &opts.pitch_range
-        && !(0..pitches).any(|o| r.contains(&((window_lo + o as i32) as u8)))
-    {
-        bail!(
-            "pitch range {}–{} lies outside the model's window",
-            pitch_name(*r.start()),
-            pitch_name(*r.end())
-        );
-    }
-    let generated_cells = free.clone();
-
-    // A fresh fill with an echo starts from the bars before the hole; a variation from the
-    // notes it replaces.
-    let echo = match (strength, opts.echo) {
-        (None, Some(e)) if e > 0.0 => {
-            let source = context.iter().filter(|n| {
-                !is_drum(n) && mask.track.is_none_or(|t| n.track == t) && offset(n.pitch).is_some()
-            });
-            echo_content(
-                source,
-                &free,
-                len,
-                pitches,
-                clip.steps_per_bar() as usize,
-                &draw,
-            )
-            .map(|content| (e, content))
+        let mut free = vec![false; plane];
+        let mut allowed = vec![false; plane];
+        let mut free_in_clip = 0usize;
+        for s in 0..padded {
+            for o in 0..pitches {
+                let pitch = grid.pitch(o);
+                let i = s * pitches + o;
+                let occupied = known[i] > 0.5 || known[plane + i] > 0.5;
+                free[i] = if s < len {
+                    mask.get(s as u32, pitch) && !occupied
+                } else {
+                    true
+                };
+                if free[i] && s < len {
+                    free_in_clip += 1;
+                }
+                allowed[i] = opts.key.is_none_or(|k| k.contains(pitch))
+                    && opts.pitch_range.as_ref().is_none_or(|r| r.contains(&pitch));
+            }
         }
-        _ => None,
-    };
-    let (strength, content) = match echo {
-        Some((e, echoed)) => (Some(e), echoed),
-        None => (strength, content),
-    };
-
-    // Windows of `steps` steps, hop half a window, the last one flush with the end.
-    let hop = steps / 2;
-    let mut starts: Vec<usize> = (0..)
-        .map(|i| i * hop)
-        .take_while(|&s| s + steps <= padded)
-        .collect();
-    if starts.last().is_none_or(|&s| s + steps < padded) {
-        starts.push(padded - steps);
-    }
-    let start_step = strength.map_or(t_max, |s| {
-        ((s * t_max as f32).round() as usize).clamp(1, t_max)
-    });
-    let eval_steps = strength
-        .map_or(opts.steps, |s| {
-            ((opts.steps as f32 * s).round() as usize).max(1)
+        if free_in_clip == 0 {
+            bail!(
+                "the mask has no free cell inside the model's pitch window {}–{}",
+                pitch_name(grid.pitch(0)),
+                pitch_name(grid.pitch(pitches - 1))
+            );
+        }
+        if let Some(r) = &opts.pitch_range
+            && !(0..pitches).any(|o| r.contains(&grid.pitch(o)))
+        {
+            bail!(
+                "pitch range {}–{} lies outside the model's window",
+                pitch_name(*r.start()),
+                pitch_name(*r.end())
+            );
+        }
+        Ok(Self {
+            grid,
+            known,
+            others,
+            content,
+            free,
+            allowed,
         })
-        .min(start_step);
-    // Window `w` keeps only what it generates in steps [start, next window's start): the
-    // commit ranges cover the clip once, so a window without free cells in its own range is
-    // skipped (a later window, which hears what comes after, writes those cells).
-    let commits = |w: usize| starts[w]..starts.get(w + 1).copied().unwrap_or(padded);
-    let has_free = |free: &[bool], steps: std::ops::Range<usize>| {
-        free[steps.start * pitches..steps.end * pitches]
+    }
+
+    /// Whether a cell of `steps` is still free.
+    fn has_free(&self, steps: Range<usize>) -> bool {
+        let pitches = self.grid.pitches;
+        self.free[steps.start * pitches..steps.end * pitches]
             .iter()
             .any(|&f| f)
-    };
-    let planned = eval_steps
-        * (0..starts.len())
-            .filter(|&w| has_free(&free, commits(w)))
-            .count();
-    let mut done_before = 0;
-    for (w, &ws) in starts.iter().enumerate() {
-        let commit_end = commits(w).end;
-        if !has_free(&free, commits(w)) {
-            continue;
+    }
+
+    /// Sample the windows of `plan` in turn, each committing its cells; a window with no free
+    /// cell to commit is skipped. Free cells start from [`WindowRolls::content`] when
+    /// `from_content`, else empty.
+    fn sample(
+        &mut self,
+        model: &RollModel,
+        plan: &WindowPlan,
+        part: Option<&PartTarget>,
+        from_content: bool,
+        opts: &RollOptions,
+    ) -> Result<()> {
+        let planned = plan.eval_steps
+            * (0..plan.starts.len())
+                .filter(|&w| self.has_free(plan.commits(w)))
+                .count();
+        let mut done_before = 0;
+        for (w, &ws) in plan.starts.iter().enumerate() {
+            let commits = plan.commits(w);
+            if !self.has_free(commits.clone()) {
+                continue;
+            }
+            let window = ws..ws + plan.window_steps;
+            let problem = self.problem(window.clone(), part, from_content);
+            let sampler = SamplerOptions {
+                kind: opts.sampler,
+                steps: plan.eval_steps,
+                start: plan.start_step,
+                density: opts.density,
+                guidance: opts.guidance.unwrap_or(0.0),
+                temperature: opts.temperature,
+                seed: opts.seed.wrapping_add(1_000_003 * w as u64),
+            };
+            let mut after_step = |done: usize| match &opts.on_step {
+                Some(hook) => (hook.0)((done_before + done).min(planned), planned),
+                None => true,
+            };
+            let result = model
+                .sample_with_hook(std::slice::from_ref(&problem), &sampler, &mut after_step)?
+                .remove(0);
+            done_before += plan.eval_steps;
+            self.commit(window, commits, &result);
         }
-        let range = ws * pitches..(ws + steps) * pitches;
-        let mut x0 = vec![0.0f32; 2 * steps * pitches];
+        Ok(())
+    }
+
+    /// The problem of the window over `steps`.
+    fn problem(
+        &self,
+        steps: Range<usize>,
+        part: Option<&PartTarget>,
+        from_content: bool,
+    ) -> WindowProblem {
+        let (pitches, plane) = (self.grid.pitches, self.grid.plane());
+        let range = steps.start * pitches..steps.end * pitches;
+        let mut x0 = vec![0.0f32; 2 * range.len()];
         for c in 0..2 {
             for i in range.clone() {
-                let local = c * steps * pitches + (i - range.start);
+                let local = c * range.len() + (i - range.start);
                 let g = c * plane + i;
-                x0[local] = if free[i] {
-                    if strength.is_some() { content[g] } else { 0.0 }
+                x0[local] = if self.free[i] {
+                    if from_content { self.content[g] } else { 0.0 }
                 } else {
-                    known[g]
+                    self.known[g]
                 };
             }
         }
-        let problem = WindowProblem {
+        WindowProblem {
             x0,
-            free: free[range.clone()].to_vec(),
-            allowed: allowed[range.clone()].to_vec(),
-            part: match (part, &others, &others_known) {
-                (Some(p), Some(o), Some(k)) => Some(PartProblem {
+            free: self.free[range.clone()].to_vec(),
+            allowed: self.allowed[range.clone()].to_vec(),
+            part: match (part, &self.others) {
+                (Some(p), Some((o, k))) => Some(PartProblem {
                     role: p.role,
                     others: OtherParts {
                         roll: (0..2)
@@ -520,60 +651,91 @@ pub(crate) fn regenerate_window_by_window(
                 }),
                 _ => None,
             },
-        };
-        let sampler = SamplerOptions {
-            kind: opts.sampler,
-            steps: eval_steps,
-            start: start_step,
-            density: opts.density,
-            guidance: opts.guidance.unwrap_or(0.0),
-            temperature: opts.temperature,
-            seed: opts.seed.wrapping_add(1_000_003 * w as u64),
-        };
-        let mut after_step = |done: usize| match &opts.on_step {
-            Some(hook) => (hook.0)((done_before + done).min(planned), planned),
-            None => true,
-        };
-        let result = model
-            .sample_with_hook(std::slice::from_ref(&problem), &sampler, &mut after_step)?
-            .remove(0);
-        done_before += eval_steps;
-        for s in ws..commit_end {
+        }
+    }
+
+    /// Write the free cells of `steps` as known cells from `result`, what was sampled for
+    /// `window`.
+    fn commit(&mut self, window: Range<usize>, steps: Range<usize>, result: &[f32]) {
+        let (pitches, plane) = (self.grid.pitches, self.grid.plane());
+        let (start, window_cells) = (window.start, window.len() * pitches);
+        for s in steps {
             for o in 0..pitches {
                 let i = s * pitches + o;
-                if free[i] {
-                    let local = (s - ws) * pitches + o;
-                    known[i] = result[local];
-                    known[plane + i] = result[steps * pitches + local];
-                    free[i] = false;
+                if self.free[i] {
+                    let local = (s - start) * pitches + o;
+                    self.known[i] = result[local];
+                    self.known[plane + i] = result[window_cells + local];
+                    self.free[i] = false;
                 }
             }
         }
     }
 
-    // Read the generated cells back as notes.
-    let mut roll = PianoRoll::zeros(len, 0, 128);
-    for s in 0..len {
-        for o in 0..pitches {
-            let i = s * pitches + o;
-            if generated_cells[i] {
-                let pitch = (window_lo + o as i32) as u8;
-                roll.set(ONSET, s, pitch, known[i]);
-                roll.set(SUSTAIN, s, pitch, known[plane + i]);
+    /// The notes of the `generated` cells (on `track`), read from their onsets.
+    fn generated_notes(&self, generated: &[bool], track: u16) -> Vec<Note> {
+        let (len, pitches, plane) = (self.grid.len, self.grid.pitches, self.grid.plane());
+        let mut roll = PianoRoll::zeros(len, 0, 128);
+        for s in 0..len {
+            for o in 0..pitches {
+                let i = s * pitches + o;
+                if generated[i] {
+                    let pitch = self.grid.pitch(o);
+                    roll.set(ONSET, s, pitch, self.known[i]);
+                    roll.set(SUSTAIN, s, pitch, self.known[plane + i]);
+                }
             }
         }
+        roll.to_notes_from_onsets(0.5, 1, track)
     }
-    let mut notes = roll.to_notes_from_onsets(0.5, 1, target);
-    if let Some(p) = part
-        && p.role.is_line()
-    {
-        one_voice(&mut notes, p.role == PartRole::Bass);
+}
+
+/// The windows a request samples: windows of the model's steps, hop half a window, the last
+/// one flush with the end; and how each is sampled.
+struct WindowPlan {
+    window_steps: usize,
+    starts: Vec<usize>,
+    padded: usize,
+    /// The diffusion step sampling starts from: T fresh, lower for a variation.
+    start_step: usize,
+    /// Network evaluations per window.
+    eval_steps: usize,
+}
+
+impl WindowPlan {
+    /// The windows over `padded` steps, sampled with `steps` network evaluations, fresh
+    /// (`strength` None) or from the start content noised to `strength`.
+    fn new(cfg: &Config, padded: usize, strength: Option<f32>, steps: usize) -> Self {
+        let (window_steps, t_max) = (cfg.steps, cfg.diffusion_steps);
+        let hop = window_steps / 2;
+        let mut starts: Vec<usize> = (0..)
+            .map(|i| i * hop)
+            .take_while(|&s| s + window_steps <= padded)
+            .collect();
+        if starts.last().is_none_or(|&s| s + window_steps < padded) {
+            starts.push(padded - window_steps);
+        }
+        let start_step = strength.map_or(t_max, |s| {
+            ((s * t_max as f32).round() as usize).clamp(1, t_max)
+        });
+        let eval_steps = strength
+            .map_or(steps, |s| ((steps as f32 * s).round() as usize).max(1))
+            .min(start_step);
+        Self {
+            window_steps,
+            starts,
+            padded,
+            start_step,
+            eval_steps,
+        }
     }
-    assign_velocities(&context, &mut notes, target, out.steps_per_bar());
-    out.notes = context;
-    out.notes.extend(notes);
-    out.sort_notes();
-    Ok(out)
+
+    /// The steps window `w` keeps of what it generates: [its start, the next window's start).
+    /// The commit ranges cover the clip once, so a window without free cells in its own range
+    /// is skipped (a later window, which hears what comes after, writes those cells).
+    fn commits(&self, w: usize) -> Range<usize> {
+        self.starts[w]..self.starts.get(w + 1).copied().unwrap_or(self.padded)
+    }
 }
 
 /// A MIDI channel no track uses (not 10, the drums'), else 1.

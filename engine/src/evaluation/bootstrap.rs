@@ -60,22 +60,28 @@ impl Interval {
     }
 }
 
-fn mean_of(values: impl Iterator<Item = f64>) -> Option<f64> {
+/// The mean of `values`; `None` when there is none.
+pub(crate) fn mean_of(values: impl Iterator<Item = f64>) -> Option<f64> {
     let (sum, n) = values.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
     (n > 0).then(|| sum / n as f64)
 }
 
-/// The 2.5th and 97.5th percentiles of `replicates` (non-finite ones left out).
-pub fn percentiles(replicates: &[f64]) -> (Option<f64>, Option<f64>) {
+/// The finite ones of `replicates`, sorted; `None` when there is none.
+pub(crate) fn sorted_finite(replicates: &[f64]) -> Option<Vec<f64>> {
     let mut sorted: Vec<f64> = replicates
         .iter()
         .copied()
         .filter(|x| x.is_finite())
         .collect();
-    if sorted.is_empty() {
-        return (None, None);
-    }
     sorted.sort_by(f64::total_cmp);
+    (!sorted.is_empty()).then_some(sorted)
+}
+
+/// The 2.5th and 97.5th percentiles of `replicates` (non-finite ones left out).
+pub fn percentiles(replicates: &[f64]) -> (Option<f64>, Option<f64>) {
+    let Some(sorted) = sorted_finite(replicates) else {
+        return (None, None);
+    };
     let at =
         |q: f64| sorted[((q * (sorted.len() - 1) as f64).round() as usize).min(sorted.len() - 1)];
     (Some(at(0.025)), Some(at(0.975)))

@@ -30,9 +30,41 @@ pub mod set_metrics;
 
 use std::ops::Range;
 
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
 use crate::music::{Clip, Note, TrackRole};
 
 pub use report::{EvalReport, RowOutputs, TaskReport, evaluate_task};
+
+/// One task's cases and every row's outputs (for `--listen`).
+pub struct TaskOutputs<T> {
+    pub task: T,
+    pub cases: Vec<Case>,
+    pub rows: Vec<RowOutputs>,
+}
+
+/// `count` of `all`, picked by a shuffle seeded with `seed`.
+pub fn seeded_pick<T>(mut all: Vec<T>, count: usize, seed: u64) -> Vec<T> {
+    all.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    all.truncate(count);
+    all
+}
+
+/// The task named `s` (any case) in `names`, a list of (the task's names, the task); the error
+/// lists the first name of each.
+pub fn parse_task<T: Copy>(s: &str, names: &[(&[&str], T)]) -> Result<T, String> {
+    let wanted = s.to_ascii_lowercase();
+    names
+        .iter()
+        .find(|(aliases, _)| aliases.contains(&wanted.as_str()))
+        .map(|&(_, task)| task)
+        .ok_or_else(|| {
+            let first: Vec<&str> = names.iter().map(|(aliases, _)| aliases[0]).collect();
+            format!("unknown task '{wanted}' ({})", first.join(", "))
+        })
+}
 
 /// What a case regenerates: notes starting in `steps` on `tracks` (every track when `None`).
 /// Notes on a track the window does not have count as generated too (a new track).
@@ -126,6 +158,39 @@ pub(crate) fn is_drums(clip: &Clip, note: &Note) -> bool {
     clip.tracks
         .get(note.track as usize)
         .is_some_and(|t| t.is_drums())
+}
+
+/// Music for tests.
+#[cfg(test)]
+pub(crate) mod test_music {
+    use crate::music::{Clip, Note, Track, TrackRole};
+
+    /// `bars` bars of a melody of quarter notes (track 0, `Melody`), pitch `melody(bar, beat)`,
+    /// velocity 90, over `second` (track 1, named `second.0` with role `second.1`) holding the
+    /// pitches of `chord(bar)` through the bar, velocity 70.
+    pub fn quarters_over_chords(
+        bars: u32,
+        second: (&str, TrackRole),
+        melody: impl Fn(u32, u32) -> u8,
+        chord: impl Fn(u32) -> Vec<u8>,
+    ) -> Clip {
+        let mut clip = Clip::new(bars);
+        clip.tracks = vec![
+            Track::new("Melody", TrackRole::Melody, 0),
+            Track::new(second.0, second.1, 1),
+        ];
+        for bar in 0..bars {
+            for beat in 0..4 {
+                let pitch = melody(bar, beat);
+                clip.notes
+                    .push(Note::new(bar * 16 + beat * 4, pitch, 4, 90, 0));
+            }
+            for pitch in chord(bar) {
+                clip.notes.push(Note::new(bar * 16, pitch, 16, 70, 1));
+            }
+        }
+        clip
+    }
 }
 
 #[cfg(test)]

@@ -342,27 +342,20 @@ pub fn right_track(case: &Case, generated: &[Note]) -> Option<f64> {
 mod tests {
     use super::*;
     use crate::evaluation::Region;
+    use crate::evaluation::test_music::quarters_over_chords;
     use crate::music::{Scale, Track};
 
     /// Four bars of a one-voice melody in C major over whole-note chords.
     fn melody_and_chords() -> Clip {
-        let mut clip = Clip::new(4);
-        clip.tracks = vec![
-            Track::new("Melody", TrackRole::Melody, 0),
-            Track::new("Chords", TrackRole::Accompaniment, 1),
-        ];
         let line = [
             72, 74, 76, 77, 79, 77, 76, 74, 72, 76, 79, 84, 83, 79, 76, 72,
         ];
-        for (i, p) in line.into_iter().enumerate() {
-            clip.notes.push(Note::new(i as u32 * 4, p, 4, 90, 0));
-        }
-        for bar in 0..4 {
-            for p in [48, 52, 55] {
-                clip.notes.push(Note::new(bar * 16, p, 16, 70, 1));
-            }
-        }
-        clip
+        quarters_over_chords(
+            4,
+            ("Chords", TrackRole::Accompaniment),
+            |bar, beat| line[(bar * 4 + beat) as usize],
+            |_| vec![48, 52, 55],
+        )
     }
 
     fn melody_fill_case() -> Case {

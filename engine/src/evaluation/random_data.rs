@@ -244,29 +244,17 @@ impl DataStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::music::Track;
+    use crate::evaluation::test_music::quarters_over_chords;
 
-    /// A melody of quarter notes in 72..=79 and a bass of whole notes in 36..=43, 8 bars.
+    /// A melody of quarter notes in 72..=79 (velocity 90) and a bass of whole notes in 36..=43,
+    /// 8 bars.
     fn training_clip() -> Clip {
-        let mut clip = Clip::new(8);
-        clip.tracks = vec![
-            Track::new("Melody", TrackRole::Melody, 0),
-            Track::new("Bass", TrackRole::Bass, 1),
-        ];
-        for bar in 0..8u32 {
-            for beat in 0..4u32 {
-                clip.notes.push(Note::new(
-                    bar * 16 + beat * 4,
-                    72 + ((bar + beat) % 8) as u8,
-                    4,
-                    100,
-                    0,
-                ));
-            }
-            clip.notes
-                .push(Note::new(bar * 16, 36 + (bar % 8) as u8, 16, 60, 1));
-        }
-        clip
+        quarters_over_chords(
+            8,
+            ("Bass", TrackRole::Bass),
+            |bar, beat| 72 + ((bar + beat) % 8) as u8,
+            |bar| vec![36 + (bar % 8) as u8],
+        )
     }
 
     #[test]
@@ -283,7 +271,7 @@ mod tests {
                 .iter()
                 .all(|n| (72..=79).contains(&n.pitch) && n.length == 4 && n.start % 4 == 0)
         );
-        assert!(notes.iter().all(|n| n.velocity == 100));
+        assert!(notes.iter().all(|n| n.velocity == 90));
         let bass = stats.sample(TrackRole::Bass, 0..64, 1, 7);
         assert_eq!(bass.len(), 4);
         assert!(

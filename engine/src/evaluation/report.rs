@@ -5,9 +5,10 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Instant;
 
 use super::bootstrap::{
-    Interval, REPLICATES, Resamples, Verdict, mean_interval, paired_verdict,
+    Interval, REPLICATES, Resamples, Verdict, mean_interval, mean_of, paired_verdict,
     verdict_from_differences,
 };
 use super::part_fit::{self, Goal};
@@ -29,6 +30,37 @@ pub struct RowOutputs {
     pub name: String,
     pub outputs: Vec<Vec<Option<Clip>>>,
     pub seconds: f64,
+}
+
+impl RowOutputs {
+    /// A row of one run: `outputs[window]`.
+    pub fn one_run(name: &str, outputs: Vec<Option<Clip>>, seconds: f64) -> Self {
+        RowOutputs {
+            name: name.into(),
+            outputs: vec![outputs],
+            seconds,
+        }
+    }
+
+    /// The true hole's row: every case's truth.
+    pub fn truth(cases: &[Case]) -> Self {
+        Self::one_run(
+            TRUTH,
+            cases.iter().map(|c| Some(c.truth.clone())).collect(),
+            0.0,
+        )
+    }
+
+    /// The real (other songs) row: case `i` gets the region of `other(i)`, a window of another
+    /// song ([`other_song_output`]), where there is one.
+    pub fn other_songs<'a>(cases: &[Case], other: impl Fn(usize) -> Option<&'a Clip>) -> Self {
+        let outputs = cases
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Some(other_song_output(c, other(i)?)))
+            .collect();
+        Self::one_run(REAL, outputs, 0.0)
+    }
 }
 
 /// A metric's name and how it is judged.
@@ -93,6 +125,35 @@ pub struct EvalReport {
 }
 
 impl EvalReport {
+    /// A report of the evaluation `command` on `split`, without tasks yet.
+    pub fn new(command: &str, split: impl ToString) -> Self {
+        EvalReport {
+            command: command.to_string(),
+            split: split.to_string(),
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Score `rows` on `cases` as the task `name` ([`evaluate_task`]) and add it; `progress`
+    /// hears how long the scoring took.
+    pub fn score_task(
+        &mut self,
+        name: &str,
+        cases: &[Case],
+        rows: &[RowOutputs],
+        resample_seed: u64,
+        progress: &mut impl FnMut(&str),
+    ) -> Result<()> {
+        let started = Instant::now();
+        self.tasks
+            .push(evaluate_task(name, cases, rows, resample_seed)?);
+        progress(&format!(
+            "{name}: scored in {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(())
+    }
+
     pub fn write(&self, path: &Path) -> Result<()> {
         std::fs::write(path, serde_json::to_string(self)?)
             .with_context(|| format!("cannot write {}", path.display()))
@@ -135,11 +196,6 @@ impl EvalReport {
         }
         out
     }
-}
-
-fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let (s, n) = values.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
-    (n > 0).then(|| s / n as f64)
 }
 
 fn loss(goal: Goal, value: f64, truth: Option<f64>) -> Option<f64> {
@@ -230,13 +286,13 @@ pub fn evaluate_task(
         for (m, info) in metrics.iter().enumerate().take(per_window_count) {
             let per_window: Vec<Option<f64>> = scores
                 .iter()
-                .map(|seeds| mean(seeds.iter().filter_map(|s| s[m])))
+                .map(|seeds| mean_of(seeds.iter().filter_map(|s| s[m])))
                 .collect();
             let losses: Vec<Option<f64>> = scores
                 .iter()
                 .enumerate()
                 .map(|(w, seeds)| {
-                    mean(
+                    mean_of(
                         seeds
                             .iter()
                             .filter_map(|s| loss(info.goal, s[m]?, truth_scores[w][m])),
@@ -555,21 +611,16 @@ pub fn other_song_output(case: &Case, other: &Clip) -> Clip {
 mod tests {
     use super::*;
     use crate::evaluation::Region;
-    use crate::music::{Note, Track};
+    use crate::evaluation::test_music::quarters_over_chords;
+    use crate::music::Note;
 
     fn case(id: &str, shift: u8) -> Case {
-        let mut clip = Clip::new(4);
-        clip.tracks = vec![
-            Track::new("Melody", TrackRole::Melody, 0),
-            Track::new("Chords", TrackRole::Accompaniment, 1),
-        ];
-        for i in 0..16u32 {
-            clip.notes
-                .push(Note::new(i * 4, 70 + shift + (i % 5) as u8, 4, 90, 0));
-        }
-        for bar in 0..4 {
-            clip.notes.push(Note::new(bar * 16, 48 + shift, 16, 70, 1));
-        }
+        let clip = quarters_over_chords(
+            4,
+            ("Chords", TrackRole::Accompaniment),
+            |bar, beat| 70 + shift + ((bar * 4 + beat) % 5) as u8,
+            |_| vec![48 + shift],
+        );
         Case {
             id: id.into(),
             truth: clip,

@@ -191,15 +191,7 @@ impl SetScores {
 }
 
 fn median(replicates: &[f64]) -> Option<f64> {
-    let mut sorted: Vec<f64> = replicates
-        .iter()
-        .copied()
-        .filter(|x| x.is_finite())
-        .collect();
-    if sorted.is_empty() {
-        return None;
-    }
-    sorted.sort_by(f64::total_cmp);
+    let sorted = super::bootstrap::sorted_finite(replicates)?;
     Some(sorted[sorted.len() / 2])
 }
 

@@ -26,7 +26,7 @@ use super::{LatentMelody, SampleOptions, Sampler, window_runs};
 use crate::data::{self, Dataset, Split};
 use crate::evaluation::random_data::{DataStats, window_seed};
 use crate::evaluation::report::{COPY, MODEL, REAL, TRUTH};
-use crate::evaluation::{Case, EvalReport, Region, RowOutputs, evaluate_task};
+use crate::evaluation::{Case, EvalReport, Region, RowOutputs, TaskReport, evaluate_task};
 use crate::music::Clip;
 use crate::vae::windows_to_clip;
 
@@ -274,8 +274,24 @@ type Sequence = Vec<Vec<u8>>;
 /// A row's sequences per seed and melody, before they become clips.
 struct SequenceRow {
     name: String,
-    sequences: Vec<Vec<Option<Vec<Vec<u8>>>>>,
+    sequences: Vec<Vec<Option<Sequence>>>,
     seconds: f64,
+}
+
+impl SequenceRow {
+    /// A row that does not depend on the sampling seed: one sequence per melody of `tunes`,
+    /// `f((i, tune))`.
+    fn once(
+        name: &str,
+        tunes: &[Sequence],
+        f: impl FnMut((usize, &Sequence)) -> Option<Sequence>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            sequences: vec![tunes.iter().enumerate().map(f).collect()],
+            seconds: 0.0,
+        }
+    }
 }
 
 /// Latents drawn per dimension from the mean and spread of `real` (a diagonal Gaussian).
@@ -306,120 +322,126 @@ fn fitted_prior(real: &[Vec<f32>], count: usize, seed: u64) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// The evaluation: one report with both tasks, and each task's cases and rows (for `--listen`).
-pub struct LatentEvaluation {
-    pub report: EvalReport,
-    pub outputs: Vec<(String, Vec<Case>, Vec<RowOutputs>)>,
+/// The windows of `sequence` that `task` generates, in order.
+fn generated(task: LatentTask, sequence: &[Vec<u8>]) -> impl Iterator<Item = &[u8]> {
+    (0..POSITIONS)
+        .filter(move |&w| task.generates(w))
+        .map(move |w| sequence[w].as_slice())
 }
 
-/// Run both tasks; `progress` hears what is done, `command` is recorded in the report.
-pub fn evaluate_latent(
-    lm: &LatentMelody,
-    opts: &LatentEvalOptions,
-    command: &str,
-    mut progress: impl FnMut(&str),
-) -> Result<LatentEvaluation> {
-    if opts.count == 0 || opts.seeds.is_empty() || opts.samplers.is_empty() {
-        bail!("evaluate at least one melody with one seed and one sampler");
-    }
-    if opts.split == Split::Train {
-        bail!("evaluate on the valid or the test split (the models trained on the train split)");
-    }
-    let other_split = if opts.split == Split::Test {
-        Split::Valid
-    } else {
-        Split::Test
-    };
-    let pick = |set: Vec<Vec<Vec<u8>>>, seed: u64| {
-        let mut set = set;
-        set.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-        set.truncate(opts.count);
-        set
-    };
-    let tunes = pick(
-        sequences(opts.split, &opts.data_root, &opts.cache_dir)?,
-        opts.seed,
-    );
-    let others = pick(
-        sequences(other_split, &opts.data_root, &opts.cache_dir)?,
-        opts.seed,
-    );
-    let train = sequences(Split::Train, &opts.data_root, &opts.cache_dir)?;
-    if tunes.is_empty() || train.is_empty() {
-        bail!(
-            "no 16-bar melodies in the Nottingham {} or train split",
-            opts.split
-        );
-    }
-    let train_clips: Vec<Clip> = train.iter().map(|s| clip_of(s)).collect();
-    let stats = DataStats::fit(&train_clips);
-    drop(train_clips);
-    let train_windows: Vec<&[u8]> = train.iter().flatten().map(Vec::as_slice).collect();
-    let mut stride_pick: Vec<&[u8]> = train_windows
+/// Each of `tunes` with the windows `task` generates taken from `windows`, which holds them for
+/// every tune in turn.
+fn with_generated_windows(
+    task: LatentTask,
+    tunes: &[Sequence],
+    windows: &[Vec<u8>],
+) -> Vec<Option<Sequence>> {
+    let per_tune = (0..POSITIONS).filter(|&w| task.generates(w)).count();
+    tunes
         .iter()
-        .step_by(train_windows.len().div_ceil(4000).max(1))
-        .copied()
-        .collect();
-    stride_pick.truncate(4000);
-    let train_latents = latents(lm, &stride_pick)?;
-    progress(&format!(
-        "{} melodies of the {} split, {} of the {other_split} split, {} seeds",
-        tunes.len(),
-        opts.split,
-        others.len(),
-        opts.seeds.len()
-    ));
+        .zip(windows.chunks(per_tune))
+        .map(|(t, w)| Some(replaced(task, t, w)))
+        .collect()
+}
 
-    let mut report = EvalReport {
-        command: command.to_string(),
-        split: opts.split.to_string(),
-        tasks: Vec::new(),
-    };
-    let mut outputs = Vec::new();
-    for task in LatentTask::ALL {
-        let generated_windows = (0..POSITIONS).filter(|&w| task.generates(w)).count();
-        let mut rows: Vec<SequenceRow> = Vec::new();
-        let sample_opts = |sampler: Sampler, seed: u64| SampleOptions {
-            sampler,
-            seed,
-            steps: opts.steps,
-            temperature: opts.temperature,
-            ..SampleOptions::default()
+/// The melodies an evaluation works on.
+struct Melodies {
+    /// Infilled and compared against: `count` melodies of the evaluated split.
+    tunes: Vec<Sequence>,
+    /// Real melodies of other songs: as many of the other split (valid or test).
+    others: Vec<Sequence>,
+    /// Every melody of the train split.
+    train: Vec<Sequence>,
+    /// The train split's statistics, for the random row.
+    stats: DataStats,
+    /// Latents of up to 4000 windows spread over the train split, for the fitted prior.
+    train_latents: Vec<Vec<f32>>,
+}
+
+impl Melodies {
+    fn load(
+        lm: &LatentMelody,
+        opts: &LatentEvalOptions,
+        progress: impl FnOnce(&str),
+    ) -> Result<Self> {
+        let other_split = if opts.split == Split::Test {
+            Split::Valid
+        } else {
+            Split::Test
         };
+        let pick = |set: Vec<Sequence>, seed: u64| {
+            let mut set = set;
+            set.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+            set.truncate(opts.count);
+            set
+        };
+        let tunes = pick(
+            sequences(opts.split, &opts.data_root, &opts.cache_dir)?,
+            opts.seed,
+        );
+        let others = pick(
+            sequences(other_split, &opts.data_root, &opts.cache_dir)?,
+            opts.seed,
+        );
+        let train = sequences(Split::Train, &opts.data_root, &opts.cache_dir)?;
+        if tunes.is_empty() || train.is_empty() {
+            bail!(
+                "no 16-bar melodies in the Nottingham {} or train split",
+                opts.split
+            );
+        }
+        let train_clips: Vec<Clip> = train.iter().map(|s| clip_of(s)).collect();
+        let stats = DataStats::fit(&train_clips);
+        drop(train_clips);
+        let train_windows: Vec<&[u8]> = train.iter().flatten().map(Vec::as_slice).collect();
+        let mut stride_pick: Vec<&[u8]> = train_windows
+            .iter()
+            .step_by(train_windows.len().div_ceil(4000).max(1))
+            .copied()
+            .collect();
+        stride_pick.truncate(4000);
+        let train_latents = latents(lm, &stride_pick)?;
+        progress(&format!(
+            "{} melodies of the {} split, {} of the {other_split} split, {} seeds",
+            tunes.len(),
+            opts.split,
+            others.len(),
+            opts.seeds.len()
+        ));
+        Ok(Self {
+            tunes,
+            others,
+            train,
+            stats,
+            train_latents,
+        })
+    }
+}
+
+/// One task of the evaluation: its rows, then their scores.
+struct TaskRun<'a> {
+    lm: &'a LatentMelody<'a>,
+    opts: &'a LatentEvalOptions,
+    task: LatentTask,
+    melodies: &'a Melodies,
+}
+
+impl TaskRun<'_> {
+    /// The score model's rows: the first sampler's, and for generation one per other sampler.
+    fn model_rows(&self, progress: &mut impl FnMut(&str)) -> Result<Vec<SequenceRow>> {
+        let (task, opts) = (self.task, self.opts);
         let samplers: &[Sampler] = match task {
             LatentTask::Infill => &opts.samplers[..1],
             LatentTask::Generate => &opts.samplers,
         };
+        let mut rows = Vec::new();
         for (k, &sampler) in samplers.iter().enumerate() {
             let started = Instant::now();
-            let mut per_seed = Vec::new();
-            for &seed in &opts.seeds {
-                let base = window_seed(seed, 0);
-                let out: Vec<Option<Vec<Vec<u8>>>> = match task {
-                    LatentTask::Infill => {
-                        let regenerate: Vec<bool> =
-                            (0..POSITIONS).map(|w| task.generates(w)).collect();
-                        tunes
-                            .iter()
-                            .enumerate()
-                            .map(|(i, tune)| {
-                                lm.fill(
-                                    tune,
-                                    &regenerate,
-                                    &sample_opts(sampler, base.wrapping_add(i as u64)),
-                                )
-                                .map(Some)
-                            })
-                            .collect::<Result<_>>()?
-                    }
-                    LatentTask::Generate => lm
-                        .generate(tunes.len(), &sample_opts(sampler, base))?
-                        .into_iter()
-                        .map(Some)
-                        .collect(),
-                };
-                per_seed.push(out);
-            }
+            let per_seed = opts
+                .seeds
+                .iter()
+                .map(|&seed| self.sample(sampler, window_seed(seed, 0)))
+                .collect::<Result<_>>()?;
             let name = if k == 0 {
                 MODEL.to_string()
             } else {
@@ -437,82 +459,83 @@ pub fn evaluate_latent(
                 started.elapsed().as_secs_f64()
             ));
         }
-        let once = |f: &mut dyn FnMut(usize, &Sequence) -> Option<Sequence>| {
-            vec![
+        Ok(rows)
+    }
+
+    /// The score model's sequence for every melody with `sampler`, seeded from `base`.
+    fn sample(&self, sampler: Sampler, base: u64) -> Result<Vec<Option<Sequence>>> {
+        let tunes = &self.melodies.tunes;
+        let sample_opts = |seed: u64| SampleOptions {
+            sampler,
+            seed,
+            steps: self.opts.steps,
+            temperature: self.opts.temperature,
+            ..SampleOptions::default()
+        };
+        Ok(match self.task {
+            LatentTask::Infill => {
+                let regenerate: Vec<bool> =
+                    (0..POSITIONS).map(|w| self.task.generates(w)).collect();
                 tunes
                     .iter()
                     .enumerate()
-                    .map(|(i, t)| f(i, t))
-                    .collect::<Vec<_>>(),
-            ]
-        };
-        rows.push(SequenceRow {
-            name: TRUTH.into(),
-            sequences: once(&mut |_, t| Some(t.clone())),
-            seconds: 0.0,
-        });
-        rows.push(SequenceRow {
-            name: REAL.into(),
-            sequences: once(&mut |i, t| others.get(i).map(|o| replaced(task, t, o))),
-            seconds: 0.0,
-        });
-        let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0xc0b1);
-        rows.push(SequenceRow {
-            name: COPY.into(),
-            sequences: once(&mut |_, t| {
+                    .map(|(i, tune)| {
+                        self.lm
+                            .fill(tune, &regenerate, &sample_opts(base.wrapping_add(i as u64)))
+                            .map(Some)
+                    })
+                    .collect::<Result<_>>()?
+            }
+            LatentTask::Generate => self
+                .lm
+                .generate(tunes.len(), &sample_opts(base))?
+                .into_iter()
+                .map(Some)
+                .collect(),
+        })
+    }
+
+    /// The rows of music that needs no model: the true hole, real melodies of other songs and
+    /// copy.
+    fn reference_rows(&self) -> [SequenceRow; 3] {
+        let (task, m) = (self.task, self.melodies);
+        let mut rng = ChaCha8Rng::seed_from_u64(self.opts.seed ^ 0xc0b1);
+        [
+            SequenceRow::once(TRUTH, &m.tunes, |(_, t)| Some(t.clone())),
+            SequenceRow::once(REAL, &m.tunes, |(i, t)| {
+                m.others.get(i).map(|o| replaced(task, t, o))
+            }),
+            SequenceRow::once(COPY, &m.tunes, |(_, t)| {
                 Some(match task {
                     LatentTask::Infill => replaced(task, t, &t[0..2]),
-                    LatentTask::Generate => train[rng.random_range(0..train.len())].clone(),
+                    LatentTask::Generate => m.train[rng.random_range(0..m.train.len())].clone(),
                 })
             }),
-            seconds: 0.0,
-        });
-        // Decoded rows: the reconstruction of the true hole, and the two priors.
-        let started = Instant::now();
-        let hole: Vec<&[u8]> = tunes
-            .iter()
-            .flat_map(|t| {
-                (0..POSITIONS)
-                    .filter(|&w| task.generates(w))
-                    .map(move |w| t[w].as_slice())
-            })
-            .collect();
-        let reconstructed = lm.vae.decode(&latents(lm, &hole)?, None, 0)?;
-        rows.push(SequenceRow {
+        ]
+    }
+
+    /// The rows the VAE decodes: the reconstruction of the true hole (`hole`, the generated
+    /// windows of every melody), and the two priors.
+    fn decoded_rows(&self, hole: &[&[u8]], started: Instant) -> Result<Vec<SequenceRow>> {
+        let (lm, task, tunes) = (self.lm, self.task, &self.melodies.tunes);
+        let reconstructed = lm.vae.decode(&latents(lm, hole)?, None, 0)?;
+        let mut rows = vec![SequenceRow {
             name: "VAE reconstruction".into(),
-            sequences: once(&mut |i, t| {
-                Some(replaced(
-                    task,
-                    t,
-                    &reconstructed[i * generated_windows..(i + 1) * generated_windows],
-                ))
-            }),
+            sequences: vec![with_generated_windows(task, tunes, &reconstructed)],
             seconds: started.elapsed().as_secs_f64(),
-        });
+        }];
         for (name, fitted) in [("VAE prior N(0, I)", false), ("prior fitted to data", true)] {
             let started = Instant::now();
             let mut per_seed = Vec::new();
-            for &seed in &opts.seeds {
-                let n = tunes.len() * generated_windows;
+            for &seed in &self.opts.seeds {
+                let n = hole.len();
                 let windows = if fitted {
-                    lm.vae
-                        .decode(&fitted_prior(&train_latents, n, seed ^ 0xf17), None, 0)?
+                    let prior = fitted_prior(&self.melodies.train_latents, n, seed ^ 0xf17);
+                    lm.vae.decode(&prior, None, 0)?
                 } else {
                     lm.vae.sample(n, None, seed ^ 0x9a1)?
                 };
-                per_seed.push(
-                    tunes
-                        .iter()
-                        .enumerate()
-                        .map(|(i, t)| {
-                            Some(replaced(
-                                task,
-                                t,
-                                &windows[i * generated_windows..(i + 1) * generated_windows],
-                            ))
-                        })
-                        .collect(),
-                );
+                per_seed.push(with_generated_windows(task, tunes, &windows));
             }
             rows.push(SequenceRow {
                 name: name.into(),
@@ -520,8 +543,19 @@ pub fn evaluate_latent(
                 seconds: started.elapsed().as_secs_f64(),
             });
         }
+        Ok(rows)
+    }
 
-        let cases: Vec<Case> = tunes
+    /// The rows as clips (with the random row after copy) and their scores, each row also with
+    /// the Fréchet distance of its generated windows' latents to those of the true hole.
+    fn score(
+        &self,
+        rows: &[SequenceRow],
+        hole: &[&[u8]],
+    ) -> Result<(TaskReport, Vec<Case>, Vec<RowOutputs>)> {
+        let (lm, task, opts, m) = (self.lm, self.task, self.opts, self.melodies);
+        let cases: Vec<Case> = m
+            .tunes
             .iter()
             .enumerate()
             .map(|(i, t)| case(task, format!("{}:{i}", opts.split), t))
@@ -547,34 +581,77 @@ pub fn evaluate_latent(
             .iter()
             .position(|r| r.name == COPY)
             .map_or(row_outputs.len(), |p| p + 1);
-        row_outputs.insert(at, stats.row(&cases, &opts.seeds));
-        let mut task_report = evaluate_task(task.name(), &cases, &row_outputs, opts.seed)?;
-        // Fréchet distance of each row's generated windows' latents to the true holes'.
-        let truth_latents = latents(lm, &hole)?;
-        for row in &rows {
+        row_outputs.insert(at, m.stats.row(&cases, &opts.seeds));
+        let mut report = evaluate_task(task.name(), &cases, &row_outputs, opts.seed)?;
+        let truth_latents = latents(lm, hole)?;
+        for row in rows {
             let windows: Vec<&[u8]> = row
                 .sequences
                 .iter()
                 .flatten()
                 .flatten()
-                .flat_map(|s| {
-                    (0..POSITIONS)
-                        .filter(|&w| task.generates(w))
-                        .map(move |w| s[w].as_slice())
-                })
+                .flat_map(|s| generated(task, s))
                 .collect();
             let value = frechet_distance(&latents(lm, &windows)?, &truth_latents);
-            if let Some(r) = task_report.rows.iter_mut().find(|r| r.name == row.name) {
+            if let Some(r) = report.rows.iter_mut().find(|r| r.name == row.name) {
                 r.extra.push((
                     "Fréchet distance (latents of generated windows)".into(),
                     value,
                 ));
             }
         }
+        Ok((report, cases, row_outputs))
+    }
+}
+
+/// The evaluation: one report with both tasks, and each task's cases and rows (for `--listen`).
+pub struct LatentEvaluation {
+    pub report: EvalReport,
+    pub outputs: Vec<(String, Vec<Case>, Vec<RowOutputs>)>,
+}
+
+/// Run both tasks; `progress` hears what is done, `command` is recorded in the report.
+pub fn evaluate_latent(
+    lm: &LatentMelody,
+    opts: &LatentEvalOptions,
+    command: &str,
+    mut progress: impl FnMut(&str),
+) -> Result<LatentEvaluation> {
+    if opts.count == 0 || opts.seeds.is_empty() || opts.samplers.is_empty() {
+        bail!("evaluate at least one melody with one seed and one sampler");
+    }
+    if opts.split == Split::Train {
+        bail!("evaluate on the valid or the test split (the models trained on the train split)");
+    }
+    let melodies = Melodies::load(lm, opts, &mut progress)?;
+    let mut tasks = Vec::new();
+    let mut outputs = Vec::new();
+    for task in LatentTask::ALL {
+        let run = TaskRun {
+            lm,
+            opts,
+            task,
+            melodies: &melodies,
+        };
+        let mut rows = run.model_rows(&mut progress)?;
+        rows.extend(run.reference_rows());
+        let started = Instant::now();
+        let hole: Vec<&[u8]> = melodies
+            .tunes
+            .iter()
+            .flat_map(|t| generated(task, t))
+            .collect();
+        rows.extend(run.decoded_rows(&hole, started)?);
+        let (report, cases, row_outputs) = run.score(&rows, &hole)?;
         progress(&format!("{}: scored", task.name()));
-        report.tasks.push(task_report);
+        tasks.push(report);
         outputs.push((task.name().to_string(), cases, row_outputs));
     }
+    let report = EvalReport {
+        command: command.to_string(),
+        split: opts.split.to_string(),
+        tasks,
+    };
     Ok(LatentEvaluation { report, outputs })
 }
 

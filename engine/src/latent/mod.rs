@@ -9,9 +9,9 @@
 pub mod eval;
 pub mod sampler;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
@@ -20,6 +20,7 @@ use crate::models::music_vae::slerp;
 use crate::music::melody::{REST, WINDOW_STEPS, melody_track, tokenize, top_line};
 use crate::music::segment::{WindowOptions, windows_with};
 use crate::music::{Clip, Note, TimeSignature};
+use crate::nn::weights::{ModelFiles, model_loaders};
 use crate::vae::MelodyVae;
 pub use sampler::{Known, SampleOptions, Sampled, Sampler, Start, VpSde};
 
@@ -35,34 +36,14 @@ pub struct LatentModel {
 }
 
 impl LatentModel {
-    /// `config.json` and `model.safetensors` from `dir` (e.g. `assets/latent`).
-    pub fn load(dir: &Path) -> Result<Self> {
-        let (config, weights) = crate::nn::read_weights_dir(
-            dir,
-            "latent score",
-            "train them with `cargo xtask train latent` or pass --latent",
-        )?;
-        Self::from_bytes(&config, &weights, &dir.display().to_string())
+    model_loaders! {
+        load, "latent score", "latent",
+        "train them with `cargo xtask train latent` or pass --latent"
     }
 
-    /// The shipped weights, embedded in the binary at build time (`assets/latent`).
-    pub fn embedded() -> Result<Self> {
-        Self::from_bytes(
-            include_bytes!("../../../assets/latent/config.json"),
-            include_bytes!("../../../assets/latent/model.safetensors"),
-            "embedded assets/latent",
-        )
-    }
-
-    /// A model from the bytes of its `config.json` and `model.safetensors`.
-    pub fn from_bytes(config_json: &[u8], weights: &[u8], source: &str) -> Result<Self> {
-        let cfg: Config = serde_json::from_slice(config_json)
-            .with_context(|| format!("{source}: config.json is not a latent score config"))?;
-        cfg.validate()
-            .map_err(|e| anyhow::anyhow!("{source}: config.json: {e}"))?;
-        let model = Self::new_random(&cfg)?;
-        crate::nn::load_varmap_bytes(&model.varmap, weights, source)?;
-        Ok(model)
+    /// A model from its `config.json` and `model.safetensors`.
+    pub fn from_files(files: &ModelFiles) -> Result<Self> {
+        files.load_with_varmap(Config::validate, Self::new_random, Self::varmap)
     }
 
     /// Fresh weights (for training and tests).

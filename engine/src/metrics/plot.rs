@@ -9,6 +9,7 @@ use crate::music::Clip;
 use crate::music::key::PITCH_CLASS_NAMES;
 use anyhow::{Result, anyhow, bail};
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -20,6 +21,8 @@ const FONT: &str = "sans-serif";
 const SIZE: (u32, u32) = (1800, 1040);
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+type Chart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 /// Register the bundled Ubuntu Light font as "sans-serif" (once; plotters loads no system fonts).
 pub(crate) fn ensure_font() -> Result<()> {
@@ -87,51 +90,45 @@ fn draw(
             .map(|d| stats::mean(&vectors.iter().map(|v| v[d]).collect::<Vec<_>>()).unwrap_or(0.0))
             .collect()
     };
+    // The feature's mean vector of each set, as bars per dimension.
+    let mean_bars = |area: &Area, title: &str, labels: &[String], f: Feature| {
+        let means = [mean_vector(&ref_features, f), mean_vector(&gen_features, f)];
+        category_bars(area, title, labels, [&means[0], &means[1]], &names)
+    };
     let pc_labels: Vec<String> = PITCH_CLASS_NAMES.iter().map(|s| s.to_string()).collect();
-    category_bars(
+    mean_bars(
         &panels[0],
         "Pitch-class histogram (duration-weighted, mean)",
         &pc_labels,
-        [
-            &mean_vector(&ref_features, Feature::PitchClassHistogram),
-            &mean_vector(&gen_features, Feature::PitchClassHistogram),
-        ],
-        &names,
+        Feature::PitchClassHistogram,
     )?;
     let length_labels: Vec<String> = NOTE_LENGTH_CLASSES
         .iter()
         .map(|(name, _)| short_length_name(name))
         .collect();
-    category_bars(
+    mean_bars(
         &panels[1],
         "Note-length histogram (mean)",
         &length_labels,
-        [
-            &mean_vector(&ref_features, Feature::NoteLengthHistogram),
-            &mean_vector(&gen_features, Feature::NoteLengthHistogram),
-        ],
-        &names,
+        Feature::NoteLengthHistogram,
     )?;
-    let scalar = |features: &[ClipFeatures], f: Feature| -> Vec<f64> {
-        features.iter().map(|c| c.vector(f)[0]).collect()
+    // A one-number feature, one value per clip of each set.
+    let scalar_histogram = |area: &Area, title: &str, f: Feature| {
+        let scalar = |features: &[ClipFeatures]| -> Vec<f64> {
+            features.iter().map(|c| c.vector(f)[0]).collect()
+        };
+        let values = [scalar(&ref_features), scalar(&gen_features)];
+        value_histogram(area, title, [&values[0], &values[1]], &names)
     };
-    value_histogram(
+    scalar_histogram(
         &panels[2],
         "Average inter-onset interval per clip (steps)",
-        [
-            &scalar(&ref_features, Feature::AvgIoi),
-            &scalar(&gen_features, Feature::AvgIoi),
-        ],
-        &names,
+        Feature::AvgIoi,
     )?;
-    value_histogram(
+    scalar_histogram(
         &panels[3],
         "Pitch range per clip (semitones)",
-        [
-            &scalar(&ref_features, Feature::PitchRange),
-            &scalar(&gen_features, Feature::PitchRange),
-        ],
-        &names,
+        Feature::PitchRange,
     )?;
     let onset_shares = |clips: &[Clip]| -> Vec<f64> {
         let mut counts = [0usize; 4];
@@ -178,6 +175,28 @@ fn short_length_name(name: &str) -> String {
     }
 }
 
+/// The top of a bar chart's value axis: 1.3 × the highest of `values` (at least a tiny bit).
+fn bar_top<'a>(values: impl Iterator<Item = &'a f64>) -> f64 {
+    values.fold(0.0f64, |a, &b| a.max(b)).max(1e-6) * 1.3
+}
+
+/// A chart titled `title` on `area` spanning `x` by `y`, with room for axis labels below
+/// (`x_label_area` pixels) and to the left.
+fn chart_on<'a, 'b>(
+    area: &'a Area<'b>,
+    title: &str,
+    x_label_area: u32,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+) -> Result<Chart<'a, 'b>, Box<dyn std::error::Error>> {
+    Ok(ChartBuilder::on(area)
+        .caption(title, (FONT, 22))
+        .margin(12)
+        .x_label_area_size(x_label_area)
+        .y_label_area_size(56)
+        .build_cartesian_2d(x, y)?)
+}
+
 fn legend_box(color: RGBColor) -> impl Fn((i32, i32)) -> Rectangle<(i32, i32)> {
     move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled())
 }
@@ -205,18 +224,8 @@ fn category_bars(
     names: &[String; 2],
 ) -> Result<(), Box<dyn std::error::Error>> {
     let n = labels.len();
-    let top = values
-        .iter()
-        .flat_map(|v| v.iter())
-        .fold(0.0f64, |a, &b| a.max(b))
-        .max(1e-6)
-        * 1.3;
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, (FONT, 22))
-        .margin(12)
-        .x_label_area_size(34)
-        .y_label_area_size(56)
-        .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..top)?;
+    let top = bar_top(values.iter().flat_map(|v| v.iter()));
+    let mut chart = chart_on(area, title, 34, -0.5f64..n as f64 - 0.5, 0f64..top)?;
     let labels_for_axis = labels.to_vec();
     chart
         .configure_mesh()
@@ -233,21 +242,10 @@ fn category_bars(
         .y_label_formatter(&|y| format!("{y:.2}"))
         .label_style((FONT, 15))
         .draw()?;
-    for (k, (series, color)) in values
-        .iter()
-        .zip([REFERENCE_COLOR, GENERATED_COLOR])
-        .enumerate()
-    {
-        let offset = if k == 0 { -0.4 } else { 0.0 };
-        chart
-            .draw_series(series.iter().enumerate().map(|(i, &v)| {
-                let x = i as f64 + offset;
-                Rectangle::new([(x, 0.0), (x + 0.4, v)], color.mix(0.85).filled())
-            }))?
-            .label(names[k].as_str())
-            .legend(legend_box(color));
-    }
-    draw_legend(&mut chart)
+    draw_bars(&mut chart, values, names, |k, i| {
+        let x = i as f64 + if k == 0 { -0.4 } else { 0.0 };
+        (x, x + 0.4)
+    })
 }
 
 /// Histogram of one value per clip, both sets on common bins, as shares of each set's clips.
@@ -279,18 +277,8 @@ fn value_histogram(
             counts.iter().map(|c| c / v.len().max(1) as f64).collect()
         })
         .collect();
-    let top = shares
-        .iter()
-        .flatten()
-        .fold(0.0f64, |a, &b| a.max(b))
-        .max(1e-6)
-        * 1.3;
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, (FONT, 22))
-        .margin(12)
-        .x_label_area_size(34)
-        .y_label_area_size(56)
-        .build_cartesian_2d(lo..hi, 0f64..top)?;
+    let top = bar_top(shares.iter().flatten());
+    let mut chart = chart_on(area, title, 34, lo..hi, 0f64..top)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -301,19 +289,30 @@ fn value_histogram(
         .label_style((FONT, 15))
         .axis_desc_style((FONT, 16))
         .draw()?;
+    draw_bars(&mut chart, [&shares[0], &shares[1]], names, |k, i| {
+        let x0 = lo + (i as f64 + 0.05 + 0.45 * k as f64) * width;
+        (x0, x0 + 0.45 * width)
+    })
+}
+
+/// Bar `i` of set `k` (reference, generated) from `x_of(k, i)` (left and right edge) up to
+/// `values[k][i]`, in the set's color and named in the legend; then the legend.
+fn draw_bars<'a, 'b: 'a>(
+    chart: &mut Chart<'a, 'b>,
+    values: [&[f64]; 2],
+    names: &[String; 2],
+    x_of: impl Fn(usize, usize) -> (f64, f64),
+) -> Result<(), Box<dyn std::error::Error>> {
     for (k, color) in [REFERENCE_COLOR, GENERATED_COLOR].into_iter().enumerate() {
         chart
-            .draw_series(shares[k].iter().enumerate().map(|(i, &s)| {
-                let x0 = lo + (i as f64 + 0.05 + 0.45 * k as f64) * width;
-                Rectangle::new(
-                    [(x0, 0.0), (x0 + 0.45 * width, s)],
-                    color.mix(0.85).filled(),
-                )
+            .draw_series(values[k].iter().enumerate().map(|(i, &v)| {
+                let (x0, x1) = x_of(k, i);
+                Rectangle::new([(x0, 0.0), (x1, v)], color.mix(0.85).filled())
             }))?
             .label(names[k].as_str())
             .legend(legend_box(color));
     }
-    draw_legend(&mut chart)
+    draw_legend(chart)
 }
 
 /// Kernel density estimates of the pitch-class-histogram distances: intra-set of each set and
@@ -372,12 +371,7 @@ fn distance_densities(
     } else {
         (0.0, 1.0)
     };
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, (FONT, 22))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(56)
-        .build_cartesian_2d(x_lo..x_hi, 0f64..y_hi.max(1e-6) * 1.3)?;
+    let mut chart = chart_on(area, &title, 40, x_lo..x_hi, 0f64..y_hi.max(1e-6) * 1.3)?;
     chart
         .configure_mesh()
         .x_labels(8)

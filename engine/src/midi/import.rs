@@ -136,6 +136,19 @@ fn initial_and_changes<T: Copy + PartialEq>(events: &[(i64, T)], default: T) -> 
     (initial, changes)
 }
 
+/// The changes of `changes` (step, value) before step `end`, each made by `make(step, value)`.
+fn changes_before<T: Copy, C>(
+    changes: &[(i64, T)],
+    end: i64,
+    make: impl Fn(u32, T) -> C,
+) -> Vec<C> {
+    changes
+        .iter()
+        .filter(|c| c.0 < end)
+        .map(|&(step, value)| make(step as u32, value))
+        .collect()
+}
+
 /// Build the clip from note spans in grid steps (`spans[i]` belongs to `file.notes[i]`).
 fn assemble(
     file: &ParsedFile,
@@ -209,22 +222,11 @@ fn assemble(
         tempo,
         time_signature,
         bars: bars as u32,
-        tempo_changes: tempos
-            .iter()
-            .filter(|c| c.0 < clip_steps)
-            .map(|&(step, bpm)| TempoChange {
-                step: step as u32,
-                bpm,
-            })
-            .collect(),
-        meter_changes: meters
-            .iter()
-            .filter(|c| c.0 < clip_steps)
-            .map(|&(step, time_signature)| MeterChange {
-                step: step as u32,
-                time_signature,
-            })
-            .collect(),
+        tempo_changes: changes_before(tempos, clip_steps, |step, bpm| TempoChange { step, bpm }),
+        meter_changes: changes_before(meters, clip_steps, |step, time_signature| MeterChange {
+            step,
+            time_signature,
+        }),
     };
     clip.sort_notes();
     // The same limits as every clip: the checks above already keep notes, bars and tempos

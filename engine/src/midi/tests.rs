@@ -40,6 +40,16 @@ fn meter(numerator: u8, power: u8) -> TrackEventKind<'static> {
     TrackEventKind::Meta(MetaMessage::TimeSignature(numerator, power, 24, 8))
 }
 
+/// A format-0 SMF of one track of `events`.
+fn single_track(ppq: u16, events: Vec<Event>) -> Vec<u8> {
+    smf(Format::SingleTrack, ppq, vec![events])
+}
+
+/// A format-0 SMF of one quarter-note middle C.
+fn one_quarter_note(ppq: u16) -> Vec<u8> {
+    single_track(ppq, vec![(0, on(0, 60, 100)), (ppq as u32, off(0, 60))])
+}
+
 /// An SMF from tracks of (absolute tick, event); each track gets an end-of-track event.
 fn smf(format: Format, ppq: u16, tracks: Vec<Vec<Event>>) -> Vec<u8> {
     let mut file = Smf::new(Header::new(format, Timing::Metrical(u15::new(ppq))));
@@ -113,7 +123,7 @@ fn overlapping_notes_of_one_key_pair_first_in_first_out() {
         (960, off(0, 60)),
         (960, off(0, 61)), // note-off without a note: ignored
     ];
-    let clip = read_bytes(&smf(Format::SingleTrack, ppq, vec![events])).unwrap();
+    let clip = read_bytes(&single_track(ppq, events)).unwrap();
     assert_eq!(
         clip.notes,
         [Note::new(0, 60, 4, 100, 0), Note::new(2, 60, 6, 80, 0)]
@@ -157,7 +167,7 @@ fn any_ppq_gives_the_same_grid() {
             (at(p, 3.125), on(0, 67, 100)), // half a step late → rounds to step 13 (halves up)
             (at(p, 3.2), off(0, 67)),       // shorter than a step: at least 1
         ];
-        clips.push(read_bytes(&smf(Format::SingleTrack, ppq, vec![events])).unwrap());
+        clips.push(read_bytes(&single_track(ppq, events)).unwrap());
     }
     assert_eq!(
         spans(&clips[0]),
@@ -213,7 +223,7 @@ fn type_0_channels_split_into_tracks_and_drums_stay_drums() {
         (480, off(0, 72)),
         (480, off(1, 40)),
     ];
-    let clip = read_bytes(&smf(Format::SingleTrack, 480, vec![events])).unwrap();
+    let clip = read_bytes(&single_track(480, events)).unwrap();
     let expected = [
         Track::new("Channel 1", TrackRole::Accompaniment, 0),
         Track::new("Channel 2", TrackRole::Accompaniment, 1),
@@ -325,7 +335,7 @@ fn beats_map_performance_time_to_the_grid_with_a_pickup_bar() {
         (tick(0.0), on(0, 48, 80)),  // 2 beats before the first beat (extrapolated)
         (tick(0.25), off(0, 48)),
     ];
-    let bytes = smf(Format::SingleTrack, 480, vec![events]);
+    let bytes = single_track(480, events);
     let clip = read_bytes_with_beats(&bytes, &beats).unwrap();
     // The first downbeat starts bar 2 (step 16); the pickup bar holds the earlier notes.
     assert_eq!(spans(&clip), [(4, 48, 2), (12, 67, 4), (16, 72, 9)]);
@@ -338,18 +348,14 @@ fn beats_map_performance_time_to_the_grid_with_a_pickup_bar() {
         (tick(1.5), on(0, 72, 100)),
         (tick(2.0), off(0, 72)),
     ];
-    let clip = read_bytes_with_beats(&smf(Format::SingleTrack, 480, vec![events]), &beats).unwrap();
+    let clip = read_bytes_with_beats(&single_track(480, events), &beats).unwrap();
     assert_eq!(spans(&clip), [(0, 72, 4)]);
     assert!(read_bytes_with_beats(&bytes, &beats[..1]).is_err());
 }
 
 #[test]
 fn bad_input_gives_clear_errors() {
-    let good = smf(
-        Format::SingleTrack,
-        480,
-        vec![vec![(0, on(0, 60, 100)), (480, off(0, 60))]],
-    );
+    let good = one_quarter_note(480);
     let message = |bytes: &[u8]| read_bytes(bytes).unwrap_err().to_string();
     assert_eq!(message(&[]), "empty file");
     assert!(message(b"RIFF....WAVEfmt ").contains("not a Standard MIDI File"));
@@ -391,21 +397,21 @@ fn absurd_ticks_are_rejected_instead_of_allocating() {
         (big, on(0, 62, 100)),
         (big * 2, off(0, 62)),
     ];
-    let err = read_bytes(&smf(Format::SingleTrack, 1, vec![events]))
+    let err = read_bytes(&single_track(1, events))
         .unwrap_err()
         .to_string();
     assert!(err.contains("beyond the 10000-bar limit"), "{err}");
     // 10,000 bars exactly is fine.
     let events = vec![(0, on(0, 60, 100)), (40_000 * 4, off(0, 60))];
-    let clip = read_bytes(&smf(Format::SingleTrack, 4, vec![events])).unwrap();
+    let clip = read_bytes(&single_track(4, events)).unwrap();
     assert_eq!(clip.bars, MAX_BARS);
     let events = vec![(0, on(0, 60, 100)), (40_000 * 4 + 1, off(0, 60))];
-    assert!(read_bytes(&smf(Format::SingleTrack, 4, vec![events])).is_err());
+    assert!(read_bytes(&single_track(4, events)).is_err());
 }
 
 #[test]
 fn huge_files_are_rejected_by_size() {
-    let mut bytes = smf(Format::SingleTrack, 480, vec![vec![(0, on(0, 60, 100))]]);
+    let mut bytes = single_track(480, vec![(0, on(0, 60, 100))]);
     bytes.resize(50 * 1024 * 1024, 0);
     let started = std::time::Instant::now();
     let err = read_bytes(&bytes).unwrap_err().to_string();
@@ -482,11 +488,7 @@ fn a_file_near_the_size_limit_imports_in_bounded_time() {
 
 #[test]
 fn riff_rmid_wrappers_are_unwrapped() {
-    let inner = smf(
-        Format::SingleTrack,
-        96,
-        vec![vec![(0, on(0, 60, 100)), (96, off(0, 60))]],
-    );
+    let inner = one_quarter_note(96);
     let mut riff = b"RIFF".to_vec();
     riff.extend_from_slice(&(inner.len() as u32 + 20).to_le_bytes());
     riff.extend_from_slice(b"RMIDLIST\x01\0\0\0x\0data"); // an odd-sized chunk, padded

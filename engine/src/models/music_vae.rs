@@ -38,8 +38,9 @@ pub struct Config {
 super::presets!(Config { "small" => small, "tiny" => tiny });
 
 impl Config {
-    /// The shipped shape: ~350 ms per training step at batch 128 on one core (release,
-    /// `RAYON_NUM_THREADS=1`; a second thread only adds spin-waiting at these matrix sizes).
+    /// The shipped shape, small enough to train on one core (release, `RAYON_NUM_THREADS=1`; a
+    /// second thread only adds spin-waiting at these matrix sizes). `bandmate train vae --bench
+    /// small` and `cargo xtask bench latent` time its training step.
     pub fn small() -> Self {
         Self {
             steps: WINDOW_STEPS,

@@ -50,6 +50,18 @@ impl Note {
     pub fn covers(&self, step: u32) -> bool {
         step >= self.start && step < self.end()
     }
+
+    /// The part of the note inside steps `lo..hi` (which it must reach into), with `lo` as
+    /// step 0.
+    pub fn cut_to(&self, lo: u32, hi: u32) -> Note {
+        let start = self.start.max(lo);
+        let end = self.end().min(hi);
+        Note {
+            start: start - lo,
+            length: end - start,
+            ..*self
+        }
+    }
 }
 
 /// What a track plays, so models and the band player know which voice is which.
@@ -281,15 +293,7 @@ impl Clip {
             .notes
             .iter()
             .filter(|n| n.start < hi && n.end() > lo)
-            .map(|n| {
-                let start = n.start.max(lo);
-                let end = n.end().min(hi);
-                Note {
-                    start: start - lo,
-                    length: end - start,
-                    ..*n
-                }
-            })
+            .map(|n| n.cut_to(lo, hi))
             .collect();
         Clip {
             notes,

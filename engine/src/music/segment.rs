@@ -113,15 +113,7 @@ fn cut(
     let notes = notes_by_start[..upto]
         .iter()
         .filter(|n| n.end() > lo)
-        .map(|n| {
-            let start = n.start.max(lo);
-            let end = n.end().min(hi);
-            Note {
-                start: start - lo,
-                length: end - start,
-                ..**n
-            }
-        })
+        .map(|n| n.cut_to(lo, hi))
         .collect();
     let tempo = clip
         .tempo_changes

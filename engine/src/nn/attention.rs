@@ -8,10 +8,11 @@
 //! so here every batch row's heads are computed in one pass over its `qkv` rows, forward and
 //! backward, and the gradient lands in place.
 
-use candle_core::{CpuStorage, CustomOp1, D, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, D, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
 use super::cpu::dispatch::avx2_dispatch;
+use super::cpu::op::{F32Op, Forward, Grads, Op, Operand};
 use super::cpu::storage::{contiguous_f32, cpu_f32};
 use super::cpu::storage::{on_cpu_f32, with_cpu_f32};
 use super::huge_pages::uninit_f32;
@@ -22,7 +23,7 @@ use super::huge_pages::uninit_f32;
 pub fn self_attention(qkv: &Tensor, heads: usize) -> Result<Tensor> {
     let dims = Dims::of(qkv.dims(), heads)?;
     if on_cpu_f32(qkv) {
-        return qkv.apply_op1(SelfAttention { dims });
+        return qkv.apply_op1(Op(SelfAttention { dims }));
     }
     self_attention_by_ops(qkv, heads)
 }
@@ -77,9 +78,15 @@ impl Dims {
         1.0 / (self.head() as f32).sqrt()
     }
 
-    /// Batch rows whose work (about `len² · d` multiply-adds each) is worth a second thread.
-    fn parallel(&self) -> bool {
-        self.batch > 1 && self.batch * self.len * self.len * self.d >= 1 << 16
+    /// Batch rows per parallel task: one when their work (about `len² · d` multiply-adds each)
+    /// is worth a second thread, otherwise the whole batch, which then runs on the calling
+    /// thread.
+    fn rows_per_task(&self) -> usize {
+        if self.batch > 1 && self.batch * self.len * self.len * self.d >= 1 << 16 {
+            1
+        } else {
+            self.batch.max(1)
+        }
     }
 }
 
@@ -87,34 +94,27 @@ struct SelfAttention {
     dims: Dims,
 }
 
-impl CustomOp1 for SelfAttention {
-    fn name(&self) -> &'static str {
-        "self-attention"
-    }
+impl F32Op<1> for SelfAttention {
+    const NAME: &'static str = "self-attention";
 
-    fn cpu_fwd(&self, qkv: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, [(qkv, layout)]: [Operand; 1]) -> Forward {
         let dims = self.dims;
         let qkv = contiguous_f32(cpu_f32(qkv)?, layout);
         let shape = Shape::from((dims.batch, dims.len, dims.d));
         let mut y = uninit_f32(shape.elem_count());
         if !y.is_empty() {
             let (y_rows, qkv_rows) = (dims.len * dims.d, dims.len * 3 * dims.d);
-            if dims.parallel() {
-                y.par_chunks_mut(y_rows)
-                    .zip(qkv.par_chunks(qkv_rows))
-                    .for_each(|(y, qkv)| forward_batch(y, qkv, dims));
-            } else {
-                y.chunks_mut(y_rows)
-                    .zip(qkv.chunks(qkv_rows))
-                    .for_each(|(y, qkv)| forward_batch(y, qkv, dims));
-            }
+            y.par_chunks_mut(y_rows)
+                .zip(qkv.par_chunks(qkv_rows))
+                .with_min_len(dims.rows_per_task())
+                .for_each(|(y, qkv)| forward_batch(y, qkv, dims));
         }
         Ok((CpuStorage::F32(y), shape))
     }
 
-    fn bwd(&self, qkv: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+    fn bwd(&self, [qkv]: [&Tensor; 1], _res: &Tensor, grad_res: &Tensor) -> Grads<1> {
         if !qkv.track_op() {
-            return Ok(None);
+            return Ok([None]);
         }
         let dims = self.dims;
         let grad = with_cpu_f32(qkv, |qkv| {
@@ -122,22 +122,16 @@ impl CustomOp1 for SelfAttention {
                 let mut gx = uninit_f32(qkv.len());
                 if !gx.is_empty() {
                     let (y_rows, qkv_rows) = (dims.len * dims.d, dims.len * 3 * dims.d);
-                    if dims.parallel() {
-                        gx.par_chunks_mut(qkv_rows)
-                            .zip(qkv.par_chunks(qkv_rows))
-                            .zip(gy.par_chunks(y_rows))
-                            .for_each(|((gx, qkv), gy)| backward_batch(gx, qkv, gy, dims));
-                    } else {
-                        gx.chunks_mut(qkv_rows)
-                            .zip(qkv.chunks(qkv_rows))
-                            .zip(gy.chunks(y_rows))
-                            .for_each(|((gx, qkv), gy)| backward_batch(gx, qkv, gy, dims));
-                    }
+                    gx.par_chunks_mut(qkv_rows)
+                        .zip(qkv.par_chunks(qkv_rows))
+                        .zip(gy.par_chunks(y_rows))
+                        .with_min_len(dims.rows_per_task())
+                        .for_each(|((gx, qkv), gy)| backward_batch(gx, qkv, gy, dims));
                 }
                 Ok(gx)
             })
         })?;
-        Ok(Some(Tensor::from_vec(grad, qkv.shape(), qkv.device())?))
+        Ok([Some(Tensor::from_vec(grad, qkv.shape(), qkv.device())?)])
     }
 }
 

@@ -19,14 +19,15 @@
 //! matmul uses; each gemm then runs single-threaded unless there are fewer tasks than threads.
 //! Large results are advised onto huge pages (see [`super::huge_pages`]).
 
-use candle_core::{
-    CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, bail,
-};
+use candle_core::{CpuStorage, Result, Shape, Storage, Tensor, bail};
 use rayon::prelude::*;
 
 use super::conv_geometry::ConvGeometry;
 use super::cpu::gemm::{Mat, gemm_parallelism, sgemm, sum_of_runs};
-use super::cpu::storage::{SharedMut, Strided4, contiguous_f32, cpu_f32, put_back_cols, take_cols};
+use super::cpu::op::{F32Op, Forward, Grads, Op, Operand, contiguous};
+use super::cpu::storage::{
+    SharedMut, Strided4, contiguous_f32, cpu_f32, on_cpu_f32, put_back_cols, take_cols,
+};
 use super::huge_pages::{uninit_f32, zeroed_f32};
 
 /// Walks the output positions `[p0, p0 + n)` of one kernel offset `(ki, kj)` row by row, calling
@@ -118,7 +119,7 @@ fn columns(
 }
 
 /// The sum of `values` in f64, over eight lanes so that it vectorizes (a single f64 chain
-/// waits on each add: it was 1.3% of a roll training step, for the bias gradients).
+/// waits on each add: it showed up in `perf` of a roll training step, for the bias gradients).
 fn sum_f64(values: &[f32]) -> f64 {
     let mut lanes = [0f64; 8];
     let chunks = values.chunks_exact(8);
@@ -628,27 +629,20 @@ struct FastConv2d {
 }
 
 impl FastConv2d {
-    fn forward(
-        &self,
-        x: &CpuStorage,
-        x_l: &Layout,
-        w: &CpuStorage,
-        w_l: &Layout,
-        bias: Option<(&CpuStorage, &Layout)>,
-    ) -> Result<(CpuStorage, Shape)> {
-        let g = ConvGeometry::new(x_l.dims(), w_l.dims(), self.stride, self.padding)?;
+    fn forward(&self, (x, x_l): Operand, w: Operand, bias: Option<Operand>) -> Forward {
+        let g = ConvGeometry::new(x_l.dims(), w.1.dims(), self.stride, self.padding)?;
         let x = Strided4::from_layout(cpu_f32(x)?, x_l)?;
-        let weight = contiguous_f32(cpu_f32(w)?, w_l);
+        let weight = contiguous(w)?;
         let bias = match bias {
-            Some((b, b_l)) => {
-                if b_l.dims() != [g.c_out] {
+            Some(b) => {
+                if b.1.dims() != [g.c_out] {
                     bail!(
                         "conv2d: bias has shape {:?}, expected [{}]",
-                        b_l.dims(),
+                        b.1.dims(),
                         g.c_out
                     )
                 }
-                Some(contiguous_f32(cpu_f32(b)?, b_l))
+                Some(contiguous(b)?)
             }
             None => None,
         };
@@ -666,7 +660,7 @@ impl FastConv2d {
         w: &Tensor,
         bias: Option<&Tensor>,
         grad_out: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> Grads<3> {
         let g = ConvGeometry::new(x.dims(), w.dims(), self.stride, self.padding)?;
         let want_input = x.track_op();
         let want_weight = w.track_op();
@@ -707,69 +701,37 @@ impl FastConv2d {
         } else {
             (None, None)
         };
-        Ok((grad_input, grad_weight, grad_bias))
+        Ok([grad_input, grad_weight, grad_bias])
     }
 }
 
-impl CustomOp2 for FastConv2d {
-    fn name(&self) -> &'static str {
-        "fast-conv2d"
+impl F32Op<2> for FastConv2d {
+    const NAME: &'static str = "fast-conv2d";
+
+    fn cpu_fwd(&self, [x, w]: [Operand; 2]) -> Forward {
+        self.forward(x, w, None)
     }
 
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_l: &Layout,
-        w: &CpuStorage,
-        w_l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.forward(x, x_l, w, w_l, None)
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (gx, gw, _) = self.backward(x, w, None, grad_res)?;
-        Ok((gx, gw))
+    fn bwd(&self, [x, w]: [&Tensor; 2], _res: &Tensor, grad_res: &Tensor) -> Grads<2> {
+        let [gx, gw, _] = self.backward(x, w, None, grad_res)?;
+        Ok([gx, gw])
     }
 }
 
-impl CustomOp3 for FastConv2d {
-    fn name(&self) -> &'static str {
-        "fast-conv2d-bias"
+impl F32Op<3> for FastConv2d {
+    const NAME: &'static str = "fast-conv2d-bias";
+
+    fn cpu_fwd(&self, [x, w, b]: [Operand; 3]) -> Forward {
+        self.forward(x, w, Some(b))
     }
 
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_l: &Layout,
-        w: &CpuStorage,
-        w_l: &Layout,
-        b: &CpuStorage,
-        b_l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.forward(x, x_l, w, w_l, Some((b, b_l)))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, [x, w, b]: [&Tensor; 3], _res: &Tensor, grad_res: &Tensor) -> Grads<3> {
         self.backward(x, w, Some(b), grad_res)
     }
 }
 
 /// Whether [`conv2d`] takes the fast path for these tensors: all f32 on the CPU, square kernel.
 pub fn uses_fast_path(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> bool {
-    let on_cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
     let square = matches!(weight.dims(), &[_, _, kh, kw] if kh == kw);
     on_cpu_f32(x) && on_cpu_f32(weight) && bias.is_none_or(on_cpu_f32) && square
 }
@@ -785,7 +747,7 @@ pub fn conv2d(
     padding: usize,
 ) -> Result<Tensor> {
     if uses_fast_path(x, weight, bias) {
-        let op = FastConv2d { stride, padding };
+        let op = Op(FastConv2d { stride, padding });
         return match bias {
             Some(bias) => x.apply_op3(weight, bias, op),
             None => x.apply_op2(weight, op),
@@ -813,7 +775,8 @@ pub fn candle_conv2d(
 mod tests {
     use super::super::winograd;
     use super::*;
-    use candle_core::{Device, Var};
+    use crate::nn::test_support::max_abs;
+    use candle_core::{DType, Device, Var};
     use candle_nn::{AdamW, Optimizer, ParamsAdamW};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -837,22 +800,7 @@ mod tests {
     /// `max |a − b| / max |b|`: the error relative to the reference's scale.
     fn relative_error(a: &Tensor, b: &Tensor) -> f32 {
         assert_eq!(a.dims(), b.dims());
-        let diff = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let scale = b
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        diff / scale.max(1e-12)
+        max_abs(&(a - b).unwrap()) / max_abs(b).max(1e-12)
     }
 
     /// (batch, c_in, c_out, h, w, kernel, stride, padding)

@@ -12,14 +12,13 @@
 //!
 //! Anything other than f32 on the CPU runs the same maths through candle's own ops.
 
-use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail,
-};
+use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor, bail};
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
 use super::cpu::dispatch::avx2_dispatch;
 use super::cpu::math::sigmoid;
+use super::cpu::op::{F32Op, Forward, Grads, Op, Operand, grad_if_tracked};
 use super::cpu::storage::{contiguous_f32, cpu_f32, on_cpu_f32, with_cpu_f32};
 use super::huge_pages::uninit_f32;
 
@@ -194,7 +193,7 @@ impl GroupNormSilu {
                 groups: self.groups,
                 eps: self.eps as f32,
             };
-            return x.apply_op3(&self.weight, &self.bias, op);
+            return x.apply_op3(&self.weight, &self.bias, Op(op));
         }
         self.reference_forward(x)
     }
@@ -249,20 +248,10 @@ impl GroupNormSiluOp {
     }
 }
 
-impl CustomOp3 for GroupNormSiluOp {
-    fn name(&self) -> &'static str {
-        "group-norm-silu"
-    }
+impl F32Op<3> for GroupNormSiluOp {
+    const NAME: &'static str = "group-norm-silu";
 
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_l: &Layout,
-        weight: &CpuStorage,
-        weight_l: &Layout,
-        bias: &CpuStorage,
-        bias_l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, [(x, x_l), (weight, weight_l), (bias, bias_l)]: [Operand; 3]) -> Forward {
         let (_, c, plane) = self.check(x_l, weight_l, bias_l)?;
         let x = contiguous_f32(cpu_f32(x)?, x_l);
         let gamma = contiguous_f32(cpu_f32(weight)?, weight_l);
@@ -285,14 +274,7 @@ impl CustomOp3 for GroupNormSiluOp {
         Ok((CpuStorage::F32(y), x_l.shape().clone()))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        weight: &Tensor,
-        bias: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, [x, weight, bias]: [&Tensor; 3], _res: &Tensor, grad_res: &Tensor) -> Grads<3> {
         let (b, c, h, w) = x.dims4()?;
         let plane = h * w;
         let per_group = c / self.groups;
@@ -373,10 +355,7 @@ impl CustomOp3 for GroupNormSiluOp {
                 })
             })
         })?;
-        let device = x.device();
-        let grad_x = want_x
-            .then(|| Tensor::from_vec(gx, (b, c, h, w), device))
-            .transpose()?;
+        let grad_x = grad_if_tracked(x, gx, (b, c, h, w))?;
         // Sum the per-image partials in a fixed order.
         let (mut d_gamma, mut d_beta) = (vec![0f32; c], vec![0f32; c]);
         for image in partials.chunks(c) {
@@ -385,15 +364,9 @@ impl CustomOp3 for GroupNormSiluOp {
                 d_beta[k] += db;
             }
         }
-        let grad_weight = weight
-            .track_op()
-            .then(|| Tensor::from_vec(d_gamma, c, device))
-            .transpose()?;
-        let grad_bias = bias
-            .track_op()
-            .then(|| Tensor::from_vec(d_beta, c, device))
-            .transpose()?;
-        Ok((grad_x, grad_weight, grad_bias))
+        let grad_weight = grad_if_tracked(weight, d_gamma, c)?;
+        let grad_bias = grad_if_tracked(bias, d_beta, c)?;
+        Ok([grad_x, grad_weight, grad_bias])
     }
 }
 
@@ -401,25 +374,17 @@ impl CustomOp3 for GroupNormSiluOp {
 /// embedding projected per channel).
 pub fn add_channel_bias(x: &Tensor, v: &Tensor) -> Result<Tensor> {
     if on_cpu_f32(x) && on_cpu_f32(v) {
-        return x.apply_op2(v, AddChannelBias);
+        return x.apply_op2(v, Op(AddChannelBias));
     }
     x.broadcast_add(&v.unsqueeze(2)?.unsqueeze(3)?)
 }
 
 struct AddChannelBias;
 
-impl CustomOp2 for AddChannelBias {
-    fn name(&self) -> &'static str {
-        "add-channel-bias"
-    }
+impl F32Op<2> for AddChannelBias {
+    const NAME: &'static str = "add-channel-bias";
 
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_l: &Layout,
-        v: &CpuStorage,
-        v_l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, [(x, x_l), (v, v_l)]: [Operand; 2]) -> Forward {
         let (b, c, h, w) = dims4(x_l, "add channel bias")?;
         if v_l.dims() != [b, c] {
             bail!(
@@ -439,13 +404,7 @@ impl CustomOp2 for AddChannelBias {
         Ok((CpuStorage::F32(y), x_l.shape().clone()))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        v: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, [x, v]: [&Tensor; 2], _res: &Tensor, grad_res: &Tensor) -> Grads<2> {
         let (b, c, h, w) = x.dims4()?;
         let grad_v = if v.track_op() {
             let sums = with_cpu_f32(grad_res, |gy| {
@@ -458,7 +417,7 @@ impl CustomOp2 for AddChannelBias {
         } else {
             None
         };
-        Ok((x.track_op().then(|| grad_res.clone()), grad_v))
+        Ok([x.track_op().then(|| grad_res.clone()), grad_v])
     }
 }
 
@@ -467,25 +426,17 @@ impl CustomOp2 for AddChannelBias {
 /// for the cores between ops.
 pub fn add_same(x: &Tensor, y: &Tensor) -> Result<Tensor> {
     if on_cpu_f32(x) && on_cpu_f32(y) && x.dims() == y.dims() {
-        return x.apply_op2(y, AddSame);
+        return x.apply_op2(y, Op(AddSame));
     }
     x + y
 }
 
 struct AddSame;
 
-impl CustomOp2 for AddSame {
-    fn name(&self) -> &'static str {
-        "add-same"
-    }
+impl F32Op<2> for AddSame {
+    const NAME: &'static str = "add-same";
 
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_l: &Layout,
-        y: &CpuStorage,
-        y_l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, [(x, x_l), (y, y_l)]: [Operand; 2]) -> Forward {
         if x_l.dims() != y_l.dims() {
             bail!("add: shapes {:?} and {:?} differ", x_l.dims(), y_l.dims())
         }
@@ -504,17 +455,11 @@ impl CustomOp2 for AddSame {
         Ok((CpuStorage::F32(out), x_l.shape().clone()))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        y: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((
+    fn bwd(&self, [x, y]: [&Tensor; 2], _res: &Tensor, grad_res: &Tensor) -> Grads<2> {
+        Ok([
             x.track_op().then(|| grad_res.clone()),
             y.track_op().then(|| grad_res.clone()),
-        ))
+        ])
     }
 }
 
@@ -523,25 +468,17 @@ impl CustomOp2 for AddSame {
 /// (image, input) block is one parallel task.
 pub fn cat_channels(x: &Tensor, y: &Tensor) -> Result<Tensor> {
     if on_cpu_f32(x) && on_cpu_f32(y) {
-        return x.apply_op2(y, CatChannels);
+        return x.apply_op2(y, Op(CatChannels));
     }
     Tensor::cat(&[x, y], 1)
 }
 
 struct CatChannels;
 
-impl CustomOp2 for CatChannels {
-    fn name(&self) -> &'static str {
-        "cat-channels"
-    }
+impl F32Op<2> for CatChannels {
+    const NAME: &'static str = "cat-channels";
 
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_l: &Layout,
-        y: &CpuStorage,
-        y_l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, [(x, x_l), (y, y_l)]: [Operand; 2]) -> Forward {
         let (b, cx, h, w) = dims4(x_l, "cat channels")?;
         let (by, cy, hy, wy) = dims4(y_l, "cat channels")?;
         if (b, h, w) != (by, hy, wy) {
@@ -574,23 +511,17 @@ impl CustomOp2 for CatChannels {
         Ok((CpuStorage::F32(out), Shape::from((b, cx + cy, h, w))))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        y: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, [x, y]: [&Tensor; 2], _res: &Tensor, grad_res: &Tensor) -> Grads<2> {
         let cx = x.dim(1)?;
         let cy = y.dim(1)?;
-        Ok((
+        Ok([
             x.track_op()
                 .then(|| grad_res.narrow(1, 0, cx))
                 .transpose()?,
             y.track_op()
                 .then(|| grad_res.narrow(1, cx, cy))
                 .transpose()?,
-        ))
+        ])
     }
 }
 
@@ -599,7 +530,7 @@ impl CustomOp2 for CatChannels {
 /// pass forward and one backward, where candle's backward builds about a dozen temporaries.
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
     if on_cpu_f32(x) {
-        return x.apply_op1(Gelu);
+        return x.apply_op1(Op(Gelu));
     }
     x.gelu()
 }
@@ -668,12 +599,10 @@ const ELEMENTWISE_CHUNK: usize = 16 * 1024;
 
 struct Gelu;
 
-impl CustomOp1 for Gelu {
-    fn name(&self) -> &'static str {
-        "gelu-tanh"
-    }
+impl F32Op<1> for Gelu {
+    const NAME: &'static str = "gelu-tanh";
 
-    fn cpu_fwd(&self, x: &CpuStorage, x_l: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, [(x, x_l)]: [Operand; 1]) -> Forward {
         let x = contiguous_f32(cpu_f32(x)?, x_l);
         let mut y = uninit_f32(x.len());
         y.par_chunks_mut(ELEMENTWISE_CHUNK)
@@ -682,9 +611,9 @@ impl CustomOp1 for Gelu {
         Ok((CpuStorage::F32(y), x_l.shape().clone()))
     }
 
-    fn bwd(&self, x: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+    fn bwd(&self, [x]: [&Tensor; 1], _res: &Tensor, grad_res: &Tensor) -> Grads<1> {
         if !x.track_op() {
-            return Ok(None);
+            return Ok([None]);
         }
         let gx = with_cpu_f32(x, |xs| {
             with_cpu_f32(grad_res, |gy| {
@@ -696,7 +625,7 @@ impl CustomOp1 for Gelu {
                 Ok(gx)
             })
         })?;
-        Ok(Some(Tensor::from_vec(gx, x.shape(), x.device())?))
+        Ok([Some(Tensor::from_vec(gx, x.shape(), x.device())?)])
     }
 }
 
@@ -706,7 +635,7 @@ impl CustomOp1 for Gelu {
 /// summed over fixed row blocks in a fixed order, so results do not depend on the thread count.
 pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<Tensor> {
     if on_cpu_f32(x) && on_cpu_f32(weight) && on_cpu_f32(bias) {
-        return x.apply_op3(weight, bias, LayerNorm { eps });
+        return x.apply_op3(weight, bias, Op(LayerNorm { eps }));
     }
     let mean = x.mean_keepdim(candle_core::D::Minus1)?;
     let centered = x.broadcast_sub(&mean)?;
@@ -732,20 +661,10 @@ fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
     (mean, 1.0 / (var + eps).sqrt())
 }
 
-impl CustomOp3 for LayerNorm {
-    fn name(&self) -> &'static str {
-        "layer-norm"
-    }
+impl F32Op<3> for LayerNorm {
+    const NAME: &'static str = "layer-norm";
 
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_l: &Layout,
-        weight: &CpuStorage,
-        weight_l: &Layout,
-        bias: &CpuStorage,
-        bias_l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, [(x, x_l), (weight, weight_l), (bias, bias_l)]: [Operand; 3]) -> Forward {
         let d = *x_l.dims().last().unwrap_or(&0);
         if d == 0 || weight_l.dims() != [d] || bias_l.dims() != [d] {
             bail!(
@@ -772,14 +691,7 @@ impl CustomOp3 for LayerNorm {
         Ok((CpuStorage::F32(y), x_l.shape().clone()))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        weight: &Tensor,
-        _bias: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, [x, weight, _bias]: [&Tensor; 3], _res: &Tensor, grad_res: &Tensor) -> Grads<3> {
         let d = x.dim(candle_core::D::Minus1)?;
         let want_x = x.track_op();
         let (gx, partials) = with_cpu_f32(x, |xs| {
@@ -846,16 +758,13 @@ impl CustomOp3 for LayerNorm {
             }
         }
         let dev = x.device();
-        Ok((
+        Ok([
             want_x
                 .then(|| Tensor::from_vec(gx, x.shape(), dev))
                 .transpose()?,
-            weight
-                .track_op()
-                .then(|| Tensor::from_vec(g_w, d, dev))
-                .transpose()?,
+            grad_if_tracked(weight, g_w, d)?,
             Some(Tensor::from_vec(g_b, d, dev)?),
-        ))
+        ])
     }
 }
 
@@ -863,7 +772,7 @@ impl CustomOp3 for LayerNorm {
 /// `upsample_nearest2d(2h, 2w)`; the backward sums each 2×2 block).
 pub fn upsample_nearest2x(x: &Tensor) -> Result<Tensor> {
     if on_cpu_f32(x) {
-        return x.apply_op1(UpsampleNearest2x);
+        return x.apply_op1(Op(UpsampleNearest2x));
     }
     let (b, c, h, w) = x.dims4()?;
     x.reshape((b, c, h, 1, w, 1))?
@@ -874,12 +783,10 @@ pub fn upsample_nearest2x(x: &Tensor) -> Result<Tensor> {
 
 struct UpsampleNearest2x;
 
-impl CustomOp1 for UpsampleNearest2x {
-    fn name(&self) -> &'static str {
-        "upsample-nearest-2x"
-    }
+impl F32Op<1> for UpsampleNearest2x {
+    const NAME: &'static str = "upsample-nearest-2x";
 
-    fn cpu_fwd(&self, x: &CpuStorage, x_l: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, [(x, x_l)]: [Operand; 1]) -> Forward {
         let (b, c, h, w) = dims4(x_l, "upsample")?;
         let x = contiguous_f32(cpu_f32(x)?, x_l);
         let mut y = uninit_f32(x.len() * 4);
@@ -895,9 +802,9 @@ impl CustomOp1 for UpsampleNearest2x {
         Ok((CpuStorage::F32(y), Shape::from((b, c, 2 * h, 2 * w))))
     }
 
-    fn bwd(&self, x: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+    fn bwd(&self, [x]: [&Tensor; 1], _res: &Tensor, grad_res: &Tensor) -> Grads<1> {
         if !x.track_op() {
-            return Ok(None);
+            return Ok([None]);
         }
         let (b, c, h, w) = x.dims4()?;
         let gx = with_cpu_f32(grad_res, |gy| {
@@ -912,7 +819,7 @@ impl CustomOp1 for UpsampleNearest2x {
                 });
             Ok(gx)
         })?;
-        Ok(Some(Tensor::from_vec(gx, (b, c, h, w), x.device())?))
+        Ok([Some(Tensor::from_vec(gx, (b, c, h, w), x.device())?)])
     }
 }
 
@@ -923,7 +830,7 @@ impl CustomOp1 for UpsampleNearest2x {
 /// result does not depend on the thread count.
 pub fn bce_with_logits_mean(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
     if on_cpu_f32(logits) && on_cpu_f32(target) && logits.shape() == target.shape() {
-        return logits.apply_op2(target, BceWithLogitsMean);
+        return logits.apply_op2(target, Op(BceWithLogitsMean));
     }
     let softplus = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
     ((logits.relu()? - (logits * target)?)? + softplus)?.mean_all()
@@ -956,18 +863,10 @@ fn bce_term(x: f32, z: f32) -> f32 {
     x.max(0.0) - x * z - sigmoid(x.abs()).ln()
 }
 
-impl CustomOp2 for BceWithLogitsMean {
-    fn name(&self) -> &'static str {
-        "bce-with-logits-mean"
-    }
+impl F32Op<2> for BceWithLogitsMean {
+    const NAME: &'static str = "bce-with-logits-mean";
 
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_l: &Layout,
-        z: &CpuStorage,
-        z_l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, [(x, x_l), (z, z_l)]: [Operand; 2]) -> Forward {
         let x = contiguous_f32(cpu_f32(x)?, x_l);
         let z = contiguous_f32(cpu_f32(z)?, z_l);
         if x.is_empty() {
@@ -986,13 +885,7 @@ impl CustomOp2 for BceWithLogitsMean {
         ))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        z: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, [x, z]: [&Tensor; 2], _res: &Tensor, grad_res: &Tensor) -> Grads<2> {
         let g = grad_res.to_dtype(DType::F32)?.to_scalar::<f32>()? / x.elem_count() as f32;
         let gx = if x.track_op() {
             let gx = with_cpu_f32(x, |xs| {
@@ -1014,7 +907,7 @@ impl CustomOp2 for BceWithLogitsMean {
         } else {
             None
         };
-        Ok((gx, gz))
+        Ok([gx, gz])
     }
 }
 

@@ -12,11 +12,12 @@
 //! h' = (1 − z) ⊙ n + z ⊙ h
 //! ```
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, Layout, Result, Shape, Tensor, bail};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::cpu::math::{sigmoid, tanh};
+use super::cpu::op::{F32Op, Forward, Grads, Op, Operand, grad_if_tracked};
 use super::cpu::storage::{contiguous_f32, cpu_f32};
 use super::cpu::storage::{on_cpu_f32, with_cpu_f32};
 use super::matmul::gemm_rows;
@@ -114,10 +115,10 @@ impl GruCell {
         gx.apply_op3(
             &self.w_hh,
             &h0_b,
-            GruRecurrence {
+            Op(GruRecurrence {
                 hidden: self.hidden,
                 saved: std::sync::Mutex::new(None),
-            },
+            }),
         )
     }
 
@@ -250,20 +251,10 @@ fn unit_row_scalar(
 /// Rows are split between threads only when a step has this much gate arithmetic.
 const PARALLEL_CELLS: usize = 1 << 14;
 
-impl CustomOp3 for GruRecurrence {
-    fn name(&self) -> &'static str {
-        "gru-recurrence"
-    }
+impl F32Op<3> for GruRecurrence {
+    const NAME: &'static str = "gru-recurrence";
 
-    fn cpu_fwd(
-        &self,
-        gx: &CpuStorage,
-        gx_l: &Layout,
-        w_hh: &CpuStorage,
-        w_hh_l: &Layout,
-        h0_b: &CpuStorage,
-        h0_b_l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, [(gx, gx_l), (w_hh, w_hh_l), (h0_b, h0_b_l)]: [Operand; 3]) -> Forward {
         let (steps, batch) = self.dims(gx_l, w_hh_l, h0_b_l)?;
         let n = self.hidden;
         let gx = contiguous_f32(cpu_f32(gx)?, gx_l);
@@ -305,14 +296,7 @@ impl CustomOp3 for GruRecurrence {
         Ok((CpuStorage::F32(hs), Shape::from((steps, batch, n))))
     }
 
-    fn bwd(
-        &self,
-        gx: &Tensor,
-        w_hh: &Tensor,
-        h0_b: &Tensor,
-        res: &Tensor,
-        grad_res: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, [gx, w_hh, h0_b]: [&Tensor; 3], res: &Tensor, grad_res: &Tensor) -> Grads<3> {
         let (steps, batch) = self.dims(gx.layout(), w_hh.layout(), h0_b.layout())?;
         let n = self.hidden;
         let saved = self.saved.lock().expect("gru recurrence lock");
@@ -389,18 +373,11 @@ impl CustomOp3 for GruRecurrence {
                 })
             })
         })?;
-        let device = gx.device();
-        Ok((
-            gx.track_op()
-                .then(|| Tensor::from_vec(ggx, (steps, batch, 3 * n), device))
-                .transpose()?,
-            w_hh.track_op()
-                .then(|| Tensor::from_vec(gw, (3 * n, n), device))
-                .transpose()?,
-            h0_b.track_op()
-                .then(|| Tensor::from_vec(gh0_b, (batch + 3) * n, device))
-                .transpose()?,
-        ))
+        Ok([
+            grad_if_tracked(gx, ggx, (steps, batch, 3 * n))?,
+            grad_if_tracked(w_hh, gw, (3 * n, n))?,
+            grad_if_tracked(h0_b, gh0_b, (batch + 3) * n)?,
+        ])
     }
 }
 

@@ -11,6 +11,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 /// Buffers from this size up are advised to use huge pages.
 pub const HUGE_PAGE_THRESHOLD_BYTES: usize = 4 << 20;
 
+#[cfg(target_os = "linux")]
 const HUGE_PAGE: usize = 2 << 20;
 
 /// Advises the kernel to back the whole 2 MiB pages inside `[ptr, ptr + len)` with huge pages.
@@ -47,8 +48,9 @@ pub(crate) fn zeroed_f32(len: usize) -> Vec<f32> {
 
 /// An f32 buffer for a result whose every element the caller writes before anything reads it
 /// (a kernel's output): skips [`zeroed_f32`]'s memset, which ran on the calling thread outside
-/// the parallel kernels (about 7% of a batch-1 roll UNet evaluation). Debug builds fill it with
-/// NaN, so that an element a kernel forgets to write shows up in the tests against candle.
+/// the parallel kernels (a visible share of a batch-1 roll UNet evaluation, `cargo xtask bench
+/// roll`). Debug builds fill it with NaN, so that an element a kernel forgets to write shows up
+/// in the tests against candle.
 #[allow(clippy::uninit_vec)] // on purpose: see the SAFETY note
 pub(crate) fn uninit_f32(len: usize) -> Vec<f32> {
     if cfg!(debug_assertions) {
@@ -107,13 +109,13 @@ unsafe impl GlobalAlloc for HugePageAlloc {
 
 /// Keeps freed tensor buffers inside the process (glibc: `M_MMAP_THRESHOLD` at its 32 MiB
 /// maximum, no trimming of the heap, one arena) so the next op of the same size reuses pages
-/// that are already mapped instead of faulting in and zeroing fresh ones: ~10% off a training
-/// step of the roll UNet. The single arena matters for the pool threads: each would otherwise
-/// allocate from an arena of its own, whose sub-heaps glibc unmaps as soon as they are wholly
-/// free whatever the trim threshold, so every pass faulted its buffers in again (`perf`: 14% of
-/// a MusicVAE encode + decode in the kernel zeroing huge pages; its training step 317 / 305 →
-/// 254 / 262 ms, alternating runs). For training and batch tools, not for a plugin inside a
-/// host. A no-op elsewhere.
+/// that are already mapped instead of faulting in and zeroing fresh ones, which speeds up a
+/// training step of the roll UNet. The single arena matters for the pool threads: each would
+/// otherwise allocate from an arena of its own, whose sub-heaps glibc unmaps as soon as they are
+/// wholly free whatever the trim threshold, so every pass faulted its buffers in again (`perf`
+/// showed a large share of a MusicVAE encode + decode in the kernel zeroing huge pages, and its
+/// training step got faster with one arena; `cargo xtask bench latent`). For training and batch
+/// tools, not for a plugin inside a host. A no-op elsewhere.
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

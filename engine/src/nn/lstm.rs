@@ -5,12 +5,13 @@
 //! weights keep PyTorch's `nn.LSTM` names (`weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`,
 //! `bias_hh_l0`, `…_reverse` for the backward direction) and gate order (i, f, g, o).
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, Layout, Result, Shape, Tensor, bail};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::cpu::dispatch::avx2_dispatch;
 use super::cpu::math::{sigmoid, tanh};
+use super::cpu::op::{F32Op, Forward, Grads, Op, Operand, grad_if_tracked};
 use super::cpu::storage::{contiguous_f32, cpu_f32};
 use super::cpu::storage::{on_cpu_f32, with_cpu_f32};
 use super::huge_pages::uninit_f32;
@@ -79,7 +80,7 @@ impl LstmWeights {
         let gates = super::matmul::matmul_bias(&Tensor::cat(&[x, h], 1)?, &self.w_t, &self.bias)?;
         let n = self.hidden;
         if on_cpu_f32(&gates) && on_cpu_f32(c) {
-            let hc = gates.apply_op2(c, LstmGates { hidden: n })?; // [batch, 2·hidden]
+            let hc = gates.apply_op2(c, Op(LstmGates { hidden: n }))?; // [batch, 2·hidden]
             return Ok((hc.narrow(1, 0, n)?, hc.narrow(1, n, n)?));
         }
         lstm_gates_reference(&gates, c, n)
@@ -135,11 +136,11 @@ impl LstmWeights {
             }
             return self.w_t.apply_op2(
                 &per_sequence,
-                OneHotGates {
+                Op(OneHotGates {
                     ids,
                     classes,
                     batch,
-                },
+                }),
             );
         }
         let zero_row = Tensor::zeros((1, four_n), self.w_t.dtype(), self.w_t.device())?;
@@ -170,10 +171,10 @@ impl LstmWeights {
         gx.apply_op3(
             &hc0,
             &w_hh,
-            LstmRecurrence {
+            Op(LstmRecurrence {
                 hidden: self.hidden,
                 saved: std::sync::Mutex::new(None),
-            },
+            }),
         )
     }
 
@@ -227,18 +228,10 @@ impl OneHotGates {
     }
 }
 
-impl CustomOp2 for OneHotGates {
-    fn name(&self) -> &'static str {
-        "lstm-one-hot-gates"
-    }
+impl F32Op<2> for OneHotGates {
+    const NAME: &'static str = "lstm-one-hot-gates";
 
-    fn cpu_fwd(
-        &self,
-        w: &CpuStorage,
-        w_l: &Layout,
-        per: &CpuStorage,
-        per_l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, [(w, w_l), (per, per_l)]: [Operand; 2]) -> Forward {
         let (_, width, per_rows) = self.dims(w_l, per_l)?;
         let w = contiguous_f32(cpu_f32(w)?, w_l);
         let per = contiguous_f32(cpu_f32(per)?, per_l);
@@ -266,13 +259,7 @@ impl CustomOp2 for OneHotGates {
         ))
     }
 
-    fn bwd(
-        &self,
-        w: &Tensor,
-        per: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, [w, per]: [&Tensor; 2], _res: &Tensor, grad_res: &Tensor) -> Grads<2> {
         let (rows, width, per_rows) = self.dims(w.layout(), per.layout())?;
         let (gw, gper) = with_cpu_f32(grad_res, |g| {
             // Each token's row of the weights gathers the gradients of the cells it fed; the
@@ -290,15 +277,10 @@ impl CustomOp2 for OneHotGates {
             }
             Ok((gw, gper))
         })?;
-        let device = w.device();
-        Ok((
-            w.track_op()
-                .then(|| Tensor::from_vec(gw, (rows, width), device))
-                .transpose()?,
-            per.track_op()
-                .then(|| Tensor::from_vec(gper, (per_rows, width), device))
-                .transpose()?,
-        ))
+        Ok([
+            grad_if_tracked(w, gw, (rows, width))?,
+            grad_if_tracked(per, gper, (per_rows, width))?,
+        ])
     }
 }
 
@@ -391,20 +373,10 @@ fn split_state(hc0: &[f32], n: usize) -> (Vec<f32>, Vec<f32>) {
     )
 }
 
-impl CustomOp3 for LstmRecurrence {
-    fn name(&self) -> &'static str {
-        "lstm-recurrence"
-    }
+impl F32Op<3> for LstmRecurrence {
+    const NAME: &'static str = "lstm-recurrence";
 
-    fn cpu_fwd(
-        &self,
-        gx: &CpuStorage,
-        gx_l: &Layout,
-        hc0: &CpuStorage,
-        hc0_l: &Layout,
-        w_hh: &CpuStorage,
-        w_hh_l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, [(gx, gx_l), (hc0, hc0_l), (w_hh, w_hh_l)]: [Operand; 3]) -> Forward {
         let (steps, batch) = self.dims(gx_l, hc0_l, w_hh_l)?;
         let n = self.hidden;
         let hc0 = contiguous_f32(cpu_f32(hc0)?, hc0_l);
@@ -466,14 +438,7 @@ impl CustomOp3 for LstmRecurrence {
         Ok((CpuStorage::F32(hs), Shape::from((steps, batch, n))))
     }
 
-    fn bwd(
-        &self,
-        gx: &Tensor,
-        hc0: &Tensor,
-        w_hh: &Tensor,
-        res: &Tensor,
-        grad_res: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, [gx, hc0, w_hh]: [&Tensor; 3], res: &Tensor, grad_res: &Tensor) -> Grads<3> {
         let (steps, batch) = self.dims(gx.layout(), hc0.layout(), w_hh.layout())?;
         let n = self.hidden;
         let saved = self.saved.lock().expect("lstm recurrence lock");
@@ -579,18 +544,11 @@ impl CustomOp3 for LstmRecurrence {
                 })
             })
         })?;
-        let device = gx.device();
-        Ok((
-            gx.track_op()
-                .then(|| Tensor::from_vec(ggx, (steps, batch, 4 * n), device))
-                .transpose()?,
-            hc0.track_op()
-                .then(|| Tensor::from_vec(ghc0, (batch, 2 * n), device))
-                .transpose()?,
-            w_hh.track_op()
-                .then(|| Tensor::from_vec(gw, (n, 4 * n), device))
-                .transpose()?,
-        ))
+        Ok([
+            grad_if_tracked(gx, ggx, (steps, batch, 4 * n))?,
+            grad_if_tracked(hc0, ghc0, (batch, 2 * n))?,
+            grad_if_tracked(w_hh, gw, (n, 4 * n))?,
+        ])
     }
 }
 
@@ -874,18 +832,10 @@ fn activations(gates: &[f32], n: usize, j: usize) -> (f32, f32, f32, f32) {
     )
 }
 
-impl CustomOp2 for LstmGates {
-    fn name(&self) -> &'static str {
-        "lstm-gates"
-    }
+impl F32Op<2> for LstmGates {
+    const NAME: &'static str = "lstm-gates";
 
-    fn cpu_fwd(
-        &self,
-        gates: &CpuStorage,
-        gates_l: &Layout,
-        c: &CpuStorage,
-        c_l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, [(gates, gates_l), (c, c_l)]: [Operand; 2]) -> Forward {
         let n = self.hidden;
         let (&[batch, four_n], &[batch_c, n_c]) = (gates_l.dims(), c_l.dims()) else {
             bail!("lstm gates: expected [batch, 4·hidden] and [batch, hidden] tensors")
@@ -914,13 +864,7 @@ impl CustomOp2 for LstmGates {
         Ok((CpuStorage::F32(out), Shape::from((batch, 2 * n))))
     }
 
-    fn bwd(
-        &self,
-        gates: &Tensor,
-        c: &Tensor,
-        res: &Tensor,
-        grad_res: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, [gates, c]: [&Tensor; 2], res: &Tensor, grad_res: &Tensor) -> Grads<2> {
         let n = self.hidden;
         let batch = gates.dim(0)?;
         let (g_gates, g_c) = with_cpu_f32(gates, |gates| {
@@ -957,23 +901,17 @@ impl CustomOp2 for LstmGates {
                 })
             })
         })?;
-        let dev = gates.device();
-        Ok((
-            gates
-                .track_op()
-                .then(|| Tensor::from_vec(g_gates, (batch, 4 * n), dev))
-                .transpose()?,
-            c.track_op()
-                .then(|| Tensor::from_vec(g_c, (batch, n), dev))
-                .transpose()?,
-        ))
+        Ok([
+            grad_if_tracked(gates, g_gates, (batch, 4 * n))?,
+            grad_if_tracked(c, g_c, (batch, n))?,
+        ])
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::test_support::random;
+    use crate::nn::test_support::{max_abs, random};
     use candle_core::Var;
 
     fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -1209,14 +1147,7 @@ mod tests {
                     let g = grads
                         .get(var.as_tensor())
                         .expect("every weight has a gradient");
-                    let norm = g
-                        .sqr()
-                        .unwrap()
-                        .sum_all()
-                        .unwrap()
-                        .to_scalar::<f32>()
-                        .unwrap();
-                    assert!(norm > 0.0);
+                    assert!(max_abs(g) > 0.0);
                 }
             });
     }
@@ -1235,7 +1166,7 @@ mod tests {
         let run = |fused: bool| {
             let step = |g: &Tensor, c: &Tensor| {
                 if fused {
-                    let hc = g.apply_op2(c, LstmGates { hidden: n }).unwrap();
+                    let hc = g.apply_op2(c, Op(LstmGates { hidden: n })).unwrap();
                     (hc.narrow(1, 0, n).unwrap(), hc.narrow(1, n, n).unwrap())
                 } else {
                     lstm_gates_reference(g, c, n).unwrap()

@@ -2,25 +2,26 @@
 //! and the [`Linear`] layer built on them.
 //!
 //! candle's CPU matmul asks `candle_core::utils::get_num_threads` on every call. Unless
-//! `RAYON_NUM_THREADS` is set, that parses `/proc/cpuinfo` (80 µs here, and the kernel
-//! interrupts every CPU to report its clock), and a plugin inside a host cannot set the
+//! `RAYON_NUM_THREADS` is set, that parses `/proc/cpuinfo` (slow, and the kernel interrupts
+//! every CPU to report its clock), and a plugin inside a host cannot set the
 //! variable safely. It also spreads every product, however small, over all threads. Here a
 //! product runs on the current rayon pool's threads when it has at least [`PARALLEL_MACS`]
 //! multiply-adds, on the calling thread otherwise, and batches of small products (attention
 //! heads) run one per task.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, Layout, Module, Result, Shape, Tensor, bail};
 use candle_nn::VarBuilder;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::cpu::gemm::{Mat, sgemm};
+use super::cpu::op::{F32Op, Forward, Grads, Op, Operand};
 use super::cpu::storage::{SharedMut, contiguous_f32, cpu_f32};
 use super::cpu::storage::{on_cpu_f32, with_cpu_f32};
 use super::huge_pages::uninit_f32;
 
-/// Products with fewer multiply-adds run on one thread: waking a second costs more than it
-/// saves below about a million (≈ 50 µs of work on one core here).
+/// Products with fewer multiply-adds run on one thread: below about a million, the work is
+/// short enough that waking a second thread costs more than it saves.
 pub const PARALLEL_MACS: usize = 1 << 20;
 
 /// `a · b`: `a` `[..., m, k]`, `b` `[k, n]` (shared by every batch) or `[..., k, n]` with `a`'s
@@ -28,7 +29,7 @@ pub const PARALLEL_MACS: usize = 1 << 20;
 /// than f32 on the CPU, or batch dimensions that cannot be flattened, goes to candle.
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if on_cpu_f32(a) && on_cpu_f32(b) && Operands::of(a.layout(), b.layout()).is_ok() {
-        return a.apply_op2(b, MatMul);
+        return a.apply_op2(b, Op(MatMul));
     }
     a.broadcast_matmul(b)
 }
@@ -44,7 +45,7 @@ pub fn matmul_bias(a: &Tensor, b: &Tensor, bias: &Tensor) -> Result<Tensor> {
         && bias.dims() == [n.unwrap_or(0)]
         && Operands::of(a.layout(), b.layout()).is_ok()
     {
-        return a.apply_op3(b, bias, MatMulBias { weight_rows: false });
+        return a.apply_op3(b, bias, Op(MatMulBias { weight_rows: false }));
     }
     matmul(a, b)?.broadcast_add(bias)
 }
@@ -52,8 +53,8 @@ pub fn matmul_bias(a: &Tensor, b: &Tensor, bias: &Tensor) -> Result<Tensor> {
 /// `x · weightᵀ + bias` for a layer's `weight` `[n, k]` as stored: the op reads it transposed
 /// itself, so no transpose node sits between the weight and the product in the graph. Through
 /// a `weight.t()` node, candle's backward added the product's contiguous gradient, transposed,
-/// onto the weight's zeros: a strided sum over every weight element (13% of a band training
-/// step); here the weight's gradient comes out contiguous `[n, k]`.
+/// onto the weight's zeros: a strided sum over every weight element (a visible share of a band
+/// training step in `perf`); here the weight's gradient comes out contiguous `[n, k]`.
 pub(crate) fn linear_bias(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
     let w_t = weight.t()?;
     if on_cpu_f32(x)
@@ -63,7 +64,7 @@ pub(crate) fn linear_bias(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<
         && bias.dims() == [weight.dim(0)?]
         && Operands::of(x.layout(), w_t.layout()).is_ok()
     {
-        return x.apply_op3(weight, bias, MatMulBias { weight_rows: true });
+        return x.apply_op3(weight, bias, Op(MatMulBias { weight_rows: true }));
     }
     matmul_bias(x, &w_t, bias)
 }
@@ -206,16 +207,15 @@ fn run(o: &Operands, a: &[f32], b: &[f32], y: &mut [f32], accumulate: bool) {
 /// Up to this many rows, a product with a column-contiguous `b` (a [`Linear`] layer's
 /// transposed weights) skips gemm: gemm packs all of `b` on every call, which for the few rows
 /// of batch-1 inference (the latent score network's 8 positions) cost several times the
-/// arithmetic (score network forward at batch 1: 84% of the time in gemm's packing).
+/// arithmetic (in `perf`, most of a batch-1 score network forward went to gemm's packing).
 const FEW_ROWS: usize = 16;
 
 /// Up to this many rows, [`gemm_rows`] also takes the dot-product kernel when the dot products
 /// are at least [`LONG_DOT_K`] long: an LSTM part's gradient through time, `dh = dgates · W_hh`
-/// (64 rows, k = 4·hidden), where gemm re-packed the weights at every step. MusicVAE training
-/// step at batch 128, the two kernels alternating in one process (15 × 3 steps each): median
-/// 194 → 176 ms and 213 → 185 ms in two runs. Shorter dot
-/// products (an LSTM forward step's h · W_hhᵀ, k = hidden) ran slower this way (61 → 82 ms per
-/// MusicVAE encode + decode), so they stay with gemm.
+/// (64 rows, k = 4·hidden), where gemm re-packed the weights at every step: with the two
+/// kernels alternating in one process, the MusicVAE training step at batch 128 ran faster this
+/// way. Shorter dot products (an LSTM forward step's h · W_hhᵀ, k = hidden) ran slower this way
+/// (a MusicVAE encode + decode), so they stay with gemm. `cargo xtask bench latent` times both.
 const LONG_DOT_ROWS: usize = 128;
 const LONG_DOT_K: usize = 512;
 
@@ -263,7 +263,8 @@ fn few_rows_product_scalar(
 /// floats, stay in L1 while the rows pass, so `b` is read from memory once), two rows at a
 /// time, one 8-lane FMA accumulator per (row, column); a scalar tail for `k mod 8`. The first
 /// row pair prefetches the columns two blocks ahead: without it the loads waited on L3 (the
-/// score network's 12.6 MB of weights, 3.0 → 1.0–1.4 ms per batch-1 forward).
+/// score network's 12.6 MB of weights do not fit in L2), which made a batch-1 forward much
+/// slower (`cargo xtask bench latent`).
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA.
@@ -372,11 +373,7 @@ unsafe fn few_rows_product_avx2(
 
 /// The gradients of `a · b` under the upstream gradient `grad`, each only if its operand is
 /// tracked: dA = dY · Bᵀ; dB = Aᵀ · dY, summed over the batch when `b` is shared.
-fn product_grads(
-    a: &Tensor,
-    b: &Tensor,
-    grad_res: &Tensor,
-) -> Result<(Option<Tensor>, Option<Tensor>)> {
+fn product_grads(a: &Tensor, b: &Tensor, grad_res: &Tensor) -> Grads<2> {
     let grad_a = if a.track_op() {
         Some(matmul(grad_res, &b.t()?)?)
     } else {
@@ -393,17 +390,11 @@ fn product_grads(
     } else {
         Some(matmul(&a.t()?, grad_res)?)
     };
-    Ok((grad_a, grad_b))
+    Ok([grad_a, grad_b])
 }
 
 /// `a · b` (+ `bias` on every row): the forward pass of [`MatMul`] and [`MatMulBias`].
-fn product(
-    a: &CpuStorage,
-    a_l: &Layout,
-    b: &CpuStorage,
-    b_l: &Layout,
-    bias: Option<(&CpuStorage, &Layout)>,
-) -> Result<(CpuStorage, Shape)> {
+fn product((a, a_l): Operand, (b, b_l): Operand, bias: Option<Operand>) -> Forward {
     let o = Operands::of(a_l, b_l)?;
     let (a, b) = (
         &cpu_f32(a)?[a_l.start_offset()..],
@@ -445,28 +436,14 @@ fn product(
 
 struct MatMul;
 
-impl CustomOp2 for MatMul {
-    fn name(&self) -> &'static str {
-        "matmul"
+impl F32Op<2> for MatMul {
+    const NAME: &'static str = "matmul";
+
+    fn cpu_fwd(&self, [a, b]: [Operand; 2]) -> Forward {
+        product(a, b, None)
     }
 
-    fn cpu_fwd(
-        &self,
-        a: &CpuStorage,
-        a_l: &Layout,
-        b: &CpuStorage,
-        b_l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        product(a, a_l, b, b_l, None)
-    }
-
-    fn bwd(
-        &self,
-        a: &Tensor,
-        b: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, [a, b]: [&Tensor; 2], _res: &Tensor, grad_res: &Tensor) -> Grads<2> {
         product_grads(a, b, grad_res)
     }
 }
@@ -476,34 +453,17 @@ struct MatMulBias {
     weight_rows: bool,
 }
 
-impl CustomOp3 for MatMulBias {
-    fn name(&self) -> &'static str {
-        "matmul-bias"
-    }
+impl F32Op<3> for MatMulBias {
+    const NAME: &'static str = "matmul-bias";
 
-    fn cpu_fwd(
-        &self,
-        a: &CpuStorage,
-        a_l: &Layout,
-        b: &CpuStorage,
-        b_l: &Layout,
-        bias: &CpuStorage,
-        bias_l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, [a, (b, b_l), bias]: [Operand; 3]) -> Forward {
         if self.weight_rows {
-            return product(a, a_l, b, &b_l.transpose(0, 1)?, Some((bias, bias_l)));
+            return product(a, (b, &b_l.transpose(0, 1)?), Some(bias));
         }
-        product(a, a_l, b, b_l, Some((bias, bias_l)))
+        product(a, (b, b_l), Some(bias))
     }
 
-    fn bwd(
-        &self,
-        a: &Tensor,
-        b: &Tensor,
-        bias: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, [a, b, bias]: [&Tensor; 3], _res: &Tensor, grad_res: &Tensor) -> Grads<3> {
         let (grad_a, grad_b) = if self.weight_rows {
             // y = a · Wᵀ: dA = dY · W, dW = dYᵀ · A `[n, k]`, contiguous like W.
             let grad_a = a.track_op().then(|| matmul(grad_res, b)).transpose()?;
@@ -517,20 +477,21 @@ impl CustomOp3 for MatMulBias {
             };
             (grad_a, grad_w)
         } else {
-            product_grads(a, b, grad_res)?
+            let [grad_a, grad_b] = product_grads(a, b, grad_res)?;
+            (grad_a, grad_b)
         };
         let grad_bias = if bias.track_op() {
             Some(sum_rows(grad_res, bias.dim(0)?)?)
         } else {
             None
         };
-        Ok((grad_a, grad_b, grad_bias))
+        Ok([grad_a, grad_b, grad_bias])
     }
 }
 
 /// The sum of the rows of `g` seen as `[rows, n]`: `[n]`, the bias gradient. Candle's sum over
-/// the leading dimension folds every column with a stride (8% of a score network training
-/// step); here each row is added onto one accumulator in order.
+/// the leading dimension folds every column with a stride (a visible share of a score network
+/// training step in `perf`); here each row is added onto one accumulator in order.
 fn sum_rows(g: &Tensor, n: usize) -> Result<Tensor> {
     if !on_cpu_f32(g) || n == 0 {
         return g.reshape(((), n))?.sum(0);

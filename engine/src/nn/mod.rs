@@ -32,16 +32,17 @@ pub use matmul::{Linear, linear, matmul};
 /// `CANDLE_NUM_THREADS` to 1, unless they are set already.
 ///
 /// - Candle asks for its thread count on every CPU matmul, and without `RAYON_NUM_THREADS` it
-///   parses `/proc/cpuinfo` each time (80 µs here, and the kernel interrupts every CPU to report
-///   its clock): ODE latent sampler 160 → 115 ms (`cargo xtask bench latent`). Our own
-///   [`matmul()`] no longer asks, so this now matters only for candle's remaining ops.
+///   parses `/proc/cpuinfo` each time (slow, and the kernel interrupts every CPU to report its
+///   clock), which added up over the latent samplers' many small products (`cargo xtask bench
+///   latent`). Our own [`matmul()`] no longer asks, so this now matters only for candle's
+///   remaining ops.
 /// - Candle runs elementwise ops of 64 Ki elements or more on its own pool of spinning threads
 ///   (`candle-bp-*`), beside rayon's pool that runs all our kernels. With one candle thread
-///   those ops run inline on the calling thread. On an idle machine that changes little
-///   (MusicVAE training step at batch 128 749–768 → 685–757 ms, `bandmate train vae --bench
-///   small`; its spin-waits no longer burn a quarter of the CPU samples), but while another
-///   job uses the cores the pools fight: 1,389–1,543 → 851–908 ms with a roll evaluation
-///   running.
+///   those ops run inline on the calling thread. On an idle machine that changes little (the
+///   MusicVAE training step, `bandmate train vae --bench small`, gains a little, and the spin
+///   waits no longer burn a large share of the CPU samples), but while another job uses the
+///   cores the two pools fight, and the training step became much faster with one candle
+///   thread.
 ///
 /// # Safety
 /// Changes the environment: call it first thing in `main`, while the process has one thread.
@@ -87,8 +88,8 @@ pub fn pool_parts(n: usize, min_part: usize) -> (Vec<std::ops::Range<usize>>, Ve
 /// A parallel op called from outside the pool injects its job and then sleeps until a worker has
 /// finished it, so every op of a network costs two thread wake-ups; from inside the pool the
 /// caller takes part in the work and the other worker steals its share. The roll sampler runs
-/// each UNet evaluation this way: a 25-step fill went from p50 700 to 565 ms (median of five
-/// alternating runs of `cargo xtask bench roll`, together with the uninitialized kernel outputs).
+/// each UNet evaluation this way, which made a fill clearly faster (alternating runs of
+/// `cargo xtask bench roll`, together with the uninitialized kernel outputs).
 ///
 /// `BANDMATE_IN_POOL=0` in the environment runs `f` on the calling thread instead (read once per
 /// process), for measuring what the hop is worth.
@@ -105,8 +106,9 @@ thread_local! {
 /// Run `f` with every matrix product on the calling thread: for one part of a batch that each
 /// pool thread runs alone while the others run theirs ([`pool_parts`]), where a product split
 /// between the threads would only make the busy threads wait for each other at every product
-/// (`perf` on the latent score network's training step: 8.6% of it in the gemm crate's thread
-/// hand-over). Elementwise kernels still split, so a thread that finishes its part early helps.
+/// (`perf` on the latent score network's training step showed a visible share of it in the gemm
+/// crate's thread hand-over). Elementwise kernels still split, so a thread that finishes its
+/// part early helps.
 pub fn serially<R>(f: impl FnOnce() -> R) -> R {
     /// Puts the flag back even when `f` panics.
     struct Restore(bool);
@@ -126,7 +128,7 @@ pub(crate) fn is_serial() -> bool {
 
 /// Run `f` on a one-thread rayon pool (made once per process). Batch-1 inference is a long
 /// chain of small ops, where spreading each over two threads costs more in wake-ups than it
-/// gains (measured on the latent sampler: 502 → 376 ms per 16-bar melody); [`matmul()`] and our
+/// gains (the latent sampler's 16-bar melody, `cargo xtask bench latent`); [`matmul()`] and our
 /// kernels size their work by the current pool, so they stay on this thread. Falls back to the
 /// caller's pool if the thread cannot be made.
 pub fn on_one_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
@@ -142,58 +144,6 @@ pub fn on_one_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         Some(pool) => pool.install(f),
         None => f(),
     }
-}
-
-/// Set every variable of `varmap` from the bytes of a safetensors file (`source` names it in
-/// errors); tensors stored in another float type (f16, bf16) are converted to the variable's.
-/// Errors when the bytes are not safetensors, a variable is missing or has another shape; extra
-/// tensors are ignored.
-pub fn load_varmap_bytes(
-    varmap: &candle_nn::VarMap,
-    bytes: &[u8],
-    source: &str,
-) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let tensors = candle_core::safetensors::load_buffer(bytes, &candle_core::Device::Cpu)
-        .with_context(|| format!("{source}: the weights are not safetensors"))?;
-    let vars = varmap
-        .data()
-        .lock()
-        .expect("the varmap lock is not poisoned");
-    for (name, var) in vars.iter() {
-        let value = tensors
-            .get(name)
-            .with_context(|| format!("{source}: the weights have no tensor {name}"))?;
-        let value = value
-            .to_dtype(var.dtype())
-            .with_context(|| format!("{source}: tensor {name} cannot be converted to f32"))?;
-        var.set(&value)
-            .with_context(|| format!("{source}: tensor {name} does not fit the config"))?;
-    }
-    Ok(())
-}
-
-/// The bytes of `config.json` and `model.safetensors` in `dir`; when either is missing, an error
-/// naming `what` and how to get the files (`hint`).
-pub fn read_weights_dir(
-    dir: &std::path::Path,
-    what: &str,
-    hint: &str,
-) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
-    use anyhow::Context;
-    let config_path = dir.join("config.json");
-    let weights_path = dir.join("model.safetensors");
-    if !weights_path.is_file() || !config_path.is_file() {
-        anyhow::bail!(
-            "no {what} weights in {} (config.json and model.safetensors); {hint}",
-            dir.display()
-        );
-    }
-    let config = std::fs::read(&config_path)
-        .with_context(|| format!("cannot read {}", config_path.display()))?;
-    let weights = std::fs::read(&weights_path)
-        .with_context(|| format!("cannot read {}", weights_path.display()))?;
-    Ok((config, weights))
 }
 
 #[cfg(test)]

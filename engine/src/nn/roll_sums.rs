@@ -4,11 +4,12 @@
 //! pitches). In candle ops these took a dozen narrows, sums, broadcasts and a matmul per track,
 //! each with its own backward, for outputs of a few numbers per bar.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
 use super::cpu::dispatch::avx2_dispatch;
 use super::cpu::math::{fast_exp, fast_ln, sigmoid};
+use super::cpu::op::{F32Op, Forward, Grads, Op, Operand};
 use super::cpu::storage::{contiguous_f32, cpu_f32};
 use super::cpu::storage::{on_cpu_f32, with_cpu_f32};
 use super::huge_pages::uninit_f32;
@@ -28,7 +29,7 @@ pub fn roll_summaries(roll: &Tensor, pitch_weights: &Tensor, pitch_lo: u8) -> Re
         )
     }
     if on_cpu_f32(roll) && on_cpu_f32(pitch_weights) {
-        return roll.apply_op2(pitch_weights, RollSums { pitch_lo });
+        return roll.apply_op2(pitch_weights, Op(RollSums { pitch_lo }));
     }
     roll_summaries_by_ops(roll, pitch_weights, pitch_lo)
 }
@@ -83,7 +84,7 @@ pub fn logit_summaries(
     }
     let op = LogitSums { steps, pitch_lo };
     if on_cpu_f32(logits) && on_cpu_f32(targets) && on_cpu_f32(pitch_weights) {
-        return logits.apply_op3(targets, pitch_weights, op);
+        return logits.apply_op3(targets, pitch_weights, Op(op));
     }
     op.by_ops(logits, targets, pitch_weights)
 }
@@ -176,20 +177,10 @@ impl LogitSums {
     }
 }
 
-impl CustomOp3 for LogitSums {
-    fn name(&self) -> &'static str {
-        "logit-summaries"
-    }
+impl F32Op<3> for LogitSums {
+    const NAME: &'static str = "logit-summaries";
 
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_l: &Layout,
-        z: &CpuStorage,
-        z_l: &Layout,
-        w: &CpuStorage,
-        w_l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, [(x, x_l), (z, z_l), (w, w_l)]: [Operand; 3]) -> Forward {
         let (n, pitches) = w_l.shape().dims2()?;
         let (x, z, w) = (
             contiguous_f32(cpu_f32(x)?, x_l),
@@ -210,14 +201,7 @@ impl CustomOp3 for LogitSums {
         Ok((CpuStorage::F32(out), Shape::from((n, width))))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        z: &Tensor,
-        w: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, [x, z, w]: [&Tensor; 3], _res: &Tensor, grad_res: &Tensor) -> Grads<3> {
         let (n, pitches) = w.dims2()?;
         let (steps, plane) = (self.steps, self.steps * pitches);
         let width = steps + 14;
@@ -250,11 +234,11 @@ impl CustomOp3 for LogitSums {
                 })
             })
         })?;
-        Ok((
+        Ok([
             Some(Tensor::from_vec(g_x, x.shape(), x.device())?),
             None,
             None,
-        ))
+        ])
     }
 }
 
@@ -305,18 +289,10 @@ impl RollSums {
     }
 }
 
-impl CustomOp2 for RollSums {
-    fn name(&self) -> &'static str {
-        "roll-summaries"
-    }
+impl F32Op<2> for RollSums {
+    const NAME: &'static str = "roll-summaries";
 
-    fn cpu_fwd(
-        &self,
-        roll: &CpuStorage,
-        roll_l: &Layout,
-        w: &CpuStorage,
-        w_l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, [(roll, roll_l), (w, w_l)]: [Operand; 2]) -> Forward {
         let &[n, _, steps, pitches] = roll_l.dims() else {
             bail!("roll summaries: expected a [n, 2, steps, pitches] roll")
         };
@@ -332,13 +308,7 @@ impl CustomOp2 for RollSums {
         Ok((CpuStorage::F32(out), Shape::from((n, width))))
     }
 
-    fn bwd(
-        &self,
-        roll: &Tensor,
-        w: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, [roll, w]: [&Tensor; 2], _res: &Tensor, grad_res: &Tensor) -> Grads<2> {
         let (n, _, steps, pitches) = roll.dims4()?;
         let width = steps + 13;
         let plane = steps * pitches;
@@ -355,10 +325,10 @@ impl CustomOp2 for RollSums {
                 Ok(g_roll)
             })
         })?;
-        Ok((
+        Ok([
             Some(Tensor::from_vec(g_roll, roll.shape(), roll.device())?),
             None,
-        ))
+        ])
     }
 }
 

@@ -1,17 +1,18 @@
 //! A linear layer whose input is mostly zeros: the band model's bar encoders read two-channel
 //! rolls of one bar (1,536 cells, of which a melody bar turns on a few dozen). Only the rows of
 //! the transposed weight that meet a non-zero input are added, where a dense product multiplies
-//! every cell. Measured on the band model (32 test sequences of 8 bars, this op and the dense
-//! one alternating in one process, median of 15 × 5 forwards / 15 × 3 training steps): forward
-//! 10.4 → 8.5 ms, training step 38.8 → 37.3 ms (each step transposes the weights twice); the
-//! live player's next bar (`cargo xtask bench band`) p50 0.23 → 0.15 ms.
+//! every cell. On the band model this makes the forward pass and, most of all, the live
+//! player's next bar faster; a training step gains less, since each step also transposes the
+//! weights twice. `cargo xtask bench band` times the live answer, the forward pass and the
+//! training step.
 //!
 //! Forward: `y = x · Wᵀ + b` for `x` `[rows, in]`, `W` `[out, in]` (as stored), `b` `[out]`.
 //! Backward: `dW = dYᵀ · x` over the non-zero inputs, `db = Σ_rows dY`, and `dx = dY · W`
 //! (dense, only when `x` itself needs a gradient).
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, Result, Shape, Tensor};
 
+use super::cpu::op::{F32Op, Forward, Grads, Op, Operand};
 use super::cpu::storage::{contiguous_f32, cpu_f32};
 use super::cpu::storage::{on_cpu_f32, with_cpu_f32};
 use super::huge_pages::uninit_f32;
@@ -37,7 +38,7 @@ pub fn sparse_input_linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result
     if nonzero as f32 > MAX_DENSITY * x.elem_count().max(1) as f32 {
         return super::matmul::linear_bias(x, weight, bias);
     }
-    x.apply_op3(weight, bias, SparseInputLinear)
+    x.apply_op3(weight, bias, Op(SparseInputLinear))
 }
 
 struct SparseInputLinear;
@@ -72,20 +73,10 @@ fn axpy(dst: &mut [f32], a: f32, src: &[f32]) {
     dst.iter_mut().zip(src).for_each(|(d, s)| *d += a * s);
 }
 
-impl CustomOp3 for SparseInputLinear {
-    fn name(&self) -> &'static str {
-        "sparse-input-linear"
-    }
+impl F32Op<3> for SparseInputLinear {
+    const NAME: &'static str = "sparse-input-linear";
 
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_l: &Layout,
-        w: &CpuStorage,
-        w_l: &Layout,
-        b: &CpuStorage,
-        b_l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, [(x, x_l), (w, w_l), (b, b_l)]: [Operand; 3]) -> Forward {
         let (rows, input) = x_l.shape().dims2()?;
         let (out, _) = w_l.shape().dims2()?;
         let x = contiguous_f32(cpu_f32(x)?, x_l);
@@ -118,14 +109,7 @@ impl CustomOp3 for SparseInputLinear {
         Ok((CpuStorage::F32(y), Shape::from((rows, out))))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, [x, w, b]: [&Tensor; 3], _res: &Tensor, grad_res: &Tensor) -> Grads<3> {
         let (out, input) = w.dims2()?;
         let grad_x = if x.track_op() {
             Some(grad_res.matmul(w)?)
@@ -159,7 +143,7 @@ impl CustomOp3 for SparseInputLinear {
         } else {
             None
         };
-        Ok((grad_x, grad_w, grad_b))
+        Ok([grad_x, grad_w, grad_b])
     }
 }
 
@@ -200,7 +184,7 @@ mod tests {
             let w = Var::randn(0f32, 1f32, (out, input), &dev).unwrap();
             let b = Var::randn(0f32, 1f32, out, &dev).unwrap();
             let up = Tensor::randn(0f32, 1f32, (rows, out), &dev).unwrap();
-            let ours = x.apply_op3(&w, &b, SparseInputLinear).unwrap();
+            let ours = x.apply_op3(&w, &b, Op(SparseInputLinear)).unwrap();
             let want = x
                 .matmul(&w.t().unwrap())
                 .unwrap()

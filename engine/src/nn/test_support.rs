@@ -27,6 +27,16 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// The largest absolute element of `t`: an error's size, or whether a gradient is non-zero.
+pub fn max_abs(t: &Tensor) -> f32 {
+    t.abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 /// A tensor of `shape` with elements uniform in `[-scale, scale)`, from a seeded ChaCha8.
 pub fn random(shape: &[usize], seed: u64, scale: f32) -> Tensor {
     use rand::{Rng, SeedableRng};

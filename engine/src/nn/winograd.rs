@@ -5,7 +5,7 @@
 //! - Weights: `U = G g Gᵀ`, stored as 16 matrices `[16][c_out][c_in]`.
 //! - Input: `V = Bᵀ d B` per patch and channel, 16 matrices `[16][c_in][tiles]`.
 //! - Products: `M_ξ = U_ξ · V_ξ` for each of the 16 positions ξ, in an AVX2 register-tile
-//!   kernel (the gemm crate ran 2× slower on these small products).
+//!   kernel (the gemm crate was much slower on these small products).
 //! - Output: `Y = Aᵀ M A` per tile, plus the bias.
 //!
 //! Work is split into blocks of tile rows of one image, sized so one block's `V` and `M` stay
@@ -35,8 +35,9 @@ const MIN_CHANNELS: usize = 8;
 const SKEW: usize = 16;
 
 /// Output positions (over the batch) below which the direct kernels win: with few tiles the
-/// weight transform and the per-block overheads dominate (measured: 16×16 and 8×8 at batch 1
-/// ran 0.7–0.8× as fast as the direct kernel, 32×32 and 64×64 1.2–1.9×).
+/// weight transform and the per-block overheads dominate (at batch 1 the roll UNet's 16×16 and
+/// 8×8 levels ran slower than with the direct kernel, its 32×32 and 64×64 levels faster; `cargo
+/// bench -p bandmate-engine --bench conv` and `cargo xtask bench roll` compare the two).
 const MIN_POSITIONS: usize = 1024;
 
 /// Bytes of one block's transformed input and products: about half a core's L2.

@@ -7,9 +7,9 @@
 pub mod eval;
 pub mod net;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
@@ -19,6 +19,7 @@ use rayon::prelude::*;
 use crate::models::music_vae::slerp;
 use crate::music::melody::{WINDOW_STEPS, melody_track, tokenize, top_line};
 use crate::music::{Clip, TimeSignature};
+use crate::nn::weights::{ModelFiles, model_loaders};
 pub use net::{VaeNet, VaeShape};
 
 /// Where the shipped weights live, relative to the workspace root.
@@ -45,34 +46,14 @@ pub struct MelodyWindow {
 }
 
 impl MelodyVae {
-    /// Load `config.json` and `model.safetensors` from `dir` (e.g. `assets/vae`).
-    pub fn load(dir: &Path) -> Result<Self> {
-        let (config, weights) = crate::nn::read_weights_dir(
-            dir,
-            "MusicVAE",
-            "train them with `cargo xtask train vae` or pass --weights",
-        )?;
-        Self::from_bytes(&config, &weights, &dir.display().to_string())
+    model_loaders! {
+        load, "MusicVAE", "vae",
+        "train them with `cargo xtask train vae` or pass --weights"
     }
 
-    /// The shipped weights, embedded in the binary at build time (`assets/vae`).
-    pub fn embedded() -> Result<Self> {
-        Self::from_bytes(
-            include_bytes!("../../../assets/vae/config.json"),
-            include_bytes!("../../../assets/vae/model.safetensors"),
-            "embedded assets/vae",
-        )
-    }
-
-    /// A model from the bytes of its `config.json` and `model.safetensors`.
-    pub fn from_bytes(config_json: &[u8], weights: &[u8], source: &str) -> Result<Self> {
-        let cfg: VaeShape = serde_json::from_slice(config_json)
-            .with_context(|| format!("{source}: config.json is not a MusicVAE config"))?;
-        cfg.validate()
-            .map_err(|e| anyhow::anyhow!("{source}: config.json: {e}"))?;
-        let vae = Self::new_random(&cfg)?;
-        crate::nn::load_varmap_bytes(&vae.varmap, weights, source)?;
-        Ok(vae)
+    /// A model from its `config.json` and `model.safetensors`.
+    pub fn from_files(files: &ModelFiles) -> Result<Self> {
+        files.load_with_varmap(VaeShape::validate, Self::new_random, Self::varmap)
     }
 
     /// A model with freshly initialized weights (for tests and training).
