@@ -151,24 +151,24 @@ impl History {
 
     /// Undo the last step; returns its label.
     pub fn undo(&mut self, clip: &mut Clip, mask: &mut Mask) -> Option<String> {
-        let step = self.done.pop()?;
-        for e in &step.undo {
-            e.apply_to(clip, mask);
-        }
-        let label = step.label.clone();
-        self.undone.push(step);
-        Some(label)
+        move_step(
+            &mut self.done,
+            &mut self.undone,
+            |step| &step.undo,
+            clip,
+            mask,
+        )
     }
 
     /// Redo the last undone step; returns its label.
     pub fn redo(&mut self, clip: &mut Clip, mask: &mut Mask) -> Option<String> {
-        let step = self.undone.pop()?;
-        for e in &step.redo {
-            e.apply_to(clip, mask);
-        }
-        let label = step.label.clone();
-        self.done.push(step);
-        Some(label)
+        move_step(
+            &mut self.undone,
+            &mut self.done,
+            |step| &step.redo,
+            clip,
+            mask,
+        )
     }
 
     pub fn can_undo(&self) -> bool {
@@ -183,6 +183,24 @@ impl History {
     pub fn undo_label(&self) -> Option<&str> {
         self.done.last().map(|s| s.label.as_str())
     }
+}
+
+/// Pops the last step of `from`, applies its `edits` to `clip` and `mask` and pushes it onto
+/// `to`; returns its label.
+fn move_step(
+    from: &mut Vec<UndoStep>,
+    to: &mut Vec<UndoStep>,
+    edits: fn(&UndoStep) -> &[Edit],
+    clip: &mut Clip,
+    mask: &mut Mask,
+) -> Option<String> {
+    let step = from.pop()?;
+    for e in edits(&step) {
+        e.apply_to(clip, mask);
+    }
+    let label = step.label.clone();
+    to.push(step);
+    Some(label)
 }
 
 #[cfg(test)]

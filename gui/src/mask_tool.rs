@@ -115,10 +115,9 @@ mod tests {
         let t = RollTransform::new(
             Rect::from_min_size(pos2(0.0, 0.0), egui::vec2(640.0, 400.0)),
             View {
-                first_step: 0.0,
                 top_pitch: 90.0,
                 step_width: 10.0,
-                row_height: 10.0,
+                ..View::default()
             },
         );
         assert_eq!(mask_rects(&mask, &t), vec![(4, 12, 60, 64)]);

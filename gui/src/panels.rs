@@ -373,46 +373,41 @@ fn action_buttons(ui: &mut Ui, state: &mut EditorState, actions: &mut Vec<Action
     let idle = state.job == JobStatus::Idle;
     ui.add_enabled_ui(idle, |ui| {
         ui.spacing_mut().slider_width = 56.0;
-        if ui
-            .add_enabled(!state.mask.is_empty(), egui::Button::new("Fill mask"))
-            .on_hover_text("Rewrite the masked cells to fit what is around them")
-            .on_disabled_hover_text(
-                "Mask something first: drag across the bar numbers or use the Mask tool",
-            )
-            .clicked()
-        {
+        let unmasked = state.mask.is_empty();
+        let fill_needs = "Mask something first: drag across the bar numbers or use the Mask tool";
+        if task_button(
+            ui,
+            "Fill mask",
+            "Rewrite the masked cells to fit what is around them",
+            unmasked.then_some(fill_needs),
+        ) {
             actions.push(state.run(Task::FillMask));
         }
-        if ui
-            .add_enabled(!state.mask.is_empty(), egui::Button::new("Vary"))
-            .on_hover_text("Change the masked cells by the strength beside, keeping their character")
-            .on_disabled_hover_text("Mask the part to vary first")
-            .clicked()
-        {
-            actions.push(state.run(Task::Vary {
-                strength: state.vary_strength,
-            }));
+        if task_button(
+            ui,
+            "Vary",
+            "Change the masked cells by the strength beside, keeping their character",
+            unmasked.then_some("Mask the part to vary first"),
+        ) {
+            let strength = state.vary_strength;
+            actions.push(state.run(Task::Vary { strength }));
         }
-        ui.add(egui::Slider::new(&mut state.vary_strength, 0.0..=1.0).show_value(false))
-            .on_hover_text(format!(
-                "Vary strength {:.0}%: 0 keeps the clip, 100% writes new notes",
-                state.vary_strength * 100.0
-            ));
-        if ui
-            .button("Harmonize")
-            .on_hover_text("Write a new accompaniment under the melody track (other pitched tracks are replaced; drums stay)")
-            .clicked()
-        {
+        percent_slider(ui, &mut state.vary_strength, |percent| {
+            format!("Vary strength {percent:.0}%: 0 keeps the clip, 100% writes new notes")
+        });
+        let harmonize = "Write a new accompaniment under the melody track (other pitched tracks \
+                         are replaced; drums stay)";
+        if task_button(ui, "Harmonize", harmonize, None) {
             actions.push(state.run(Task::Harmonize));
         }
-        if ui
-            .button("Continue")
-            .on_hover_text("Append bars that follow on from the clip")
-            .clicked()
-        {
-            actions.push(state.run(Task::Continue {
-                bars: state.continue_bars,
-            }));
+        if task_button(
+            ui,
+            "Continue",
+            "Append bars that follow on from the clip",
+            None,
+        ) {
+            let bars = state.continue_bars;
+            actions.push(state.run(Task::Continue { bars }));
         }
         ui.add(
             egui::DragValue::new(&mut state.continue_bars)
@@ -420,41 +415,53 @@ fn action_buttons(ui: &mut Ui, state: &mut EditorState, actions: &mut Vec<Action
                 .suffix(" bars"),
         )
         .on_hover_text("How many bars Continue appends");
-        if ui
-            .button("Generate")
-            .on_hover_text("A new clip of this length from nothing (4/4 only); undo brings the old one back")
-            .clicked()
-        {
+        let generate =
+            "A new clip of this length from nothing (4/4 only); undo brings the old one back";
+        if task_button(ui, "Generate", generate, None) {
             actions.push(state.run(Task::Generate));
         }
-        if ui
-            .button("Regenerate voice")
-            .on_hover_text("Rewrite every note of the edit track (chosen in the Tracks row)")
-            .clicked()
-        {
-            actions.push(state.run(Task::RegenerateVoice {
-                track: state.roll.edit_track,
-            }));
+        let regenerate = "Rewrite every note of the edit track (chosen in the Tracks row)";
+        if task_button(ui, "Regenerate voice", regenerate, None) {
+            let track = state.roll.edit_track;
+            actions.push(state.run(Task::RegenerateVoice { track }));
         }
-        if ui
-            .add_enabled(state.ab.is_some(), egui::Button::new("Interpolate"))
-            .on_hover_text(
-                "Move the melody part of the way from the previous version (A) to this one (B), \
-                 2 bars at a time (MusicVAE); other tracks stay",
-            )
-            .on_disabled_hover_text("Needs two versions: run a model first")
-            .clicked()
-        {
-            actions.push(state.run(Task::Interpolate {
-                amount: state.interpolate_amount,
-            }));
+        if task_button(
+            ui,
+            "Interpolate",
+            "Move the melody part of the way from the previous version (A) to this one (B), \
+             2 bars at a time (MusicVAE); other tracks stay",
+            state
+                .ab
+                .is_none()
+                .then_some("Needs two versions: run a model first"),
+        ) {
+            let amount = state.interpolate_amount;
+            actions.push(state.run(Task::Interpolate { amount }));
         }
-        ui.add(egui::Slider::new(&mut state.interpolate_amount, 0.0..=1.0).show_value(false))
-            .on_hover_text(format!(
-                "Interpolate: {:.0}% of the way from A to B",
-                state.interpolate_amount * 100.0
-            ));
+        percent_slider(ui, &mut state.interpolate_amount, |percent| {
+            format!("Interpolate: {percent:.0}% of the way from A to B")
+        });
     });
+}
+
+/// A slider of `value` from 0 to 1 without its number; hovering it shows `describe` of the
+/// value in percent.
+fn percent_slider(ui: &mut Ui, value: &mut f32, describe: impl FnOnce(f32) -> String) {
+    ui.add(egui::Slider::new(value, 0.0..=1.0).show_value(false))
+        .on_hover_text(describe(*value * 100.0));
+}
+
+/// The button `label`, explained by `hover`, disabled while `needs` says what it needs first:
+/// whether it was clicked.
+fn task_button(ui: &mut Ui, label: &str, hover: &str, needs: Option<&str>) -> bool {
+    let button = ui
+        .add_enabled(needs.is_none(), egui::Button::new(label))
+        .on_hover_text(hover);
+    match needs {
+        Some(needs) => button.on_disabled_hover_text(needs),
+        None => button,
+    }
+    .clicked()
 }
 
 fn model_controls(ui: &mut Ui, state: &mut EditorState) {

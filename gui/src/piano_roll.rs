@@ -959,32 +959,15 @@ fn paint_grid(
         spb,
         total,
     } = v;
+    // Greys for the dark and the light theme.
     let dark = ui.visuals().dark_mode;
-    let bg = if dark {
-        Color32::from_gray(28)
-    } else {
-        Color32::from_gray(235)
-    };
-    let black_row = if dark {
-        Color32::from_gray(22)
-    } else {
-        Color32::from_gray(220)
-    };
-    let line = if dark {
-        Color32::from_gray(45)
-    } else {
-        Color32::from_gray(205)
-    };
-    let beat_line = if dark {
-        Color32::from_gray(62)
-    } else {
-        Color32::from_gray(180)
-    };
-    let bar_line = if dark {
-        Color32::from_gray(100)
-    } else {
-        Color32::from_gray(120)
-    };
+    let gray =
+        |in_dark: u8, in_light: u8| Color32::from_gray(if dark { in_dark } else { in_light });
+    let bg = gray(28, 235);
+    let black_row = gray(22, 220);
+    let line = gray(45, 205);
+    let beat_line = gray(62, 180);
+    let bar_line = gray(100, 120);
     shapes.push(Shape::rect_filled(grid, 0.0, bg));
     for p in p_lo..=p_hi {
         let r = t.cells_rect(0, 1, p);

@@ -8,6 +8,9 @@ use bandmate_gui::{EditorState, editor_ui};
 use egui::epaint::Shape;
 use egui::{Context, Event, Key, Modifiers, PointerButton, Pos2, RawInput, Rect, pos2, vec2};
 
+#[path = "support/input.rs"]
+mod input;
+
 const HEIGHT: f32 = 720.0;
 
 struct Harness {
@@ -104,15 +107,9 @@ impl Harness {
     }
 
     fn key(&mut self, key: Key, modifiers: Modifiers) {
-        let ev = |pressed| Event::Key {
-            key,
-            physical_key: Some(key),
-            pressed,
-            repeat: false,
-            modifiers,
-        };
-        self.frame(vec![Event::ModifiersChanged(modifiers), ev(true)]);
-        self.frame(vec![ev(false), Event::ModifiersChanged(Modifiers::NONE)]);
+        for events in input::key_press(key, modifiers) {
+            self.frame(events);
+        }
     }
 }
 

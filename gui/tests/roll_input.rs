@@ -8,6 +8,9 @@ use egui::{
     RawInput, Rect, TouchPhase, pos2, vec2,
 };
 
+#[path = "support/input.rs"]
+mod input;
+
 struct Harness {
     ctx: Context,
     time: f64,
@@ -109,15 +112,9 @@ impl Harness {
     }
 
     fn key(&mut self, key: Key, modifiers: Modifiers) {
-        let ev = |pressed| Event::Key {
-            key,
-            physical_key: Some(key),
-            pressed,
-            repeat: false,
-            modifiers,
-        };
-        self.frame(vec![Event::ModifiersChanged(modifiers), ev(true)]);
-        self.frame(vec![ev(false), Event::ModifiersChanged(Modifiers::NONE)]);
+        for events in input::key_press(key, modifiers) {
+            self.frame(events);
+        }
     }
 
     fn wheel(&mut self, at: Pos2, delta_y: f32, modifiers: Modifiers) {

@@ -8,7 +8,6 @@
 use bandmate::music::{Clip, Note};
 use clack_host::prelude::*;
 use std::path::PathBuf;
-use std::time::Instant;
 
 const RATE: f64 = 48_000.0;
 const BLOCK: u32 = 512;
@@ -18,7 +17,7 @@ const TEMPO: f64 = 120.0;
 #[path = "../../tests/support/clap_host.rs"]
 mod clap_host;
 
-use clap_host::{Host as BenchHost, dense_clip_100k, load_state, state_with_clip};
+use clap_host::{Host as BenchHost, Processing, dense_clip_100k, load_state, state_with_clip};
 
 fn library_path() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -76,44 +75,21 @@ fn resident_bytes() -> Option<u64> {
 fn time_blocks(entry: &PluginEntry, clip: &Clip, what: &str, tempo: f64, blocks: usize) {
     let mut instance = clap_host::new_instance(entry, "bandmate-bench");
     load_state(&mut instance, &state_with_clip(clip)).expect("loading the clip");
-    let processor = instance.activate(|_, _| (), config()).expect("activation");
-    let mut processor = processor.start_processing().expect("start");
-    let mut outputs = vec![vec![0.0f32; BLOCK as usize]; 2];
-    let mut output_ports = AudioPorts::with_capacity(2, 1);
-    let input_events = EventBuffer::new();
+    let mut processing = Processing::start(&mut instance, RATE, BLOCK, BLOCK);
     let mut output_events = EventBuffer::with_capacity(8192);
     let mut times = Vec::with_capacity(blocks);
     let mut events = 0usize;
     for block in 0..blocks + 1000 {
         let transport = clap_host::steady_transport(block as u64 * BLOCK as u64, RATE, tempo);
         output_events.clear();
-        let input_audio = InputAudioBuffers::empty();
-        let mut output_audio = output_ports.with_output_buffers([AudioPortBuffer {
-            latency: 0,
-            channels: AudioPortBufferType::f32_output_only(
-                outputs.iter_mut().map(|b| b.as_mut_slice()),
-            ),
-        }]);
-        let start = Instant::now();
-        processor
-            .process(
-                &input_audio,
-                &mut output_audio,
-                &input_events.as_input(),
-                &mut output_events.as_output(),
-                None,
-                Some(&transport),
-            )
-            .expect("process");
-        let elapsed = start.elapsed();
+        let elapsed = processing.block(BLOCK, &transport, &mut output_events);
         if block >= 1000 {
             // The first 1000 blocks warm caches up.
             times.push(elapsed.as_nanos() as u64);
             events += output_events.len() as usize;
         }
     }
-    let processor = processor.stop_processing();
-    instance.deactivate(processor);
+    processing.stop(&mut instance);
     times.sort_unstable();
     let pct = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
     println!(

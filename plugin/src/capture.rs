@@ -7,6 +7,7 @@
 //! Nothing here allocates or blocks; a full ring keeps events in a fixed backlog that is retried
 //! on the next block, and only when that is full too are events dropped (and counted).
 
+use crate::voice::{BlockStart, Timeline};
 use rtrb::{Consumer, Producer, RingBuffer};
 
 /// Events the ring holds.
@@ -65,7 +66,8 @@ pub fn capture_feed() -> (Capture, Consumer<CaptureEvent>) {
             backlog: Box::new([CaptureEvent::Reset; BACKLOG_CAPACITY]),
             backlog_len: 0,
             dropped: 0,
-            scanned_to: None,
+            timeline: Timeline::default(),
+            from: 0.0,
             running: false,
             cue_beats: CUE_BEATS_BEFORE_DOWNBEAT,
             last_cued_bar: None,
@@ -81,8 +83,10 @@ pub struct Capture {
     backlog: Box<[CaptureEvent; BACKLOG_CAPACITY]>,
     backlog_len: usize,
     dropped: u64,
-    /// Last beat the previous block owned and the beat expected next, while playing.
-    scanned_to: Option<(f64, f64)>,
+    /// Where the previous block ended, while playing.
+    timeline: Timeline,
+    /// This block owns the beats after this one (from [`Timeline::start`]).
+    from: f64,
     /// Whether the previous block was captured (playing and enabled).
     running: bool,
     /// How many beats before each downbeat the cue comes.
@@ -112,19 +116,20 @@ impl Capture {
                     self.push(CaptureEvent::Reset);
                 }
                 self.running = false;
-                self.scanned_to = None;
+                self.timeline.forget();
                 self.last_cued_bar = None;
             }
             Some(clock) => {
-                let tolerance = clock.beats_per_sample + 1e-9;
-                let continues = self
-                    .scanned_to
-                    .is_some_and(|(_, expected)| (clock.beat - expected).abs() <= tolerance);
-                if self.running && !continues {
+                // Carries on if it starts within a sample of where the last block said.
+                let slack = clock.beats_per_sample + 1e-9;
+                let BlockStart { from, jumped } =
+                    self.timeline
+                        .start(clock.beat, clock.beats_per_sample, slack);
+                if self.running && jumped {
                     self.push(CaptureEvent::Reset);
-                    self.scanned_to = None;
                     self.last_cued_bar = None;
                 }
+                self.from = from;
                 self.running = true;
             }
         }
@@ -148,6 +153,9 @@ impl Capture {
         let Some(clock) = clock.filter(|_| self.running) else {
             return;
         };
+        // This block owns the beats (from, to].
+        let (from, to) = (self.from, clock.last_beat());
+        self.timeline.finish(to, clock.beats_per_sample, 0.0);
         let bar_len = clock.beats_per_bar;
         if !(bar_len.is_finite() && bar_len > 0.25) {
             return;
@@ -155,12 +163,6 @@ impl Capture {
         // The lookahead stays inside the bar (a bar shorter than the lookahead cues on its
         // downbeat's next 16th).
         let cue_before = self.cue_beats.min(bar_len - 0.25);
-        // This block owns the beats (from, to].
-        let from = match self.scanned_to {
-            Some((scanned, _)) => scanned,
-            None => clock.beat - clock.beats_per_sample,
-        };
-        let to = clock.last_beat();
         let cue_of = |bar: f64| (bar + 1.0) * bar_len - cue_before;
         let mut bar = ((from + cue_before) / bar_len).floor() - 1.0;
         // At most a few bars per block; the bound guards against absurd tempos.
@@ -178,7 +180,6 @@ impl Capture {
             }
             bar += 1.0;
         }
-        self.scanned_to = Some((to, to + clock.beats_per_sample));
     }
 
     fn push(&mut self, event: CaptureEvent) {
@@ -257,6 +258,24 @@ mod tests {
             })
             .collect();
         assert_eq!(cues, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn blocks_of_a_bar_too_short_to_cue_carry_on_without_resets() {
+        let (mut capture, mut consumer) = capture_feed();
+        let short = BlockClock {
+            beats_per_bar: 0.25, // 1/16: no cue fits
+            ..clock(0.0, 64)
+        };
+        for block in 0..4 {
+            let c = BlockClock {
+                beat: block as f64 * 64.0 * short.beats_per_sample,
+                ..short
+            };
+            capture.begin_block(Some(&c));
+            capture.end_block(Some(&c));
+        }
+        assert_eq!(drain(&mut consumer), vec![]);
     }
 
     #[test]

@@ -233,28 +233,22 @@ pub fn file_uri(path: &Path) -> String {
 #[derive(Debug)]
 struct XError(String);
 
-impl From<ConnectError> for XError {
-    fn from(e: ConnectError) -> Self {
-        XError(format!("cannot connect to the X server: {e}"))
-    }
+/// `From` each x11rb error for [`XError`]: what failed, then the error.
+macro_rules! x_error_from {
+    ($($error:ty => $what:literal),* $(,)?) => {
+        $(impl From<$error> for XError {
+            fn from(e: $error) -> Self {
+                XError(format!("{}: {e}", $what))
+            }
+        })*
+    };
 }
 
-impl From<ConnectionError> for XError {
-    fn from(e: ConnectionError) -> Self {
-        XError(format!("X connection: {e}"))
-    }
-}
-
-impl From<ReplyError> for XError {
-    fn from(e: ReplyError) -> Self {
-        XError(format!("X request failed: {e}"))
-    }
-}
-
-impl From<ReplyOrIdError> for XError {
-    fn from(e: ReplyOrIdError) -> Self {
-        XError(format!("X request failed: {e}"))
-    }
+x_error_from! {
+    ConnectError => "cannot connect to the X server",
+    ConnectionError => "X connection",
+    ReplyError => "X request failed",
+    ReplyOrIdError => "X request failed",
 }
 
 /// Whether `e` says the window went away (a target closing mid-drag, not a failure).
@@ -392,28 +386,25 @@ impl Source {
         self.clock.0.wrapping_add(elapsed)
     }
 
-    /// The XDND version `window` speaks, if it is aware.
-    fn aware(&self, window: Window) -> Option<u32> {
+    /// The first 32-bit value of `window`'s `property` (of type `kind`), if it has one.
+    fn property32(&self, window: Window, property: Atom, kind: AtomEnum) -> Option<u32> {
         let reply = self
             .conn
-            .get_property(false, window, self.atoms.XdndAware, AtomEnum::ATOM, 0, 1)
+            .get_property(false, window, property, kind, 0, 1)
             .ok()?
             .reply()
             .ok()?;
         reply.value32()?.next()
     }
 
+    /// The XDND version `window` speaks, if it is aware.
+    fn aware(&self, window: Window) -> Option<u32> {
+        self.property32(window, self.atoms.XdndAware, AtomEnum::ATOM)
+    }
+
     /// `window`'s XDND proxy, if it names one that confirms it.
     fn proxy(&self, window: Window) -> Option<Window> {
-        let read = |w| -> Option<Window> {
-            let reply = self
-                .conn
-                .get_property(false, w, self.atoms.XdndProxy, AtomEnum::WINDOW, 0, 1)
-                .ok()?
-                .reply()
-                .ok()?;
-            reply.value32()?.next()
-        };
+        let read = |w| self.property32(w, self.atoms.XdndProxy, AtomEnum::WINDOW);
         let proxy = read(window)?;
         (read(proxy) == Some(proxy)).then_some(proxy)
     }

@@ -33,9 +33,9 @@ use audition::{AuditionVoice, audition_feed};
 use band::{BandControls, BandSession, BandStats, BandThread, BandVoice, answer_feed};
 use capture::{BlockClock, Capture, capture_feed};
 use clip_feed::{ClipReceiver, clip_feed};
-use nice_plug::midi::{Channel, Key, VoiceID};
+use nice_plug::midi::Key;
 use nice_plug::prelude::*;
-use outbox::Outbox;
+use outbox::{Outbox, note_event};
 use player::MAX_EVENTS_PER_BLOCK;
 use std::num::NonZeroU32;
 use std::sync::atomic::Ordering::Relaxed;
@@ -377,27 +377,6 @@ fn capture_note(capture: &mut Capture, clock: &BlockClock, incoming: &NoteEvent<
             ..
         } => capture.note(clock, timing, pitch, 0, channel.number().unwrap_or(0)),
         _ => {}
-    }
-}
-
-fn note_event(m: &NoteMessage) -> NoteEvent<()> {
-    let (channel, key) = (Channel::Number(m.channel), Key::Number(m.pitch));
-    if m.on {
-        NoteEvent::NoteOn {
-            timing: m.timing,
-            voice_id: VoiceID::Wildcard,
-            channel,
-            key,
-            velocity: m.velocity as f32 / 127.0,
-        }
-    } else {
-        NoteEvent::NoteOff {
-            timing: m.timing,
-            voice_id: VoiceID::Wildcard,
-            channel,
-            key,
-            velocity: 0.0,
-        }
     }
 }
 

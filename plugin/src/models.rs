@@ -390,6 +390,7 @@ pub fn interpolate_clips(
 mod tests {
     use super::*;
     use bandmate::music::{Note, Track, TrackRole};
+    use std::time::Duration;
 
     /// A 4-bar tune: a melody from `pitches` (one note per quarter) over a held C chord.
     fn tune(pitches: &[u8]) -> Clip {
@@ -412,18 +413,7 @@ mod tests {
     /// `request` run to its end on a worker with `generator` alone.
     fn run_on_worker(generator: Arc<dyn Generator>, request: JobRequest) -> Result<Clip, String> {
         let mut worker = crate::worker::Worker::spawn(move || Arc::from(vec![generator])).unwrap();
-        worker.submit(request);
-        loop {
-            match worker
-                .reports()
-                .recv_timeout(std::time::Duration::from_secs(120))
-                .unwrap()
-            {
-                crate::worker::WorkerReport::Done { clip, .. } => return Ok(clip),
-                crate::worker::WorkerReport::Failed { error, .. } => return Err(error),
-                _ => {}
-            }
-        }
+        worker.run_to_end(request, Duration::from_secs(120)).result
     }
 
     #[test]
@@ -517,7 +507,7 @@ mod tests {
         let run = |model: &str| -> (String, Clip) {
             let list = generators.clone();
             let mut worker = crate::worker::Worker::spawn(move || Arc::from(list)).unwrap();
-            worker.submit(JobRequest {
+            let request = JobRequest {
                 job: Job::Fill {
                     clip: clip.clone(),
                     mask: bandmate::music::Mask::bars(&clip, 2..=3),
@@ -527,20 +517,9 @@ mod tests {
                     model: model.to_owned(),
                     ..JobSettings::default()
                 },
-            });
-            let mut name = String::new();
-            loop {
-                match worker
-                    .reports()
-                    .recv_timeout(std::time::Duration::from_secs(120))
-                    .unwrap()
-                {
-                    crate::worker::WorkerReport::Started { generator, .. } => name = generator,
-                    crate::worker::WorkerReport::Done { clip, .. } => return (name, clip),
-                    crate::worker::WorkerReport::Failed { error, .. } => panic!("{error}"),
-                    _ => {}
-                }
-            }
+            };
+            let outcome = worker.run_to_end(request, Duration::from_secs(120));
+            (outcome.generator, outcome.result.unwrap())
         };
         let (auto_name, auto) = run("");
         let (chosen_name, chosen) = run("untrained");

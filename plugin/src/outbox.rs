@@ -3,10 +3,8 @@
 //! again at the first sample of the next block. Until then a note-on of that key is held back (the
 //! host still has it sounding). Counts what was refused.
 
+use crate::voice::{KEYS, NoteMessage, key_of};
 use nice_plug::midi::{Channel, Key, NoteEvent, VoiceID};
-
-/// 16 channels × 128 pitches.
-const KEYS: usize = 16 * 128;
 
 /// What the host refused (they only ever grow).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -40,15 +38,37 @@ impl Default for Outbox {
     }
 }
 
+/// The host's event for `m` (MIDI velocity scaled to 0–1).
+pub(crate) fn note_event<S>(m: &NoteMessage) -> NoteEvent<S> {
+    let (channel, key) = (Channel::Number(m.channel), Key::Number(m.pitch));
+    if m.on {
+        NoteEvent::NoteOn {
+            timing: m.timing,
+            voice_id: VoiceID::Wildcard,
+            channel,
+            key,
+            velocity: m.velocity as f32 / 127.0,
+        }
+    } else {
+        NoteEvent::NoteOff {
+            timing: m.timing,
+            voice_id: VoiceID::Wildcard,
+            channel,
+            key,
+            velocity: 0.0,
+        }
+    }
+}
+
 /// The key (channel · 128 + pitch) of a note event, and whether it is a note-on.
-fn key_of<S>(event: &NoteEvent<S>) -> Option<(usize, bool)> {
+fn key_of_event<S>(event: &NoteEvent<S>) -> Option<(usize, bool)> {
     let (channel, key, on) = match event {
         NoteEvent::NoteOn { channel, key, .. } => (channel, key, true),
         NoteEvent::NoteOff { channel, key, .. } => (channel, key, false),
         _ => return None,
     };
     match (channel.number(), key.number()) {
-        (Some(c), Some(p)) if c < 16 && p < 128 => Some((c as usize * 128 + p as usize, on)),
+        (Some(c), Some(p)) if c < 16 && p < 128 => Some((key_of(c, p) as usize, on)),
         _ => None,
     }
 }
@@ -69,14 +89,7 @@ impl Outbox {
         let mut kept = 0;
         for i in 0..self.waiting_len {
             let key = self.waiting_keys[i];
-            let off = NoteEvent::NoteOff {
-                timing: 0,
-                voice_id: VoiceID::Wildcard,
-                channel: Channel::Number((key / 128) as u8),
-                key: Key::Number((key % 128) as u8),
-                velocity: 0.0,
-            };
-            if send(off) {
+            if send(note_event(&NoteMessage::of_key(0, false, key, 0))) {
                 self.waiting[key as usize] = false;
                 self.stats.retried_offs += 1;
             } else {
@@ -89,7 +102,7 @@ impl Outbox {
 
     /// Send one event through `send`, keeping a refused note-off for [`Outbox::retry`].
     pub fn send<S>(&mut self, event: NoteEvent<S>, mut send: impl FnMut(NoteEvent<S>) -> bool) {
-        match key_of(&event) {
+        match key_of_event(&event) {
             None => {
                 let _ = send(event);
             }

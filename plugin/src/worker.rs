@@ -296,6 +296,37 @@ impl Worker {
     pub fn reports(&self) -> &Receiver<WorkerReport> {
         &self.reports
     }
+
+    /// Submit `request` and wait for its end, up to `timeout` for each report: the name of the
+    /// generator that ran it (empty when none started) and its clip or error. Blocks the caller:
+    /// for tests and tools that run one job at a time, never for the editor.
+    pub fn run_to_end(&mut self, request: JobRequest, timeout: Duration) -> RunOutcome {
+        let id = self.submit(request);
+        let mut generator = String::new();
+        let result = loop {
+            match self.reports.recv_timeout(timeout) {
+                Err(e) => break Err(format!("no report from the worker: {e}")),
+                Ok(WorkerReport::Started {
+                    generator: name, ..
+                }) => generator = name,
+                Ok(WorkerReport::Done { id: done, clip, .. }) if done == id => break Ok(clip),
+                Ok(WorkerReport::Failed { id: failed, error }) if failed == id => break Err(error),
+                Ok(WorkerReport::Cancelled { id: cancelled }) if cancelled == id => {
+                    break Err("cancelled".into());
+                }
+                Ok(_) => {}
+            }
+        };
+        RunOutcome { generator, result }
+    }
+}
+
+/// How a job [`Worker::run_to_end`] waited for ended.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The generator that ran it (empty when none started).
+    pub generator: String,
+    pub result: Result<Clip, String>,
 }
 
 impl Drop for Worker {
@@ -489,6 +520,21 @@ mod tests {
         }
     }
 
+    /// A generator named `.0` that runs every job with `.1`, ignoring cancel.
+    struct AnyJob<F>(&'static str, F);
+
+    impl<F: Fn(&JobRequest) -> Result<Clip, String> + Send + Sync> Generator for AnyJob<F> {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn can_run(&self, _: JobKind) -> bool {
+            true
+        }
+        fn run(&self, request: &JobRequest, _: &JobControl) -> Result<Clip, String> {
+            (self.1)(request)
+        }
+    }
+
     fn worker(steps: usize, step_ms: u64) -> (Worker, Arc<Transposer>) {
         let generator = Arc::new(Transposer {
             steps,
@@ -645,22 +691,13 @@ mod tests {
 
     #[test]
     fn dropping_a_worker_does_not_wait_for_a_job_that_ignores_cancel() {
-        /// Blocks until the test opens the gate, never checking for cancel (a model load).
-        struct Stuck(Receiver<()>);
-        impl Generator for Stuck {
-            fn name(&self) -> &str {
-                "stuck"
-            }
-            fn can_run(&self, _: JobKind) -> bool {
-                true
-            }
-            fn run(&self, _: &JobRequest, _: &JobControl) -> Result<Clip, String> {
-                let _ = self.0.recv();
-                Err("let go".into())
-            }
-        }
-        let (open, gate) = crossbeam_channel::bounded(0);
-        let list: Arc<[Arc<dyn Generator>]> = Arc::from(vec![Arc::new(Stuck(gate)) as _]);
+        let (open, gate) = crossbeam_channel::bounded::<()>(0);
+        // Blocks until the test opens the gate, never checking for cancel (a model load).
+        let stuck = AnyJob("stuck", move |_: &JobRequest| {
+            let _ = gate.recv();
+            Err("let go".into())
+        });
+        let list: Arc<[Arc<dyn Generator>]> = Arc::from(vec![Arc::new(stuck) as _]);
         let mut worker = Worker::spawn(move || list).unwrap();
         worker.submit(vary(60));
         assert!(matches!(
@@ -735,25 +772,16 @@ mod tests {
 
     #[test]
     fn each_instance_has_its_own_thread_and_dropping_stops_it() {
-        /// Answers with the clip and tells on which thread it ran.
-        struct ThreadTeller(crossbeam_channel::Sender<std::thread::ThreadId>);
-        impl Generator for ThreadTeller {
-            fn name(&self) -> &str {
-                "thread teller"
-            }
-            fn can_run(&self, _: JobKind) -> bool {
-                true
-            }
-            fn run(&self, request: &JobRequest, _: &JobControl) -> Result<Clip, String> {
-                let _ = self.0.send(std::thread::current().id());
-                let Job::Vary { clip, .. } = &request.job else {
-                    return Err("unexpected job".into());
-                };
-                Ok(clip.clone())
-            }
-        }
         let (tell, told) = unbounded();
-        let generator: Arc<dyn Generator> = Arc::new(ThreadTeller(tell));
+        // Answers with the clip and tells on which thread it ran.
+        let thread_teller = AnyJob("thread teller", move |request: &JobRequest| {
+            let _ = tell.send(std::thread::current().id());
+            let Job::Vary { clip, .. } = &request.job else {
+                return Err("unexpected job".into());
+            };
+            Ok(clip.clone())
+        });
+        let generator: Arc<dyn Generator> = Arc::new(thread_teller);
         let mut workers: Vec<_> = (0..16)
             .map(|_| {
                 let list: Arc<[Arc<dyn Generator>]> = Arc::from(vec![generator.clone()]);

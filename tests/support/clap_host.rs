@@ -7,11 +7,14 @@
 use bandmate::music::{Clip, Note, Track, TrackRole};
 use clack_extensions::state::PluginState as StateExtension;
 use clack_host::events::event_types::{NoteOffEvent, NoteOnEvent, TransportEvent, TransportFlags};
+use clack_host::events::io::OutputEventBuffer;
 use clack_host::events::{EventFlags, EventHeader};
 use clack_host::prelude::*;
+use clack_host::process::StartedPluginAudioProcessor;
 use clack_host::utils::{BeatTime, SecondsTime};
 use std::ffi::CString;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 pub const PLUGIN_ID: &[u8] = b"org.bandmate.bandmate";
 
@@ -107,27 +110,135 @@ pub fn dense_clip_100k() -> Clip {
     clip
 }
 
+/// What a host reports at the start of a block (4/4, bar 0).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Transport {
+    pub playing: bool,
+    pub beats: f64,
+    pub seconds: f64,
+    /// BPM at the block's first sample.
+    pub tempo: f64,
+    /// BPM change per sample (CLAP's in-block ramp).
+    pub tempo_inc: f64,
+    /// The loop range in whole beats, when the loop is on.
+    pub loop_beats: Option<(i64, i64)>,
+}
+
+impl Transport {
+    pub fn event(&self) -> TransportEvent {
+        let mut flags = TransportFlags::HAS_TEMPO
+            | TransportFlags::HAS_BEATS_TIMELINE
+            | TransportFlags::HAS_SECONDS_TIMELINE;
+        if self.playing {
+            flags |= TransportFlags::IS_PLAYING;
+        }
+        if self.loop_beats.is_some() {
+            flags |= TransportFlags::IS_LOOP_ACTIVE;
+        }
+        let (loop_start, loop_end) = self.loop_beats.unwrap_or((0, 0));
+        TransportEvent {
+            header: EventHeader::new_core(0, EventFlags::empty()),
+            flags,
+            song_pos_beats: BeatTime::from_float(self.beats),
+            song_pos_seconds: SecondsTime::from_float(self.seconds),
+            tempo: self.tempo,
+            tempo_inc: self.tempo_inc,
+            loop_start_beats: BeatTime::from_int(loop_start),
+            loop_end_beats: BeatTime::from_int(loop_end),
+            loop_start_seconds: SecondsTime::from_int(0),
+            loop_end_seconds: SecondsTime::from_int(0),
+            bar_start: BeatTime::from_int(0),
+            bar_number: 0,
+            time_signature_numerator: 4,
+            time_signature_denominator: 4,
+        }
+    }
+}
+
 /// The transport of a host playing from beat 0 at a steady `tempo`, at `sample` (4/4, no loop).
 pub fn steady_transport(sample: u64, rate: f64, tempo: f64) -> TransportEvent {
     let seconds = sample as f64 / rate;
-    TransportEvent {
-        header: EventHeader::new_core(0, EventFlags::empty()),
-        flags: TransportFlags::HAS_TEMPO
-            | TransportFlags::HAS_BEATS_TIMELINE
-            | TransportFlags::HAS_SECONDS_TIMELINE
-            | TransportFlags::IS_PLAYING,
-        song_pos_beats: BeatTime::from_float(seconds * tempo / 60.0),
-        song_pos_seconds: SecondsTime::from_float(seconds),
+    Transport {
+        playing: true,
+        beats: seconds * tempo / 60.0,
+        seconds,
         tempo,
-        tempo_inc: 0.0,
-        loop_start_beats: BeatTime::from_int(0),
-        loop_end_beats: BeatTime::from_int(0),
-        loop_start_seconds: SecondsTime::from_int(0),
-        loop_end_seconds: SecondsTime::from_int(0),
-        bar_start: BeatTime::from_int(0),
-        bar_number: 0,
-        time_signature_numerator: 4,
-        time_signature_denominator: 4,
+        ..Transport::default()
+    }
+    .event()
+}
+
+/// An activated instance that processes, with one stereo output port: runs blocks as a host
+/// does.
+pub struct Processing {
+    pub processor: StartedPluginAudioProcessor<Host>,
+    outputs: Vec<Vec<f32>>,
+    ports: AudioPorts,
+    input_events: EventBuffer,
+}
+
+impl Processing {
+    /// Activate `instance` at `rate` for blocks of `min_block` to `max_block` samples and start
+    /// processing.
+    pub fn start(
+        instance: &mut PluginInstance<Host>,
+        rate: f64,
+        min_block: u32,
+        max_block: u32,
+    ) -> Self {
+        let config = PluginAudioConfiguration {
+            sample_rate: rate,
+            min_frames_count: min_block,
+            max_frames_count: max_block,
+        };
+        let processor = instance.activate(|_, _| (), config).expect("activation");
+        Self {
+            processor: processor.start_processing().expect("start processing"),
+            outputs: vec![vec![0.0f32; max_block as usize]; 2],
+            ports: AudioPorts::with_capacity(2, 1),
+            input_events: EventBuffer::new(),
+        }
+    }
+
+    /// One block of `n` samples at `transport`, the plugin's events pushed to `output_events`:
+    /// how long the plugin's `process()` took.
+    pub fn block(
+        &mut self,
+        n: u32,
+        transport: &TransportEvent,
+        output_events: &mut impl OutputEventBuffer,
+    ) -> Duration {
+        let input_audio = InputAudioBuffers::empty();
+        let mut output_audio = self.ports.with_output_buffers([AudioPortBuffer {
+            latency: 0,
+            channels: AudioPortBufferType::f32_output_only(
+                self.outputs.iter_mut().map(|b| &mut b[..n as usize]),
+            ),
+        }]);
+        let start = Instant::now();
+        self.processor
+            .process(
+                &input_audio,
+                &mut output_audio,
+                &self.input_events.as_input(),
+                &mut OutputEvents::from(output_events),
+                None,
+                Some(transport),
+            )
+            .expect("process");
+        start.elapsed()
+    }
+
+    /// Whether the first `n` output samples of every channel are silent.
+    pub fn silent(&self, n: u32) -> bool {
+        self.outputs
+            .iter()
+            .all(|c| c[..n as usize].iter().all(|&x| x == 0.0))
+    }
+
+    /// Stop processing and deactivate.
+    pub fn stop(self, instance: &mut PluginInstance<Host>) {
+        instance.deactivate(self.processor.stop_processing());
     }
 }
 
@@ -163,41 +274,19 @@ pub fn play_steady(
     let entry = load_entry(path);
     let mut instance = new_instance(&entry, "bandmate-smoke");
     load_state(&mut instance, &state_with_clip(clip)).expect("loading the clip");
-    let config = PluginAudioConfiguration {
-        sample_rate: rate,
-        min_frames_count: block,
-        max_frames_count: block,
-    };
-    let processor = instance.activate(|_, _| (), config).expect("activation");
-    let mut processor = processor.start_processing().expect("start");
-    let mut outputs = vec![vec![0.0f32; block as usize]; 2];
-    let mut output_ports = AudioPorts::with_capacity(2, 1);
-    let input_events = EventBuffer::new();
+    let mut processing = Processing::start(&mut instance, rate, block, block);
     let mut output_events = EventBuffer::with_capacity(8192);
     let mut played = Vec::new();
     for i in 0..blocks as u64 {
         let start = i * block as u64;
         output_events.clear();
-        let input_audio = InputAudioBuffers::empty();
-        let mut output_audio = output_ports.with_output_buffers([AudioPortBuffer {
-            latency: 0,
-            channels: AudioPortBufferType::f32_output_only(
-                outputs.iter_mut().map(|b| b.as_mut_slice()),
-            ),
-        }]);
-        processor
-            .process(
-                &input_audio,
-                &mut output_audio,
-                &input_events.as_input(),
-                &mut output_events.as_output(),
-                None,
-                Some(&steady_transport(start, rate, tempo)),
-            )
-            .expect("process");
+        processing.block(
+            block,
+            &steady_transport(start, rate, tempo),
+            &mut output_events,
+        );
         collect_notes(&output_events, start, &mut played);
     }
-    let processor = processor.stop_processing();
-    instance.deactivate(processor);
+    processing.stop(&mut instance);
     played
 }

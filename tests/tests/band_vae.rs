@@ -211,7 +211,6 @@ fn shipped_model_evaluation_scores_every_row_on_the_generated_part() {
     use bandmate::band::eval::{
         BandEvalData, BandEvalOptions, LIVE, NEXT_BAR_WINDOW, TUNE_BARS, Task, evaluate_band, tunes,
     };
-    use bandmate::evaluation::EvalReport;
     use bandmate::evaluation::report::{COPY, MODEL, RANDOM, REAL, TRUTH};
     let model = BandModel::embedded().unwrap();
     let all = tunes(songs(Split::Test));
@@ -238,7 +237,7 @@ fn shipped_model_evaluation_scores_every_row_on_the_generated_part() {
         2 * count * (NEXT_BAR_WINDOW as usize - 1)
     );
     for task in &report.tasks {
-        let names: Vec<&str> = task.rows.iter().map(|r| r.name.as_str()).collect();
+        let names = bandmate_tests::row_names(task);
         if task.task == Task::NextBar.name() {
             assert_eq!(names, [MODEL, LIVE, TRUTH, REAL, COPY, RANDOM]);
         } else {
@@ -246,11 +245,7 @@ fn shipped_model_evaluation_scores_every_row_on_the_generated_part() {
         }
         assert_eq!(task.windows.len(), count, "{}", task.task);
         assert_eq!(task.seeds, 2);
-        let value = |row: &str, metric: &str| {
-            task.value(row, metric)
-                .and_then(|m| m.interval.value)
-                .unwrap_or_else(|| panic!("{}: {row} has no {metric}", task.task))
-        };
+        let value = |row: &str, metric: &str| bandmate_tests::metric_value(task, row, metric);
         assert_eq!(value(TRUTH, "all: density ratio"), 1.0, "{}", task.task);
         for row in [TRUTH, MODEL, COPY, RANDOM] {
             assert_eq!(
@@ -292,12 +287,7 @@ fn shipped_model_evaluation_scores_every_row_on_the_generated_part() {
         );
         assert!(table.contains("| set: mean OA | higher |"), "{table}");
     }
-    let dir = std::env::temp_dir().join(format!("bandmate-band-eval-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("band.json");
-    report.write(&path).unwrap();
-    let back = EvalReport::read(&path).unwrap();
-    assert_eq!(back.tasks.len(), report.tasks.len());
+    let back = bandmate_tests::report_through_json(report, "band-eval");
     for (a, b) in back.tasks.iter().zip(&report.tasks) {
         assert_eq!(
             (&a.task, &a.windows, a.seeds),
@@ -317,7 +307,6 @@ fn shipped_model_evaluation_scores_every_row_on_the_generated_part() {
             }
         }
     }
-    std::fs::remove_dir_all(dir).ok();
 }
 
 /// The density choice picks the best next-bar F1 of the tried values.

@@ -12,7 +12,7 @@ use bandmate::data::{
     transpose_all, transpositions,
 };
 use bandmate::music::segment::{WindowOptions, windows, windows_with};
-use bandmate::music::{STEPS_PER_BEAT, TrackRole};
+use bandmate::music::{Clip, STEPS_PER_BEAT, TrackRole};
 
 fn root() -> PathBuf {
     data::default_data_root()
@@ -61,6 +61,14 @@ fn check_counts(dataset: Dataset, expected: [usize; 3]) -> &'static [Vec<Song>; 
     loaded
 }
 
+/// The name and role of every track of `clip`, in order.
+fn roles(clip: &Clip) -> Vec<(&str, TrackRole)> {
+    clip.tracks
+        .iter()
+        .map(|t| (t.name.as_str(), t.role))
+        .collect()
+}
+
 /// Check that every clip is well formed: notes inside the clip and on existing tracks.
 fn check_clips(dataset: Dataset, songs: &[Vec<Song>; 3]) {
     for song in songs.iter().flatten() {
@@ -96,13 +104,8 @@ fn nottingham_loads_melody_and_chords_for_every_split() {
     let mut polyphonic_melodies = Vec::new();
     for song in loaded.iter().flatten() {
         let clip = &song.clip;
-        let roles: Vec<(&str, TrackRole)> = clip
-            .tracks
-            .iter()
-            .map(|t| (t.name.as_str(), t.role))
-            .collect();
         assert_eq!(
-            roles,
+            roles(clip),
             [
                 ("Melody", TrackRole::Melody),
                 ("Chords", TrackRole::Accompaniment)
@@ -155,11 +158,7 @@ fn pop909_loads_on_the_beat_grid_with_keys() {
     let mut onsets_in_beat = [0usize; STEPS_PER_BEAT as usize];
     for song in loaded.iter().flatten() {
         let clip = &song.clip;
-        let roles: Vec<(&str, TrackRole)> = clip
-            .tracks
-            .iter()
-            .map(|t| (t.name.as_str(), t.role))
-            .collect();
+        let roles = roles(clip);
         let expected = [
             ("MELODY", TrackRole::Melody),
             ("BRIDGE", TrackRole::Accompaniment),
@@ -277,13 +276,8 @@ fn jsb_loads_four_voices_and_the_polyphonic_form() {
     assert_eq!(loaded.each_ref().map(Vec::len), [229, 76, 77]);
     for song in loaded.iter().flatten() {
         let clip = &song.clip;
-        let roles: Vec<(&str, TrackRole)> = clip
-            .tracks
-            .iter()
-            .map(|t| (t.name.as_str(), t.role))
-            .collect();
         assert_eq!(
-            roles,
+            roles(clip),
             [
                 ("Soprano", TrackRole::Melody),
                 ("Alto", TrackRole::Accompaniment),
@@ -482,20 +476,19 @@ fn cache_round_trips_every_dataset_exactly() {
     let data_root = root();
     for dataset in Dataset::ALL {
         for (split, parsed) in Split::ALL.iter().zip(splits(dataset)) {
-            let (built, status) =
-                load_cached_with_status(dataset, *split, &data_root, &cache_dir).unwrap();
-            assert_eq!(status, CacheStatus::Missing, "{dataset} {split}");
-            assert!(
-                built == *parsed,
-                "{dataset} {split}: built differs from parsed"
-            );
-            let (cached, status) =
-                load_cached_with_status(dataset, *split, &data_root, &cache_dir).unwrap();
-            assert_eq!(status, CacheStatus::Hit, "{dataset} {split}");
-            assert!(
-                cached == *parsed,
-                "{dataset} {split}: cached differs from parsed"
-            );
+            // The first load builds the cache, the second reads it.
+            for (what, expected) in [
+                ("built", CacheStatus::Missing),
+                ("cached", CacheStatus::Hit),
+            ] {
+                let (loaded, status) =
+                    load_cached_with_status(dataset, *split, &data_root, &cache_dir).unwrap();
+                assert_eq!(status, expected, "{dataset} {split}");
+                assert!(
+                    loaded == *parsed,
+                    "{dataset} {split}: {what} differs from parsed"
+                );
+            }
         }
     }
     // All of POP909 from the cache.

@@ -449,7 +449,7 @@ fn the_latent_evaluation_scores_only_the_generated_bars_of_every_row() {
     let tasks = &evaluation.report.tasks;
     assert_eq!(tasks.len(), 2);
     for task in tasks {
-        let names: Vec<&str> = task.rows.iter().map(|r| r.name.as_str()).collect();
+        let names = bandmate_tests::row_names(task);
         assert_eq!(
             names,
             [

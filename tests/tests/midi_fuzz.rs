@@ -132,12 +132,7 @@ fn nottingham() -> &'static [Vec<u8>] {
     static FILES: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     FILES.get_or_init(|| {
         let dir = bandmate_tests::data_dir().join("nottingham/MIDI");
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "mid"))
-            .collect();
-        paths.sort();
+        let paths = bandmate_tests::sorted_files(&dir, bandmate_tests::is_midi);
         paths.iter().map(|p| std::fs::read(p).unwrap()).collect()
     })
 }
@@ -175,6 +170,14 @@ fn mutation() -> impl Strategy<Value = Mutation> {
             .prop_map(|(f, t, d)| Mutation::Header(f, t, d)),
         1 => any::<Index>().prop_map(Mutation::LongDelta),
     ]
+}
+
+/// `counts` mutations, and whether to repair the chunk lengths after them (3 times in 4).
+fn mutations(counts: std::ops::Range<usize>) -> impl Strategy<Value = (Vec<Mutation>, bool)> {
+    (
+        prop::collection::vec(mutation(), counts),
+        prop::bool::weighted(0.75),
+    )
 }
 
 /// Set every MTrk chunk's length to reach the next "MTrk" tag (or the end of the file), so that
@@ -234,6 +237,17 @@ fn apply(bytes: &mut Vec<u8>, mutation: &Mutation) {
         }
         _ => {}
     }
+}
+
+/// `bytes` with `mutations` applied in order, then the chunk lengths repaired if `repair`.
+fn mutated(mut bytes: Vec<u8>, mutations: &[Mutation], repair: bool) -> Vec<u8> {
+    for m in mutations {
+        apply(&mut bytes, m);
+    }
+    if repair {
+        repair_chunk_lengths(&mut bytes);
+    }
+    bytes
 }
 
 /// A random track event of a synthetic file.
@@ -387,23 +401,13 @@ fn random_bytes_after_a_valid_header() {
 fn mutated_nottingham_files() {
     bandmate_tests::require_data!("nottingham");
     let files = nottingham();
-    let strategy = (
-        any::<Index>(),
-        prop::collection::vec(mutation(), 1..4),
-        prop::bool::weighted(0.75),
-    );
+    let strategy = (any::<Index>(), mutations(1..4));
     let outcomes = fuzz(
         "mutated Nottingham files",
         60_000,
         strategy,
-        |(file, mutations, repair)| {
-            let mut bytes = files[file.index(files.len())].clone();
-            for m in &mutations {
-                apply(&mut bytes, m);
-            }
-            if repair {
-                repair_chunk_lengths(&mut bytes);
-            }
+        |(file, (mutations, repair))| {
+            let bytes = mutated(files[file.index(files.len())].clone(), &mutations, repair);
             check_import(&bytes)
         },
     );
@@ -415,24 +419,12 @@ fn mutated_nottingham_files() {
 
 #[test]
 fn mutated_synthetic_files() {
-    let strategy = (
-        synthetic_file(),
-        prop::collection::vec(mutation(), 0..3),
-        prop::bool::weighted(0.75),
-    );
+    let strategy = (synthetic_file(), mutations(0..3));
     let outcomes = fuzz(
         "mutated synthetic files",
         50_000,
         strategy,
-        |(mut bytes, mutations, repair)| {
-            for m in &mutations {
-                apply(&mut bytes, m);
-            }
-            if repair {
-                repair_chunk_lengths(&mut bytes);
-            }
-            check_import(&bytes)
-        },
+        |(bytes, (mutations, repair))| check_import(&mutated(bytes, &mutations, repair)),
     );
     assert!(share(&outcomes, "Ok") > 0.3, "{outcomes:?}");
     assert!(share(&outcomes, "Ok") < 0.99, "{outcomes:?}");
@@ -485,13 +477,7 @@ fn mutated_files_near_the_size_limit() {
         24,
         strategy,
         |(mutations, repair)| {
-            let mut bytes = base.clone();
-            for m in &mutations {
-                apply(&mut bytes, m);
-            }
-            if repair {
-                repair_chunk_lengths(&mut bytes);
-            }
+            let mut bytes = mutated(base.clone(), &mutations, repair);
             bytes.truncate(midi::MAX_FILE_BYTES as usize);
             check_result(&bytes, Duration::from_secs(60), midi::read_bytes)
         },
@@ -551,12 +537,7 @@ fn read_bytes_with_beats_takes_random_beat_lists() {
 #[test]
 fn regression_files_import_cleanly() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("regressions/midi");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "mid"))
-        .collect();
-    paths.sort();
+    let paths = bandmate_tests::sorted_files(&dir, bandmate_tests::is_midi);
     assert!(
         !paths.is_empty(),
         "no regression files in {}",

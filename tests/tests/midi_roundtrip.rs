@@ -1,22 +1,11 @@
 //! Import → export → import of every Nottingham and POP909 file gives the same notes.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use bandmate::midi;
 use bandmate::music::{Clip, TrackRole};
-use bandmate_tests::data_dir;
-
-fn sorted_files(dir: &Path, keep: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|p| keep(p))
-        .collect();
-    files.sort();
-    files
-}
+use bandmate_tests::{data_dir, is_midi, sorted_files};
 
 /// Export `clip`, import it again and compare notes, tracks, meter and tempo.
 fn assert_round_trip(name: &str, clip: &Clip) {
@@ -54,7 +43,7 @@ fn every_nottingham_file_round_trips() {
     bandmate_tests::require_data!("nottingham");
     let started = Instant::now();
     let dir = data_dir().join("nottingham/MIDI");
-    let files = sorted_files(&dir, |p| p.extension().is_some_and(|e| e == "mid"));
+    let files = sorted_files(&dir, is_midi);
     assert!(files.len() >= 1000, "{} Nottingham files", files.len());
     let mut notes = 0;
     let mut meters: BTreeMap<String, usize> = BTreeMap::new();

@@ -5,9 +5,14 @@
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
-use bandmate::data::{self, Dataset, Split};
+use bandmate::data::Dataset;
 use bandmate::diffusion::{self, RollModel, RollOptions};
-use bandmate::music::{Clip, Mask, Note, TimeSignature, TrackRole};
+use bandmate::music::{Clip, Mask, Note, TrackRole};
+
+#[path = "../support/test_windows.rs"]
+mod test_windows;
+
+use test_windows::{test_songs, third_windows};
 
 fn model() -> &'static RollModel {
     static MODEL: OnceLock<RollModel> = OnceLock::new();
@@ -17,23 +22,8 @@ fn model() -> &'static RollModel {
 /// The third 4-bar window of the first `count` 4/4 songs of a test split that have a melody
 /// and another pitched track sounding in bars 3–4.
 fn windows(dataset: Dataset, count: usize) -> Vec<Clip> {
-    let songs = data::load_cached(
-        dataset,
-        Split::Test,
-        &data::default_data_root(),
-        &data::default_cache_dir(),
-    )
-    .expect("the test split loads");
-    songs
-        .iter()
-        .filter(|s| {
-            s.clip.time_signature == TimeSignature::FOUR_FOUR && s.clip.meter_changes.is_empty()
-        })
-        .filter_map(|s| {
-            bandmate::music::segment::windows(&s.clip, 4, 4)
-                .into_iter()
-                .nth(2)
-        })
+    let songs = test_songs(dataset);
+    third_windows(&songs, 4)
         .filter(|c| {
             let melody = c.track_with_role(TrackRole::Melody);
             melody.is_some_and(|m| c.track_notes(m).any(|n| n.start >= 32))

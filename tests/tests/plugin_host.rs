@@ -9,20 +9,22 @@
 //! `target/bundled/Bandmate.clap` after `cargo xtask bundle`.
 
 use bandmate::music::{Clip, Note, Track, TrackRole};
-use clack_host::events::event_types::{NoteOffEvent, NoteOnEvent, TransportEvent, TransportFlags};
+use clack_host::events::UnknownEvent;
 use clack_host::events::io::{OutputEventBuffer, TryPushError};
-use clack_host::events::{EventFlags, EventHeader, UnknownEvent};
 use clack_host::prelude::*;
-use clack_host::utils::{BeatTime, SecondsTime};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
 #[path = "../support/clap_host.rs"]
 mod clap_host;
+#[path = "../support/host_timeline.rs"]
+mod host_timeline;
 
 use clap_host::{
-    Host as TestHost, load_state, save_state, state_with_clip, state_with_session_field,
+    Host as TestHost, Played, Processing, Transport, load_state, save_state, state_with_clip,
+    state_with_session_field,
 };
+use host_timeline::{HostSample, Scenario, SimulatedHost, first_difference, reference, sorted};
 
 fn library_path() -> PathBuf {
     if let Some(path) = std::env::var_os("BANDMATE_CLAP") {
@@ -101,31 +103,6 @@ fn test_clip(transpose: u8) -> Clip {
     clip
 }
 
-/// A played event: absolute sample, on/off, channel, key, MIDI velocity.
-type Played = (u64, bool, u8, u8, u8);
-
-/// What the simulated host does; changes take effect at the first block boundary at or after
-/// their time (hosts report one tempo per block).
-#[derive(Clone, Copy)]
-struct Scenario {
-    rate: u32,
-    start_bpm: i64,
-    tempo_change: (f64, i64),
-    loop_beats: (i64, i64),
-    stop_at: f64,
-    restart: (f64, i64),
-    seconds: f64,
-}
-
-#[derive(Clone, Copy)]
-struct HostSample {
-    playing: bool,
-    /// Position in units of 1/(60·rate) beat: a sample at `t` BPM is `t` units.
-    units: i64,
-    step: i64,
-    discontinuous: bool,
-}
-
 /// Process `scenario` in blocks of `block` samples; returns the exact host timeline and the
 /// events the plugin sent.
 fn drive(
@@ -133,176 +110,34 @@ fn drive(
     scenario: Scenario,
     block: u32,
 ) -> (Vec<HostSample>, Vec<Played>) {
-    let rate = scenario.rate as i64;
-    let units_per_beat = 60 * rate;
-    let config = PluginAudioConfiguration {
-        sample_rate: scenario.rate as f64,
-        min_frames_count: 1,
-        max_frames_count: block,
-    };
-    let processor = instance.activate(|_, _| (), config).expect("activation");
-    let mut processor = processor.start_processing().expect("start processing");
-
-    let mut outputs = vec![vec![0.0f32; block as usize]; 2];
-    let mut output_ports = AudioPorts::with_capacity(2, 1);
-    let input_events = EventBuffer::new();
+    let rate = scenario.rate as f64;
+    let mut processing = Processing::start(instance, rate, 1, block);
     let mut output_events = EventBuffer::with_capacity(4096);
-
-    let total = (scenario.seconds * rate as f64) as u64;
-    let at = |seconds: f64| (seconds * rate as f64).round() as u64;
-    let mut timeline = Vec::with_capacity(total as usize);
+    let mut host = SimulatedHost::new(&scenario, block);
     let mut played = Vec::new();
-    let (mut bpm, mut units, mut playing, mut fresh) = (scenario.start_bpm, 0i64, true, true);
-    let (mut tempo_done, mut stop_done, mut restart_done) = (false, false, false);
-    let (loop_start, loop_end) = scenario.loop_beats;
-    let mut sample = 0u64;
-    while sample < total {
-        if !tempo_done && sample >= at(scenario.tempo_change.0) {
-            bpm = scenario.tempo_change.1;
-            tempo_done = true;
-        }
-        if !stop_done && sample >= at(scenario.stop_at) {
-            playing = false;
-            stop_done = true;
-        }
-        if !restart_done && sample >= at(scenario.restart.0) {
-            playing = true;
-            units = scenario.restart.1 * units_per_beat;
-            fresh = true;
-            restart_done = true;
-        }
-        let n = (block as u64).min(total - sample) as u32;
-        let beats = units as f64 / units_per_beat as f64;
-        let mut flags = TransportFlags::HAS_TEMPO
-            | TransportFlags::HAS_BEATS_TIMELINE
-            | TransportFlags::HAS_SECONDS_TIMELINE
-            | TransportFlags::IS_LOOP_ACTIVE;
-        if playing {
-            flags |= TransportFlags::IS_PLAYING;
-        }
-        let transport = TransportEvent {
-            header: EventHeader::new_core(0, EventFlags::empty()),
-            flags,
-            song_pos_beats: BeatTime::from_float(beats),
-            song_pos_seconds: SecondsTime::from_float(sample as f64 / rate as f64),
-            tempo: bpm as f64,
+    for b in host.by_ref() {
+        let transport = Transport {
+            playing: b.playing,
+            beats: b.beats,
+            seconds: b.start as f64 / rate,
+            tempo: b.bpm as f64,
             tempo_inc: 0.0,
-            loop_start_beats: BeatTime::from_int(loop_start),
-            loop_end_beats: BeatTime::from_int(loop_end),
-            loop_start_seconds: SecondsTime::from_int(0),
-            loop_end_seconds: SecondsTime::from_int(0),
-            bar_start: BeatTime::from_int(0),
-            bar_number: 0,
-            time_signature_numerator: 4,
-            time_signature_denominator: 4,
+            loop_beats: scenario.loop_beats,
         };
         output_events.clear();
-        {
-            let input_audio = InputAudioBuffers::empty();
-            let mut output_audio = output_ports.with_output_buffers([AudioPortBuffer {
-                latency: 0,
-                channels: AudioPortBufferType::f32_output_only(
-                    outputs.iter_mut().map(|b| &mut b[..n as usize]),
-                ),
-            }]);
-            processor
-                .process(
-                    &input_audio,
-                    &mut output_audio,
-                    &input_events.as_input(),
-                    &mut output_events.as_output(),
-                    None,
-                    Some(&transport),
-                )
-                .expect("process");
-        }
-        assert!(
-            outputs
-                .iter()
-                .all(|c| c[..n as usize].iter().all(|&x| x == 0.0)),
-            "silent output"
-        );
+        processing.block(b.len, &transport.event(), &mut output_events);
+        assert!(processing.silent(b.len), "silent output");
         let mut last_time = 0;
         for event in output_events.iter() {
             let time = event.header().time();
-            assert!(time < n, "event at {time} in a block of {n}");
+            assert!(time < b.len, "event at {time} in a block of {}", b.len);
             assert!(time >= last_time, "events are sorted");
             last_time = time;
         }
-        clap_host::collect_notes(&output_events, sample, &mut played);
-        for _ in 0..n {
-            let mut discontinuous = std::mem::take(&mut fresh);
-            if playing && units >= loop_end * units_per_beat {
-                units = loop_start * units_per_beat + (units - loop_end * units_per_beat);
-                discontinuous = true;
-            }
-            timeline.push(HostSample {
-                playing,
-                units,
-                step: bpm,
-                discontinuous,
-            });
-            if playing {
-                units += bpm;
-            }
-        }
-        sample += n as u64;
+        clap_host::collect_notes(&output_events, b.start, &mut played);
     }
-    let processor = processor.stop_processing();
-    instance.deactivate(processor);
-    (timeline, played)
-}
-
-/// Where every event belongs: a note sounds from the first sample whose exact position reaches
-/// its start; everything sounding stops at a stop, a loop wrap or a jump; the same key again while
-/// it sounds ends the old note on the same sample.
-fn reference(clip: &Clip, rate: u32, timeline: &[HostSample]) -> Vec<Played> {
-    let units_per_step = 15 * rate as i64;
-    let clip_units = clip.steps() as i64 * units_per_step;
-    let mut notes: Vec<&Note> = clip.notes.iter().collect();
-    notes.sort_by_key(|n| (n.start, n.pitch));
-    let mut sounding: Vec<(u8, u8, i64)> = Vec::new();
-    let mut out = Vec::new();
-    let mut was_playing = false;
-    for (s, h) in timeline.iter().enumerate() {
-        let s = s as u64;
-        if !h.playing || h.discontinuous || !was_playing {
-            out.extend(sounding.drain(..).map(|(c, p, _)| (s, false, c, p, 0)));
-        }
-        if !h.playing {
-            was_playing = false;
-            continue;
-        }
-        let prev = if h.discontinuous || !was_playing {
-            h.units - h.step
-        } else {
-            timeline[s as usize - 1].units
-        };
-        was_playing = true;
-        for lap in prev.div_euclid(clip_units)..=h.units.div_euclid(clip_units) {
-            for n in &notes {
-                let start = lap * clip_units + n.start as i64 * units_per_step;
-                if start <= prev || start > h.units {
-                    continue;
-                }
-                let ch = clip.tracks[n.track as usize].channel;
-                if let Some(i) = sounding
-                    .iter()
-                    .position(|&(c, p, _)| (c, p) == (ch, n.pitch))
-                {
-                    sounding.remove(i);
-                    out.push((s, false, ch, n.pitch, 0));
-                }
-                let end = n.end().min(clip.steps()) as i64 * units_per_step;
-                sounding.push((ch, n.pitch, lap * clip_units + end));
-                out.push((s, true, ch, n.pitch, n.velocity));
-            }
-        }
-        let (due, rest): (Vec<_>, Vec<_>) = sounding.drain(..).partition(|&(_, _, o)| o <= h.units);
-        sounding = rest;
-        out.extend(due.into_iter().map(|(c, p, _)| (s, false, c, p, 0)));
-    }
-    sorted(out)
+    processing.stop(instance);
+    (host.timeline, played)
 }
 
 /// The first note-on of a run; whatever comes before it must be note-offs at sample 0 (of notes
@@ -314,21 +149,24 @@ fn first_note_on(played: &[Played]) -> Option<Played> {
     first.map(|i| played[i])
 }
 
-fn sorted(mut events: Vec<Played>) -> Vec<Played> {
-    events.sort_by_key(|&(s, on, c, p, _)| (s, on, c, p));
-    events
-}
-
+/// A tempo change, a loop, a stop and a restart in 6 seconds at `rate`.
 fn scenario(rate: u32) -> Scenario {
     Scenario {
-        rate,
-        start_bpm: 120,
-        tempo_change: (1.3, 90),
-        loop_beats: (2, 7),
-        stop_at: 4.6,
-        restart: (5.0, 3),
-        seconds: 6.0,
+        tempo_change: Some((1.3, 90)),
+        loop_beats: Some((2, 7)),
+        stop_at: Some(4.6),
+        restart: Some((5.0, 3)),
+        ..Scenario::steady(rate, 120, 6.0)
     }
+}
+
+/// The events of a new run of `instance` over the first `seconds` of [`scenario`] at 48 kHz.
+fn play_from_start(instance: &mut PluginInstance<TestHost>, seconds: f64) -> Vec<Played> {
+    let scenario = Scenario {
+        seconds,
+        ..scenario(48_000)
+    };
+    drive(instance, scenario, 512).1
 }
 
 #[test]
@@ -359,15 +197,8 @@ fn every_note_lands_on_its_exact_sample_at_every_rate_and_block_size() {
                 .map(|(channel, key)| (0, false, channel, key, 0))
                 .collect();
             assert!(expected.len() > 15, "{} events expected", expected.len());
-            if got != expected {
-                let first = got.iter().zip(&expected).position(|(a, b)| a != b);
-                panic!(
-                    "{rate} Hz, block {block}: {} events, expected {}; first difference at {first:?}: {:?} vs {:?}",
-                    got.len(),
-                    expected.len(),
-                    first.map(|i| got[i]),
-                    first.map(|i| expected[i])
-                );
+            if let Some(difference) = first_difference(&got, &expected) {
+                panic!("{rate} Hz, block {block}: {difference}");
             }
         }
     }
@@ -397,39 +228,18 @@ fn state_round_trips_and_corrupt_state_loads_as_the_default_session() {
     );
 
     // The restored instance plays the clip: its first note at sample 0.
-    let (_, played) = drive(
-        &mut second,
-        Scenario {
-            seconds: 0.5,
-            ..scenario(48_000)
-        },
-        512,
-    );
+    let played = play_from_start(&mut second, 0.5);
     assert_eq!(first_note_on(&played), Some((0, true, 0, 62, 100)));
 
     // Unreadable bytes: the host is told the load failed; the instance keeps its clip.
     assert!(load_state(&mut second, b"\x00\x01garbage").is_err());
-    let (_, played) = drive(
-        &mut second,
-        Scenario {
-            seconds: 0.5,
-            ..scenario(48_000)
-        },
-        512,
-    );
+    let played = play_from_start(&mut second, 0.5);
     assert_eq!(first_note_on(&played), Some((0, true, 0, 62, 100)));
 
     // A damaged session inside valid state loads as the default (empty) session.
     for field in ["{\"version\":1,\"clip\":", "{\"version\":99}", "[]"] {
         load_state(&mut second, &state_with_session_field(field)).unwrap();
-        let (_, played) = drive(
-            &mut second,
-            Scenario {
-                seconds: 1.0,
-                ..scenario(48_000)
-            },
-            512,
-        );
+        let played = play_from_start(&mut second, 1.0);
         assert_eq!(first_note_on(&played), None, "{field}: {played:?}");
         load_state(&mut second, &saved).unwrap();
     }
@@ -490,9 +300,7 @@ fn sixteen_instances_play_their_own_clips_side_by_side() {
 /// An activated, processing instance driven block by block (for tests that act between blocks:
 /// state loads, resets, deactivation).
 struct Rig {
-    processor: clack_host::process::StartedPluginAudioProcessor<TestHost>,
-    outputs: Vec<Vec<f32>>,
-    ports: AudioPorts,
+    processing: Processing,
     output_events: HostQueue,
     rate: f64,
     /// Host position at the next block's first sample.
@@ -501,16 +309,8 @@ struct Rig {
 
 impl Rig {
     fn start(instance: &mut PluginInstance<TestHost>, rate: f64, max_block: u32) -> Self {
-        let config = PluginAudioConfiguration {
-            sample_rate: rate,
-            min_frames_count: 1,
-            max_frames_count: max_block,
-        };
-        let processor = instance.activate(|_, _| (), config).expect("activation");
         Self {
-            processor: processor.start_processing().expect("start processing"),
-            outputs: vec![vec![0.0f32; max_block as usize]; 2],
-            ports: AudioPorts::with_capacity(2, 1),
+            processing: Processing::start(instance, rate, 1, max_block),
             output_events: HostQueue {
                 events: EventBuffer::with_capacity(8192),
                 room: u32::MAX,
@@ -530,71 +330,34 @@ impl Rig {
         tempo_inc: f64,
         playing: bool,
     ) -> Vec<(u32, bool, u8, u8)> {
-        let mut flags = TransportFlags::HAS_TEMPO
-            | TransportFlags::HAS_BEATS_TIMELINE
-            | TransportFlags::HAS_SECONDS_TIMELINE;
-        if playing {
-            flags |= TransportFlags::IS_PLAYING;
-        }
-        let transport = TransportEvent {
-            header: EventHeader::new_core(0, EventFlags::empty()),
-            flags,
-            song_pos_beats: BeatTime::from_float(self.beat),
-            song_pos_seconds: SecondsTime::from_float(0.0),
+        let transport = Transport {
+            playing,
+            beats: self.beat,
             tempo: bpm,
             tempo_inc,
-            loop_start_beats: BeatTime::from_int(0),
-            loop_end_beats: BeatTime::from_int(0),
-            loop_start_seconds: SecondsTime::from_int(0),
-            loop_end_seconds: SecondsTime::from_int(0),
-            bar_start: BeatTime::from_int(0),
-            bar_number: 0,
-            time_signature_numerator: 4,
-            time_signature_denominator: 4,
+            ..Transport::default()
         };
         self.output_events.events.clear();
-        let input_events = EventBuffer::new();
-        {
-            let input_audio = InputAudioBuffers::empty();
-            let mut output_audio = self.ports.with_output_buffers([AudioPortBuffer {
-                latency: 0,
-                channels: AudioPortBufferType::f32_output_only(
-                    self.outputs.iter_mut().map(|b| &mut b[..n as usize]),
-                ),
-            }]);
-            self.processor
-                .process(
-                    &input_audio,
-                    &mut output_audio,
-                    &input_events.as_input(),
-                    &mut OutputEvents::from(&mut self.output_events),
-                    None,
-                    Some(&transport),
-                )
-                .expect("process");
-        }
+        self.processing
+            .block(n, &transport.event(), &mut self.output_events);
         if playing {
             for k in 0..n {
                 self.beat += (bpm + tempo_inc * k as f64) / 60.0 / self.rate;
             }
         }
-        let mut events = Vec::new();
-        for event in self.output_events.events.iter() {
-            let time = event.header().time();
-            assert!(time < n.max(1), "event at {time} in a block of {n}");
-            if let Some(on) = event.as_event::<NoteOnEvent>() {
-                let raw = on.as_raw();
-                events.push((time, true, raw.channel as u8, raw.key as u8));
-            } else if let Some(off) = event.as_event::<NoteOffEvent>() {
-                let raw = off.as_raw();
-                events.push((time, false, raw.channel as u8, raw.key as u8));
-            }
-        }
-        events
+        let mut played = Vec::new();
+        clap_host::collect_notes(&self.output_events.events, 0, &mut played);
+        played
+            .into_iter()
+            .map(|(time, on, channel, key, _)| {
+                assert!(time < n.max(1) as u64, "event at {time} in a block of {n}");
+                (time as u32, on, channel, key)
+            })
+            .collect()
     }
 
     fn stop(self, instance: &mut PluginInstance<TestHost>) {
-        instance.deactivate(self.processor.stop_processing());
+        self.processing.stop(instance);
     }
 }
 
@@ -686,7 +449,7 @@ fn reset_deactivation_and_stop_end_every_note_even_with_100_000_notes_and_tempo_
         assert!(!voices.0.is_empty(), "notes sound mid-clip");
         match round {
             // The host resets mid-note: the offs come with the next block.
-            0 => rig.processor.reset(),
+            0 => rig.processing.processor.reset(),
             // Deactivated mid-note, then activated again: the offs come with the first block.
             1 => {
                 rig.stop(&mut instance);

@@ -4,63 +4,39 @@
 //! the plugin does not depend on the dataset readers. Needs `../shared/data`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bandmate::data;
 use bandmate::diffusion::RollModel;
-use bandmate::music::{Clip, TimeSignature};
+use bandmate::music::Clip;
 use bandmate_plugin::models::RollGenerator;
-use bandmate_plugin::worker::{Generator, Job, JobRequest, JobSettings};
+use bandmate_plugin::worker::{Generator, Job, JobRequest, JobSettings, Worker};
+
+#[path = "../support/test_windows.rs"]
+mod windows;
+
+use windows::{mean_onsets_shared, test_songs, third_windows};
 
 /// `request` run to its end on a worker with `generator` alone.
 fn run_on_worker(generator: Arc<dyn Generator>, request: JobRequest) -> Result<Clip, String> {
-    let mut worker =
-        bandmate_plugin::worker::Worker::spawn(move || Arc::from(vec![generator])).unwrap();
-    worker.submit(request);
-    loop {
-        match worker
-            .reports()
-            .recv_timeout(std::time::Duration::from_secs(120))
-            .unwrap()
-        {
-            bandmate_plugin::worker::WorkerReport::Done { clip, .. } => return Ok(clip),
-            bandmate_plugin::worker::WorkerReport::Failed { error, .. } => return Err(error),
-            _ => {}
-        }
-    }
+    let mut worker = Worker::spawn(move || Arc::from(vec![generator])).unwrap();
+    worker.run_to_end(request, Duration::from_secs(120)).result
 }
 
-/// Four-bar POP909 test windows (the third window of the first 4/4 songs).
-fn test_windows(count: usize) -> Vec<Clip> {
-    let songs = data::load_cached(
-        data::Dataset::Pop909,
-        data::Split::Test,
-        &data::default_data_root(),
-        &data::default_cache_dir(),
-    )
-    .expect("POP909 test split loads");
-    songs
-        .iter()
-        .filter(|s| {
-            s.clip.time_signature == TimeSignature::FOUR_FOUR && s.clip.meter_changes.is_empty()
-        })
-        .filter_map(|s| {
-            bandmate::music::segment::windows(&s.clip, 4, 4)
-                .into_iter()
-                .nth(2)
-        })
-        .take(count)
-        .collect()
+/// `count` four-bar POP909 test windows (the third window of the first 4/4 songs), and the
+/// embedded roll model as the generator `name`.
+fn windows_and_embedded_model(count: usize, name: &str) -> (Vec<Clip>, Arc<dyn Generator>) {
+    let songs = test_songs(data::Dataset::Pop909);
+    let clips: Vec<Clip> = third_windows(&songs, 4).take(count).collect();
+    assert_eq!(clips.len(), count);
+    let generator = RollGenerator::new(name, RollModel::embedded().unwrap());
+    (clips, Arc::new(generator))
 }
 
 #[test]
 fn every_sampling_setting_changes_the_result_the_way_its_name_says() {
     bandmate_tests::require_data!("pop909");
-    let clips = test_windows(3);
-    assert_eq!(clips.len(), 3);
-    let embedded: Arc<dyn Generator> = Arc::new(RollGenerator::new(
-        "built-in",
-        RollModel::embedded().unwrap(),
-    ));
+    let (clips, embedded) = windows_and_embedded_model(3, "built-in");
     // Notes starting in bars 3–4 that were not there before.
     let generated = |clip: &Clip, out: &Clip| -> Vec<bandmate::music::Note> {
         out.notes
@@ -202,19 +178,10 @@ fn every_sampling_setting_changes_the_result_the_way_its_name_says() {
                     },
                 };
                 let out = run_on_worker(embedded.clone(), request).unwrap();
-                let before: std::collections::BTreeSet<_> = clip
-                    .notes
-                    .iter()
-                    .filter(|n| n.start >= 32)
-                    .copied()
-                    .collect();
-                let after: std::collections::BTreeSet<_> = out
-                    .notes
-                    .iter()
-                    .filter(|n| n.start >= 32)
-                    .copied()
-                    .collect();
-                before.symmetric_difference(&after).count()
+                let bars_3_4 = |c: &Clip| -> std::collections::BTreeSet<_> {
+                    c.notes.iter().filter(|n| n.start >= 32).copied().collect()
+                };
+                bars_3_4(clip).symmetric_difference(&bars_3_4(&out)).count()
             })
             .sum()
     };
@@ -229,61 +196,30 @@ fn every_sampling_setting_changes_the_result_the_way_its_name_says() {
 fn repeat_makes_fills_follow_the_bars_before_the_hole() {
     bandmate_tests::require_data!("pop909");
     // POP909 test windows, bars 3–4 filled by the embedded model at Repeat 1 and 0.
-    let clips = test_windows(4);
-    assert_eq!(clips.len(), 4);
-    let generator: Arc<dyn Generator> = Arc::new(RollGenerator::new(
-        "roll diffusion",
-        RollModel::embedded().unwrap(),
-    ));
-    let spb = 16;
-    // (step in the 2-bar period, pitch) of the onsets.
-    let onsets = |notes: &mut dyn Iterator<Item = &bandmate::music::Note>| {
-        notes
-            .map(|n| (n.start % (2 * spb), n.pitch))
-            .collect::<std::collections::BTreeSet<_>>()
-    };
-    let (mut close_total, mut fresh_total) = (0.0, 0.0);
-    for (i, clip) in clips.iter().enumerate() {
-        let mask = bandmate::music::Mask::bars(clip, 2..=3);
-        let before = onsets(&mut clip.notes.iter().filter(|n| n.start < 2 * spb));
-        let shared = |repeat: f32| {
-            let request = JobRequest {
-                job: Job::Fill {
-                    clip: clip.clone(),
-                    mask: mask.clone(),
-                },
-                settings: JobSettings {
-                    repeat,
-                    seed: i as u64,
-                    ..JobSettings::default()
-                },
-            };
-            let out = run_on_worker(generator.clone(), request).unwrap();
-            // Bars 1–2 come back as they were.
-            let kept = |c: &Clip| -> Vec<bandmate::music::Note> {
-                let mut v: Vec<_> = c
-                    .notes
-                    .iter()
-                    .filter(|n| n.start < 2 * spb)
-                    .cloned()
-                    .collect();
-                v.sort_by_key(|n| (n.start, n.pitch, n.track));
-                v
-            };
-            assert_eq!(kept(&out), kept(clip));
-            let generated = onsets(&mut out.notes.iter().filter(|n| n.start >= 2 * spb));
-            before.intersection(&generated).count() as f64
-                / before.union(&generated).count().max(1) as f64
+    let (clips, generator) = windows_and_embedded_model(4, "roll diffusion");
+    let names = ["repeat 1", "repeat 0"];
+    let (close, fresh) = mean_onsets_shared(&clips, names, |i, clip, close| {
+        let request = JobRequest {
+            job: Job::Fill {
+                clip: clip.clone(),
+                mask: bandmate::music::Mask::bars(clip, 2..=3),
+            },
+            settings: JobSettings {
+                repeat: if close { 1.0 } else { 0.0 },
+                seed: i as u64,
+                ..JobSettings::default()
+            },
         };
-        let (close, fresh) = (shared(1.0), shared(0.0));
-        println!("clip {i}: onsets shared with bars 1-2: repeat 1 {close:.2}, repeat 0 {fresh:.2}");
-        close_total += close;
-        fresh_total += fresh;
-    }
-    let n = clips.len() as f64;
-    assert!(close_total / n > 0.6, "repeat 1: {}", close_total / n);
-    assert!(
-        close_total > fresh_total + 0.2 * n,
-        "{close_total} {fresh_total}"
-    );
+        let out = run_on_worker(generator.clone(), request).unwrap();
+        // Bars 1–2 come back as they were.
+        let kept = |c: &Clip| -> Vec<bandmate::music::Note> {
+            let mut v: Vec<_> = c.notes.iter().filter(|n| n.start < 32).cloned().collect();
+            v.sort_by_key(|n| (n.start, n.pitch, n.track));
+            v
+        };
+        assert_eq!(kept(&out), kept(clip));
+        out
+    });
+    assert!(close > 0.6, "repeat 1: {close}");
+    assert!(close > fresh + 0.2, "{close} {fresh}");
 }

@@ -6,7 +6,6 @@
 use bandmate::data::{self, Dataset, Split, default_cache_dir, default_data_root};
 use bandmate::diffusion::eval::{RollEvalOptions, Task, eval_windows, evaluate_roll, real_windows};
 use bandmate::diffusion::{RollModel, RollOptions};
-use bandmate::evaluation::EvalReport;
 use bandmate::evaluation::report::{self, COPY, MODEL, RANDOM, REAL, TRUTH};
 use bandmate::music::TimeSignature;
 
@@ -36,15 +35,11 @@ fn every_task_scores_every_row_on_the_generated_part() {
     let report = &evaluation.report;
     assert_eq!(report.tasks.len(), Task::ALL.len());
     for task in &report.tasks {
-        let names: Vec<&str> = task.rows.iter().map(|r| r.name.as_str()).collect();
+        let names = bandmate_tests::row_names(task);
         assert_eq!(names, [MODEL, TRUTH, REAL, COPY, RANDOM], "{}", task.task);
         assert_eq!(task.windows.len(), 6);
         assert_eq!(task.seeds, 2);
-        let value = |row: &str, metric: &str| {
-            task.value(row, metric)
-                .and_then(|m| m.interval.value)
-                .unwrap_or_else(|| panic!("{}: {row} has no {metric}", task.task))
-        };
+        let value = |row: &str, metric: &str| bandmate_tests::metric_value(task, row, metric);
         // The true hole is its own density and keeps every given note.
         assert_eq!(value(TRUTH, "all: density ratio"), 1.0, "{}", task.task);
         // Every task but the unconditional one is given notes, which the true hole keeps.
@@ -101,12 +96,7 @@ fn every_task_scores_every_row_on_the_generated_part() {
         Task::ALL.len()
     );
     // JSON round trip, and a report compared with itself has no difference anywhere.
-    let dir = std::env::temp_dir().join(format!("bandmate-roll-eval-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("report.json");
-    report.write(&path).unwrap();
-    let back = EvalReport::read(&path).unwrap();
-    assert_eq!(back.tasks.len(), report.tasks.len());
+    let back = bandmate_tests::report_through_json(report, "roll-eval");
     let table = report::compare(report, &back, MODEL).unwrap();
     assert!(
         !table.contains("A better") && !table.contains("B better"),
@@ -114,6 +104,7 @@ fn every_task_scores_every_row_on_the_generated_part() {
     );
     assert!(table.contains("no difference"));
     // The listening sheet: one MIDI file per window and row, and the PNG.
+    let dir = std::env::temp_dir().join(format!("bandmate-roll-eval-{}", std::process::id()));
     let first = &evaluation.outputs[0];
     let files =
         bandmate::evaluation::listen::write(&dir, first.task.name(), &first.cases, &first.rows, 2)

@@ -6,10 +6,15 @@
 
 use std::sync::OnceLock;
 
-use bandmate::data::{self, Dataset, Split};
+use bandmate::data::{self, Dataset};
 use bandmate::diffusion::{self, RollModel, RollOptions, SamplerKind};
 use bandmate::models::roll::Config;
 use bandmate::music::{Clip, Key, Mask, MeterChange, Note, Scale, TimeSignature, TrackRole};
+
+#[path = "../support/test_windows.rs"]
+mod test_windows;
+
+use test_windows::{mean_onsets_shared, test_songs, third_windows};
 
 /// A model with the shipped window (64 steps × 64 pitches) but few channels, seeded weights.
 fn model() -> &'static RollModel {
@@ -37,30 +42,11 @@ fn conditioned_model() -> &'static RollModel {
     })
 }
 
-/// 4/4 clips of `bars` bars from the POP909 test split (first window of the first songs).
+/// 4/4 clips of `bars` bars from the POP909 test split (the third window of the first songs).
 fn test_clips(bars: u32, count: usize) -> Vec<Clip> {
     static SONGS: OnceLock<Vec<data::Song>> = OnceLock::new();
-    let songs = SONGS.get_or_init(|| {
-        data::load_cached(
-            Dataset::Pop909,
-            Split::Test,
-            &data::default_data_root(),
-            &data::default_cache_dir(),
-        )
-        .expect("POP909 test split loads")
-    });
-    songs
-        .iter()
-        .filter(|s| {
-            s.clip.time_signature == TimeSignature::FOUR_FOUR && s.clip.meter_changes.is_empty()
-        })
-        .filter_map(|s| {
-            bandmate::music::segment::windows(&s.clip, bars, bars)
-                .into_iter()
-                .nth(2)
-        })
-        .take(count)
-        .collect()
+    let songs = SONGS.get_or_init(|| test_songs(Dataset::Pop909));
+    third_windows(songs, bars).take(count).collect()
 }
 
 fn opts(seed: u64) -> RollOptions {
@@ -81,6 +67,11 @@ fn outside(clip: &Clip, mask: &Mask) -> Vec<Note> {
         .collect();
     v.sort();
     v
+}
+
+/// The notes of `out` that `clip` does not have.
+fn new_notes<'a>(clip: &'a Clip, out: &'a Clip) -> impl Iterator<Item = &'a Note> {
+    out.notes.iter().filter(|n| !clip.notes.contains(n))
 }
 
 fn check_fill(clip: &Clip, mask: &Mask, out: &Clip) -> usize {
@@ -132,38 +123,19 @@ fn an_echoed_fill_varies_the_bars_before_the_hole() {
     bandmate_tests::require_data!("pop909");
     // The shipped weights: a slightly noised echo must come back close to bars 1–2.
     let model = RollModel::embedded().expect("the embedded roll model loads");
-    let spb = 16;
-    // (step in the 2-bar period, pitch) of every onset.
-    let onsets = |notes: &mut dyn Iterator<Item = &Note>| -> std::collections::BTreeSet<(u32, u8)> {
-        notes.map(|n| (n.start % (2 * spb), n.pitch)).collect()
-    };
-    let jaccard = |a: &std::collections::BTreeSet<(u32, u8)>,
-                   b: &std::collections::BTreeSet<(u32, u8)>| {
-        a.intersection(b).count() as f64 / a.union(b).count().max(1) as f64
-    };
-    let (mut echoed_total, mut fresh_total) = (0.0, 0.0);
     let clips = test_clips(4, 4);
-    for (i, clip) in clips.iter().enumerate() {
+    let (echoed, fresh) = mean_onsets_shared(&clips, ["echo 0.1", "fresh"], |i, clip, echo| {
         let mask = Mask::bars(clip, 2..=3);
-        let before = onsets(&mut clip.notes.iter().filter(|n| n.start < 2 * spb));
-        let run = |echo: f32| {
-            let o = RollOptions {
-                echo: Some(echo),
-                ..opts(i as u64)
-            };
-            let out = diffusion::fill(&model, clip, &mask, &o).unwrap();
-            check_fill(clip, &mask, &out);
-            let generated = onsets(&mut out.notes.iter().filter(|n| n.start >= 2 * spb));
-            jaccard(&before, &generated)
+        let o = RollOptions {
+            echo: Some(if echo { 0.1 } else { 0.0 }),
+            ..opts(i as u64)
         };
-        let (echoed, fresh) = (run(0.1), run(0.0));
-        println!("clip {i}: onsets shared with bars 1-2: echo 0.1 {echoed:.2}, fresh {fresh:.2}");
-        echoed_total += echoed;
-        fresh_total += fresh;
-    }
-    let n = clips.len() as f64;
-    assert!(echoed_total / n > 0.6, "echo 0.1: {}", echoed_total / n);
-    assert!(echoed_total > fresh_total + 0.1 * n);
+        let out = diffusion::fill(&model, clip, &mask, &o).unwrap();
+        check_fill(clip, &mask, &out);
+        out
+    });
+    assert!(echoed > 0.6, "echo 0.1: {echoed}");
+    assert!(echoed > fresh + 0.1);
     // Strengths outside 0..=1 are an error.
     let o = RollOptions {
         echo: Some(1.5),
@@ -234,12 +206,7 @@ fn pitch_rectangles_and_one_track_keep_the_rest() {
         before_other.iter().all(|n| out.notes.contains(n)),
         "another track changed"
     );
-    assert!(
-        out.notes
-            .iter()
-            .filter(|n| !clip.notes.contains(n))
-            .all(|n| n.track == piano)
-    );
+    assert!(new_notes(clip, &out).all(|n| n.track == piano));
     assert_eq!(
         out.tracks.len(),
         clip.tracks.len(),
@@ -255,13 +222,7 @@ fn long_clips_go_through_overlapping_windows() {
     let out = diffusion::fill(model(), clip, &mask, &opts(5)).unwrap();
     let generated = check_fill(clip, &mask, &out);
     assert!(generated > 0, "nothing generated over 8 bars");
-    let last_generated = out
-        .notes
-        .iter()
-        .filter(|n| !clip.notes.contains(n))
-        .map(|n| n.start)
-        .max()
-        .unwrap();
+    let last_generated = new_notes(clip, &out).map(|n| n.start).max().unwrap();
     assert!(
         last_generated >= 7 * 16,
         "the last windows generated nothing (last note at step {last_generated})"
@@ -419,41 +380,18 @@ fn bad_input_is_an_error_not_a_panic() {
     assert!(diffusion::fill(m, &changing, &Mask::bars(clip, 2..=3), &opts(0)).is_err());
     // Mask of another length, step counts, density.
     assert!(diffusion::fill(m, clip, &Mask::all(clip.steps() + 1), &opts(0)).is_err());
+    let all = Mask::all(clip.steps());
+    for steps in [0, 101] {
+        let o = RollOptions { steps, ..opts(0) };
+        assert!(diffusion::fill(m, clip, &all, &o).is_err(), "{steps} steps");
+    }
+    let silent = RollOptions {
+        density: 0.0,
+        ..opts(0)
+    };
     assert!(
-        diffusion::fill(
-            m,
-            clip,
-            &Mask::all(clip.steps()),
-            &RollOptions {
-                steps: 0,
-                ..opts(0)
-            }
-        )
-        .is_err()
-    );
-    assert!(
-        diffusion::fill(
-            m,
-            clip,
-            &Mask::all(clip.steps()),
-            &RollOptions {
-                steps: 101,
-                ..opts(0)
-            }
-        )
-        .is_err()
-    );
-    assert!(
-        diffusion::fill(
-            m,
-            clip,
-            &Mask::all(clip.steps()),
-            &RollOptions {
-                density: 0.0,
-                ..opts(0)
-            }
-        )
-        .is_err()
+        diffusion::fill(m, clip, &all, &silent).is_err(),
+        "density 0"
     );
     assert!(diffusion::generate(m, 0, &opts(0)).is_err());
     assert!(diffusion::continue_clip(m, clip, 4, 4, &opts(0)).is_err());

@@ -22,17 +22,7 @@ pub fn run(extra: &[String]) -> Result {
     } else {
         Vec::new()
     };
-    let mut args = vec![
-        "run",
-        "--profile",
-        "dist",
-        "-p",
-        "bandmate-engine",
-        "--bin",
-        "bandmate",
-        "--",
-        "demo",
-    ];
+    let mut args = shell::run_bandmate_args(&["--profile", "dist"], &["demo"]);
     args.extend(extra);
     shell::run(&shell::cargo(), &args)?;
 

@@ -68,7 +68,7 @@ fn wine() -> Result {
         ("DISPLAY".to_string(), String::new()),
     ];
     let on_windows = shell::output_of(
-        "wine",
+        &wine_command(),
         &[
             &windows_host.to_string_lossy(),
             &windows.clap.to_string_lossy(),
@@ -102,4 +102,16 @@ fn wine() -> Result {
         println!("  {}", path.display());
     }
     Ok(())
+}
+
+/// Wine's launcher: `wine` where the `wine` package is installed, else Debian's `wine64` package's
+/// own (`/usr/lib/wine/wine64`, which is all `cargo xtask deps --windows` installs).
+fn wine_command() -> String {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("wine").is_file()));
+    if on_path {
+        "wine".to_string()
+    } else {
+        "/usr/lib/wine/wine64".to_string()
+    }
 }

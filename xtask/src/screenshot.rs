@@ -14,17 +14,7 @@ pub fn run() -> Result {
     let dir_text = dir.to_string_lossy().into_owned();
     shell::run(
         &cargo,
-        &[
-            "run",
-            "-p",
-            "bandmate-engine",
-            "--bin",
-            "bandmate",
-            "--",
-            "demo",
-            "--out-dir",
-            &dir_text,
-        ],
+        &shell::run_bandmate_args(&[], &["demo", "--out-dir", &dir_text]),
     )?;
     shell::run(
         &cargo,

@@ -94,6 +94,16 @@ pub fn output(program: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The arguments of `cargo run` for the engine's `bandmate` program: cargo's `build` options
+/// (a profile), then `args` for the program.
+pub fn run_bandmate_args<'a>(build: &[&'a str], args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec!["run"];
+    all.extend(build);
+    all.extend(["-p", "bandmate-engine", "--bin", "bandmate", "--"]);
+    all.extend(args);
+    all
+}
+
 /// `cargo` as invoked by the user (the `CARGO` variable cargo sets), else `cargo`.
 pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())

@@ -18,16 +18,7 @@ pub fn run(extra: &[String]) -> Result {
                 .into(),
         ),
     }
-    let mut args = vec![
-        "run",
-        "--release",
-        "-p",
-        "bandmate-engine",
-        "--bin",
-        "bandmate",
-        "--",
-        "train",
-    ];
+    let mut args = shell::run_bandmate_args(&["--release"], &["train"]);
     args.extend(extra.iter().map(String::as_str));
     let mut env = Vec::new();
     // The MusicVAE's matrices are small: a second rayon thread only spin-waits.

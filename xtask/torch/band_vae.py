@@ -22,7 +22,7 @@ import json
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from twin_common import load_twin, median_ms
+from twin_common import load_twin, median_ms, time_training_step
 
 
 class Mlp(nn.Module):
@@ -150,17 +150,8 @@ def main():
 
     forward_ms = median_ms(forward, iterations)
     live_ms = median_ms(next_bar, 10 * iterations)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=io["lr"].item(), weight_decay=io["weight_decay"].item())
-
-    def step():
-        opt.zero_grad()
-        batch_loss(model, io, eps).backward()
-        opt.step()
-
-    step_ms = median_ms(step, iterations)
-    with torch.no_grad():
-        loss_after = batch_loss(model, io, eps).item()  # after ITERATIONS + 1 steps
+    step_ms, loss_after = time_training_step(
+        model, lambda: batch_loss(model, io, eps), iterations, io["lr"].item(), io["weight_decay"].item())
     print(json.dumps({
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

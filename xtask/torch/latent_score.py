@@ -21,7 +21,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from twin_common import load_twin, median_ms
+from twin_common import load_twin, median_ms, time_training_step
 
 
 class Block(nn.Module):
@@ -127,17 +127,8 @@ def main():
 
     forward_1_ms = median_ms(lambda: forward(x1, t1), 5 * iterations)
     forward_ms = median_ms(lambda: forward(x, t), iterations)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=io["lr"].item(), weight_decay=io["weight_decay"].item())
-
-    def step():
-        opt.zero_grad()
-        dsm_loss(model, x0, t, noise).backward()
-        opt.step()
-
-    step_ms = median_ms(step, iterations)
-    with torch.no_grad():
-        loss_after = dsm_loss(model, x0, t, noise).item()  # after ITERATIONS + 1 steps
+    step_ms, loss_after = time_training_step(
+        model, lambda: dsm_loss(model, x0, t, noise), iterations, io["lr"].item(), io["weight_decay"].item())
     print(json.dumps({
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

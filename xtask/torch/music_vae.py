@@ -24,7 +24,7 @@ import json
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from twin_common import load_twin, median_ms
+from twin_common import load_twin, median_ms, time_training_step
 
 
 class MusicVae(nn.Module):
@@ -70,14 +70,9 @@ class MusicVae(nn.Module):
 
     def decode_argmax(self, z):
         """Autoregressive decoding of z [b, z_dim], feeding back each step's argmax: [b, steps]."""
-        state = self.initial_state(z)
-        previous = torch.zeros(z.shape[0], self.cfg["classes"])
         out = []
-        for _ in range(self.cfg["steps"]):
-            h, state = self.decoder(torch.cat([previous, z], 1)[:, None], state)
-            chosen = self.output(h[:, 0]).argmax(-1)
-            out.append(chosen)
-            previous = self.one_hot(chosen)
+        previous = torch.zeros(z.shape[0], self.cfg["classes"])
+        argmax_steps(self, self.initial_state(z), previous, z, self.cfg["steps"], out)
         return torch.stack(out, 1)
 
 
@@ -167,11 +162,7 @@ class HierVae(nn.Module):
         for bar in range(bars):
             e = embeddings[:, bar]
             state = self.initial_state(self.decoder_init, e)
-            for _ in range(per_bar):
-                h, state = self.decoder(torch.cat([previous, e], 1)[:, None], state)
-                chosen = self.output(h[:, 0]).argmax(-1)
-                out.append(chosen)
-                previous = self.one_hot(chosen)
+            previous = argmax_steps(self, state, previous, e, per_bar, out)
         return torch.stack(out, 1)
 
     def forward_flops(self, batch):
@@ -200,6 +191,18 @@ def batch_loss(model, tokens, noise, beta, free_bits):
     reconstruction = F.cross_entropy(logits.reshape(b * steps, classes), tokens.reshape(-1)) * steps
     kl = (0.5 * (mu * mu + log_var.exp() - log_var) - 0.5).sum(1).mean()
     return reconstruction + beta * kl.clamp(min=free_bits)
+
+
+def argmax_steps(model, state, previous, context, steps, out):
+    """`steps` autoregressive steps of `model.decoder` from `state`, each fed the previous step's
+    one-hot choice (`previous` first) and `context`; appends each step's argmax [b] to `out` and
+    returns the last choice, one-hot."""
+    for _ in range(steps):
+        h, state = model.decoder(torch.cat([previous, context], 1)[:, None], state)
+        chosen = model.output(h[:, 0]).argmax(-1)
+        out.append(chosen)
+        previous = model.one_hot(chosen)
+    return previous
 
 
 def lstm_flops(batch, steps, inputs, hidden):
@@ -232,17 +235,9 @@ def main():
 
     forward_ms = median_ms(forward, iterations)
     decode_ms = median_ms(decode, 5 * iterations)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=io["lr"].item(), weight_decay=io["weight_decay"].item())
-
-    def step():
-        opt.zero_grad()
-        batch_loss(model, tokens, noise, beta, free_bits).backward()
-        opt.step()
-
-    step_ms = median_ms(step, iterations)
-    with torch.no_grad():
-        loss_after = batch_loss(model, tokens, noise, beta, free_bits).item()  # after ITERATIONS + 1 steps
+    step_ms, loss_after = time_training_step(
+        model, lambda: batch_loss(model, tokens, noise, beta, free_bits), iterations, io["lr"].item(),
+        io["weight_decay"].item())
     batch = tokens.shape[0]
     print(json.dumps({
         "torch": torch.__version__,

@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from twin_common import load_twin, median_ms
+from twin_common import load_twin, median_ms, time_training_step
 
 
 class ResBlock(nn.Module):
@@ -143,16 +143,8 @@ def main():
             model(x, t)
 
     forward_ms = median_ms(forward, iterations)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
-
-    def step():
-        opt.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(model(x, t), x0)
-        loss.backward()
-        opt.step()
-
-    step_ms = median_ms(step, iterations)
+    step_ms, _ = time_training_step(
+        model, lambda: F.binary_cross_entropy_with_logits(model(x, t), x0), iterations, 1e-3, 0.01)
     print(json.dumps({
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

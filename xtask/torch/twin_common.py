@@ -1,10 +1,12 @@
-"""Shared by the PyTorch twins (`roll_unet.py`, `latent_score.py`, `music_vae.py`): the
-command line, loading our config.json and model.safetensors into a twin, and timing."""
+"""Shared by the PyTorch twins (`roll_unet.py`, `latent_score.py`, `music_vae.py`,
+`band_vae.py`): the command line, loading our config.json and model.safetensors into a twin,
+and timing."""
 
 import json
 import sys
 import time
 
+import torch
 from safetensors.torch import load_file
 
 
@@ -29,3 +31,20 @@ def median_ms(fn, iterations):
         times.append((time.perf_counter() - start) * 1000.0)
     times.sort()
     return times[len(times) // 2]
+
+
+def time_training_step(model, loss, iterations, lr, weight_decay):
+    """Switch `model` to training and time one AdamW step of `loss()` with [`median_ms`]: return
+    (milliseconds, the loss after the ITERATIONS + 1 steps)."""
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+    def step():
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+
+    step_ms = median_ms(step, iterations)
+    with torch.no_grad():
+        loss_after = loss().item()
+    return step_ms, loss_after

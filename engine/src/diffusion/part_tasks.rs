@@ -120,29 +120,11 @@ fn part_options(
     }
 }
 
-/// Regenerate the masked cells of every target track ([`targets`]) in turn, fresh (`strength`
-/// None) or as a variation. Seeds differ per part.
-pub fn regenerate_parts(
-    model: &RollModel,
-    clip: &Clip,
-    mask: &Mask,
-    strength: Option<f32>,
-    opts: &RollOptions,
-) -> Result<Clip> {
-    let mut clip = clip.clone();
-    if !clip.tracks.iter().any(|t| t.role != TrackRole::Drums) {
-        let channel = free_channel(&clip);
-        clip.add_track(Track::new("Generated", TrackRole::Accompaniment, channel));
-    }
-    let targets = targets(&clip, mask)?;
-    run_targets(model, &clip, mask, &targets, strength, opts)
-}
-
 /// Run `targets` in turn. An accompaniment in a clip without a bass part is generated as the
 /// model learned POP909's piano: its lowest line first (as a bass, on a helper track that holds
 /// the track's current lowest line), then the rest hearing it; both land on the
 /// accompaniment's track.
-fn run_targets(
+pub(super) fn run_targets(
     model: &RollModel,
     clip: &Clip,
     mask: &Mask,
@@ -250,7 +232,8 @@ pub fn generate_parts(model: &RollModel, bars: u32, opts: &RollOptions) -> Resul
     clip.add_track(Track::new("Chords", TrackRole::Accompaniment, 1));
     clip.add_track(Track::new("Bass", TrackRole::Bass, 2));
     let mask = Mask::all(clip.steps());
-    regenerate_parts(model, &clip, &mask, None, opts)
+    let targets = targets(&clip, &mask)?;
+    run_targets(model, &clip, &mask, &targets, None, opts)
 }
 
 #[cfg(test)]

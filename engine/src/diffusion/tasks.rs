@@ -23,9 +23,33 @@ use anyhow::{Result, bail};
 use super::model::RollModel;
 use super::part_tasks;
 use super::regenerate::free_channel;
-pub use super::regenerate::{PartTarget, RollOptions, StepHook, regenerate, regenerate_part};
+use super::regenerate::regenerate_window_by_window;
+pub use super::regenerate::{PartTarget, RollOptions, StepHook, regenerate_part};
 use crate::models::roll::Config;
 use crate::music::{Clip, Mask, Track, TrackRole};
+
+/// The engine of every task: regenerate the masked cells, fresh (`strength` None) or as a
+/// variation of the current content. A parts model regenerates every target track in turn
+/// ([`part_tasks::targets`]: melody first; seeds differ per part; a clip with no pitched track
+/// gets a "Generated" track); any other model samples the merged roll window by window.
+pub fn regenerate(
+    model: &RollModel,
+    clip: &Clip,
+    mask: &Mask,
+    strength: Option<f32>,
+    opts: &RollOptions,
+) -> Result<Clip> {
+    if !model.config().parts {
+        return regenerate_window_by_window(model, clip, mask, None, strength, opts);
+    }
+    let mut clip = clip.clone();
+    if !clip.tracks.iter().any(|t| t.role != TrackRole::Drums) {
+        let channel = free_channel(&clip);
+        clip.add_track(Track::new("Generated", TrackRole::Accompaniment, channel));
+    }
+    let targets = part_tasks::targets(&clip, mask)?;
+    part_tasks::run_targets(model, &clip, mask, &targets, strength, opts)
+}
 
 /// Regenerate the masked cells of `clip`.
 ///
@@ -45,9 +69,6 @@ pub fn fill(model: &RollModel, clip: &Clip, mask: &Mask, opts: &RollOptions) -> 
         guidance,
         fill_echo(cfg, clip, mask, opts.seed),
     );
-    if cfg.parts {
-        return part_tasks::regenerate_parts(model, clip, mask, None, &opts);
-    }
     regenerate(model, clip, mask, None, &opts)
 }
 
@@ -105,9 +126,6 @@ pub fn vary(
     }
     let cfg = model.config();
     let opts = calibrated(opts, cfg.density.fill, cfg.guidance.fill, 0.0);
-    if cfg.parts {
-        return part_tasks::regenerate_parts(model, clip, mask, Some(strength), &opts);
-    }
     regenerate(model, clip, mask, Some(strength), &opts)
 }
 
@@ -144,11 +162,7 @@ pub fn continue_clip(
         cfg.guidance.fill,
         cfg.echo.fill_for(opts.seed),
     );
-    let mut out = if cfg.parts {
-        part_tasks::regenerate_parts(model, &grown, &mask, None, &opts)?
-    } else {
-        regenerate(model, &grown, &mask, None, &opts)?
-    };
+    let mut out = regenerate(model, &grown, &mask, None, &opts)?;
     out.bars = total_bars.max(clip.bars);
     Ok(out)
 }

@@ -1,10 +1,16 @@
-//! The scheduler against a simulated host. The host advances its position sample by sample in
-//! exact integer units (1 unit = 1/(60·rate) beat, so a sample at `t` BPM is `t` units), and a
-//! per-sample reference computed from that exact timeline says where every note-on and note-off
-//! belongs. The scheduler only sees what a real host reports per block (f64 beats, tempo, loop).
+//! The scheduler against a simulated host (`tests/support/host_timeline.rs`, shared with the
+//! CLAP host tests): the host advances its position sample by sample in exact integer units,
+//! and a per-sample reference computed from that exact timeline says where every note-on and
+//! note-off belongs. The scheduler only sees what a real host reports per block (f64 beats,
+//! tempo, loop).
 
 use super::*;
 use bandmate::music::{Note, Track, TrackRole};
+
+#[path = "../../../tests/support/host_timeline.rs"]
+mod host_timeline;
+
+use host_timeline::{NoteEvent, Scenario, SimulatedHost, first_difference, reference, sorted};
 
 /// 2 bars of 4/4 on two tracks: short and long notes, a note cut at the clip end, a same-key
 /// retrigger, and a second MIDI channel.
@@ -26,35 +32,6 @@ fn test_clip() -> Clip {
     clip
 }
 
-/// What the simulated host does, in seconds; changes take effect at the first block boundary at
-/// or after their time, as in hosts that report one tempo per block.
-#[derive(Clone, Debug)]
-struct Scenario {
-    rate: u32,
-    start_bpm: i64,
-    tempo_change: Option<(f64, i64)>,
-    /// Loop range in whole beats.
-    loop_beats: Option<(i64, i64)>,
-    stop_at: Option<f64>,
-    /// Start again at this time from this beat.
-    restart: Option<(f64, i64)>,
-    /// Seek while playing: at this time jump to this beat.
-    seek: Option<(f64, i64)>,
-    seconds: f64,
-}
-
-/// One sample of the host's exact timeline.
-#[derive(Clone, Copy, Debug)]
-struct HostSample {
-    playing: bool,
-    /// Position in units of 1/(60·rate) beat.
-    units: i64,
-    /// Units per sample (the tempo in BPM).
-    step: i64,
-    /// The position did not follow from the previous sample (start, loop wrap, seek).
-    discontinuous: bool,
-}
-
 /// Drive `player` through `scenario` in blocks of `block` samples; returns the host timeline
 /// and every event with its absolute sample.
 fn run_host(
@@ -62,174 +39,38 @@ fn run_host(
     block: u32,
     player: &mut Player,
     options: PlayOptions,
-) -> (Vec<HostSample>, Vec<(u64, NoteMessage)>) {
-    let rate = scenario.rate as i64;
-    let units_per_beat = 60 * rate;
-    let total = (scenario.seconds * rate as f64) as u64;
-    let at = |seconds: f64| (seconds * rate as f64).round() as u64;
-    let mut timeline = Vec::with_capacity(total as usize);
+) -> (Vec<host_timeline::HostSample>, Vec<(u64, NoteMessage)>) {
+    let mut host = SimulatedHost::new(scenario, block);
     let mut events = Vec::new();
-    let (mut bpm, mut units, mut playing) = (scenario.start_bpm, 0i64, true);
-    let mut fresh = true;
-    let (mut tempo_done, mut stop_done, mut restart_done, mut seek_done) =
-        (false, false, false, false);
-    let mut sample = 0u64;
-    while sample < total {
-        if let Some((t, new_bpm)) = scenario.tempo_change
-            && !tempo_done
-            && sample >= at(t)
-        {
-            bpm = new_bpm;
-            tempo_done = true;
-        }
-        if let Some(t) = scenario.stop_at
-            && !stop_done
-            && sample >= at(t)
-        {
-            playing = false;
-            stop_done = true;
-        }
-        if let Some((t, beat)) = scenario.restart
-            && !restart_done
-            && sample >= at(t)
-        {
-            playing = true;
-            units = beat * units_per_beat;
-            fresh = true;
-            restart_done = true;
-        }
-        if let Some((t, beat)) = scenario.seek
-            && !seek_done
-            && sample >= at(t)
-        {
-            units = beat * units_per_beat;
-            fresh = true;
-            seek_done = true;
-        }
-        let n = (block as u64).min(total - sample) as u32;
+    for b in host.by_ref() {
         let transport = HostTransport {
             sample_rate: scenario.rate as f64,
-            playing,
-            tempo: Some(bpm as f64),
-            pos_beats: Some(units as f64 / units_per_beat as f64),
+            playing: b.playing,
+            tempo: Some(b.bpm as f64),
+            pos_beats: Some(b.beats),
             loop_beats: scenario.loop_beats.map(|(a, b)| (a as f64, b as f64)),
         };
-        for e in player.process_block(&transport, n, options) {
-            assert!(e.timing < n, "timing {} outside a block of {n}", e.timing);
-            events.push((sample + e.timing as u64, *e));
+        for e in player.process_block(&transport, b.len, options) {
+            assert!(
+                e.timing < b.len,
+                "timing {} outside a block of {}",
+                e.timing,
+                b.len
+            );
+            events.push((b.start + e.timing as u64, *e));
         }
-        for _ in 0..n {
-            let mut discontinuous = std::mem::take(&mut fresh);
-            if playing
-                && let Some((ls, le)) = scenario.loop_beats
-                && units >= le * units_per_beat
-            {
-                units = ls * units_per_beat + (units - le * units_per_beat);
-                discontinuous = true;
-            }
-            timeline.push(HostSample {
-                playing,
-                units,
-                step: bpm,
-                discontinuous,
-            });
-            if playing {
-                units += bpm;
-            }
-        }
-        sample += n as u64;
     }
-    (timeline, events)
+    (host.timeline, events)
 }
 
-/// Where every event belongs, from the exact timeline: a note fires at the first sample whose
-/// position reaches it; everything sounding stops at a stop, loop wrap or seek.
-fn reference(clip: &Clip, rate: u32, timeline: &[HostSample]) -> Vec<(u64, NoteMessage)> {
-    let units_per_step = 15 * rate as i64; // 60·rate / 4 steps per beat
-    let clip_units = clip.steps() as i64 * units_per_step;
-    let mut notes: Vec<_> = clip
-        .notes
-        .iter()
-        .filter(|n| n.start < clip.steps())
-        .collect();
-    notes.sort_by_key(|n| (n.start, n.pitch));
-    let mut sounding: Vec<(u8, u8, i64)> = Vec::new(); // channel, pitch, off units
-    let mut out = Vec::new();
-    let off = |s: u64, ch: u8, p: u8| {
-        (
-            s,
-            NoteMessage {
-                timing: 0,
-                on: false,
-                channel: ch,
-                pitch: p,
-                velocity: 0,
-            },
-        )
-    };
-    let mut was_playing = false;
-    for (s, h) in timeline.iter().enumerate() {
-        let s = s as u64;
-        if !h.playing {
-            if was_playing {
-                out.extend(sounding.drain(..).map(|(c, p, _)| off(s, c, p)));
-            }
-            was_playing = false;
-            continue;
-        }
-        let fresh = h.discontinuous || !was_playing;
-        if fresh {
-            out.extend(sounding.drain(..).map(|(c, p, _)| off(s, c, p)));
-        }
-        let prev = if fresh {
-            h.units - h.step
-        } else {
-            timeline[s as usize - 1].units
-        };
-        was_playing = true;
-        let first_lap = prev.div_euclid(clip_units);
-        let last_lap = h.units.div_euclid(clip_units);
-        for lap in first_lap..=last_lap {
-            for n in &notes {
-                let start = lap * clip_units + n.start as i64 * units_per_step;
-                if start > prev && start <= h.units {
-                    let ch = clip.tracks[n.track as usize].channel;
-                    if let Some(i) = sounding
-                        .iter()
-                        .position(|&(c, p, _)| (c, p) == (ch, n.pitch))
-                    {
-                        sounding.remove(i);
-                        out.push(off(s, ch, n.pitch));
-                    }
-                    let end = n.end().min(clip.steps()) as i64 * units_per_step;
-                    sounding.push((ch, n.pitch, lap * clip_units + end));
-                    out.push((
-                        s,
-                        NoteMessage {
-                            timing: 0,
-                            on: true,
-                            channel: ch,
-                            pitch: n.pitch,
-                            velocity: n.velocity,
-                        },
-                    ));
-                }
-            }
-        }
-        let (due, rest): (Vec<_>, Vec<_>) = sounding.drain(..).partition(|&(_, _, o)| o <= h.units);
-        sounding = rest;
-        out.extend(due.into_iter().map(|(c, p, _)| off(s, c, p)));
-    }
-    normalize(out)
-}
-
-/// Sort by absolute sample and drop the in-block timing so two event lists compare directly.
-fn normalize(mut events: Vec<(u64, NoteMessage)>) -> Vec<(u64, NoteMessage)> {
-    for (_, e) in &mut events {
-        e.timing = 0;
-    }
-    events.sort_by_key(|&(s, e)| (s, e.on, e.channel, e.pitch));
-    events
+/// `events` as sorted [`NoteEvent`]s, to compare with the [`reference`].
+fn note_events(events: &[(u64, NoteMessage)]) -> Vec<NoteEvent> {
+    sorted(
+        events
+            .iter()
+            .map(|&(s, e)| (s, e.on, e.channel, e.pitch, e.velocity))
+            .collect(),
+    )
 }
 
 const BLOCK_SIZES: [u32; 12] = [1, 2, 3, 7, 64, 100, 441, 512, 1000, 1024, 2049, 4096];
@@ -245,23 +86,16 @@ fn check(scenario_for_rate: impl Fn(u32) -> Scenario, min_events: usize) {
             let (timeline, events) =
                 run_host(&scenario, block, &mut player, PlayOptions::default());
             let expected = reference(&clip, rate, &timeline);
-            let got = normalize(events);
+            let got = note_events(&events);
             assert!(
                 expected.len() >= min_events,
                 "scenario too short: {}",
                 expected.len()
             );
-            if got != expected {
-                let first = got.iter().zip(&expected).position(|(a, b)| a != b);
-                panic!(
-                    "{rate} Hz, block {block}: {} events, expected {}; first difference at {first:?}: got {:?}, expected {:?}",
-                    got.len(),
-                    expected.len(),
-                    first.map(|i| got[i]),
-                    first.map(|i| expected[i]),
-                );
+            if let Some(difference) = first_difference(&got, &expected) {
+                panic!("{rate} Hz, block {block}: {difference}");
             }
-            let ons = got.iter().filter(|(_, e)| e.on).count();
+            let ons = got.iter().filter(|e| e.1).count();
             assert_eq!(
                 ons - (got.len() - ons),
                 player.sounding_count(),
@@ -275,14 +109,11 @@ fn check(scenario_for_rate: impl Fn(u32) -> Scenario, min_events: usize) {
 fn plays_in_time_through_a_tempo_change_a_loop_and_a_stop() {
     check(
         |rate| Scenario {
-            rate,
-            start_bpm: 120,
             tempo_change: Some((1.3, 90)),
             loop_beats: Some((2, 7)),
             stop_at: Some(7.1),
             restart: Some((7.6, 3)),
-            seek: None,
-            seconds: 9.0,
+            ..Scenario::steady(rate, 120, 9.0)
         },
         24,
     );
@@ -292,14 +123,8 @@ fn plays_in_time_through_a_tempo_change_a_loop_and_a_stop() {
 fn a_seek_while_playing_ends_sounding_notes_and_plays_from_the_new_position() {
     check(
         |rate| Scenario {
-            rate,
-            start_bpm: 133,
-            tempo_change: None,
-            loop_beats: None,
-            stop_at: None,
-            restart: None,
             seek: Some((1.7, 1)),
-            seconds: 3.5,
+            ..Scenario::steady(rate, 133, 3.5)
         },
         16,
     );
@@ -309,16 +134,7 @@ fn a_seek_while_playing_ends_sounding_notes_and_plays_from_the_new_position() {
 fn the_reference_puts_known_notes_on_exact_samples() {
     // 120 BPM at 48 kHz: a 16th is 6000 samples. Step 2 → 12000, its note-off (1 step) → 18000.
     let clip = test_clip();
-    let scenario = Scenario {
-        rate: 48_000,
-        start_bpm: 120,
-        tempo_change: None,
-        loop_beats: None,
-        stop_at: None,
-        restart: None,
-        seek: None,
-        seconds: 1.5,
-    };
+    let scenario = Scenario::steady(48_000, 120, 1.5);
     let mut player = Player::new();
     player.swap_clip(Box::new(PlayerClip::from_clip(&clip)));
     let (_, events) = run_host(&scenario, 512, &mut player, PlayOptions::default());
@@ -625,14 +441,11 @@ fn a_tempo_ramp_inside_blocks_is_followed_without_false_jumps() {
 fn scheduling_allocates_nothing() {
     let clip = test_clip();
     let scenario = Scenario {
-        rate: 44_100,
-        start_bpm: 120,
         tempo_change: Some((0.5, 97)),
         loop_beats: Some((1, 5)),
         stop_at: Some(2.0),
         restart: Some((2.2, 0)),
-        seek: None,
-        seconds: 3.0,
+        ..Scenario::steady(44_100, 120, 3.0)
     };
     let mut player = Player::new();
     player.swap_clip(Box::new(PlayerClip::from_clip(&clip)));
