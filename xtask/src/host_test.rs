@@ -51,6 +51,9 @@ fn wine() -> Result {
     let windows = bundle::build_for(Platform::Windows, false)?;
     let linux_host = build_smoke(Platform::Host)?;
     let windows_host = build_smoke(Platform::Windows)?;
+    if let Some(dir) = windows_host.parent() {
+        wine_prng_shim(dir)?;
+    }
 
     let on_linux = shell::output_of(
         &linux_host.to_string_lossy(),
@@ -102,6 +105,44 @@ fn wine() -> Result {
         println!("  {}", path.display());
     }
     Ok(())
+}
+
+/// Rust's standard library for Windows draws its random numbers (hash-map seeds) from
+/// `ProcessPrng` in `bcryptprimitives.dll`, which every Windows since 8 has but Debian 12's Wine
+/// (8.0) lacks, so no Rust program or DLL loads there. For the test only, a one-function
+/// `bcryptprimitives.dll` (`ProcessPrng` on advapi32's `RtlGenRandom`), built with MinGW, goes
+/// next to the test host, where Windows looks for a DLL's imports first. The plugin itself is
+/// unchanged.
+const PRNG_SHIM_C: &str = r#"#include <windows.h>
+BOOLEAN WINAPI SystemFunction036(PVOID buffer, ULONG length);
+__declspec(dllexport) BOOL WINAPI ProcessPrng(PBYTE data, SIZE_T len) {
+    while (len > 0) {
+        ULONG n = len > 0x10000000 ? 0x10000000 : (ULONG)len;
+        if (!SystemFunction036(data, n)) return FALSE;
+        data += n;
+        len -= n;
+    }
+    return TRUE;
+}
+"#;
+
+/// Build the `bcryptprimitives.dll` shim ([`PRNG_SHIM_C`]) into `dir`.
+fn wine_prng_shim(dir: &std::path::Path) -> Result {
+    let source = dir.join("bcryptprimitives.c");
+    std::fs::write(&source, PRNG_SHIM_C)
+        .map_err(|e| format!("cannot write {}: {e}", source.display()))?;
+    let dll = dir.join("bcryptprimitives.dll");
+    shell::run(
+        "x86_64-w64-mingw32-gcc",
+        &[
+            "-shared",
+            "-O2",
+            "-o",
+            &dll.to_string_lossy(),
+            &source.to_string_lossy(),
+            "-ladvapi32",
+        ],
+    )
 }
 
 /// Wine's launcher: `wine` where the `wine` package is installed, else Debian's `wine64` package's

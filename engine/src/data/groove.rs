@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use super::{Song, Split, parallel_map, read_text, require_dir};
+use super::{Song, Split, index_then, parallel_map, read_text, require_dir};
 use crate::music::TrackRole;
 
 /// One row of `info.csv` that this reader uses.
@@ -81,13 +81,11 @@ pub fn entries(data_root: &Path, split: Split) -> Result<Vec<GrooveEntry>> {
 /// `info.csv` and the MIDI files of `split`.
 pub fn source_files(data_root: &Path, split: Split) -> Result<Vec<PathBuf>> {
     let dir = data_root.join("groove");
-    let mut files = vec![dir.join("info.csv")];
-    files.extend(
-        entries(data_root, split)?
-            .iter()
-            .map(|e| dir.join(&e.midi_filename)),
-    );
-    Ok(files)
+    let entries = entries(data_root, split)?;
+    Ok(index_then(
+        dir.join("info.csv"),
+        entries.iter().map(|e| dir.join(&e.midi_filename)),
+    ))
 }
 
 /// The performances of `split`, ids from `info.csv` (`drummer1/eval_session/1`).

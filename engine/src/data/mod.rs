@@ -294,6 +294,23 @@ pub(crate) fn read_split<T: serde::de::DeserializeOwned>(
     take_split(all, split, path)
 }
 
+/// The names listed for `split` in `<data_root>/<folder>/splits.json` (the dataset named `what`
+/// in errors).
+pub(crate) fn split_names(
+    data_root: &Path,
+    folder: &str,
+    what: &str,
+    split: Split,
+) -> Result<Vec<String>> {
+    let dir = data_root.join(folder);
+    read_split(&dir, what, &dir.join("splits.json"), split)
+}
+
+/// The files a split's cache depends on: the dataset's index file first, then `files`.
+pub(crate) fn index_then(index: PathBuf, files: impl IntoIterator<Item = PathBuf>) -> Vec<PathBuf> {
+    std::iter::once(index).chain(files).collect()
+}
+
 /// The entry `split.name()` of a `{"train", "valid", "test"}` JSON object.
 pub(crate) fn take_split<T>(
     mut by_split: std::collections::HashMap<String, T>,

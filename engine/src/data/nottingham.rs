@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-use super::{Song, Split, parallel_map, read_split};
+use super::{Song, Split, index_then, parallel_map, split_names};
 use crate::music::{Track, TrackRole};
 
 /// Index of the melody track in a Nottingham clip.
@@ -19,20 +19,18 @@ pub const CHORD_TRACK: u16 = 1;
 
 /// File names of `split`, from `nottingham/splits.json`.
 pub fn split_files(data_root: &Path, split: Split) -> Result<Vec<String>> {
-    let dir = data_root.join("nottingham");
-    read_split(&dir, "Nottingham", &dir.join("splits.json"), split)
+    split_names(data_root, "nottingham", "Nottingham", split)
 }
 
 /// `splits.json` and the MIDI files of `split`.
 pub fn source_files(data_root: &Path, split: Split) -> Result<Vec<PathBuf>> {
     let dir = data_root.join("nottingham");
-    let mut files = vec![dir.join("splits.json")];
-    files.extend(
-        split_files(data_root, split)?
-            .iter()
-            .map(|f| dir.join("MIDI").join(f)),
-    );
-    Ok(files)
+    let midi = dir.join("MIDI");
+    let names = split_files(data_root, split)?;
+    Ok(index_then(
+        dir.join("splits.json"),
+        names.iter().map(|f| midi.join(f)),
+    ))
 }
 
 /// The tunes of `split`, ids = file stems (`ashover1`).

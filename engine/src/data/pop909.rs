@@ -10,26 +10,29 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use super::{Song, Split, parallel_map, read_split, read_text};
+use super::{Song, Split, index_then, parallel_map, read_text, split_names};
 use crate::music::{Key, TrackRole};
 
 /// Song ids (`001`…`909`) of `split`, from `pop909/splits.json`.
 pub fn split_ids(data_root: &Path, split: Split) -> Result<Vec<String>> {
-    let dir = data_root.join("pop909");
-    read_split(&dir, "POP909", &dir.join("splits.json"), split)
+    split_names(data_root, "pop909", "POP909", split)
 }
 
 /// `splits.json` and each song's MIDI, beat and key files.
 pub fn source_files(data_root: &Path, split: Split) -> Result<Vec<PathBuf>> {
     let dir = data_root.join("pop909");
-    let mut files = vec![dir.join("splits.json")];
-    for id in split_ids(data_root, split)? {
-        let song = dir.join(&id);
-        files.push(song.join(format!("{id}.mid")));
-        files.push(song.join("beat_midi.txt"));
-        files.push(song.join("key_audio.txt"));
-    }
-    Ok(files)
+    let ids = split_ids(data_root, split)?;
+    Ok(index_then(
+        dir.join("splits.json"),
+        ids.iter().flat_map(|id| {
+            let song = dir.join(id);
+            [
+                song.join(format!("{id}.mid")),
+                song.join("beat_midi.txt"),
+                song.join("key_audio.txt"),
+            ]
+        }),
+    ))
 }
 
 /// The songs of `split`, ids = folder names (`001`).
