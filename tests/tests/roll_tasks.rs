@@ -21,10 +21,8 @@ fn model() -> &'static RollModel {
     static MODEL: OnceLock<RollModel> = OnceLock::new();
     MODEL.get_or_init(|| {
         let cfg = Config {
-            base_channels: 8,
-            groups: 4,
             channel_mults: vec![1, 2, 2, 2],
-            ..Config::small()
+            ..Config::small().narrow()
         };
         RollModel::random(&cfg, 11).expect("random model")
     })

@@ -31,11 +31,9 @@ fn a_run_with_a_weight_average_resumes_and_exports_the_average() {
     let dir = std::env::temp_dir().join(format!("bandmate-roll-ema-{}", std::process::id()));
     std::fs::remove_dir_all(&dir).ok();
     let cfg = Config {
-        base_channels: 8,
-        groups: 4,
         channel_mults: vec![1, 2, 2, 2],
         conditioned: true,
-        ..Config::small()
+        ..Config::small().narrow()
     };
     let mut opts = TrainOptions::new(cfg);
     opts.batch = 4;

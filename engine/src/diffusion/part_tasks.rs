@@ -249,14 +249,7 @@ mod tests {
     /// A small untrained parts model: what these tests check holds whatever the weights.
     fn model() -> &'static RollModel {
         static MODEL: OnceLock<RollModel> = OnceLock::new();
-        MODEL.get_or_init(|| {
-            let cfg = Config {
-                base_channels: 8,
-                groups: 4,
-                ..Config::fast_parts()
-            };
-            RollModel::random(&cfg, 3).unwrap()
-        })
+        MODEL.get_or_init(|| RollModel::random(&Config::fast_parts().narrow(), 3).unwrap())
     }
 
     fn opts(seed: u64) -> RollOptions {

@@ -206,6 +206,27 @@ pub fn load_f32(bytes: &[u8], source: &str) -> Result<HashMap<String, Tensor>> {
         .collect()
 }
 
+/// Tensor `name` of `map` (read from `path`), which must have the model's shape `dims`.
+pub fn stored_tensor<'a>(
+    map: &'a HashMap<String, Tensor>,
+    path: &Path,
+    name: &str,
+    dims: &[usize],
+) -> Result<&'a Tensor> {
+    let t = map
+        .get(name)
+        .with_context(|| format!("{}: no {name}", path.display()))?;
+    if t.dims() != dims {
+        bail!(
+            "{}: {name} has shape {:?}, the model {:?}",
+            path.display(),
+            t.dims(),
+            dims
+        );
+    }
+    Ok(t)
+}
+
 /// What converting a file changed.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Conversion {

@@ -9,8 +9,8 @@ use candle_core::{Tensor, Var, backprop::GradStore};
 use candle_nn::VarMap;
 use rayon::prelude::*;
 
-use super::run_files::stored_tensor;
 use crate::nn::cpu::storage::{on_cpu_f32, with_cpu_f32, with_cpu_f32_mut};
+use crate::nn::weights::stored_tensor;
 
 pub struct AdamW {
     /// Variables sorted by name.

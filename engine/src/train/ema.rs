@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use candle_core::{DType, Var};
 use candle_nn::VarMap;
 
-use super::run_files::stored_tensor;
+use crate::nn::weights::stored_tensor;
 
 pub struct Ema {
     /// The largest decay; early updates use less (see [`Ema::decay_at`]).

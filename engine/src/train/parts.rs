@@ -602,10 +602,8 @@ mod tests {
     #[test]
     fn a_tiny_run_resumes_and_exports_weights_that_load() {
         let cfg = Config {
-            base_channels: 8,
-            groups: 4,
             channel_mults: vec![1, 2],
-            ..Config::fast_parts()
+            ..Config::fast_parts().narrow()
         };
         let mut opts = PartsOptions::new(cfg.clone());
         opts.batch = 2;

@@ -864,11 +864,9 @@ mod tests {
     #[test]
     fn a_tiny_run_with_a_weight_average_resumes_and_exports_weights_that_load() {
         let cfg = Config {
-            base_channels: 8,
-            groups: 4,
             channel_mults: vec![1, 2],
             conditioned: true,
-            ..Config::small()
+            ..Config::small().narrow()
         };
         let mut opts = TrainOptions::new(cfg.clone());
         opts.batch = 2;

@@ -1,12 +1,10 @@
 //! Files and progress lines shared by the training loops: atomic JSON and weight writes,
 //! checkpoints (weights, AdamW moments, state), and the progress bar with its ETA.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use candle_core::Tensor;
+use anyhow::{Context, Result};
 use candle_nn::VarMap;
 use serde::Serialize;
 
@@ -28,27 +26,6 @@ pub fn save_weights_atomic(varmap: &VarMap, path: &Path) -> Result<()> {
         .save(&tmp)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Tensor `name` of `map` (read from `path`), which must have the model's shape `dims`.
-pub fn stored_tensor<'a>(
-    map: &'a HashMap<String, Tensor>,
-    path: &Path,
-    name: &str,
-    dims: &[usize],
-) -> Result<&'a Tensor> {
-    let t = map
-        .get(name)
-        .with_context(|| format!("{}: no {name}", path.display()))?;
-    if t.dims() != dims {
-        bail!(
-            "{}: {name} has shape {:?}, the model {:?}",
-            path.display(),
-            t.dims(),
-            dims
-        );
-    }
-    Ok(t)
 }
 
 /// A new best validation loss: the weights to `run_dir/best.safetensors` and, when exporting,
