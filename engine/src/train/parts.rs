@@ -449,8 +449,7 @@ impl Trainee for PartsTrainee {
              - Examples: a target part, a region of it (20% all, 40% a run of bars, 20% the bars\n  \
                to the end, 20% short spans), the other parts heard (all dropped 10%, each 15%),\n  \
                hidden in the region 30%.\n\
-             - Window {steps} steps × pitches {lo}–{hi}; T = {t}; prior {p0:.5} / {p1:.5} (one\n  \
-               part's mean density). Shape: base channels {bc}, multipliers {mults:?}.\n\
+             {shape}\
              - Training: AdamW lr {lr} (warm-up {warm}, cosine to lr/10), batch {batch},\n  \
                {steps_done} steps in {wall} on a 2-core CPU{init}, seed {seed}.\n\
              - Best validation loss: {best:.5}\n\n\
@@ -464,14 +463,7 @@ impl Trainee for PartsTrainee {
             data = data.join(", "),
             hop = self.opts.hop_bars,
             shift = self.opts.max_shift,
-            steps = cfg.steps,
-            lo = crate::music::pitch_name(cfg.pitch_lo),
-            hi = crate::music::pitch_name(cfg.pitch_lo + cfg.pitches as u8 - 1),
-            t = cfg.diffusion_steps,
-            p0 = cfg.prior[0],
-            p1 = cfg.prior[1],
-            bc = cfg.base_channels,
-            mults = cfg.channel_mults,
+            shape = super::roll::shape_lines(cfg, "one part's cells"),
             lr = opts.lr,
             warm = opts.warmup,
             batch = self.opts.batch,

@@ -9,7 +9,7 @@
 //! minutes; a run started again with the same folder resumes.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Result, bail};
 use candle_core::{DType, Device, Tensor};
@@ -19,7 +19,6 @@ use rand_chacha::ChaCha8Rng;
 
 use super::adamw::AdamW;
 use super::ema::Ema;
-use super::format_duration;
 use super::run_loop::{
     EpochOrder, LoopOptions, LoopState, Measured, Trainee, derefs_to_run, new_model, run_reported,
     spread, step_rng, steps_per_epoch,
@@ -635,14 +634,9 @@ fn card(t: &RollTrainee, state: &LoopState, loop_opts: &LoopOptions) -> String {
          - Data: POP909 train split ({train} windows of {bars} bars of 4/4, hop {hop} bars, all\n  \
            non-drum tracks merged), random transposition within ±{shift} semitones that keeps\n  \
            the notes in the pitch window; validation on {val} windows of the valid split.\n\
-         - Window: {steps} steps (16th notes) × pitches {lo}–{hi}.\n\
-         - Diffusion: T = {t}, cosine ᾱ_t, prior p = {p0:.5} (onsets), {p1:.5} (sustain): the mean\n  \
-           cell density of the train windows.\n\
-         - Shape: base channels {bc}, channel multipliers {mults:?}, {rb} residual block(s) per level.\n\
+         {shape}\
          {conditioning}\
-         - Training: AdamW (lr {lr}, weight decay {wd}, warm-up {warm} steps, cosine decay to lr/10\n  \
-           over the {budget} budget), batch {batch}, {steps_done} steps, {epochs} epoch(s),\n  \
-           {wall} wall time on a 2-core CPU, seed {seed}.\n\
+         {training}\
          {ema_line}\
          - Best validation loss (mean BCE per cell over t uniform in 1..T): {best:.5}\n\n\
          {val_head}{val_rows}\n\
@@ -653,6 +647,28 @@ fn card(t: &RollTrainee, state: &LoopState, loop_opts: &LoopOptions) -> String {
         hop = opts.hop_bars,
         shift = opts.max_shift,
         val = t.val.len(),
+        shape = shape_lines(cfg, "the mean cell density of the train windows"),
+        conditioning = if cfg.conditioned {
+            "- Conditioned: the network also reads the known cells and where they are; trained on\n  \
+             masks drawn like the tasks (`train::roll::training_free_cells`); validation with\n  \
+             nothing known.\n"
+        } else {
+            ""
+        },
+        training = state.training_line(loop_opts, opts.batch, Some(opts.weight_decay), opts.seed),
+        best = state.best_val.unwrap_or(f64::NAN),
+    )
+}
+
+/// The model card's lines on a roll network's window, diffusion and shape; `prior_is` says
+/// what the prior densities are the mean of.
+pub(crate) fn shape_lines(cfg: &Config, prior_is: &str) -> String {
+    format!(
+        "- Window: {steps} steps (16th notes) × pitches {lo}–{hi}.\n\
+         - Diffusion: T = {t}, cosine ᾱ_t, prior p = {p0:.5} (onsets), {p1:.5} (sustain): \
+         {prior_is}.\n\
+         - Shape: base channels {bc}, channel multipliers {mults:?}, {rb} residual block(s) per \
+         level.\n",
         steps = cfg.steps,
         lo = crate::music::pitch_name(cfg.pitch_lo),
         hi = crate::music::pitch_name(cfg.pitch_lo + cfg.pitches as u8 - 1),
@@ -662,23 +678,6 @@ fn card(t: &RollTrainee, state: &LoopState, loop_opts: &LoopOptions) -> String {
         bc = cfg.base_channels,
         mults = cfg.channel_mults,
         rb = cfg.res_blocks,
-        conditioning = if cfg.conditioned {
-            "- Conditioned: the network also reads the known cells and where they are; trained on\n  \
-             masks drawn like the tasks (`train::roll::training_free_cells`); validation with\n  \
-             nothing known.\n"
-        } else {
-            ""
-        },
-        lr = loop_opts.lr,
-        wd = opts.weight_decay,
-        warm = loop_opts.warmup,
-        budget = format_duration(loop_opts.budget),
-        batch = opts.batch,
-        steps_done = state.step,
-        epochs = state.epoch,
-        wall = format_duration(Duration::from_secs_f64(state.elapsed_secs)),
-        seed = opts.seed,
-        best = state.best_val.unwrap_or(f64::NAN),
     )
 }
 

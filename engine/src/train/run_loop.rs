@@ -103,6 +103,29 @@ pub struct LoopState {
 }
 
 impl LoopState {
+    /// The model card's line on how the run trained: optimizer and schedule, batch, steps,
+    /// epochs, wall time and seed (`weight_decay` when the run used one).
+    pub fn training_line(
+        &self,
+        loop_opts: &LoopOptions,
+        batch: usize,
+        weight_decay: Option<f64>,
+        seed: u64,
+    ) -> String {
+        let decay = weight_decay.map_or(String::new(), |wd| format!(", weight decay {wd}"));
+        format!(
+            "- Training: AdamW (lr {lr}{decay}, warm-up {warm} steps, cosine decay to lr/10 over \
+             the {budget} budget), batch {batch}, {steps} steps, {epochs} epoch(s), {wall} wall \
+             time on a 2-core CPU, seed {seed}.\n",
+            lr = loop_opts.lr,
+            warm = loop_opts.warmup,
+            budget = super::format_duration(loop_opts.budget),
+            steps = self.step,
+            epochs = self.epoch,
+            wall = super::format_duration(Duration::from_secs_f64(self.elapsed_secs)),
+        )
+    }
+
     /// The status line of a model card: whether the run finished or its best weights so far are
     /// exported.
     pub fn card_status(&self) -> &'static str {

@@ -11,7 +11,7 @@
 //! The run goes through the shared loop ([`super::run_loop`]): checkpoints, resume, the card.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor};
@@ -20,7 +20,6 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::adamw::AdamW;
-use super::format_duration;
 use super::run_loop::{
     EpochOrder, LoopOptions, LoopState, Measured, Trainee, derefs_to_run, new_model, run_reported,
     step_rng, steps_per_epoch,
@@ -413,9 +412,7 @@ fn card(t: &VaeTrainee, state: &LoopState, loop_opts: &LoopOptions) -> String {
          - Shape: {shape}.\n\
          - Loss: summed cross-entropy over the {seq_steps} steps + β·max(KL, λ), β annealed linearly from\n  \
            0 to {beta} over {anneal} steps, free bits λ = {fb} nats.\n\
-         - Training: AdamW (lr {lr}, warm-up {warm} steps, cosine decay to lr/10 over the {budget}\n  \
-           budget), batch {batch}, {steps} steps, {epochs} epoch(s), {wall} wall time on a 2-core\n  \
-           CPU, seed {seed}.\n\
+         {training}\
          - Best validation loss (nats per sequence, full β, z = μ): {best:.3}\n\n\
          | epoch | step | validation loss | reconstruction | KL | teacher-forced accuracy |\n\
          |---|---|---|---|---|---|\n{rows}\n\
@@ -470,14 +467,7 @@ fn card(t: &VaeTrainee, state: &LoopState, loop_opts: &LoopOptions) -> String {
         beta = opts.beta,
         anneal = opts.kl_anneal_steps,
         fb = opts.free_bits,
-        lr = loop_opts.lr,
-        warm = loop_opts.warmup,
-        budget = format_duration(loop_opts.budget),
-        batch = opts.batch,
-        steps = state.step,
-        epochs = state.epoch,
-        wall = format_duration(Duration::from_secs_f64(state.elapsed_secs)),
-        seed = opts.seed,
+        training = state.training_line(loop_opts, opts.batch, None, opts.seed),
         best = state.best_val.unwrap_or(f64::NAN),
     )
 }

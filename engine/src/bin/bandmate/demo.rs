@@ -34,17 +34,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         .with_context(|| format!("{}", args.out_dir.display()))?;
 
     println!("Bandmate demo: the embedded example clip");
-    println!(
-        "  {} bars of {} at {} BPM, {} notes in {} tracks, key {}",
-        clip.bars,
-        clip.time_signature,
-        clip.tempo,
-        clip.notes.len(),
-        clip.tracks.len(),
-        clip.estimate_key()
-            .map(|k| k.to_string())
-            .unwrap_or_default()
-    );
+    println!("  {}", crate::info::summary_line(&clip));
 
     // The mask a producer would paint for "fill bars 3-4 under the melody".
     let region = RegionArgs {

@@ -3,7 +3,7 @@
 use crate::args::Timings;
 use crate::files::read_clip;
 use anyhow::Result;
-use bandmate::music::pitch_name;
+use bandmate::music::{Clip, pitch_name};
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
@@ -49,16 +49,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
         return Ok(());
     }
     println!("{}", args.file.display());
-    println!(
-        "  {} bars of {} at {:.1} BPM ({} tempo changes, {} meter changes), {} notes, key {}",
-        clip.bars,
-        clip.time_signature,
-        clip.tempo,
-        clip.tempo_changes.len(),
-        clip.meter_changes.len(),
-        clip.notes.len(),
-        key.map(|k| k.to_string()).unwrap_or_else(|| "-".into())
-    );
+    println!("  {}", summary_line(&clip));
     for t in &tracks {
         println!(
             "  track {:>2}: {:<20} {:<13} channel {:>2}  {:>5} notes  {}–{}",
@@ -72,4 +63,21 @@ pub fn run(args: InfoArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// One line on `clip`: length, meter, tempo (and how many changes of each), notes and key.
+pub fn summary_line(clip: &Clip) -> String {
+    format!(
+        "{} bars of {} at {:.1} BPM ({} tempo changes, {} meter changes), {} notes in {} tracks, \
+         key {}",
+        clip.bars,
+        clip.time_signature,
+        clip.tempo,
+        clip.tempo_changes.len(),
+        clip.meter_changes.len(),
+        clip.notes.len(),
+        clip.tracks.len(),
+        clip.estimate_key()
+            .map_or_else(|| "-".to_string(), |k| k.to_string())
+    )
 }
