@@ -375,9 +375,11 @@ impl Products<'_> {
 }
 
 /// Output channels per register tile of the product kernel.
+#[cfg(target_arch = "x86_64")]
 const TILE_ROWS: usize = 4;
 /// 8-lane vectors of tiles per register tile: 4 × 2 accumulators cover the FMA latency of two
 /// pipes; 4 × 3 (plus 3 inputs and a broadcast) would need all 16 registers and LLVM spills one.
+#[cfg(target_arch = "x86_64")]
 const TILE_VECTORS: usize = 2;
 
 /// `m[r][j] = Σ_c u[r][c] · v[c][j]` for `R` rows and `8·V` columns; arguments are
