@@ -119,7 +119,7 @@ fn melody_bar(notes: &[(u32, u8, u32)]) -> Clip {
 
 #[test]
 fn live_player_answers_every_bar_within_bounds() {
-    let model = BandModel::untrained(&Config::tiny(), 5).unwrap();
+    let model = BandModel::random(&Config::tiny(), 5).unwrap();
     let mut player = BandPlayer::new(&model).unwrap();
     // Silence, a normal bar, hundreds of notes, unknown tracks (drums), notes past the bar,
     // a 3/4 bar, a jump backwards.
@@ -173,7 +173,7 @@ fn live_player_answers_every_bar_within_bounds() {
 #[test]
 fn tasks_keep_the_clip_shape() {
     bandmate_tests::require_data!("nottingham");
-    let model = BandModel::untrained(&Config::tiny(), 6).unwrap();
+    let model = BandModel::random(&Config::tiny(), 6).unwrap();
     let song = songs(Split::Test)
         .iter()
         .find(|s| {

@@ -226,7 +226,7 @@ fn the_shipped_score_model_denoises_test_latents_better_than_an_untrained_one() 
         .collect();
     let x0 = Tensor::from_vec(mu, (seqs.len(), cfg.positions, cfg.z_dim), &Device::Cpu).unwrap();
     let x0 = standardize(&cfg, &x0).unwrap();
-    let fresh = LatentModel::new_random(&cfg).unwrap();
+    let fresh = LatentModel::random(&cfg).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     for t in [0.1f32, 0.5, 0.9] {
         let ts = vec![t; seqs.len()];
@@ -412,7 +412,7 @@ fn bad_input_gives_clear_errors() {
         .to_string();
     assert!(e.contains("no latent score weights"), "{e}");
     // A config that does not fit the VAE.
-    let other = LatentModel::new_random(&Config::tiny()).unwrap();
+    let other = LatentModel::random(&Config::tiny()).unwrap();
     let bad = LatentMelody {
         vae: lm.vae,
         model: &other,

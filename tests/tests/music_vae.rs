@@ -96,7 +96,7 @@ fn train_a_little(vae: &MelodyVae, rows: &[&[u8]], steps: usize) -> (f32, f32) {
 fn a_few_training_steps_lower_the_loss() {
     bandmate_tests::require_data!("nottingham");
     let windows = test_windows();
-    let vae = MelodyVae::new_random(&VaeShape::Flat(Config::tiny())).unwrap();
+    let vae = MelodyVae::random(&VaeShape::Flat(Config::tiny())).unwrap();
     let rows: Vec<&[u8]> = (0..64).map(|i| windows.window(i * 7)).collect();
     let (first, last) = train_a_little(&vae, &rows, 40);
     // Untrained: about 32·ln(130) ≈ 156 nats per sequence.
@@ -108,7 +108,7 @@ fn a_few_training_steps_lower_the_loss() {
 fn interpolation_ends_decode_to_the_reconstructions() {
     bandmate_tests::require_data!("nottingham");
     let windows = test_windows();
-    let vae = MelodyVae::new_random(&VaeShape::Flat(Config::tiny())).unwrap();
+    let vae = MelodyVae::random(&VaeShape::Flat(Config::tiny())).unwrap();
     let (a, b) = (windows.window(3), windows.window(400));
     let path = vae.interpolate(a, b, 6).unwrap();
     assert_eq!(path.len(), 6);
@@ -201,7 +201,7 @@ fn bad_input_gives_clear_errors() {
     let missing = std::env::temp_dir().join("bandmate-no-such-vae-weights");
     let e = MelodyVae::load(&missing).err().unwrap().to_string();
     assert!(e.contains("no MusicVAE weights"), "{e}");
-    let vae = MelodyVae::new_random(&VaeShape::Flat(Config::tiny())).unwrap();
+    let vae = MelodyVae::random(&VaeShape::Flat(Config::tiny())).unwrap();
     let a = test_windows().window(0);
     assert!(vae.interpolate(a, a, 1).is_err());
     assert!(vae.encode(&[&a[..20]]).is_err());
@@ -261,7 +261,7 @@ fn the_hierarchical_model_learns_16_bar_melodies_and_reads_clips_of_its_length()
     let windows = test_windows_16();
     assert!(windows.len() > 200, "{} windows", windows.len());
     assert_eq!(windows.window(0).len(), 256);
-    let vae = MelodyVae::new_random(&VaeShape::Hierarchical(HierConfig::tiny())).unwrap();
+    let vae = MelodyVae::random(&VaeShape::Hierarchical(HierConfig::tiny())).unwrap();
     assert_eq!(vae.window_steps(), 256);
     let rows: Vec<&[u8]> = (0..16).map(|i| windows.window(i * 13)).collect();
     let (first, last) = train_a_little(&vae, &rows, 25);

@@ -48,7 +48,7 @@ impl BandModel {
     }
 
     /// Untrained weights (for tests of shapes and bounds).
-    pub fn untrained(cfg: &Config, seed: u64) -> Result<Self> {
+    pub fn random(cfg: &Config, seed: u64) -> Result<Self> {
         let device = Device::Cpu;
         device.set_seed(seed).ok();
         let varmap = candle_nn::VarMap::new();

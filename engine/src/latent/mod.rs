@@ -43,11 +43,11 @@ impl LatentModel {
 
     /// A model from its `config.json` and `model.safetensors`.
     pub fn from_files(files: &ModelFiles) -> Result<Self> {
-        files.load_with_varmap(Config::validate, Self::new_random, Self::varmap)
+        files.load_with_varmap(Config::validate, Self::random, Self::varmap)
     }
 
     /// Fresh weights (for training and tests).
-    pub fn new_random(cfg: &Config) -> Result<Self> {
+    pub fn random(cfg: &Config) -> Result<Self> {
         let varmap = VarMap::new();
         let score = LatentScore::new(
             cfg,

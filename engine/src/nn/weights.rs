@@ -533,7 +533,7 @@ mod tests {
         use crate::vae::MelodyVae;
         use crate::vae::VaeShape;
         let shape = VaeShape::preset("tiny").unwrap();
-        let vae = MelodyVae::new_random(&shape).unwrap();
+        let vae = MelodyVae::random(&shape).unwrap();
         let [full, half] = saved_both_ways(&shape, vae.varmap(), "vae", DType::F16);
         let a = MelodyVae::from_files(&full).unwrap();
         let b = MelodyVae::from_files(&half).unwrap();
@@ -548,7 +548,7 @@ mod tests {
         );
 
         let cfg = crate::models::latent_score::Config::tiny();
-        let score = LatentModel::new_random(&cfg).unwrap();
+        let score = LatentModel::random(&cfg).unwrap();
         let [full, half] = saved_both_ways(&cfg, score.varmap(), "latent", DType::F16);
         let a = LatentModel::from_files(&full).unwrap();
         let b = LatentModel::from_files(&half).unwrap();

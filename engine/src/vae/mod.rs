@@ -53,11 +53,11 @@ impl MelodyVae {
 
     /// A model from its `config.json` and `model.safetensors`.
     pub fn from_files(files: &ModelFiles) -> Result<Self> {
-        files.load_with_varmap(VaeShape::validate, Self::new_random, Self::varmap)
+        files.load_with_varmap(VaeShape::validate, Self::random, Self::varmap)
     }
 
     /// A model with freshly initialized weights (for tests and training).
-    pub fn new_random(cfg: &VaeShape) -> Result<Self> {
+    pub fn random(cfg: &VaeShape) -> Result<Self> {
         let device = Device::Cpu;
         let varmap = VarMap::new();
         let model = VaeNet::new(cfg, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
