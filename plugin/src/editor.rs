@@ -584,9 +584,24 @@ impl EditorApp {
                 format!("Band player: {error}"),
             );
         }
-        if let Some(status) = &self.export_status {
-            ui.label(egui::RichText::new(status).weak());
-        }
+        ui.horizontal_wrapped(|ui| {
+            let device = crate::models::models_device();
+            ui.label(
+                egui::RichText::new(format!(
+                    "Models run on: {}",
+                    device.as_deref().unwrap_or("… (loading)")
+                ))
+                .weak(),
+            )
+            .on_hover_text(
+                "The device the models run on: the CPU, or in a GPU build the GPU when the \
+                 machine has one",
+            );
+            if let Some(status) = &self.export_status {
+                ui.separator();
+                ui.label(egui::RichText::new(status).weak());
+            }
+        });
         let hint_before = self.state.show_hint;
         actions.extend(roll_area(ui, &mut self.state));
         if hint_before && !self.state.show_hint {
@@ -1230,6 +1245,18 @@ mod tests {
             let (_, r) = texts.iter().find(|(t, _)| t == "Drag .mid").expect("drag");
             assert!((r.center().y - rows[2]).abs() < 4.0, "Drag .mid wrapped");
         }
+    }
+
+    #[test]
+    fn the_status_line_shows_which_device_runs_the_models() {
+        let (mut app, _controller) = app();
+        let ctx = egui::Context::default();
+        // Loaded on this thread here (the editor leaves that to a thread of its own).
+        assert!(!crate::models::shared_generators().is_empty());
+        let (_, texts) = frame(&mut app, &ctx, Vec::new());
+        let device = bandmate::nn::device_name(&bandmate::nn::compute_device());
+        let want = format!("Models run on: {device}");
+        assert!(has(&texts, &want), "{want} not in {texts:?}");
     }
 
     #[test]

@@ -33,6 +33,15 @@ pub fn loaded_generator_names() -> Option<Vec<String>> {
     }
 }
 
+/// Which device runs the models ("CPU", or in a GPU build "CUDA GPU 0" or "Metal GPU"), once
+/// the shared generators have loaded (`None` before: choosing a GPU can take a moment, which
+/// the editor's thread must not wait for). Every model loads onto that device.
+pub fn models_device() -> Option<String> {
+    GENERATORS
+        .get()
+        .map(|_| bandmate::nn::device_name(&bandmate::nn::compute_device()))
+}
+
 /// The generators every instance shares, loaded once per process on first use (by a worker
 /// thread, never while a host scans plugins): see [`load_generators`]. The band
 /// player's bars run on its own thread ([`crate::band`]), not here.

@@ -56,19 +56,31 @@ pub fn new_instance(entry: &PluginEntry, host_name: &str) -> PluginInstance<Host
 /// nice-plug's CLAP state: the length (u64, little-endian) and the JSON of a `PluginState`
 /// whose `session` field holds a Bandmate session with `clip`.
 pub fn state_with_clip(clip: &Clip) -> Vec<u8> {
-    let session = serde_json::json!({ "version": 1, "clip": clip, "mask": null });
-    state_with_session_field(&session.to_string())
+    with_length(state_json_with_clip(clip))
 }
 
 /// A state whose `session` field is `field` verbatim (for corrupt or foreign sessions).
 pub fn state_with_session_field(field: &str) -> Vec<u8> {
-    let json =
-        serde_json::json!({ "version": "0.1.0", "params": {}, "fields": { "session": field } })
-            .to_string()
-            .into_bytes();
+    with_length(state_json_with_session_field(field))
+}
+
+fn with_length(json: Vec<u8>) -> Vec<u8> {
     let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
     bytes.extend(json);
     bytes
+}
+
+/// nice-plug's state as VST3 stores it (the JSON alone, no length): a Bandmate session with
+/// `clip`.
+pub fn state_json_with_clip(clip: &Clip) -> Vec<u8> {
+    let session = serde_json::json!({ "version": 1, "clip": clip, "mask": null });
+    state_json_with_session_field(&session.to_string())
+}
+
+fn state_json_with_session_field(field: &str) -> Vec<u8> {
+    serde_json::json!({ "version": "0.1.0", "params": {}, "fields": { "session": field } })
+        .to_string()
+        .into_bytes()
 }
 
 pub fn load_state(instance: &mut PluginInstance<Host>, bytes: &[u8]) -> Result<(), String> {

@@ -13,12 +13,13 @@ use clack_host::events::UnknownEvent;
 use clack_host::events::io::{OutputEventBuffer, TryPushError};
 use clack_host::prelude::*;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 #[path = "../support/clap_host.rs"]
 mod clap_host;
 #[path = "../support/host_timeline.rs"]
 mod host_timeline;
+#[path = "../support/plugin_library.rs"]
+mod plugin_library;
 
 use clap_host::{
     Host as TestHost, Played, Processing, Transport, load_state, save_state, state_with_clip,
@@ -30,50 +31,7 @@ fn library_path() -> PathBuf {
     if let Some(path) = std::env::var_os("BANDMATE_CLAP") {
         return PathBuf::from(path);
     }
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(build_library).clone()
-}
-
-/// Build the plugin's debug library (cargo builds only the rlib of a dependency) and return the
-/// path cargo reports for it.
-fn build_library() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = std::process::Command::new(cargo)
-        .args([
-            "build",
-            "-p",
-            "bandmate-plugin",
-            "--lib",
-            "--message-format=json",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("running cargo build");
-    assert!(
-        output.status.success(),
-        "cargo build -p bandmate-plugin --lib failed"
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let library = stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "bandmate_plugin")
-        .flat_map(|m| {
-            m["filenames"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|f| f.as_str().map(PathBuf::from))
-        })
-        .find(|f| {
-            matches!(
-                f.extension().and_then(|e| e.to_str()),
-                Some("so" | "dylib" | "dll")
-            )
-        });
-    library.expect("cargo reported no cdylib for bandmate-plugin")
+    plugin_library::debug_library()
 }
 
 fn load_entry() -> PluginEntry {

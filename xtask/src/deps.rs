@@ -21,6 +21,10 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "xvfb",
 ];
 
+/// What the test in a real DAW adds (`cargo xtask host-test ardour`, also run by `cargo xtask
+/// test`): Ardour 7 and its headless Lua session tool `ardour7-lua`.
+pub const ARDOUR_PACKAGES: &[&str] = &["ardour"];
+
 /// What the Windows build (MinGW-w64 linker) and its smoke test (Wine) add.
 pub const WINDOWS_PACKAGES: &[&str] = &["gcc-mingw-w64-x86-64", "wine64"];
 

@@ -1,4 +1,13 @@
-//! `cargo xtask host-test wine`: the Windows build in a Windows host, here under Wine.
+//! `cargo xtask host-test wine|ardour`: the plugin in hosts other than the tests' own.
+//!
+//! `ardour [--bundle]`: installs Ardour 7 (Debian `ardour`) and runs
+//! `tests/tests/ardour_host.rs`, which drives Ardour headless through its Lua session tool: a
+//! session with the Bandmate VST3 on a MIDI track, its MIDI out recorded on a second track for 8
+//! bars, every note of the clip within 1 ms. The plugin is the debug library (its `process()`
+//! aborts on any allocation), or with `--bundle` the shipped `target/bundled/Bandmate.vst3`
+//! (built first).
+//!
+//! `wine`: the Windows build in a Windows host, here under Wine.
 //!
 //! Builds the Linux and the Windows bundles (`dist`) and the small CLAP host
 //! `plugin/examples/clap_smoke.rs` for both, then runs the Linux host on the Linux
@@ -14,7 +23,11 @@ const SMOKE: &str = "clap_smoke";
 pub fn run(args: &[String]) -> Result {
     match args {
         [host] if host == "wine" => wine(),
-        _ => Err(format!("usage: cargo xtask host-test wine (got {args:?})")),
+        [host] if host == "ardour" => ardour(false),
+        [host, flag] if host == "ardour" && flag == "--bundle" => ardour(true),
+        _ => Err(format!(
+            "usage: cargo xtask host-test wine|ardour [--bundle] (got {args:?})"
+        )),
     }
 }
 
@@ -42,6 +55,32 @@ fn build_smoke(platform: Platform) -> Result<std::path::PathBuf> {
     } else {
         Err(format!("the build did not produce {}", exe.display()))
     }
+}
+
+fn ardour(shipped_bundle: bool) -> Result {
+    crate::deps::install(crate::deps::DEBIAN_PACKAGES)?;
+    crate::deps::install(crate::deps::ARDOUR_PACKAGES)?;
+    let mut env = vec![("BANDMATE_ARDOUR_REQUIRED".to_string(), "1".to_string())];
+    if shipped_bundle {
+        let bundles = bundle::build_for(Platform::Host, false)?;
+        env.push((
+            "BANDMATE_VST3".to_string(),
+            bundles.vst3.to_string_lossy().into_owned(),
+        ));
+    }
+    shell::run_with_env(
+        &shell::cargo(),
+        &[
+            "test",
+            "-p",
+            "bandmate-tests",
+            "--test",
+            "ardour_host",
+            "--",
+            "--nocapture",
+        ],
+        &env,
+    )
 }
 
 fn wine() -> Result {

@@ -4,6 +4,8 @@ use crate::shell::{self, Result};
 
 pub fn run(extra: &[String]) -> Result {
     crate::deps::install(crate::deps::DEBIAN_PACKAGES)?;
+    // The plugin in a real DAW (tests/tests/ardour_host.rs), which otherwise skips.
+    crate::deps::install(crate::deps::ARDOUR_PACKAGES)?;
     let cargo = shell::cargo();
     shell::run(&cargo, &["fmt", "--all", "--", "--check"])?;
     shell::run(

@@ -75,7 +75,8 @@ impl BandModel {
         state: &GruState,
     ) -> Result<(GruState, Vec<Vec<f32>>)> {
         let cfg = self.config();
-        let device = Device::Cpu;
+        // The inputs go where the weights are; the probabilities come back to the CPU.
+        let device = self.net.device();
         let mut rolls = Vec::with_capacity(cfg.tracks.len());
         let mut present = Vec::with_capacity(cfg.tracks.len());
         for (k, spec) in cfg.tracks.iter().enumerate() {
@@ -86,9 +87,9 @@ impl BandModel {
             } else {
                 present.push(0.0);
             }
-            rolls.push(Tensor::from_vec(roll, (1, cfg.bar_cells(k)), &device)?);
+            rolls.push(Tensor::from_vec(roll, (1, cfg.bar_cells(k)), device)?);
         }
-        let present = Tensor::from_vec(present, (1, cfg.tracks.len()), &device)?;
+        let present = Tensor::from_vec(present, (1, cfg.tracks.len()), device)?;
         let z = self.net.posterior(&rolls, &present)?.sample(None)?; // [1, latent]
         let state = self.net.step(&z, state)?;
         let probs = self.predict(&state)?;

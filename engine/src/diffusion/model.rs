@@ -100,7 +100,7 @@ impl RollModel {
                 t.len()
             );
         }
-        let dev = Device::Cpu;
+        let dev = self.net.device();
         // Nothing known: a conditioned net gets empty known-cell channels.
         let mut input = Vec::with_capacity(t.len() * cfg.input_channels() * per / 2);
         for roll in x_t.chunks(per) {
@@ -115,12 +115,12 @@ impl RollModel {
         let x = Tensor::from_vec(
             input,
             (t.len(), cfg.input_channels(), cfg.steps, cfg.pitches),
-            &dev,
+            dev,
         )?;
         let tt = Tensor::from_vec(
             t.iter().map(|&v| v as f32).collect::<Vec<_>>(),
             t.len(),
-            &dev,
+            dev,
         )?;
         Ok(candle_nn::ops::sigmoid(&self.net.forward(&x, &tt)?)?
             .flatten_all()?

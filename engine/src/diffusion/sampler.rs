@@ -13,7 +13,7 @@
 //! values and where they are at every step, and with guidance a second pass without them
 //! sharpens what the known cells say. Any subsequence of 1..=T steps works (evenly spaced).
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -189,7 +189,8 @@ pub fn sample_with_hook(
         })
         .collect();
 
-    let device = Device::Cpu;
+    // The inputs go where the weights are; the logits come back to the CPU (`to_vec1`).
+    let device = net.device();
     let mut last_x0 = x.clone();
     // The network input `[n, input channels, steps, pitches]`: x_t, and for a conditioned net
     // the known cells, which stay as they are; each step writes only its x_t planes.
@@ -222,8 +223,8 @@ pub fn sample_with_hook(
         for (b, xb) in x.iter().cycle().take(batch).enumerate() {
             input_buf[b * channels * plane..][..2 * plane].copy_from_slice(xb);
         }
-        let input = Tensor::from_slice(&input_buf, (batch, channels, steps, pitches), &device)?;
-        let tt = Tensor::from_vec(vec![t as f32; batch], batch, &device)?;
+        let input = Tensor::from_slice(&input_buf, (batch, channels, steps, pitches), device)?;
+        let tt = Tensor::from_vec(vec![t as f32; batch], batch, device)?;
         // [batch, 2, steps, pitches] flat
         let mut out = crate::nn::in_pool(|| net.forward(&input, &tt))?
             .flatten_all()?

@@ -43,16 +43,18 @@ impl LatentModel {
 
     /// A model from its `config.json` and `model.safetensors`.
     pub fn from_files(files: &ModelFiles) -> Result<Self> {
-        files.load_with_varmap(Config::validate, Self::random, Self::varmap)
+        files.load_with_varmap(Config::validate, Self::random_on, Self::varmap)
     }
 
-    /// Fresh weights (for training and tests).
+    /// Fresh weights on the CPU (for training and tests).
     pub fn random(cfg: &Config) -> Result<Self> {
+        Self::random_on(cfg, &Device::Cpu)
+    }
+
+    /// Fresh weights on `device`.
+    pub fn random_on(cfg: &Config, device: &Device) -> Result<Self> {
         let varmap = VarMap::new();
-        let score = LatentScore::new(
-            cfg,
-            VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-        )?;
+        let score = LatentScore::new(cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
         Ok(Self { score, varmap })
     }
 

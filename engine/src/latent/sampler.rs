@@ -8,7 +8,7 @@
 //! States are flat `Vec<f32>` of `[batch, positions, z_dim]`; the network sees them as tensors.
 
 use anyhow::{Result, bail};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -236,9 +236,11 @@ pub fn sample(
         beta_max: cfg.beta_max,
     };
     let shape = (batch, cfg.positions, cfg.z_dim);
+    // The inputs go where the weights are; the noise comes back to the CPU (`to_vec1`).
+    let device = model.device();
     let mut predict = |x: &[f32], t: f64| -> Result<Vec<f32>> {
-        let xt = Tensor::from_slice(x, shape, &Device::Cpu)?;
-        let tt = Tensor::from_vec(vec![t as f32; batch], batch, &Device::Cpu)?;
+        let xt = Tensor::from_slice(x, shape, device)?;
+        let tt = Tensor::from_vec(vec![t as f32; batch], batch, device)?;
         Ok(model.forward(&xt, &tt)?.flatten_all()?.to_vec1::<f32>()?)
     };
     sample_with(&mut predict, sde, shape, known, start, opts)

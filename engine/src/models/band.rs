@@ -249,6 +249,11 @@ impl BandVae {
         &self.cfg
     }
 
+    /// The device the weights are on, where the inputs go.
+    pub fn device(&self) -> &candle_core::Device {
+        self.rnn.device()
+    }
+
     /// Product of experts. `bars[k]`: `[n, cells_k]` rolls of track k; `present`: `[n, tracks]`
     /// with 1 where track k was heard, 0 where it is missing (its expert is left out).
     pub fn posterior(&self, bars: &[Tensor], present: &Tensor) -> Result<Posterior> {
@@ -302,6 +307,8 @@ impl BandVae {
         if ranges.len() < 2 {
             return self.forward_whole(bars, present, eps);
         }
+        // Inside `with_candle_ops`, the pool threads take the candle ops too.
+        let candle_ops = crate::nn::cpu::storage::candle_ops_only();
         let parts: Vec<(Vec<Tensor>, Tensor)> = ranges
             .into_par_iter()
             .map(|r| {
@@ -311,7 +318,9 @@ impl BandVae {
                     .map(|b| b.narrow(0, start, len))
                     .collect::<Result<_>>()?;
                 let eps = eps.map(|e| e.narrow(0, start, len)).transpose()?;
-                self.forward_whole(&bars, &present.narrow(0, start, len)?, eps.as_ref())
+                crate::nn::cpu::storage::keep_candle_ops(candle_ops, || {
+                    self.forward_whole(&bars, &present.narrow(0, start, len)?, eps.as_ref())
+                })
             })
             .collect::<Result<_>>()?;
         let logits = (0..self.decoders.len())

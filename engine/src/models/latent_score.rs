@@ -208,6 +208,11 @@ impl LatentScore {
         &self.cfg
     }
 
+    /// The device the weights are on, where the inputs go.
+    pub fn device(&self) -> &Device {
+        self.position.device()
+    }
+
     /// Sinusoidal features of `1000·t`: `[b]` → `[b, d_model]` (sines then cosines, frequencies
     /// from 1 down to 1/10000).
     fn time_features(&self, t: &Tensor) -> Result<Tensor> {
@@ -233,6 +238,8 @@ impl LatentScore {
         if ranges.len() < 2 {
             return self.forward_whole(x, t);
         }
+        // Inside `with_candle_ops`, the pool threads take the candle ops too.
+        let candle_ops = crate::nn::cpu::storage::candle_ops_only();
         let parts: Vec<Tensor> = ranges
             .into_par_iter()
             .map(|r| {
@@ -240,7 +247,9 @@ impl LatentScore {
                     x.narrow(0, r.start, r.len())?,
                     t.narrow(0, r.start, r.len())?,
                 );
-                crate::nn::serially(|| self.forward_whole(&x, &t))
+                crate::nn::cpu::storage::keep_candle_ops(candle_ops, || {
+                    crate::nn::serially(|| self.forward_whole(&x, &t))
+                })
             })
             .collect::<Result<_>>()?;
         Tensor::cat(&parts, 0)

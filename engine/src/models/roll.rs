@@ -638,6 +638,11 @@ impl RollUnet {
         &self.cfg
     }
 
+    /// The device the weights are on, where the inputs go.
+    pub fn device(&self) -> &candle_core::Device {
+        self.conv_in.weight().device()
+    }
+
     /// `x_t: [batch, input channels, steps, pitches]` (0/1 values: x_t, then for a conditioned
     /// model the known cells, see [`conditioned_input`]), `t: [batch]` timesteps (f32, 1..=T) ->
     /// logits of x̂_0 `[batch, 2, steps, pitches]`.

@@ -71,6 +71,11 @@ impl GruCell {
         self.hidden
     }
 
+    /// The device the weights are on.
+    pub fn device(&self) -> &candle_core::Device {
+        self.w_hh.device()
+    }
+
     /// Zeros for `batch` sequences.
     pub fn zero_state(&self, batch: usize) -> Result<GruState> {
         Ok(GruState::new(Tensor::zeros(

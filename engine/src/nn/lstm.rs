@@ -322,9 +322,12 @@ pub fn bidirectional_ends(fwd: &LstmCell, bwd: &LstmCell, input: SequenceInput) 
     // side by side instead, each whole on its thread: one meeting instead of two, and each
     // step's product has twice the rows to spread gemm's packing of the weights over.
     let (forward, backward) = if row_parts(batch).len() >= 2 {
+        // Inside `with_candle_ops`, a pool thread that takes a direction takes the candle ops.
+        use super::cpu::storage::{candle_ops_only, keep_candle_ops};
+        let candle_ops = candle_ops_only();
         rayon::join(
-            || super::serially(|| last_state(fwd, false)),
-            || super::serially(|| last_state(bwd, true)),
+            || keep_candle_ops(candle_ops, || super::serially(|| last_state(fwd, false))),
+            || keep_candle_ops(candle_ops, || super::serially(|| last_state(bwd, true))),
         )
     } else {
         (last_state(fwd, false), last_state(bwd, true))

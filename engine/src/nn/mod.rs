@@ -1,10 +1,12 @@
-//! Neural-network building blocks shared by the models, tuned for the CPU.
+//! Neural-network building blocks shared by the models, tuned for the CPU; on another device
+//! (a GPU build, [`device`]) each falls back to the candle ops it replaces.
 
 pub mod attention;
 pub mod conv;
 pub mod conv_geometry;
 pub mod conv_kernel;
 pub mod cpu;
+pub mod device;
 pub mod fused;
 pub mod gru;
 pub mod huge_pages;
@@ -22,6 +24,8 @@ pub use attention::self_attention;
 pub use conv::Conv2d;
 pub use conv_geometry::ConvGeometry;
 pub use conv_kernel::{candle_conv2d, conv2d};
+pub use cpu::storage::with_candle_ops;
+pub use device::{compute_device, device_name};
 pub use fused::{
     GroupNormSilu, add_channel_bias, add_same, cat_channels, gelu, layer_norm, upsample_nearest2x,
 };
@@ -96,7 +100,13 @@ pub fn pool_parts(n: usize, min_part: usize) -> (Vec<std::ops::Range<usize>>, Ve
 pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     static HOP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let hop = *HOP.get_or_init(|| std::env::var_os("BANDMATE_IN_POOL").is_none_or(|v| v != "0"));
-    if hop { rayon::scope(|_| f()) } else { f() }
+    if hop {
+        // Inside `with_candle_ops`, the pool thread takes the candle ops too.
+        let candle_ops = cpu::storage::candle_ops_only();
+        rayon::scope(|_| cpu::storage::keep_candle_ops(candle_ops, f))
+    } else {
+        f()
+    }
 }
 
 thread_local! {
@@ -141,7 +151,11 @@ pub fn on_one_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
             .ok()
     });
     match pool {
-        Some(pool) => pool.install(f),
+        Some(pool) => {
+            // Inside `with_candle_ops`, the pool thread takes the candle ops too.
+            let candle_ops = cpu::storage::candle_ops_only();
+            pool.install(|| cpu::storage::keep_candle_ops(candle_ops, f))
+        }
         None => f(),
     }
 }

@@ -12,11 +12,14 @@ use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
+use super::device::compute_device;
+
 /// A model's two files, `config.json` and `model.safetensors`, as bytes: read from a folder
 /// ([`ModelFiles::from_dir`]) or embedded in the binary (`model_loaders!`). Every model
 /// loads through them, so every model accepts the same stored float types (f32, f16, bf16) and
 /// fails with the same errors: no such files, a config that is not the model's, weights that
-/// are not safetensors, weights that do not fit the config.
+/// are not safetensors, weights that do not fit the config. The model loads onto
+/// [`compute_device`] unless [`ModelFiles::on`] names another device.
 pub struct ModelFiles {
     /// What the model is, in errors ("roll model", "MusicVAE").
     pub what: &'static str,
@@ -24,12 +27,15 @@ pub struct ModelFiles {
     pub source: String,
     pub config: Cow<'static, [u8]>,
     pub weights: Cow<'static, [u8]>,
+    /// Where the model's weights go (`None`: [`compute_device`], chosen when the model loads).
+    device: Option<Device>,
 }
 
 /// The two loaders of a model type that has a constructor `from_files(&ModelFiles)`:
 /// `$load(dir)`, its files in a folder, and `embedded()`, the files of `assets/$asset` embedded
-/// in the binary at build time. `$what` names the model in errors; `$hint` says how to get
-/// weights when a folder has none.
+/// in the binary at build time (`embedded_files()`: those files, to load them elsewhere with
+/// [`ModelFiles::on`]). `$what` names the model in errors; `$hint` says how to get weights when
+/// a folder has none.
 macro_rules! model_loaders {
     ($load:ident, $what:literal, $asset:literal, $hint:literal) => {
         /// `config.json` and `model.safetensors` from a folder.
@@ -41,7 +47,12 @@ macro_rules! model_loaders {
 
         #[doc = concat!("The shipped weights (`assets/", $asset, "`), embedded in the binary.")]
         pub fn embedded() -> anyhow::Result<Self> {
-            Self::from_files(&$crate::nn::weights::ModelFiles::new(
+            Self::from_files(&Self::embedded_files())
+        }
+
+        #[doc = concat!("The files of the shipped weights (`assets/", $asset, "`), embedded in the binary.")]
+        pub fn embedded_files() -> $crate::nn::weights::ModelFiles {
+            $crate::nn::weights::ModelFiles::new(
                 $what,
                 include_bytes!(concat!(
                     env!("CARGO_MANIFEST_DIR"),
@@ -58,7 +69,7 @@ macro_rules! model_loaders {
                 ))
                 .as_slice(),
                 concat!("embedded assets/", $asset),
-            ))
+            )
         }
     };
 }
@@ -92,7 +103,21 @@ impl ModelFiles {
             source: source.into(),
             config: config.into(),
             weights: weights.into(),
+            device: None,
         }
+    }
+
+    /// The same files, to be loaded onto `device` instead of [`compute_device`].
+    pub fn on(self, device: Device) -> Self {
+        Self {
+            device: Some(device),
+            ..self
+        }
+    }
+
+    /// The device the model loads onto.
+    pub fn device(&self) -> Device {
+        self.device.clone().unwrap_or_else(compute_device)
     }
 
     /// `config.json` and `model.safetensors` of `dir`; when either is missing, an error naming
@@ -131,11 +156,12 @@ impl ModelFiles {
     }
 
     /// The network `build` makes from the weights (each read as f32 whatever type it is stored
-    /// in); an error when the weights are not safetensors or a tensor the network asks for is
-    /// missing or has another shape (extra tensors are ignored).
+    /// in, on [`ModelFiles::device`]); an error when the weights are not safetensors or a tensor
+    /// the network asks for is missing or has another shape (extra tensors are ignored).
     pub fn build<T>(&self, build: impl FnOnce(VarBuilder) -> candle_core::Result<T>) -> Result<T> {
+        // Read on the CPU; the builder moves each tensor the network asks for to the device.
         let tensors = read_safetensors(&self.weights, &self.name())?;
-        build(VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu)).with_context(|| {
+        build(VarBuilder::from_tensors(tensors, DType::F32, &self.device())).with_context(|| {
             format!(
                 "{}: model.safetensors does not fit config.json",
                 self.name()
@@ -144,15 +170,15 @@ impl ModelFiles {
     }
 
     /// A model that keeps its variables (to train them further): made by `new` from the config
-    /// (checked by `validate`), then its variables (`varmap`) set from the weights, with the
-    /// errors of [`ModelFiles::build`].
+    /// (checked by `validate`) on [`ModelFiles::device`], then its variables (`varmap`) set from
+    /// the weights, with the errors of [`ModelFiles::build`].
     pub fn load_with_varmap<C: serde::de::DeserializeOwned, M>(
         &self,
         validate: impl FnOnce(&C) -> std::result::Result<(), String>,
-        new: impl FnOnce(&C) -> Result<M>,
+        new: impl FnOnce(&C, &Device) -> Result<M>,
         varmap: impl FnOnce(&M) -> &VarMap,
     ) -> Result<M> {
-        let model = new(&self.config(validate)?)?;
+        let model = new(&self.config(validate)?, &self.device())?;
         self.load_into(varmap(&model))?;
         Ok(model)
     }

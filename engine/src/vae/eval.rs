@@ -51,7 +51,7 @@ pub fn reconstruction_accuracy(
     for start in (0..n).step_by(batch.max(1)) {
         let end = (start + batch.max(1)).min(n);
         let rows: Vec<&[u8]> = (start..end).map(|i| windows.window(i)).collect();
-        let tokens = model.tokens_tensor(&rows, &candle_core::Device::Cpu)?; // [b, 32]
+        let tokens = model.tokens_tensor(&rows, vae.device())?; // [b, 32]
         let (mu, _) = model.encode(&tokens)?;
         let logits = model.decode_teacher_forced(&mu, &tokens)?; // [b, 32, classes]
         forced += logits

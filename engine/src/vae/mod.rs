@@ -53,19 +53,28 @@ impl MelodyVae {
 
     /// A model from its `config.json` and `model.safetensors`.
     pub fn from_files(files: &ModelFiles) -> Result<Self> {
-        files.load_with_varmap(VaeShape::validate, Self::random, Self::varmap)
+        files.load_with_varmap(VaeShape::validate, Self::random_on, Self::varmap)
     }
 
-    /// A model with freshly initialized weights (for tests and training).
+    /// A model with freshly initialized weights on the CPU (for tests and training).
     pub fn random(cfg: &VaeShape) -> Result<Self> {
-        let device = Device::Cpu;
+        Self::random_on(cfg, &Device::Cpu)
+    }
+
+    /// A model with freshly initialized weights on `device`.
+    pub fn random_on(cfg: &VaeShape, device: &Device) -> Result<Self> {
         let varmap = VarMap::new();
-        let model = VaeNet::new(cfg, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+        let model = VaeNet::new(cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
         Ok(Self {
             model,
-            device,
+            device: device.clone(),
             varmap,
         })
+    }
+
+    /// The device the weights are on (where the inputs go).
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     pub fn model(&self) -> &VaeNet {
@@ -96,6 +105,8 @@ impl MelodyVae {
         }
         // One part of the batch per pool thread, each encoded on its own core.
         let (parts, _) = crate::nn::pool_parts(windows.len(), 64);
+        // Inside `with_candle_ops`, the pool threads take the candle ops too.
+        let candle_ops = crate::nn::cpu::storage::candle_ops_only();
         let encoded = crate::nn::in_pool(|| {
             parts
                 .par_iter()
@@ -103,7 +114,11 @@ impl MelodyVae {
                     let tokens = self
                         .model
                         .tokens_tensor(&windows[r.clone()], &self.device)?; // [n, 32]
-                    let encode = || self.model.encode(&tokens);
+                    let encode = || {
+                        crate::nn::cpu::storage::keep_candle_ops(candle_ops, || {
+                            self.model.encode(&tokens)
+                        })
+                    };
                     let (mu, _) = if parts.len() > 1 {
                         crate::nn::serially(encode)?
                     } else {

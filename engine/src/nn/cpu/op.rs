@@ -38,6 +38,8 @@ impl<T: F32Op<1>> CustomOp1 for Op<T> {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Forward {
+        #[cfg(test)]
+        super::storage::count_kernel_run();
         self.0.cpu_fwd([(s1, l1)])
     }
 
@@ -53,6 +55,8 @@ impl<T: F32Op<2>> CustomOp2 for Op<T> {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Forward {
+        #[cfg(test)]
+        super::storage::count_kernel_run();
         self.0.cpu_fwd([(s1, l1), (s2, l2)])
     }
 
@@ -82,6 +86,8 @@ impl<T: F32Op<3>> CustomOp3 for Op<T> {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Forward {
+        #[cfg(test)]
+        super::storage::count_kernel_run();
         self.0.cpu_fwd([(s1, l1), (s2, l2), (s3, l3)])
     }
 

@@ -43,9 +43,65 @@ pub(crate) fn contiguous_f32<'a>(data: &'a [f32], layout: &Layout) -> std::borro
     }
 }
 
-/// Whether `t` is an f32 tensor on the CPU (the custom kernels' fast path).
+/// Whether `t` is an f32 tensor on the CPU (the custom kernels' fast path), outside
+/// [`with_candle_ops`]. Every custom kernel is gated by this check, made on the calling thread
+/// before the kernel is dispatched; when it fails the kernel's function computes the same
+/// thing in candle ops, as on a GPU.
 pub(crate) fn on_cpu_f32(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == DType::F32
+    t.device().is_cpu() && t.dtype() == DType::F32 && !candle_ops_only()
+}
+
+thread_local! {
+    /// Whether this thread is inside [`with_candle_ops`].
+    static CANDLE_OPS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every custom CPU kernel replaced by the candle-ops path that other devices
+/// (CUDA, Metal) take, on the CPU: for the tests that check that path against the kernels, and
+/// for measuring what the kernels are worth. It holds on the calling thread and in the work
+/// that it hands to the pool: [`crate::nn::in_pool`], [`crate::nn::on_one_thread`], and the
+/// models' batch parts ([`keep_candle_ops`]). The kernels' own threads need not know: every
+/// kernel is chosen (or not) on the thread that calls it.
+pub fn with_candle_ops<R>(f: impl FnOnce() -> R) -> R {
+    /// Puts the flag back even when `f` panics.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CANDLE_OPS.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(CANDLE_OPS.with(|c| c.replace(true)));
+    f()
+}
+
+/// Whether the calling thread is inside [`with_candle_ops`] (no custom kernel runs).
+pub fn candle_ops_only() -> bool {
+    CANDLE_OPS.with(std::cell::Cell::get)
+}
+
+/// `f`, inside [`with_candle_ops`] when `candle_ops` (the caller's [`candle_ops_only`], carried
+/// to another thread).
+pub(crate) fn keep_candle_ops<R>(candle_ops: bool, f: impl FnOnce() -> R) -> R {
+    if candle_ops { with_candle_ops(f) } else { f() }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many custom kernels have run forward on this thread (tests only).
+    static KERNEL_RUNS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts one custom kernel's forward pass on this thread (tests only).
+#[cfg(test)]
+pub(crate) fn count_kernel_run() {
+    KERNEL_RUNS.with(|c| c.set(c.get() + 1));
+}
+
+/// How many custom kernels have run forward on this thread so far (tests only; compare two
+/// readings).
+#[cfg(test)]
+pub(crate) fn kernel_runs() -> usize {
+    KERNEL_RUNS.with(std::cell::Cell::get)
 }
 
 /// The contiguous f32 elements of a CPU tensor (borrowed when already contiguous).
