@@ -26,6 +26,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
+// Dragging the export out of the editor: an XDND source on Linux, the `drag` crate on Windows
+// and macOS (the same interface).
+#[cfg(target_os = "linux")]
+use crate::drag_out;
+#[cfg(any(windows, target_os = "macos"))]
+use crate::drag_out_native as drag_out;
+
 /// The editor window of an instance.
 pub fn create(controller: Arc<Controller>, band: Arc<BandStats>) -> Option<EguiEditor<EditorApp>> {
     let view = controller.session().view.clamped();
@@ -60,9 +67,9 @@ pub struct EditorApp {
     export_status: Option<String>,
     /// What "Export .mid" writes (and "Drag .mid" drags).
     export_scope: ExportScope,
-    /// The drag out of the editor under way (its own thread and X connection).
-    #[cfg(target_os = "linux")]
-    drag: Option<crate::drag_out::DragOut>,
+    /// The drag out of the editor under way (Linux: its own thread and X connection).
+    #[cfg(any(target_os = "linux", windows, target_os = "macos"))]
+    drag: Option<drag_out::DragOut>,
     /// The open "Import .mid" dialog's answer (it runs on its own thread: the editor never
     /// waits for it).
     import_dialog: Option<crossbeam_channel::Receiver<Option<PathBuf>>>,
@@ -176,7 +183,7 @@ impl EditorApp {
             running: None,
             export_status: None,
             export_scope: ExportScope::Clip,
-            #[cfg(target_os = "linux")]
+            #[cfg(any(target_os = "linux", windows, target_os = "macos"))]
             drag: None,
             import_dialog: None,
             gui_context: None,
@@ -553,7 +560,7 @@ impl EditorApp {
             .on_hover_text(
                 "What Export .mid writes: the whole clip, the edit track or the selected notes",
             );
-        #[cfg(target_os = "linux")]
+        #[cfg(any(target_os = "linux", windows, target_os = "macos"))]
         self.drag_handle(ui);
         if ui
             .add_enabled(
@@ -612,8 +619,8 @@ impl EditorApp {
 }
 
 /// Dragging the export out of the editor into the DAW (Linux: an XDND source, see
-/// [`crate::drag_out`]).
-#[cfg(target_os = "linux")]
+/// `crate::drag_out`; Windows and macOS: the `drag` crate, see `crate::drag_out_native`).
+#[cfg(any(target_os = "linux", windows, target_os = "macos"))]
 impl EditorApp {
     /// The "Drag .mid" handle: a drag that starts on it carries the export as a file.
     fn drag_handle(&mut self, ui: &mut egui::Ui) {
@@ -630,17 +637,17 @@ impl EditorApp {
                 drag_folder().display()
             ));
         if response.drag_started() {
-            self.start_drag(crate::drag_out::DragConfig::default());
+            self.start_drag(drag_out::DragConfig::default());
         }
     }
 
     /// Write the export for a drag and start dragging it from the pointer.
-    fn start_drag(&mut self, config: crate::drag_out::DragConfig) {
+    fn start_drag(&mut self, config: drag_out::DragConfig) {
         if self.drag.is_some() {
             return;
         }
         let started = write_drag_file(&self.state, self.export_scope)
-            .and_then(|path| crate::drag_out::start(&path, config));
+            .and_then(|path| drag_out::start(&path, config));
         match started {
             Ok(drag) => {
                 self.export_status = Some(format!(
@@ -672,7 +679,7 @@ impl EditorApp {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
 impl EditorApp {
     fn dragging(&self) -> bool {
         false
@@ -680,14 +687,14 @@ impl EditorApp {
 }
 
 /// Where drags put their files: `bandmate-drag` in the temporary folder.
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", windows, target_os = "macos"))]
 pub fn drag_folder() -> PathBuf {
     std::env::temp_dir().join("bandmate-drag")
 }
 
 /// Write what `scope` exports of `state` as a new MIDI file in [`drag_folder`] (a new name
 /// each time: a DAW may keep referring to the file).
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", windows, target_os = "macos"))]
 pub fn write_drag_file(state: &EditorState, scope: ExportScope) -> Result<PathBuf, String> {
     let clip = export_clip(state, scope)?;
     let dir = drag_folder();
@@ -899,7 +906,7 @@ impl NiceEguiApp for EditorApp {
             self.import(path);
         }
         self.poll_import_dialog();
-        #[cfg(target_os = "linux")]
+        #[cfg(any(target_os = "linux", windows, target_os = "macos"))]
         self.poll_drag();
         self.read_settings();
         let before = self.state.model.clone();

@@ -11,6 +11,8 @@ pub mod clip_feed;
 pub mod controller;
 #[cfg(target_os = "linux")]
 pub mod drag_out;
+#[cfg(any(windows, target_os = "macos"))]
+pub mod drag_out_native;
 pub mod editor;
 pub mod models;
 pub mod outbox;
