@@ -15,6 +15,10 @@ pub mod settings;
 
 #[cfg(feature = "models")]
 pub mod band;
+/// The GPU build's path (candle ops instead of the CPU kernels) checked on the CPU against the
+/// kernels, for every shipped model (tests only; above the models so that no model imports it).
+#[cfg(all(test, feature = "models"))]
+mod candle_path;
 #[cfg(feature = "models")]
 pub mod diffusion;
 #[cfg(feature = "models")]

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bundle;
+mod cuda;
 mod demo;
 mod deps;
 mod host_test;
@@ -26,12 +27,17 @@ commands:
           [--windows: for 64-bit Windows, in target/bundled/windows/]
   host-test wine  the Windows bundle and a small CLAP host under Wine play the same notes as
           the Linux ones
+  host-test ardour  Ardour 7 (headless, Lua) records the VST3's MIDI out: the clip within 1 ms
+          [--bundle: the shipped target/bundled/Bandmate.vst3 instead of the debug library]
   install bundle, then copy the plugins into the user's plugin folders [--debug] [--to DIR]
   bench   bench plugin|data|editor|roll|latent|band [--compare-torch] [--rounds N], or
           bench --compare-torch [--rounds N] (every model against PyTorch): benchmarks
   screenshot  the standalone's editor under Xvfb: target/screenshot/editor.png
   validate    bundle, then clap-validator validate (built in /tmp/clap-validator) [--debug]
-              [--fuzz DURATION]";
+              [--fuzz DURATION]
+  cuda    [check|build] [CARGO ARGS]: the plugin and engine with --features cuda in target/cuda,
+          with nvcc and CUDA 13 from PyPI's NVIDIA wheels in target/cuda-venv (no GPU needed;
+          CUDA_COMPUTE_CAP, default 80, picks the GPU generation)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -46,6 +52,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&args[1..]),
         Some("screenshot") => screenshot::run(),
         Some("validate") => validate::run(&args[1..]),
+        Some("cuda") => cuda::run(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())

@@ -29,6 +29,3 @@ pub mod hier_vae;
 pub mod latent_score;
 pub mod music_vae;
 pub mod roll;
-
-#[cfg(test)]
-mod candle_path;

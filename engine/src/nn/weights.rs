@@ -161,7 +161,12 @@ impl ModelFiles {
     pub fn build<T>(&self, build: impl FnOnce(VarBuilder) -> candle_core::Result<T>) -> Result<T> {
         // Read on the CPU; the builder moves each tensor the network asks for to the device.
         let tensors = read_safetensors(&self.weights, &self.name())?;
-        build(VarBuilder::from_tensors(tensors, DType::F32, &self.device())).with_context(|| {
+        build(VarBuilder::from_tensors(
+            tensors,
+            DType::F32,
+            &self.device(),
+        ))
+        .with_context(|| {
             format!(
                 "{}: model.safetensors does not fit config.json",
                 self.name()
