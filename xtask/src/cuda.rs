@@ -96,11 +96,7 @@ pub fn run(args: &[String]) -> Result {
     let cargo = shell::cargo();
     let args = cargo_args(&cargo, mode, cargo_extra);
     shell::run_with_env("nice", &args, &env)?;
-    let profile = if cargo_extra.iter().any(|a| a == "--release" || a == "-r") {
-        "release"
-    } else {
-        "debug"
-    };
+    let profile = profile_folder(cargo_extra);
     match mode {
         Mode::Check => eprintln!(
             "xtask: the CUDA build checks (compute capability {compute_cap}; \
@@ -113,7 +109,7 @@ pub fn run(args: &[String]) -> Result {
              never with {} on it (the stub driver there is only for linking).",
             target_dir.join(profile).display(),
             cu13.display(),
-            link.display(),
+            link.join("lib").display(),
         ),
     }
     Ok(())
@@ -128,6 +124,28 @@ fn parse_args(args: &[String]) -> Result<(Mode, &[String])> {
         Some("build") => Ok((Mode::Build, &args[1..])),
         Some(flag) if flag.starts_with('-') => Ok((Mode::Check, args)),
         Some(other) => Err(format!("cuda: unknown mode '{other}'\n{USAGE}")),
+    }
+}
+
+/// The folder of `target/cuda` that cargo builds into with the arguments `extra`: `debug`,
+/// `release`, or the profile `--profile` names (`dev` and `test` build into `debug`).
+fn profile_folder(extra: &[String]) -> &str {
+    let mut profile = "dev";
+    for (i, arg) in extra.iter().enumerate() {
+        if arg == "--release" || arg == "-r" {
+            profile = "release";
+        } else if let Some(name) = arg.strip_prefix("--profile=") {
+            profile = name;
+        } else if arg == "--profile"
+            && let Some(name) = extra.get(i + 1)
+        {
+            profile = name;
+        }
+    }
+    match profile {
+        "dev" | "test" => "debug",
+        "bench" => "release",
+        other => other,
     }
 }
 
@@ -468,6 +486,15 @@ CUresult CUDAAPI cuNoParen;
                 "1"
             ]
         );
+    }
+
+    #[test]
+    fn the_summary_names_the_profiles_folder() {
+        assert_eq!(profile_folder(&strings(&["-j", "1"])), "debug");
+        assert_eq!(profile_folder(&strings(&["--release"])), "release");
+        assert_eq!(profile_folder(&strings(&["-r", "-j", "1"])), "release");
+        assert_eq!(profile_folder(&strings(&["--profile", "dist"])), "dist");
+        assert_eq!(profile_folder(&strings(&["--profile=dev"])), "debug");
     }
 
     #[test]
