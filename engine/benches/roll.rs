@@ -3,7 +3,8 @@
 //! - Model loading (the embedded default and `assets/roll` from disk).
 //! - One 4-bar fill of bars 3–4 of a POP909 test window (every track, and the melody track
 //!   alone) at the default steps (`DEFAULT_STEPS`), 25 and 100 network evaluations,
-//!   p50/p95 (after one warm-up run), with the model's echo calibration and from noise.
+//!   p50/p95 (after one warm-up run), with the model's echo calibration and from noise. A fill
+//!   of every track shares the steps among its tracks (`steps_per_part`).
 //! - The UNet forward at batch 1 and 16 with and without the Winograd 3×3 kernel, alternating.
 //! - Training throughput: one AdamW step of the shipped config at batch 16 (random rolls).
 //! - With `BANDMATE_TORCH_PYTHON` set (the xtask does it for `--compare-torch`, after making a
@@ -15,6 +16,7 @@
 use anyhow::{Context, Result};
 use bandmate::data::Dataset;
 use bandmate::diffusion::eval::eval_windows;
+use bandmate::diffusion::part_tasks::{steps_per_part, targets};
 use bandmate::diffusion::{RollModel, RollOptions, fill};
 use bandmate::music::{Clip, Mask};
 use bandmate::settings::DEFAULT_STEPS;
@@ -63,8 +65,10 @@ fn main() -> Result<()> {
             ..RollOptions::default()
         };
         let (p50, p95) = fill_times(&model, &window.clip, &mask, &opts, runs)?;
+        let tracks = targets(&window.clip, &mask)?.len();
         println!(
-            "roll: fill bars 3-4 of a 4-bar window, {steps:>3} steps, {:<12} p50 {p50:7.1} ms  p95 {p95:7.1} ms  ({runs} runs)",
+            "roll: fill bars 3-4 of every track ({tracks}) of a 4-bar window, {steps:>3} steps ({} per part), {:<12} p50 {p50:7.1} ms  p95 {p95:7.1} ms  ({runs} runs)",
+            steps_per_part(steps, tracks),
             match (echo, model.config().echo.fill_range) {
                 (Some(_), _) => "from noise:".to_string(),
                 (None, Some([lowest, highest])) => format!("echo {lowest}–{highest}:"),

@@ -1,47 +1,18 @@
 //! Shared helpers for the integration tests in `tests/tests/`.
 
 use bandmate::evaluation::{EvalReport, TaskReport};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// `../shared/data` relative to the workspace root, or `BANDMATE_DATA` when set.
+/// The data folder the tests read: [`bandmate::data::default_data_root`] (`BANDMATE_DATA` when
+/// set, else `../shared/data` beside the workspace).
 pub fn data_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("BANDMATE_DATA").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+    bandmate::data::default_data_root()
 }
 
-/// Whether the datasets `parts` (folders of the data folder: `nottingham`, `pop909`, `jsb`,
-/// `bl2012`, `groove`) are there. When one is missing the calling test should return at once
-/// ([`require_data!`]): this says which test is skipped and why, straight to the terminal
-/// (`cargo test` shows it without `--nocapture`). With `BANDMATE_REQUIRE_DATA=1` a missing
-/// dataset fails the test instead, for machines that must run every test.
-pub fn have_data(parts: &[&str]) -> bool {
-    let root = data_dir();
-    let missing: Vec<&str> = parts
-        .iter()
-        .copied()
-        .filter(|p| !root.join(p).is_dir())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let test = std::thread::current().name().unwrap_or("a test").to_owned();
-    let message = format!(
-        "skipped {test}: it needs the dataset{} {} in {} (not found; set BANDMATE_DATA to the \
-         data folder, see the README's \"Datasets\")",
-        if missing.len() > 1 { "s" } else { "" },
-        missing.join(", "),
-        root.display()
-    );
-    if std::env::var_os("BANDMATE_REQUIRE_DATA").is_some_and(|v| v != "0" && !v.is_empty()) {
-        panic!("{message} (BANDMATE_REQUIRE_DATA is set)");
-    }
-    // Not through eprintln!: the test harness would hide it for a passing test.
-    let _ = writeln!(std::io::stderr().lock(), "{message}");
-    false
-}
+/// Whether the datasets `parts` (`nottingham`, `pop909`, `jsb`, `bl2012`, `groove`) are in
+/// [`data_dir`]; when one is missing it says which test is skipped (or, with
+/// `BANDMATE_REQUIRE_DATA=1`, fails the test). Use it through [`require_data!`].
+pub use bandmate::data::have_datasets as have_data;
 
 /// Return from the calling test (skip it, with a message) unless the datasets are there:
 /// `require_data!("nottingham");` as a test's first line. See [`have_data`].

@@ -487,6 +487,7 @@ fn mutated_files_near_the_size_limit() {
 
 #[test]
 fn read_bytes_with_beats_takes_random_beat_lists() {
+    bandmate_tests::require_data!("nottingham");
     let files = nottingham();
     let beat = (0.0f64..1.0, any::<bool>());
     let strategy = (

@@ -28,6 +28,7 @@ fn max_abs_diff(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>) -> f32
 
 #[test]
 fn a_run_with_a_weight_average_resumes_and_exports_the_average() {
+    bandmate_tests::require_data!("pop909");
     let dir = std::env::temp_dir().join(format!("bandmate-roll-ema-{}", std::process::id()));
     std::fs::remove_dir_all(&dir).ok();
     let cfg = Config {

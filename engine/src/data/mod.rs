@@ -252,6 +252,38 @@ pub fn default_data_root() -> PathBuf {
     workspace_root().join(relative)
 }
 
+/// Whether the datasets `parts` (folders of [`default_data_root`]: `nottingham`, `pop909`,
+/// `jsb`, `bl2012`, `groove`) are there, for the tests that read them: when one is missing the
+/// test should return at once (skip). This says which test is skipped and why, straight to the
+/// terminal (`cargo test` shows it without `--nocapture`). With `BANDMATE_REQUIRE_DATA=1` a
+/// missing dataset panics instead (fails the test), for machines that must run every test.
+pub fn have_datasets(parts: &[&str]) -> bool {
+    use std::io::Write;
+    let root = default_data_root();
+    let missing: Vec<&str> = parts
+        .iter()
+        .copied()
+        .filter(|p| !root.join(p).is_dir())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let message = format!(
+        "skipped {test}: it needs the dataset{} {} in {} (not found; set BANDMATE_DATA to the \
+         data folder, see the README's \"Datasets\")",
+        if missing.len() > 1 { "s" } else { "" },
+        missing.join(", "),
+        root.display()
+    );
+    if std::env::var_os("BANDMATE_REQUIRE_DATA").is_some_and(|v| v != "0" && !v.is_empty()) {
+        panic!("{message} (BANDMATE_REQUIRE_DATA is set)");
+    }
+    // Not through eprintln!: the test harness would hide it for a passing test.
+    let _ = writeln!(std::io::stderr().lock(), "{message}");
+    false
+}
+
 /// The workspace root this crate was compiled in.
 pub(crate) fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));

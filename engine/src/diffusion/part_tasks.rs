@@ -8,6 +8,11 @@
 //! - A melody or bass comes back as one voice, inside its register (the pitches of its notes
 //!   outside the mask, 3 semitones either side, when it has at least 4 of them).
 //! - Tracks outside the request, drums and notes outside the mask come back exactly.
+//! - A fill, continuation or variation shares its network evaluations (`RollOptions::steps`)
+//!   among the tracks it rewrites, at least [`MIN_PART_STEPS`] each ([`steps_per_part`]): on
+//!   the valid split an every-track fill scores alike at 4 and 12 evaluations per part
+//!   (docs/experiments/roll.md), and sharing keeps a fill of three tracks quick. Generate and
+//!   harmonize, which have less to go on, give every part the full steps.
 
 use std::ops::RangeInclusive;
 
@@ -23,6 +28,17 @@ use crate::music::{Clip, Mask, Note, Track, TrackRole};
 const REGISTER_MARGIN: u8 = 3;
 /// Notes a line needs outside the mask before its register steers what is written.
 const REGISTER_NOTES: usize = 4;
+
+/// The fewest network evaluations a part gets when a request shares its steps among tracks.
+pub const MIN_PART_STEPS: usize = 4;
+
+/// Network evaluations of each part's pass when a request of `steps` rewrites `tracks` tracks:
+/// the steps shared among the tracks, at least [`MIN_PART_STEPS`] each and never more than
+/// asked. An accompaniment written as its lowest line and then the rest counts as one track
+/// (both passes get the share).
+pub fn steps_per_part(steps: usize, tracks: usize) -> usize {
+    (steps / tracks.max(1)).max(MIN_PART_STEPS).min(steps)
+}
 
 /// Generation order of a role (lower first).
 fn order(role: PartRole) -> u8 {
@@ -120,7 +136,7 @@ fn part_options(
     }
 }
 
-/// Run `targets` in turn. An accompaniment in a clip without a bass part is generated as the
+/// Run `targets` in turn, each pass with `opts.steps` evaluations. An accompaniment in a clip without a bass part is generated as the
 /// model learned POP909's piano: its lowest line first (as a bass, on a helper track that holds
 /// the track's current lowest line), then the rest hearing it; both land on the
 /// accompaniment's track.
@@ -433,6 +449,33 @@ mod tests {
                 .collect()
         };
         assert_eq!(outside(&out), outside(&clip));
+    }
+
+    #[test]
+    fn a_request_over_several_tracks_shares_its_steps() {
+        assert_eq!(steps_per_part(12, 1), 12);
+        assert_eq!(steps_per_part(12, 2), 6);
+        assert_eq!(steps_per_part(12, 3), MIN_PART_STEPS);
+        assert_eq!(steps_per_part(12, 10), MIN_PART_STEPS);
+        assert_eq!(steps_per_part(25, 3), 8);
+        assert_eq!(steps_per_part(2, 3), 2, "never more than asked");
+        // Melody and chords (no bass: the chords' lowest line, then the rest) over all four
+        // bars: three passes of 12 / 2 tracks = 6 evaluations each.
+        let clip = song();
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = calls.clone();
+        let opts = RollOptions {
+            steps: 12,
+            on_step: Some(StepHook(Arc::new(move |done, planned| {
+                seen.lock().unwrap().push((done, planned));
+                true
+            }))),
+            ..opts(5)
+        };
+        fill(model(), &clip, &Mask::bars(&clip, 0..=3), &opts).unwrap();
+        let calls = calls.lock().unwrap();
+        assert_eq!(calls.len(), 18, "{calls:?}");
+        assert!(calls.iter().all(|&(_, planned)| planned == 6), "{calls:?}");
     }
 
     #[test]

@@ -30,8 +30,9 @@ use crate::music::{Clip, Mask, Track, TrackRole};
 
 /// The engine of every task: regenerate the masked cells, fresh (`strength` None) or as a
 /// variation of the current content. A parts model regenerates every target track in turn
-/// ([`part_tasks::targets`]: melody first; seeds differ per part; a clip with no pitched track
-/// gets a "Generated" track); any other model samples the merged roll window by window.
+/// ([`part_tasks::targets`]: melody first; seeds differ per part; the steps shared among the
+/// tracks, [`part_tasks::steps_per_part`]; a clip with no pitched track gets a "Generated"
+/// track); any other model samples the merged roll window by window.
 pub fn regenerate(
     model: &RollModel,
     clip: &Clip,
@@ -48,7 +49,11 @@ pub fn regenerate(
         clip.add_track(Track::new("Generated", TrackRole::Accompaniment, channel));
     }
     let targets = part_tasks::targets(&clip, mask)?;
-    part_tasks::run_targets(model, &clip, mask, &targets, strength, opts)
+    let opts = RollOptions {
+        steps: part_tasks::steps_per_part(opts.steps, targets.len()),
+        ..opts.clone()
+    };
+    part_tasks::run_targets(model, &clip, mask, &targets, strength, &opts)
 }
 
 /// Regenerate the masked cells of `clip`.

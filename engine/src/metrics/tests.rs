@@ -218,6 +218,9 @@ fn read(files: &[PathBuf]) -> Vec<Clip> {
 
 #[test]
 fn nottingham_tunes_resemble_each_other_and_not_random_notes() {
+    if !crate::data::have_datasets(&["nottingham"]) {
+        return;
+    }
     let test = read(&nottingham_files("test", 30));
     let valid = read(&nottingham_files("valid", 30));
     assert_eq!((test.len(), valid.len()), (30, 30));

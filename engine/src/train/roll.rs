@@ -54,8 +54,10 @@ pub struct TrainOptions {
     /// then what is validated and exported (the raw weights' validation loss is logged too).
     pub ema: Option<f64>,
     /// Learning rate (linear warm-up, then cosine decay to lr/10 over the budget), budget,
-    /// checkpoints and the run folder; the best weights go to `assets_dir` (`assets/roll`):
-    /// config.json, model.safetensors, CARD.md, loss.png.
+    /// checkpoints and the run folder; the best weights go to `assets_dir` (config.json,
+    /// model.safetensors, CARD.md, loss.png; `None`: run folder only). `bandmate train roll`
+    /// exports to `artifacts/roll`, to the shipped `assets/roll` only with `--ship` (or to
+    /// `--assets DIR`).
     pub run: LoopOptions,
 }
 

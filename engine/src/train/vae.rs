@@ -55,8 +55,10 @@ pub struct VaeTrainOptions {
     pub cache_dir: PathBuf,
     pub seed: u64,
     /// Learning rate (linear warm-up, then cosine decay to lr/10 over the budget), budget,
-    /// checkpoints, the run folder and the export folder (`assets/vae`: model.safetensors,
-    /// config.json, CARD.md, loss.png; `None`: run folder only).
+    /// checkpoints, the run folder and the export folder (model.safetensors, config.json,
+    /// CARD.md, loss.png; `None`: run folder only). `bandmate train vae` exports to
+    /// `artifacts/vae` (`artifacts/vae16` for the 16-bar model), to the shipped `assets/vae`
+    /// (`assets/vae16`) only with `--ship` (or to `--assets DIR`).
     pub run: LoopOptions,
 }
 
