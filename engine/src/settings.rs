@@ -5,3 +5,14 @@
 /// steps score alike (docs/experiments/roll.md), and 12 keeps a one-track 4-bar fill under
 /// 250 ms.
 pub const DEFAULT_STEPS: usize = 12;
+
+/// The fewest network evaluations a part gets when a request shares its steps among tracks.
+pub const MIN_PART_STEPS: usize = 4;
+
+/// Network evaluations of each part's pass when a request of `steps` rewrites `tracks` tracks:
+/// the steps shared among the tracks, at least [`MIN_PART_STEPS`] each and never more than
+/// asked. An accompaniment written as its lowest line and then the rest counts as one track
+/// (both passes get the share).
+pub fn steps_per_part(steps: usize, tracks: usize) -> usize {
+    (steps / tracks.max(1)).max(MIN_PART_STEPS).min(steps)
+}

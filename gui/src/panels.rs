@@ -395,8 +395,8 @@ fn action_buttons(ui: &mut Ui, state: &mut EditorState, actions: &mut Vec<Action
         percent_slider(ui, &mut state.vary_strength, |percent| {
             format!("Vary strength {percent:.0}%: 0 keeps the clip, 100% writes new notes")
         });
-        let harmonize = "Write a new accompaniment under the melody track (other pitched tracks \
-                         are replaced; drums stay)";
+        let harmonize = "Write a new accompaniment track (Harmony) to the melody and the other \
+                         pitched tracks; every track already there stays as it is";
         if task_button(ui, "Harmonize", harmonize, None) {
             actions.push(state.run(Task::Harmonize));
         }
@@ -487,8 +487,10 @@ fn model_controls(ui: &mut Ui, state: &mut EditorState) {
             .prefix("steps "),
     )
     .on_hover_text(format!(
-        "Sampling steps: fewer is faster, more can be cleaner ({} by default)",
-        bandmate::settings::DEFAULT_STEPS
+        "Sampling steps: fewer is faster, more can be cleaner ({} by default). A fill, \
+         continue or vary over several tracks shares them among the tracks (at least {} each)",
+        bandmate::settings::DEFAULT_STEPS,
+        bandmate::settings::MIN_PART_STEPS
     ));
     ui.add(egui::Slider::new(&mut m.temperature, 0.1..=2.0).text("temp"))
         .on_hover_text("Temperature: below 1 tamer (the likeliest notes), above 1 wilder");

@@ -22,8 +22,9 @@
 //! target. The GUI thread only starts the drag and polls its [`DragOut`] for the outcome; X
 //! errors come back as messages for the editor's status line.
 
+use crate::drag_handle::{DragHandle, checked_file};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -135,26 +136,21 @@ impl DragOutcome {
 
 /// A running drag: poll it for the outcome. Dropping it cancels the drag (without waiting).
 pub struct DragOut {
-    file: PathBuf,
+    handle: DragHandle<DragOutcome>,
     cancel: Arc<AtomicBool>,
-    done: std::sync::mpsc::Receiver<Result<DragOutcome, String>>,
-    finished: bool,
 }
 
 /// Start dragging `file` (it must exist) from where the pointer is: the drag follows the
 /// pointer until the button that is down now is released.
 pub fn start(file: &Path, config: DragConfig) -> Result<DragOut, String> {
-    let file = std::path::absolute(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    if !file.is_file() {
-        return Err(format!("{} does not exist", file.display()));
-    }
+    let file = checked_file(file)?;
     let cancel = Arc::new(AtomicBool::new(false));
-    let (sender, done) = std::sync::mpsc::channel();
-    let (thread_file, thread_cancel) = (file.clone(), cancel.clone());
+    let (handle, sender) = DragHandle::new(file.clone());
+    let thread_cancel = cancel.clone();
     std::thread::Builder::new()
         .name("bandmate-drag-out".into())
         .spawn(move || {
-            let run = std::panic::AssertUnwindSafe(|| drag(&thread_file, &config, &thread_cancel));
+            let run = std::panic::AssertUnwindSafe(|| drag(&file, &config, &thread_cancel));
             let result = match std::panic::catch_unwind(run) {
                 Ok(result) => result.map_err(|e| format!("drag failed: {}", e.0)),
                 Err(_) => Err("drag failed: the drag thread panicked".into()),
@@ -162,34 +158,18 @@ pub fn start(file: &Path, config: DragConfig) -> Result<DragOut, String> {
             let _ = sender.send(result);
         })
         .map_err(|e| format!("cannot start the drag: {e}"))?;
-    Ok(DragOut {
-        file,
-        cancel,
-        done,
-        finished: false,
-    })
+    Ok(DragOut { handle, cancel })
 }
 
 impl DragOut {
     /// The dragged file.
     pub fn file(&self) -> &Path {
-        &self.file
+        self.handle.file()
     }
 
     /// The outcome once the drag has ended (once; then `None`).
     pub fn poll(&mut self) -> Option<Result<DragOutcome, String>> {
-        if self.finished {
-            return None;
-        }
-        let result = match self.done.try_recv() {
-            Ok(result) => result,
-            Err(std::sync::mpsc::TryRecvError::Empty) => return None,
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                Err("drag failed: the drag thread ended without an answer".into())
-            }
-        };
-        self.finished = true;
-        Some(result)
+        self.handle.poll()
     }
 
     /// Wait at most `timeout` for the outcome (tests; the editor polls).
@@ -705,6 +685,7 @@ mod tests {
     use super::*;
     use bandmate::music::example_clip;
     use std::io::BufRead;
+    use std::path::PathBuf;
     use std::process::{Child, Command, Stdio};
     use std::sync::Mutex;
     use x11rb::protocol::xproto::{BUTTON_PRESS_EVENT, BUTTON_RELEASE_EVENT, MOTION_NOTIFY_EVENT};

@@ -24,8 +24,8 @@
 //! Either way the outcome comes back through a channel the editor polls, as on Linux
 //! (`crate::drag_out`).
 
+use crate::drag_handle::{DragHandle, OutcomeSender, checked_file};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 
 /// The picture under the pointer while dragging: a 32×32 RGBA PNG of a clip (a blue box with
 /// yellow notes).
@@ -83,49 +83,14 @@ impl DragOutcome {
 }
 
 /// A running drag: poll it for the outcome.
-pub struct DragOut {
-    file: PathBuf,
-    done: Receiver<Result<DragOutcome, String>>,
-    finished: bool,
-}
+pub type DragOut = DragHandle<DragOutcome>;
 
 /// Start dragging `file` (it must exist) from where the pointer is, with the button that is
 /// down now. Call it on the editor's (GUI) thread.
 pub fn start(file: &Path, config: DragConfig) -> Result<DragOut, String> {
-    let file = std::path::absolute(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    if !file.is_file() {
-        return Err(format!("{} does not exist", file.display()));
-    }
-    let (sender, done) = std::sync::mpsc::channel();
-    platform::begin(file.clone(), config.icon, sender)?;
-    Ok(DragOut {
-        file,
-        done,
-        finished: false,
-    })
-}
-
-impl DragOut {
-    /// The dragged file.
-    pub fn file(&self) -> &Path {
-        &self.file
-    }
-
-    /// The outcome once the drag has ended (once; then `None`).
-    pub fn poll(&mut self) -> Option<Result<DragOutcome, String>> {
-        if self.finished {
-            return None;
-        }
-        let result = match self.done.try_recv() {
-            Ok(result) => result,
-            Err(TryRecvError::Empty) => return None,
-            Err(TryRecvError::Disconnected) => {
-                Err("drag failed: the drag ended without an answer".into())
-            }
-        };
-        self.finished = true;
-        Some(result)
-    }
+    let (handle, sender) = DragHandle::new(checked_file(file)?);
+    platform::begin(handle.file().to_path_buf(), config.icon, sender)?;
+    Ok(handle)
 }
 
 /// The outcome `drag` reports.
@@ -143,7 +108,7 @@ fn run_drag(
     window: raw_window_handle::RawWindowHandle,
     file: PathBuf,
     icon: Vec<u8>,
-    sender: Sender<Result<DragOutcome, String>>,
+    sender: OutcomeSender<DragOutcome>,
 ) {
     let answer = sender.clone();
     let run = std::panic::AssertUnwindSafe(move || {
@@ -181,10 +146,10 @@ impl raw_window_handle::HasWindowHandle for Window {
 #[cfg(windows)]
 mod platform {
     use super::{DragOutcome, run_drag};
+    use crate::drag_handle::OutcomeSender;
     use std::cell::RefCell;
     use std::num::NonZeroIsize;
     use std::path::PathBuf;
-    use std::sync::mpsc::Sender;
     use windows_sys::Win32::Foundation::{HWND, POINT};
     use windows_sys::Win32::Graphics::Gdi::ScreenToClient;
     use windows_sys::Win32::UI::Input::KeyboardAndMouse::{
@@ -199,7 +164,7 @@ mod platform {
         window: HWND,
         file: PathBuf,
         icon: Vec<u8>,
-        sender: Sender<Result<DragOutcome, String>>,
+        sender: OutcomeSender<DragOutcome>,
     }
 
     thread_local! {
@@ -211,7 +176,7 @@ mod platform {
     pub fn begin(
         file: PathBuf,
         icon: Vec<u8>,
-        sender: Sender<Result<DragOutcome, String>>,
+        sender: OutcomeSender<DragOutcome>,
     ) -> Result<(), String> {
         let window = editor_window().ok_or("drag failed: no window under the pointer")?;
         let busy = PENDING.with_borrow(|pending| pending.is_some());
@@ -292,19 +257,19 @@ mod platform {
 #[cfg(target_os = "macos")]
 mod platform {
     use super::{DragOutcome, run_drag};
+    use crate::drag_handle::OutcomeSender;
     use objc2::MainThreadMarker;
     use objc2::rc::Retained;
     use objc2_app_kit::{NSApplication, NSEvent, NSView, NSWindow};
     use std::path::PathBuf;
     use std::ptr::NonNull;
-    use std::sync::mpsc::Sender;
 
     /// Start the dragging session from the window under the pointer (it ends later, from
     /// AppKit's event loop).
     pub fn begin(
         file: PathBuf,
         icon: Vec<u8>,
-        sender: Sender<Result<DragOutcome, String>>,
+        sender: OutcomeSender<DragOutcome>,
     ) -> Result<(), String> {
         let mtm = MainThreadMarker::new().ok_or("drag failed: not on the main thread")?;
         let view = editor_view(mtm).ok_or("drag failed: no window under the pointer")?;

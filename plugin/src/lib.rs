@@ -9,6 +9,7 @@ pub mod band;
 pub mod capture;
 pub mod clip_feed;
 pub mod controller;
+pub mod drag_handle;
 #[cfg(target_os = "linux")]
 pub mod drag_out;
 #[cfg(any(windows, target_os = "macos"))]

@@ -23,22 +23,12 @@ use super::parts::{part_roles, split_lowest_line};
 use super::regenerate::{PartTarget, RollOptions, free_channel, regenerate_part};
 use crate::models::roll::PartRole;
 use crate::music::{Clip, Mask, Note, Track, TrackRole};
+pub use crate::settings::{MIN_PART_STEPS, steps_per_part};
 
 /// Widening of a line's register on each side, in semitones.
 const REGISTER_MARGIN: u8 = 3;
 /// Notes a line needs outside the mask before its register steers what is written.
 const REGISTER_NOTES: usize = 4;
-
-/// The fewest network evaluations a part gets when a request shares its steps among tracks.
-pub const MIN_PART_STEPS: usize = 4;
-
-/// Network evaluations of each part's pass when a request of `steps` rewrites `tracks` tracks:
-/// the steps shared among the tracks, at least [`MIN_PART_STEPS`] each and never more than
-/// asked. An accompaniment written as its lowest line and then the rest counts as one track
-/// (both passes get the share).
-pub fn steps_per_part(steps: usize, tracks: usize) -> usize {
-    (steps / tracks.max(1)).max(MIN_PART_STEPS).min(steps)
-}
 
 /// Generation order of a role (lower first).
 fn order(role: PartRole) -> u8 {
