@@ -373,13 +373,14 @@ fn action_buttons(ui: &mut Ui, state: &mut EditorState, actions: &mut Vec<Action
     let idle = state.job == JobStatus::Idle;
     ui.add_enabled_ui(idle, |ui| {
         ui.spacing_mut().slider_width = 56.0;
+        let busy = (!idle).then_some(BUSY);
         let unmasked = state.mask.is_empty();
         let fill_needs = "Mask something first: drag across the bar numbers or use the Mask tool";
         if task_button(
             ui,
             "Fill mask",
             "Rewrite the masked cells to fit what is around them",
-            unmasked.then_some(fill_needs),
+            busy.or(unmasked.then_some(fill_needs)),
         ) {
             actions.push(state.run(Task::FillMask));
         }
@@ -387,7 +388,7 @@ fn action_buttons(ui: &mut Ui, state: &mut EditorState, actions: &mut Vec<Action
             ui,
             "Vary",
             "Change the masked cells by the strength beside, keeping their character",
-            unmasked.then_some("Mask the part to vary first"),
+            busy.or(unmasked.then_some("Mask the part to vary first")),
         ) {
             let strength = state.vary_strength;
             actions.push(state.run(Task::Vary { strength }));
@@ -397,14 +398,14 @@ fn action_buttons(ui: &mut Ui, state: &mut EditorState, actions: &mut Vec<Action
         });
         let harmonize = "Write a new accompaniment track (Harmony) to the melody and the other \
                          pitched tracks; every track already there stays as it is";
-        if task_button(ui, "Harmonize", harmonize, None) {
+        if task_button(ui, "Harmonize", harmonize, busy) {
             actions.push(state.run(Task::Harmonize));
         }
         if task_button(
             ui,
             "Continue",
             "Append bars that follow on from the clip",
-            None,
+            busy,
         ) {
             let bars = state.continue_bars;
             actions.push(state.run(Task::Continue { bars }));
@@ -414,14 +415,15 @@ fn action_buttons(ui: &mut Ui, state: &mut EditorState, actions: &mut Vec<Action
                 .range(1..=32)
                 .suffix(" bars"),
         )
-        .on_hover_text("How many bars Continue appends");
+        .on_hover_text("How many bars Continue appends")
+        .on_disabled_hover_text("How many bars Continue appends");
         let generate =
             "A new clip of this length from nothing (4/4 only); undo brings the old one back";
-        if task_button(ui, "Generate", generate, None) {
+        if task_button(ui, "Generate", generate, busy) {
             actions.push(state.run(Task::Generate));
         }
         let regenerate = "Rewrite every note of the edit track (chosen in the Tracks row)";
-        if task_button(ui, "Regenerate voice", regenerate, None) {
+        if task_button(ui, "Regenerate voice", regenerate, busy) {
             let track = state.roll.edit_track;
             actions.push(state.run(Task::RegenerateVoice { track }));
         }
@@ -430,10 +432,10 @@ fn action_buttons(ui: &mut Ui, state: &mut EditorState, actions: &mut Vec<Action
             "Interpolate",
             "Move the melody part of the way from the previous version (A) to this one (B), \
              2 bars at a time (MusicVAE); other tracks stay",
-            state
+            busy.or(state
                 .ab
                 .is_none()
-                .then_some("Needs two versions: run a model first"),
+                .then_some("Needs two versions: run a model first")),
         ) {
             let amount = state.interpolate_amount;
             actions.push(state.run(Task::Interpolate { amount }));
@@ -446,10 +448,16 @@ fn action_buttons(ui: &mut Ui, state: &mut EditorState, actions: &mut Vec<Action
 
 /// A slider of `value` from 0 to 1 without its number; hovering it shows `describe` of the
 /// value in percent.
+/// A 0–100% slider explained by `describe` (also while disabled).
 fn percent_slider(ui: &mut Ui, value: &mut f32, describe: impl FnOnce(f32) -> String) {
+    let text = describe(*value * 100.0);
     ui.add(egui::Slider::new(value, 0.0..=1.0).show_value(false))
-        .on_hover_text(describe(*value * 100.0));
+        .on_hover_text(&text)
+        .on_disabled_hover_text(text);
 }
+
+/// What a model action says while a job runs (they are disabled then).
+const BUSY: &str = "A model is working: wait for it or press Cancel";
 
 /// The button `label`, explained by `hover`, disabled while `needs` says what it needs first:
 /// whether it was clicked.
@@ -660,4 +668,21 @@ fn status(ui: &mut Ui, state: &mut EditorState, actions: &mut Vec<Action>) {
     if dismiss {
         state.error = None;
     }
+}
+
+/// The controls the last frame drew with their centre above `bottom`: the widgets that take
+/// clicks or drags and the keyboard focus (buttons, checkboxes, combo boxes, sliders, number
+/// fields; not labels, whose text senses clicks only to be selected), with whether each was
+/// enabled. For the tests that hover every control of the toolbar.
+pub fn controls_above(ctx: &egui::Context, bottom: f32) -> Vec<(egui::Rect, bool)> {
+    ctx.viewport(|v| {
+        v.prev_pass
+            .widgets
+            .layers()
+            .flat_map(|(_, widgets)| widgets.iter())
+            .filter(|w| w.sense.interactive() && w.sense.is_focusable())
+            .filter(|w| w.rect.center().y < bottom)
+            .map(|w| (w.rect, w.enabled))
+            .collect()
+    })
 }

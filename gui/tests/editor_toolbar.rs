@@ -3,7 +3,7 @@
 //! and clicked, and the keyboard shortcuts work wherever the pointer is.
 
 use bandmate::music::{Clip, Mask, Note, example_clip};
-use bandmate_gui::panels::{DEFAULT_WIDTH, FIRST_RUN_HINT};
+use bandmate_gui::panels::{DEFAULT_WIDTH, FIRST_RUN_HINT, JobStatus};
 use bandmate_gui::{EditorState, editor_ui};
 use egui::epaint::Shape;
 use egui::{Context, Event, Key, Modifiers, PointerButton, Pos2, RawInput, Rect, pos2, vec2};
@@ -21,6 +21,13 @@ struct Harness {
     texts: Vec<(String, Rect)>,
     /// Width of everything the editor laid out in the last frame.
     used_width: f32,
+}
+
+/// A control (interactive widget) of the last frame.
+#[derive(Clone, Copy, Debug)]
+struct Control {
+    rect: Rect,
+    enabled: bool,
 }
 
 fn collect_texts(shape: &Shape, out: &mut Vec<(String, Rect)>) {
@@ -83,6 +90,125 @@ impl Harness {
             .rev()
             .find(|(text, _)| text == label)
             .map(|(_, rect)| *rect)
+    }
+
+    /// Every control of the toolbar rows in the last frame, as egui registered it: the widgets
+    /// that take clicks or drags and the keyboard focus (buttons, checkboxes, combo boxes,
+    /// sliders, number fields; not labels, whose text senses clicks only to be selected), enabled
+    /// or not, row by row from the left.
+    fn toolbar_controls(&self) -> Vec<Control> {
+        let tracks = self.find("Tracks").expect("no Tracks row");
+        let bottom = tracks.center().y + self.ctx.global_style().spacing.interact_size.y / 2.0;
+        let mut controls: Vec<Control> = bandmate_gui::panels::controls_above(&self.ctx, bottom)
+            .into_iter()
+            .map(|(rect, enabled)| Control { rect, enabled })
+            .collect();
+        controls.sort_by(|a, b| {
+            let key = |c: &Control| ((c.rect.center().y / 4.0).round(), c.rect.left());
+            key(a).partial_cmp(&key(b)).unwrap()
+        });
+        controls
+    }
+
+    /// The texts drawn inside `rect` (a control's own label or value).
+    fn texts_in(&self, rect: Rect) -> Vec<String> {
+        self.texts
+            .iter()
+            .filter(|(_, r)| rect.contains(r.center()))
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
+    /// The toolbar control `at` points to.
+    fn locate(&self, at: At) -> Control {
+        let controls = self.toolbar_controls();
+        let text = |pred: &dyn Fn(&str) -> bool| {
+            self.texts
+                .iter()
+                .rev()
+                .find(|(t, r)| pred(t) && controls.iter().any(|c| c.rect.contains(r.center())))
+                .or_else(|| self.texts.iter().find(|(t, _)| pred(t)))
+                .map(|(_, r)| *r)
+                .unwrap_or_else(|| panic!("no {at:?} on screen: {:?}", self.texts))
+        };
+        let containing = |r: Rect| {
+            controls
+                .iter()
+                .find(|c| c.rect.contains(r.center()))
+                .copied()
+                .unwrap_or_else(|| panic!("{at:?} is not on a control"))
+        };
+        match at {
+            At::Text(label) => containing(text(&|t| t == label)),
+            At::Prefix(prefix) => containing(text(&|t| t.starts_with(prefix))),
+            At::Beside(label, n) => {
+                let anchor = text(&|t| t == label);
+                let row: Vec<&Control> = controls
+                    .iter()
+                    .filter(|c| (c.rect.center().y - anchor.center().y).abs() < 4.0)
+                    .collect();
+                let found = if n > 0 {
+                    row.iter()
+                        .filter(|c| c.rect.left() >= anchor.right() - 1.0)
+                        .nth(n as usize - 1)
+                } else {
+                    row.iter()
+                        .rev()
+                        .filter(|c| c.rect.right() <= anchor.left() + 1.0)
+                        .nth((-n) as usize - 1)
+                };
+                **found.unwrap_or_else(|| panic!("no control {n} beside '{label}'"))
+            }
+        }
+    }
+
+    /// Rest the pointer on the middle of `control` until its tooltip shows, and check that it
+    /// does: a tooltip of the widget under the pointer (or of the widget it is part of), with
+    /// text that was not on screen before (so not the control's own label). Then move the
+    /// pointer off the toolbar.
+    fn assert_tooltip(&mut self, what: &str, control: Control) {
+        let at = control.rect.center();
+        let before: Vec<String> = self.texts.iter().map(|(t, _)| t.clone()).collect();
+        let own = self.texts_in(control.rect);
+        // Tooltips show after the pointer rests a moment.
+        self.frame(vec![Event::PointerMoved(at)]);
+        for _ in 0..40 {
+            self.frame(Vec::new());
+        }
+        let owners: Vec<Rect> = self.ctx.viewport(|v| {
+            let pass = &v.prev_pass;
+            pass.tooltips
+                .widget_tooltips
+                .keys()
+                .filter_map(|id| pass.widgets.get(*id).map(|w| w.rect))
+                .collect()
+        });
+        // The widget under the pointer, or the part of the same widget right beside it (a
+        // slider's value field shows the slider's tooltip).
+        let gap = self.ctx.global_style().spacing.item_spacing.x + 1.0;
+        assert!(
+            owners
+                .iter()
+                .any(|r| r.expand2(vec2(gap, 1.0)).intersects(control.rect)),
+            "hovering {what} shows no tooltip of its own (tooltips of {owners:?})"
+        );
+        let tooltip: Vec<&String> = self
+            .texts
+            .iter()
+            .map(|(t, _)| t)
+            .filter(|t| !before.contains(t) && !own.contains(t))
+            .collect();
+        assert!(
+            tooltip.iter().any(|t| t.trim().len() > 3),
+            "hovering {what} shows no tooltip text ({tooltip:?})"
+        );
+        self.frame(vec![Event::PointerMoved(pos2(
+            DEFAULT_WIDTH - 2.0,
+            HEIGHT - 2.0,
+        ))]);
+        for _ in 0..5 {
+            self.frame(Vec::new());
+        }
     }
 
     fn click_text(&mut self, label: &str) {
@@ -171,51 +297,124 @@ fn the_toolbar_fits_the_default_width_in_grouped_rows() {
     }
 }
 
+/// A toolbar control in the explicit list: where to find it on screen.
+#[derive(Clone, Copy, Debug)]
+enum At {
+    /// The control showing exactly this text.
+    Text(&'static str),
+    /// The control whose text starts so (a number field, a slider's value).
+    Prefix(&'static str),
+    /// The `n`-th control to the right (`n > 0`) or left (`n < 0`) on the row of this text.
+    Beside(&'static str, i32),
+}
+
 #[test]
 fn every_toolbar_control_has_a_tooltip() {
-    // Hovering each button shows a tooltip with text of its own.
+    // Each control of the toolbar, named: hovering it shows a tooltip with text of its own.
+    // The widest state: a loop range, an A/B pair, three tracks (only Redo is disabled here:
+    // it shows why).
     let mut h = Harness::new(busy_state());
-    for label in [
-        "Notes",
-        "Mask",
-        "Undo",
-        "Mask selection",
-        "Clear mask",
-        "Invert mask",
-        "Fit",
-        "Fill mask",
-        "Vary",
-        "Harmonize",
-        "Continue",
-        "Generate",
-        "Regenerate voice",
-        "Interpolate",
-        "Dice",
-        "key lock",
-        "Melody",
-        "A/B: B (new)",
+    let controls = [
+        // Edit row.
+        At::Text("Notes"),
+        At::Text("Mask"),
+        At::Text("snap 1/16"),
+        At::Text("Undo"),
+        At::Text("Redo"),
+        At::Text("Mask selection"),
+        At::Text("Clear mask"),
+        At::Text("Invert mask"),
+        At::Text("Fit"),
+        At::Prefix("length "),
+        At::Text("loop"),
+        At::Beside("loop", 1),
+        At::Beside("loop", 2),
+        // Generate row: the actions, the Vary and Interpolate sliders (no text of their own),
+        // the bars Continue appends.
+        At::Text("Fill mask"),
+        At::Text("Vary"),
+        At::Beside("Vary", 1),
+        At::Text("Harmonize"),
+        At::Text("Continue"),
+        At::Beside("Continue", 1),
+        At::Text("Generate"),
+        At::Text("Regenerate voice"),
+        At::Text("Interpolate"),
+        At::Beside("Interpolate", 1),
+        // The model and its sampling settings.
+        At::Text(bandmate_gui::panels::AUTOMATIC_MODEL),
+        At::Prefix("steps "),
+        // The temp, density and repeat sliders, each with its value field.
+        At::Beside("temp", -2),
+        At::Beside("temp", -1),
+        At::Beside("density", -2),
+        At::Beside("density", -1),
+        At::Beside("repeat", -2),
+        At::Beside("repeat", -1),
+        At::Prefix("seed "),
+        At::Text("Dice"),
+        // Key lock and pitch range.
+        At::Text("key lock"),
+        At::Text("F#"),
+        At::Text("harmonic minor"),
+        At::Text("Detect"),
+        At::Beside("pitch", 1),
+        At::Beside("pitch", 2),
+        // Tracks row: a track's visibility, its name, A/B.
+        At::Beside("Melody", -1),
+        At::Text("Melody"),
+        At::Text("A/B: B (new)"),
+    ];
+    let all = h.toolbar_controls();
+    for at in controls {
+        let control = h.locate(at);
+        assert!(
+            all.iter().any(|c| c.rect == control.rect),
+            "{at:?} is not a control of the toolbar"
+        );
+        h.assert_tooltip(&format!("{at:?}"), control);
+    }
+    // Redo enabled (after an undo) explains itself too.
+    h.click_text("Undo");
+    let redo = h.locate(At::Text("Redo"));
+    assert!(redo.enabled);
+    h.assert_tooltip("Redo (enabled)", redo);
+}
+
+#[test]
+fn every_interactive_toolbar_widget_has_a_tooltip() {
+    // Every control egui registered in the toolbar rows (buttons, checkboxes, combo boxes,
+    // sliders, number fields), enabled or not, without naming them: a control added later is
+    // covered too. Four states between them enable and disable every control that the clip,
+    // the mask, the undo history and a running job (which disables the model actions) can.
+    let empty = EditorState::new(Clip::new(2));
+    let mut undone = Harness::new(busy_state());
+    undone.click_text("Undo");
+    let mut running = busy_state();
+    running.job = JobStatus::Running {
+        label: "Fill mask".into(),
+        progress: 0.5,
+    };
+    for (name, mut h) in [
+        ("busy", Harness::new(busy_state())),
+        ("after an undo", undone),
+        ("empty clip", Harness::new(empty)),
+        ("a job running", Harness::new(running)),
     ] {
-        let at = h
-            .find_control(label)
-            .unwrap_or_else(|| panic!("no '{label}'"))
-            .center();
-        let before: Vec<String> = h.texts.iter().map(|(t, _)| t.clone()).collect();
-        // Tooltips show after the pointer rests a moment.
-        h.frame(vec![Event::PointerMoved(at)]);
-        for _ in 0..40 {
-            h.frame(Vec::new());
-        }
-        let new_text = h
-            .texts
-            .iter()
-            .any(|(t, _)| t.len() > 3 && !before.contains(t));
-        assert!(new_text, "hovering '{label}' shows no tooltip");
-        h.frame(vec![Event::PointerMoved(pos2(
-            DEFAULT_WIDTH - 2.0,
-            HEIGHT - 2.0,
-        ))]);
-        for _ in 0..5 {
-            h.frame(Vec::new());
+        let controls = h.toolbar_controls();
+        // None went unseen: the smallest state (one track, no loop range, no A/B) has 39.
+        assert!(
+            controls.len() >= 39,
+            "{name}: only {} controls found",
+            controls.len()
+        );
+        for control in controls {
+            let what = format!(
+                "{name}: the control {:?} at {:?}",
+                h.texts_in(control.rect),
+                control.rect
+            );
+            h.assert_tooltip(&what, control);
         }
     }
 }

@@ -735,6 +735,7 @@ impl EditorApp {
                     "Record the notes you play into the clip while the host plays (16ths, on a \
                      \"Recorded\" track)",
                 )
+                .on_disabled_hover_text("Needs the host's parameter access (not in this window)")
                 .changed()
                 && let Some(setter) = &setter
             {
@@ -1252,6 +1253,116 @@ mod tests {
             let (_, r) = texts.iter().find(|(t, _)| t == "Drag .mid").expect("drag");
             assert!((r.center().y - rows[2]).abs() < 4.0, "Drag .mid wrapped");
         }
+    }
+
+    /// The controls on the toolbar rows (down to the band row) in the last frame, as egui
+    /// registered them: the widgets that take clicks or drags and the keyboard focus (not
+    /// labels, whose text senses clicks only to be selected), with whether each is enabled.
+    fn toolbar_controls(
+        ctx: &egui::Context,
+        texts: &[(String, egui::Rect)],
+    ) -> Vec<(egui::Rect, bool)> {
+        let (_, band) = texts.iter().find(|(t, _)| t == "Band").expect("band row");
+        let bottom = band.center().y + ctx.global_style().spacing.interact_size.y / 2.0;
+        bandmate_gui::panels::controls_above(ctx, bottom)
+    }
+
+    /// Rest the pointer on the middle of `control` until a tooltip shows, then move it away:
+    /// whether the widget there (or the widget it is part of: a slider's value field) showed a
+    /// tooltip, and the texts the tooltip added (not the control's own).
+    fn hover(app: &mut EditorApp, ctx: &egui::Context, control: egui::Rect) -> (bool, Vec<String>) {
+        let at = control.center();
+        let (_, before) = frame(app, ctx, Vec::new());
+        frame(app, ctx, vec![egui::Event::PointerMoved(at)]);
+        let mut texts = Vec::new();
+        for _ in 0..40 {
+            texts = frame(app, ctx, Vec::new()).1;
+        }
+        let gap = ctx.global_style().spacing.item_spacing.x + 1.0;
+        let shown = ctx.viewport(|v| {
+            let pass = &v.prev_pass;
+            pass.tooltips.widget_tooltips.keys().any(|id| {
+                pass.widgets
+                    .get(*id)
+                    .is_some_and(|w| w.rect.expand2(egui::vec2(gap, 1.0)).intersects(control))
+            })
+        });
+        let added = texts
+            .into_iter()
+            .map(|(t, _)| t)
+            .filter(|t| !before.iter().any(|(b, _)| b == t))
+            .collect();
+        let away = egui::pos2(2.0, EditorView::default().height - 2.0);
+        frame(app, ctx, vec![egui::Event::PointerMoved(away)]);
+        for _ in 0..5 {
+            frame(app, ctx, Vec::new());
+        }
+        (shown, added)
+    }
+
+    #[test]
+    fn every_control_of_the_plugin_toolbar_has_a_tooltip() {
+        let (mut app, _controller) = app();
+        // An A/B pair and a loop range: every control shown. No host here, so arm and record
+        // are disabled (they say why).
+        app.state.accept_result(example_clip(), "Fill mask");
+        app.state.roll.loop_bars = Some((0, 4));
+        let ctx = egui::Context::default();
+        let (_, texts) = frame(&mut app, &ctx, Vec::new());
+        let controls = toolbar_controls(&ctx, &texts);
+        // The plugin's own controls around the gui toolbar, found by their text.
+        let (_, band_row) = texts.iter().find(|(t, _)| t == "Band").unwrap();
+        let on_band_row = |r: &egui::Rect| (r.center().y - band_row.center().y).abs() < 4.0;
+        let control_of = |found: Option<&(String, egui::Rect)>, what: &str| {
+            let (_, text) = found.unwrap_or_else(|| panic!("no {what} in {texts:?}"));
+            controls
+                .iter()
+                .find(|(r, _)| r.contains(text.center()))
+                .unwrap_or_else(|| panic!("{what} is not a control"))
+                .0
+        };
+        let text = |label: &str| control_of(texts.iter().find(|(t, _)| t == label), label);
+        let mut own = vec![
+            ("Export .mid", text("Export .mid")),
+            ("the export scope", text(ExportScope::Clip.name())),
+            ("Import .mid…", text("Import .mid…")),
+            ("arm", text("arm")),
+            ("record", text("record")),
+        ];
+        #[cfg(any(target_os = "linux", windows, target_os = "macos"))]
+        own.push(("Drag .mid", text("Drag .mid")));
+        for role in [TrackRole::Melody, TrackRole::Accompaniment] {
+            let found = texts
+                .iter()
+                .find(|(t, r)| t == role.name() && on_band_row(r));
+            own.push(("a part the model plays", control_of(found, role.name())));
+        }
+        let lookahead = texts.iter().find(|(t, _)| t.starts_with("lookahead "));
+        own.push(("lookahead", control_of(lookahead, "lookahead")));
+        // Every control of the rows, the gui toolbar's too (each with a tooltip of its own).
+        assert!(
+            controls.len() > own.len() + 30,
+            "{} controls",
+            controls.len()
+        );
+        for (rect, enabled) in controls {
+            let name: Vec<&str> = texts
+                .iter()
+                .filter(|(_, r)| rect.contains(r.center()))
+                .map(|(t, _)| t.as_str())
+                .collect();
+            let (shown, added) = hover(&mut app, &ctx, rect);
+            let what = format!("the control {name:?} at {rect:?} (enabled: {enabled})");
+            assert!(shown, "hovering {what} shows no tooltip");
+            assert!(
+                added
+                    .iter()
+                    .any(|t| t.trim().len() > 3 && !name.contains(&t.as_str())),
+                "hovering {what} shows no tooltip text: {added:?}"
+            );
+            own.retain(|(_, r)| *r != rect);
+        }
+        assert!(own.is_empty(), "not hovered: {own:?}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ commands:
           the Rust target x86_64-pc-windows-gnu, MinGW-w64 and Wine]
   demo    deps, bundle and install the plugin, run fill/harmonize/continue/band on the example [--no-install]
   test    deps, then every test: fmt check, clippy, cargo test --workspace
-  train   train roll: train the piano-roll diffusion model on POP909 (resumes; --budget 95m)
+  train   train parts|roll|vae|latent|band: train a model (resumes; writes artifacts/<model>)
   bundle  build target/bundled/Bandmate.clap, Bandmate.vst3 and the standalone [--debug]
           [--windows: for 64-bit Windows, in target/bundled/windows/]
   host-test wine  the Windows bundle and a small CLAP host under Wine play the same notes as
@@ -32,7 +32,8 @@ commands:
   install bundle, then copy the plugins into the user's plugin folders [--debug] [--to DIR]
   bench   bench plugin|data|editor|roll|latent|band [--compare-torch] [--rounds N], or
           bench --compare-torch [--rounds N] (every model against PyTorch): benchmarks
-  screenshot  the standalone's editor under Xvfb: target/screenshot/editor.png
+  screenshot  the standalone's editor under Xvfb, before and after Fill mask:
+              target/screenshot/editor.png, editor-filled.png [--docs: also to docs/images/]
   validate    bundle, then clap-validator validate (built in /tmp/clap-validator) [--debug]
               [--fuzz DURATION]
   cuda    [check|build] [CARGO ARGS]: the plugin and engine with --features cuda in target/cuda,
@@ -50,7 +51,7 @@ fn main() -> ExitCode {
         Some("bundle") => bundle::run(&args[1..]),
         Some("install") => install::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
-        Some("screenshot") => screenshot::run(),
+        Some("screenshot") => screenshot::run(&args[1..]),
         Some("validate") => validate::run(&args[1..]),
         Some("cuda") => cuda::run(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
