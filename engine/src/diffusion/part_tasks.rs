@@ -126,10 +126,10 @@ fn part_options(
     }
 }
 
-/// Run `targets` in turn, each pass with `opts.steps` evaluations. An accompaniment in a clip without a bass part is generated as the
-/// model learned POP909's piano: its lowest line first (as a bass, on a helper track that holds
-/// the track's current lowest line), then the rest hearing it; both land on the
-/// accompaniment's track.
+/// Run `targets` in turn, each pass with `opts.steps` evaluations. An accompaniment in a clip
+/// without a bass part is generated as the model learned POP909's piano: its lowest line first
+/// (as a bass, on a helper track that holds the track's current lowest line), then the rest
+/// hearing it; both land on the accompaniment's track.
 pub(super) fn run_targets(
     model: &RollModel,
     clip: &Clip,

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 /// The denoising options that `eval-roll` shares with the roll subcommands.
 #[derive(Args, Debug, Clone)]
 pub struct DenoiseArgs {
-    /// Network evaluations, 10 to 100 (fewer is faster, more is cleaner).
+    /// Network evaluations, 5 to 100 (fewer is faster, more is cleaner). fill, continue and
+    /// vary share them among the tracks they rewrite (at least 4 each); harmonize and generate
+    /// give each part all of them.
     #[arg(long, default_value_t = bandmate::settings::DEFAULT_STEPS)]
     pub steps: usize,
     /// Reverse process: `algorithm1` (the seed's, shared x_T) or `naive`.
