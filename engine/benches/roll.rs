@@ -16,10 +16,10 @@
 use anyhow::{Context, Result};
 use bandmate::data::Dataset;
 use bandmate::diffusion::eval::eval_windows;
-use bandmate::diffusion::part_tasks::{steps_per_part, targets};
+use bandmate::diffusion::part_tasks::targets;
 use bandmate::diffusion::{RollModel, RollOptions, fill};
 use bandmate::music::{Clip, Mask};
-use bandmate::settings::DEFAULT_STEPS;
+use bandmate::settings::{DEFAULT_STEPS, steps_per_part};
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;

@@ -686,3 +686,18 @@ pub fn controls_above(ctx: &egui::Context, bottom: f32) -> Vec<(egui::Rect, bool
             .collect()
     })
 }
+
+/// Whether the last frame showed the tooltip of the widget at `control`, or of the widget it
+/// is part of right beside it (a slider's value field shows the slider's tooltip). For the
+/// tests that hover every control of the toolbar.
+pub fn shows_tooltip_of(ctx: &egui::Context, control: egui::Rect) -> bool {
+    let gap = ctx.global_style().spacing.item_spacing.x + 1.0;
+    ctx.viewport(|v| {
+        let pass = &v.prev_pass;
+        pass.tooltips.widget_tooltips.keys().any(|id| {
+            pass.widgets
+                .get(*id)
+                .is_some_and(|w| w.rect.expand2(egui::vec2(gap, 1.0)).intersects(control))
+        })
+    })
+}

@@ -175,22 +175,9 @@ impl Harness {
         for _ in 0..40 {
             self.frame(Vec::new());
         }
-        let owners: Vec<Rect> = self.ctx.viewport(|v| {
-            let pass = &v.prev_pass;
-            pass.tooltips
-                .widget_tooltips
-                .keys()
-                .filter_map(|id| pass.widgets.get(*id).map(|w| w.rect))
-                .collect()
-        });
-        // The widget under the pointer, or the part of the same widget right beside it (a
-        // slider's value field shows the slider's tooltip).
-        let gap = self.ctx.global_style().spacing.item_spacing.x + 1.0;
         assert!(
-            owners
-                .iter()
-                .any(|r| r.expand2(vec2(gap, 1.0)).intersects(control.rect)),
-            "hovering {what} shows no tooltip of its own (tooltips of {owners:?})"
+            bandmate_gui::panels::shows_tooltip_of(&self.ctx, control.rect),
+            "hovering {what} shows no tooltip of its own"
         );
         let tooltip: Vec<&String> = self
             .texts

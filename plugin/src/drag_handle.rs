@@ -51,6 +51,14 @@ impl<O> DragHandle<O> {
     }
 }
 
+/// How the status line names a dragged file: its file name (else the whole path).
+pub fn file_name(file: &Path) -> String {
+    file.file_name().map_or_else(
+        || file.display().to_string(),
+        |n| n.to_string_lossy().into(),
+    )
+}
+
 /// `file` made absolute; an error unless it is an existing file.
 pub fn checked_file(file: &Path) -> Result<PathBuf, String> {
     let file = std::path::absolute(file).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -75,6 +83,7 @@ mod tests {
         drop(sender);
         assert!(matches!(silent.poll(), Some(Err(e)) if e.contains("without an answer")));
         assert_eq!(silent.file(), Path::new("/tmp/y.mid"));
+        assert_eq!(file_name(silent.file()), "y.mid");
     }
 
     #[test]

@@ -112,10 +112,7 @@ pub enum DragOutcome {
 impl DragOutcome {
     /// A line for the editor's status.
     pub fn message(&self, file: &Path) -> String {
-        let name = file.file_name().map_or_else(
-            || file.display().to_string(),
-            |n| n.to_string_lossy().into(),
-        );
+        let name = crate::drag_handle::file_name(file);
         match self {
             DragOutcome::Dropped { taken: true, .. } => format!("dropped {name}"),
             DragOutcome::Dropped { taken: false, .. } => {

@@ -1278,15 +1278,7 @@ mod tests {
         for _ in 0..40 {
             texts = frame(app, ctx, Vec::new()).1;
         }
-        let gap = ctx.global_style().spacing.item_spacing.x + 1.0;
-        let shown = ctx.viewport(|v| {
-            let pass = &v.prev_pass;
-            pass.tooltips.widget_tooltips.keys().any(|id| {
-                pass.widgets
-                    .get(*id)
-                    .is_some_and(|w| w.rect.expand2(egui::vec2(gap, 1.0)).intersects(control))
-            })
-        });
+        let shown = bandmate_gui::panels::shows_tooltip_of(ctx, control);
         let added = texts
             .into_iter()
             .map(|(t, _)| t)

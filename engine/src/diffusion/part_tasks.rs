@@ -9,10 +9,11 @@
 //!   outside the mask, 3 semitones either side, when it has at least 4 of them).
 //! - Tracks outside the request, drums and notes outside the mask come back exactly.
 //! - A fill, continuation or variation shares its network evaluations (`RollOptions::steps`)
-//!   among the tracks it rewrites, at least [`MIN_PART_STEPS`] each ([`steps_per_part`]): on
-//!   the valid split an every-track fill scores alike at 4 and 12 evaluations per part
-//!   (docs/experiments/roll.md), and sharing keeps a fill of three tracks quick. Generate and
-//!   harmonize, which have less to go on, give every part the full steps.
+//!   among the tracks it rewrites ([`crate::settings::steps_per_part`], applied by
+//!   [`regenerate`](super::tasks::regenerate)): on the valid split an every-track fill scores
+//!   alike at 4 and 12 evaluations per part (docs/experiments/roll.md), and sharing keeps a fill
+//!   of three tracks quick. Generate and harmonize, which have less to go on, give every part
+//!   the full steps.
 
 use std::ops::RangeInclusive;
 
@@ -23,7 +24,6 @@ use super::parts::{part_roles, split_lowest_line};
 use super::regenerate::{PartTarget, RollOptions, free_channel, regenerate_part};
 use crate::models::roll::PartRole;
 use crate::music::{Clip, Mask, Note, Track, TrackRole};
-pub use crate::settings::{MIN_PART_STEPS, steps_per_part};
 
 /// Widening of a line's register on each side, in semitones.
 const REGISTER_MARGIN: u8 = 3;
@@ -248,6 +248,7 @@ mod tests {
     use crate::diffusion::tasks::{StepHook, fill, generate, harmonize, vary};
     use crate::models::roll::Config;
     use crate::music::Note;
+    use crate::settings::{MIN_PART_STEPS, steps_per_part};
     use std::collections::BTreeSet;
     use std::sync::Arc;
     use std::sync::OnceLock;

@@ -31,7 +31,7 @@ use crate::music::{Clip, Mask, Track, TrackRole};
 /// The engine of every task: regenerate the masked cells, fresh (`strength` None) or as a
 /// variation of the current content. A parts model regenerates every target track in turn
 /// ([`part_tasks::targets`]: melody first; seeds differ per part; the steps shared among the
-/// tracks, [`part_tasks::steps_per_part`]; a clip with no pitched track gets a "Generated"
+/// tracks, [`crate::settings::steps_per_part`]; a clip with no pitched track gets a "Generated"
 /// track); any other model samples the merged roll window by window.
 pub fn regenerate(
     model: &RollModel,
@@ -50,7 +50,7 @@ pub fn regenerate(
     }
     let targets = part_tasks::targets(&clip, mask)?;
     let opts = RollOptions {
-        steps: part_tasks::steps_per_part(opts.steps, targets.len()),
+        steps: crate::settings::steps_per_part(opts.steps, targets.len()),
         ..opts.clone()
     };
     part_tasks::run_targets(model, &clip, mask, &targets, strength, &opts)
